@@ -1,0 +1,342 @@
+//! The command line: options, defaults, validation and the usage text.
+//!
+//! `parse` turns the arguments into a [`Config`] or says exactly what is
+//! wrong. It opens no socket and reads no file; `main.rs` decides what to do
+//! with the outcome (print usage, exit 2, or run), and `event_loop.rs` uses the
+//! values.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub server: ServerOptions,
+    pub log_level: log::LevelFilter,
+}
+
+/// Which protocol the server speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// RFC 862 echo, optionally greeting and prefixing lines.
+    Echo {
+        greeting: Option<String>,
+        prefix: Option<String>,
+    },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Echo { .. } => "echo",
+        }
+    }
+}
+
+/// The options every server mode shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    /// `None`: connections never time out.
+    pub idle_timeout: Option<Duration>,
+    pub write_limit: usize,
+    pub drain_timeout: Duration,
+    /// `None`: no periodic stats line (the final one is still logged).
+    pub stats_interval: Option<Duration>,
+    pub max_line: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(30)),
+            write_limit: 1024 * 1024,
+            drain_timeout: Duration::from_secs(5),
+            stats_interval: Some(Duration::from_secs(10)),
+            max_line: 8192,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A command line that cannot run, and why. Printed with the usage; exit 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const USAGE: &str = "\
+monoloop: TCP servers on one single-threaded readiness loop
+
+USAGE:
+    monoloop echo [OPTIONS]
+
+MODES:
+    echo        send every byte back, in order (RFC 862)
+
+ECHO OPTIONS:
+    --greeting TEXT        send TEXT and a newline to each client on connect
+    --prefix TEXT          line mode: send each complete line back as TEXT + line
+
+OPTIONS FOR EVERY SERVER MODE:
+    --listen ADDR          address and port to listen on    [default: 127.0.0.1:8080]
+                           (IPv6: [::1]:8080; port 0 picks a free port)
+    --max-connections N    clients served at once; more get
+                           \"Server is full. Try again later.\"  [default: 1024]
+    --idle-timeout SECS    close a connection silent both ways this long;
+                           0 disables                         [default: 30]
+    --write-limit BYTES    bytes queued for one client before the server
+                           stops reading from it (backpressure) [default: 1048576]
+    --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
+                           each client is owed                [default: 5]
+    --stats-interval SECS  log a stats line this often; 0 disables [default: 10]
+    --max-line BYTES       longest line in line modes         [default: 8192]
+    --log-level LEVEL      error, warn, info, debug or trace  [default: info]
+    -h, --help             print this help
+    -V, --version          print the version
+";
+
+/// Parses the process's arguments (without the program name).
+pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Parsed::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Parsed::Version);
+    }
+    let mode_name: Option<String> = args
+        .subcommand()
+        .map_err(|e| UsageError(format!("bad mode: {e}")))?;
+    let Some(mode_name) = mode_name else {
+        return Err(UsageError("no mode given: try `monoloop echo`".into()));
+    };
+
+    let defaults = ServerOptions::default();
+    let server = ServerOptions {
+        listen: opt(&mut args, "--listen", parse_addr)?.unwrap_or(defaults.listen),
+        max_connections: opt(&mut args, "--max-connections", positive)?
+            .unwrap_or(defaults.max_connections),
+        idle_timeout: opt(&mut args, "--idle-timeout", seconds_or_off)?
+            .unwrap_or(defaults.idle_timeout),
+        write_limit: opt(&mut args, "--write-limit", positive)?.unwrap_or(defaults.write_limit),
+        drain_timeout: opt(&mut args, "--drain-timeout", seconds)?
+            .unwrap_or(defaults.drain_timeout),
+        stats_interval: opt(&mut args, "--stats-interval", seconds_or_off)?
+            .unwrap_or(defaults.stats_interval),
+        max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
+    };
+    let log_level = opt(&mut args, "--log-level", parse_level)?.unwrap_or(log::LevelFilter::Info);
+
+    let mode = match mode_name.as_str() {
+        "echo" => Mode::Echo {
+            greeting: opt(&mut args, "--greeting", text)?,
+            prefix: opt(&mut args, "--prefix", text)?,
+        },
+        other => return Err(UsageError(format!("unknown mode '{other}'"))),
+    };
+
+    let rest = args.finish();
+    if let Some(first) = rest.first() {
+        return Err(UsageError(format!(
+            "unexpected argument '{}' for mode {}",
+            first.to_string_lossy(),
+            mode.name()
+        )));
+    }
+    Ok(Parsed::Run(Box::new(Config {
+        mode,
+        server,
+        log_level,
+    })))
+}
+
+/// Reads an optional `--name VALUE`, converting it with `f`. A missing value
+/// or one `f` rejects is a [`UsageError`] naming the option.
+fn opt<T>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+    f: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, UsageError> {
+    let raw: Option<String> = match args.opt_value_from_str(name) {
+        Ok(v) => v,
+        Err(pico_args::Error::OptionWithoutAValue(_)) => {
+            return Err(UsageError(format!("{name} needs a value")))
+        }
+        Err(pico_args::Error::Utf8ArgumentParsingFailed { value, .. }) => {
+            return Err(UsageError(format!(
+                "invalid value '{value}' for {name}: not valid UTF-8"
+            )))
+        }
+        Err(e) => return Err(UsageError(format!("{name}: {e}"))),
+    };
+    raw.map(|v| f(&v).map_err(|why| UsageError(format!("invalid value '{v}' for {name}: {why}"))))
+        .transpose()
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:8080 or [::1]:8080".to_string())
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number".into()),
+    }
+}
+
+/// Seconds, whole or fractional (`1`, `0.5`), at most a day.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_string())?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err("must be between 0 and 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Like [`seconds`], with 0 meaning "off".
+fn seconds_or_off(s: &str) -> Result<Option<Duration>, String> {
+    seconds(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+fn text(s: &str) -> Result<String, String> {
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Parsed, UsageError> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn config(args: &[&str]) -> Config {
+        match run(args) {
+            Ok(Parsed::Run(c)) => *c,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&["echo"]);
+        assert_eq!(c.server, ServerOptions::default());
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.mode,
+            Mode::Echo {
+                greeting: None,
+                prefix: None
+            }
+        );
+    }
+
+    #[test]
+    fn every_common_option_is_read() {
+        let c = config(&[
+            "echo",
+            "--listen",
+            "[::1]:0",
+            "--max-connections",
+            "5",
+            "--idle-timeout",
+            "0",
+            "--write-limit",
+            "4096",
+            "--drain-timeout",
+            "0.5",
+            "--stats-interval",
+            "2",
+            "--max-line",
+            "100",
+            "--log-level",
+            "debug",
+            "--greeting",
+            "hi",
+            "--prefix",
+            "Echo: ",
+        ]);
+        assert_eq!(c.server.listen.to_string(), "[::1]:0");
+        assert_eq!(c.server.max_connections, 5);
+        assert_eq!(c.server.idle_timeout, None);
+        assert_eq!(c.server.write_limit, 4096);
+        assert_eq!(c.server.drain_timeout, Duration::from_millis(500));
+        assert_eq!(c.server.stats_interval, Some(Duration::from_secs(2)));
+        assert_eq!(c.server.max_line, 100);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(
+            c.mode,
+            Mode::Echo {
+                greeting: Some("hi".into()),
+                prefix: Some("Echo: ".into())
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = run(&["echo", "--listen", "nowhere"]).unwrap_err();
+        assert!(e.0.contains("--listen"), "{e}");
+        let e = run(&["echo", "--max-connections", "0"]).unwrap_err();
+        assert!(
+            e.0.contains("--max-connections") && e.0.contains("at least 1"),
+            "{e}"
+        );
+        let e = run(&["echo", "--idle-timeout", "-1"]).unwrap_err();
+        assert!(e.0.contains("--idle-timeout"), "{e}");
+        let e = run(&["echo", "--log-level", "loud"]).unwrap_err();
+        assert!(e.0.contains("--log-level"), "{e}");
+        let e = run(&["echo", "--listen"]).unwrap_err();
+        assert!(e.0.contains("needs a value"), "{e}");
+    }
+
+    #[test]
+    fn unknown_modes_and_arguments_are_refused() {
+        assert!(run(&[]).unwrap_err().0.contains("no mode"));
+        assert!(run(&["dance"])
+            .unwrap_err()
+            .0
+            .contains("unknown mode 'dance'"));
+        let e = run(&["echo", "--frobnicate"]).unwrap_err();
+        assert!(e.0.contains("--frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn help_and_version_win_over_everything() {
+        assert!(matches!(run(&["echo", "--help"]), Ok(Parsed::Help)));
+        assert!(matches!(run(&["-V"]), Ok(Parsed::Version)));
+    }
+}

@@ -1,0 +1,531 @@
+//! One connection: its socket, its stage, the bytes it is owed, its
+//! readiness as last reported, and its deadline.
+//!
+//! This file owns the per-connection rules: how a read or a write is
+//! interpreted ([`ReadOutcome`], [`WriteOutcome`]), which interest the socket
+//! needs in each state ([`Connection::desired_interest`], the one place that
+//! computes it), when reading pauses for backpressure, and when the
+//! connection's timer is due ([`Connection::deadline`]). It does not know
+//! about other connections, protocols or the poll loop: `event_loop.rs` calls
+//! these methods in order and routes the bytes.
+//!
+//! # Stages
+//!
+//! ```text
+//!            accept
+//!              |
+//!              v
+//!  +-------> OPEN ---------- peer EOF, protocol keeps talking --> HALF-CLOSED
+//!  |           |                                                       |
+//!  |           | protocol done / peer EOF / idle timeout / shutdown    |
+//!  |           v                                                       |
+//!  |       FLUSHING  <-------------------------------------------------+
+//!  |           |  (writes what is owed, reads nothing)
+//!  |           | queue empty: shutdown(SHUT_WR) = our FIN
+//!  |           v
+//!  |       LINGERING  (reads and discards until the peer's FIN, so that
+//!  |           |        close() does not turn unread input into an RST
+//!  |           |        that destroys the bytes we just sent)
+//!  |           v
+//!  +------ CLOSED  (any error or expired deadline jumps here; the loop
+//!                   drops the socket at the end of the turn)
+//! ```
+//!
+//! # Readiness is remembered, interest is derived
+//!
+//! mio is edge-triggered: an event says "something changed", once. So the
+//! connection remembers what the last event promised (`read_ready`: input
+//! may be waiting; `write_blocked`: the kernel refused a write and a
+//! writable event has not come since) and forgets it only when the socket
+//! says so (`WouldBlock`, or a short read). The interest registered with
+//! epoll is a separate thing, computed from the stage and the queue alone:
+//! READABLE unless reading is paused or over, WRITABLE only while bytes are
+//! owed. Idle, it is just READABLE, and a request-reply exchange never
+//! changes it, so it costs no `epoll_ctl`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::buffer::WriteQueue;
+use crate::conn_table::Tokened;
+
+/// Where a connection is in its life. See the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading and writing.
+    Open,
+    /// The peer sent its FIN; the protocol may still write.
+    HalfClosed,
+    /// Writing what is owed, reading nothing; `until` bounds it if set.
+    Flushing { until: Option<Instant> },
+    /// Our FIN is sent; reading and discarding until the peer's, or `until`.
+    Lingering { until: Instant },
+    /// Done; the socket is dropped at the end of the turn.
+    Closed,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Open => "OPEN",
+            Stage::HalfClosed => "HALF-CLOSED",
+            Stage::Flushing { .. } => "FLUSHING",
+            Stage::Lingering { .. } => "LINGERING",
+            Stage::Closed => "CLOSED",
+        })
+    }
+}
+
+/// What one read found.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// `n` bytes are in the buffer.
+    Data(usize),
+    /// Nothing to read now (`WouldBlock`): wait for the next event.
+    Drained,
+    /// The peer will send nothing more (a read of 0 bytes).
+    Eof,
+    /// The connection failed (reset, for instance).
+    Failed(io::Error),
+}
+
+/// What one attempt to send found.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// Everything owed is written.
+    Done,
+    /// The kernel's send buffer is full (`WouldBlock`); bytes remain queued.
+    Blocked,
+    /// The connection failed (reset, broken pipe, ...).
+    Failed(io::Error),
+}
+
+/// One client connection. See the module documentation.
+#[derive(Debug)]
+pub struct Connection<S> {
+    stream: TcpStream,
+    token: Token,
+    pub peer: SocketAddr,
+    stage: Stage,
+    /// Bytes owed to the peer.
+    pub queue: WriteQueue,
+    /// The last event said input may be waiting, and no read has found the
+    /// socket empty since.
+    read_ready: bool,
+    /// The last event reported the peer's FIN or an error: keep reading
+    /// until the read says so, even after a short read.
+    read_closed_hint: bool,
+    /// A write returned `WouldBlock`, and no writable event has come since.
+    write_blocked: bool,
+    /// Reading stopped because `queue` passed the write limit.
+    reading_paused: bool,
+    /// The peer's FIN has been read.
+    peer_eof: bool,
+    /// The interest now registered with the poll, if any.
+    registered: Option<Interest>,
+    /// When bytes last moved either way (the idle timeout counts from here).
+    pub last_activity: Instant,
+    /// The deadline of this connection's one live timer entry, if armed.
+    pub timer_at: Option<Instant>,
+    /// The protocol's state; taken when the protocol is told it closed.
+    pub session: Option<S>,
+}
+
+impl<S> Tokened for Connection<S> {
+    fn token(&self) -> Token {
+        self.token
+    }
+}
+
+impl<S> Connection<S> {
+    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, now: Instant) -> Self {
+        Self {
+            stream,
+            token,
+            peer,
+            stage: Stage::Open,
+            queue: WriteQueue::new(),
+            // Input that arrived before registration is reported by the
+            // registration itself (epoll checks readiness on EPOLL_CTL_ADD).
+            read_ready: false,
+            read_closed_hint: false,
+            write_blocked: false,
+            reading_paused: false,
+            peer_eof: false,
+            registered: None,
+            last_activity: now,
+            timer_at: None,
+            session: None,
+        }
+    }
+
+    /// The connection's number in the logs (its token's generation).
+    pub fn number(&self) -> u32 {
+        (self.token.0 >> 32) as u32
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The one place a stage changes, so that every transition can be traced.
+    pub fn set_stage(&mut self, next: Stage) {
+        if self.stage != next {
+            log::trace!("conn #{}: {} -> {}", self.number(), self.stage, next);
+            self.stage = next;
+        }
+    }
+
+    pub fn peer_eof(&self) -> bool {
+        self.peer_eof
+    }
+
+    /// True if this stage takes bytes from the protocol and other
+    /// connections. Flushing, lingering and closed connections take no more.
+    pub fn accepts_output(&self) -> bool {
+        matches!(self.stage, Stage::Open | Stage::HalfClosed)
+    }
+
+    /// Records what an event reported.
+    pub fn on_event(&mut self, readable: bool, read_closed: bool, writable: bool) {
+        if readable || read_closed {
+            self.read_ready = true;
+        }
+        if read_closed {
+            self.read_closed_hint = true;
+        }
+        if writable {
+            self.write_blocked = false;
+        }
+    }
+
+    /// True if a read now is both allowed and may find something.
+    pub fn wants_read(&self) -> bool {
+        self.read_ready && self.reads() && !self.reading_paused
+    }
+
+    /// True if this stage reads at all.
+    fn reads(&self) -> bool {
+        match self.stage {
+            Stage::Open | Stage::Lingering { .. } => !self.peer_eof,
+            Stage::HalfClosed | Stage::Flushing { .. } | Stage::Closed => false,
+        }
+    }
+
+    /// True if bytes are owed and the kernel may take some now.
+    pub fn can_write(&self) -> bool {
+        !self.queue.is_empty() && !self.write_blocked && self.stage != Stage::Closed
+    }
+
+    /// One read into `buf`.
+    ///
+    /// A read that fills less than `buf` is taken to have drained the socket:
+    /// on Linux a TCP socket's reads return everything queued, and any byte
+    /// that arrives later raises a fresh edge. That saves the extra read per
+    /// message that would only return `WouldBlock`. The exception is an event
+    /// that carried the peer's FIN or an error: then reading goes on until the
+    /// 0-byte read or the error, which may raise no further edge.
+    pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        loop {
+            return match self.stream.read(buf) {
+                Ok(0) => {
+                    self.read_ready = false;
+                    self.peer_eof = true;
+                    ReadOutcome::Eof
+                }
+                Ok(n) => {
+                    if n < buf.len() && !self.read_closed_hint {
+                        self.read_ready = false;
+                    }
+                    ReadOutcome::Data(n)
+                }
+                // The OS saying "not now".
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_ready = false;
+                    ReadOutcome::Drained
+                }
+                // A signal arrived mid-call: just try again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.read_ready = false;
+                    ReadOutcome::Failed(e)
+                }
+            };
+        }
+    }
+
+    /// Sends `bytes` after what is already owed. When nothing is owed it
+    /// writes them straight away, and queues (copies) only what the kernel
+    /// did not take. Returns the outcome and the bytes written now.
+    pub fn send(&mut self, bytes: &[u8]) -> (WriteOutcome, usize) {
+        if bytes.is_empty() {
+            return (WriteOutcome::Done, 0);
+        }
+        if !self.queue.is_empty() || self.write_blocked {
+            self.queue.push_copy(bytes);
+            return (WriteOutcome::Blocked, 0);
+        }
+        loop {
+            return match self.stream.write(bytes) {
+                Ok(n) => {
+                    self.queue.push_copy(&bytes[n..]);
+                    if self.queue.is_empty() {
+                        (WriteOutcome::Done, n)
+                    } else {
+                        (WriteOutcome::Blocked, n)
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    self.queue.push_copy(bytes);
+                    (WriteOutcome::Blocked, 0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => (WriteOutcome::Failed(e), 0),
+            };
+        }
+    }
+
+    /// Writes what is owed until it is all written or the kernel refuses
+    /// more. Each round is one vectored write of up to 64 chunks. Returns
+    /// the outcome and the bytes written.
+    pub fn flush(&mut self) -> (WriteOutcome, usize) {
+        let mut written = 0;
+        while self.can_write() {
+            match self.queue.write_to(&mut self.stream) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return (WriteOutcome::Blocked, written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (WriteOutcome::Failed(e), written),
+            }
+        }
+        if self.queue.is_empty() {
+            (WriteOutcome::Done, written)
+        } else {
+            (WriteOutcome::Blocked, written)
+        }
+    }
+
+    /// Sends our FIN: everything owed has been written.
+    pub fn shutdown_write(&mut self) {
+        // ENOTCONN here means the peer is already gone, which the next read
+        // will report; nothing to do about it now.
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Applies the write limit with hysteresis: reading pauses when more than
+    /// `limit` bytes are owed and resumes when no more than half are.
+    /// Returns true if reading just resumed.
+    pub fn apply_backpressure(&mut self, limit: usize) -> bool {
+        if !self.reading_paused && self.queue.len() > limit {
+            self.reading_paused = true;
+            log::debug!(
+                "conn #{}: {} bytes owed, pausing reads",
+                self.number(),
+                self.queue.len()
+            );
+        } else if self.reading_paused && self.queue.len() <= limit / 2 {
+            self.reading_paused = false;
+            log::debug!("conn #{}: drained, resuming reads", self.number());
+            return true;
+        }
+        false
+    }
+
+    pub fn reading_paused(&self) -> bool {
+        self.reading_paused
+    }
+
+    /// The interest this connection needs now: the one place it is decided.
+    pub fn desired_interest(&self) -> Option<Interest> {
+        let read = self.reads() && !self.reading_paused;
+        let write = !self.queue.is_empty() && self.stage != Stage::Closed;
+        match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+
+    /// Makes the registration match [`desired_interest`](Self::desired_interest),
+    /// with a syscall only when it differs from what is registered.
+    pub fn sync_interest(&mut self, registry: &Registry) -> io::Result<()> {
+        let want = self.desired_interest();
+        if want == self.registered {
+            return Ok(());
+        }
+        match (self.registered, want) {
+            (None, Some(i)) => registry.register(&mut self.stream, self.token, i)?,
+            (Some(_), Some(i)) => registry.reregister(&mut self.stream, self.token, i)?,
+            (Some(_), None) => registry.deregister(&mut self.stream)?,
+            (None, None) => {}
+        }
+        self.registered = want;
+        Ok(())
+    }
+
+    /// When this connection's timer is due: the idle deadline (bytes last
+    /// moved + `idle`) or the stage's own bound, whichever is first.
+    pub fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        let idle_at = idle.map(|d| self.last_activity + d);
+        let stage_at = match self.stage {
+            Stage::Flushing { until } => until,
+            Stage::Lingering { until } => Some(until),
+            Stage::Closed => return None,
+            Stage::Open | Stage::HalfClosed => None,
+        };
+        match (idle_at, stage_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// True for the errors that just mean the peer went away: logged at debug,
+/// never as a server error.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof | TimedOut
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener as StdListener;
+
+    /// A connected pair over loopback: (server side as a Connection, client).
+    fn pair() -> (Connection<()>, std::net::TcpStream) {
+        let l = StdListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let conn = Connection::new(TcpStream::from_std(s), Token(1 << 32), peer, Instant::now());
+        (conn, client)
+    }
+
+    #[test]
+    fn idle_open_connection_wants_only_readable() {
+        let (c, _client) = pair();
+        assert_eq!(c.desired_interest(), Some(Interest::READABLE));
+        assert_eq!(c.number(), 1);
+    }
+
+    #[test]
+    fn owed_bytes_add_writable_and_backpressure_drops_readable() {
+        let (mut c, _client) = pair();
+        c.queue.push_copy(&[0u8; 100]);
+        assert_eq!(
+            c.desired_interest(),
+            Some(Interest::READABLE | Interest::WRITABLE)
+        );
+        assert!(!c.apply_backpressure(50));
+        assert!(c.reading_paused());
+        assert_eq!(c.desired_interest(), Some(Interest::WRITABLE));
+        // Still above half the limit: stays paused.
+        c.queue.consume(60);
+        assert!(!c.apply_backpressure(50));
+        assert!(c.reading_paused());
+        // At half: resumes.
+        c.queue.consume(15);
+        assert!(c.apply_backpressure(50));
+        assert_eq!(
+            c.desired_interest(),
+            Some(Interest::READABLE | Interest::WRITABLE)
+        );
+    }
+
+    #[test]
+    fn flushing_and_lingering_read_only_when_they_should() {
+        let (mut c, _client) = pair();
+        c.set_stage(Stage::Flushing { until: None });
+        assert_eq!(c.desired_interest(), None);
+        c.queue.push_copy(b"x");
+        assert_eq!(c.desired_interest(), Some(Interest::WRITABLE));
+        c.queue.consume(1);
+        c.set_stage(Stage::Lingering {
+            until: Instant::now(),
+        });
+        assert_eq!(c.desired_interest(), Some(Interest::READABLE));
+    }
+
+    #[test]
+    fn deadline_is_the_earlier_of_idle_and_stage_bound() {
+        let (mut c, _client) = pair();
+        let t0 = c.last_activity;
+        let idle = Some(Duration::from_secs(30));
+        assert_eq!(c.deadline(idle), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(c.deadline(None), None);
+        c.set_stage(Stage::Flushing {
+            until: Some(t0 + Duration::from_secs(5)),
+        });
+        assert_eq!(c.deadline(idle), Some(t0 + Duration::from_secs(5)));
+        c.set_stage(Stage::Closed);
+        assert_eq!(c.deadline(idle), None);
+    }
+
+    #[test]
+    fn short_read_counts_as_drained_and_zero_is_eof() {
+        let (mut c, mut client) = pair();
+        client.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 64];
+        // Wait for the bytes to cross loopback.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let n = loop {
+            match c.read(&mut buf) {
+                ReadOutcome::Data(n) => break n,
+                ReadOutcome::Drained if Instant::now() < deadline => {
+                    c.on_event(true, false, false);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"hello");
+        assert!(!c.wants_read(), "a short read drains");
+        drop(client);
+        c.on_event(true, true, false);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.read(&mut buf) {
+                ReadOutcome::Eof => break,
+                ReadOutcome::Drained if Instant::now() < deadline => {
+                    c.on_event(true, true, false);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(c.peer_eof());
+    }
+
+    #[test]
+    fn send_writes_directly_when_nothing_is_owed() {
+        let (mut c, mut client) = pair();
+        let (outcome, n) = c.send(b"ping");
+        assert!(matches!(outcome, WriteOutcome::Done));
+        assert_eq!(n, 4);
+        assert!(c.queue.is_empty());
+        let mut got = [0u8; 4];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    }
+
+    #[test]
+    fn disconnect_errors_are_recognised() {
+        assert!(is_disconnect(&io::ErrorKind::ConnectionReset.into()));
+        assert!(is_disconnect(&io::ErrorKind::BrokenPipe.into()));
+        assert!(!is_disconnect(&io::ErrorKind::PermissionDenied.into()));
+    }
+}

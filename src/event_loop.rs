@@ -1,0 +1,757 @@
+//! The readiness loop: one `mio::Poll`, the listener, the signal pipe, the
+//! table of connections, the timers, and the order in which they are served.
+//!
+//! One turn of [`Server::run`]:
+//!
+//! 1. sleep in `epoll_wait` until an event, or until the nearest deadline
+//!    (zero if work was left over from the last turn, forever if nothing is
+//!    scheduled: an idle server makes no wakeups);
+//! 2. dispatch each event: the listener accepts, the signal pipe starts the
+//!    shutdown, a connection reads and writes ([`Server::drive`]);
+//! 3. serve the connections that still had input when their read budget ran
+//!    out last turn (the ready list: fairness without starving anyone);
+//! 4. fire the expired timers (idle timeouts, close bounds, stats, drain);
+//! 5. deliver what protocols sent from one connection to others, one
+//!    vectored write per receiver per turn;
+//! 6. reap the connections closed during the turn. Removal waits until here,
+//!    a safe point, so nothing is freed while an event batch may still name
+//!    it, and `conn_table.rs` makes stale tokens harmless besides.
+//!
+//! This file decides *when* things happen. What a read or write means, and
+//! which interest a socket needs, is `connection.rs`; what bytes to answer
+//! is the protocol's (`protocol/`); the deadline heap is `timer.rs`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::ServerOptions;
+use crate::conn_table::{reserved, ConnTable};
+use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::protocol::{CloseReason, Ctx, Protocol, Step};
+use crate::stats::Stats;
+use crate::sys::{self, ListenError};
+use crate::timer::Timers;
+
+/// The listener's token; no connection can have it.
+const LISTENER: Token = reserved(0);
+/// The signal pipe's token.
+const SIGNALS: Token = reserved(1);
+
+/// Size of the one read buffer all connections share.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Reads per connection per turn before others get their go: 1 MiB.
+const READS_PER_TURN: usize = 16;
+/// Accepts per turn before existing connections get their go.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Events taken from the kernel per `epoll_wait`.
+const EVENTS_PER_TURN: usize = 1024;
+/// How long a connection the server is closing may take to flush and
+/// linger, when no shutdown drain bounds it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How soon to retry accepting after an accept error.
+const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// The staging buffer is trimmed back to this after a large reply.
+const STAGING_KEEP: usize = 64 * 1024;
+
+/// Sent to a client turned away at `--max-connections`.
+pub const SERVER_FULL: &[u8] = b"Server is full. Try again later.\n";
+/// Sent to a client before the idle timeout closes it.
+pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
+
+/// Whose deadline a timer entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKey {
+    /// A connection's idle timeout or close bound (`Connection::deadline`).
+    Conn(Token),
+    /// The periodic stats line.
+    Stats,
+    /// The end of the shutdown drain.
+    Drain,
+    /// Try accepting again after an accept error.
+    AcceptRetry,
+}
+
+/// Whether, and how eagerly, the listener is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    /// Accept when the listener reports readiness.
+    OnEvent,
+    /// The accept budget ran out with clients still waiting: accept again
+    /// next turn without waiting for an event (edge-triggered: none comes).
+    Backlogged,
+    /// An accept failed (out of descriptors, say): wait for a connection to
+    /// close or the retry timer, rather than spin on the same error.
+    Paused,
+    /// Shutting down: the listener is closed.
+    Stopped,
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// A signal, then every connection drained or the drain timeout passed.
+    Drained,
+    /// A second signal during the drain: stopped at once.
+    Aborted,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Listen(ListenError),
+    Io(&'static str, io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Listen(e) => e.fmt(f),
+            StartError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+/// The server: the poll and everything it serves. See the module docs.
+pub struct Server<P: Protocol> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+    conns: ConnTable<Connection<P::Session>>,
+    timers: Timers<TimerKey>,
+    protocol: P,
+    opts: ServerOptions,
+    stats: Stats,
+    accepting: Accepting,
+    /// An accept error was logged and no accept has succeeded since.
+    accept_trouble: bool,
+    /// Set when the shutdown drain began: its deadline.
+    draining: Option<Instant>,
+    aborted: bool,
+    /// The one read buffer, shared by every connection.
+    scratch: Box<[u8]>,
+    /// What the protocol wrote for the connection being served.
+    staging: Vec<u8>,
+    /// What protocols sent to other connections this turn.
+    sends: Vec<(Token, Rc<[u8]>)>,
+    /// Connections with input left when their read budget ran out.
+    ready: Vec<Token>,
+    /// Connections closed this turn, to be dropped at its end.
+    closed: Vec<Token>,
+}
+
+impl<P: Protocol> Server<P> {
+    /// Opens the listener and the signal pipe. Nothing is served until
+    /// [`run`](Self::run).
+    pub fn bind(opts: ServerOptions, protocol: P) -> Result<Self, StartError> {
+        sys::raise_fd_limit(opts.max_connections);
+        let poll = Poll::new().map_err(|e| StartError::Io("cannot create the poll", e))?;
+        let mut listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the listener", e))?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the signal pipe", e))?;
+        Ok(Self {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            conns: ConnTable::new(),
+            timers: Timers::new(),
+            protocol,
+            opts,
+            stats: Stats::default(),
+            accepting: Accepting::OnEvent,
+            accept_trouble: false,
+            draining: None,
+            aborted: false,
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            staging: Vec::new(),
+            sends: Vec::new(),
+            ready: Vec::new(),
+            closed: Vec::new(),
+        })
+    }
+
+    /// The address actually listened on (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until a signal and the drain that follows. Returns how it
+    /// ended and the final counters.
+    pub fn run(mut self) -> io::Result<(Exit, Stats)> {
+        let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        if let Some(every) = self.opts.stats_interval {
+            self.timers
+                .schedule(Instant::now() + every, TimerKey::Stats);
+        }
+        while !self.finished() {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            let carried = std::mem::take(&mut self.ready);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    SIGNALS => self.signal(now),
+                    token => self.connection_event(token, event, now),
+                }
+            }
+            for token in carried {
+                self.drive(token, now);
+            }
+            if self.accepting == Accepting::Backlogged {
+                self.accept(now);
+            }
+            self.expire(now);
+            self.deliver(now);
+            self.reap();
+        }
+        log::info!("stats: {} (final)", self.stats.line(self.conns.len()));
+        let exit = if self.aborted {
+            Exit::Aborted
+        } else {
+            Exit::Drained
+        };
+        Ok((exit, self.stats))
+    }
+
+    /// True once the loop has nothing left to do.
+    fn finished(&self) -> bool {
+        self.aborted || (self.draining.is_some() && self.conns.is_empty())
+    }
+
+    /// Zero if work is waiting that no event will announce; otherwise until
+    /// the nearest deadline, or forever.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || self.accepting == Accepting::Backlogged {
+            return Some(Duration::ZERO);
+        }
+        self.timers.poll_timeout(now)
+    }
+
+    // ----- accepting ------------------------------------------------------
+
+    /// Accepts waiting clients, up to a budget per turn.
+    fn accept(&mut self, now: Instant) {
+        if !matches!(self.accepting, Accepting::OnEvent | Accepting::Backlogged) {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.accept_trouble {
+                        self.accept_trouble = false;
+                        log::info!("accepting connections again");
+                    }
+                    self.admit(stream, peer, now);
+                }
+                // Every waiting client is accepted.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accepting = Accepting::OnEvent;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // One client gave up between SYN and accept: next.
+                Err(e) if sys::is_client_abort(&e) => {
+                    log::debug!("accept: client aborted: {e}");
+                }
+                Err(e) => {
+                    self.pause_accepting(&e, now);
+                    return;
+                }
+            }
+        }
+        self.accepting = Accepting::Backlogged;
+    }
+
+    /// Stops accepting after an error that would recur at once, warning once
+    /// per episode. Accepting resumes when a connection closes (a descriptor
+    /// is free) or on the retry timer (another process freed one).
+    fn pause_accepting(&mut self, e: &io::Error, now: Instant) {
+        if !self.accept_trouble {
+            self.accept_trouble = true;
+            if sys::is_resource_exhaustion(e) {
+                log::warn!(
+                    "cannot accept: {e}; serving the {} open connections, \
+                     new clients wait until a descriptor frees",
+                    self.conns.len()
+                );
+            } else {
+                log::warn!("cannot accept: {e}; retrying");
+            }
+        }
+        self.accepting = Accepting::Paused;
+        self.timers
+            .schedule(now + ACCEPT_RETRY, TimerKey::AcceptRetry);
+    }
+
+    /// Takes in one accepted client, or turns it away if the server is full.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.conns.len() >= self.opts.max_connections {
+            self.stats.rejected += 1;
+            log::debug!("rejected {peer}: server full");
+            reject(stream);
+            return;
+        }
+        // Replies go out as soon as they are written, not after Nagle's
+        // delay: each write here is already a whole batch.
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        let token = self
+            .conns
+            .insert_with(|token, _| Connection::new(stream, token, peer, now));
+        self.stats.accepted += 1;
+        log::debug!("conn #{} from {peer}", token.0 >> 32);
+        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+        let session = self.protocol.open(token, &mut ctx);
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.session = Some(session);
+        }
+        self.emit(token, now);
+        // Registers the socket; input already waiting is reported by the
+        // registration itself.
+        self.settle(token, now);
+    }
+
+    // ----- serving one connection -------------------------------------------
+
+    /// Records an event for a connection, then serves it.
+    fn connection_event(&mut self, token: Token, event: &mio::event::Event, now: Instant) {
+        // Gone, or closed earlier in this batch: the event is stale.
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.stage() == Stage::Closed {
+            return;
+        }
+        conn.on_event(
+            event.is_readable(),
+            event.is_read_closed() || event.is_error(),
+            event.is_writable(),
+        );
+        self.drive(token, now);
+    }
+
+    /// Serves one connection: read what is waiting (within the budget), write
+    /// what is owed, then settle its stage, interest and timer.
+    fn drive(&mut self, token: Token, now: Instant) {
+        if self.conns.get(token).is_some_and(|c| c.wants_read()) {
+            self.read_input(token, now);
+        }
+        self.flush(token, now);
+        self.settle(token, now);
+    }
+
+    /// Reads until the socket is drained, reading pauses, or the budget runs
+    /// out; hands each read to the protocol and sends its answer at once.
+    fn read_input(&mut self, token: Token, now: Instant) {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            if !conn.wants_read() {
+                return;
+            }
+            match conn.read(&mut self.scratch) {
+                ReadOutcome::Data(n) => {
+                    self.stats.bytes_in += n as u64;
+                    conn.last_activity = now;
+                    // Lingering: the bytes are read only to be discarded.
+                    let Some(session) = conn.session.as_mut() else {
+                        continue;
+                    };
+                    let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+                    let step = self
+                        .protocol
+                        .data(session, token, &self.scratch[..n], &mut ctx);
+                    self.emit(token, now);
+                    if step == Step::Close {
+                        self.begin_close(token, CloseReason::Protocol, Some(now + CLOSE_GRACE));
+                        return;
+                    }
+                    if let Some(conn) = self.conns.get_mut(token) {
+                        conn.apply_backpressure(self.opts.write_limit);
+                    }
+                }
+                ReadOutcome::Drained => return,
+                ReadOutcome::Eof => {
+                    self.end_of_input(token, now);
+                    return;
+                }
+                ReadOutcome::Failed(e) => {
+                    self.fail(token, &e);
+                    return;
+                }
+            }
+        }
+        // Budget spent with input still waiting: come back next turn.
+        if self.conns.get(token).is_some_and(|c| c.wants_read()) {
+            self.ready.push(token);
+        }
+    }
+
+    /// The peer sent its FIN.
+    fn end_of_input(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let Some(session) = conn.session.as_mut() else {
+            // Lingering: the peer has seen our FIN and sent its own.
+            self.close(token, CloseReason::Done);
+            return;
+        };
+        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+        let step = self.protocol.eof(session, token, &mut ctx);
+        self.emit(token, now);
+        match step {
+            Step::Close => self.begin_close(token, CloseReason::Done, None),
+            Step::Continue => {
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.set_stage(Stage::HalfClosed);
+                }
+            }
+        }
+    }
+
+    /// Sends what the protocol just wrote into the staging buffer to the
+    /// connection: straight to the socket if nothing is owed before it.
+    fn emit(&mut self, token: Token, now: Instant) {
+        if self.staging.is_empty() {
+            return;
+        }
+        let outcome = match self.conns.get_mut(token) {
+            Some(conn) if conn.accepts_output() => {
+                let (outcome, n) = conn.send(&self.staging);
+                if n > 0 {
+                    self.stats.bytes_out += n as u64;
+                    conn.last_activity = now;
+                }
+                Some(outcome)
+            }
+            // Closing or gone: nobody to send to.
+            _ => None,
+        };
+        self.staging.clear();
+        if self.staging.capacity() > STAGING_KEEP {
+            self.staging.shrink_to(STAGING_KEEP);
+        }
+        if let Some(WriteOutcome::Failed(e)) = outcome {
+            self.fail(token, &e);
+        }
+    }
+
+    /// Writes what is owed, if the kernel may take it.
+    fn flush(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.can_write() {
+            return;
+        }
+        let (outcome, n) = conn.flush();
+        if n > 0 {
+            self.stats.bytes_out += n as u64;
+            conn.last_activity = now;
+        }
+        if let WriteOutcome::Failed(e) = outcome {
+            self.fail(token, &e);
+        }
+    }
+
+    /// After any change: moves a closing connection along, applies
+    /// backpressure, makes the registered interest match, and arms the timer.
+    fn settle(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // Reading resumed below half the write limit: input may be waiting
+        // that no new edge will announce.
+        if conn.stage() == Stage::Open
+            && conn.apply_backpressure(self.opts.write_limit)
+            && conn.wants_read()
+        {
+            self.ready.push(token);
+        }
+        match conn.stage() {
+            Stage::Flushing { .. } if conn.queue.is_empty() => {
+                // Everything owed is written: our FIN follows it.
+                conn.shutdown_write();
+                if conn.peer_eof() {
+                    self.close(token, CloseReason::Done);
+                    return;
+                }
+                let until = match self.draining {
+                    Some(drain) => drain.min(now + CLOSE_GRACE),
+                    None => now + CLOSE_GRACE,
+                };
+                conn.set_stage(Stage::Lingering { until });
+            }
+            Stage::Closed => return,
+            _ => {}
+        }
+        if let Err(e) = conn.sync_interest(self.poll.registry()) {
+            self.fail(token, &e);
+            return;
+        }
+        if let Some(due) = conn.deadline(self.opts.idle_timeout) {
+            // Only an earlier deadline needs a new entry; a later one is
+            // picked up when the armed entry fires (see timer.rs).
+            if conn.timer_at.is_none_or(|armed| due < armed) {
+                conn.timer_at = Some(due);
+                self.timers.schedule(due, TimerKey::Conn(token));
+            }
+        }
+    }
+
+    // ----- closing ------------------------------------------------------------
+
+    /// Starts a graceful close: the protocol is told the connection is gone,
+    /// then what is owed is flushed (bounded by `until`, if given), our FIN
+    /// sent, and the peer's awaited (`settle` walks those steps).
+    fn begin_close(&mut self, token: Token, reason: CloseReason, until: Option<Instant>) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.accepts_output() {
+            return;
+        }
+        log::debug!("conn #{}: closing: {reason}", conn.number());
+        conn.set_stage(Stage::Flushing { until });
+        if let Some(session) = conn.session.take() {
+            let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
+            self.protocol.closed(session, token, reason, &mut ctx);
+            // Too late for this connection's own output.
+            self.staging.clear();
+        }
+    }
+
+    /// Closes at once; the socket is dropped at the end of the turn.
+    fn close(&mut self, token: Token, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.stage() == Stage::Closed {
+            return;
+        }
+        log::debug!(
+            "conn #{} {} closed: {reason}{}",
+            conn.number(),
+            conn.peer,
+            if conn.queue.is_empty() {
+                String::new()
+            } else {
+                format!(", {} bytes unsent", conn.queue.len())
+            }
+        );
+        conn.set_stage(Stage::Closed);
+        if let Some(session) = conn.session.take() {
+            let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
+            self.protocol.closed(session, token, reason, &mut ctx);
+            self.staging.clear();
+        }
+        self.closed.push(token);
+    }
+
+    /// A socket error: the peer left, or something worse. Either way this
+    /// connection closes, and only this one.
+    fn fail(&mut self, token: Token, e: &io::Error) {
+        let number = token.0 >> 32;
+        if is_disconnect(e) {
+            log::debug!("conn #{number}: {e}");
+        } else {
+            log::warn!("conn #{number}: {e}");
+        }
+        self.close(token, CloseReason::Error);
+    }
+
+    /// Drops the connections closed this turn; a freed descriptor may let a
+    /// paused listener accept again.
+    fn reap(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
+        for token in self.closed.drain(..) {
+            // Dropping the socket closes it, which also removes it from the
+            // epoll set: no deregister call needed.
+            self.conns.remove(token);
+        }
+        if self.accepting == Accepting::Paused {
+            self.accepting = Accepting::Backlogged;
+        }
+    }
+
+    // ----- between connections ------------------------------------------------
+
+    /// Queues what protocols sent to other connections, then flushes each
+    /// receiver once: many messages to one peer become one write.
+    fn deliver(&mut self, now: Instant) {
+        while !self.sends.is_empty() {
+            let mut receivers = Vec::new();
+            for (to, chunk) in std::mem::take(&mut self.sends) {
+                if let Some(conn) = self.conns.get_mut(to) {
+                    if conn.accepts_output() {
+                        if conn.queue.is_empty() {
+                            receivers.push(to);
+                        }
+                        conn.queue.push_shared(chunk);
+                    }
+                }
+            }
+            for token in receivers {
+                self.flush(token, now);
+                self.settle(token, now);
+            }
+        }
+    }
+
+    // ----- time ---------------------------------------------------------------
+
+    /// Fires every timer entry that is due.
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_expired(now) {
+            match key {
+                TimerKey::Conn(token) => self.connection_timer(token, at, now),
+                TimerKey::Stats => {
+                    log::info!("stats: {}", self.stats.line(self.conns.len()));
+                    if let Some(every) = self.opts.stats_interval {
+                        // Keep the cadence, unless the loop fell behind it.
+                        let next = (at + every).max(now);
+                        self.timers.schedule(next, TimerKey::Stats);
+                    }
+                }
+                TimerKey::Drain => {
+                    log::info!(
+                        "drain timeout: closing {} connections that did not finish",
+                        self.conns.len()
+                    );
+                    for token in self.conns.tokens() {
+                        self.close(token, CloseReason::Shutdown);
+                    }
+                }
+                TimerKey::AcceptRetry => {
+                    if self.accepting == Accepting::Paused {
+                        self.accepting = Accepting::Backlogged;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection's timer entry fired: re-arm it if its deadline moved
+    /// later, otherwise act on the deadline.
+    fn connection_timer(&mut self, token: Token, at: Instant, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // A later entry superseded by an earlier one that already fired.
+        if conn.timer_at != Some(at) {
+            return;
+        }
+        conn.timer_at = None;
+        match conn.deadline(self.opts.idle_timeout) {
+            None => {}
+            Some(due) if due > now => {
+                conn.timer_at = Some(due);
+                self.timers.schedule(due, TimerKey::Conn(token));
+            }
+            Some(_) => match conn.stage() {
+                Stage::Open | Stage::HalfClosed => self.idle_timeout(token, now),
+                _ => self.close(token, CloseReason::Expired),
+            },
+        }
+    }
+
+    /// No bytes either way for `--idle-timeout`: say so, and close.
+    fn idle_timeout(&mut self, token: Token, now: Instant) {
+        self.stats.timed_out += 1;
+        if let Some(conn) = self.conns.get(token) {
+            log::debug!("conn #{} {}: idle timeout", conn.number(), conn.peer);
+        }
+        self.staging.extend_from_slice(IDLE_TIMEOUT);
+        self.emit(token, now);
+        self.begin_close(token, CloseReason::IdleTimeout, Some(now + CLOSE_GRACE));
+        self.settle(token, now);
+    }
+
+    // ----- shutdown -----------------------------------------------------------
+
+    /// SIGINT or SIGTERM: the first starts the drain, a second aborts.
+    fn signal(&mut self, now: Instant) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for sig in signals {
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            if self.draining.is_some() {
+                log::warn!(
+                    "{name} again: exiting now, dropping {} connections",
+                    self.conns.len()
+                );
+                self.aborted = true;
+                return;
+            }
+            log::info!(
+                "{name}: no longer accepting; draining {} connections for up to {:?}",
+                self.conns.len(),
+                self.opts.drain_timeout
+            );
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Closes the listener and starts a bounded, graceful close of every
+    /// connection: each gets the protocol's last words and what it is owed.
+    fn begin_shutdown(&mut self, now: Instant) {
+        let deadline = now + self.opts.drain_timeout;
+        self.draining = Some(deadline);
+        self.accepting = Accepting::Stopped;
+        // Dropping the listener closes it: new clients are refused by the
+        // kernel rather than left waiting in a backlog nobody serves.
+        self.listener = None;
+        self.timers.schedule(deadline, TimerKey::Drain);
+        for token in self.conns.tokens() {
+            if let Some(conn) = self.conns.get_mut(token) {
+                if let Some(session) = conn.session.as_mut() {
+                    let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+                    self.protocol.shutdown(session, token, &mut ctx);
+                    self.emit(token, now);
+                }
+            }
+            self.begin_close(token, CloseReason::Shutdown, Some(deadline));
+            self.settle(token, now);
+        }
+    }
+}
+
+/// Turns away a client at the connection limit: one best-effort write of the
+/// reason, our FIN, and the socket is dropped. Never blocks and never fails
+/// the server: the message fits any fresh socket's send buffer.
+fn reject(stream: TcpStream) {
+    use std::io::Write;
+    let mut stream = stream;
+    let _ = stream.write(SERVER_FULL);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

@@ -1,0 +1,80 @@
+//! monoloop: TCP servers on one hand-rolled, single-threaded mio readiness
+//! loop.
+//!
+//! # A tour, in reading order
+//!
+//! 1. [`timer`]: one min-heap of deadlines, pure, time passed in. Shows how
+//!    an idle timeout can move on every byte without touching the heap.
+//! 2. [`buffer`]: the write queue, the only per-connection buffer, which
+//!    exists only while bytes are owed; shared chunks for fan-out.
+//! 3. [`conn_table`]: the slab of connections, with tokens that carry a
+//!    generation so that a reused slot never receives its old tenant's events.
+//! 4. [`connection`]: one connection's stages (an enum), its reads and
+//!    writes interpreted as outcome enums, and the single function that
+//!    derives its epoll interest.
+//! 5. [`protocol`]: the trait a protocol implements, then
+//!    [`protocol::echo`], the simplest one. Protocols never see a socket.
+//! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
+//!    delivery between connections, reaping; backpressure and shutdown.
+//! 7. [`stats`], [`sys`] (listener options, descriptor limit), [`config`]
+//!    (the command line).
+//!
+//! `src/main.rs` only parses, sets up logging and calls [`run`].
+//! docs/architecture.md tells the same story in prose.
+
+pub mod buffer;
+pub mod config;
+pub mod conn_table;
+pub mod connection;
+pub mod event_loop;
+pub mod protocol;
+pub mod stats;
+pub mod sys;
+pub mod timer;
+
+use config::{Config, Mode};
+use event_loop::{Exit, Server, StartError};
+use protocol::echo::Echo;
+
+/// How a run ended, for `main` to turn into an exit code.
+#[derive(Debug)]
+pub enum RunError {
+    /// Could not start (address in use, ...): exit 1.
+    Start(StartError),
+    /// The loop failed (epoll itself): exit 1.
+    Loop(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Start(e) => e.fmt(f),
+            RunError::Loop(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+/// Runs the configured server until it is told to stop.
+pub fn run(config: &Config) -> Result<Exit, RunError> {
+    match &config.mode {
+        Mode::Echo { greeting, prefix } => {
+            let echo = Echo::new(
+                greeting.as_deref(),
+                prefix.as_deref(),
+                config.server.max_line,
+            );
+            serve(config, echo)
+        }
+    }
+}
+
+fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, RunError> {
+    let server = Server::bind(config.server.clone(), protocol).map_err(RunError::Start)?;
+    log::info!(
+        "{} server listening on {}",
+        config.mode.name(),
+        server.local_addr()
+    );
+    let (exit, _stats) = server.run().map_err(RunError::Loop)?;
+    Ok(exit)
+}

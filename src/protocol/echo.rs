@@ -1,0 +1,196 @@
+//! The echo protocol (RFC 862), with two optional extras from the tutorial
+//! monoloop grows from: a greeting on connect, and a line mode that sends
+//! each line back behind a prefix ("Echo: ").
+//!
+//! States, per connection:
+//!
+//! ```text
+//!   raw mode:   OPEN --bytes--> (same bytes back) --EOF--> CLOSE
+//!   line mode:  OPEN --bytes--> complete lines back as PREFIX+line,
+//!                               an unfinished line kept in the session
+//!               --EOF or shutdown--> the unfinished line back, CLOSE
+//!               --line longer than --max-line--> "ERROR: line too long", CLOSE
+//! ```
+//!
+//! The session holds only the unfinished line, and only in line mode; in raw
+//! mode it is empty and a connection costs the echo protocol nothing.
+
+use super::{ConnId, Ctx, Protocol, Step};
+
+/// The reply to a line longer than `--max-line`, before the connection closes.
+pub const LINE_TOO_LONG: &[u8] = b"ERROR: line too long\n";
+
+/// Echo, configured once for the whole server.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    /// Sent once on connect, already with its trailing newline.
+    greeting: Option<Vec<u8>>,
+    /// `Some`: line mode, each complete line comes back behind this.
+    prefix: Option<Vec<u8>>,
+    max_line: usize,
+}
+
+/// One connection's echo state: the bytes of an unfinished line (line mode
+/// only). Empty, it owns no heap memory.
+#[derive(Debug, Default)]
+pub struct EchoSession {
+    partial: Vec<u8>,
+}
+
+impl Echo {
+    pub fn new(greeting: Option<&str>, prefix: Option<&str>, max_line: usize) -> Self {
+        Self {
+            greeting: greeting.map(|g| {
+                let mut g = g.as_bytes().to_vec();
+                g.push(b'\n');
+                g
+            }),
+            prefix: prefix.map(|p| p.as_bytes().to_vec()),
+            max_line,
+        }
+    }
+
+    /// Line mode: sends back every complete line in `input`, keeps the rest.
+    fn lines(&self, prefix: &[u8], s: &mut EchoSession, mut input: &[u8], ctx: &mut Ctx) -> Step {
+        while let Some(nl) = input.iter().position(|&b| b == b'\n') {
+            let (line, rest) = input.split_at(nl + 1);
+            if s.partial.len() + nl > self.max_line {
+                return self.too_long(s, ctx);
+            }
+            ctx.write(prefix);
+            if !s.partial.is_empty() {
+                ctx.write(&s.partial);
+                // Give the memory back: an idle connection holds no buffer.
+                s.partial = Vec::new();
+            }
+            ctx.write(line);
+            input = rest;
+        }
+        if s.partial.len() + input.len() > self.max_line {
+            return self.too_long(s, ctx);
+        }
+        s.partial.extend_from_slice(input);
+        Step::Continue
+    }
+
+    fn too_long(&self, s: &mut EchoSession, ctx: &mut Ctx) -> Step {
+        s.partial = Vec::new();
+        ctx.write(LINE_TOO_LONG);
+        Step::Close
+    }
+
+    /// Sends back the unfinished line, if any (the peer or the server is
+    /// done, and nothing accepted is dropped).
+    fn flush_partial(&self, s: &mut EchoSession, ctx: &mut Ctx) {
+        if let Some(prefix) = &self.prefix {
+            if !s.partial.is_empty() {
+                ctx.write(prefix);
+                ctx.write(&s.partial);
+                s.partial = Vec::new();
+            }
+        }
+    }
+}
+
+impl Protocol for Echo {
+    type Session = EchoSession;
+
+    fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> EchoSession {
+        if let Some(g) = &self.greeting {
+            ctx.write(g);
+        }
+        EchoSession::default()
+    }
+
+    fn data(&mut self, s: &mut EchoSession, _id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
+        match self.prefix.as_deref() {
+            None => {
+                ctx.write(input);
+                Step::Continue
+            }
+            Some(prefix) => self.lines(prefix, s, input, ctx),
+        }
+    }
+
+    fn eof(&mut self, s: &mut EchoSession, _id: ConnId, ctx: &mut Ctx) -> Step {
+        self.flush_partial(s, ctx);
+        Step::Close
+    }
+
+    fn shutdown(&mut self, s: &mut EchoSession, _id: ConnId, ctx: &mut Ctx) {
+        self.flush_partial(s, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Token;
+    use std::time::Instant;
+
+    /// Runs `f` with a fresh context and returns what it wrote.
+    fn step<R>(f: impl FnOnce(&mut Ctx) -> R) -> (R, Vec<u8>) {
+        let mut out = Vec::new();
+        let mut sends = Vec::new();
+        let r = f(&mut Ctx::new(Instant::now(), &mut out, &mut sends));
+        assert!(sends.is_empty(), "echo never writes to other connections");
+        (r, out)
+    }
+
+    const ID: Token = Token(1);
+
+    #[test]
+    fn raw_mode_returns_bytes_unchanged() {
+        let mut e = Echo::new(None, None, 10);
+        let (mut s, greeting) = step(|c| e.open(ID, c));
+        assert!(greeting.is_empty());
+        let data: Vec<u8> = (0..=255).collect();
+        let (r, out) = step(|c| e.data(&mut s, ID, &data, c));
+        assert_eq!(r, Step::Continue);
+        assert_eq!(out, data, "raw mode ignores --max-line and newlines");
+    }
+
+    #[test]
+    fn greeting_gets_a_newline() {
+        let mut e = Echo::new(Some("Welcome to secure server"), None, 10);
+        let (_, out) = step(|c| e.open(ID, c));
+        assert_eq!(out, b"Welcome to secure server\n");
+    }
+
+    #[test]
+    fn line_mode_prefixes_complete_lines_and_waits_for_the_rest() {
+        let mut e = Echo::new(None, Some("Echo: "), 100);
+        let (mut s, _) = step(|c| e.open(ID, c));
+        let (_, out) = step(|c| e.data(&mut s, ID, b"one\ntw", c));
+        assert_eq!(out, b"Echo: one\n");
+        let (_, out) = step(|c| e.data(&mut s, ID, b"o\r\nthree\n", c));
+        assert_eq!(out, b"Echo: two\r\nEcho: three\n");
+        assert_eq!(s.partial.capacity(), 0, "no buffer held between lines");
+    }
+
+    #[test]
+    fn line_mode_sends_the_unfinished_line_at_eof() {
+        let mut e = Echo::new(None, Some("> "), 100);
+        let (mut s, _) = step(|c| e.open(ID, c));
+        step(|c| e.data(&mut s, ID, b"tail", c));
+        let (r, out) = step(|c| e.eof(&mut s, ID, c));
+        assert_eq!(r, Step::Close);
+        assert_eq!(out, b"> tail");
+    }
+
+    #[test]
+    fn line_mode_refuses_an_overlong_line_even_in_pieces() {
+        let mut e = Echo::new(None, Some("> "), 8);
+        let (mut s, _) = step(|c| e.open(ID, c));
+        let (r, _) = step(|c| e.data(&mut s, ID, b"12345", c));
+        assert_eq!(r, Step::Continue);
+        let (r, out) = step(|c| e.data(&mut s, ID, b"6789", c));
+        assert_eq!(r, Step::Close);
+        assert_eq!(out, LINE_TOO_LONG);
+        let mut s = EchoSession::default();
+        let (r, out) = step(|c| e.data(&mut s, ID, b"123456789\n", c));
+        assert_eq!((r, out.as_slice()), (Step::Close, LINE_TOO_LONG));
+        let (r, out) = step(|c| e.data(&mut s, ID, b"12345678\n", c));
+        assert_eq!((r, out.as_slice()), (Step::Continue, &b"> 12345678\n"[..]));
+    }
+}

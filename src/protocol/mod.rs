@@ -1,0 +1,137 @@
+//! What a protocol is: the trait the event loop drives, and the context
+//! through which a protocol answers.
+//!
+//! A protocol never touches a socket. The loop reads bytes and hands them to
+//! [`Protocol::data`]; the protocol answers by writing into its [`Ctx`]:
+//! bytes for this connection with [`Ctx::write`], a shared chunk for another
+//! connection with [`Ctx::send`]. The loop then does the I/O, the buffering
+//! and the backpressure (`event_loop.rs`, `connection.rs`). That split keeps
+//! every protocol a plain state machine that unit tests drive with byte
+//! strings, and keeps the loop the only place that knows about readiness.
+//!
+//! Each connection has a `Session`, the protocol's per-connection state,
+//! created by [`Protocol::open`] and handed back by [`Protocol::closed`].
+//! Protocol-wide state (who is connected, for a relay) lives in the value
+//! implementing the trait.
+
+pub mod echo;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::Token;
+
+/// A connection's identity as protocols see it: its loop token. Stable for
+/// the connection's whole life and never reused for another while any
+/// reference to it could be live (see `conn_table.rs`).
+pub type ConnId = Token;
+
+/// What the protocol wants after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep going.
+    Continue,
+    /// Send what is owed, then close this connection.
+    Close,
+}
+
+/// Why a connection ended, as told to [`Protocol::closed`] and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer finished and everything owed was sent.
+    Done,
+    /// The protocol asked to close.
+    Protocol,
+    /// No traffic either way for the idle timeout.
+    IdleTimeout,
+    /// The peer reset the connection or the socket failed.
+    Error,
+    /// A closing connection did not finish in time.
+    Expired,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseReason::Done => "done",
+            CloseReason::Protocol => "closed by protocol",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::Error => "socket error",
+            CloseReason::Expired => "close timed out",
+            CloseReason::Shutdown => "server shutdown",
+        })
+    }
+}
+
+/// The protocol's side of one step: where its output goes.
+///
+/// `out` is the loop's staging buffer for the connection being served; the
+/// loop writes it to the socket straight after the step, so a reply usually
+/// costs no allocation. `sends` collects chunks for other connections, which
+/// the loop queues and flushes once per turn.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    out: &'a mut Vec<u8>,
+    sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(now: Instant, out: &'a mut Vec<u8>, sends: &'a mut Vec<(ConnId, Rc<[u8]>)>) -> Self {
+        Self { now, out, sends }
+    }
+
+    /// Queues bytes for the connection being served.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Queues a shared chunk for connection `to` (which may be gone by the
+    /// time the loop delivers it; then it is dropped).
+    pub fn send(&mut self, to: ConnId, chunk: Rc<[u8]>) {
+        self.sends.push((to, chunk));
+    }
+}
+
+/// A protocol: a state machine over the bytes of each connection.
+///
+/// Every method is called by the loop with the current time in `ctx.now`.
+/// None may block or do I/O of its own.
+pub trait Protocol {
+    /// Per-connection state.
+    type Session;
+
+    /// A connection was accepted. Returns its session; may greet via `ctx`.
+    fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> Self::Session;
+
+    /// Bytes arrived. `input` is only valid for this call: keep what you
+    /// need of it (an unfinished line, say) in the session.
+    fn data(
+        &mut self,
+        session: &mut Self::Session,
+        id: ConnId,
+        input: &[u8],
+        ctx: &mut Ctx,
+    ) -> Step;
+
+    /// The peer will send nothing more (it half-closed). What the protocol
+    /// still writes is delivered before the connection closes.
+    fn eof(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Step {
+        let _ = (session, id, ctx);
+        Step::Close
+    }
+
+    /// The server is shutting down: last words for this connection. Reading
+    /// stops after this call; what is written is delivered within the drain
+    /// timeout.
+    fn shutdown(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) {
+        let _ = (session, id, ctx);
+    }
+
+    /// The connection is gone (for `reason`). Writes to `ctx` for this
+    /// connection are dropped; sends to others are delivered.
+    fn closed(&mut self, session: Self::Session, id: ConnId, reason: CloseReason, ctx: &mut Ctx) {
+        let _ = (session, id, reason, ctx);
+    }
+}

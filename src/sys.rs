@@ -1,0 +1,157 @@
+//! What the server needs from the operating system beyond mio: a listening
+//! socket with deliberate options, and the file-descriptor limit.
+//!
+//! Everything here runs once, at start-up, before the loop. The loop itself
+//! (`event_loop.rs`) only sees a ready `mio::net::TcpListener`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Socket, Type};
+
+/// The listen backlog: how many finished handshakes the kernel holds while
+/// the loop is busy. mio's `TcpListener::bind` picks one for us; a server
+/// that must ride out a connection storm picks its own. Linux silently caps
+/// it at `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Why the server could not listen.
+#[derive(Debug)]
+pub enum ListenError {
+    InUse(SocketAddr),
+    Other(SocketAddr, io::Error),
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenError::InUse(a) => write!(f, "{a} is already in use"),
+            ListenError::Other(a, e) => write!(f, "cannot listen on {a}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ListenError {}
+
+/// Opens a non-blocking listening socket on `addr`.
+///
+/// SO_REUSEADDR lets a restarted server bind while old connections sit in
+/// TIME_WAIT (it does not let two servers share a port on Linux: that is
+/// SO_REUSEPORT, which is left off so that "address in use" is reported).
+pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
+    let fail = |e: io::Error| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            ListenError::InUse(addr)
+        } else {
+            ListenError::Other(addr, e)
+        }
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Descriptors the process uses besides its connections: stdio, the epoll
+/// instance, the listener, the signal pipe's two ends, and some slack.
+const FIXED_DESCRIPTORS: u64 = 16;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, and warns if
+/// `max_connections` still cannot fit. Returns the soft limit in force.
+pub fn raise_fd_limit(max_connections: usize) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; no other memory.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log::warn!(
+            "cannot read the descriptor limit: {}",
+            io::Error::last_os_error()
+        );
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            log::debug!(
+                "descriptor limit raised from {} to {}",
+                lim.rlim_cur,
+                lim.rlim_max
+            );
+            lim.rlim_cur = lim.rlim_max;
+        } else {
+            log::warn!(
+                "cannot raise the descriptor limit: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    let needed = max_connections as u64 + FIXED_DESCRIPTORS;
+    if lim.rlim_cur < needed {
+        log::warn!(
+            "--max-connections {} needs about {} file descriptors, but the limit is {}: \
+             beyond about {} connections, new clients wait in the backlog",
+            max_connections,
+            needed,
+            lim.rlim_cur,
+            lim.rlim_cur.saturating_sub(FIXED_DESCRIPTORS)
+        );
+    }
+    lim.rlim_cur
+}
+
+/// True for accept errors that mean "out of descriptors or memory": retrying
+/// at once would fail again and spin the loop.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// True for accept errors about one aborted client, not the listener: skip
+/// it and accept the next.
+pub fn is_client_abort(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM | libc::ECONNRESET)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_listener_on_the_same_port_is_in_use() {
+        let first = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        match listen(addr) {
+            Err(e @ ListenError::InUse(_)) => {
+                assert_eq!(e.to_string(), format!("{addr} is already in use"))
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resource_errors_are_told_apart() {
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+        assert!(is_client_abort(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+}

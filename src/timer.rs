@@ -1,0 +1,205 @@
+//! Deadlines: one min-heap for every timer in the process.
+//!
+//! Idle timeouts, the closing linger, the shutdown drain, the accept retry
+//! after running out of descriptors, and the periodic stats line all live in
+//! one [`Timers`]. The event loop asks it for the nearest deadline to compute
+//! the poll timeout, and for the expired entries after each wakeup.
+//!
+//! The heap is pure: it never reads the clock. Every call that needs the time
+//! takes `now`, so the tests below drive time by hand.
+//!
+//! # Resetting a deadline costs nothing
+//!
+//! An idle timeout moves every time a byte flows, which may be a million
+//! times a second. Moving a heap entry each time would cost a log-n sift per
+//! message. Instead the entry stays where it is and the connection records
+//! its last activity (`connection.rs`). When the entry expires, the loop
+//! compares it with the connection's real deadline; if that has moved later,
+//! it schedules a new entry for the real deadline and ignores this one. A
+//! connection with steady traffic thus costs one heap push per idle-timeout
+//! period, not one per message, and no step ever scans all connections.
+//! Cancelling is lazy the same way: an entry whose key no longer names a live
+//! owner is dropped when it expires. The heap holds at most one live entry
+//! per connection plus those few stale ones.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// One scheduled deadline.
+#[derive(Debug)]
+struct Entry<K> {
+    at: Instant,
+    /// Insertion order, so that equal deadlines fire first-in, first-out and
+    /// `K` need not be ordered.
+    seq: u64,
+    key: K,
+}
+
+impl<K> PartialEq for Entry<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.seq == other.seq
+    }
+}
+impl<K> Eq for Entry<K> {}
+impl<K> PartialOrd for Entry<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for Entry<K> {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// A set of deadlines, each carrying a key that says whose it is.
+#[derive(Debug)]
+pub struct Timers<K> {
+    heap: BinaryHeap<Entry<K>>,
+    seq: u64,
+}
+
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<K> Timers<K> {
+    /// No deadlines.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a deadline `at` for `key`. The same key may be scheduled more
+    /// than once; each entry fires on its own.
+    pub fn schedule(&mut self, at: Instant, key: K) {
+        self.seq += 1;
+        self.heap.push(Entry {
+            at,
+            seq: self.seq,
+            key,
+        });
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.at)
+    }
+
+    /// How long the loop may sleep: `None` (forever) when nothing is
+    /// scheduled, zero when a deadline has passed. Rounded up to the next
+    /// millisecond, epoll's resolution, so that a wakeup never comes a hair
+    /// early and finds nothing due.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        self.next_deadline().map(|at| {
+            let left = at.saturating_duration_since(now);
+            let ms = left.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(ms as u64)
+        })
+    }
+
+    /// Removes and returns the earliest entry due at or before `now`, as
+    /// `(deadline, key)`; `None` when nothing is due.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(Instant, K)> {
+        if self.heap.peek()?.at > now {
+            return None;
+        }
+        self.heap.pop().map(|e| (e.at, e.key))
+    }
+
+    /// Number of entries, live and stale.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn empty_timers_sleep_forever() {
+        let t: Timers<u32> = Timers::new();
+        assert_eq!(t.poll_timeout(Instant::now()), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn earliest_fires_first_whatever_the_insertion_order() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.schedule(t0 + secs(3), "c");
+        t.schedule(t0 + secs(1), "a");
+        t.schedule(t0 + secs(2), "b");
+        assert_eq!(t.next_deadline(), Some(t0 + secs(1)));
+        let now = t0 + secs(10);
+        let order: Vec<_> = std::iter::from_fn(|| t.pop_expired(now).map(|e| e.1)).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn nothing_fires_before_its_deadline() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.schedule(t0 + secs(5), 1);
+        assert_eq!(t.pop_expired(t0 + secs(4)), None);
+        assert_eq!(t.pop_expired(t0 + secs(5)), Some((t0 + secs(5), 1)));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn equal_deadlines_fire_in_insertion_order() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        for k in 0..5 {
+            t.schedule(t0, k);
+        }
+        let order: Vec<_> = std::iter::from_fn(|| t.pop_expired(t0).map(|e| e.1)).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn poll_timeout_rounds_up_to_the_millisecond() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.schedule(t0 + Duration::from_micros(1500), ());
+        assert_eq!(t.poll_timeout(t0), Some(Duration::from_millis(2)));
+        assert_eq!(t.poll_timeout(t0 + secs(1)), Some(Duration::ZERO));
+    }
+
+    /// The lazy reset described in the module docs, played out by hand: an
+    /// owner whose real deadline moved later re-arms when the old entry
+    /// fires, and fires only at the real deadline.
+    #[test]
+    fn lazy_reset_rearms_instead_of_firing() {
+        let t0 = Instant::now();
+        let idle = secs(30);
+        let mut last_activity = t0;
+        let mut t = Timers::new();
+        t.schedule(t0 + idle, "conn");
+        // Activity at +20 s touches only the owner, not the heap.
+        last_activity += secs(20);
+        assert_eq!(t.len(), 1);
+        let (_, key) = t.pop_expired(t0 + secs(30)).unwrap();
+        let real = last_activity + idle;
+        assert!(real > t0 + secs(30), "not due yet: re-arm");
+        t.schedule(real, key);
+        assert_eq!(t.pop_expired(t0 + secs(49)), None);
+        assert_eq!(t.pop_expired(t0 + secs(50)).map(|e| e.1), Some("conn"));
+    }
+}
