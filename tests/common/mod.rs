@@ -1,0 +1,322 @@
+//! Shared helpers for the integration tests: start the real binary on
+//! 127.0.0.1:0, learn its port from the `listening on` line, watch its log,
+//! and talk to it over real sockets with deadlines everywhere, so that a hung
+//! server fails a test instead of hanging it.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single expectation may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running `monoloop` process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The binary under test.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_monoloop"))
+}
+
+impl Server {
+    /// Starts `monoloop ARGS --listen 127.0.0.1:0` and waits for it to listen.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_cmd(binary(), args)
+    }
+
+    /// Like [`start`](Self::start), from a prepared command (for rlimits).
+    pub fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+        cmd.args(args);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start monoloop");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("MONOLOOP_TEST_ECHO_LOG").is_some() {
+                    eprintln!("server: {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let line = server.wait_for_log("listening on ");
+        let addr = line.rsplit("listening on ").next().unwrap().trim();
+        server.addr = addr.parse().expect("address in the listening line");
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        self.wait_for_log_where(needle, |_| true)
+    }
+
+    /// Waits for a log line containing `needle` that satisfies `ok`.
+    pub fn wait_for_log_where(&mut self, needle: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| l.contains(needle) && ok(l)) {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the reader thread a moment to collect the last lines.
+                thread::sleep(Duration::from_millis(100));
+                if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                    return l;
+                }
+                panic!(
+                    "server exited ({status}) before logging {needle:?}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} within {PATIENCE:?}; log:\n{}",
+                self.log().join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, failing after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100)); // let the log reader finish
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server still running after {within:?}; log:\n{}",
+                self.log().join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A field of /proc/PID/status, in its own unit (kB for memory).
+    pub fn status_field(&self, name: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc status"))
+    }
+
+    /// Resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS")
+    }
+
+    /// User plus system CPU time, in clock ticks (1/100 s on Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the ")" that ends the command name; utime and stime
+        // are the 14th and 15th fields of the whole line.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects with read and write timeouts, so that no test can hang on I/O.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes (or fails on timeout, EOF or error).
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// Reads until `expected.len()` bytes have come and asserts they match.
+pub fn expect(s: &mut TcpStream, expected: &[u8]) {
+    let got = read_n(s, expected.len());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Reads until EOF; fails on timeout. A reset after some data ends the read
+/// like EOF does, and is reported as the second value.
+pub fn read_to_eof(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, false),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (out, true),
+            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// Asserts the peer closes: EOF (or reset) with no further bytes.
+pub fn expect_eof(s: &mut TcpStream) {
+    let (rest, _) = read_to_eof(s);
+    assert!(
+        rest.is_empty(),
+        "expected EOF, got {} more bytes",
+        rest.len()
+    );
+}
+
+/// A deterministic, non-repeating-looking byte pattern: byte `i` of a stream.
+pub fn pattern(i: u64) -> u8 {
+    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8 ^ (i as u8)
+}
+
+/// Fills `buf` with the pattern starting at stream offset `from`.
+pub fn fill_pattern(buf: &mut [u8], from: u64) {
+    for (k, b) in buf.iter_mut().enumerate() {
+        *b = pattern(from + k as u64);
+    }
+}
+
+/// Writes `total` pattern bytes to `s` in 64 KiB chunks, counting progress
+/// in `sent`. Stops quietly if the peer goes away.
+pub fn write_pattern(mut s: TcpStream, total: u64, sent: Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 65536];
+    let mut off = 0u64;
+    while off < total {
+        let n = (total - off).min(buf.len() as u64) as usize;
+        fill_pattern(&mut buf[..n], off);
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        off += n as u64;
+        sent.store(off, Ordering::SeqCst);
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// Reads `total` bytes and checks each against the pattern; returns the
+/// number of bytes verified.
+pub fn read_pattern(s: &mut TcpStream, total: u64) -> u64 {
+    let mut buf = vec![0u8; 65536];
+    let mut off = 0u64;
+    while off < total {
+        let want = (total - off).min(buf.len() as u64) as usize;
+        let n = s
+            .read(&mut buf[..want])
+            .unwrap_or_else(|e| panic!("read at offset {off}: {e}"));
+        assert!(n > 0, "EOF after {off} of {total} bytes");
+        for (k, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                b,
+                pattern(off + k as u64),
+                "byte {} differs",
+                off + k as u64
+            );
+        }
+        off += n as u64;
+    }
+    off
+}
+
+/// Waits until `f` holds, polling; fails after [`PATIENCE`].
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until a counter stops moving for `quiet`; returns its value.
+pub fn settles(counter: &std::sync::atomic::AtomicU64, quiet: Duration) -> u64 {
+    use std::sync::atomic::Ordering;
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = counter.load(Ordering::SeqCst);
+    let mut since = Instant::now();
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = counter.load(Ordering::SeqCst);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "counter never settled");
+    }
+}
+
+/// Parses `key=value` out of a stats line.
+pub fn stat(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap()
+}
