@@ -79,7 +79,7 @@ fn five_hundred_clients_each_echo_a_thousand_messages() {
                         let mut out = Vec::new();
                         for m in 0..BATCH {
                             // 16 bytes, unique per client and message.
-                            write!(out, "c{c:03}m{:04}......\n", batch * BATCH + m).unwrap();
+                            writeln!(out, "c{c:03}m{:04}......", batch * BATCH + m).unwrap();
                         }
                         s.write_all(&out).unwrap();
                         let back = read_n(&mut s, out.len());
