@@ -529,3 +529,19 @@ mod tests {
         assert!(!is_disconnect(&io::ErrorKind::PermissionDenied.into()));
     }
 }
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+    use crate::protocol::echo::EchoSession;
+
+    /// An idle echo connection's user-space cost is its slab slot (this
+    /// struct plus the slab's tag) and one timer entry; its queue and
+    /// session own no heap while idle. Keep the slot small.
+    #[test]
+    fn an_idle_echo_connection_fits_in_a_few_hundred_bytes() {
+        let conn = std::mem::size_of::<Connection<EchoSession>>();
+        eprintln!("Connection<EchoSession>: {conn} bytes");
+        assert!(conn <= 200, "connection grew to {conn} bytes");
+    }
+}
