@@ -8,9 +8,10 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything a run needs, validated.
+/// Everything a server run needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -26,14 +27,33 @@ pub enum Mode {
         greeting: Option<String>,
         prefix: Option<String>,
     },
+    /// Every line to every other client, behind `prefix`.
+    Broadcast { prefix: String },
+    /// The line-based chat room.
+    Chat,
+    /// Files below `root`, one per connection.
+    File { root: PathBuf },
 }
 
 impl Mode {
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Echo { .. } => "echo",
+            Mode::Broadcast { .. } => "broadcast",
+            Mode::Chat => "chat",
+            Mode::File { .. } => "file",
         }
     }
+}
+
+/// What `monoloop client` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `HOST:PORT`, resolved when the client runs.
+    pub target: String,
+    /// Bound on resolving and connecting.
+    pub timeout: Duration,
+    pub log_level: log::LevelFilter,
 }
 
 /// The options every server mode shares.
@@ -68,6 +88,7 @@ impl Default for ServerOptions {
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
+    Client(ClientConfig),
     Help,
     Version,
 }
@@ -87,13 +108,31 @@ monoloop: TCP servers on one single-threaded readiness loop
 
 USAGE:
     monoloop echo [OPTIONS]
+    monoloop broadcast [OPTIONS]
+    monoloop chat [OPTIONS]
+    monoloop file --root DIR [OPTIONS]
+    monoloop client HOST:PORT [--timeout SECS]
 
 MODES:
     echo        send every byte back, in order (RFC 862)
+    broadcast   relay each line a client sends to every other client
+    chat        a chat room: username prompt, join/leave messages, /commands
+    file        send the file named on the request line, from below DIR
+    client      connect: standard input to the server, the server to
+                standard output (like nc)
 
 ECHO OPTIONS:
     --greeting TEXT        send TEXT and a newline to each client on connect
     --prefix TEXT          line mode: send each complete line back as TEXT + line
+
+BROADCAST OPTIONS:
+    --prefix TEXT          put before each relayed line   [default: \"[Broadcast] \"]
+
+FILE OPTIONS:
+    --root DIR             the directory files are served from (required)
+
+CLIENT OPTIONS:
+    --timeout SECS         give up connecting after this long [default: 10]
 
 OPTIONS FOR EVERY SERVER MODE:
     --listen ADDR          address and port to listen on    [default: 127.0.0.1:8080]
@@ -129,6 +168,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         return Err(UsageError("no mode given: try `monoloop echo`".into()));
     };
 
+    let log_level = opt(&mut args, "--log-level", parse_level)?.unwrap_or(log::LevelFilter::Info);
+    if mode_name == "client" {
+        return parse_client(args, log_level);
+    }
+
     let defaults = ServerOptions::default();
     let server = ServerOptions {
         listen: opt(&mut args, "--listen", parse_addr)?.unwrap_or(defaults.listen),
@@ -143,29 +187,68 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
             .unwrap_or(defaults.stats_interval),
         max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
     };
-    let log_level = opt(&mut args, "--log-level", parse_level)?.unwrap_or(log::LevelFilter::Info);
 
     let mode = match mode_name.as_str() {
         "echo" => Mode::Echo {
             greeting: opt(&mut args, "--greeting", text)?,
             prefix: opt(&mut args, "--prefix", text)?,
         },
+        "broadcast" => Mode::Broadcast {
+            prefix: opt(&mut args, "--prefix", text)?
+                .unwrap_or_else(|| crate::protocol::broadcast::DEFAULT_PREFIX.into()),
+        },
+        "chat" => Mode::Chat,
+        "file" => Mode::File {
+            root: opt(&mut args, "--root", directory)?
+                .ok_or_else(|| UsageError("file mode needs --root DIR".into()))?,
+        },
         other => return Err(UsageError(format!("unknown mode '{other}'"))),
     };
-
-    let rest = args.finish();
-    if let Some(first) = rest.first() {
-        return Err(UsageError(format!(
-            "unexpected argument '{}' for mode {}",
-            first.to_string_lossy(),
-            mode.name()
-        )));
-    }
+    no_leftovers(args, mode.name())?;
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
         log_level,
     })))
+}
+
+/// `client HOST:PORT [--timeout SECS]`.
+fn parse_client(
+    mut args: pico_args::Arguments,
+    log_level: log::LevelFilter,
+) -> Result<Parsed, UsageError> {
+    let timeout = opt(&mut args, "--timeout", seconds)?.unwrap_or(Duration::from_secs(10));
+    let target: String = args
+        .free_from_str()
+        .map_err(|_| UsageError("client needs HOST:PORT, such as 127.0.0.1:8080".into()))?;
+    if target.starts_with('-') {
+        return Err(UsageError(format!("unknown option '{target}' for client")));
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => {
+            return Err(UsageError(format!(
+                "invalid target '{target}': expected HOST:PORT, such as 127.0.0.1:8080"
+            )))
+        }
+    }
+    no_leftovers(args, "client")?;
+    Ok(Parsed::Client(ClientConfig {
+        target,
+        timeout,
+        log_level,
+    }))
+}
+
+/// Refuses arguments nothing consumed.
+fn no_leftovers(args: pico_args::Arguments, mode: &str) -> Result<(), UsageError> {
+    match args.finish().first() {
+        Some(first) => Err(UsageError(format!(
+            "unexpected argument '{}' for mode {mode}",
+            first.to_string_lossy()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Reads an optional `--name VALUE`, converting it with `f`. A missing value
@@ -228,6 +311,15 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         "debug" => Ok(log::LevelFilter::Debug),
         "trace" => Ok(log::LevelFilter::Trace),
         _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+/// An existing directory (checked now, so that a typo exits 2 at once).
+fn directory(s: &str) -> Result<PathBuf, String> {
+    match std::fs::metadata(s) {
+        Ok(m) if m.is_dir() => Ok(PathBuf::from(s)),
+        Ok(_) => Err("not a directory".into()),
+        Err(e) => Err(format!("{e}")),
     }
 }
 

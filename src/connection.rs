@@ -53,6 +53,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::buffer::WriteQueue;
 use crate::conn_table::Tokened;
+use crate::protocol::CloseReason;
 
 /// Where a connection is in its life. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,8 @@ pub struct Connection<S> {
     pub timer_at: Option<Instant>,
     /// The protocol's state; taken when the protocol is told it closed.
     pub session: Option<S>,
+    /// Why a graceful close began, for the log line when it ends.
+    pub close_reason: Option<CloseReason>,
 }
 
 impl<S> Tokened for Connection<S> {
@@ -161,6 +164,7 @@ impl<S> Connection<S> {
             last_activity: now,
             timer_at: None,
             session: None,
+            close_reason: None,
         }
     }
 
@@ -338,6 +342,11 @@ impl<S> Connection<S> {
             return true;
         }
         false
+    }
+
+    /// A write was refused and no writable event has come since.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked
     }
 
     pub fn reading_paused(&self) -> bool {

@@ -48,6 +48,9 @@ const SIGNALS: Token = reserved(1);
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Reads per connection per turn before others get their go: 1 MiB.
 const READS_PER_TURN: usize = 16;
+/// Chunks a producing protocol (the file server) may generate per
+/// connection per turn.
+const PRODUCE_PER_TURN: usize = 16;
 /// Accepts per turn before existing connections get their go.
 const ACCEPTS_PER_TURN: usize = 256;
 /// Events taken from the kernel per `epoll_wait`.
@@ -358,13 +361,53 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Serves one connection: read what is waiting (within the budget), write
-    /// what is owed, then settle its stage, interest and timer.
+    /// what is owed, let a producing protocol generate more, then settle its
+    /// stage, interest and timer.
     fn drive(&mut self, token: Token, now: Instant) {
         if self.conns.get(token).is_some_and(|c| c.wants_read()) {
             self.read_input(token, now);
         }
         self.flush(token, now);
+        self.produce(token, now);
         self.settle(token, now);
+    }
+
+    /// True if the protocol has output to generate and the connection has
+    /// sent everything it owed: the moment to generate the next piece.
+    fn wants_produce(&self, token: Token) -> bool {
+        self.conns.get(token).is_some_and(|c| {
+            c.accepts_output()
+                && !c.write_blocked()
+                && c.queue.is_empty()
+                && c.session
+                    .as_ref()
+                    .is_some_and(|s| self.protocol.producing(s))
+        })
+    }
+
+    /// Lets a producing protocol generate output while the socket takes it,
+    /// within a budget; each piece is written at once, so output is made
+    /// only as fast as the peer reads it.
+    fn produce(&mut self, token: Token, now: Instant) {
+        for _ in 0..PRODUCE_PER_TURN {
+            if !self.wants_produce(token) {
+                return;
+            }
+            let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.as_mut()) else {
+                return;
+            };
+            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+            let step = self.protocol.produce(session, token, &mut ctx);
+            self.emit(token, now);
+            if step == Step::Close {
+                self.begin_close(token, CloseReason::Done, None);
+                return;
+            }
+        }
+        // Budget spent and the socket still takes more: others first.
+        if self.wants_produce(token) {
+            self.ready.push(token);
+        }
     }
 
     /// Reads until the socket is drained, reading pauses, or the budget runs
@@ -541,6 +584,7 @@ impl<P: Protocol> Server<P> {
             return;
         }
         log::debug!("conn #{}: closing: {reason}", conn.number());
+        conn.close_reason = Some(reason);
         conn.set_stage(Stage::Flushing { until });
         if let Some(session) = conn.session.take() {
             let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
@@ -558,6 +602,11 @@ impl<P: Protocol> Server<P> {
         if conn.stage() == Stage::Closed {
             return;
         }
+        // A graceful close that finished reports why it began.
+        let reason = match (reason, conn.close_reason) {
+            (CloseReason::Done, Some(first)) => first,
+            _ => reason,
+        };
         log::debug!(
             "conn #{} {} closed: {reason}{}",
             conn.number(),
@@ -609,17 +658,35 @@ impl<P: Protocol> Server<P> {
 
     /// Queues what protocols sent to other connections, then flushes each
     /// receiver once: many messages to one peer become one write.
+    ///
+    /// A receiver whose queue passes `--write-limit` is not reading; it is
+    /// disconnected as a slow consumer (the policy of Redis's pub/sub output
+    /// buffer limit), so that it can neither stall the sender nor grow the
+    /// server's memory. Its departure may itself send (a chat "left"
+    /// line), hence the outer loop.
     fn deliver(&mut self, now: Instant) {
         while !self.sends.is_empty() {
             let mut receivers = Vec::new();
             for (to, chunk) in std::mem::take(&mut self.sends) {
-                if let Some(conn) = self.conns.get_mut(to) {
-                    if conn.accepts_output() {
-                        if conn.queue.is_empty() {
-                            receivers.push(to);
-                        }
-                        conn.queue.push_shared(chunk);
-                    }
+                let Some(conn) = self.conns.get_mut(to) else {
+                    continue;
+                };
+                if !conn.accepts_output() {
+                    continue;
+                }
+                if conn.queue.is_empty() {
+                    receivers.push(to);
+                }
+                conn.queue.push_shared(chunk);
+                if conn.queue.len() > self.opts.write_limit {
+                    self.stats.slow_consumers += 1;
+                    log::info!(
+                        "conn #{} {}: slow consumer, {} bytes unread: disconnecting",
+                        conn.number(),
+                        conn.peer,
+                        conn.queue.len()
+                    );
+                    self.close(to, CloseReason::SlowConsumer);
                 }
             }
             for token in receivers {

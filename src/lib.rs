@@ -13,16 +13,23 @@
 //!    writes interpreted as outcome enums, and the single function that
 //!    derives its epoll interest.
 //! 5. [`protocol`]: the trait a protocol implements, then
-//!    [`protocol::echo`], the simplest one. Protocols never see a socket.
+//!    [`protocol::echo`], the simplest one, [`protocol::lines`] (cutting a
+//!    stream into lines), [`protocol::broadcast`] (fan-out with shared
+//!    chunks), [`protocol::chat`] (a state machine per user) and
+//!    [`protocol::file`] (streaming as the socket drains, confined opens).
+//!    Protocols never see a socket.
 //! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
 //!    delivery between connections, reaping; backpressure and shutdown.
 //! 7. [`stats`], [`sys`] (listener options, descriptor limit), [`config`]
 //!    (the command line).
+//! 8. [`client`]: the netcat-style client, a second, smaller readiness loop
+//!    over a socket and standard input.
 //!
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
 //! docs/architecture.md tells the same story in prose.
 
 pub mod buffer;
+pub mod client;
 pub mod config;
 pub mod conn_table;
 pub mod connection;
@@ -34,7 +41,10 @@ pub mod timer;
 
 use config::{Config, Mode};
 use event_loop::{Exit, Server, StartError};
+use protocol::broadcast::Broadcast;
+use protocol::chat::Chat;
 use protocol::echo::Echo;
+use protocol::file::FileServer;
 
 /// How a run ended, for `main` to turn into an exit code.
 #[derive(Debug)]
@@ -64,6 +74,14 @@ pub fn run(config: &Config) -> Result<Exit, RunError> {
                 config.server.max_line,
             );
             serve(config, echo)
+        }
+        Mode::Broadcast { prefix } => serve(config, Broadcast::new(prefix, config.server.max_line)),
+        Mode::Chat => serve(config, Chat::new(config.server.max_line)),
+        Mode::File { root } => {
+            let files = FileServer::new(root, config.server.max_line).map_err(|e| {
+                RunError::Start(StartError::Io("cannot open the --root directory", e))
+            })?;
+            serve(config, files)
         }
     }
 }

@@ -9,6 +9,16 @@ use monoloop::event_loop::Exit;
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1).collect()) {
         Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Client(client)) => {
+            init_logging(client.log_level);
+            return match monoloop::client::run(&client) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Parsed::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -22,16 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Timestamps in UTC: a local offset cannot be read reliably once a
-    // process may have threads, and logs compare better in UTC anyway.
-    if let Err(e) = simple_logger::SimpleLogger::new()
-        .with_level(config.log_level)
-        .with_utc_timestamps()
-        .init()
-    {
-        eprintln!("error: cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
+    init_logging(config.log_level);
     match monoloop::run(&config) {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Aborted) => ExitCode::from(1),
@@ -40,4 +41,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr with timestamps. In UTC: a local offset cannot be read
+/// reliably once a process may have threads, and logs compare better in UTC.
+fn init_logging(level: log::LevelFilter) {
+    // Fails only if a logger is already set, which cannot happen here.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init();
 }

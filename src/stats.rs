@@ -13,6 +13,8 @@ pub struct Stats {
     pub rejected: u64,
     /// Connections closed by the idle timeout.
     pub timed_out: u64,
+    /// Receivers disconnected for not reading what others sent them.
+    pub slow_consumers: u64,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -21,11 +23,19 @@ pub struct Stats {
 
 impl Stats {
     /// The report, given how many connections are open now:
-    /// `connections total=3 active=1 rejected=0 timed_out=1 bytes_in=10 bytes_out=10`.
+    /// `connections total=3 active=1 rejected=0 timed_out=1 slow_consumers=0
+    /// bytes_in=10 bytes_out=10` (on one line).
     pub fn line(&self, active: usize) -> String {
         format!(
-            "connections total={} active={} rejected={} timed_out={} bytes_in={} bytes_out={}",
-            self.accepted, active, self.rejected, self.timed_out, self.bytes_in, self.bytes_out
+            "connections total={} active={} rejected={} timed_out={} slow_consumers={} \
+             bytes_in={} bytes_out={}",
+            self.accepted,
+            active,
+            self.rejected,
+            self.timed_out,
+            self.slow_consumers,
+            self.bytes_in,
+            self.bytes_out
         )
     }
 }
@@ -40,12 +50,14 @@ mod tests {
             accepted: 7,
             rejected: 1,
             timed_out: 2,
+            slow_consumers: 3,
             bytes_in: 300,
             bytes_out: 299,
         };
         assert_eq!(
             s.line(4),
-            "connections total=7 active=4 rejected=1 timed_out=2 bytes_in=300 bytes_out=299"
+            "connections total=7 active=4 rejected=1 timed_out=2 slow_consumers=3 \
+             bytes_in=300 bytes_out=299"
         );
     }
 }

@@ -15,10 +15,8 @@
 //! The session holds only the unfinished line, and only in line mode; in raw
 //! mode it is empty and a connection costs the echo protocol nothing.
 
+use super::lines::{Lines, TooLong, LINE_TOO_LONG};
 use super::{ConnId, Ctx, Protocol, Step};
-
-/// The reply to a line longer than `--max-line`, before the connection closes.
-pub const LINE_TOO_LONG: &[u8] = b"ERROR: line too long\n";
 
 /// Echo, configured once for the whole server.
 #[derive(Debug, Clone)]
@@ -34,7 +32,7 @@ pub struct Echo {
 /// only). Empty, it owns no heap memory.
 #[derive(Debug, Default)]
 pub struct EchoSession {
-    partial: Vec<u8>,
+    lines: Lines,
 }
 
 impl Echo {
@@ -51,43 +49,27 @@ impl Echo {
     }
 
     /// Line mode: sends back every complete line in `input`, keeps the rest.
-    fn lines(&self, prefix: &[u8], s: &mut EchoSession, mut input: &[u8], ctx: &mut Ctx) -> Step {
-        while let Some(nl) = input.iter().position(|&b| b == b'\n') {
-            let (line, rest) = input.split_at(nl + 1);
-            if s.partial.len() + nl > self.max_line {
-                return self.too_long(s, ctx);
-            }
+    fn lines(&self, prefix: &[u8], s: &mut EchoSession, input: &[u8], ctx: &mut Ctx) -> Step {
+        let fed = s.lines.feed(input, self.max_line, |line| {
             ctx.write(prefix);
-            if !s.partial.is_empty() {
-                ctx.write(&s.partial);
-                // Give the memory back: an idle connection holds no buffer.
-                s.partial = Vec::new();
-            }
             ctx.write(line);
-            input = rest;
+            Step::Continue
+        });
+        match fed {
+            Ok(step) => step,
+            Err(TooLong) => {
+                ctx.write(LINE_TOO_LONG);
+                Step::Close
+            }
         }
-        if s.partial.len() + input.len() > self.max_line {
-            return self.too_long(s, ctx);
-        }
-        s.partial.extend_from_slice(input);
-        Step::Continue
-    }
-
-    fn too_long(&self, s: &mut EchoSession, ctx: &mut Ctx) -> Step {
-        s.partial = Vec::new();
-        ctx.write(LINE_TOO_LONG);
-        Step::Close
     }
 
     /// Sends back the unfinished line, if any (the peer or the server is
     /// done, and nothing accepted is dropped).
     fn flush_partial(&self, s: &mut EchoSession, ctx: &mut Ctx) {
-        if let Some(prefix) = &self.prefix {
-            if !s.partial.is_empty() {
-                ctx.write(prefix);
-                ctx.write(&s.partial);
-                s.partial = Vec::new();
-            }
+        if let (Some(prefix), Some(rest)) = (&self.prefix, s.lines.take_rest()) {
+            ctx.write(prefix);
+            ctx.write(&rest);
         }
     }
 }
@@ -165,7 +147,7 @@ mod tests {
         assert_eq!(out, b"Echo: one\n");
         let (_, out) = step(|c| e.data(&mut s, ID, b"o\r\nthree\n", c));
         assert_eq!(out, b"Echo: two\r\nEcho: three\n");
-        assert_eq!(s.partial.capacity(), 0, "no buffer held between lines");
+        assert!(s.lines.is_empty());
     }
 
     #[test]

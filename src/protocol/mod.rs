@@ -14,7 +14,11 @@
 //! Protocol-wide state (who is connected, for a relay) lives in the value
 //! implementing the trait.
 
+pub mod broadcast;
+pub mod chat;
 pub mod echo;
+pub mod file;
+pub mod lines;
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -48,6 +52,9 @@ pub enum CloseReason {
     Error,
     /// A closing connection did not finish in time.
     Expired,
+    /// Output from others piled up past `--write-limit`: the peer is not
+    /// reading.
+    SlowConsumer,
     /// The server is shutting down.
     Shutdown,
 }
@@ -60,6 +67,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Error => "socket error",
             CloseReason::Expired => "close timed out",
+            CloseReason::SlowConsumer => "slow consumer",
             CloseReason::Shutdown => "server shutdown",
         })
     }
@@ -85,6 +93,22 @@ impl<'a> Ctx<'a> {
     /// Queues bytes for the connection being served.
     pub fn write(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Lets `fill` write up to `max` bytes straight into the output for the
+    /// connection being served (a file read, say, with no copy in between).
+    /// `fill` returns how many bytes it wrote; its error is passed back.
+    pub fn write_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let start = self.out.len();
+        self.out.resize(start + max, 0);
+        let result = fill(&mut self.out[start..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.out.truncate(start + n.min(max));
+        result
     }
 
     /// Queues a shared chunk for connection `to` (which may be gone by the
@@ -118,6 +142,23 @@ pub trait Protocol {
     /// The peer will send nothing more (it half-closed). What the protocol
     /// still writes is delivered before the connection closes.
     fn eof(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Step {
+        let _ = (session, id, ctx);
+        Step::Close
+    }
+
+    /// True while the protocol has output of its own to generate for this
+    /// connection (a file being streamed). The loop then calls
+    /// [`produce`](Self::produce) whenever the connection has drained what
+    /// it was owed, so output is generated only as fast as the peer reads.
+    fn producing(&self, session: &Self::Session) -> bool {
+        let _ = session;
+        false
+    }
+
+    /// Generates the next piece of output (about 64 KiB) for a connection
+    /// that is [`producing`](Self::producing) and has nothing left queued.
+    /// `Step::Close` ends the connection once the piece is sent.
+    fn produce(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Step {
         let _ = (session, id, ctx);
         Step::Close
     }

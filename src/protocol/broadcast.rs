@@ -1,0 +1,169 @@
+//! The broadcast relay: every complete line a client sends goes to every
+//! other client, behind a prefix (`[Broadcast] ` unless `--prefix` says
+//! otherwise).
+//!
+//! ```text
+//!   OPEN --line--> PREFIX + line + "\n" to every other client
+//!        --line longer than --max-line--> "ERROR: line too long\n", CLOSE
+//!        --EOF--> its unfinished line relayed as a line, CLOSE
+//! ```
+//!
+//! Each line is encoded once, into one `Rc<[u8]>` that sits in every
+//! receiver's write queue; 1,000 receivers cost 1,000 pointers, not 1,000
+//! copies. Lines from different senders never interleave mid-line, because
+//! a line is only ever queued whole. A receiver that stops reading is the
+//! loop's business: past `--write-limit` it is disconnected as a slow
+//! consumer (`event_loop.rs`, `deliver`), so it never holds up the sender or
+//! anyone else.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
+use super::{CloseReason, ConnId, Ctx, Protocol, Step};
+
+/// The default prefix.
+pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
+
+/// The relay: who is connected, and how lines are framed.
+#[derive(Debug)]
+pub struct Broadcast {
+    members: BTreeSet<ConnId>,
+    prefix: Vec<u8>,
+    max_line: usize,
+}
+
+/// One client's state: its unfinished line.
+#[derive(Debug, Default)]
+pub struct BroadcastSession {
+    lines: Lines,
+}
+
+impl Broadcast {
+    pub fn new(prefix: &str, max_line: usize) -> Self {
+        Self {
+            members: BTreeSet::new(),
+            prefix: prefix.as_bytes().to_vec(),
+            max_line,
+        }
+    }
+
+    /// Sends one line from `from` to everyone else, encoded once.
+    fn relay(members: &BTreeSet<ConnId>, prefix: &[u8], from: ConnId, line: &[u8], ctx: &mut Ctx) {
+        let body = content(line);
+        let mut framed = Vec::with_capacity(prefix.len() + body.len() + 1);
+        framed.extend_from_slice(prefix);
+        framed.extend_from_slice(body);
+        framed.push(b'\n');
+        let framed: Rc<[u8]> = framed.into();
+        for &to in members.iter().filter(|&&m| m != from) {
+            ctx.send(to, framed.clone());
+        }
+    }
+}
+
+impl Protocol for Broadcast {
+    type Session = BroadcastSession;
+
+    fn open(&mut self, id: ConnId, _ctx: &mut Ctx) -> BroadcastSession {
+        self.members.insert(id);
+        BroadcastSession::default()
+    }
+
+    fn data(&mut self, s: &mut BroadcastSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
+        let (members, prefix) = (&self.members, &self.prefix);
+        let fed = s.lines.feed(input, self.max_line, |line| {
+            Self::relay(members, prefix, id, line, ctx);
+            Step::Continue
+        });
+        match fed {
+            Ok(step) => step,
+            Err(TooLong) => {
+                ctx.write(LINE_TOO_LONG);
+                Step::Close
+            }
+        }
+    }
+
+    fn eof(&mut self, s: &mut BroadcastSession, id: ConnId, ctx: &mut Ctx) -> Step {
+        if let Some(rest) = s.lines.take_rest() {
+            Self::relay(&self.members, &self.prefix, id, &rest, ctx);
+        }
+        Step::Close
+    }
+
+    fn closed(&mut self, _s: BroadcastSession, id: ConnId, _why: CloseReason, _ctx: &mut Ctx) {
+        self.members.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Token;
+    use std::time::Instant;
+
+    type Sent = Vec<(Token, Rc<[u8]>)>;
+
+    fn step<R>(f: impl FnOnce(&mut Ctx) -> R) -> (R, Vec<u8>, Sent) {
+        let (mut out, mut sends) = (Vec::new(), Vec::new());
+        let r = f(&mut Ctx::new(Instant::now(), &mut out, &mut sends));
+        (r, out, sends)
+    }
+
+    fn three() -> (Broadcast, Vec<BroadcastSession>) {
+        let mut b = Broadcast::new(DEFAULT_PREFIX, 16);
+        let sessions = (1..=3).map(|i| step(|c| b.open(Token(i), c)).0).collect();
+        (b, sessions)
+    }
+
+    #[test]
+    fn a_line_reaches_everyone_but_its_sender_as_one_shared_chunk() {
+        let (mut b, mut s) = three();
+        let (r, own, sent) = step(|c| b.data(&mut s[0], Token(1), b"hi all\r\n", c));
+        assert_eq!(r, Step::Continue);
+        assert!(own.is_empty());
+        let to: Vec<_> = sent.iter().map(|(t, _)| *t).collect();
+        assert_eq!(to, [Token(2), Token(3)]);
+        assert_eq!(&*sent[0].1, b"[Broadcast] hi all\n");
+        assert!(Rc::ptr_eq(&sent[0].1, &sent[1].1), "encoded once, shared");
+    }
+
+    #[test]
+    fn unfinished_lines_wait_and_are_relayed_at_eof() {
+        let (mut b, mut s) = three();
+        let (_, _, sent) = step(|c| b.data(&mut s[1], Token(2), b"part", c));
+        assert!(sent.is_empty());
+        let (r, _, sent) = step(|c| b.eof(&mut s[1], Token(2), c));
+        assert_eq!(r, Step::Close);
+        assert_eq!(&*sent[0].1, b"[Broadcast] part\n");
+    }
+
+    #[test]
+    fn overlong_line_closes_only_the_sender() {
+        let (mut b, mut s) = three();
+        let (r, own, sent) = step(|c| b.data(&mut s[0], Token(1), &[b'x'; 40], c));
+        assert_eq!(r, Step::Close);
+        assert_eq!(own, LINE_TOO_LONG);
+        assert!(sent.is_empty());
+    }
+
+    #[test]
+    fn departed_members_receive_nothing() {
+        let (mut b, mut s) = three();
+        let gone = s.pop().unwrap();
+        step(|c| b.closed(gone, Token(3), CloseReason::Done, c));
+        let (_, _, sent) = step(|c| b.data(&mut s[0], Token(1), b"x\n", c));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, Token(2));
+    }
+
+    #[test]
+    fn empty_prefix_relays_the_bare_line() {
+        let mut b = Broadcast::new("", 16);
+        let mut a = step(|c| b.open(Token(1), c)).0;
+        step(|c| b.open(Token(2), c));
+        let (_, _, sent) = step(|c| b.data(&mut a, Token(1), b"bare\n", c));
+        assert_eq!(&*sent[0].1, b"bare\n");
+    }
+}

@@ -1,0 +1,451 @@
+//! The line-based chat: a username prompt, join and leave messages, and a
+//! handful of slash commands.
+//!
+//! ```text
+//!   NAMING --invalid name--> "Invalid username. Enter your username: "
+//!          --name in use---> "Username taken. Enter your username: "
+//!          --good name-----> "Welcome to the chat!\n" to the user,
+//!                            "NAME joined the chat\n" to everyone else -> CHATTING
+//!   CHATTING --line--------> "NAME: LINE\n" to everyone else
+//!            --/who, /msg, /nick, /help, /quit--> see docs/protocols.md
+//!   any state --line longer than --max-line--> "ERROR: line too long\n", close
+//!   leaving (quit, EOF, reset, timeout, slow consumer), once named:
+//!            "NAME left the chat\n" to everyone else, exactly once
+//! ```
+//!
+//! What one user types never reaches another's terminal raw: control
+//! characters and ANSI escape sequences are stripped and invalid UTF-8 is
+//! replaced before a line is relayed ([`sanitize`]).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
+use super::{CloseReason, ConnId, Ctx, Protocol, Step};
+
+pub const PROMPT: &[u8] = b"Enter your username: ";
+pub const INVALID_NAME: &[u8] = b"Invalid username. Enter your username: ";
+pub const NAME_TAKEN: &[u8] = b"Username taken. Enter your username: ";
+pub const WELCOME: &[u8] = b"Welcome to the chat!\n";
+pub const SHUTTING_DOWN: &[u8] = b"Server shutting down\n";
+pub const GOODBYE: &[u8] = b"Goodbye!\n";
+pub const HELP: &[u8] = b"Commands:\n\
+  /who             list the users online\n\
+  /msg NAME TEXT   send TEXT to NAME alone\n\
+  /nick NEW        change your name to NEW\n\
+  /quit            leave the chat\n\
+  /help            this list\n";
+
+/// Longest username, in bytes.
+pub const MAX_NAME: usize = 32;
+
+/// The chat room: who is in it, by name.
+#[derive(Debug)]
+pub struct Chat {
+    users: BTreeMap<String, ConnId>,
+    max_line: usize,
+}
+
+/// One connection's state: its unfinished line, and its name once chosen.
+#[derive(Debug, Default)]
+pub struct ChatSession {
+    lines: Lines,
+    /// `None` while the user is at the username prompt.
+    name: Option<String>,
+}
+
+impl Chat {
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            users: BTreeMap::new(),
+            max_line,
+        }
+    }
+}
+
+/// True for 1 to 32 letters, digits, `_`, `-` and `.`.
+pub fn valid_name(name: &[u8]) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Makes a line safe to show on someone else's terminal: invalid UTF-8
+/// becomes U+FFFD; ANSI escape sequences (CSI, OSC, DCS and two-byte ones)
+/// and control characters (C0 but tab, DEL, C1) are removed.
+pub fn sanitize(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS, SOS, PM, APC: a string up to BEL or ESC \.
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // A two-character sequence (ESC c, ESC 7, ...).
+                _ => {}
+            },
+            // The 8-bit CSI.
+            '\u{9b}' => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Shares one encoded message with every user but `except`.
+fn to_others(users: &BTreeMap<String, ConnId>, except: ConnId, message: String, ctx: &mut Ctx) {
+    let chunk: Rc<[u8]> = message.into_bytes().into();
+    for &to in users.values().filter(|&&id| id != except) {
+        ctx.send(to, chunk.clone());
+    }
+}
+
+/// One complete line from `id`.
+fn on_line(
+    users: &mut BTreeMap<String, ConnId>,
+    name: &mut Option<String>,
+    id: ConnId,
+    line: &[u8],
+    ctx: &mut Ctx,
+) -> Step {
+    let line = content(line);
+    let Some(me) = name.clone() else {
+        // At the username prompt.
+        if !valid_name(line) {
+            ctx.write(INVALID_NAME);
+        } else {
+            let chosen = String::from_utf8_lossy(line).into_owned();
+            if users.contains_key(&chosen) {
+                ctx.write(NAME_TAKEN);
+            } else {
+                users.insert(chosen.clone(), id);
+                ctx.write(WELCOME);
+                to_others(users, id, format!("{chosen} joined the chat\n"), ctx);
+                *name = Some(chosen);
+            }
+        }
+        return Step::Continue;
+    };
+    let text = sanitize(line);
+    if text.trim().is_empty() {
+        return Step::Continue;
+    }
+    let Some(command) = text.strip_prefix('/') else {
+        to_others(users, id, format!("{me}: {text}\n"), ctx);
+        return Step::Continue;
+    };
+    let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let rest = rest.trim();
+    match verb {
+        "who" => {
+            let names: Vec<&str> = users.keys().map(String::as_str).collect();
+            ctx.write(format!("Users online: {}\n", names.join(", ")).as_bytes());
+        }
+        "msg" => match rest.split_once(' ') {
+            Some((to, text)) if !text.trim().is_empty() => match users.get(to) {
+                Some(&target) => {
+                    let message = format!("[private] {me}: {}\n", text.trim());
+                    if target == id {
+                        ctx.write(message.as_bytes());
+                    } else {
+                        ctx.send(target, message.into_bytes().into());
+                    }
+                }
+                None => ctx.write(format!("ERROR: no user named {to}\n").as_bytes()),
+            },
+            _ => ctx.write(b"ERROR: usage: /msg NAME TEXT\n"),
+        },
+        "nick" => {
+            if rest.is_empty() {
+                ctx.write(b"ERROR: usage: /nick NEW\n");
+            } else if !valid_name(rest.as_bytes()) {
+                ctx.write(b"ERROR: invalid username: use 1-32 letters, digits, _ - .\n");
+            } else if rest == me {
+                ctx.write(format!("You are already {me}\n").as_bytes());
+            } else if users.contains_key(rest) {
+                ctx.write(b"ERROR: username taken\n");
+            } else {
+                users.remove(&me);
+                users.insert(rest.to_string(), id);
+                ctx.write(format!("You are now {rest}\n").as_bytes());
+                to_others(users, id, format!("{me} is now {rest}\n"), ctx);
+                *name = Some(rest.to_string());
+            }
+        }
+        "quit" => {
+            ctx.write(GOODBYE);
+            return Step::Close;
+        }
+        "help" => ctx.write(HELP),
+        other => ctx.write(format!("ERROR: unknown command /{other}; try /help\n").as_bytes()),
+    }
+    Step::Continue
+}
+
+impl Protocol for Chat {
+    type Session = ChatSession;
+
+    fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> ChatSession {
+        ctx.write(PROMPT);
+        ChatSession::default()
+    }
+
+    fn data(&mut self, s: &mut ChatSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
+        let ChatSession { lines, name } = s;
+        let users = &mut self.users;
+        match lines.feed(input, self.max_line, |line| {
+            on_line(users, name, id, line, ctx)
+        }) {
+            Ok(step) => step,
+            Err(TooLong) => {
+                ctx.write(LINE_TOO_LONG);
+                Step::Close
+            }
+        }
+    }
+
+    fn eof(&mut self, s: &mut ChatSession, id: ConnId, ctx: &mut Ctx) -> Step {
+        if let Some(rest) = s.lines.take_rest() {
+            on_line(&mut self.users, &mut s.name, id, &rest, ctx);
+        }
+        Step::Close
+    }
+
+    fn shutdown(&mut self, _s: &mut ChatSession, _id: ConnId, ctx: &mut Ctx) {
+        ctx.write(SHUTTING_DOWN);
+    }
+
+    fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
+        if let Some(name) = s.name {
+            self.users.remove(&name);
+            to_others(&self.users, id, format!("{name} left the chat\n"), ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::Token;
+    use std::time::Instant;
+
+    /// A room driven by hand: every step's own output and sends, as text.
+    struct Room {
+        chat: Chat,
+        sessions: BTreeMap<usize, ChatSession>,
+    }
+
+    impl Room {
+        fn new() -> Self {
+            Room {
+                chat: Chat::new(100),
+                sessions: BTreeMap::new(),
+            }
+        }
+
+        fn run<R>(
+            &mut self,
+            f: impl FnOnce(&mut Chat, &mut BTreeMap<usize, ChatSession>, &mut Ctx) -> R,
+        ) -> (R, String, Vec<(usize, String)>) {
+            let (mut out, mut sends) = (Vec::new(), Vec::new());
+            let r = f(
+                &mut self.chat,
+                &mut self.sessions,
+                &mut Ctx::new(Instant::now(), &mut out, &mut sends),
+            );
+            let sends = sends
+                .into_iter()
+                .map(|(t, c)| (t.0, String::from_utf8_lossy(&c).into_owned()))
+                .collect();
+            (r, String::from_utf8(out).unwrap(), sends)
+        }
+
+        fn connect(&mut self, i: usize) -> String {
+            let (s, out, _) = self.run(|c, _, ctx| c.open(Token(i), ctx));
+            self.sessions.insert(i, s);
+            out
+        }
+
+        fn say(&mut self, i: usize, bytes: &str) -> (Step, String, Vec<(usize, String)>) {
+            self.run(|c, s, ctx| c.data(s.get_mut(&i).unwrap(), Token(i), bytes.as_bytes(), ctx))
+        }
+
+        fn leave(&mut self, i: usize) -> Vec<(usize, String)> {
+            let s = self.sessions.remove(&i).unwrap();
+            self.run(|c, _, ctx| c.closed(s, Token(i), CloseReason::Done, ctx))
+                .2
+        }
+
+        fn join(&mut self, i: usize, name: &str) {
+            self.connect(i);
+            let (_, out, _) = self.say(i, &format!("{name}\n"));
+            assert_eq!(out, "Welcome to the chat!\n");
+        }
+    }
+
+    #[test]
+    fn prompt_then_name_rules() {
+        let mut r = Room::new();
+        assert_eq!(r.connect(1), "Enter your username: ");
+        assert_eq!(r.say(1, "\n").1, "Invalid username. Enter your username: ");
+        assert_eq!(
+            r.say(1, "has space\n").1,
+            "Invalid username. Enter your username: "
+        );
+        assert_eq!(
+            r.say(1, &format!("{}\n", "x".repeat(33))).1,
+            "Invalid username. Enter your username: "
+        );
+        let (_, out, sends) = r.say(1, "al_ice-1.0\r\n");
+        assert_eq!(out, "Welcome to the chat!\n");
+        assert!(sends.is_empty(), "nobody else to tell");
+        r.connect(2);
+        assert_eq!(
+            r.say(2, "al_ice-1.0\n").1,
+            "Username taken. Enter your username: "
+        );
+    }
+
+    #[test]
+    fn join_message_and_lines_go_to_everyone_else() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.connect(2);
+        let (_, _, sends) = r.say(2, "bob\n");
+        assert_eq!(sends, [(1, "bob joined the chat\n".to_string())]);
+        r.join(3, "carol");
+        let (_, out, sends) = r.say(1, "hello\n\n");
+        assert_eq!(out, "", "not echoed to the sender; empty line ignored");
+        assert_eq!(
+            sends,
+            [(2, "alice: hello\n".into()), (3, "alice: hello\n".into())]
+        );
+    }
+
+    #[test]
+    fn users_at_the_prompt_hear_nothing() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.connect(2);
+        let (_, _, sends) = r.say(1, "psst\n");
+        assert!(sends.is_empty());
+    }
+
+    #[test]
+    fn who_msg_nick_help_and_unknown() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "bob");
+        assert_eq!(r.say(1, "/who\n").1, "Users online: alice, bob\n");
+        let (_, out, sends) = r.say(1, "/msg bob hi  there \n");
+        assert_eq!(out, "");
+        assert_eq!(sends, [(2, "[private] alice: hi  there\n".into())]);
+        assert_eq!(r.say(1, "/msg zed hi\n").1, "ERROR: no user named zed\n");
+        assert_eq!(r.say(1, "/msg bob\n").1, "ERROR: usage: /msg NAME TEXT\n");
+        let (_, out, sends) = r.say(2, "/nick robert\n");
+        assert_eq!(out, "You are now robert\n");
+        assert_eq!(sends, [(1, "bob is now robert\n".into())]);
+        assert_eq!(r.say(1, "/nick robert\n").1, "ERROR: username taken\n");
+        assert!(r
+            .say(1, "/nick b@d\n")
+            .1
+            .starts_with("ERROR: invalid username"));
+        assert_eq!(r.say(1, "/who\n").1, "Users online: alice, robert\n");
+        assert!(r.say(1, "/help\n").1.contains("/msg NAME TEXT"));
+        assert_eq!(
+            r.say(1, "/dance\n").1,
+            "ERROR: unknown command /dance; try /help\n"
+        );
+        let (step, out, _) = r.say(1, "/quit\n");
+        assert_eq!((step, out.as_str()), (Step::Close, "Goodbye!\n"));
+    }
+
+    #[test]
+    fn leaving_is_announced_once_and_only_for_named_users() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "bob");
+        r.connect(3);
+        assert_eq!(r.leave(3), []);
+        assert_eq!(r.leave(2), [(1, "bob left the chat\n".to_string())]);
+        assert_eq!(r.say(1, "/who\n").1, "Users online: alice\n");
+        // The name is free again.
+        r.join(4, "bob");
+    }
+
+    #[test]
+    fn terminal_control_is_stripped() {
+        assert_eq!(sanitize(b"plain\ttext"), "plain\ttext");
+        assert_eq!(sanitize(b"\x1b[31mred\x1b[0m"), "red");
+        assert_eq!(sanitize(b"\x1b]0;title\x07after"), "after");
+        assert_eq!(sanitize(b"\x1b]8;;http://x\x1b\\link"), "link");
+        assert_eq!(sanitize(b"bell\x07 bs\x08 del\x7f"), "bell bs del");
+        assert_eq!(sanitize("c1\u{9b}2Jcsi".as_bytes()), "c1csi");
+        assert_eq!(sanitize(b"bad \xff utf8"), "bad \u{fffd} utf8");
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "bob");
+        let (_, _, sends) = r.say(1, "\x1b[2J\x1b[Hgotcha\n");
+        assert_eq!(sends, [(2, "alice: gotcha\n".into())]);
+        let (_, _, sends) = r.say(1, "\x1b[2J\n");
+        assert!(sends.is_empty(), "nothing left to say");
+    }
+
+    #[test]
+    fn shutdown_says_so() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        let (_, out, _) = r.run(|c, s, ctx| c.shutdown(s.get_mut(&1).unwrap(), Token(1), ctx));
+        assert_eq!(out, "Server shutting down\n");
+    }
+
+    #[test]
+    fn overlong_lines_close() {
+        let mut r = Room::new();
+        r.connect(1);
+        let (step, out, _) = r.say(1, &"x".repeat(200));
+        assert_eq!(
+            (step, out.as_str()),
+            (Step::Close, "ERROR: line too long\n")
+        );
+    }
+
+    #[test]
+    fn valid_names() {
+        assert!(valid_name(b"a"));
+        assert!(valid_name(b"A.b-c_9"));
+        assert!(valid_name(&[b'x'; 32]));
+        assert!(!valid_name(&[b'x'; 33]));
+        assert!(!valid_name(b""));
+        assert!(!valid_name("é".as_bytes()));
+        assert!(!valid_name(b"/who"));
+    }
+}

@@ -1,0 +1,322 @@
+//! The file server: the client names a file relative to `--root` on one
+//! line; the server streams the file's bytes and closes.
+//!
+//! ```text
+//!   REQUEST --line (or unfinished line + EOF)--> resolve under the root
+//!           --refused or missing--> "ERROR: File not found\n", close
+//!           --a regular file------> STREAMING
+//!   STREAMING --socket drained--> next 64 KiB chunk (Protocol::produce)
+//!             --end of file-----> close
+//! ```
+//!
+//! # Confinement
+//!
+//! Nothing outside the root is ever served, and a refusal always reads
+//! "File not found", so the tree outside cannot be probed. Two layers:
+//!
+//! 1. The request is checked as text: empty, absolute, containing NUL or a
+//!    `..` component is refused before any syscall.
+//! 2. The open itself is confined by the kernel: `openat2(2)` relative to a
+//!    descriptor of the root, with `RESOLVE_BENEATH` (every step of the
+//!    resolution, symlinks included, must stay below the root) and
+//!    `RESOLVE_NO_MAGICLINKS` (no `/proc/self/fd` tricks). The check and the
+//!    open are one system call, so a path swapped for a symlink between a
+//!    check and an open (the classic race) cannot escape: there is no
+//!    "between". Symlinks that stay inside the root are followed.
+//!
+//! The file is opened `O_NONBLOCK | O_NOCTTY`, so that a FIFO's open returns
+//! at once instead of blocking the loop until a writer appears, and then
+//! `fstat` on the open descriptor must say "regular file": FIFOs, sockets,
+//! devices and directories are refused.
+//!
+//! # Streaming
+//!
+//! The loop calls [`Protocol::produce`] only when the connection has written
+//! everything it owed, so the file is read a chunk at a time as fast as the
+//! client reads and no faster: a 4 GiB file to a slow reader costs one chunk
+//! of memory. Reads of a regular file do not wait on the network, but they
+//! can wait on the disk; like nginx without thread pools, monoloop accepts
+//! that for files in the page cache. A file that shrinks mid-transfer just
+//! ends early, at its new end.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
+use super::{ConnId, Ctx, Protocol, Step};
+
+/// The one refusal, whatever the reason.
+pub const NOT_FOUND: &[u8] = b"ERROR: File not found\n";
+
+/// Bytes read from the file per [`Protocol::produce`] call.
+const CHUNK: usize = 64 * 1024;
+
+/// The server: a descriptor of the root directory.
+#[derive(Debug)]
+pub struct FileServer {
+    root: OwnedFd,
+    max_line: usize,
+}
+
+/// One connection's stage.
+#[derive(Debug)]
+pub enum FileSession {
+    /// Waiting for the request line.
+    Request(Lines),
+    /// Sending this file.
+    Streaming(File),
+    /// Answered; nothing more to send.
+    Done,
+}
+
+/// Why a request was refused (logged at debug; the client sees only
+/// [`NOT_FOUND`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Empty,
+    Absolute,
+    Nul,
+    DotDot,
+    NotRegular,
+    Open(io::ErrorKind),
+}
+
+impl FileServer {
+    /// Opens the root directory; fails if it is missing or not a directory.
+    pub fn new(root: &Path, max_line: usize) -> io::Result<Self> {
+        let path = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: a plain open(2) of a NUL-terminated path we own; on success
+        // the descriptor is ours alone and wrapped at once.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { root, max_line })
+    }
+
+    /// Opens the file a request names, confined below the root. See the
+    /// module documentation for the rules.
+    pub fn resolve(&self, request: &[u8]) -> Result<File, Refusal> {
+        if request.is_empty() {
+            return Err(Refusal::Empty);
+        }
+        if request.contains(&0) {
+            return Err(Refusal::Nul);
+        }
+        if request.starts_with(b"/") {
+            return Err(Refusal::Absolute);
+        }
+        if request.split(|&b| b == b'/').any(|c| c == b"..") {
+            return Err(Refusal::DotDot);
+        }
+        let path = CString::new(request).map_err(|_| Refusal::Nul)?;
+        let file = openat2_beneath(&self.root, &path).map_err(|e| Refusal::Open(e.kind()))?;
+        match file.metadata() {
+            Ok(m) if m.is_file() => Ok(file),
+            Ok(_) => Err(Refusal::NotRegular),
+            Err(e) => Err(Refusal::Open(e.kind())),
+        }
+    }
+
+    /// Answers a request line: starts streaming, or refuses.
+    fn request(&self, s: &mut FileSession, id: ConnId, line: &[u8], ctx: &mut Ctx) -> Step {
+        let name = content(line);
+        match self.resolve(name) {
+            Ok(file) => {
+                log::debug!(
+                    "conn #{}: serving {:?}",
+                    id.0 >> 32,
+                    String::from_utf8_lossy(name)
+                );
+                *s = FileSession::Streaming(file);
+                Step::Continue
+            }
+            Err(why) => {
+                log::debug!(
+                    "conn #{}: refused {:?}: {why:?}",
+                    id.0 >> 32,
+                    String::from_utf8_lossy(name)
+                );
+                *s = FileSession::Done;
+                ctx.write(NOT_FOUND);
+                Step::Close
+            }
+        }
+    }
+}
+
+/// `openat2(root, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+/// RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`.
+fn openat2_beneath(root: &OwnedFd, path: &CString) -> io::Result<File> {
+    // SAFETY: open_how is plain data; zeroed is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the kernel reads `path` (NUL-terminated, ours) and `how` (ours,
+    // with its true size), and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+impl Protocol for FileServer {
+    type Session = FileSession;
+
+    fn open(&mut self, _id: ConnId, _ctx: &mut Ctx) -> FileSession {
+        FileSession::Request(Lines::default())
+    }
+
+    fn data(&mut self, s: &mut FileSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
+        let FileSession::Request(lines) = s else {
+            // The request is answered; anything more is ignored.
+            return Step::Continue;
+        };
+        let mut first = None;
+        let fed = lines.feed(input, self.max_line, |line| {
+            first = Some(line.to_vec());
+            Step::Close
+        });
+        match (fed, first) {
+            (Err(TooLong), _) => {
+                *s = FileSession::Done;
+                ctx.write(LINE_TOO_LONG);
+                Step::Close
+            }
+            (Ok(_), Some(line)) => self.request(s, id, &line, ctx),
+            (Ok(_), None) => Step::Continue,
+        }
+    }
+
+    fn eof(&mut self, s: &mut FileSession, id: ConnId, ctx: &mut Ctx) -> Step {
+        match s {
+            // `printf name | nc -N`: a request without its newline.
+            FileSession::Request(lines) => match lines.take_rest() {
+                Some(rest) => self.request(s, id, &rest, ctx),
+                None => Step::Close,
+            },
+            // Keep streaming to a client that has finished sending.
+            FileSession::Streaming(_) => Step::Continue,
+            FileSession::Done => Step::Close,
+        }
+    }
+
+    fn producing(&self, s: &FileSession) -> bool {
+        matches!(s, FileSession::Streaming(_))
+    }
+
+    fn produce(&mut self, s: &mut FileSession, id: ConnId, ctx: &mut Ctx) -> Step {
+        let FileSession::Streaming(file) = s else {
+            return Step::Close;
+        };
+        match ctx.write_with(CHUNK, |buf| file.read(buf)) {
+            Ok(0) => {
+                *s = FileSession::Done;
+                Step::Close
+            }
+            Ok(_) => Step::Continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Continue,
+            Err(e) => {
+                log::warn!("conn #{}: reading the file failed: {e}", id.0 >> 32);
+                *s = FileSession::Done;
+                Step::Close
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A scratch tree: root/{hello.txt, sub/inner.txt, link-in -> hello.txt,
+    /// link-out -> ../secret.txt}, secret.txt beside root.
+    fn tree(tag: &str) -> (std::path::PathBuf, FileServer) {
+        let base = std::env::temp_dir().join(format!("monoloop-file-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("hello.txt"), b"hello").unwrap();
+        std::fs::write(root.join("sub/inner.txt"), b"inner").unwrap();
+        std::fs::write(base.join("secret.txt"), b"secret").unwrap();
+        symlink("hello.txt", root.join("link-in")).unwrap();
+        symlink("../secret.txt", root.join("link-out")).unwrap();
+        symlink("/etc/passwd", root.join("link-abs")).unwrap();
+        let server = FileServer::new(&root, 100).unwrap();
+        (base, server)
+    }
+
+    fn read(f: Result<File, Refusal>) -> String {
+        let mut s = String::new();
+        f.unwrap().read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn files_below_the_root_are_served() {
+        let (base, fs) = tree("ok");
+        assert_eq!(read(fs.resolve(b"hello.txt")), "hello");
+        assert_eq!(read(fs.resolve(b"sub/inner.txt")), "inner");
+        assert_eq!(read(fs.resolve(b"./sub//inner.txt")), "inner");
+        assert_eq!(read(fs.resolve(b"link-in")), "hello");
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn every_escape_is_refused() {
+        let (base, fs) = tree("escape");
+        assert_eq!(fs.resolve(b"").unwrap_err(), Refusal::Empty);
+        assert_eq!(fs.resolve(b"/etc/passwd").unwrap_err(), Refusal::Absolute);
+        assert_eq!(fs.resolve(b"../secret.txt").unwrap_err(), Refusal::DotDot);
+        assert_eq!(
+            fs.resolve(b"sub/../../secret.txt").unwrap_err(),
+            Refusal::DotDot
+        );
+        assert_eq!(fs.resolve(b"a\0b").unwrap_err(), Refusal::Nul);
+        assert!(matches!(fs.resolve(b"link-out"), Err(Refusal::Open(_))));
+        assert!(matches!(fs.resolve(b"link-abs"), Err(Refusal::Open(_))));
+        assert!(matches!(fs.resolve(b"missing"), Err(Refusal::Open(_))));
+        assert_eq!(fs.resolve(b"sub").unwrap_err(), Refusal::NotRegular);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let (base, fs) = tree("fifo");
+        let fifo = CString::new(base.join("root/pipe").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo on a path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        // A blocking open would hang this test forever: no writer exists.
+        assert_eq!(fs.resolve(b"pipe").unwrap_err(), Refusal::NotRegular);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error() {
+        assert!(FileServer::new(Path::new("/nonexistent/monoloop"), 10).is_err());
+        assert!(FileServer::new(&std::env::current_exe().unwrap(), 10).is_err());
+    }
+}
