@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn rest_is_handed_over_at_eof() {
         let mut l = Lines::default();
-        collect(&mut l, b"x\nunfinished", 100);
+        assert_eq!(collect(&mut l, b"x\nunfinished", 100).0, Ok(Step::Continue));
         assert_eq!(l.take_rest().as_deref(), Some(&b"unfinished"[..]));
         assert_eq!(l.take_rest(), None);
     }
