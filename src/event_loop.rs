@@ -659,26 +659,30 @@ impl<P: Protocol> Server<P> {
     /// Queues what protocols sent to other connections, then flushes each
     /// receiver once: many messages to one peer become one write.
     ///
-    /// A receiver whose queue passes `--write-limit` is not reading; it is
-    /// disconnected as a slow consumer (the policy of Redis's pub/sub output
-    /// buffer limit), so that it can neither stall the sender nor grow the
-    /// server's memory. Its departure may itself send (a chat "left"
-    /// line), hence the outer loop.
+    /// A receiver still owing more than `--write-limit` after that write is
+    /// not reading; it is disconnected as a slow consumer (the policy of
+    /// Redis's pub/sub output buffer limit), so that it can neither stall
+    /// the sender nor grow the server's memory. Its departure may itself
+    /// send (a chat "left" line), hence the outer loop.
     fn deliver(&mut self, now: Instant) {
         while !self.sends.is_empty() {
             let mut receivers = Vec::new();
             for (to, chunk) in std::mem::take(&mut self.sends) {
-                let Some(conn) = self.conns.get_mut(to) else {
+                if let Some(conn) = self.conns.get_mut(to) {
+                    if conn.accepts_output() {
+                        conn.queue.push_shared(chunk);
+                        receivers.push(to);
+                    }
+                }
+            }
+            receivers.sort_unstable();
+            receivers.dedup();
+            for token in receivers {
+                self.flush(token, now);
+                let Some(conn) = self.conns.get_mut(token) else {
                     continue;
                 };
-                if !conn.accepts_output() {
-                    continue;
-                }
-                if conn.queue.is_empty() {
-                    receivers.push(to);
-                }
-                conn.queue.push_shared(chunk);
-                if conn.queue.len() > self.opts.write_limit {
+                if conn.accepts_output() && conn.queue.len() > self.opts.write_limit {
                     self.stats.slow_consumers += 1;
                     log::info!(
                         "conn #{} {}: slow consumer, {} bytes unread: disconnecting",
@@ -686,11 +690,8 @@ impl<P: Protocol> Server<P> {
                         conn.peer,
                         conn.queue.len()
                     );
-                    self.close(to, CloseReason::SlowConsumer);
+                    self.close(token, CloseReason::SlowConsumer);
                 }
-            }
-            for token in receivers {
-                self.flush(token, now);
                 self.settle(token, now);
             }
         }

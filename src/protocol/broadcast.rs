@@ -8,9 +8,9 @@
 //!        --EOF--> its unfinished line relayed as a line, CLOSE
 //! ```
 //!
-//! Each line is encoded once, into one `Rc<[u8]>` that sits in every
-//! receiver's write queue; 1,000 receivers cost 1,000 pointers, not 1,000
-//! copies. Lines from different senders never interleave mid-line, because
+//! Each line is encoded once, and all the lines of one read go into one
+//! `Rc<[u8]>` that sits in every receiver's write queue; 1,000 receivers
+//! cost 1,000 pointers per read, not 1,000 copies per line. Lines from different senders never interleave mid-line, because
 //! a line is only ever queued whole. A receiver that stops reading is the
 //! loop's business: past `--write-limit` it is disconnected as a slow
 //! consumer (`event_loop.rs`, `deliver`), so it never holds up the sender or
@@ -48,16 +48,22 @@ impl Broadcast {
         }
     }
 
-    /// Sends one line from `from` to everyone else, encoded once.
-    fn relay(members: &BTreeSet<ConnId>, prefix: &[u8], from: ConnId, line: &[u8], ctx: &mut Ctx) {
-        let body = content(line);
-        let mut framed = Vec::with_capacity(prefix.len() + body.len() + 1);
-        framed.extend_from_slice(prefix);
-        framed.extend_from_slice(body);
-        framed.push(b'\n');
-        let framed: Rc<[u8]> = framed.into();
-        for &to in members.iter().filter(|&&m| m != from) {
-            ctx.send(to, framed.clone());
+    /// Frames one line into `batch`.
+    fn frame(&self, line: &[u8], batch: &mut Vec<u8>) {
+        batch.extend_from_slice(&self.prefix);
+        batch.extend_from_slice(content(line));
+        batch.push(b'\n');
+    }
+
+    /// Sends the framed lines of one read from `from` to everyone else: one
+    /// allocation, shared by every receiver.
+    fn relay(&self, from: ConnId, batch: Vec<u8>, ctx: &mut Ctx) {
+        if batch.is_empty() {
+            return;
+        }
+        let shared: Rc<[u8]> = batch.into();
+        for &to in self.members.iter().filter(|&&m| m != from) {
+            ctx.send(to, shared.clone());
         }
     }
 }
@@ -71,11 +77,15 @@ impl Protocol for Broadcast {
     }
 
     fn data(&mut self, s: &mut BroadcastSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
-        let (members, prefix) = (&self.members, &self.prefix);
+        // Every line of this read goes out as one chunk: with many
+        // receivers, that is one queue entry each per read, not per line.
+        let mut batch = Vec::new();
         let fed = s.lines.feed(input, self.max_line, |line| {
-            Self::relay(members, prefix, id, line, ctx);
+            self.frame(line, &mut batch);
             Step::Continue
         });
+        // Lines before an overlong one are still relayed.
+        self.relay(id, batch, ctx);
         match fed {
             Ok(step) => step,
             Err(TooLong) => {
@@ -87,7 +97,9 @@ impl Protocol for Broadcast {
 
     fn eof(&mut self, s: &mut BroadcastSession, id: ConnId, ctx: &mut Ctx) -> Step {
         if let Some(rest) = s.lines.take_rest() {
-            Self::relay(&self.members, &self.prefix, id, &rest, ctx);
+            let mut batch = Vec::new();
+            self.frame(&rest, &mut batch);
+            self.relay(id, batch, ctx);
         }
         Step::Close
     }
@@ -156,6 +168,14 @@ mod tests {
         let (_, _, sent) = step(|c| b.data(&mut s[0], Token(1), b"x\n", c));
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, Token(2));
+    }
+
+    #[test]
+    fn the_lines_of_one_read_travel_as_one_chunk() {
+        let (mut b, mut s) = three();
+        let (_, _, sent) = step(|c| b.data(&mut s[0], Token(1), b"one\ntwo\nthr", c));
+        assert_eq!(sent.len(), 2, "one chunk per receiver");
+        assert_eq!(&*sent[0].1, b"[Broadcast] one\n[Broadcast] two\n");
     }
 
     #[test]

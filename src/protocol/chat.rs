@@ -120,11 +120,32 @@ pub fn sanitize(raw: &[u8]) -> String {
     out
 }
 
-/// Shares one encoded message with every user but `except`.
-fn to_others(users: &BTreeMap<String, ConnId>, except: ConnId, message: String, ctx: &mut Ctx) {
-    let chunk: Rc<[u8]> = message.into_bytes().into();
+/// Shares one encoded chunk with every user but `except`.
+fn to_others(users: &BTreeMap<String, ConnId>, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
+    if chunk.is_empty() {
+        return;
+    }
+    let chunk: Rc<[u8]> = chunk.into();
     for &to in users.values().filter(|&&id| id != except) {
         ctx.send(to, chunk.clone());
+    }
+}
+
+/// What one read from a user says to everyone else, gathered so that it
+/// travels as one shared chunk. Sent before anything that must not overtake
+/// it (a private message), and at the end of the read.
+#[derive(Default)]
+struct Public(Vec<u8>);
+
+impl Public {
+    fn say(&mut self, message: std::fmt::Arguments) {
+        use std::io::Write;
+        // Writing into a Vec cannot fail.
+        let _ = self.0.write_fmt(message);
+    }
+
+    fn send(&mut self, users: &BTreeMap<String, ConnId>, from: ConnId, ctx: &mut Ctx) {
+        to_others(users, from, std::mem::take(&mut self.0), ctx);
     }
 }
 
@@ -132,6 +153,7 @@ fn to_others(users: &BTreeMap<String, ConnId>, except: ConnId, message: String, 
 fn on_line(
     users: &mut BTreeMap<String, ConnId>,
     name: &mut Option<String>,
+    public: &mut Public,
     id: ConnId,
     line: &[u8],
     ctx: &mut Ctx,
@@ -148,7 +170,7 @@ fn on_line(
             } else {
                 users.insert(chosen.clone(), id);
                 ctx.write(WELCOME);
-                to_others(users, id, format!("{chosen} joined the chat\n"), ctx);
+                public.say(format_args!("{chosen} joined the chat\n"));
                 *name = Some(chosen);
             }
         }
@@ -159,7 +181,7 @@ fn on_line(
         return Step::Continue;
     }
     let Some(command) = text.strip_prefix('/') else {
-        to_others(users, id, format!("{me}: {text}\n"), ctx);
+        public.say(format_args!("{me}: {text}\n"));
         return Step::Continue;
     };
     let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
@@ -176,6 +198,8 @@ fn on_line(
                     if target == id {
                         ctx.write(message.as_bytes());
                     } else {
+                        // Whatever this user said before goes first.
+                        public.send(users, id, ctx);
                         ctx.send(target, message.into_bytes().into());
                     }
                 }
@@ -196,7 +220,7 @@ fn on_line(
                 users.remove(&me);
                 users.insert(rest.to_string(), id);
                 ctx.write(format!("You are now {rest}\n").as_bytes());
-                to_others(users, id, format!("{me} is now {rest}\n"), ctx);
+                public.say(format_args!("{me} is now {rest}\n"));
                 *name = Some(rest.to_string());
             }
         }
@@ -221,9 +245,12 @@ impl Protocol for Chat {
     fn data(&mut self, s: &mut ChatSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
         let ChatSession { lines, name } = s;
         let users = &mut self.users;
-        match lines.feed(input, self.max_line, |line| {
-            on_line(users, name, id, line, ctx)
-        }) {
+        let mut public = Public::default();
+        let fed = lines.feed(input, self.max_line, |line| {
+            on_line(users, name, &mut public, id, line, ctx)
+        });
+        public.send(users, id, ctx);
+        match fed {
             Ok(step) => step,
             Err(TooLong) => {
                 ctx.write(LINE_TOO_LONG);
@@ -234,7 +261,9 @@ impl Protocol for Chat {
 
     fn eof(&mut self, s: &mut ChatSession, id: ConnId, ctx: &mut Ctx) -> Step {
         if let Some(rest) = s.lines.take_rest() {
-            on_line(&mut self.users, &mut s.name, id, &rest, ctx);
+            let mut public = Public::default();
+            on_line(&mut self.users, &mut s.name, &mut public, id, &rest, ctx);
+            public.send(&self.users, id, ctx);
         }
         Step::Close
     }
@@ -246,7 +275,8 @@ impl Protocol for Chat {
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
         if let Some(name) = s.name {
             self.users.remove(&name);
-            to_others(&self.users, id, format!("{name} left the chat\n"), ctx);
+            let left = format!("{name} left the chat\n").into_bytes();
+            to_others(&self.users, id, left, ctx);
         }
     }
 }

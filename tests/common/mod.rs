@@ -115,6 +115,26 @@ impl Server {
         }
     }
 
+    /// Waits until the server has accepted `n` connections in all. Needs
+    /// `--log-level debug`, which logs each accept as `conn #N from ADDR`.
+    pub fn wait_accepted(&mut self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self
+            .log()
+            .iter()
+            .filter(|l| l.contains("conn #") && l.contains(" from "))
+            .count()
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} accepts logged; log:\n{}",
+                self.log().join("\n")
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
