@@ -1,0 +1,286 @@
+//! `monoloop file --root DIR` over real sockets: byte-exact streaming,
+//! confinement, bounded memory with a slow reader, fairness between
+//! downloads, files that change under us, and start-up errors.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A scratch directory, removed when dropped.
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        let dir = std::env::temp_dir().join(format!("monoloop-it-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("root/sub")).unwrap();
+        Tree(dir)
+    }
+    fn root(&self) -> PathBuf {
+        self.0.join("root")
+    }
+    fn root_arg(&self) -> String {
+        self.root().to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `len` pattern bytes to `path`.
+fn pattern_file(path: &Path, len: u64) {
+    let mut f = fs::File::create(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(buf.len() as u64) as usize;
+        fill_pattern(&mut buf[..n], off);
+        f.write_all(&buf[..n]).unwrap();
+        off += n as u64;
+    }
+}
+
+/// Requests `name` and returns everything until the server closes.
+fn fetch(server: &Server, name: &[u8]) -> Vec<u8> {
+    let mut s = connect(server.addr);
+    s.write_all(name).unwrap();
+    s.write_all(b"\n").unwrap();
+    let (got, reset) = read_to_eof(&mut s);
+    assert!(
+        !reset,
+        "reset while fetching {:?}",
+        String::from_utf8_lossy(name)
+    );
+    got
+}
+
+#[test]
+fn files_stream_byte_exact() {
+    let t = Tree::new("exact");
+    pattern_file(&t.root().join("data.bin"), 3_000_000);
+    fs::write(t.root().join("sub/notes.txt"), b"notes\n").unwrap();
+    symlink("sub/notes.txt", t.root().join("shortcut")).unwrap();
+    fs::write(t.root().join("empty"), b"").unwrap();
+    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let got = fetch(&server, b"data.bin");
+    assert_eq!(got.len(), 3_000_000);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+    assert_eq!(fetch(&server, b"sub/notes.txt"), b"notes\n");
+    assert_eq!(
+        fetch(&server, b"shortcut\r"),
+        b"notes\n",
+        "CRLF and inner symlinks"
+    );
+    assert_eq!(fetch(&server, b"empty"), b"");
+}
+
+#[test]
+fn a_request_without_newline_is_answered_at_half_close() {
+    let t = Tree::new("halfclose");
+    fs::write(t.root().join("a.txt"), b"contents").unwrap();
+    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let mut s = connect(server.addr);
+    s.write_all(b"a.txt").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let (got, _) = read_to_eof(&mut s);
+    assert_eq!(got, b"contents");
+}
+
+#[test]
+fn every_escape_and_odd_file_gets_not_found() {
+    let t = Tree::new("escape");
+    fs::write(t.0.join("secret.txt"), b"secret").unwrap();
+    fs::write(t.root().join("ok.txt"), b"ok").unwrap();
+    symlink("../secret.txt", t.root().join("link-out")).unwrap();
+    symlink(t.0.join("secret.txt"), t.root().join("link-abs")).unwrap();
+    symlink("..", t.root().join("sub/up")).unwrap();
+    let fifo = std::ffi::CString::new(t.root().join("fifo").to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let secret = t.0.join("secret.txt");
+    let absolute = secret.to_string_lossy().into_owned();
+    for request in [
+        &b"../secret.txt"[..],
+        b"sub/../../secret.txt",
+        absolute.as_bytes(),
+        b"/etc/passwd",
+        b"link-out",
+        b"link-abs",
+        b"sub/up/../secret.txt",
+        b"sub/up/sub/up/ok.txt/../../secret.txt",
+        b"fifo",
+        b"sub",
+        b".",
+        b"",
+        b"ok.txt\0.png",
+        b"missing.txt",
+    ] {
+        let started = Instant::now();
+        assert_eq!(
+            fetch(&server, request),
+            b"ERROR: File not found\n",
+            "request {:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a refusal blocked"
+        );
+    }
+    // Symlinks that stay inside the root still work.
+    assert_eq!(fetch(&server, b"sub/up/ok.txt"), b"ok");
+}
+
+#[test]
+fn a_gigabyte_streams_to_a_slow_reader_in_bounded_memory() {
+    const SIZE: u64 = 1 << 30;
+    const LIMIT: u64 = 1 << 20;
+    let t = Tree::new("sparse");
+    let path = t.root().join("sparse.bin");
+    let markers = [0u64, SIZE / 2 + 12_345, SIZE - 16];
+    {
+        let mut f = fs::File::create(&path).unwrap();
+        f.set_len(SIZE).unwrap();
+        for &m in &markers {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(m)).unwrap();
+            f.write_all(b"MARKER--MARKER--").unwrap();
+        }
+    }
+    let server = Server::start(&[
+        "file",
+        "--root",
+        &t.root_arg(),
+        "--write-limit",
+        &LIMIT.to_string(),
+    ]);
+    assert_eq!(
+        fetch(&server, b"sub/../../nope"),
+        b"ERROR: File not found\n"
+    ); // warm up
+    let before = server.rss_kib();
+    let mut s = connect(server.addr);
+    s.write_all(b"sparse.bin\n").unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut expected = vec![0u8; 1 << 16];
+    let mut off = 0u64;
+    let mut worst_growth = 0;
+    while off < SIZE {
+        // Stall twice: at the start, and half way.
+        if off == 0 || (SIZE / 2..SIZE / 2 + (1 << 16)).contains(&off) {
+            thread::sleep(Duration::from_millis(700));
+            worst_growth = worst_growth.max(server.rss_kib().saturating_sub(before) * 1024);
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "EOF at {off}");
+        // The expected bytes: zeros, with the markers patched in.
+        expected[..n].fill(0);
+        for &m in &markers {
+            for k in 0..16u64 {
+                if (off..off + n as u64).contains(&(m + k)) {
+                    expected[(m + k - off) as usize] = b"MARKER--MARKER--"[k as usize];
+                }
+            }
+        }
+        assert!(buf[..n] == expected[..n], "bytes differ near offset {off}");
+        off += n as u64;
+    }
+    expect_eof(&mut s);
+    assert!(
+        worst_growth <= 2 * LIMIT,
+        "server RSS grew {worst_growth} bytes with a write limit of {LIMIT}"
+    );
+}
+
+#[test]
+fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
+    let t = Tree::new("many");
+    pattern_file(&t.root().join("big.bin"), 16_000_000);
+    fs::write(t.root().join("small.txt"), b"small").unwrap();
+    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let addr = server.addr;
+    let downloads: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                s.write_all(b"big.bin\n").unwrap();
+                read_pattern(&mut s, 16_000_000)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    assert_eq!(fetch(&server, b"small.txt"), b"small");
+    let small = started.elapsed();
+    for d in downloads {
+        assert_eq!(d.join().unwrap(), 16_000_000);
+    }
+    assert!(
+        small < Duration::from_secs(2),
+        "small request took {small:?}"
+    );
+}
+
+#[test]
+fn a_file_that_shrinks_mid_transfer_ends_cleanly() {
+    let t = Tree::new("shrink");
+    let path = t.root().join("shrinking.bin");
+    pattern_file(&path, 64 << 20);
+    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let mut s = connect(server.addr);
+    s.write_all(b"shrinking.bin\n").unwrap();
+    let head = read_n(&mut s, 1 << 20);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let (rest, reset) = read_to_eof(&mut s);
+    assert!(!reset);
+    let total = head.len() + rest.len();
+    assert!(total < 64 << 20, "the whole original file came through");
+    assert!(head
+        .iter()
+        .chain(rest.iter())
+        .enumerate()
+        .all(|(i, &b)| b == pattern(i as u64)));
+    // And the server is fine.
+    assert_eq!(fetch(&server, b"shrinking.bin").len(), 8 << 20);
+}
+
+#[test]
+fn a_bad_root_exits_2() {
+    let t = Tree::new("badroot");
+    fs::write(t.0.join("plain-file"), b"x").unwrap();
+    for args in [
+        vec!["file".to_string()],
+        vec![
+            "file".into(),
+            "--root".into(),
+            "/nonexistent/monoloop".into(),
+        ],
+        vec![
+            "file".into(),
+            "--root".into(),
+            t.0.join("plain-file").to_string_lossy().into_owned(),
+        ],
+    ] {
+        let out = binary().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--root"), "{args:?}: {stderr}");
+    }
+}
