@@ -45,6 +45,8 @@ pub enum ClientError {
     Connect(SocketAddr, io::Error),
     Timeout(String, Duration),
     Reset(SocketAddr),
+    /// The TLS set-up or handshake failed; the text says why.
+    Tls(String),
     Io(&'static str, io::Error),
 }
 
@@ -63,6 +65,7 @@ impl fmt::Display for ClientError {
                 )
             }
             ClientError::Reset(a) => write!(f, "connection reset by {a}"),
+            ClientError::Tls(why) => write!(f, "TLS: {why}"),
             ClientError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -84,12 +87,45 @@ enum Stdin {
 /// Runs the client until the server closes the connection.
 pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
     let deadline = Instant::now() + cfg.timeout;
+    #[cfg(feature = "tls")]
+    let tls = match &cfg.tls {
+        Some(opts) => Some(tls_session(opts, &cfg.target)?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if cfg.tls.is_some() {
+        return Err(ClientError::Tls(
+            "this monoloop was built without TLS (cargo feature \"tls\")".into(),
+        ));
+    }
     let addrs = resolve(&cfg.target)?;
     let mut poll = Poll::new().map_err(|e| ClientError::Io("cannot create the poll", e))?;
     let (mut stream, peer) = connect(&mut poll, &addrs, &cfg.target, deadline, cfg.timeout)?;
     log::debug!("connected to {peer}");
     let mut session = Session::new(&mut poll, peer)?;
+    #[cfg(feature = "tls")]
+    {
+        session.tls = tls;
+    }
     session.pump(&mut poll, &mut stream)
+}
+
+/// A client TLS session for `target`, named by `--server-name` or the host.
+#[cfg(feature = "tls")]
+fn tls_session(
+    opts: &crate::config::ClientTls,
+    target: &str,
+) -> Result<Box<rustls::Connection>, ClientError> {
+    let config = crate::tls::client_config(opts).map_err(|e| ClientError::Tls(e.0))?;
+    if opts.insecure {
+        eprintln!("warning: --insecure: the server's certificate is not verified");
+    }
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    let name = crate::tls::server_name(opts.server_name.as_deref().unwrap_or(host))
+        .map_err(|e| ClientError::Tls(e.0))?;
+    let session =
+        rustls::ClientConnection::new(config, name).map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok(Box::new(rustls::Connection::Client(session)))
 }
 
 /// Resolves `HOST:PORT`. Host names are checked for DNS syntax first, so
@@ -194,6 +230,12 @@ struct Session {
     /// Our FIN is sent.
     shut: bool,
     buf: Vec<u8>,
+    /// The TLS session, with `--tls`.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::Connection>>,
+    /// TLS: our FIN followed close_notify.
+    #[cfg(feature = "tls")]
+    fin_sent: bool,
 }
 
 impl Session {
@@ -205,6 +247,10 @@ impl Session {
             queue: WriteQueue::new(),
             shut: false,
             buf: vec![0; CHUNK],
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            fin_sent: false,
         };
         if s.stdin == Stdin::Polled {
             match poll
@@ -257,7 +303,7 @@ impl Session {
         stdout: &mut io::StdoutLock,
     ) -> Result<bool, ClientError> {
         loop {
-            match stream.read(&mut self.buf) {
+            match self.read_server(stream) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     if let Err(e) = stdout
@@ -276,9 +322,40 @@ impl Session {
                 Err(e) if crate::connection::is_disconnect(&e) => {
                     return Err(ClientError::Reset(self.peer))
                 }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(ClientError::Tls(e.to_string()))
+                }
                 Err(e) => return Err(ClientError::Io("cannot read from the server", e)),
             }
         }
+    }
+
+    /// One read of the server's bytes into `buf`: straight from the socket,
+    /// or plaintext out of the TLS session (fed from the socket as needed).
+    /// A TLS failure comes back as `InvalidData` with the reason.
+    fn read_server(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            use crate::tls::{explain, read_records, write_records, Records};
+            loop {
+                match tls.reader().read(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // A TCP close without close_notify ends the output too.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    other => return other,
+                }
+                match read_records(tls, stream) {
+                    Records::Read | Records::Eof => {}
+                    Records::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
+                    Records::Failed(e) => return Err(e),
+                    Records::Rejected(e) => {
+                        let _ = write_records(tls, stream);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, explain(&e)));
+                    }
+                }
+            }
+        }
+        stream.read(&mut self.buf)
     }
 
     /// Reads standard input into the queue while there is room and a read
@@ -306,6 +383,10 @@ impl Session {
 
     /// Writes what is queued; sends our FIN once input is done and sent.
     fn write_server(&mut self, stream: &mut TcpStream) -> Result<(), ClientError> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.write_server_tls(stream);
+        }
         while !self.queue.is_empty() {
             match self.queue.write_to(stream) {
                 Ok(_) => {}
@@ -324,6 +405,56 @@ impl Session {
         Ok(())
     }
 
+    /// TLS: records first, then queued input into the session once the
+    /// handshake is done; at the end of input, close_notify, then our FIN.
+    #[cfg(feature = "tls")]
+    fn write_server_tls(&mut self, stream: &mut TcpStream) -> Result<(), ClientError> {
+        use crate::tls::write_records;
+        let peer = self.peer;
+        let failed = |e: io::Error| {
+            if crate::connection::is_disconnect(&e) {
+                ClientError::Reset(peer)
+            } else {
+                ClientError::Io("cannot write to the server", e)
+            }
+        };
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            if !write_records(tls, stream).map_err(failed)? {
+                return Ok(());
+            }
+            if self.queue.is_empty() || tls.is_handshaking() {
+                break;
+            }
+            match self.queue.write_to(&mut tls.writer()) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Io("TLS session refused data", e)),
+            }
+        }
+        if self.stdin == Stdin::Done && self.queue.is_empty() && !self.shut {
+            self.shut = true;
+            tls.send_close_notify();
+        }
+        // Our FIN goes after close_notify's record.
+        if self.shut && !self.fin_sent && write_records(tls, stream).map_err(failed)? {
+            self.fin_sent = true;
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        Ok(())
+    }
+
+    /// True if anything is ready to go to the server now.
+    fn wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.wants_write() || (!self.queue.is_empty() && !tls.is_handshaking());
+        }
+        !self.queue.is_empty()
+    }
+
     /// Makes the registrations match what is wanted now.
     fn sync(
         &mut self,
@@ -331,10 +462,10 @@ impl Session {
         stream: &mut TcpStream,
         registered: &mut Interest,
     ) -> Result<(), ClientError> {
-        let want = if self.queue.is_empty() {
-            Interest::READABLE
-        } else {
+        let want = if self.wants_write() {
             Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
         };
         if want != *registered {
             poll.registry()

@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Config {
     pub mode: Mode,
     pub server: ServerOptions,
+    /// `Some` when any `--tls-*` option was given.
+    pub tls: Option<ServerTls>,
     pub log_level: log::LevelFilter,
 }
 
@@ -46,6 +48,26 @@ impl Mode {
     }
 }
 
+/// The server's TLS files and choices, as given on the command line.
+/// Checked and loaded by `tls.rs`, which says what is wrong with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub alpn: Vec<String>,
+}
+
+/// The client's TLS choices, as given on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub insecure: bool,
+}
+
 /// What `monoloop client` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -53,6 +75,8 @@ pub struct ClientConfig {
     pub target: String,
     /// Bound on resolving and connecting.
     pub timeout: Duration,
+    /// `Some` with `--tls`.
+    pub tls: Option<ClientTls>,
     pub log_level: log::LevelFilter,
 }
 
@@ -68,7 +92,13 @@ pub struct ServerOptions {
     /// `None`: no periodic stats line (the final one is still logged).
     pub stats_interval: Option<Duration>,
     pub max_line: usize,
+    /// How long a TLS client may take to finish its handshake.
+    pub handshake_timeout: Duration,
 }
+
+/// The port served when `--listen` is not given: plain, and TLS.
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_TLS_PORT: u16 = 8443;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -80,6 +110,7 @@ impl Default for ServerOptions {
             drain_timeout: Duration::from_secs(5),
             stats_interval: Some(Duration::from_secs(10)),
             max_line: 8192,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -111,7 +142,7 @@ USAGE:
     monoloop broadcast [OPTIONS]
     monoloop chat [OPTIONS]
     monoloop file --root DIR [OPTIONS]
-    monoloop client HOST:PORT [--timeout SECS]
+    monoloop client HOST:PORT [CLIENT OPTIONS]
 
 MODES:
     echo        send every byte back, in order (RFC 862)
@@ -131,8 +162,23 @@ BROADCAST OPTIONS:
 FILE OPTIONS:
     --root DIR             the directory files are served from (required)
 
+TLS (ANY SERVER MODE):
+    --tls-cert FILE        PEM certificate chain; turns TLS on
+    --tls-key FILE         PEM private key (PKCS#8, PKCS#1 or SEC1)
+    --tls-client-ca FILE   require client certificates signed by this CA
+    --handshake-timeout SECS  close clients that have not finished the
+                           handshake by then                  [default: 10]
+    --alpn LIST            ALPN protocols to offer, comma-separated
+    With TLS the default port is 8443.
+
 CLIENT OPTIONS:
     --timeout SECS         give up connecting after this long [default: 10]
+    --tls                  speak TLS; verify the server against the system's
+                           trust store
+    --ca FILE              verify against this CA only
+    --server-name NAME     name to check and send as SNI [default: HOST]
+    --cert FILE --key FILE present a client certificate
+    --insecure             do not verify the server (says so on stderr)
 
 OPTIONS FOR EVERY SERVER MODE:
     --listen ADDR          address and port to listen on    [default: 127.0.0.1:8080]
@@ -173,9 +219,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         return parse_client(args, log_level);
     }
 
+    let tls = ServerTls {
+        cert: opt(&mut args, "--tls-cert", path)?,
+        key: opt(&mut args, "--tls-key", path)?,
+        client_ca: opt(&mut args, "--tls-client-ca", path)?,
+        alpn: opt(&mut args, "--alpn", alpn_list)?.unwrap_or_default(),
+    };
+    let tls = (tls != ServerTls::default()).then_some(tls);
     let defaults = ServerOptions::default();
+    let default_listen = match tls {
+        Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
+        None => defaults.listen,
+    };
     let server = ServerOptions {
-        listen: opt(&mut args, "--listen", parse_addr)?.unwrap_or(defaults.listen),
+        listen: opt(&mut args, "--listen", parse_addr)?.unwrap_or(default_listen),
         max_connections: opt(&mut args, "--max-connections", positive)?
             .unwrap_or(defaults.max_connections),
         idle_timeout: opt(&mut args, "--idle-timeout", seconds_or_off)?
@@ -186,6 +243,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         stats_interval: opt(&mut args, "--stats-interval", seconds_or_off)?
             .unwrap_or(defaults.stats_interval),
         max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
+        handshake_timeout: opt(&mut args, "--handshake-timeout", seconds)?
+            .unwrap_or(defaults.handshake_timeout),
     };
 
     let mode = match mode_name.as_str() {
@@ -208,6 +267,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
+        tls,
         log_level,
     })))
 }
@@ -218,6 +278,20 @@ fn parse_client(
     log_level: log::LevelFilter,
 ) -> Result<Parsed, UsageError> {
     let timeout = opt(&mut args, "--timeout", seconds)?.unwrap_or(Duration::from_secs(10));
+    let use_tls = args.contains("--tls");
+    let tls = ClientTls {
+        ca: opt(&mut args, "--ca", path)?,
+        server_name: opt(&mut args, "--server-name", text)?,
+        cert: opt(&mut args, "--cert", path)?,
+        key: opt(&mut args, "--key", path)?,
+        insecure: args.contains("--insecure"),
+    };
+    if !use_tls && tls != ClientTls::default() {
+        return Err(UsageError(
+            "--ca, --server-name, --cert, --key and --insecure need --tls".into(),
+        ));
+    }
+    let tls = use_tls.then_some(tls);
     let target: String = args
         .free_from_str()
         .map_err(|_| UsageError("client needs HOST:PORT, such as 127.0.0.1:8080".into()))?;
@@ -236,6 +310,7 @@ fn parse_client(
     Ok(Parsed::Client(ClientConfig {
         target,
         timeout,
+        tls,
         log_level,
     }))
 }
@@ -312,6 +387,22 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         "trace" => Ok(log::LevelFilter::Trace),
         _ => Err("expected error, warn, info, debug or trace".into()),
     }
+}
+
+fn path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("expected a file name".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `h2,http/1.1`: protocol names for ALPN, comma-separated.
+fn alpn_list(s: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = s.split(',').map(|p| p.trim().to_string()).collect();
+    if names.iter().any(|n| n.is_empty() || n.len() > 255) {
+        return Err("expected comma-separated protocol names, such as h2,http/1.1".into());
+    }
+    Ok(names)
 }
 
 /// An existing directory (checked now, so that a typo exits 2 at once).

@@ -12,16 +12,17 @@
 //! # Stages
 //!
 //! ```text
-//!            accept
-//!              |
-//!              v
-//!  +-------> OPEN ---------- peer EOF, protocol keeps talking --> HALF-CLOSED
+//!            accept ----- TLS listener ----> HANDSHAKE --done--+
+//!              |                  (timeout or bad TLS: CLOSED) |
+//!              v                                               |
+//!  +-------> OPEN <--------------------------------------------+
+//!  |           | ---------- peer EOF, protocol keeps talking --> HALF-CLOSED
 //!  |           |                                                       |
 //!  |           | protocol done / peer EOF / idle timeout / shutdown    |
 //!  |           v                                                       |
 //!  |       FLUSHING  <-------------------------------------------------+
 //!  |           |  (writes what is owed, reads nothing)
-//!  |           | queue empty: shutdown(SHUT_WR) = our FIN
+//!  |           | all sent: close_notify (TLS), shutdown(SHUT_WR) = our FIN
 //!  |           v
 //!  |       LINGERING  (reads and discards until the peer's FIN, so that
 //!  |           |        close() does not turn unread input into an RST
@@ -42,6 +43,17 @@
 //! READABLE unless reading is paused or over, WRITABLE only while bytes are
 //! owed. Idle, it is just READABLE, and a request-reply exchange never
 //! changes it, so it costs no `epoll_ctl`.
+//!
+//! # TLS is a transport under the same rules
+//!
+//! On a TLS listener the connection also holds a rustls session. Reads feed
+//! it ciphertext and take plaintext out; writes move the queue's plaintext
+//! into it and its records into the socket (`tls.rs` has both moves). The
+//! rules above hold with one addition: WRITABLE is also wanted while the
+//! session has records to send (handshake messages, alerts, close_notify).
+//! Plaintext moves from the queue into the session only when the session
+//! has sent everything before it, so rustls buffers at most one batch and
+//! the write limit, counted on the queue, still bounds the connection.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -58,6 +70,8 @@ use crate::protocol::CloseReason;
 /// Where a connection is in its life. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// A TLS handshake is under way until `until`; no protocol yet.
+    Handshake { until: Instant },
     /// Reading and writing.
     Open,
     /// The peer sent its FIN; the protocol may still write.
@@ -73,6 +87,7 @@ pub enum Stage {
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Stage::Handshake { .. } => "HANDSHAKE",
             Stage::Open => "OPEN",
             Stage::HalfClosed => "HALF-CLOSED",
             Stage::Flushing { .. } => "FLUSHING",
@@ -137,6 +152,15 @@ pub struct Connection<S> {
     pub session: Option<S>,
     /// Why a graceful close began, for the log line when it ends.
     pub close_reason: Option<CloseReason>,
+    /// Turned away at the connection limit: on a TLS listener the refusal
+    /// waits for the handshake, so it can be said through TLS.
+    pub rejecting: bool,
+    /// The TLS session, on a TLS listener.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::Connection>>,
+    /// TLS: close_notify has been queued.
+    #[cfg(feature = "tls")]
+    notify_sent: bool,
 }
 
 impl<S> Tokened for Connection<S> {
@@ -165,7 +189,52 @@ impl<S> Connection<S> {
             timer_at: None,
             session: None,
             close_reason: None,
+            rejecting: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            notify_sent: false,
         }
+    }
+
+    /// Puts a TLS session under this connection, which starts in HANDSHAKE
+    /// until `until`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(&mut self, session: rustls::ServerConnection, until: Instant) {
+        self.tls = Some(Box::new(rustls::Connection::Server(session)));
+        self.set_stage(Stage::Handshake { until });
+    }
+
+    /// True while a TLS handshake is unfinished.
+    pub fn handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.is_handshaking();
+        }
+        false
+    }
+
+    /// True if the TLS session has records waiting for the socket.
+    fn tls_wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.wants_write();
+        }
+        false
+    }
+
+    /// The negotiated TLS version and ALPN protocol, for the log.
+    #[cfg(feature = "tls")]
+    pub fn tls_summary(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let version = tls
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        Some(match tls.alpn_protocol() {
+            Some(p) => format!("{version}, ALPN {}", String::from_utf8_lossy(p)),
+            None => version,
+        })
     }
 
     /// The connection's number in the logs (its token's generation).
@@ -192,6 +261,7 @@ impl<S> Connection<S> {
     /// True if this stage takes bytes from the protocol and other
     /// connections. Flushing, lingering and closed connections take no more.
     pub fn accepts_output(&self) -> bool {
+        // (HANDSHAKE is not here: no protocol knows the connection yet.)
         matches!(self.stage, Stage::Open | Stage::HalfClosed)
     }
 
@@ -216,14 +286,28 @@ impl<S> Connection<S> {
     /// True if this stage reads at all.
     fn reads(&self) -> bool {
         match self.stage {
-            Stage::Open | Stage::Lingering { .. } => !self.peer_eof,
+            Stage::Handshake { .. } | Stage::Open | Stage::Lingering { .. } => !self.peer_eof,
             Stage::HalfClosed | Stage::Flushing { .. } | Stage::Closed => false,
         }
     }
 
     /// True if bytes are owed and the kernel may take some now.
     pub fn can_write(&self) -> bool {
-        !self.queue.is_empty() && !self.write_blocked && self.stage != Stage::Closed
+        (self.plaintext_ready() || self.tls_wants_write())
+            && !self.write_blocked
+            && self.stage != Stage::Closed
+    }
+
+    /// True if queued bytes may move on now: always on plain TCP, and with
+    /// TLS once the handshake is done.
+    fn plaintext_ready(&self) -> bool {
+        !self.queue.is_empty() && !self.handshaking()
+    }
+
+    /// True when nothing at all is left to send: the queue, and the TLS
+    /// session's records.
+    pub fn all_sent(&self) -> bool {
+        self.queue.is_empty() && !self.tls_wants_write()
     }
 
     /// One read into `buf`.
@@ -235,6 +319,10 @@ impl<S> Connection<S> {
     /// that carried the peer's FIN or an error: then reading goes on until the
     /// 0-byte read or the error, which may raise no further edge.
     pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.read_tls(buf);
+        }
         loop {
             return match self.stream.read(buf) {
                 Ok(0) => {
@@ -263,12 +351,68 @@ impl<S> Connection<S> {
         }
     }
 
+    /// TLS: plaintext the session already holds, else one batch of records
+    /// from the socket, until there is plaintext, the socket is drained, or
+    /// the peer is done. The short-read rule does not apply here (a record
+    /// read says nothing about the socket), so reading goes on to
+    /// `WouldBlock`.
+    #[cfg(feature = "tls")]
+    fn read_tls(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        use crate::tls::{read_records, Records};
+        let Some(tls) = self.tls.as_mut() else {
+            return ReadOutcome::Drained;
+        };
+        loop {
+            match tls.reader().read(buf) {
+                // close_notify: a clean end of input.
+                Ok(0) => {
+                    self.peer_eof = true;
+                    self.read_ready = false;
+                    return ReadOutcome::Eof;
+                }
+                Ok(n) => return ReadOutcome::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // TCP FIN without close_notify: still the end of input.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.peer_eof = true;
+                    self.read_ready = false;
+                    return ReadOutcome::Eof;
+                }
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+            if !self.read_ready {
+                return ReadOutcome::Drained;
+            }
+            match read_records(tls, &mut self.stream) {
+                Records::Read => {}
+                // The reader reports the end on the next round.
+                Records::Eof => self.read_ready = false,
+                Records::WouldBlock => {
+                    self.read_ready = false;
+                    return ReadOutcome::Drained;
+                }
+                Records::Failed(e) => return ReadOutcome::Failed(e),
+                Records::Rejected(e) => {
+                    // Tell the peer why, if the socket takes it now.
+                    let _ = crate::tls::write_records(tls, &mut self.stream);
+                    self.read_ready = false;
+                    return ReadOutcome::Failed(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+    }
+
     /// Sends `bytes` after what is already owed. When nothing is owed it
     /// writes them straight away, and queues (copies) only what the kernel
     /// did not take. Returns the outcome and the bytes written now.
     pub fn send(&mut self, bytes: &[u8]) -> (WriteOutcome, usize) {
         if bytes.is_empty() {
             return (WriteOutcome::Done, 0);
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            self.queue.push_copy(bytes);
+            return self.flush();
         }
         if !self.queue.is_empty() || self.write_blocked {
             self.queue.push_copy(bytes);
@@ -299,6 +443,10 @@ impl<S> Connection<S> {
     /// more. Each round is one vectored write of up to 64 chunks. Returns
     /// the outcome and the bytes written.
     pub fn flush(&mut self) -> (WriteOutcome, usize) {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         let mut written = 0;
         while self.can_write() {
             match self.queue.write_to(&mut self.stream) {
@@ -318,11 +466,64 @@ impl<S> Connection<S> {
         }
     }
 
-    /// Sends our FIN: everything owed has been written.
-    pub fn shutdown_write(&mut self) {
+    /// TLS: records first, then the next batch of plaintext into the
+    /// session, until everything is out or the socket refuses. Returns the
+    /// outcome and the plaintext bytes handed to the session.
+    #[cfg(feature = "tls")]
+    fn flush_tls(&mut self) -> (WriteOutcome, usize) {
+        use crate::tls::write_records;
+        let mut moved = 0;
+        let Some(tls) = self.tls.as_mut() else {
+            return (WriteOutcome::Done, 0);
+        };
+        loop {
+            match write_records(tls, &mut self.stream) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.write_blocked = true;
+                    return (WriteOutcome::Blocked, moved);
+                }
+                Err(e) => return (WriteOutcome::Failed(e), moved),
+            }
+            if self.queue.is_empty() {
+                return (WriteOutcome::Done, moved);
+            }
+            if tls.is_handshaking() {
+                // Plaintext waits in the queue until the session can
+                // encrypt it.
+                return (WriteOutcome::Blocked, moved);
+            }
+            match self.queue.write_to(&mut tls.writer()) {
+                Ok(0) => return (WriteOutcome::Blocked, moved),
+                Ok(n) => moved += n,
+                Err(e) => return (WriteOutcome::Failed(e), moved),
+            }
+        }
+    }
+
+    /// Ends our side once everything owed is written: close_notify first on
+    /// TLS (its record must be sent too), then our FIN. Returns `Done` once
+    /// the FIN is sent, `Blocked` while close_notify waits for the socket.
+    pub fn close_write(&mut self) -> WriteOutcome {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            if !self.notify_sent {
+                tls.send_close_notify();
+                self.notify_sent = true;
+            }
+            match crate::tls::write_records(tls, &mut self.stream) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.write_blocked = true;
+                    return WriteOutcome::Blocked;
+                }
+                Err(e) => return WriteOutcome::Failed(e),
+            }
+        }
         // ENOTCONN here means the peer is already gone, which the next read
         // will report; nothing to do about it now.
         let _ = self.stream.shutdown(Shutdown::Write);
+        WriteOutcome::Done
     }
 
     /// Applies the write limit with hysteresis: reading pauses when more than
@@ -356,7 +557,8 @@ impl<S> Connection<S> {
     /// The interest this connection needs now: the one place it is decided.
     pub fn desired_interest(&self) -> Option<Interest> {
         let read = self.reads() && !self.reading_paused;
-        let write = !self.queue.is_empty() && self.stage != Stage::Closed;
+        let write =
+            (self.plaintext_ready() || self.tls_wants_write()) && self.stage != Stage::Closed;
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -387,6 +589,8 @@ impl<S> Connection<S> {
     pub fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
         let idle_at = idle.map(|d| self.last_activity + d);
         let stage_at = match self.stage {
+            // The handshake has its own clock; idleness starts after it.
+            Stage::Handshake { until } => return Some(until),
             Stage::Flushing { until } => until,
             Stage::Lingering { until } => Some(until),
             Stage::Closed => return None,

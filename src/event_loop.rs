@@ -148,7 +148,17 @@ pub struct Server<P: Protocol> {
     ready: Vec<Token>,
     /// Connections closed this turn, to be dropped at its end.
     closed: Vec<Token>,
+    /// Connections in the table only to be told "Server is full" (through
+    /// TLS, which needs a handshake first). Not counted as active.
+    rejecting: usize,
+    /// The TLS configuration, on a TLS listener.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
+
+/// At most this many turned-away TLS clients wait for their handshake at
+/// once; beyond it they are closed without a word.
+const MAX_REJECTING: usize = 64;
 
 impl<P: Protocol> Server<P> {
     /// Opens the listener and the signal pipe. Nothing is served until
@@ -187,7 +197,31 @@ impl<P: Protocol> Server<P> {
             sends: Vec::new(),
             ready: Vec::new(),
             closed: Vec::new(),
+            rejecting: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
+    }
+
+    /// Serves TLS with this configuration: every connection starts with a
+    /// handshake.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// True when the listener speaks TLS.
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Connections being served (those turned away are not).
+    fn active(&self) -> usize {
+        self.conns.len() - self.rejecting
     }
 
     /// The address actually listened on (port 0 resolved).
@@ -230,7 +264,10 @@ impl<P: Protocol> Server<P> {
             self.deliver(now);
             self.reap();
         }
-        log::info!("stats: {} (final)", self.stats.line(self.conns.len()));
+        log::info!(
+            "stats: {} (final)",
+            self.stats.line(self.active(), self.is_tls())
+        );
         let exit = if self.aborted {
             Exit::Aborted
         } else {
@@ -314,11 +351,16 @@ impl<P: Protocol> Server<P> {
 
     /// Takes in one accepted client, or turns it away if the server is full.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.conns.len() >= self.opts.max_connections {
+        let full = self.active() >= self.opts.max_connections;
+        if full {
             self.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
-            reject(stream);
-            return;
+            // Plain TCP: say it and go. TLS: the words must wait for a
+            // handshake, so the client gets a bounded place in the table.
+            if !self.is_tls() || self.rejecting >= MAX_REJECTING {
+                reject(stream);
+                return;
+            }
         }
         // Replies go out as soon as they are written, not after Nagle's
         // delay: each write here is already a whole batch.
@@ -328,17 +370,61 @@ impl<P: Protocol> Server<P> {
         let token = self
             .conns
             .insert_with(|token, _| Connection::new(stream, token, peer, now));
-        self.stats.accepted += 1;
-        log::debug!("conn #{} from {peer}", token.0 >> 32);
+        if full {
+            self.rejecting += 1;
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.rejecting = true;
+            }
+        } else {
+            self.stats.accepted += 1;
+            log::debug!("conn #{} from {peer}", token.0 >> 32);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let conn = self.conns.get_mut(token).expect("just inserted");
+            match rustls::ServerConnection::new(config.clone()) {
+                Ok(session) => {
+                    conn.start_tls(session, now + self.opts.handshake_timeout);
+                    // The protocol meets the connection when the handshake
+                    // is done (`established`).
+                    self.settle(token, now);
+                }
+                Err(e) => {
+                    log::warn!("conn #{}: cannot start TLS: {e}", conn.number());
+                    self.close(token, CloseReason::Error);
+                }
+            }
+            return;
+        }
+        self.established(token, now);
+        // Registers the socket; input already waiting is reported by the
+        // registration itself.
+        self.settle(token, now);
+    }
+
+    /// The connection is ready for its protocol: at once on plain TCP,
+    /// after the handshake on TLS. A turned-away client is told so instead.
+    fn established(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.set_stage(Stage::Open);
+        #[cfg(feature = "tls")]
+        if let Some(summary) = conn.tls_summary() {
+            log::debug!("conn #{}: TLS established: {summary}", conn.number());
+        }
+        if conn.rejecting {
+            self.staging.extend_from_slice(SERVER_FULL);
+            self.emit(token, now);
+            self.begin_close(token, CloseReason::Protocol, Some(now + CLOSE_GRACE));
+            return;
+        }
         let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
         let session = self.protocol.open(token, &mut ctx);
         if let Some(conn) = self.conns.get_mut(token) {
             conn.session = Some(session);
         }
         self.emit(token, now);
-        // Registers the socket; input already waiting is reported by the
-        // registration itself.
-        self.settle(token, now);
     }
 
     // ----- serving one connection -------------------------------------------
@@ -420,7 +506,16 @@ impl<P: Protocol> Server<P> {
             if !conn.wants_read() {
                 return;
             }
-            match conn.read(&mut self.scratch) {
+            let outcome = conn.read(&mut self.scratch);
+            // A TLS handshake that just finished: the protocol comes in
+            // before the first plaintext it must see.
+            if matches!(conn.stage(), Stage::Handshake { .. }) && !conn.handshaking() {
+                self.established(token, now);
+            }
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            match outcome {
                 ReadOutcome::Data(n) => {
                     self.stats.bytes_in += n as u64;
                     conn.last_activity = now;
@@ -526,36 +621,15 @@ impl<P: Protocol> Server<P> {
         }
     }
 
-    /// After any change: moves a closing connection along, applies
-    /// backpressure, makes the registered interest match, and arms the timer.
+    /// After any change: moves the connection along its stages, makes the
+    /// registered interest match, and arms the timer.
     fn settle(&mut self, token: Token, now: Instant) {
+        self.advance(token, now);
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // Reading resumed below half the write limit: input may be waiting
-        // that no new edge will announce.
-        if conn.stage() == Stage::Open
-            && conn.apply_backpressure(self.opts.write_limit)
-            && conn.wants_read()
-        {
-            self.ready.push(token);
-        }
-        match conn.stage() {
-            Stage::Flushing { .. } if conn.queue.is_empty() => {
-                // Everything owed is written: our FIN follows it.
-                conn.shutdown_write();
-                if conn.peer_eof() {
-                    self.close(token, CloseReason::Done);
-                    return;
-                }
-                let until = match self.draining {
-                    Some(drain) => drain.min(now + CLOSE_GRACE),
-                    None => now + CLOSE_GRACE,
-                };
-                conn.set_stage(Stage::Lingering { until });
-            }
-            Stage::Closed => return,
-            _ => {}
+        if conn.stage() == Stage::Closed {
+            return;
         }
         if let Err(e) = conn.sync_interest(self.poll.registry()) {
             self.fail(token, &e);
@@ -569,6 +643,43 @@ impl<P: Protocol> Server<P> {
                 self.timers.schedule(due, TimerKey::Conn(token));
             }
         }
+    }
+
+    /// The stage changes that need no event: reading resumes below half the
+    /// write limit, and a FLUSHING connection that has sent everything sends
+    /// close_notify (TLS) and its FIN, then closes or lingers.
+    fn advance(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // Input may be waiting that no new edge will announce.
+        if conn.stage() == Stage::Open
+            && conn.apply_backpressure(self.opts.write_limit)
+            && conn.wants_read()
+        {
+            self.ready.push(token);
+        }
+        if !(matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent()) {
+            return;
+        }
+        match conn.close_write() {
+            WriteOutcome::Done => {}
+            // close_notify waits for the socket; WRITABLE brings us back.
+            WriteOutcome::Blocked => return,
+            WriteOutcome::Failed(e) => {
+                self.fail(token, &e);
+                return;
+            }
+        }
+        if conn.peer_eof() {
+            self.close(token, CloseReason::Done);
+            return;
+        }
+        let until = match self.draining {
+            Some(drain) => drain.min(now + CLOSE_GRACE),
+            None => now + CLOSE_GRACE,
+        };
+        conn.set_stage(Stage::Lingering { until });
     }
 
     // ----- closing ------------------------------------------------------------
@@ -630,6 +741,16 @@ impl<P: Protocol> Server<P> {
     /// connection closes, and only this one.
     fn fail(&mut self, token: Token, e: &io::Error) {
         let number = token.0 >> 32;
+        if let Some(conn) = self.conns.get(token) {
+            if matches!(conn.stage(), Stage::Handshake { .. }) {
+                // Plain text on a TLS port, an unknown CA, no common
+                // protocol: the client's problem, counted and logged quietly.
+                self.stats.tls_failures += 1;
+                log::debug!("conn #{number} {}: TLS handshake failed: {e}", conn.peer);
+                self.close(token, CloseReason::Error);
+                return;
+            }
+        }
         if is_disconnect(e) {
             log::debug!("conn #{number}: {e}");
         } else {
@@ -647,7 +768,11 @@ impl<P: Protocol> Server<P> {
         for token in self.closed.drain(..) {
             // Dropping the socket closes it, which also removes it from the
             // epoll set: no deregister call needed.
-            self.conns.remove(token);
+            if let Some(conn) = self.conns.remove(token) {
+                if conn.rejecting {
+                    self.rejecting -= 1;
+                }
+            }
         }
         if self.accepting == Accepting::Paused {
             self.accepting = Accepting::Backlogged;
@@ -705,7 +830,7 @@ impl<P: Protocol> Server<P> {
             match key {
                 TimerKey::Conn(token) => self.connection_timer(token, at, now),
                 TimerKey::Stats => {
-                    log::info!("stats: {}", self.stats.line(self.conns.len()));
+                    log::info!("stats: {}", self.stats.line(self.active(), self.is_tls()));
                     if let Some(every) = self.opts.stats_interval {
                         // Keep the cadence, unless the loop fell behind it.
                         let next = (at + every).max(now);
@@ -749,6 +874,15 @@ impl<P: Protocol> Server<P> {
             }
             Some(_) => match conn.stage() {
                 Stage::Open | Stage::HalfClosed => self.idle_timeout(token, now),
+                Stage::Handshake { .. } => {
+                    self.stats.tls_failures += 1;
+                    log::debug!(
+                        "conn #{} {}: TLS handshake timed out",
+                        conn.number(),
+                        conn.peer
+                    );
+                    self.close(token, CloseReason::Expired);
+                }
                 _ => self.close(token, CloseReason::Expired),
             },
         }

@@ -22,8 +22,11 @@
 //!    delivery between connections, reaping; backpressure and shutdown.
 //! 7. [`stats`], [`sys`] (listener options, descriptor limit), [`config`]
 //!    (the command line).
-//! 8. [`client`]: the netcat-style client, a second, smaller readiness loop
-//!    over a socket and standard input.
+//! 8. `tls` (with the default `tls` feature): rustls configurations from
+//!    PEM files, and the two moves that drive a TLS session from a
+//!    non-blocking socket; `connection.rs` shows where they are called.
+//! 9. [`client`]: the netcat-style client, a second, smaller readiness loop
+//!    over a socket and standard input, with or without TLS.
 //!
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
 //! docs/architecture.md tells the same story in prose.
@@ -38,6 +41,8 @@ pub mod protocol;
 pub mod stats;
 pub mod sys;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use config::{Config, Mode};
 use event_loop::{Exit, Server, StartError};
@@ -49,6 +54,9 @@ use protocol::file::FileServer;
 /// How a run ended, for `main` to turn into an exit code.
 #[derive(Debug)]
 pub enum RunError {
+    /// A TLS option that cannot work (a missing file, a key that does not
+    /// match its certificate, ...): exit 2, before listening.
+    Tls(String),
     /// Could not start (address in use, ...): exit 1.
     Start(StartError),
     /// The loop failed (epoll itself): exit 1.
@@ -58,6 +66,7 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Tls(e) => f.write_str(e),
             RunError::Start(e) => e.fmt(f),
             RunError::Loop(e) => write!(f, "event loop failed: {e}"),
         }
@@ -87,10 +96,27 @@ pub fn run(config: &Config) -> Result<Exit, RunError> {
 }
 
 fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, RunError> {
+    #[cfg(feature = "tls")]
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(files).map_err(|e| RunError::Tls(e.0))?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if config.tls.is_some() {
+        return Err(RunError::Tls(
+            "this monoloop was built without TLS (cargo feature \"tls\")".into(),
+        ));
+    }
     let server = Server::bind(config.server.clone(), protocol).map_err(RunError::Start)?;
+    #[cfg(feature = "tls")]
+    let server = match tls {
+        Some(tls) => server.with_tls(tls),
+        None => server,
+    };
     log::info!(
-        "{} server listening on {}",
+        "{} server{} listening on {}",
         config.mode.name(),
+        if config.tls.is_some() { " (TLS)" } else { "" },
         server.local_addr()
     );
     let (exit, _stats) = server.run().map_err(RunError::Loop)?;

@@ -36,6 +36,10 @@ fn main() -> ExitCode {
     match monoloop::run(&config) {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Aborted) => ExitCode::from(1),
+        Err(e @ monoloop::RunError::Tls(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -15,6 +15,8 @@ pub struct Stats {
     pub timed_out: u64,
     /// Receivers disconnected for not reading what others sent them.
     pub slow_consumers: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: u64,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -24,11 +26,18 @@ pub struct Stats {
 impl Stats {
     /// The report, given how many connections are open now:
     /// `connections total=3 active=1 rejected=0 timed_out=1 slow_consumers=0
-    /// bytes_in=10 bytes_out=10` (on one line).
-    pub fn line(&self, active: usize) -> String {
+    /// bytes_in=10 bytes_out=10` (on one line), with `tls_failures=N` before
+    /// the bytes on a TLS listener. Bytes are application bytes: TLS records
+    /// and handshakes are not counted.
+    pub fn line(&self, active: usize, tls: bool) -> String {
+        let tls = if tls {
+            format!("tls_failures={} ", self.tls_failures)
+        } else {
+            String::new()
+        };
         format!(
             "connections total={} active={} rejected={} timed_out={} slow_consumers={} \
-             bytes_in={} bytes_out={}",
+             {tls}bytes_in={} bytes_out={}",
             self.accepted,
             active,
             self.rejected,
@@ -51,11 +60,13 @@ mod tests {
             rejected: 1,
             timed_out: 2,
             slow_consumers: 3,
+            tls_failures: 4,
             bytes_in: 300,
             bytes_out: 299,
         };
+        assert!(s.line(4, true).contains(" tls_failures=4 bytes_in=300"));
         assert_eq!(
-            s.line(4),
+            s.line(4, false),
             "connections total=7 active=4 rejected=1 timed_out=2 slow_consumers=3 \
              bytes_in=300 bytes_out=299"
         );

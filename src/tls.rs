@@ -1,0 +1,336 @@
+//! TLS, with rustls: building the server's and the client's configuration
+//! from PEM files, and the two moves that drive a TLS session from a
+//! non-blocking socket.
+//!
+//! rustls does no I/O of its own. A session is a pair of buffers with a state
+//! machine between them: ciphertext goes in with `read_tls` and is decrypted
+//! by `process_new_packets`; plaintext goes in with `writer()` and comes out
+//! as records with `write_tls`. That is exactly what a readiness loop wants:
+//! [`read_records`] feeds it what the socket has, [`write_records`] drains it
+//! into the socket as far as the socket accepts, and both stop at
+//! `WouldBlock`. The connection (`connection.rs`) decides when to call them
+//! and what interest that needs; the handshake is the connection's
+//! HANDSHAKE stage.
+//!
+//! The crypto provider is *ring*: it builds with the C compiler every machine
+//! here has and no other tool, where aws-lc-rs would need CMake.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+pub use crate::config::{ClientTls, ServerTls};
+
+/// A TLS set-up problem, as one line naming the option, the file and what
+/// is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError(pub String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// Every certificate in a PEM file; an error if there is none.
+fn load_certs(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |why: String| TlsError(format!("{option} {}: {why}", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(pem_problem(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(pem_problem(e)))?;
+    if certs.is_empty() {
+        return Err(fail("no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+fn load_key(option: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        let why = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no private key (PKCS#8, PKCS#1 or SEC1) in it".to_string()
+            }
+            other => pem_problem(other),
+        };
+        TlsError(format!("{option} {}: {why}", path.display()))
+    })
+}
+
+fn pem_problem(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => format!("cannot read it: {e}"),
+        rustls::pki_types::pem::Error::NoItemsFound => "no certificate in it".into(),
+        other => format!("not valid PEM: {other}"),
+    }
+}
+
+/// A trust store holding every certificate of a PEM file.
+fn load_roots(option: &str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(option, path)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError(format!("{option} {}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+/// Builds the server's configuration: TLS 1.2 and 1.3 only (rustls's safe
+/// defaults), the certificate chain and its key (which must match), client
+/// certificates required when a client CA is given, and ALPN.
+pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert, key) = match (&opts.cert, &opts.key) {
+        (Some(c), Some(k)) => (c, k),
+        (Some(c), None) => {
+            return Err(TlsError(format!(
+                "--tls-cert {} was given without --tls-key",
+                c.display()
+            )))
+        }
+        (None, Some(k)) => {
+            return Err(TlsError(format!(
+                "--tls-key {} was given without --tls-cert",
+                k.display()
+            )))
+        }
+        (None, None) => {
+            return Err(TlsError(
+                "--tls-client-ca needs --tls-cert and --tls-key".into(),
+            ))
+        }
+    };
+    let chain = load_certs("--tls-cert", cert)?;
+    let private = load_key("--tls-key", key)?;
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("TLS set-up: {e}")))?;
+    let builder = match &opts.client_ca {
+        Some(ca) => {
+            let roots = Arc::new(load_roots("--tls-client-ca", ca)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| TlsError(format!("--tls-client-ca {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, private).map_err(|e| {
+        let why = match e {
+            rustls::Error::InconsistentKeys(_) => {
+                format!("does not match the certificate in {}", cert.display())
+            }
+            other => other.to_string(),
+        };
+        TlsError(format!("--tls-key {}: {why}", key.display()))
+    })?;
+    config.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Builds the client's configuration: verification against `--ca` alone
+/// when given, else the system's trust store; a client certificate when
+/// given; or no verification at all with `--insecure`.
+pub fn client_config(opts: &ClientTls) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("TLS set-up: {e}")))?;
+    let builder = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    } else {
+        let roots = match &opts.ca {
+            Some(ca) => load_roots("--ca", ca)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots)
+    };
+    match (&opts.cert, &opts.key) {
+        (Some(c), Some(k)) => {
+            let chain = load_certs("--cert", c)?;
+            let key = load_key("--key", k)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError(format!("--key {}: {e}", k.display())))
+                .map(Arc::new)
+        }
+        (None, None) => Ok(Arc::new(builder.with_no_client_auth())),
+        (Some(c), None) => Err(TlsError(format!(
+            "--cert {} was given without --key",
+            c.display()
+        ))),
+        (None, Some(k)) => Err(TlsError(format!(
+            "--key {} was given without --cert",
+            k.display()
+        ))),
+    }
+}
+
+/// The system's trusted roots, through rustls-native-certs.
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError(
+            "no trusted certificates found in the system store; give one with --ca FILE".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// The name to check the server's certificate against (and send as SNI).
+pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_string())
+        .map_err(|_| TlsError(format!("'{name}' is not a valid server name")))
+}
+
+/// `--insecure`: accepts any certificate, but still checks that the server
+/// holds the key of the certificate it sent (the handshake signature).
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What one [`read_records`] found.
+#[derive(Debug)]
+pub enum Records {
+    /// Ciphertext was read and processed; read plaintext, or read again.
+    Read,
+    /// The socket has nothing now.
+    WouldBlock,
+    /// The peer closed TCP (with or without close_notify: the session's
+    /// reader tells which).
+    Eof,
+    /// The socket failed.
+    Failed(io::Error),
+    /// The peer broke the protocol or failed verification; the alert is
+    /// queued for [`write_records`].
+    Rejected(rustls::Error),
+}
+
+/// Reads one batch of ciphertext from `sock` into the session and
+/// processes it.
+pub fn read_records(tls: &mut rustls::Connection, sock: &mut impl Read) -> Records {
+    loop {
+        return match tls.read_tls(sock) {
+            Ok(0) => Records::Eof,
+            Ok(_) => match tls.process_new_packets() {
+                Ok(_) => Records::Read,
+                Err(e) => Records::Rejected(e),
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Records::WouldBlock,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Records::Failed(e),
+        };
+    }
+}
+
+/// Writes the session's pending records to `sock` until it has none or the
+/// socket refuses more. Returns `Ok(true)` when all is written, `Ok(false)`
+/// on `WouldBlock`.
+pub fn write_records(tls: &mut rustls::Connection, sock: &mut impl Write) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// A rustls error in words a user can act on.
+pub fn explain(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "certificate verification failed: unknown issuer".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "certificate verification failed: name mismatch".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => {
+                "certificate verification failed: certificate expired".into()
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "certificate verification failed: certificate not valid yet".into()
+            }
+            // No trusted root could vouch for the chain: webpki reports the
+            // last key it tried, which says the same thing less plainly.
+            C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            | C::UnsupportedSignatureAlgorithmContext { .. } => {
+                "certificate verification failed: unknown issuer".into()
+            }
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "certificate verification failed: the server sent a CA certificate \
+                 (basicConstraints CA:TRUE) as its own"
+                    .into()
+            }
+            other => format!("certificate verification failed: {other:?}"),
+        },
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,511 @@
+//! TLS on every mode, over real sockets: certificates are made at run time
+//! with rcgen; the peers are the monoloop client, a rustls client driven
+//! from the test, and raw TCP.
+
+#![cfg(feature = "tls")]
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// A directory of PEM files: a CA, a server certificate it signed for
+/// localhost and 127.0.0.1, a client certificate it signed, an expired
+/// server certificate, and an unrelated CA.
+struct Pki(PathBuf);
+
+fn ca(name: &str) -> (rcgen::Certificate, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert, Issuer::new(params, key))
+}
+
+fn leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+    expired: bool,
+) -> (String, String) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    if expired {
+        params.not_before = date_time_ymd(2019, 1, 1);
+        params.not_after = date_time_ymd(2020, 1, 1);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("monoloop-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca_cert, issuer) = ca("monoloop test CA");
+        let (other_cert, _) = ca("some other CA");
+        let server_names = ["localhost", "127.0.0.1"];
+        let (server, server_key) = leaf(
+            &issuer,
+            &server_names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            false,
+        );
+        let (old, old_key) = leaf(
+            &issuer,
+            &server_names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            true,
+        );
+        let (client, client_key) = leaf(
+            &issuer,
+            &["client"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            false,
+        );
+        for (name, pem) in [
+            ("ca.pem", ca_cert.pem()),
+            ("other-ca.pem", other_cert.pem()),
+            ("server.pem", server),
+            ("server-key.pem", server_key),
+            ("expired.pem", old),
+            ("expired-key.pem", old_key),
+            ("client.pem", client),
+            ("client-key.pem", client_key),
+            ("garbage.pem", "not a pem file\n".into()),
+        ] {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        Pki(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// `--tls-cert server.pem --tls-key server-key.pem` and friends.
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.path("server.pem"),
+            "--tls-key".into(),
+            self.path("server-key.pem"),
+        ]
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a TLS server in `mode` with extra arguments.
+fn tls_server(pki: &Pki, mode: &[&str], extra: &[&str]) -> Server {
+    let mut args: Vec<String> = mode.iter().map(|s| s.to_string()).collect();
+    args.extend(pki.server_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&args)
+}
+
+/// A rustls client over a blocking socket with timeouts.
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn client_config(pki: &Pki, client_cert: bool, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = if client_cert {
+        let chain = CertificateDer::pem_file_iter(pki.path("client.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.path("client-key.pem")).unwrap();
+        builder.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsStream {
+    let sock = connect(addr);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+fn tls_expect(s: &mut TlsStream, expected: &[u8]) {
+    let mut got = vec![0u8; expected.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Reads to the end; true if the end was a clean close_notify.
+fn tls_read_to_end(s: &mut TlsStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return (out, false),
+            Err(e) => panic!("TLS read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// Runs `monoloop client ARGS` with `input` on stdin (a file); returns
+/// (exit code, stdout, stderr).
+fn run_client(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
+    let path = std::env::temp_dir().join(format!(
+        "monoloop-tls-in-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, input).unwrap();
+    let mut child = binary()
+        .arg("client")
+        .args(args)
+        .stdin(std::fs::File::open(&path).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "client hung");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    (
+        out.status.code(),
+        reader.join().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ten_mib_echo_byte_exact_through_the_client() {
+    let pki = Pki::new("echo10");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let mut input = vec![0u8; 10 << 20];
+    fill_pattern(&mut input, 0);
+    let target = server.addr.to_string();
+    let (code, out, err) = run_client(&[&target, "--tls", "--ca", &pki.path("ca.pem")], &input);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.len(), input.len());
+    assert!(out == input);
+}
+
+#[test]
+fn greeting_and_half_close_over_tls() {
+    let pki = Pki::new("halfclose");
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--greeting", "Welcome to secure server"],
+        &[],
+    );
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    tls_expect(&mut s, b"Welcome to secure server\n");
+    s.write_all(b"owed bytes").unwrap();
+    // TLS half-close: close_notify from us, then keep reading.
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    let (rest, clean) = tls_read_to_end(&mut s);
+    assert_eq!(rest, b"owed bytes");
+    assert!(clean, "the server ended without close_notify");
+    server.signal(libc::SIGTERM);
+    let last = server.wait_for_log("(final)");
+    assert_eq!(stat(&last, "tls_failures"), 0, "{last}");
+}
+
+#[test]
+fn chat_and_file_over_tls() {
+    let pki = Pki::new("modes");
+    let chat = tls_server(&pki, &["chat"], &[]);
+    let mut alice = tls_connect(chat.addr, client_config(&pki, false, &[]));
+    tls_expect(&mut alice, b"Enter your username: ");
+    alice.write_all(b"alice\n").unwrap();
+    tls_expect(&mut alice, b"Welcome to the chat!\n");
+    let mut bob = tls_connect(chat.addr, client_config(&pki, false, &[]));
+    tls_expect(&mut bob, b"Enter your username: ");
+    bob.write_all(b"bob\nhi alice\n").unwrap();
+    tls_expect(&mut alice, b"bob joined the chat\nbob: hi alice\n");
+
+    let root = pki.0.join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut content = vec![0u8; 3_000_000];
+    fill_pattern(&mut content, 9);
+    std::fs::write(root.join("data.bin"), &content).unwrap();
+    let files = tls_server(&pki, &["file", "--root", &root.to_string_lossy()], &[]);
+    let target = files.addr.to_string();
+    let (code, out, err) = run_client(
+        &[&target, "--tls", "--ca", &pki.path("ca.pem")],
+        b"data.bin\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out == content);
+}
+
+#[test]
+fn mutual_tls_admits_the_right_certificate_and_refuses_none() {
+    let pki = Pki::new("mtls");
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--log-level", "debug"],
+        &["--tls-client-ca", &pki.path("ca.pem")],
+    );
+    let mut good = tls_connect(server.addr, client_config(&pki, true, &[]));
+    good.write_all(b"with cert").unwrap();
+    tls_expect(&mut good, b"with cert");
+
+    let mut bad = tls_connect(server.addr, client_config(&pki, false, &[]));
+    let _ = bad.write_all(b"without");
+    let mut buf = [0u8; 16];
+    let refused = matches!(bad.read(&mut buf), Err(_) | Ok(0));
+    assert!(refused, "a client without a certificate was served");
+    server.wait_for_log("TLS handshake failed");
+
+    // The monoloop client, with and without its certificate.
+    let target = server.addr.to_string();
+    let ca = pki.path("ca.pem");
+    let (cert, key) = (pki.path("client.pem"), pki.path("client-key.pem"));
+    let (code, out, err) = run_client(
+        &[
+            &target, "--tls", "--ca", &ca, "--cert", &cert, "--key", &key,
+        ],
+        b"mtls\n",
+    );
+    assert_eq!((code, out.as_slice()), (Some(0), &b"mtls\n"[..]), "{err}");
+    let (code, _, err) = run_client(&[&target, "--tls", "--ca", &ca], b"x\n");
+    assert_eq!(code, Some(1), "{err}");
+    good.write_all(b"still fine").unwrap();
+    tls_expect(&mut good, b"still fine");
+}
+
+#[test]
+fn the_handshake_timeout_closes_a_silent_client() {
+    let pki = Pki::new("hstimeout");
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--stats-interval", "0.2"],
+        &["--handshake-timeout", "1"],
+    );
+    let mut silent = connect(server.addr);
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    let waited = started.elapsed();
+    assert_eq!(n, 0, "a silent client got bytes");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
+}
+
+#[test]
+fn plain_text_on_a_tls_port_is_refused_and_nobody_else_notices() {
+    let pki = Pki::new("plaintext");
+    let mut server = tls_server(&pki, &["echo", "--stats-interval", "0.2"], &[]);
+    let mut good = tls_connect(server.addr, client_config(&pki, false, &[]));
+    good.write_all(b"before").unwrap();
+    tls_expect(&mut good, b"before");
+    let mut plain = connect(server.addr);
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let (reply, _) = read_to_eof(&mut plain);
+    // At most a TLS alert record (content type 21), never an echo.
+    assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");
+    good.write_all(b"after").unwrap();
+    tls_expect(&mut good, b"after");
+    let line = server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
+    assert_eq!(stat(&line, "active"), 1, "{line}");
+}
+
+#[test]
+fn server_full_and_idle_timeout_are_said_through_tls() {
+    let pki = Pki::new("full");
+    let server = tls_server(
+        &pki,
+        &["echo", "--max-connections", "1", "--idle-timeout", "1"],
+        &[],
+    );
+    let mut first = tls_connect(server.addr, client_config(&pki, false, &[]));
+    first.write_all(b"in").unwrap();
+    tls_expect(&mut first, b"in");
+    let mut second = tls_connect(server.addr, client_config(&pki, false, &[]));
+    let (said, clean) = tls_read_to_end(&mut second);
+    assert_eq!(said, b"Server is full. Try again later.\n");
+    assert!(clean);
+    let (said, clean) = tls_read_to_end(&mut first);
+    assert_eq!(said, b"Connection timeout\n");
+    assert!(clean);
+}
+
+#[test]
+fn alpn_is_offered_and_a_mismatch_fails_the_handshake() {
+    let pki = Pki::new("alpn");
+    let server = tls_server(&pki, &["echo"], &["--alpn", "monoloop/1,h2"]);
+    let mut ok = tls_connect(server.addr, client_config(&pki, false, &["monoloop/1"]));
+    ok.write_all(b"a").unwrap();
+    tls_expect(&mut ok, b"a");
+    assert_eq!(ok.conn.alpn_protocol(), Some(&b"monoloop/1"[..]));
+    let mut none = tls_connect(server.addr, client_config(&pki, false, &["spdy/1"]));
+    let _ = none.write_all(b"a");
+    let mut buf = [0u8; 4];
+    assert!(
+        none.read(&mut buf).is_err(),
+        "no common protocol, yet served"
+    );
+}
+
+#[test]
+fn the_client_says_why_verification_failed() {
+    let pki = Pki::new("verify");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let target = server.addr.to_string();
+    let ca = pki.path("ca.pem");
+    let other = pki.path("other-ca.pem");
+    for (args, why) in [
+        (vec![&target[..], "--tls", "--ca", &other], "unknown issuer"),
+        (
+            vec![
+                &target[..],
+                "--tls",
+                "--ca",
+                &ca,
+                "--server-name",
+                "elsewhere.test",
+            ],
+            "name mismatch",
+        ),
+    ] {
+        let (code, out, err) = run_client(&args, b"x\n");
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let expired = Server::start(&[
+        "echo",
+        "--tls-cert",
+        &pki.path("expired.pem"),
+        "--tls-key",
+        &pki.path("expired-key.pem"),
+    ]);
+    let (code, _, err) = run_client(&[&expired.addr.to_string(), "--tls", "--ca", &ca], b"x\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("expired"), "{err}");
+    // --insecure connects anyway, and says so.
+    let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"anyway\n");
+    assert_eq!((code, out.as_slice()), (Some(0), &b"anyway\n"[..]));
+    assert!(err.contains("not verified"), "{err}");
+}
+
+#[test]
+fn bad_certificate_and_key_arguments_exit_2_naming_the_file() {
+    let pki = Pki::new("badargs");
+    let (cert, key) = (pki.path("server.pem"), pki.path("server-key.pem"));
+    let (other_key, garbage) = (pki.path("client-key.pem"), pki.path("garbage.pem"));
+    let missing = pki.path("missing.pem");
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec!["--tls-cert", &cert], &cert, "without --tls-key"),
+        (vec!["--tls-key", &key], &key, "without --tls-cert"),
+        (
+            vec!["--tls-cert", &missing, "--tls-key", &key],
+            &missing,
+            "cannot read",
+        ),
+        (
+            vec!["--tls-cert", &garbage, "--tls-key", &key],
+            &garbage,
+            "no certificate",
+        ),
+        (
+            vec!["--tls-cert", &key, "--tls-key", &key],
+            &key,
+            "no certificate",
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &cert],
+            &cert,
+            "no private key",
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &other_key],
+            &other_key,
+            "does not match",
+        ),
+    ];
+    for (args, file, why) in cases {
+        let out = binary()
+            .arg("echo")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(file) && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}
+
+#[test]
+fn tls_default_port_is_8443() {
+    let config = match monoloop::config::parse(
+        ["echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]
+            .iter()
+            .map(Into::into)
+            .collect(),
+    ) {
+        Ok(monoloop::config::Parsed::Run(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(config.server.listen.port(), 8443);
+}
