@@ -57,7 +57,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -78,8 +78,10 @@ pub enum Stage {
     HalfClosed,
     /// Writing what is owed, reading nothing; `until` bounds it if set.
     Flushing { until: Option<Instant> },
-    /// Our FIN is sent; reading and discarding until the peer's, or `until`.
-    Lingering { until: Instant },
+    /// Our FIN is sent; reading and discarding until the peer's FIN, until
+    /// the peer has acknowledged everything we sent (checked at `check`),
+    /// or until `until`, whichever comes first.
+    Lingering { until: Instant, check: Instant },
     /// Done; the socket is dropped at the end of the turn.
     Closed,
 }
@@ -126,7 +128,6 @@ pub enum WriteOutcome {
 pub struct Connection<S> {
     stream: TcpStream,
     token: Token,
-    pub peer: SocketAddr,
     stage: Stage,
     /// Bytes owed to the peer.
     pub queue: WriteQueue,
@@ -170,11 +171,10 @@ impl<S> Tokened for Connection<S> {
 }
 
 impl<S> Connection<S> {
-    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, now: Instant) -> Self {
+    pub fn new(stream: TcpStream, token: Token, now: Instant) -> Self {
         Self {
             stream,
             token,
-            peer,
             stage: Stage::Open,
             queue: WriteQueue::new(),
             // Input that arrived before registration is reported by the
@@ -237,6 +237,16 @@ impl<S> Connection<S> {
         })
     }
 
+    /// The peer's address, for a log line. Asked of the kernel rather than
+    /// stored, to keep an idle connection small; the accept is logged with
+    /// the address and the connection's number, which later lines repeat.
+    pub fn peer(&self) -> String {
+        match self.stream.peer_addr() {
+            Ok(a) => a.to_string(),
+            Err(_) => "(gone)".into(),
+        }
+    }
+
     /// The connection's number in the logs (its token's generation).
     pub fn number(&self) -> u32 {
         (self.token.0 >> 32) as u32
@@ -248,10 +258,10 @@ impl<S> Connection<S> {
 
     /// The one place a stage changes, so that every transition can be traced.
     pub fn set_stage(&mut self, next: Stage) {
-        if self.stage != next {
+        if std::mem::discriminant(&self.stage) != std::mem::discriminant(&next) {
             log::trace!("conn #{}: {} -> {}", self.number(), self.stage, next);
-            self.stage = next;
         }
+        self.stage = next;
     }
 
     pub fn peer_eof(&self) -> bool {
@@ -526,6 +536,21 @@ impl<S> Connection<S> {
         WriteOutcome::Done
     }
 
+    /// Bytes we sent that the peer has not acknowledged yet, our FIN
+    /// included (SIOCOUTQ). Zero means everything we said has arrived, so
+    /// closing now cannot destroy any of it.
+    pub fn unacked(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`, ours.
+        let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            n.max(0) as usize
+        } else {
+            0
+        }
+    }
+
     /// Applies the write limit with hysteresis: reading pauses when more than
     /// `limit` bytes are owed and resumes when no more than half are.
     /// Returns true if reading just resumed.
@@ -592,7 +617,7 @@ impl<S> Connection<S> {
             // The handshake has its own clock; idleness starts after it.
             Stage::Handshake { until } => return Some(until),
             Stage::Flushing { until } => until,
-            Stage::Lingering { until } => Some(until),
+            Stage::Lingering { until, check } => return Some(until.min(check)),
             Stage::Closed => return None,
             Stage::Open | Stage::HalfClosed => None,
         };
@@ -622,9 +647,9 @@ mod tests {
     fn pair() -> (Connection<()>, std::net::TcpStream) {
         let l = StdListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, peer) = l.accept().unwrap();
+        let (s, _) = l.accept().unwrap();
         s.set_nonblocking(true).unwrap();
-        let conn = Connection::new(TcpStream::from_std(s), Token(1 << 32), peer, Instant::now());
+        let conn = Connection::new(TcpStream::from_std(s), Token(1 << 32), Instant::now());
         (conn, client)
     }
 
@@ -669,6 +694,7 @@ mod tests {
         c.queue.consume(1);
         c.set_stage(Stage::Lingering {
             until: Instant::now(),
+            check: Instant::now(),
         });
         assert_eq!(c.desired_interest(), Some(Interest::READABLE));
     }

@@ -58,6 +58,9 @@ const EVENTS_PER_TURN: usize = 1024;
 /// How long a connection the server is closing may take to flush and
 /// linger, when no shutdown drain bounds it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How often a lingering connection checks whether the peer has
+/// acknowledged everything, after which it may close.
+const LINGER_CHECK: Duration = Duration::from_millis(100);
 /// How soon to retry accepting after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
 /// The staging buffer is trimmed back to this after a large reply.
@@ -369,7 +372,7 @@ impl<P: Protocol> Server<P> {
         }
         let token = self
             .conns
-            .insert_with(|token, _| Connection::new(stream, token, peer, now));
+            .insert_with(|token, _| Connection::new(stream, token, now));
         if full {
             self.rejecting += 1;
             if let Some(conn) = self.conns.get_mut(token) {
@@ -679,7 +682,10 @@ impl<P: Protocol> Server<P> {
             Some(drain) => drain.min(now + CLOSE_GRACE),
             None => now + CLOSE_GRACE,
         };
-        conn.set_stage(Stage::Lingering { until });
+        conn.set_stage(Stage::Lingering {
+            until,
+            check: now + LINGER_CHECK,
+        });
     }
 
     // ----- closing ------------------------------------------------------------
@@ -721,7 +727,7 @@ impl<P: Protocol> Server<P> {
         log::debug!(
             "conn #{} {} closed: {reason}{}",
             conn.number(),
-            conn.peer,
+            conn.peer(),
             if conn.queue.is_empty() {
                 String::new()
             } else {
@@ -746,7 +752,7 @@ impl<P: Protocol> Server<P> {
                 // Plain text on a TLS port, an unknown CA, no common
                 // protocol: the client's problem, counted and logged quietly.
                 self.stats.tls_failures += 1;
-                log::debug!("conn #{number} {}: TLS handshake failed: {e}", conn.peer);
+                log::debug!("conn #{number} {}: TLS handshake failed: {e}", conn.peer());
                 self.close(token, CloseReason::Error);
                 return;
             }
@@ -812,7 +818,7 @@ impl<P: Protocol> Server<P> {
                     log::info!(
                         "conn #{} {}: slow consumer, {} bytes unread: disconnecting",
                         conn.number(),
-                        conn.peer,
+                        conn.peer(),
                         conn.queue.len()
                     );
                     self.close(token, CloseReason::SlowConsumer);
@@ -874,12 +880,27 @@ impl<P: Protocol> Server<P> {
             }
             Some(_) => match conn.stage() {
                 Stage::Open | Stage::HalfClosed => self.idle_timeout(token, now),
+                Stage::Lingering { until, .. } => {
+                    // Everything we sent has arrived: closing cannot hurt
+                    // it, whatever the peer still sends.
+                    if conn.unacked() == 0 {
+                        self.close(token, CloseReason::Done);
+                    } else if now >= until {
+                        self.close(token, CloseReason::Expired);
+                    } else {
+                        conn.set_stage(Stage::Lingering {
+                            until,
+                            check: now + LINGER_CHECK,
+                        });
+                        self.settle(token, now);
+                    }
+                }
                 Stage::Handshake { .. } => {
                     self.stats.tls_failures += 1;
                     log::debug!(
                         "conn #{} {}: TLS handshake timed out",
                         conn.number(),
-                        conn.peer
+                        conn.peer()
                     );
                     self.close(token, CloseReason::Expired);
                 }
@@ -892,7 +913,7 @@ impl<P: Protocol> Server<P> {
     fn idle_timeout(&mut self, token: Token, now: Instant) {
         self.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {
-            log::debug!("conn #{} {}: idle timeout", conn.number(), conn.peer);
+            log::debug!("conn #{} {}: idle timeout", conn.number(), conn.peer());
         }
         self.staging.extend_from_slice(IDLE_TIMEOUT);
         self.emit(token, now);
@@ -936,6 +957,11 @@ impl<P: Protocol> Server<P> {
         self.timers.schedule(deadline, TimerKey::Drain);
         for token in self.conns.tokens() {
             if let Some(conn) = self.conns.get_mut(token) {
+                // Mid-handshake: nothing is owed yet, and nobody to tell.
+                if matches!(conn.stage(), Stage::Handshake { .. }) {
+                    self.close(token, CloseReason::Shutdown);
+                    continue;
+                }
                 if let Some(session) = conn.session.as_mut() {
                     let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
                     self.protocol.shutdown(session, token, &mut ctx);

@@ -509,3 +509,24 @@ fn tls_default_port_is_8443() {
     };
     assert_eq!(config.server.listen.port(), 8443);
 }
+
+#[test]
+fn shutdown_over_tls_says_goodbye_and_does_not_wait_for_half_done_handshakes() {
+    let pki = Pki::new("shutdown");
+    let mut server = tls_server(&pki, &["chat"], &[]);
+    let mut alice = tls_connect(server.addr, client_config(&pki, false, &[]));
+    tls_expect(&mut alice, b"Enter your username: ");
+    let _silent = connect(server.addr); // never says hello
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    server.signal(libc::SIGTERM);
+    let (said, clean) = tls_read_to_end(&mut alice);
+    assert_eq!(said, b"Server shutting down\n");
+    assert!(clean);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "waited {:?} for a client that never shook hands",
+        asked.elapsed()
+    );
+}
