@@ -430,13 +430,10 @@ impl<S> Connection<S> {
         }
         loop {
             return match self.stream.write(bytes) {
+                Ok(n) if n == bytes.len() => (WriteOutcome::Done, n),
                 Ok(n) => {
                     self.queue.push_copy(&bytes[n..]);
-                    if self.queue.is_empty() {
-                        (WriteOutcome::Done, n)
-                    } else {
-                        (WriteOutcome::Blocked, n)
-                    }
+                    (WriteOutcome::Blocked, n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
@@ -554,6 +551,7 @@ impl<S> Connection<S> {
     /// Applies the write limit with hysteresis: reading pauses when more than
     /// `limit` bytes are owed and resumes when no more than half are.
     /// Returns true if reading just resumed.
+    #[inline]
     pub fn apply_backpressure(&mut self, limit: usize) -> bool {
         if !self.reading_paused && self.queue.len() > limit {
             self.reading_paused = true;

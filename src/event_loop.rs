@@ -453,11 +453,12 @@ impl<P: Protocol> Server<P> {
     /// what is owed, let a producing protocol generate more, then settle its
     /// stage, interest and timer.
     fn drive(&mut self, token: Token, now: Instant) {
-        if self.conns.get(token).is_some_and(|c| c.wants_read()) {
-            self.read_input(token, now);
-        }
+        self.read_input(token, now);
         self.flush(token, now);
-        self.produce(token, now);
+        // Compiled out for protocols that never produce (all but file).
+        if P::PRODUCES {
+            self.produce(token, now);
+        }
         self.settle(token, now);
     }
 
@@ -530,14 +531,17 @@ impl<P: Protocol> Server<P> {
                     let step = self
                         .protocol
                         .data(session, token, &self.scratch[..n], &mut ctx);
-                    self.emit(token, now);
+                    // The reply goes out at once (usually one write, no copy
+                    // into the queue), through the borrow we already hold.
+                    if let Err(e) = send_staged(conn, &mut self.staging, &mut self.stats, now) {
+                        self.fail(token, &e);
+                        return;
+                    }
                     if step == Step::Close {
                         self.begin_close(token, CloseReason::Protocol, Some(now + CLOSE_GRACE));
                         return;
                     }
-                    if let Some(conn) = self.conns.get_mut(token) {
-                        conn.apply_backpressure(self.opts.write_limit);
-                    }
+                    conn.apply_backpressure(self.opts.write_limit);
                 }
                 ReadOutcome::Drained => return,
                 ReadOutcome::Eof => {
@@ -585,23 +589,11 @@ impl<P: Protocol> Server<P> {
         if self.staging.is_empty() {
             return;
         }
-        let outcome = match self.conns.get_mut(token) {
-            Some(conn) if conn.accepts_output() => {
-                let (outcome, n) = conn.send(&self.staging);
-                if n > 0 {
-                    self.stats.bytes_out += n as u64;
-                    conn.last_activity = now;
-                }
-                Some(outcome)
-            }
-            // Closing or gone: nobody to send to.
-            _ => None,
+        let Some(conn) = self.conns.get_mut(token) else {
+            self.staging.clear();
+            return;
         };
-        self.staging.clear();
-        if self.staging.capacity() > STAGING_KEEP {
-            self.staging.shrink_to(STAGING_KEEP);
-        }
-        if let Some(WriteOutcome::Failed(e)) = outcome {
+        if let Err(e) = send_staged(conn, &mut self.staging, &mut self.stats, now) {
             self.fail(token, &e);
         }
     }
@@ -627,7 +619,20 @@ impl<P: Protocol> Server<P> {
     /// After any change: moves the connection along its stages, makes the
     /// registered interest match, and arms the timer.
     fn settle(&mut self, token: Token, now: Instant) {
-        self.advance(token, now);
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // Reading resumed below half the write limit: input may be waiting
+        // that no new edge will announce.
+        if conn.stage() == Stage::Open
+            && conn.apply_backpressure(self.opts.write_limit)
+            && conn.wants_read()
+        {
+            self.ready.push(token);
+        }
+        if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
+            self.finish_writing(token, now);
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -648,23 +653,12 @@ impl<P: Protocol> Server<P> {
         }
     }
 
-    /// The stage changes that need no event: reading resumes below half the
-    /// write limit, and a FLUSHING connection that has sent everything sends
-    /// close_notify (TLS) and its FIN, then closes or lingers.
-    fn advance(&mut self, token: Token, now: Instant) {
+    /// A FLUSHING connection has sent everything: close_notify (TLS) and our
+    /// FIN follow, then it closes or lingers.
+    fn finish_writing(&mut self, token: Token, now: Instant) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // Input may be waiting that no new edge will announce.
-        if conn.stage() == Stage::Open
-            && conn.apply_backpressure(self.opts.write_limit)
-            && conn.wants_read()
-        {
-            self.ready.push(token);
-        }
-        if !(matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent()) {
-            return;
-        }
         match conn.close_write() {
             WriteOutcome::Done => {}
             // close_notify waits for the socket; WRITABLE brings us back.
@@ -972,6 +966,36 @@ impl<P: Protocol> Server<P> {
             self.settle(token, now);
         }
     }
+}
+
+/// Sends what the protocol just wrote (the staging buffer) to `conn` and
+/// empties the buffer. A connection that is closing takes nothing more; the
+/// bytes are dropped. Returns the socket's error, if the write failed.
+fn send_staged<S>(
+    conn: &mut Connection<S>,
+    staging: &mut Vec<u8>,
+    stats: &mut Stats,
+    now: Instant,
+) -> io::Result<()> {
+    if staging.is_empty() {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    if conn.accepts_output() {
+        let (outcome, n) = conn.send(staging);
+        if n > 0 {
+            stats.bytes_out += n as u64;
+            conn.last_activity = now;
+        }
+        if let WriteOutcome::Failed(e) = outcome {
+            result = Err(e);
+        }
+    }
+    staging.clear();
+    if staging.capacity() > STAGING_KEEP {
+        staging.shrink_to(STAGING_KEEP);
+    }
+    result
 }
 
 /// Turns away a client at the connection limit: one best-effort write of the

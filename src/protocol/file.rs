@@ -184,6 +184,7 @@ fn openat2_beneath(root: &OwnedFd, path: &CString) -> io::Result<File> {
 
 impl Protocol for FileServer {
     type Session = FileSession;
+    const PRODUCES: bool = true;
 
     fn open(&mut self, _id: ConnId, _ctx: &mut Ctx) -> FileSession {
         FileSession::Request(Lines::default())

@@ -126,6 +126,11 @@ pub trait Protocol {
     /// Per-connection state.
     type Session;
 
+    /// True if the protocol ever generates output of its own
+    /// ([`producing`](Self::producing)); the loop skips the check entirely
+    /// for protocols that do not.
+    const PRODUCES: bool = false;
+
     /// A connection was accepted. Returns its session; may greet via `ctx`.
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> Self::Session;
 

@@ -1,0 +1,1211 @@
+//! The runner: builds monoloop and the comparison servers in release mode,
+//! runs every server through every scenario with the server pinned to core
+//! 0 and the load generator to core 1, alternates the servers across
+//! repeats so that machine drift cancels, and writes docs/benchmarks.md
+//! (tables, SVG charts, the footprint section).
+//!
+//!     cargo run --release --manifest-path benches/Cargo.toml --bin bench [-- --quick]
+//!
+//! `--quick` runs a subset with short windows in under two minutes, for use
+//! while developing; its report says so at the top.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SERVER_CPU: usize = 0;
+const LOADGEN_CPU: usize = 1;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn bench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Runs a command to completion, failing loudly.
+fn run(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// One server under test: a name and how to start it.
+#[derive(Clone)]
+struct ServerSpec {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+fn servers() -> Vec<ServerSpec> {
+    let bin = bench_dir().join("target/release");
+    let mut list = vec![
+        ServerSpec {
+            name: "monoloop",
+            program: root().join("target/release/monoloop"),
+            args: [
+                "echo",
+                "--listen",
+                "127.0.0.1:0",
+                "--stats-interval",
+                "0",
+                "--idle-timeout",
+                "0",
+                "--max-connections",
+                "50000",
+                "--log-level",
+                "info",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        ServerSpec {
+            name: "epoll",
+            program: bin.join("echo_epoll"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "tokio-ct",
+            program: bin.join("echo_tokio_ct"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "tokio-mt",
+            program: bin.join("echo_tokio_mt"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "threads",
+            program: bin.join("echo_threads"),
+            args: vec![],
+        },
+    ];
+    if Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        list.push(ServerSpec {
+            name: "node",
+            program: PathBuf::from("node"),
+            args: vec![bench_dir()
+                .join("node/echo.js")
+                .to_string_lossy()
+                .into_owned()],
+        });
+    }
+    list
+}
+
+/// A started server: the process, its address, its pid.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pins a child to `cpu` and raises its descriptor limit, before exec.
+fn pinned(cmd: &mut Command, cpu: usize) {
+    // SAFETY: only async-signal-safe calls (sched_setaffinity, setrlimit)
+    // on structs on the child's stack, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+}
+
+fn start(spec: &ServerSpec) -> Running {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    pinned(&mut cmd, SERVER_CPU);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", spec.name));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line
+                .rsplit("listening on ")
+                .next()
+                .filter(|_| line.contains("listening on "))
+            {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{} did not say where it listens", spec.name));
+    Running {
+        child,
+        addr: addr.parse().expect("listening address"),
+    }
+}
+
+/// (utime, stime) in clock ticks, from /proc/PID/stat.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return (0, 0);
+    };
+    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    (f[11].parse().unwrap_or(0), f[12].parse().unwrap_or(0))
+}
+
+/// CPU time of every thread of the process, in nanoseconds, from
+/// /proc/PID/task/*/schedstat (exact, unlike the 10 ms ticks of stat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A syscall counter attached to a process (perf, else strace).
+struct SyscallCounter {
+    child: Child,
+    tool: &'static str,
+    out: PathBuf,
+}
+
+fn count_syscalls(pid: u32) -> Option<SyscallCounter> {
+    let out = std::env::temp_dir().join(format!("monoloop-syscalls-{pid}"));
+    let _ = std::fs::remove_file(&out);
+    let perf = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let (child, tool) = match perf {
+        Ok(c) => (c, "perf"),
+        Err(_) => (
+            Command::new("strace")
+                .args(["-c", "-f", "-o"])
+                .arg(&out)
+                .args(["-p", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?,
+            "strace",
+        ),
+    };
+    // Give the tracer a moment to attach.
+    thread::sleep(Duration::from_millis(300));
+    Some(SyscallCounter { child, tool, out })
+}
+
+impl SyscallCounter {
+    fn finish(mut self) -> Option<u64> {
+        // SAFETY: SIGINT to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).ok()?;
+        let _ = std::fs::remove_file(&self.out);
+        match self.tool {
+            "perf" => {
+                let line = text
+                    .lines()
+                    .find(|l| l.contains("raw_syscalls:sys_enter"))?;
+                let fields: Vec<&str> = line.split(',').collect();
+                match fields[0].trim() {
+                    // perf says this when the process never ran while it
+                    // watched (its run time, the 4th field, is 0): no calls.
+                    "<not counted>" if fields.get(3).map(|f| f.trim()) == Some("0") => Some(0),
+                    n => n.parse().ok(),
+                }
+            }
+            _ => text
+                .lines()
+                .find(|l| l.trim_end().ends_with("total"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
+        }
+    }
+}
+
+/// One scenario: loadgen arguments and how to label it.
+#[derive(Clone)]
+struct Scenario {
+    key: String,
+    title: String,
+    group: &'static str,
+    conns: usize,
+    args: Vec<String>,
+    /// Count syscalls in a separate pass.
+    syscalls: bool,
+}
+
+fn scenario(
+    group: &'static str,
+    title: String,
+    conns: usize,
+    args: &[(&str, String)],
+    syscalls: bool,
+) -> Scenario {
+    let mut v = Vec::new();
+    for (k, val) in args {
+        v.push(format!("--{k}"));
+        v.push(val.clone());
+    }
+    Scenario {
+        key: format!("{group} {title}"),
+        title,
+        group,
+        conns,
+        args: v,
+        syscalls,
+    }
+}
+
+/// What one loadgen run measured, plus the server's CPU over the window.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    rate: f64,
+    mbps: f64,
+    msgs: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    lg_cpu: f64,
+    /// Server CPU per message, user and system together (exact).
+    cpu_us: f64,
+    /// The user and system shares of `cpu_us`, split by the tick counts.
+    user_us: f64,
+    sys_us: f64,
+    failed: f64,
+    secs: f64,
+}
+
+fn parse_result(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What a pass measures besides the load generator's figures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Server CPU from /proc.
+    Cpu,
+    /// Syscalls, counted by perf (or strace) attached over the window.
+    Syscalls,
+    /// User-space instructions, counted by callgrind over the window (the
+    /// server runs under valgrind).
+    Instructions,
+}
+
+/// Runs the load generator against `server` and measures the server over
+/// the window, as `pass` says. Returns the sample and, for the counting
+/// passes, the count.
+fn drive(server: &Running, sc: &Scenario, timing: &[String], pass: Pass) -> (Sample, Option<u64>) {
+    let loadgen = bench_dir().join("target/release/loadgen");
+    let mut child = Command::new(loadgen)
+        .args([
+            "--addr",
+            &server.addr.to_string(),
+            "--cpu",
+            &LOADGEN_CPU.to_string(),
+        ])
+        .args(&sc.args)
+        .args(timing)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start loadgen");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let pid = server.pid();
+    let (mut t0, mut t1) = ((0, 0), (0, 0));
+    let (mut ns0, mut ns1) = (0, 0);
+    let mut counter = None;
+    let mut count = None;
+    let mut result = BTreeMap::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        match line.as_str() {
+            "START" => {
+                t0 = cpu_ticks(pid);
+                ns0 = cpu_ns(pid);
+                match pass {
+                    Pass::Syscalls => counter = count_syscalls(pid),
+                    Pass::Instructions => callgrind_control("-z", pid),
+                    Pass::Cpu => {}
+                }
+            }
+            "END" => {
+                t1 = cpu_ticks(pid);
+                ns1 = cpu_ns(pid);
+                match pass {
+                    Pass::Syscalls => count = counter.take().and_then(SyscallCounter::finish),
+                    Pass::Instructions => count = callgrind_total(pid),
+                    Pass::Cpu => {}
+                }
+            }
+            l if l.starts_with("RESULT") => result = parse_result(l),
+            _ => {}
+        }
+    }
+    let _ = child.wait();
+    if let Some(e) = result.get("error") {
+        eprintln!("  loadgen error: {e}");
+    }
+    let num = |k: &str| {
+        result
+            .get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let msgs = num("msgs").max(1.0);
+    let cpu_us = ns1.saturating_sub(ns0) as f64 / 1e3 / msgs;
+    let (user_ticks, sys_ticks) = (t1.0.saturating_sub(t0.0), t1.1.saturating_sub(t0.1));
+    let user_share = if user_ticks + sys_ticks == 0 {
+        f64::NAN
+    } else {
+        user_ticks as f64 / (user_ticks + sys_ticks) as f64
+    };
+    let sample = Sample {
+        rate: num("rate"),
+        mbps: num("mbps"),
+        msgs: num("msgs"),
+        p50: num("p50"),
+        p99: num("p99"),
+        p999: num("p999"),
+        lg_cpu: num("lg_cpu"),
+        cpu_us,
+        user_us: cpu_us * user_share,
+        sys_us: cpu_us * (1.0 - user_share),
+        failed: num("failed"),
+        secs: num("secs"),
+    };
+    (sample, count)
+}
+
+/// Asks callgrind, in the server, to zero (`-z`) or dump (`-d`) its counts.
+fn callgrind_control(op: &str, pid: u32) {
+    let _ = Command::new("callgrind_control")
+        .args([op, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Dumps callgrind's counts for the window and returns the instructions.
+fn callgrind_total(pid: u32) -> Option<u64> {
+    callgrind_control("-d", pid);
+    let prefix = format!("monoloop-cg.{pid}");
+    let mut total = None;
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .ok()?
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        // The dump is `monoloop-cg.PID.1`; the bare file is the start-up part.
+        if name.len() > prefix.len() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            total = text
+                .lines()
+                .find_map(|l| l.strip_prefix("totals:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok());
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+    total
+}
+
+/// The same server, under callgrind.
+fn under_callgrind(spec: &ServerSpec) -> ServerSpec {
+    let mut args = vec![
+        "--tool=callgrind".to_string(),
+        format!(
+            "--callgrind-out-file={}/monoloop-cg.%p",
+            std::env::temp_dir().display()
+        ),
+        spec.program.to_string_lossy().into_owned(),
+    ];
+    args.extend(spec.args.iter().cloned());
+    ServerSpec {
+        name: spec.name,
+        program: PathBuf::from("valgrind"),
+        args,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// Reads a TcpExt counter from /proc/net/netstat (SYN retransmits).
+fn tcp_ext(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        if pair.len() == 2 && pair[0].starts_with("TcpExt:") {
+            let keys: Vec<&str> = pair[0].split_whitespace().collect();
+            let vals: Vec<&str> = pair[1].split_whitespace().collect();
+            if let Some(i) = keys.iter().position(|k| *k == name) {
+                return vals.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+    0
+}
+
+struct Footprint {
+    per_idle_conn: f64,
+    binary: Option<u64>,
+    start_ms: f64,
+    idle_syscalls: Option<u64>,
+}
+
+fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: usize) -> Footprint {
+    // Memory per idle connection.
+    let server = start(spec);
+    thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(server.pid());
+    let mut lg = Command::new(bench_dir().join("target/release/loadgen"))
+        .args(["--addr", &server.addr.to_string(), "--scenario", "idle"])
+        .args([
+            "--count",
+            &idle_conns.to_string(),
+            "--cpu",
+            &LOADGEN_CPU.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("loadgen idle");
+    let mut out = BufReader::new(lg.stdout.take().unwrap());
+    let mut line = String::new();
+    let _ = out.read_line(&mut line);
+    thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(server.pid());
+    drop(lg.stdin.take());
+    let _ = lg.wait();
+    drop(server);
+    let per_idle_conn = after.saturating_sub(before) as f64 * 1024.0 / idle_conns as f64;
+
+    // Start to accepting.
+    let mut times = Vec::new();
+    for _ in 0..starts {
+        let t0 = Instant::now();
+        let mut cmd = Command::new(&spec.program);
+        let mut args = spec.args.clone();
+        // A fixed port, so that the connect loop knows where to knock.
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = listen.clone();
+        } else {
+            args.push("--listen".into());
+            args.push(listen.clone());
+        }
+        cmd.args(&args).stdout(Stdio::null()).stderr(Stdio::null());
+        pinned(&mut cmd, SERVER_CPU);
+        let mut child = cmd.spawn().expect("start");
+        let deadline = t0 + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&listen).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_micros(200));
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // Syscalls while idle.
+    let server = start(spec);
+    thread::sleep(Duration::from_millis(500));
+    let idle_syscalls = count_syscalls(server.pid()).and_then(|c| {
+        thread::sleep(Duration::from_secs(idle_secs));
+        c.finish()
+    });
+    let binary = std::fs::metadata(&spec.program).ok().map(|m| m.len());
+    Footprint {
+        per_idle_conn,
+        binary: if spec.name == "node" { None } else { binary },
+        start_ms: median(times),
+        idle_syscalls,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let started = Instant::now();
+    let root = root();
+
+    eprintln!("== building (release)");
+    run(
+        Command::new("cargo")
+            .args(["build", "--release"])
+            .current_dir(&root),
+        "cargo build monoloop",
+    );
+    run(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--no-default-features",
+                "--target-dir",
+                "target/notls",
+            ])
+            .current_dir(&root),
+        "cargo build monoloop without TLS",
+    );
+    run(
+        Command::new("cargo")
+            .args(["build", "--release", "--bins"])
+            .current_dir(bench_dir()),
+        "cargo build benches",
+    );
+
+    let (secs, warmup, repeats) = if quick {
+        ("1", "0.3", 1)
+    } else {
+        ("3", "1", 3)
+    };
+    let timing = vec![
+        "--secs".to_string(),
+        secs.to_string(),
+        "--warmup".to_string(),
+        warmup.to_string(),
+    ];
+    let mut scenarios = Vec::new();
+    let conn_counts: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1000] };
+    let sizes: &[usize] = if quick { &[64] } else { &[64, 4096] };
+    for &size in sizes {
+        for &c in conn_counts {
+            scenarios.push(scenario(
+                if size == 64 {
+                    "ping-pong 64 B"
+                } else {
+                    "ping-pong 4 KiB"
+                },
+                format!("{c} connections"),
+                c,
+                &[
+                    ("scenario", "echo".into()),
+                    ("conns", c.to_string()),
+                    ("size", size.to_string()),
+                ],
+                c >= 100,
+            ));
+        }
+    }
+    scenarios.push(scenario(
+        "pipelined",
+        "100 connections × 16 in flight, 64 B".into(),
+        100,
+        &[
+            ("scenario", "echo".into()),
+            ("conns", "100".into()),
+            ("size", "64".into()),
+            ("depth", "16".into()),
+        ],
+        true,
+    ));
+    let stream_conns: &[usize] = if quick { &[1] } else { &[1, 100] };
+    for &c in stream_conns {
+        scenarios.push(scenario(
+            "streaming",
+            format!("{c} connections"),
+            c,
+            &[("scenario", "stream".into()), ("conns", c.to_string())],
+            false,
+        ));
+    }
+
+    let specs = servers();
+    // results[scenario key][server] = samples
+    let mut results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>> = BTreeMap::new();
+    let mut syscalls: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
+    let mut instructions: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
+    let valgrind = Command::new("callgrind_control")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    for sc in &scenarios {
+        eprintln!("== {}", sc.key);
+        for r in 0..repeats {
+            // Rotate the order each repeat, so drift spreads evenly.
+            let mut order: Vec<&ServerSpec> = specs.iter().collect();
+            let n = order.len();
+            order.rotate_left(r % n);
+            for spec in order {
+                let server = start(spec);
+                let (sample, _) = drive(&server, sc, &timing, Pass::Cpu);
+                eprintln!(
+                    "   {:9} {:>10.0} msg/s  p99 {:>6} µs  user {:.2} µs/msg  lg_cpu {:.2}",
+                    spec.name, sample.rate, sample.p99, sample.user_us, sample.lg_cpu
+                );
+                results
+                    .entry(sc.key.clone())
+                    .or_default()
+                    .entry(spec.name)
+                    .or_default()
+                    .push(sample);
+            }
+        }
+        if sc.syscalls {
+            for spec in &specs {
+                let server = start(spec);
+                let short = vec![
+                    "--secs".to_string(),
+                    "1".to_string(),
+                    "--warmup".to_string(),
+                    "0.3".to_string(),
+                ];
+                let (sample, total) = drive(&server, sc, &short, Pass::Syscalls);
+                if let Some(t) = total {
+                    let per = t as f64 / sample.msgs.max(1.0);
+                    eprintln!("   {:9} {per:.2} syscalls/msg", spec.name);
+                    syscalls
+                        .entry(sc.key.clone())
+                        .or_default()
+                        .insert(spec.name, per);
+                }
+            }
+            if valgrind {
+                // Node's JIT under valgrind would measure valgrind.
+                for spec in specs.iter().filter(|s| s.name != "node") {
+                    let server = start(&under_callgrind(spec));
+                    let window = vec![
+                        "--secs".to_string(),
+                        "2".to_string(),
+                        "--warmup".to_string(),
+                        "1".to_string(),
+                    ];
+                    let (sample, total) = drive(&server, sc, &window, Pass::Instructions);
+                    if let Some(t) = total {
+                        let per = t as f64 / sample.msgs.max(1.0);
+                        eprintln!("   {:9} {per:.0} user-space instructions/msg", spec.name);
+                        instructions
+                            .entry(sc.key.clone())
+                            .or_default()
+                            .insert(spec.name, per);
+                    }
+                }
+            }
+        }
+    }
+
+    // Connection storm: everyone, with SYN retransmits counted.
+    let storm_count = if quick { 2000 } else { 10_000 };
+    let storm_sc = scenario(
+        "connection storm",
+        format!("{storm_count} connects, 1000 at a time"),
+        storm_count,
+        &[
+            ("scenario", "storm".into()),
+            ("count", storm_count.to_string()),
+            ("concurrency", "1000".into()),
+            ("size", "64".into()),
+        ],
+        false,
+    );
+    let mut storm: BTreeMap<&'static str, Vec<(Sample, u64)>> = BTreeMap::new();
+    eprintln!("== {}", storm_sc.key);
+    for r in 0..repeats {
+        let mut order: Vec<&ServerSpec> = specs.iter().collect();
+        let n = order.len();
+        order.rotate_left(r % n);
+        for spec in order {
+            let server = start(spec);
+            let syn0 = tcp_ext("TCPSynRetrans");
+            let (sample, _) = drive(&server, &storm_sc, &[], Pass::Cpu);
+            let syn = tcp_ext("TCPSynRetrans") - syn0;
+            eprintln!(
+                "   {:9} {:.3} s, {} failed, {} SYN retransmits",
+                spec.name, sample.secs, sample.failed, syn
+            );
+            storm.entry(spec.name).or_default().push((sample, syn));
+        }
+    }
+
+    // Footprint.
+    let idle_conns = if quick { 2000 } else { 10_000 };
+    let idle_secs = if quick { 2 } else { 10 };
+    let starts = if quick { 3 } else { 9 };
+    eprintln!("== footprint");
+    let mut prints = BTreeMap::new();
+    for spec in &specs {
+        let f = footprint(spec, idle_conns, idle_secs, starts);
+        eprintln!(
+            "   {:9} {:.0} B/idle conn, start {:.1} ms, idle syscalls {:?}",
+            spec.name, f.per_idle_conn, f.start_ms, f.idle_syscalls
+        );
+        prints.insert(spec.name, f);
+    }
+    let notls = std::fs::metadata(root.join("target/notls/release/monoloop"))
+        .map(|m| m.len())
+        .ok();
+
+    let report = render(
+        quick,
+        &specs,
+        &scenarios,
+        &results,
+        &syscalls,
+        &instructions,
+        &storm_sc,
+        &storm,
+        &prints,
+        notls,
+        idle_conns,
+        idle_secs,
+        started.elapsed(),
+    );
+    let path = root.join("docs/benchmarks.md");
+    let notes = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|old| {
+            let a = old.find(NOTES_BEGIN)?;
+            let b = old.find(NOTES_END)?;
+            Some(old[a..b + NOTES_END.len()].to_string())
+        })
+        .unwrap_or_else(|| format!("{NOTES_BEGIN}\n(No notes yet.)\n{NOTES_END}"));
+    let report = report.replace("{{NOTES}}", &notes);
+    std::fs::write(&path, report).expect("write docs/benchmarks.md");
+    write_charts(&root, &specs, &scenarios, &results, conn_counts);
+    eprintln!("== wrote {} in {:.0?}", path.display(), started.elapsed());
+}
+
+const NOTES_BEGIN: &str = "<!-- notes: kept across runs -->";
+const NOTES_END: &str = "<!-- end of notes -->";
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+fn today() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    quick: bool,
+    specs: &[ServerSpec],
+    scenarios: &[Scenario],
+    results: &BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
+    syscalls: &BTreeMap<String, BTreeMap<&'static str, f64>>,
+    instructions: &BTreeMap<String, BTreeMap<&'static str, f64>>,
+    storm_sc: &Scenario,
+    storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
+    prints: &BTreeMap<&'static str, Footprint>,
+    notls: Option<u64>,
+    idle_conns: usize,
+    idle_secs: u64,
+    took: Duration,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Written by `cargo run --release --manifest-path benches/Cargo.toml --bin bench{}` \
+         on {} ({}), in {:.0} s. Every figure below comes from that one run; rerun the \
+         command to refresh them.\n",
+        if quick { " -- --quick" } else { "" },
+        today(),
+        machine(),
+        took.as_secs_f64()
+    );
+    if quick {
+        let _ = writeln!(
+            s,
+            "**This is a quick run** (1 s windows, one repeat, a subset of scenarios): \
+             good for spotting a regression, not for quoting.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "How it is measured: each server runs pinned to core {SERVER_CPU}, the load generator \
+         (`benches/src/bin/loadgen.rs`, one mio loop) to core {LOADGEN_CPU}. Each scenario \
+         warms up, then measures a window; the server's CPU over exactly that window is the \
+         sum of its threads' `/proc/PID/task/*/schedstat` (nanoseconds), divided by the \
+         messages echoed, and split into user and system by the 10 ms ticks of \
+         `/proc/PID/stat` (so the split is coarse where the total is small). Syscalls per \
+         message come from a separate, shorter pass with `perf stat -e raw_syscalls:sys_enter` \
+         attached to the server. User-space instructions per message, the exact figure for \
+         what a loop costs in user space, come from a third pass with the server under \
+         valgrind's callgrind, counting from the window's start to its end \
+         (`callgrind_control -z` and `-d`); node is left out of it (a JIT under valgrind \
+         measures valgrind). Servers alternate \
+         across repeats; tables give the median and the range. Ratios are against monoloop in \
+         the same run (above 1 means more than monoloop). `lg` marks a row where the load \
+         generator's own core was saturated (over 90% busy): there, messages per second \
+         measure the load generator as much as the server, and CPU per message is the figure \
+         to read.\n"
+    );
+    let _ = writeln!(
+        s,
+        "Servers: {}.\n",
+        specs
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(s, "{{{{NOTES}}}}\n");
+    let mut group = "";
+    for sc in scenarios {
+        if sc.group != group {
+            group = sc.group;
+            let _ = writeln!(s, "## {group}\n");
+            if group.starts_with("ping-pong") {
+                let _ = writeln!(s, "![messages per second](bench-{}-rate.svg) ![server CPU per message](bench-{}-cpu.svg)\n", slug(group), slug(group));
+            }
+        }
+        let Some(by_server) = results.get(&sc.key) else {
+            continue;
+        };
+        let base = by_server
+            .get("monoloop")
+            .map(|v| median(v.iter().map(|x| x.rate).collect()));
+        let base_instr = instructions
+            .get(&sc.key)
+            .and_then(|m| m.get("monoloop"))
+            .copied();
+        let _ = writeln!(s, "### {}\n", sc.title);
+        let _ = writeln!(
+            s,
+            "| server | msg/s (median) | range | vs monoloop | MB/s | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | user µs/msg | sys µs/msg | syscalls/msg | user instructions/msg | vs monoloop |"
+        );
+        let _ = writeln!(
+            s,
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for spec in specs {
+            let Some(v) = by_server.get(spec.name) else {
+                continue;
+            };
+            let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
+            let rate = median(rates.clone());
+            let (lo, hi) = range(&rates);
+            let lg = if median(v.iter().map(|x| x.lg_cpu).collect()) > 0.9 {
+                " lg"
+            } else {
+                ""
+            };
+            let sc_per = syscalls
+                .get(&sc.key)
+                .and_then(|m| m.get(spec.name))
+                .map_or("".to_string(), |v| format!("{v:.2}"));
+            let instr = instructions
+                .get(&sc.key)
+                .and_then(|m| m.get(spec.name))
+                .copied();
+            let instr_cells = match (instr, base_instr) {
+                (Some(i), Some(b)) => format!("{i:.0} | {:.2}", i / b),
+                (Some(i), None) => format!("{i:.0} | "),
+                _ => " | ".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {}{lg} | {} – {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                spec.name,
+                fmt_rate(rate),
+                fmt_rate(lo),
+                fmt_rate(hi),
+                base.map_or(f64::NAN, |b| rate / b),
+                median(v.iter().map(|x| x.mbps).collect()),
+                median(v.iter().map(|x| x.p50).collect()),
+                median(v.iter().map(|x| x.p99).collect()),
+                median(v.iter().map(|x| x.p999).collect()),
+                median(v.iter().map(|x| x.cpu_us).collect()),
+                median(v.iter().map(|x| x.user_us).collect()),
+                median(v.iter().map(|x| x.sys_us).collect()),
+                sc_per,
+                instr_cells
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "## connection storm\n\n### {}\n", storm_sc.title);
+    let _ = writeln!(s, "| server | seconds (median) | range | connects/s | failed | SYN retransmits | p99 µs (connect to reply) |");
+    let _ = writeln!(s, "| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+    for spec in specs {
+        let Some(v) = storm.get(spec.name) else {
+            continue;
+        };
+        let secs: Vec<f64> = v.iter().map(|x| x.0.secs).collect();
+        let (lo, hi) = range(&secs);
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.3} – {:.3} | {} | {:.0} | {} | {:.0} |",
+            spec.name,
+            median(secs.clone()),
+            lo,
+            hi,
+            fmt_rate(median(v.iter().map(|x| x.0.rate).collect())),
+            median(v.iter().map(|x| x.0.failed).collect()),
+            v.iter().map(|x| x.1).max().unwrap_or(0),
+            median(v.iter().map(|x| x.0.p99).collect()),
+        );
+    }
+    let _ = writeln!(s, "\n## footprint\n");
+    let _ = writeln!(
+        s,
+        "Memory per idle connection is the rise in the server's VmRSS while the load \
+         generator holds {idle_conns} idle connections, divided by {idle_conns}: user space and \
+         the kernel's per-process page tables, not the kernel's socket buffers. Binary sizes \
+         are of the stripped release builds. Start is the time from `exec` to the first \
+         accepted connect (median). Idle syscalls are counted over {idle_secs} s with no client.\n"
+    );
+    let _ = writeln!(s, "| server | bytes per idle connection | binary | start to accepting | syscalls in {idle_secs} s idle |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
+    for spec in specs {
+        let Some(f) = prints.get(spec.name) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {} | {:.1} ms | {} |",
+            spec.name,
+            f.per_idle_conn,
+            f.binary.map_or("(a runtime)".into(), |b| format!(
+                "{:.0} KB",
+                b as f64 / 1000.0
+            )),
+            f.start_ms,
+            f.idle_syscalls.map_or("n/a".into(), |v| v.to_string())
+        );
+    }
+    if let Some(b) = notls {
+        let _ = writeln!(
+            s,
+            "\nmonoloop built without TLS (`--no-default-features`): {:.0} KB.",
+            b as f64 / 1000.0
+        );
+    }
+    s
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Line charts (SVG, by hand): messages per second and user CPU per
+/// message against connection count, one line per server, per ping-pong
+/// group.
+fn write_charts(
+    root: &Path,
+    specs: &[ServerSpec],
+    scenarios: &[Scenario],
+    results: &BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
+    conn_counts: &[usize],
+) {
+    let colours = [
+        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+    ];
+    let groups: Vec<&str> = {
+        let mut g: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| s.group.starts_with("ping-pong"))
+            .map(|s| s.group)
+            .collect();
+        g.dedup();
+        g
+    };
+    for group in groups {
+        for (what, label, pick) in [
+            (
+                "rate",
+                "messages per second",
+                (|x: &Sample| x.rate) as fn(&Sample) -> f64,
+            ),
+            ("cpu", "server CPU per message (µs)", |x: &Sample| x.cpu_us),
+        ] {
+            let mut lines: Vec<(&str, Vec<(usize, f64)>)> = Vec::new();
+            for spec in specs {
+                let mut pts = Vec::new();
+                for sc in scenarios.iter().filter(|s| s.group == group) {
+                    if let Some(v) = results.get(&sc.key).and_then(|m| m.get(spec.name)) {
+                        pts.push((sc.conns, median(v.iter().map(pick).collect())));
+                    }
+                }
+                lines.push((spec.name, pts));
+            }
+            let max = lines
+                .iter()
+                .flat_map(|l| l.1.iter().map(|p| p.1))
+                .fold(0.0f64, f64::max)
+                .max(1e-9)
+                * 1.1;
+            let (w, h, left, bottom, top, right) = (560.0, 320.0, 70.0, 40.0, 30.0, 120.0);
+            let x_of = |c: usize| {
+                let i = conn_counts.iter().position(|&k| k == c).unwrap_or(0) as f64;
+                let n = (conn_counts.len().max(2) - 1) as f64;
+                left + i / n * (w - left - right)
+            };
+            let y_of = |v: f64| h - bottom - v / max * (h - bottom - top);
+            let mut svg = format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+                 <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+                 <text x=\"{left}\" y=\"18\" font-size=\"14\">{group}: {label}</text>\n\
+                 <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+                 <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+                h - bottom,
+                w - right,
+                h - bottom,
+                h - bottom
+            );
+            for &c in conn_counts {
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{c} conn</text>",
+                    x_of(c),
+                    h - bottom + 16.0
+                );
+            }
+            for k in 0..=4 {
+                let v = max * k as f64 / 4.0;
+                let label = if what == "rate" {
+                    fmt_rate(v)
+                } else {
+                    format!("{v:.2}")
+                };
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
+                    left - 6.0,
+                    y_of(v) + 4.0
+                );
+            }
+            for (i, (name, pts)) in lines.iter().enumerate() {
+                let colour = colours[i % colours.len()];
+                let path: Vec<String> = pts
+                    .iter()
+                    .map(|&(c, v)| format!("{:.1},{:.1}", x_of(c), y_of(v)))
+                    .collect();
+                let _ = writeln!(
+                    svg,
+                    "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                    path.join(" ")
+                );
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+                    w - right + 10.0,
+                    top + 16.0 * i as f64 + 10.0
+                );
+            }
+            svg.push_str("</svg>\n");
+            let file = root.join(format!("docs/bench-{}-{what}.svg", slug(group)));
+            let _ = std::fs::File::create(file).and_then(|mut f| f.write_all(svg.as_bytes()));
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The load generator: one thread, one mio readiness loop, many connections.
+//!
+//! It drives one scenario against one server and prints, on stdout:
+//! `START` when the measured window opens (after a warm-up), `END` when it
+//! closes (the runner samples the server's CPU at both), then one
+//! `RESULT key=value ...` line. Everything is bounded by count and time, and
+//! it only ever connects to the address it is given (loopback, from the
+//! runner).
+//!
+//! Scenarios:
+//! - `echo`: C connections each keep D messages of S bytes in flight (D = 1
+//!   is ping-pong, D > 1 pipelined); latency per message.
+//! - `open`: C connections, messages sent at a fixed total rate on a
+//!   schedule; latency is measured from the *intended* send time, so a
+//!   stalled server cannot hide its stall (no coordinated omission).
+//! - `stream`: C connections write continuously and read everything back,
+//!   checking every byte.
+//! - `storm`: N connections opened as fast as possible (up to K at once),
+//!   each sending one message, reading it back and closing.
+//! - `idle`: N connections opened and held until standard input closes.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+struct Args {
+    addr: SocketAddr,
+    scenario: String,
+    conns: usize,
+    size: usize,
+    depth: usize,
+    rate: f64,
+    secs: f64,
+    warmup: f64,
+    count: usize,
+    concurrency: usize,
+    cpu: Option<usize>,
+}
+
+fn parse_args() -> Args {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    let num = |name: &str, default: f64| get(name).map_or(default, |v| v.parse().expect(name));
+    Args {
+        addr: get("--addr")
+            .expect("--addr")
+            .parse()
+            .expect("--addr IP:PORT"),
+        scenario: get("--scenario").unwrap_or_else(|| "echo".into()),
+        conns: num("--conns", 1.0) as usize,
+        size: num("--size", 64.0) as usize,
+        depth: num("--depth", 1.0) as usize,
+        rate: num("--rate", 10_000.0),
+        secs: num("--secs", 3.0),
+        warmup: num("--warmup", 1.0),
+        count: num("--count", 10_000.0) as usize,
+        concurrency: num("--concurrency", 1000.0) as usize,
+        cpu: get("--cpu").map(|v| v.parse().expect("--cpu N")),
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    monoloop_bench::raise_fd_limit();
+    if let Some(cpu) = args.cpu {
+        monoloop_bench::pin_to(cpu).expect("pin the load generator");
+    }
+    let result = match args.scenario.as_str() {
+        "echo" | "open" => echo(&args),
+        "stream" => stream(&args),
+        "storm" => storm(&args),
+        "idle" => idle(&args),
+        other => panic!("unknown scenario {other}"),
+    };
+    match result {
+        Ok(line) => println!("RESULT {line}"),
+        Err(e) => {
+            println!("RESULT error={}", e.to_string().replace(' ', "_"));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// CPU time this process has used (user + system).
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage fills a struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Opens `n` connections, `concurrency` at a time; all registered READABLE.
+fn open_all(poll: &Poll, addr: SocketAddr, n: usize) -> io::Result<Vec<TcpStream>> {
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        // std's blocking connect is simplest and bounded by the kernel's
+        // SYN timeout; the server is on loopback.
+        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        let mut s = TcpStream::from_std(s);
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE)?;
+        conns.push(s);
+    }
+    Ok(conns)
+}
+
+/// One connection of the echo scenarios.
+struct EchoConn {
+    stream: TcpStream,
+    /// Bytes still to write.
+    out: Vec<u8>,
+    out_at: usize,
+    /// Send times (or intended send times) of messages not yet back.
+    sent: VecDeque<Instant>,
+    /// Bytes of the current message received so far.
+    got: usize,
+    writable_registered: bool,
+}
+
+/// The window: opened after the warm-up, closed after `secs`.
+struct Window {
+    opens: Instant,
+    closes: Instant,
+    open: bool,
+    cpu_at_open: Duration,
+}
+
+impl Window {
+    fn new(args: &Args) -> Window {
+        let now = Instant::now();
+        let opens = now + Duration::from_secs_f64(args.warmup);
+        Window {
+            opens,
+            closes: opens + Duration::from_secs_f64(args.secs),
+            open: false,
+            cpu_at_open: Duration::ZERO,
+        }
+    }
+
+    /// Opens the window when its time comes; true while measuring.
+    fn tick(&mut self, now: Instant) -> bool {
+        if !self.open && now >= self.opens {
+            self.open = true;
+            self.cpu_at_open = own_cpu();
+            println!("START");
+        }
+        self.open
+    }
+
+    fn done(&self, now: Instant) -> bool {
+        now >= self.closes
+    }
+
+    /// Closes the window; returns the load generator's own CPU share.
+    fn finish(&self) -> f64 {
+        println!("END");
+        let cpu = own_cpu() - self.cpu_at_open;
+        cpu.as_secs_f64() / (self.closes - self.opens).as_secs_f64()
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Ping-pong, pipelined and open-loop echo.
+fn echo(args: &Args) -> io::Result<String> {
+    let mut poll = Poll::new()?;
+    let open_loop = args.scenario == "open";
+    let message = vec![b'x'; args.size];
+    let mut conns: Vec<EchoConn> = open_all(&poll, args.addr, args.conns)?
+        .into_iter()
+        .map(|stream| EchoConn {
+            stream,
+            out: Vec::new(),
+            out_at: 0,
+            sent: VecDeque::new(),
+            got: 0,
+            writable_registered: false,
+        })
+        .collect();
+    let mut events = Events::with_capacity(4096);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut hist = histogram();
+    let mut window = Window::new(args);
+    let (mut msgs, mut bytes) = (0u64, 0u64);
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
+    let mut next_send = Instant::now();
+    let mut rr = 0usize;
+    let mut late_max = Duration::ZERO;
+
+    // Closed loop: fill every connection's window now.
+    if !open_loop {
+        let now = Instant::now();
+        for (i, c) in conns.iter_mut().enumerate() {
+            for _ in 0..args.depth {
+                queue_message(&poll, i, c, &message, now)?;
+            }
+        }
+    }
+    loop {
+        let now = Instant::now();
+        if window.done(now) {
+            break;
+        }
+        // Wake for the next scheduled send (open loop), or at least every
+        // 10 ms to open and close the window on time.
+        let mut timeout = Duration::from_millis(10);
+        if open_loop {
+            timeout = timeout.min(next_send.saturating_duration_since(now));
+        }
+        let timeout = Some(timeout);
+        poll.poll(&mut events, timeout)?;
+        let now = Instant::now();
+        let measuring = window.tick(now);
+        if open_loop {
+            // Send everything whose time has come, stamped with the time it
+            // was meant to go.
+            while next_send <= now {
+                let i = rr % conns.len();
+                rr += 1;
+                late_max = late_max.max(now - next_send);
+                queue_message(&poll, i, &mut conns[i], &message, next_send)?;
+                next_send += interval;
+            }
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut conns[i];
+            if ev.is_writable() {
+                flush(&poll, i, c)?;
+            }
+            if !(ev.is_readable() || ev.is_read_closed()) {
+                continue;
+            }
+            loop {
+                let n = match c.stream.read(&mut buf) {
+                    Ok(0) => return Err(io::Error::other("server closed a connection")),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if measuring {
+                    bytes += n as u64;
+                }
+                c.got += n;
+                let done_at = Instant::now();
+                while c.got >= args.size {
+                    c.got -= args.size;
+                    let sent = c.sent.pop_front().unwrap_or(done_at);
+                    if measuring {
+                        msgs += 1;
+                        let us = done_at.duration_since(sent).as_micros().max(1) as u64;
+                        let _ = hist.record(us.min(60_000_000));
+                    }
+                    if !open_loop {
+                        queue_message(&poll, i, c, &message, done_at)?;
+                    }
+                }
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+    }
+    let lg_cpu = window.finish();
+    let secs = (window.closes - window.opens).as_secs_f64();
+    Ok(format!(
+        "msgs={msgs} secs={secs:.3} rate={:.0} mbps={:.2} p50={} p99={} p999={} lg_cpu={lg_cpu:.3} late_ms={}",
+        msgs as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        late_max.as_millis()
+    ))
+}
+
+/// Queues one message on connection `i` and writes what the socket takes.
+fn queue_message(
+    poll: &Poll,
+    i: usize,
+    c: &mut EchoConn,
+    message: &[u8],
+    stamp: Instant,
+) -> io::Result<()> {
+    c.sent.push_back(stamp);
+    c.out.extend_from_slice(message);
+    flush(poll, i, c)
+}
+
+fn flush(poll: &Poll, i: usize, c: &mut EchoConn) -> io::Result<()> {
+    while c.out_at < c.out.len() {
+        match c.stream.write(&c.out[c.out_at..]) {
+            Ok(n) => c.out_at += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if c.out_at == c.out.len() {
+        c.out.clear();
+        c.out_at = 0;
+    }
+    let want_write = !c.out.is_empty();
+    if want_write != c.writable_registered {
+        let interest = if want_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        poll.registry()
+            .reregister(&mut c.stream, Token(i), interest)?;
+        c.writable_registered = want_write;
+    }
+    Ok(())
+}
+
+/// Byte `i` of every stream.
+fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 8)) as u8
+}
+
+/// Continuous streaming, every byte checked.
+fn stream(args: &Args) -> io::Result<String> {
+    const CHUNK: usize = 64 * 1024;
+    const WINDOW: u64 = 4 << 20;
+    let mut poll = Poll::new()?;
+    let mut conns = open_all(&poll, args.addr, args.conns)?;
+    for (i, c) in conns.iter_mut().enumerate() {
+        poll.registry()
+            .reregister(c, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+    }
+    let mut sent = vec![0u64; conns.len()];
+    let mut recv = vec![0u64; conns.len()];
+    let mut chunk = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut events = Events::with_capacity(4096);
+    let mut window = Window::new(args);
+    let mut bytes = 0u64;
+    loop {
+        let now = Instant::now();
+        if window.done(now) {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        let measuring = window.tick(Instant::now());
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut conns[i];
+            if ev.is_writable() {
+                // Keep at most WINDOW bytes unechoed, so memory is bounded.
+                while sent[i] - recv[i] < WINDOW {
+                    for (k, b) in chunk.iter_mut().enumerate() {
+                        *b = pattern(sent[i] + k as u64);
+                    }
+                    match c.write(&chunk) {
+                        Ok(n) => sent[i] += n as u64,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if ev.is_readable() {
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) => return Err(io::Error::other("server closed a stream")),
+                        Ok(n) => {
+                            for (k, &b) in buf[..n].iter().enumerate() {
+                                if b != pattern(recv[i] + k as u64) {
+                                    return Err(io::Error::other(format!(
+                                        "byte {} of stream {i} differs",
+                                        recv[i] + k as u64
+                                    )));
+                                }
+                            }
+                            recv[i] += n as u64;
+                            if measuring {
+                                bytes += n as u64;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        // Writers stalled on the window need a nudge once reads freed it.
+        for (i, c) in conns.iter_mut().enumerate() {
+            while sent[i] - recv[i] < WINDOW {
+                for (k, b) in chunk.iter_mut().enumerate() {
+                    *b = pattern(sent[i] + k as u64);
+                }
+                match c.write(&chunk) {
+                    Ok(n) => sent[i] += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    let lg_cpu = window.finish();
+    let secs = (window.closes - window.opens).as_secs_f64();
+    // A "message" here is one 64 KiB chunk's worth, for CPU per message.
+    Ok(format!(
+        "msgs={} secs={secs:.3} rate={:.0} mbps={:.2} p50=0 p99=0 p999=0 lg_cpu={lg_cpu:.3}",
+        bytes / CHUNK as u64,
+        bytes as f64 / CHUNK as f64 / secs,
+        bytes as f64 / secs / 1e6
+    ))
+}
+
+/// One connection of the storm.
+struct Attempt {
+    stream: TcpStream,
+    sent: bool,
+    got: usize,
+    at: Instant,
+}
+
+/// A connection storm: `count` connects, at most `concurrency` at once,
+/// each sending one message and waiting for it before closing.
+fn storm(args: &Args) -> io::Result<String> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let message = vec![b's'; args.size];
+    let mut slots: Vec<Option<Attempt>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let (mut started, mut done, mut failed) = (0usize, 0usize, 0usize);
+    let mut hist = histogram();
+    let mut buf = vec![0u8; 64 * 1024];
+    println!("START");
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(60);
+    while done + failed < args.count {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("storm did not finish in 60 s"));
+        }
+        while started < args.count && started - done - failed < args.concurrency {
+            let mut stream = TcpStream::connect(args.addr)?;
+            let slot = free.pop().unwrap_or_else(|| {
+                slots.push(None);
+                slots.len() - 1
+            });
+            poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            slots[slot] = Some(Attempt {
+                stream,
+                sent: false,
+                got: 0,
+                at: Instant::now(),
+            });
+            started += 1;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let slot = ev.token().0;
+            let Some(a) = slots[slot].as_mut() else {
+                continue;
+            };
+            let mut outcome = None;
+            if !a.sent && ev.is_writable() {
+                // Writable means the handshake finished, one way or another.
+                if a.stream.peer_addr().is_ok() && a.stream.write_all(&message).is_ok() {
+                    a.sent = true;
+                } else {
+                    outcome = Some(false);
+                }
+            }
+            if outcome.is_none() && a.sent && (ev.is_readable() || ev.is_read_closed()) {
+                loop {
+                    match a.stream.read(&mut buf) {
+                        Ok(0) => {
+                            outcome = Some(false);
+                            break;
+                        }
+                        Ok(n) => {
+                            a.got += n;
+                            if a.got >= message.len() {
+                                outcome = Some(true);
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            outcome = Some(false);
+                            break;
+                        }
+                    }
+                }
+            }
+            let Some(ok) = outcome else { continue };
+            let us = a.at.elapsed().as_micros().max(1) as u64;
+            if ok {
+                done += 1;
+                let _ = hist.record(us.min(60_000_000));
+            } else {
+                failed += 1;
+            }
+            // Dropping the stream closes it (and leaves the poll).
+            slots[slot] = None;
+            free.push(slot);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!("END");
+    let lg_cpu = (own_cpu() - cpu0).as_secs_f64() / secs;
+    Ok(format!(
+        "msgs={done} failed={failed} secs={secs:.3} rate={:.0} mbps=0 p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
+        done as f64 / secs,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999)
+    ))
+}
+
+/// Opens `count` connections and holds them until standard input closes.
+fn idle(args: &Args) -> io::Result<String> {
+    let poll = Poll::new()?;
+    let t0 = Instant::now();
+    let conns = open_all(&poll, args.addr, args.count)?;
+    println!("READY {}", conns.len());
+    let secs = t0.elapsed().as_secs_f64();
+    let mut sink = Vec::new();
+    let _ = io::stdin().read_to_end(&mut sink);
+    Ok(format!("msgs={} secs={secs:.3}", conns.len()))
+}

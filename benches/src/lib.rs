@@ -1,0 +1,52 @@
+//! Shared bits of the benchmark binaries: the command line every comparison
+//! server accepts (`--listen ADDR`), and pinning a process to one core.
+
+use std::net::SocketAddr;
+
+/// The buffer size every server uses per read, monoloop's included.
+pub const BUF: usize = 64 * 1024;
+
+/// `--listen ADDR` from the arguments, or 127.0.0.1:0.
+pub fn listen_arg() -> SocketAddr {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--listen")
+        .and_then(|i| args.get(i + 1))
+        .map(|a| a.parse().expect("--listen IP:PORT"))
+        .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())
+}
+
+/// Says where the server listens, the way monoloop does, so that one
+/// harness can start them all.
+pub fn announce(name: &str, addr: SocketAddr) {
+    eprintln!("{name} listening on {addr}");
+}
+
+/// Pins the calling thread (and what it later spawns) to `cpu`.
+pub fn pin_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity
+    // only touch the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a struct we own.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
