@@ -550,22 +550,38 @@ impl<S> Connection<S> {
 
     /// Applies the write limit with hysteresis: reading pauses when more than
     /// `limit` bytes are owed and resumes when no more than half are.
-    /// Returns true if reading just resumed.
+    /// Returns true if reading just resumed. The common case (not paused,
+    /// under the limit) is two comparisons, inlined.
     #[inline]
     pub fn apply_backpressure(&mut self, limit: usize) -> bool {
-        if !self.reading_paused && self.queue.len() > limit {
-            self.reading_paused = true;
-            log::debug!(
-                "conn #{}: {} bytes owed, pausing reads",
-                self.number(),
-                self.queue.len()
-            );
-        } else if self.reading_paused && self.queue.len() <= limit / 2 {
-            self.reading_paused = false;
-            log::debug!("conn #{}: drained, resuming reads", self.number());
-            return true;
+        if self.reading_paused {
+            self.maybe_resume(limit)
+        } else {
+            if self.queue.len() > limit {
+                self.pause_reading();
+            }
+            false
         }
-        false
+    }
+
+    #[cold]
+    fn pause_reading(&mut self) {
+        self.reading_paused = true;
+        log::debug!(
+            "conn #{}: {} bytes owed, pausing reads",
+            self.number(),
+            self.queue.len()
+        );
+    }
+
+    #[cold]
+    fn maybe_resume(&mut self, limit: usize) -> bool {
+        if self.queue.len() > limit / 2 {
+            return false;
+        }
+        self.reading_paused = false;
+        log::debug!("conn #{}: drained, resuming reads", self.number());
+        true
     }
 
     /// A write was refused and no writable event has come since.

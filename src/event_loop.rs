@@ -630,11 +630,14 @@ impl<P: Protocol> Server<P> {
         {
             self.ready.push(token);
         }
-        if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
+        let conn = if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
             self.finish_writing(token, now);
-        }
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
+            match self.conns.get_mut(token) {
+                Some(conn) => conn,
+                None => return,
+            }
+        } else {
+            conn
         };
         if conn.stage() == Stage::Closed {
             return;
