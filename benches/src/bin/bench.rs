@@ -108,6 +108,99 @@ fn servers() -> Vec<ServerSpec> {
     list
 }
 
+/// The broadcast relays: monoloop's, and tokio's current-thread one.
+fn broadcast_servers() -> Vec<ServerSpec> {
+    vec![
+        ServerSpec {
+            name: "monoloop",
+            program: root().join("target/release/monoloop"),
+            args: [
+                "broadcast",
+                "--listen",
+                "127.0.0.1:0",
+                "--stats-interval",
+                "0",
+                "--idle-timeout",
+                "0",
+                "--max-connections",
+                "50000",
+                "--log-level",
+                "info",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        ServerSpec {
+            name: "tokio-ct",
+            program: bench_dir().join("target/release/broadcast_tokio_ct"),
+            args: vec![],
+        },
+    ]
+}
+
+/// A CA and a server certificate for localhost signed by it (ECDSA P-256,
+/// rcgen's default), written to a temporary directory: (ca, cert, key).
+fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("monoloop-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("server key");
+    let cert = leaf.signed_by(&key, &issuer).expect("server certificate");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+/// The TLS echo servers: monoloop's, and Node's `tls` where node exists.
+fn tls_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    let mut list = vec![ServerSpec {
+        name: "monoloop",
+        program: root().join("target/release/monoloop"),
+        args: [
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--stats-interval",
+            "0",
+            "--idle-timeout",
+            "0",
+            "--max-connections",
+            "50000",
+            "--log-level",
+            "info",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }];
+    if servers().iter().any(|s| s.name == "node") {
+        list.push(ServerSpec {
+            name: "node",
+            program: PathBuf::from("node"),
+            args: vec![
+                bench_dir().join("node/tls.js").to_string_lossy().into_owned(),
+                "--cert".into(),
+                cert.into_owned(),
+                "--key".into(),
+                key.into_owned(),
+            ],
+        });
+    }
+    list
+}
+
 /// A started server: the process, its address, its pid.
 struct Running {
     child: Child,
@@ -755,6 +848,63 @@ fn main() {
         scenarios.push(sc);
     }
 
+    // TLS: full handshakes with an ECDSA P-256 certificate.
+    let (ca, cert, key) = tls_files();
+    let tls_specs = tls_servers(&cert, &key);
+    let handshakes = if quick { 1000 } else { 5000 };
+    let tls_sc = scenario(
+        "TLS",
+        format!("{handshakes} full handshakes, ECDSA P-256, 100 at a time"),
+        100,
+        &[
+            ("scenario", "tls".into()),
+            ("count", handshakes.to_string()),
+            ("concurrency", "100".into()),
+            ("ca", ca.to_string_lossy().into_owned()),
+        ],
+        false,
+    );
+    Measurements {
+        specs: &tls_specs,
+        repeats,
+        timing: &timing,
+        valgrind: false,
+        results: &mut results,
+        syscalls: &mut syscalls,
+        instructions: &mut instructions,
+    }
+    .measure(&tls_sc);
+    scenarios.push(tls_sc);
+
+    // Fan-out: the broadcast relays, one sender and many receivers.
+    let fan_specs = broadcast_servers();
+    let mut fm = Measurements {
+        specs: &fan_specs,
+        repeats,
+        timing: &timing,
+        valgrind: false,
+        results: &mut results,
+        syscalls: &mut syscalls,
+        instructions: &mut instructions,
+    };
+    let fan_counts: &[usize] = if quick { &[100] } else { &[100, 1000] };
+    for &c in fan_counts {
+        let sc = scenario(
+            "fan-out",
+            format!("1 sender, {c} receivers, 64 B lines"),
+            c,
+            &[
+                ("scenario", "fanout".into()),
+                ("conns", c.to_string()),
+                ("size", "64".into()),
+                ("window", "64".into()),
+            ],
+            false,
+        );
+        fm.measure(&sc);
+        scenarios.push(sc);
+    }
+
     // Connection storm: everyone, with SYN retransmits counted.
     let storm_count = if quick { 2000 } else { 10_000 };
     let storm_sc = scenario(
@@ -1305,10 +1455,29 @@ fn targets(
             Some(b < 400_000),
         ));
     }
-    for missing in [
-        "fan-out (broadcast, 100 and 1,000 receivers) vs tokio-ct",
-        "TLS handshakes/s vs Node's tls server",
-    ] {
+    for c in [100, 1000] {
+        let key = format!("fan-out 1 sender, {c} receivers, 64 B lines");
+        rows.push(ratio(
+            format!("fan-out, {c} receivers: lines/s vs tokio-ct"),
+            med(&key, "monoloop", |x| x.rate),
+            med(&key, "tokio-ct", |x| x.rate),
+            "≥ 1.3",
+            |r| r >= 1.3,
+        ));
+    }
+    let tls_key = results
+        .keys()
+        .find(|k| k.starts_with("TLS "))
+        .cloned()
+        .unwrap_or_default();
+    rows.push(ratio(
+        "TLS: full handshakes/s vs Node's tls".into(),
+        med(&tls_key, "monoloop", |x| x.rate),
+        med(&tls_key, "node", |x| x.rate),
+        "≥ 1.5",
+        |r| r >= 1.5,
+    ));
+    for missing in ["TLS echo MB/s"] {
         rows.push((missing.into(), "no scenario yet".into(), None));
     }
     let mut out = String::from(

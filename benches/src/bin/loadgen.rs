@@ -18,6 +18,12 @@
 //! - `storm`: N connections opened as fast as possible (up to K at once),
 //!   each sending one message, reading it back and closing.
 //! - `idle`: N connections opened and held until standard input closes.
+//! - `fanout`: one sender and C receivers on a broadcast relay; the sender
+//!   keeps at most W lines ahead of the slowest receiver; lines delivered
+//!   per second and delivery latency (send to receipt, per receiver).
+//! - `tls`: N full TLS handshakes (no resumption), K at once, each closed
+//!   once done; handshakes per second. The server's certificate is checked
+//!   against `--ca`, as a real client would.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -39,6 +45,8 @@ struct Args {
     warmup: f64,
     count: usize,
     concurrency: usize,
+    window: usize,
+    ca: Option<String>,
     cpu: Option<usize>,
 }
 
@@ -64,6 +72,8 @@ fn parse_args() -> Args {
         warmup: num("--warmup", 1.0),
         count: num("--count", 10_000.0) as usize,
         concurrency: num("--concurrency", 1000.0) as usize,
+        window: num("--window", 64.0) as usize,
+        ca: get("--ca"),
         cpu: get("--cpu").map(|v| v.parse().expect("--cpu N")),
     }
 }
@@ -79,6 +89,8 @@ fn main() {
         "stream" => stream(&args),
         "storm" => storm(&args),
         "idle" => idle(&args),
+        "fanout" => fanout(&args),
+        "tls" => tls_handshakes(&args),
         other => panic!("unknown scenario {other}"),
     };
     match result {
@@ -541,4 +553,248 @@ fn idle(args: &Args) -> io::Result<String> {
     let mut sink = Vec::new();
     let _ = io::stdin().read_to_end(&mut sink);
     Ok(format!("msgs={} secs={secs:.3}", conns.len()))
+}
+
+/// One sender, `conns` receivers, a broadcast relay in between.
+fn fanout(args: &Args) -> io::Result<String> {
+    let mut poll = Poll::new()?;
+    let mut receivers = open_all(&poll, args.addr, args.conns)?;
+    let sender_std = std::net::TcpStream::connect(args.addr)?;
+    sender_std.set_nodelay(true)?;
+    sender_std.set_nonblocking(true)?;
+    let mut sender = TcpStream::from_std(sender_std);
+    let sender_token = Token(usize::MAX - 1);
+    poll.registry()
+        .register(&mut sender, sender_token, Interest::WRITABLE)?;
+    // Let the relay register everyone before the first line.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let ring = args.window.next_power_of_two() * 2;
+    let mut sent_at = vec![Instant::now(); ring];
+    let mut next_seq = 0u64;
+    // Per receiver: the last sequence number seen, and a partial line.
+    let mut seen = vec![u64::MAX; receivers.len()];
+    let mut partial: Vec<Vec<u8>> = vec![Vec::new(); receivers.len()];
+    let mut out: Vec<u8> = Vec::new();
+    let mut out_at = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut events = Events::with_capacity(4096);
+    let mut hist = histogram();
+    let mut window = Window::new(args);
+    let mut lines = 0u64;
+    let mut last_progress = Instant::now();
+    let pad = "p".repeat(args.size.saturating_sub(24));
+    loop {
+        let now = Instant::now();
+        if window.done(now) {
+            break;
+        }
+        // The slowest receiver bounds how far ahead the sender may run.
+        let slowest = seen.iter().map(|&s| s.wrapping_add(1)).min().unwrap_or(0);
+        while next_seq < slowest + args.window as u64 && out.len() - out_at < 64 * 1024 {
+            sent_at[(next_seq as usize) % ring] = Instant::now();
+            out.extend_from_slice(format!("{next_seq:020},{pad}\n").as_bytes());
+            next_seq += 1;
+        }
+        while out_at < out.len() {
+            match sender.write(&out[out_at..]) {
+                Ok(n) => out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if out_at == out.len() {
+            out.clear();
+            out_at = 0;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        let measuring = window.tick(Instant::now());
+        for ev in events.iter() {
+            if ev.token() == sender_token {
+                continue;
+            }
+            let i = ev.token().0;
+            loop {
+                let n = match receivers[i].read(&mut buf) {
+                    Ok(0) => return Err(io::Error::other("relay closed a receiver")),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                };
+                let at = Instant::now();
+                partial[i].extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(nl) = partial[i][start..].iter().position(|&b| b == b'\n') {
+                    let line = &partial[i][start..start + nl];
+                    start += nl + 1;
+                    // "[Broadcast] " then 20 digits.
+                    let digits = line
+                        .iter()
+                        .position(|b| b.is_ascii_digit())
+                        .map(|d| &line[d..(d + 20).min(line.len())]);
+                    let Some(seq) = digits
+                        .and_then(|d| std::str::from_utf8(d).ok())
+                        .and_then(|d| d.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    seen[i] = seq;
+                    last_progress = at;
+                    if measuring {
+                        lines += 1;
+                        let us = at.duration_since(sent_at[(seq as usize) % ring]).as_micros();
+                        let _ = hist.record((us as u64).clamp(1, 60_000_000));
+                    }
+                }
+                partial[i].drain(..start);
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+        if last_progress.elapsed() > Duration::from_secs(5) {
+            return Err(io::Error::other("no line delivered for 5 s"));
+        }
+    }
+    let lg_cpu = window.finish();
+    let secs = (window.closes - window.opens).as_secs_f64();
+    Ok(format!(
+        "msgs={lines} secs={secs:.3} rate={:.0} mbps={:.2} p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
+        lines as f64 / secs,
+        lines as f64 * (args.size as f64 + 12.0) / secs / 1e6,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999)
+    ))
+}
+
+/// Full TLS handshakes, `concurrency` at a time, until `count` are done.
+fn tls_handshakes(args: &Args) -> io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    let ca = args.ca.as_deref().expect("--ca FILE");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+        roots
+            .add(cert.map_err(io::Error::other)?)
+            .map_err(io::Error::other)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // Every handshake a full one.
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+
+    struct Attempt {
+        stream: TcpStream,
+        tls: rustls::ClientConnection,
+        at: Instant,
+    }
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut slots: Vec<Option<Attempt>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let (mut started, mut done, mut failed) = (0usize, 0usize, 0usize);
+    let mut hist = histogram();
+    println!("START");
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(120);
+    while done + failed < args.count {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("handshakes did not finish in 120 s"));
+        }
+        while started < args.count && started - done - failed < args.concurrency {
+            let mut stream = TcpStream::connect(args.addr)?;
+            let slot = free.pop().unwrap_or_else(|| {
+                slots.push(None);
+                slots.len() - 1
+            });
+            poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            let tls = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(io::Error::other)?;
+            slots[slot] = Some(Attempt {
+                stream,
+                tls,
+                at: Instant::now(),
+            });
+            started += 1;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let slot = ev.token().0;
+            let Some(a) = slots[slot].as_mut() else {
+                continue;
+            };
+            let mut outcome = None;
+            if ev.is_readable() || ev.is_read_closed() {
+                loop {
+                    match a.tls.read_tls(&mut a.stream) {
+                        Ok(0) => {
+                            outcome = Some(false);
+                            break;
+                        }
+                        Ok(_) => {
+                            if a.tls.process_new_packets().is_err() {
+                                outcome = Some(false);
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            outcome = Some(false);
+                            break;
+                        }
+                    }
+                }
+            }
+            if outcome.is_none() {
+                while a.tls.wants_write() {
+                    match a.tls.write_tls(&mut a.stream) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            outcome = Some(false);
+                            break;
+                        }
+                    }
+                }
+            }
+            if outcome.is_none() && !a.tls.is_handshaking() {
+                outcome = Some(true);
+            }
+            let Some(ok) = outcome else { continue };
+            if ok {
+                done += 1;
+                let us = a.at.elapsed().as_micros().max(1) as u64;
+                let _ = hist.record(us.min(60_000_000));
+            } else {
+                failed += 1;
+            }
+            slots[slot] = None;
+            free.push(slot);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!("END");
+    let lg_cpu = (own_cpu() - cpu0).as_secs_f64() / secs;
+    Ok(format!(
+        "msgs={done} failed={failed} secs={secs:.3} rate={:.0} mbps=0 p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
+        done as f64 / secs,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999)
+    ))
 }
