@@ -642,7 +642,9 @@ fn fanout(args: &Args) -> io::Result<String> {
                     last_progress = at;
                     if measuring {
                         lines += 1;
-                        let us = at.duration_since(sent_at[(seq as usize) % ring]).as_micros();
+                        let us = at
+                            .duration_since(sent_at[(seq as usize) % ring])
+                            .as_micros();
                         let _ = hist.record((us as u64).clamp(1, 60_000_000));
                     }
                 }
