@@ -1,5 +1,6 @@
 //! Shared bits of the benchmark binaries: the command line every comparison
-//! server accepts (`--listen ADDR`), and pinning a process to one core.
+//! server accepts (`--listen ADDR`), pinning a process to one core, and the
+//! tokio echo server that both tokio variants run on their own runtime.
 
 use std::net::SocketAddr;
 
@@ -48,5 +49,31 @@ pub fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// Echo on tokio, written the way tokio's own examples write it: a task per
+/// connection, read into a buffer, `write_all`. The caller picks the
+/// runtime.
+pub async fn tokio_echo(name: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_fd_limit();
+    let listener = tokio::net::TcpListener::bind(listen_arg()).await?;
+    announce(name, listener.local_addr()?);
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if socket.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 }

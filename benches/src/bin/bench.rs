@@ -48,28 +48,36 @@ struct ServerSpec {
     args: Vec<String>,
 }
 
+/// monoloop in `mode` (with its own options), set up for measuring: no
+/// stats line, no idle timeout, room for every connection, the
+/// `listening on` line logged.
+fn monoloop(mode: &[&str]) -> ServerSpec {
+    let mut args: Vec<String> = mode.iter().map(|a| a.to_string()).collect();
+    for a in [
+        "--listen",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0",
+        "--idle-timeout",
+        "0",
+        "--max-connections",
+        "50000",
+        "--log-level",
+        "info",
+    ] {
+        args.push(a.to_string());
+    }
+    ServerSpec {
+        name: "monoloop",
+        program: root().join("target/release/monoloop"),
+        args,
+    }
+}
+
 fn servers() -> Vec<ServerSpec> {
     let bin = bench_dir().join("target/release");
     let mut list = vec![
-        ServerSpec {
-            name: "monoloop",
-            program: root().join("target/release/monoloop"),
-            args: [
-                "echo",
-                "--listen",
-                "127.0.0.1:0",
-                "--stats-interval",
-                "0",
-                "--idle-timeout",
-                "0",
-                "--max-connections",
-                "50000",
-                "--log-level",
-                "info",
-            ]
-            .map(String::from)
-            .to_vec(),
-        },
+        monoloop(&["echo"]),
         ServerSpec {
             name: "epoll",
             program: bin.join("echo_epoll"),
@@ -111,25 +119,7 @@ fn servers() -> Vec<ServerSpec> {
 /// The broadcast relays: monoloop's, and tokio's current-thread one.
 fn broadcast_servers() -> Vec<ServerSpec> {
     vec![
-        ServerSpec {
-            name: "monoloop",
-            program: root().join("target/release/monoloop"),
-            args: [
-                "broadcast",
-                "--listen",
-                "127.0.0.1:0",
-                "--stats-interval",
-                "0",
-                "--idle-timeout",
-                "0",
-                "--max-connections",
-                "50000",
-                "--log-level",
-                "info",
-            ]
-            .map(String::from)
-            .to_vec(),
-        },
+        monoloop(&["broadcast"]),
         ServerSpec {
             name: "tokio-ct",
             program: bench_dir().join("target/release/broadcast_tokio_ct"),
@@ -166,29 +156,7 @@ fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
 /// The TLS echo servers: monoloop's, and Node's `tls` where node exists.
 fn tls_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
     let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
-    let mut list = vec![ServerSpec {
-        name: "monoloop",
-        program: root().join("target/release/monoloop"),
-        args: [
-            "echo",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--stats-interval",
-            "0",
-            "--idle-timeout",
-            "0",
-            "--max-connections",
-            "50000",
-            "--log-level",
-            "info",
-        ]
-        .map(String::from)
-        .to_vec(),
-    }];
+    let mut list = vec![monoloop(&["echo", "--tls-cert", &cert, "--tls-key", &key])];
     if servers().iter().any(|s| s.name == "node") {
         list.push(ServerSpec {
             name: "node",

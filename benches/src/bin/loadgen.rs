@@ -435,100 +435,53 @@ fn stream(args: &Args) -> io::Result<String> {
     ))
 }
 
-/// One connection of the storm.
-struct Attempt {
-    stream: TcpStream,
-    sent: bool,
-    got: usize,
-    at: Instant,
-}
-
-/// A connection storm: `count` connects, at most `concurrency` at once,
-/// each sending one message and waiting for it before closing.
-fn storm(args: &Args) -> io::Result<String> {
+/// Runs `count` short-lived connections, at most `concurrency` at once:
+/// `start` makes one (already registered with the poll under the token it
+/// is given), `step` handles an event for one and says when it is over
+/// (`Some(true)` done, `Some(false)` failed). The one engine behind the
+/// storm and the TLS handshakes. Returns the RESULT line.
+fn attempts<A>(
+    args: &Args,
+    mut start: impl FnMut(&Poll, Token) -> io::Result<A>,
+    mut step: impl FnMut(&mut A, &mio::event::Event) -> Option<bool>,
+) -> io::Result<String> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
-    let message = vec![b's'; args.size];
-    let mut slots: Vec<Option<Attempt>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
+    let mut live: slab::Slab<(A, Instant)> = slab::Slab::new();
     let (mut started, mut done, mut failed) = (0usize, 0usize, 0usize);
     let mut hist = histogram();
-    let mut buf = vec![0u8; 64 * 1024];
     println!("START");
     let cpu0 = own_cpu();
     let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(60);
+    let deadline = t0 + Duration::from_secs(120);
     while done + failed < args.count {
         if Instant::now() > deadline {
-            return Err(io::Error::other("storm did not finish in 60 s"));
+            return Err(io::Error::other("did not finish in 120 s"));
         }
-        while started < args.count && started - done - failed < args.concurrency {
-            let mut stream = TcpStream::connect(args.addr)?;
-            let slot = free.pop().unwrap_or_else(|| {
-                slots.push(None);
-                slots.len() - 1
-            });
-            poll.registry().register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            slots[slot] = Some(Attempt {
-                stream,
-                sent: false,
-                got: 0,
-                at: Instant::now(),
-            });
+        while started < args.count && live.len() < args.concurrency {
+            let entry = live.vacant_entry();
+            let attempt = start(&poll, Token(entry.key()))?;
+            entry.insert((attempt, Instant::now()));
             started += 1;
         }
         poll.poll(&mut events, Some(Duration::from_millis(100)))?;
         for ev in events.iter() {
-            let slot = ev.token().0;
-            let Some(a) = slots[slot].as_mut() else {
+            let key = ev.token().0;
+            let Some((attempt, at)) = live.get_mut(key) else {
                 continue;
             };
-            let mut outcome = None;
-            if !a.sent && ev.is_writable() {
-                // Writable means the handshake finished, one way or another.
-                if a.stream.peer_addr().is_ok() && a.stream.write_all(&message).is_ok() {
-                    a.sent = true;
-                } else {
-                    outcome = Some(false);
-                }
-            }
-            if outcome.is_none() && a.sent && (ev.is_readable() || ev.is_read_closed()) {
-                loop {
-                    match a.stream.read(&mut buf) {
-                        Ok(0) => {
-                            outcome = Some(false);
-                            break;
-                        }
-                        Ok(n) => {
-                            a.got += n;
-                            if a.got >= message.len() {
-                                outcome = Some(true);
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            outcome = Some(false);
-                            break;
-                        }
-                    }
-                }
-            }
-            let Some(ok) = outcome else { continue };
-            let us = a.at.elapsed().as_micros().max(1) as u64;
+            let Some(ok) = step(attempt, ev) else {
+                continue;
+            };
             if ok {
                 done += 1;
+                let us = at.elapsed().as_micros().max(1) as u64;
                 let _ = hist.record(us.min(60_000_000));
             } else {
                 failed += 1;
             }
-            // Dropping the stream closes it (and leaves the poll).
-            slots[slot] = None;
-            free.push(slot);
+            // Dropping the attempt closes its socket (and leaves the poll).
+            live.remove(key);
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -541,6 +494,62 @@ fn storm(args: &Args) -> io::Result<String> {
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999)
     ))
+}
+
+/// One connection of the storm: connected, sent its message, read so much.
+struct StormConn {
+    stream: TcpStream,
+    sent: bool,
+    got: usize,
+}
+
+/// A connection storm: `count` connects, at most `concurrency` at once,
+/// each sending one message and waiting for it before closing.
+fn storm(args: &Args) -> io::Result<String> {
+    let message = vec![b's'; args.size];
+    let mut buf = vec![0u8; 64 * 1024];
+    let addr = args.addr;
+    attempts(
+        args,
+        |poll, token| {
+            let mut stream = TcpStream::connect(addr)?;
+            poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(StormConn {
+                stream,
+                sent: false,
+                got: 0,
+            })
+        },
+        |c, ev| {
+            if !c.sent && ev.is_writable() {
+                // Writable means the handshake finished, one way or another.
+                if c.stream.peer_addr().is_err() || c.stream.write_all(&message).is_err() {
+                    return Some(false);
+                }
+                c.sent = true;
+            }
+            if !(c.sent && (ev.is_readable() || ev.is_read_closed())) {
+                return None;
+            }
+            loop {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => return Some(false),
+                    Ok(n) => {
+                        c.got += n;
+                        if c.got >= message.len() {
+                            return Some(true);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(_) => return Some(false),
+                }
+            }
+        },
+    )
 }
 
 /// Opens `count` connections and holds them until standard input closes.
@@ -694,109 +703,43 @@ fn tls_handshakes(args: &Args) -> io::Result<String> {
     config.resumption = rustls::client::Resumption::disabled();
     let config = Arc::new(config);
     let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
-
-    struct Attempt {
-        stream: TcpStream,
-        tls: rustls::ClientConnection,
-        at: Instant,
-    }
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(4096);
-    let mut slots: Vec<Option<Attempt>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let (mut started, mut done, mut failed) = (0usize, 0usize, 0usize);
-    let mut hist = histogram();
-    println!("START");
-    let cpu0 = own_cpu();
-    let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(120);
-    while done + failed < args.count {
-        if Instant::now() > deadline {
-            return Err(io::Error::other("handshakes did not finish in 120 s"));
-        }
-        while started < args.count && started - done - failed < args.concurrency {
-            let mut stream = TcpStream::connect(args.addr)?;
-            let slot = free.pop().unwrap_or_else(|| {
-                slots.push(None);
-                slots.len() - 1
-            });
+    let addr = args.addr;
+    attempts(
+        args,
+        |poll, token| {
+            let mut stream = TcpStream::connect(addr)?;
             poll.registry().register(
                 &mut stream,
-                Token(slot),
+                token,
                 Interest::READABLE | Interest::WRITABLE,
             )?;
             let tls = rustls::ClientConnection::new(config.clone(), name.clone())
                 .map_err(io::Error::other)?;
-            slots[slot] = Some(Attempt {
-                stream,
-                tls,
-                at: Instant::now(),
-            });
-            started += 1;
-        }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
-        for ev in events.iter() {
-            let slot = ev.token().0;
-            let Some(a) = slots[slot].as_mut() else {
-                continue;
-            };
-            let mut outcome = None;
+            Ok((stream, tls))
+        },
+        |(stream, tls), ev| {
             if ev.is_readable() || ev.is_read_closed() {
                 loop {
-                    match a.tls.read_tls(&mut a.stream) {
-                        Ok(0) => {
-                            outcome = Some(false);
-                            break;
-                        }
+                    match tls.read_tls(stream) {
+                        Ok(0) => return Some(false),
                         Ok(_) => {
-                            if a.tls.process_new_packets().is_err() {
-                                outcome = Some(false);
-                                break;
+                            if tls.process_new_packets().is_err() {
+                                return Some(false);
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            outcome = Some(false);
-                            break;
-                        }
+                        Err(_) => return Some(false),
                     }
                 }
             }
-            if outcome.is_none() {
-                while a.tls.wants_write() {
-                    match a.tls.write_tls(&mut a.stream) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            outcome = Some(false);
-                            break;
-                        }
-                    }
+            while tls.wants_write() {
+                match tls.write_tls(stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return Some(false),
                 }
             }
-            if outcome.is_none() && !a.tls.is_handshaking() {
-                outcome = Some(true);
-            }
-            let Some(ok) = outcome else { continue };
-            if ok {
-                done += 1;
-                let us = a.at.elapsed().as_micros().max(1) as u64;
-                let _ = hist.record(us.min(60_000_000));
-            } else {
-                failed += 1;
-            }
-            slots[slot] = None;
-            free.push(slot);
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    println!("END");
-    let lg_cpu = (own_cpu() - cpu0).as_secs_f64() / secs;
-    Ok(format!(
-        "msgs={done} failed={failed} secs={secs:.3} rate={:.0} mbps=0 p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
-        done as f64 / secs,
-        hist.value_at_quantile(0.5),
-        hist.value_at_quantile(0.99),
-        hist.value_at_quantile(0.999)
-    ))
+            (!tls.is_handshaking()).then_some(true)
+        },
+    )
 }
