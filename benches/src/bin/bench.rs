@@ -1005,48 +1005,54 @@ impl Measurements<'_> {
                 }
             }
             if sc.syscalls {
-                for spec in specs {
-                    let server = start(spec);
-                    let short = vec![
-                        "--secs".to_string(),
-                        "1".to_string(),
-                        "--warmup".to_string(),
-                        "0.3".to_string(),
-                    ];
-                    let (sample, total) = drive(&server, sc, &short, Pass::Syscalls);
-                    if let Some(t) = total {
-                        let per = t as f64 / sample.msgs.max(1.0);
-                        eprintln!("   {:9} {per:.2} syscalls/msg", spec.name);
-                        self.syscalls
-                            .entry(sc.key.clone())
-                            .or_default()
-                            .insert(spec.name, per);
-                    }
-                }
+                let per = count_per_message(
+                    sc,
+                    Pass::Syscalls,
+                    ["1", "0.3"],
+                    specs.iter().cloned(),
+                    "syscalls",
+                );
+                self.syscalls.insert(sc.key.clone(), per);
                 if valgrind {
                     // Node's JIT under valgrind would measure valgrind.
-                    for spec in specs.iter().filter(|s| s.name != "node") {
-                        let server = start(&under_callgrind(spec));
-                        let window = vec![
-                            "--secs".to_string(),
-                            "2".to_string(),
-                            "--warmup".to_string(),
-                            "1".to_string(),
-                        ];
-                        let (sample, total) = drive(&server, sc, &window, Pass::Instructions);
-                        if let Some(t) = total {
-                            let per = t as f64 / sample.msgs.max(1.0);
-                            eprintln!("   {:9} {per:.0} user-space instructions/msg", spec.name);
-                            self.instructions
-                                .entry(sc.key.clone())
-                                .or_default()
-                                .insert(spec.name, per);
-                        }
-                    }
+                    let per = count_per_message(
+                        sc,
+                        Pass::Instructions,
+                        ["2", "1"],
+                        specs
+                            .iter()
+                            .filter(|s| s.name != "node")
+                            .map(under_callgrind),
+                        "user-space instructions",
+                    );
+                    self.instructions.insert(sc.key.clone(), per);
                 }
             }
         }
     }
+}
+
+/// A counting pass: each server once, over a window of `[secs, warmup]`,
+/// its count divided by the messages of that window.
+fn count_per_message(
+    sc: &Scenario,
+    pass: Pass,
+    [secs, warmup]: [&str; 2],
+    servers: impl Iterator<Item = ServerSpec>,
+    what: &str,
+) -> BTreeMap<&'static str, f64> {
+    let window = ["--secs", secs, "--warmup", warmup].map(String::from);
+    let mut per_message = BTreeMap::new();
+    for spec in servers {
+        let server = start(&spec);
+        let (sample, total) = drive(&server, sc, &window, pass);
+        if let Some(t) = total {
+            let per = t as f64 / sample.msgs.max(1.0);
+            eprintln!("   {:9} {per:.2} {what}/msg", spec.name);
+            per_message.insert(spec.name, per);
+        }
+    }
+    per_message
 }
 
 const NOTES_BEGIN: &str = "<!-- notes: kept across runs -->";

@@ -496,6 +496,15 @@ fn attempts<A>(
     ))
 }
 
+/// Starts a non-blocking connect, registered for both directions (writable
+/// says the handshake is over).
+fn connect_registered(poll: &Poll, token: Token, addr: SocketAddr) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    poll.registry()
+        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    Ok(stream)
+}
+
 /// One connection of the storm: connected, sent its message, read so much.
 struct StormConn {
     stream: TcpStream,
@@ -512,12 +521,7 @@ fn storm(args: &Args) -> io::Result<String> {
     attempts(
         args,
         |poll, token| {
-            let mut stream = TcpStream::connect(addr)?;
-            poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
+            let stream = connect_registered(poll, token, addr)?;
             Ok(StormConn {
                 stream,
                 sent: false,
@@ -707,12 +711,7 @@ fn tls_handshakes(args: &Args) -> io::Result<String> {
     attempts(
         args,
         |poll, token| {
-            let mut stream = TcpStream::connect(addr)?;
-            poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
+            let stream = connect_registered(poll, token, addr)?;
             let tls = rustls::ClientConnection::new(config.clone(), name.clone())
                 .map_err(io::Error::other)?;
             Ok((stream, tls))
