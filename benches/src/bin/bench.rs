@@ -430,12 +430,15 @@ fn drive(server: &Running, sc: &Scenario, timing: &[String], pass: Pass) -> (Sam
         ])
         .args(&sc.args)
         .args(timing)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start loadgen");
     let stdout = BufReader::new(child.stdout.take().unwrap());
+    // The load generator holds its connections open after END until told
+    // we have sampled (see loadgen's `end_window`).
+    let mut go_on = child.stdin.take();
     let pid = server.pid();
     let (mut t0, mut t1) = ((0, 0), (0, 0));
     let (mut ns0, mut ns1) = (0, 0);
@@ -460,6 +463,9 @@ fn drive(server: &Running, sc: &Scenario, timing: &[String], pass: Pass) -> (Sam
                     Pass::Syscalls => count = counter.take().and_then(SyscallCounter::finish),
                     Pass::Instructions => count = callgrind_total(pid),
                     Pass::Cpu => {}
+                }
+                if let Some(mut w) = go_on.take() {
+                    let _ = w.write_all(b"sampled\n");
                 }
             }
             l if l.starts_with("RESULT") => result = parse_result(l),

@@ -102,6 +102,17 @@ fn main() {
     }
 }
 
+/// Says `END`, then waits for the runner to say it has sampled the server
+/// (a line on standard input; EOF does as well). Until then every
+/// connection stays open: a thread-per-connection server's threads, and the
+/// CPU time they carry, must still exist when the runner looks.
+fn end_window() {
+    println!("END");
+    let _ = io::stdout().flush();
+    let mut line = String::new();
+    let _ = io::BufRead::read_line(&mut io::stdin().lock(), &mut line);
+}
+
 /// CPU time this process has used (user + system).
 fn own_cpu() -> Duration {
     // SAFETY: getrusage fills a struct we own.
@@ -177,8 +188,8 @@ impl Window {
 
     /// Closes the window; returns the load generator's own CPU share.
     fn finish(&self) -> f64 {
-        println!("END");
         let cpu = own_cpu() - self.cpu_at_open;
+        end_window();
         cpu.as_secs_f64() / (self.closes - self.opens).as_secs_f64()
     }
 }
@@ -485,8 +496,8 @@ fn attempts<A>(
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("END");
     let lg_cpu = (own_cpu() - cpu0).as_secs_f64() / secs;
+    end_window();
     Ok(format!(
         "msgs={done} failed={failed} secs={secs:.3} rate={:.0} mbps=0 p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
         done as f64 / secs,
