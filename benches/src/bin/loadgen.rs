@@ -384,19 +384,6 @@ fn stream(args: &Args) -> io::Result<String> {
         for ev in events.iter() {
             let i = ev.token().0;
             let c = &mut conns[i];
-            if ev.is_writable() {
-                // Keep at most WINDOW bytes unechoed, so memory is bounded.
-                while sent[i] - recv[i] < WINDOW {
-                    for (k, b) in chunk.iter_mut().enumerate() {
-                        *b = pattern(sent[i] + k as u64);
-                    }
-                    match c.write(&chunk) {
-                        Ok(n) => sent[i] += n as u64,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
             if ev.is_readable() {
                 loop {
                     match c.read(&mut buf) {
@@ -421,8 +408,10 @@ fn stream(args: &Args) -> io::Result<String> {
                 }
             }
         }
-        // Writers stalled on the window need a nudge once reads freed it.
+        // Write wherever the window allows: after a writable event, and
+        // after reads freed room in a window that had stalled the writer.
         for (i, c) in conns.iter_mut().enumerate() {
+            // Keep at most WINDOW bytes unechoed, so memory is bounded.
             while sent[i] - recv[i] < WINDOW {
                 for (k, b) in chunk.iter_mut().enumerate() {
                     *b = pattern(sent[i] + k as u64);
