@@ -24,6 +24,8 @@
 //! - `tls`: N full TLS handshakes (no resumption), K at once, each closed
 //!   once done; handshakes per second. The server's certificate is checked
 //!   against `--ca`, as a real client would.
+//! - `tls-stream`: `stream` over TLS (one rustls client per connection), so
+//!   the server decrypts and re-encrypts every byte.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -33,6 +35,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
 
 struct Args {
     addr: SocketAddr,
@@ -91,6 +95,7 @@ fn main() {
         "idle" => idle(&args),
         "fanout" => fanout(&args),
         "tls" => tls_handshakes(&args),
+        "tls-stream" => tls_stream(&args),
         other => panic!("unknown scenario {other}"),
     };
     match result {
@@ -290,13 +295,19 @@ fn echo(args: &Args) -> io::Result<String> {
                         let _ = hist.record(us.min(60_000_000));
                     }
                     if !open_loop {
-                        queue_message(&poll, i, c, &message, done_at)?;
+                        // Replace it; everything this read completed goes
+                        // out in one write below, as a pipelining client
+                        // does (one write per message would make the load
+                        // generator, not the server, the measured side).
+                        c.sent.push_back(done_at);
+                        c.out.extend_from_slice(&message);
                     }
                 }
                 if n < buf.len() {
                     break;
                 }
             }
+            flush(&poll, i, c)?;
         }
     }
     let lg_cpu = window.finish();
@@ -352,15 +363,68 @@ fn flush(poll: &Poll, i: usize, c: &mut EchoConn) -> io::Result<()> {
     Ok(())
 }
 
-/// Byte `i` of every stream.
-fn pattern(i: u64) -> u8 {
-    (i.wrapping_mul(31) ^ (i >> 8)) as u8
+/// The streaming scenarios' chunk (also their "message", for CPU per
+/// message), how far a stream's writer may run ahead of its reader, and the
+/// largest read.
+const CHUNK: usize = 64 * 1024;
+const WINDOW: u64 = 4 << 20;
+const READ_BUF: usize = 256 * 1024;
+
+/// What every stream carries: byte `i` is `table[i % PERIOD]`. The period
+/// is prime, so chunks never line up with it and a lost or repeated chunk
+/// shows; the table holds one period plus the largest read, so whatever is
+/// written or must be compared is one slice of it (no per-byte work: the
+/// load generator is the saturated side and must stay cheap).
+struct Pattern(Vec<u8>);
+
+impl Pattern {
+    const PERIOD: u64 = 65_521;
+
+    fn new() -> Pattern {
+        Pattern(
+            (0..Self::PERIOD as usize + READ_BUF)
+                .map(|i| {
+                    let j = (i as u64) % Self::PERIOD;
+                    (j.wrapping_mul(31) ^ (j >> 8)) as u8
+                })
+                .collect(),
+        )
+    }
+
+    /// The `len` bytes of a stream from offset `at`.
+    fn at(&self, at: u64, len: usize) -> &[u8] {
+        let o = (at % Self::PERIOD) as usize;
+        &self.0[o..o + len]
+    }
+
+    /// Checks `got`, arriving at offset `at` of stream `i`.
+    fn check(&self, got: &[u8], at: u64, i: usize) -> io::Result<()> {
+        let want = self.at(at, got.len());
+        if got == want {
+            return Ok(());
+        }
+        let k = got.iter().zip(want).take_while(|(g, w)| g == w).count();
+        Err(io::Error::other(format!(
+            "byte {} of stream {i} differs",
+            at + k as u64
+        )))
+    }
+}
+
+/// The RESULT line of a streaming scenario.
+fn stream_result(window: &Window, bytes: u64) -> String {
+    let lg_cpu = window.finish();
+    let secs = (window.closes - window.opens).as_secs_f64();
+    format!(
+        "msgs={} secs={secs:.3} rate={:.0} mbps={:.2} p50=0 p99=0 p999=0 lg_cpu={lg_cpu:.3}",
+        bytes / CHUNK as u64,
+        bytes as f64 / CHUNK as f64 / secs,
+        bytes as f64 / secs / 1e6
+    )
 }
 
 /// Continuous streaming, every byte checked.
 fn stream(args: &Args) -> io::Result<String> {
-    const CHUNK: usize = 64 * 1024;
-    const WINDOW: u64 = 4 << 20;
     let mut poll = Poll::new()?;
     let mut conns = open_all(&poll, args.addr, args.conns)?;
     for (i, c) in conns.iter_mut().enumerate() {
@@ -369,8 +433,8 @@ fn stream(args: &Args) -> io::Result<String> {
     }
     let mut sent = vec![0u64; conns.len()];
     let mut recv = vec![0u64; conns.len()];
-    let mut chunk = vec![0u8; CHUNK];
-    let mut buf = vec![0u8; 256 * 1024];
+    let pattern = Pattern::new();
+    let mut buf = vec![0u8; READ_BUF];
     let mut events = Events::with_capacity(4096);
     let mut window = Window::new(args);
     let mut bytes = 0u64;
@@ -389,14 +453,7 @@ fn stream(args: &Args) -> io::Result<String> {
                     match c.read(&mut buf) {
                         Ok(0) => return Err(io::Error::other("server closed a stream")),
                         Ok(n) => {
-                            for (k, &b) in buf[..n].iter().enumerate() {
-                                if b != pattern(recv[i] + k as u64) {
-                                    return Err(io::Error::other(format!(
-                                        "byte {} of stream {i} differs",
-                                        recv[i] + k as u64
-                                    )));
-                                }
-                            }
+                            pattern.check(&buf[..n], recv[i], i)?;
                             recv[i] += n as u64;
                             if measuring {
                                 bytes += n as u64;
@@ -413,10 +470,7 @@ fn stream(args: &Args) -> io::Result<String> {
         for (i, c) in conns.iter_mut().enumerate() {
             // Keep at most WINDOW bytes unechoed, so memory is bounded.
             while sent[i] - recv[i] < WINDOW {
-                for (k, b) in chunk.iter_mut().enumerate() {
-                    *b = pattern(sent[i] + k as u64);
-                }
-                match c.write(&chunk) {
+                match c.write(pattern.at(sent[i], CHUNK)) {
                     Ok(n) => sent[i] += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
@@ -424,15 +478,7 @@ fn stream(args: &Args) -> io::Result<String> {
             }
         }
     }
-    let lg_cpu = window.finish();
-    let secs = (window.closes - window.opens).as_secs_f64();
-    // A "message" here is one 64 KiB chunk's worth, for CPU per message.
-    Ok(format!(
-        "msgs={} secs={secs:.3} rate={:.0} mbps={:.2} p50=0 p99=0 p999=0 lg_cpu={lg_cpu:.3}",
-        bytes / CHUNK as u64,
-        bytes as f64 / CHUNK as f64 / secs,
-        bytes as f64 / secs / 1e6
-    ))
+    Ok(stream_result(&window, bytes))
 }
 
 /// Runs `count` short-lived connections, at most `concurrency` at once:
@@ -683,11 +729,11 @@ fn fanout(args: &Args) -> io::Result<String> {
     ))
 }
 
-/// Full TLS handshakes, `concurrency` at a time, until `count` are done.
-fn tls_handshakes(args: &Args) -> io::Result<String> {
+/// A client configuration that trusts `--ca` only, with session
+/// resumption off so that every handshake is a full one.
+fn tls_client_config(args: &Args) -> io::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use std::sync::Arc;
+    use rustls::pki_types::CertificateDer;
 
     let ca = args.ca.as_deref().expect("--ca FILE");
     let mut roots = rustls::RootCertStore::empty();
@@ -703,10 +749,19 @@ fn tls_handshakes(args: &Args) -> io::Result<String> {
     .map_err(io::Error::other)?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    // Every handshake a full one.
     config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
-    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+    Ok(Arc::new(config))
+}
+
+/// The name the benchmark's certificate is for.
+fn localhost() -> ServerName<'static> {
+    ServerName::try_from("localhost").expect("a valid name")
+}
+
+/// Full TLS handshakes, `concurrency` at a time, until `count` are done.
+fn tls_handshakes(args: &Args) -> io::Result<String> {
+    let config = tls_client_config(args)?;
+    let name = localhost();
     let addr = args.addr;
     attempts(
         args,
@@ -741,4 +796,88 @@ fn tls_handshakes(args: &Args) -> io::Result<String> {
             (!tls.is_handshaking()).then_some(true)
         },
     )
+}
+
+/// `stream` over TLS: the same pattern, window and checks, each connection
+/// a rustls client. Writes are bounded by rustls's own outgoing buffer
+/// (`writer().write` takes less, or nothing, when it is full).
+fn tls_stream(args: &Args) -> io::Result<String> {
+    let config = tls_client_config(args)?;
+    let mut poll = Poll::new()?;
+    let mut conns = Vec::with_capacity(args.conns);
+    for (i, mut stream) in open_all(&poll, args.addr, args.conns)?
+        .into_iter()
+        .enumerate()
+    {
+        poll.registry().reregister(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let tls =
+            rustls::ClientConnection::new(config.clone(), localhost()).map_err(io::Error::other)?;
+        conns.push((stream, tls));
+    }
+    let mut sent = vec![0u64; conns.len()];
+    let mut recv = vec![0u64; conns.len()];
+    let pattern = Pattern::new();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut events = Events::with_capacity(4096);
+    let mut window = Window::new(args);
+    let mut bytes = 0u64;
+    loop {
+        if window.done(Instant::now()) {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        let measuring = window.tick(Instant::now());
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let (stream, tls) = &mut conns[i];
+            if !(ev.is_readable() || ev.is_read_closed()) {
+                continue;
+            }
+            loop {
+                match tls.read_tls(stream) {
+                    Ok(0) => return Err(io::Error::other("server closed a stream")),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+                tls.process_new_packets().map_err(io::Error::other)?;
+                // Take the plaintext out before reading more records:
+                // rustls stops reading when its plaintext buffer is full.
+                loop {
+                    match tls.reader().read(&mut buf) {
+                        Ok(0) => return Err(io::Error::other("server closed a stream")),
+                        Ok(n) => {
+                            pattern.check(&buf[..n], recv[i], i)?;
+                            recv[i] += n as u64;
+                            if measuring {
+                                bytes += n as u64;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        for (i, (stream, tls)) in conns.iter_mut().enumerate() {
+            while sent[i] - recv[i] < WINDOW {
+                match tls.writer().write(pattern.at(sent[i], CHUNK))? {
+                    0 => break,
+                    n => sent[i] += n as u64,
+                }
+            }
+            while tls.wants_write() {
+                match tls.write_tls(stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(stream_result(&window, bytes))
 }
