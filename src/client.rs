@@ -345,7 +345,7 @@ impl Session {
                     other => return other,
                 }
                 match read_records(tls, stream) {
-                    Records::Read | Records::Eof => {}
+                    Records::Read { .. } | Records::Eof => {}
                     Records::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
                     Records::Failed(e) => return Err(e),
                     Records::Rejected(e) => {

@@ -363,9 +363,9 @@ impl<S> Connection<S> {
 
     /// TLS: plaintext the session already holds, else one batch of records
     /// from the socket, until there is plaintext, the socket is drained, or
-    /// the peer is done. The short-read rule does not apply here (a record
-    /// read says nothing about the socket), so reading goes on to
-    /// `WouldBlock`.
+    /// the peer is done. The short-read rule applies to the socket reads
+    /// rustls makes (`Records::Read { drained }`), with the same exception
+    /// for an event that carried FIN or an error.
     #[cfg(feature = "tls")]
     fn read_tls(&mut self, buf: &mut [u8]) -> ReadOutcome {
         use crate::tls::{read_records, Records};
@@ -394,7 +394,11 @@ impl<S> Connection<S> {
                 return ReadOutcome::Drained;
             }
             match read_records(tls, &mut self.stream) {
-                Records::Read => {}
+                Records::Read { drained } => {
+                    if drained && !self.read_closed_hint {
+                        self.read_ready = false;
+                    }
+                }
                 // The reader reports the end on the next round.
                 Records::Eof => self.read_ready = false,
                 Records::WouldBlock => {

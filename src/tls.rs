@@ -258,7 +258,9 @@ impl ServerCertVerifier for NoVerification {
 #[derive(Debug)]
 pub enum Records {
     /// Ciphertext was read and processed; read plaintext, or read again.
-    Read,
+    /// `drained`: the socket gave less than rustls asked for, so it had no
+    /// more (the short-read rule of `Connection::read`).
+    Read { drained: bool },
     /// The socket has nothing now.
     WouldBlock,
     /// The peer closed TCP (with or without close_notify: the session's
@@ -274,17 +276,37 @@ pub enum Records {
 /// Reads one batch of ciphertext from `sock` into the session and
 /// processes it.
 pub fn read_records(tls: &mut rustls::Connection, sock: &mut impl Read) -> Records {
+    let mut sock = ShortReadProbe { sock, short: false };
     loop {
-        return match tls.read_tls(sock) {
+        return match tls.read_tls(&mut sock) {
             Ok(0) => Records::Eof,
             Ok(_) => match tls.process_new_packets() {
-                Ok(_) => Records::Read,
+                Ok(_) => Records::Read {
+                    drained: sock.short,
+                },
                 Err(e) => Records::Rejected(e),
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Records::WouldBlock,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Records::Failed(e),
         };
+    }
+}
+
+/// A socket that notes whether its last read returned less than the buffer
+/// it was given. rustls reads ciphertext into its own buffer, so only this
+/// wrapper sees whether the kernel ran out: it lets a TLS connection skip
+/// the read that would only say `WouldBlock`, as a plain one does.
+struct ShortReadProbe<'a, S> {
+    sock: &'a mut S,
+    short: bool,
+}
+
+impl<S: Read> Read for ShortReadProbe<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
