@@ -527,13 +527,18 @@ impl<P: Protocol> Server<P> {
                     let Some(session) = conn.session.as_mut() else {
                         continue;
                     };
-                    let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
-                    let step = self
-                        .protocol
-                        .data(session, token, &self.scratch[..n], &mut ctx);
+                    let input = &self.scratch[..n];
+                    let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.sends);
+                    let step = self.protocol.data(session, token, input, &mut ctx);
                     // The reply goes out at once (usually one write, no copy
-                    // into the queue), through the borrow we already hold.
-                    if let Err(e) = send_staged(conn, &mut self.staging, &mut self.stats, now) {
+                    // into the queue), through the borrow we already hold;
+                    // an echo straight from the read buffer.
+                    let sent = if ctx.reply_is_input() {
+                        send_reply(conn, input, &mut self.stats, now)
+                    } else {
+                        send_staged(conn, &mut self.staging, &mut self.stats, now)
+                    };
+                    if let Err(e) = sent {
                         self.fail(token, &e);
                         return;
                     }
@@ -972,8 +977,7 @@ impl<P: Protocol> Server<P> {
 }
 
 /// Sends what the protocol just wrote (the staging buffer) to `conn` and
-/// empties the buffer. A connection that is closing takes nothing more; the
-/// bytes are dropped. Returns the socket's error, if the write failed.
+/// empties the buffer. Returns the socket's error, if the write failed.
 fn send_staged<S>(
     conn: &mut Connection<S>,
     staging: &mut Vec<u8>,
@@ -983,22 +987,36 @@ fn send_staged<S>(
     if staging.is_empty() {
         return Ok(());
     }
-    let mut result = Ok(());
-    if conn.accepts_output() {
-        let (outcome, n) = conn.send(staging);
-        if n > 0 {
-            stats.bytes_out += n as u64;
-            conn.last_activity = now;
-        }
-        if let WriteOutcome::Failed(e) = outcome {
-            result = Err(e);
-        }
-    }
+    let result = send_reply(conn, staging, stats, now);
     staging.clear();
     if staging.capacity() > STAGING_KEEP {
         staging.shrink_to(STAGING_KEEP);
     }
     result
+}
+
+/// Sends `bytes` to `conn`: straight to the socket if nothing is owed
+/// before them, else into its queue. A connection that is closing takes
+/// nothing more; the bytes are dropped. Returns the socket's error, if the
+/// write failed.
+fn send_reply<S>(
+    conn: &mut Connection<S>,
+    bytes: &[u8],
+    stats: &mut Stats,
+    now: Instant,
+) -> io::Result<()> {
+    if !conn.accepts_output() {
+        return Ok(());
+    }
+    let (outcome, n) = conn.send(bytes);
+    if n > 0 {
+        stats.bytes_out += n as u64;
+        conn.last_activity = now;
+    }
+    match outcome {
+        WriteOutcome::Done | WriteOutcome::Blocked => Ok(()),
+        WriteOutcome::Failed(e) => Err(e),
+    }
 }
 
 /// Turns away a client at the connection limit: one best-effort write of the

@@ -87,7 +87,8 @@ impl Protocol for Echo {
     fn data(&mut self, s: &mut EchoSession, _id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
         match self.prefix.as_deref() {
             None => {
-                ctx.write(input);
+                // No copy: the loop writes the input from its read buffer.
+                ctx.write_input();
                 Step::Continue
             }
             Some(prefix) => self.lines(prefix, s, input, ctx),
@@ -112,10 +113,22 @@ mod tests {
 
     /// Runs `f` with a fresh context and returns what it wrote.
     fn step<R>(f: impl FnOnce(&mut Ctx) -> R) -> (R, Vec<u8>) {
+        step_on(&[], f)
+    }
+
+    /// Runs `f` with a context for `input`, and returns what the loop
+    /// would send: the input itself when the reply is the uncopied input.
+    fn step_on<R>(input: &[u8], f: impl FnOnce(&mut Ctx) -> R) -> (R, Vec<u8>) {
         let mut out = Vec::new();
         let mut sends = Vec::new();
-        let r = f(&mut Ctx::new(Instant::now(), &mut out, &mut sends));
+        let mut ctx = Ctx::for_input(Instant::now(), input, &mut out, &mut sends);
+        let r = f(&mut ctx);
+        let as_is = ctx.reply_is_input();
         assert!(sends.is_empty(), "echo never writes to other connections");
+        if as_is {
+            assert!(out.is_empty(), "an uncopied reply is the whole reply");
+            out = input.to_vec();
+        }
         (r, out)
     }
 
@@ -127,7 +140,7 @@ mod tests {
         let (mut s, greeting) = step(|c| e.open(ID, c));
         assert!(greeting.is_empty());
         let data: Vec<u8> = (0..=255).collect();
-        let (r, out) = step(|c| e.data(&mut s, ID, &data, c));
+        let (r, out) = step_on(&data, |c| e.data(&mut s, ID, &data, c));
         assert_eq!(r, Step::Continue);
         assert_eq!(out, data, "raw mode ignores --max-line and newlines");
     }

@@ -79,20 +79,71 @@ impl std::fmt::Display for CloseReason {
 /// loop writes it to the socket straight after the step, so a reply usually
 /// costs no allocation. `sends` collects chunks for other connections, which
 /// the loop queues and flushes once per turn.
+///
+/// In [`Protocol::data`] the context also knows the input, so that an echo
+/// costs no copy at all: [`Ctx::write_input`] only notes that the reply is
+/// the input, and the loop writes it from the buffer it was read into.
 pub struct Ctx<'a> {
     pub now: Instant,
     out: &'a mut Vec<u8>,
     sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
+    /// The bytes `data` is handling; empty in every other call.
+    input: &'a [u8],
+    /// The reply so far is `input`, not yet copied into `out`.
+    reply_is_input: bool,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(now: Instant, out: &'a mut Vec<u8>, sends: &'a mut Vec<(ConnId, Rc<[u8]>)>) -> Self {
-        Self { now, out, sends }
+        Self::for_input(now, &[], out, sends)
+    }
+
+    /// The context for [`Protocol::data`] on `input`.
+    pub fn for_input(
+        now: Instant,
+        input: &'a [u8],
+        out: &'a mut Vec<u8>,
+        sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
+    ) -> Self {
+        Self {
+            now,
+            out,
+            sends,
+            input,
+            reply_is_input: false,
+        }
     }
 
     /// Queues bytes for the connection being served.
     pub fn write(&mut self, bytes: &[u8]) {
+        self.materialize();
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Queues the input being handled, unchanged. When it is the whole
+    /// reply (nothing written before it or after), nothing is copied: the
+    /// loop writes it straight from its read buffer.
+    pub fn write_input(&mut self) {
+        if self.out.is_empty() && !self.reply_is_input {
+            self.reply_is_input = true;
+        } else {
+            self.materialize();
+            self.out.extend_from_slice(self.input);
+        }
+    }
+
+    /// True when the reply is exactly the input, still uncopied: the loop
+    /// then sends the input instead of `out` (which is empty).
+    pub fn reply_is_input(&self) -> bool {
+        self.reply_is_input
+    }
+
+    /// Copies a pending [`write_input`](Self::write_input) into `out`, so
+    /// that what is written next comes after it.
+    fn materialize(&mut self) {
+        if std::mem::take(&mut self.reply_is_input) {
+            self.out.extend_from_slice(self.input);
+        }
     }
 
     /// Lets `fill` write up to `max` bytes straight into the output for the
@@ -103,6 +154,7 @@ impl<'a> Ctx<'a> {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
     ) -> std::io::Result<usize> {
+        self.materialize();
         let start = self.out.len();
         self.out.resize(start + max, 0);
         let result = fill(&mut self.out[start..]);
@@ -179,5 +231,61 @@ pub trait Protocol {
     /// connection are dropped; sends to others are delivered.
     fn closed(&mut self, session: Self::Session, id: ConnId, reason: CloseReason, ctx: &mut Ctx) {
         let _ = (session, id, reason, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a context for `input`; returns what the loop would send.
+    fn reply(input: &[u8], f: impl FnOnce(&mut Ctx)) -> (Vec<u8>, bool) {
+        let (mut out, mut sends) = (Vec::new(), Vec::new());
+        let mut ctx = Ctx::for_input(Instant::now(), input, &mut out, &mut sends);
+        f(&mut ctx);
+        let as_is = ctx.reply_is_input();
+        if as_is {
+            assert!(out.is_empty());
+            return (input.to_vec(), true);
+        }
+        (out, false)
+    }
+
+    #[test]
+    fn the_input_alone_goes_back_uncopied() {
+        assert_eq!(reply(b"abc", |c| c.write_input()), (b"abc".to_vec(), true));
+    }
+
+    #[test]
+    fn the_input_keeps_its_place_among_other_writes() {
+        let (out, as_is) = reply(b"abc", |c| {
+            c.write(b"<");
+            c.write_input();
+            c.write(b">");
+        });
+        assert_eq!((out.as_slice(), as_is), (&b"<abc>"[..], false));
+        let (out, _) = reply(b"abc", |c| {
+            c.write_input();
+            c.write(b"!");
+            c.write_input();
+        });
+        assert_eq!(out, b"abc!abc");
+        let (out, _) = reply(b"abc", |c| {
+            c.write_input();
+            let _ = c.write_with(2, |buf| {
+                buf.copy_from_slice(b"xy");
+                Ok(2)
+            });
+        });
+        assert_eq!(out, b"abcxy");
+    }
+
+    #[test]
+    fn the_input_twice_is_copied_twice() {
+        let (out, as_is) = reply(b"ab", |c| {
+            c.write_input();
+            c.write_input();
+        });
+        assert_eq!((out.as_slice(), as_is), (&b"abab"[..], false));
     }
 }
