@@ -3,7 +3,8 @@
 //!
 //! A protocol never touches a socket. The loop reads bytes and hands them to
 //! [`Protocol::data`]; the protocol answers by writing into its [`Ctx`]:
-//! bytes for this connection with [`Ctx::write`], a shared chunk for another
+//! bytes for this connection with [`Ctx::write`] (or the input itself,
+//! uncopied, with [`Ctx::write_input`]), a shared chunk for another
 //! connection with [`Ctx::send`]. The loop then does the I/O, the buffering
 //! and the backpressure (`event_loop.rs`, `connection.rs`). That split keeps
 //! every protocol a plain state machine that unit tests drive with byte
