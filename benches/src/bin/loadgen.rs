@@ -411,6 +411,34 @@ impl Pattern {
     }
 }
 
+/// Reads stream `i` from `src` until `WouldBlock`, checking every piece
+/// against the pattern; `recv` is how much of the stream has come back,
+/// `counted` the window's byte count (None outside the window). The end of
+/// a stream is an error: the server must echo for as long as it runs.
+fn read_back(
+    src: &mut impl Read,
+    buf: &mut [u8],
+    pattern: &Pattern,
+    i: usize,
+    recv: &mut u64,
+    mut counted: Option<&mut u64>,
+) -> io::Result<()> {
+    loop {
+        match src.read(buf) {
+            Ok(0) => return Err(io::Error::other("server closed a stream")),
+            Ok(n) => {
+                pattern.check(&buf[..n], *recv, i)?;
+                *recv += n as u64;
+                if let Some(c) = counted.as_deref_mut() {
+                    *c += n as u64;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The RESULT line of a streaming scenario.
 fn stream_result(window: &Window, bytes: u64) -> String {
     let lg_cpu = window.finish();
@@ -449,20 +477,8 @@ fn stream(args: &Args) -> io::Result<String> {
             let i = ev.token().0;
             let c = &mut conns[i];
             if ev.is_readable() {
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) => return Err(io::Error::other("server closed a stream")),
-                        Ok(n) => {
-                            pattern.check(&buf[..n], recv[i], i)?;
-                            recv[i] += n as u64;
-                            if measuring {
-                                bytes += n as u64;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
+                let counted = measuring.then_some(&mut bytes);
+                read_back(c, &mut buf, &pattern, i, &mut recv[i], counted)?;
             }
         }
         // Write wherever the window allows: after a writable event, and
@@ -847,20 +863,15 @@ fn tls_stream(args: &Args) -> io::Result<String> {
                 tls.process_new_packets().map_err(io::Error::other)?;
                 // Take the plaintext out before reading more records:
                 // rustls stops reading when its plaintext buffer is full.
-                loop {
-                    match tls.reader().read(&mut buf) {
-                        Ok(0) => return Err(io::Error::other("server closed a stream")),
-                        Ok(n) => {
-                            pattern.check(&buf[..n], recv[i], i)?;
-                            recv[i] += n as u64;
-                            if measuring {
-                                bytes += n as u64;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
+                let counted = measuring.then_some(&mut bytes);
+                read_back(
+                    &mut tls.reader(),
+                    &mut buf,
+                    &pattern,
+                    i,
+                    &mut recv[i],
+                    counted,
+                )?;
             }
         }
         for (i, (stream, tls)) in conns.iter_mut().enumerate() {
