@@ -1,0 +1,263 @@
+//! The log: one line per record on standard error, and the rules that keep
+//! it from hurting the server or from being written by clients.
+//!
+//! This module owns three things:
+//!
+//! 1. **Writing never fails the process.** A log line that cannot be written
+//!    (the reading end of a pipe closed: a `| head`, a log shipper that
+//!    restarts) is dropped and counted ([`dropped`]), never a panic. Rust's
+//!    `eprintln!` panics on such an error, and with `panic = "abort"` that
+//!    killed the server with SIGABRT, which is why this crate has its own
+//!    logger rather than `simple_logger` (docs/architecture.md,
+//!    "Dependencies"). SIGPIPE cannot kill the process either: the Rust
+//!    runtime sets it to "ignore" before `main`, so a write to a closed
+//!    pipe or socket returns `EPIPE` instead, and [`sigpipe_ignored`] lets a
+//!    test check that this stays true.
+//! 2. **Other crates' records only at trace.** rustls logs what peers do
+//!    wrong (an IP address as SNI, a record that does not decrypt) at warn,
+//!    and mio traces its own tokens; a client must not be able to write the
+//!    server's log, so records whose target is not this crate are shown
+//!    only at `--log-level trace`.
+//! 3. **Peer-triggered lines are throttled.** What one client can cause,
+//!    many can cause at once. A [`Throttle`] lets through one line per kind
+//!    per interval and says how many it held back.
+//!
+//! The line format is `2026-11-26T00:27:30.446Z INFO  [monoloop] message`,
+//! in UTC: a local offset cannot be read reliably once a process may have
+//! threads, and logs compare better in UTC.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{LevelFilter, Log, Metadata, Record};
+
+/// Lines that could not be written since the process started.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The number of log lines dropped because standard error would not take
+/// them (a closed pipe, a full disk).
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// The logger: a level, and this crate's name to tell its records apart.
+struct Logger {
+    level: LevelFilter,
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        let own = metadata.target().starts_with(env!("CARGO_CRATE_NAME"));
+        let level = if own { self.level } else { foreign(self.level) };
+        metadata.level() <= level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let target = match record.target() {
+            t if t.starts_with(env!("CARGO_CRATE_NAME")) => env!("CARGO_CRATE_NAME"),
+            t => t,
+        };
+        let line = format!(
+            "{} {:<5} [{target}] {}\n",
+            utc_timestamp(SystemTime::now()),
+            record.level(),
+            record.args()
+        );
+        // One write per line, so that lines from the client's two threads
+        // or a shell's other output never interleave inside a line.
+        if std::io::stderr().lock().write_all(line.as_bytes()).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The level at which other crates' records show: only when everything
+/// does.
+fn foreign(level: LevelFilter) -> LevelFilter {
+    if level >= LevelFilter::Trace {
+        LevelFilter::Trace
+    } else {
+        LevelFilter::Off
+    }
+}
+
+/// Installs the logger at `level`. Call once, first thing in `main`.
+pub fn init(level: LevelFilter) {
+    // One small allocation that lives as long as the process, as `log`
+    // requires of a logger.
+    let logger: &'static Logger = Box::leak(Box::new(Logger { level }));
+    // Fails only if a logger is already set, which `main` never does.
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Writes `text` to standard error for a message outside the log (a usage
+/// error, the final error line), ignoring a closed pipe: nothing is left to
+/// tell then, and panicking would only change the exit status.
+pub fn to_stderr(text: &str) {
+    if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes `text` to standard output (the usage, the version), ignoring a
+/// closed pipe, so that `monoloop --help | head -1` exits 0.
+pub fn to_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+/// True if SIGPIPE is ignored, so that writing to a closed pipe or socket
+/// is an `EPIPE` error rather than the end of the process.
+pub fn sigpipe_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one
+    // into `old`, which we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// `2026-11-26T00:27:30.446Z` for `t`.
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date of a day number counted from 1970-01-01
+/// (Howard Hinnant's `civil_from_days`, from his paper "chrono-Compatible
+/// Low-Level Date Algorithms").
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// One kind of peer-triggered log line, let through at most once per
+/// interval. Time is passed in.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    /// When the last line was let through.
+    last: Option<Instant>,
+    /// Lines held back since.
+    held: u64,
+}
+
+/// What a [`Throttle`] says about one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Log it; `held` lines of this kind were held back before it.
+    Log { held: u64 },
+    /// Too soon after the last one: counted, not logged.
+    Hold,
+}
+
+impl Throttle {
+    /// Asks whether a line may be logged `now`, at most one per `every`.
+    pub fn check(&mut self, now: Instant, every: Duration) -> Verdict {
+        match self.last {
+            Some(last) if now < last + every => {
+                self.held += 1;
+                Verdict::Hold
+            }
+            _ => {
+                self.last = Some(now);
+                Verdict::Log {
+                    held: std::mem::take(&mut self.held),
+                }
+            }
+        }
+    }
+}
+
+/// `" (N more like it since the last)"` when lines were held back, else
+/// nothing: the tail of a throttled line.
+pub fn held_note(held: u64) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(" ({held} more like it were not logged)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_998_450_446);
+        assert_eq!(utc_timestamp(t), "2026-11-30T00:27:30.446Z");
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc_timestamp(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn other_crates_show_only_at_trace() {
+        assert_eq!(foreign(LevelFilter::Warn), LevelFilter::Off);
+        assert_eq!(foreign(LevelFilter::Debug), LevelFilter::Off);
+        assert_eq!(foreign(LevelFilter::Trace), LevelFilter::Trace);
+        let logger = Logger {
+            level: LevelFilter::Debug,
+        };
+        let rustls = Metadata::builder()
+            .level(log::Level::Warn)
+            .target("rustls::server::hs")
+            .build();
+        let ours = Metadata::builder()
+            .level(log::Level::Debug)
+            .target("monoloop::event_loop")
+            .build();
+        assert!(!logger.enabled(&rustls));
+        assert!(logger.enabled(&ours));
+    }
+
+    #[test]
+    fn a_throttle_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let mut t = Throttle::default();
+        assert_eq!(t.check(t0, every), Verdict::Log { held: 0 });
+        for k in 1..=199 {
+            assert_eq!(t.check(t0 + Duration::from_millis(k), every), Verdict::Hold);
+        }
+        assert_eq!(
+            t.check(t0 + every, every),
+            Verdict::Log { held: 199 },
+            "the next line says how many were held"
+        );
+        assert_eq!(held_note(199), " (199 more like it were not logged)");
+        assert_eq!(held_note(0), "");
+    }
+
+    #[test]
+    fn the_runtime_ignores_sigpipe() {
+        assert!(sigpipe_ignored());
+    }
+}
