@@ -19,12 +19,29 @@
 //! connection with steady traffic thus costs one heap push per idle-timeout
 //! period, not one per message, and no step ever scans all connections.
 //! Cancelling is lazy the same way: an entry whose key no longer names a live
-//! owner is dropped when it expires. The heap holds at most one live entry
-//! per connection plus those few stale ones.
+//! owner is dropped when it expires.
+//!
+//! # Stale entries are bounded
+//!
+//! Lazy cancelling alone would let stale entries pile up: a connection that
+//! closes leaves its entry until its deadline, so a server taking 1,000
+//! short connections a second with a 300 s idle timeout would hold 300,000
+//! dead entries (12 MB) and never give the memory back. So the owner calls
+//! [`Timers::compact`] whenever entries may have gone stale (the loop does it
+//! after reaping closed connections): once the heap holds more than twice as
+//! many entries as there are live ones (plus a little slack), it drops every
+//! stale entry in one O(n) pass. Each pass at least halves the heap, so its
+//! cost is paid for by the pushes that grew it, and the heap never holds
+//! more than about twice the live entries.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+/// Entries the heap may hold beyond twice the live ones before
+/// [`Timers::compact`] looks at it: keeps a small server from compacting
+/// over and over for a handful of entries.
+pub const COMPACT_SLACK: usize = 64;
 
 /// One scheduled deadline.
 #[derive(Debug)]
@@ -113,6 +130,23 @@ impl<K> Timers<K> {
         self.heap.pop().map(|e| (e.at, e.key))
     }
 
+    /// Drops the stale entries, if they may outnumber the live ones: when
+    /// the heap holds more than `2 * live + COMPACT_SLACK` entries, keeps
+    /// only those for which `is_live(deadline, &key)` is true. `live` is the
+    /// most entries the owner can have live at once. Returns true if it
+    /// compacted. The check is one comparison; the pass is O(n).
+    pub fn compact(&mut self, live: usize, mut is_live: impl FnMut(Instant, &K) -> bool) -> bool {
+        if self.heap.len() <= 2 * live + COMPACT_SLACK {
+            return false;
+        }
+        self.heap.retain(|e| is_live(e.at, &e.key));
+        if self.heap.capacity() > 4 * self.heap.len() + COMPACT_SLACK {
+            // Give the memory of a burst back.
+            self.heap.shrink_to(2 * self.heap.len() + COMPACT_SLACK);
+        }
+        true
+    }
+
     /// Number of entries, live and stale.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -180,6 +214,51 @@ mod tests {
         t.schedule(t0 + Duration::from_micros(1500), ());
         assert_eq!(t.poll_timeout(t0), Some(Duration::from_millis(2)));
         assert_eq!(t.poll_timeout(t0 + secs(1)), Some(Duration::ZERO));
+    }
+
+    /// Churn: connections that each schedule an idle entry and close at
+    /// once. With compaction after each close, stale entries never outnumber
+    /// the live ones (plus the slack), however many connections came and
+    /// went; without it the heap would hold all 100,000.
+    #[test]
+    fn stale_entries_stay_bounded_by_the_live_ones() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        let mut live = std::collections::HashSet::new();
+        let mut peak = 0;
+        for id in 0..100_000u64 {
+            t.schedule(t0 + secs(300), id);
+            live.insert(id);
+            // A few long-lived connections stay; the rest close at once.
+            if id % 1000 != 0 {
+                live.remove(&id);
+            }
+            t.compact(live.len(), |_, k| live.contains(k));
+            peak = peak.max(t.len());
+            assert!(t.len() <= 2 * live.len() + COMPACT_SLACK + 1);
+        }
+        assert_eq!(live.len(), 100);
+        assert!(peak <= 2 * 100 + COMPACT_SLACK + 1, "peak {peak}");
+        // Nothing live was lost: every survivor still fires.
+        let fired: std::collections::HashSet<_> =
+            std::iter::from_fn(|| t.pop_expired(t0 + secs(300)).map(|e| e.1))
+                .filter(|k| live.contains(k))
+                .collect();
+        assert_eq!(fired, live);
+    }
+
+    #[test]
+    fn compact_does_nothing_while_the_heap_is_small() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        for k in 0..COMPACT_SLACK {
+            t.schedule(t0, k);
+        }
+        assert!(!t.compact(0, |_, _| false));
+        assert_eq!(t.len(), COMPACT_SLACK);
+        t.schedule(t0, 999);
+        assert!(t.compact(0, |_, &k| k == 999));
+        assert_eq!(t.len(), 1);
     }
 
     /// The lazy reset described in the module docs, played out by hand: an
