@@ -94,6 +94,21 @@ pub struct ServerOptions {
     pub max_line: usize,
     /// How long a TLS client may take to finish its handshake.
     pub handshake_timeout: Duration,
+    /// How long a prompt (chat username, file request) waits for its answer
+    /// in all; `None`: no bound.
+    pub request_timeout: Option<Duration>,
+}
+
+impl ServerOptions {
+    /// What the protocols enforce on client input: the line limit, a line's
+    /// deadline (the idle timeout from its first byte) and the prompts'.
+    pub fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_line: self.max_line,
+            line_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 /// The port served when `--listen` is not given: plain, and TLS.
@@ -111,6 +126,7 @@ impl Default for ServerOptions {
             stats_interval: Some(Duration::from_secs(10)),
             max_line: 8192,
             handshake_timeout: Duration::from_secs(10),
+            request_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -191,7 +207,11 @@ OPTIONS FOR EVERY SERVER MODE:
                            stops reading from it (backpressure) [default: 1048576]
     --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
                            each client is owed                [default: 5]
-    --stats-interval SECS  log a stats line this often; 0 disables [default: 10]
+    --stats-interval SECS  log a stats line this often (at least 0.1);
+                           0 disables                         [default: 10]
+    --request-timeout SECS close a client that has not answered the chat
+                           username prompt or sent the file request by
+                           then; 0 disables                   [default: 30]
     --max-line BYTES       longest line in line modes         [default: 8192]
     --log-level LEVEL      error, warn, info, debug or trace  [default: info]
     -h, --help             print this help
@@ -240,11 +260,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         write_limit: opt(&mut args, "--write-limit", positive)?.unwrap_or(defaults.write_limit),
         drain_timeout: opt(&mut args, "--drain-timeout", seconds)?
             .unwrap_or(defaults.drain_timeout),
-        stats_interval: opt(&mut args, "--stats-interval", seconds_or_off)?
+        stats_interval: opt(&mut args, "--stats-interval", stats_interval)?
             .unwrap_or(defaults.stats_interval),
         max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
         handshake_timeout: opt(&mut args, "--handshake-timeout", seconds)?
             .unwrap_or(defaults.handshake_timeout),
+        request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
+            .unwrap_or(defaults.request_timeout),
     };
 
     let mode = match mode_name.as_str() {
@@ -378,6 +400,17 @@ fn seconds_or_off(s: &str) -> Result<Option<Duration>, String> {
     seconds(s).map(|d| (!d.is_zero()).then_some(d))
 }
 
+/// `--stats-interval`: 0 (off), or at least 0.1 s, so that a typo cannot
+/// turn the log into a flood.
+fn stats_interval(s: &str) -> Result<Option<Duration>, String> {
+    match seconds_or_off(s)? {
+        Some(d) if d < Duration::from_millis(100) => {
+            Err("must be 0 (off) or at least 0.1 seconds".into())
+        }
+        other => Ok(other),
+    }
+}
+
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
     match s.to_ascii_lowercase().as_str() {
         "error" => Ok(log::LevelFilter::Error),
@@ -504,6 +537,11 @@ mod tests {
         assert!(e.0.contains("--log-level"), "{e}");
         let e = run(&["echo", "--listen"]).unwrap_err();
         assert!(e.0.contains("needs a value"), "{e}");
+        let e = run(&["echo", "--stats-interval", "0.001"]).unwrap_err();
+        assert!(e.0.contains("at least 0.1"), "{e}");
+        let c = config(&["chat", "--stats-interval", "0", "--request-timeout", "0"]);
+        assert_eq!(c.server.stats_interval, None);
+        assert_eq!(c.server.request_timeout, None);
     }
 
     #[test]

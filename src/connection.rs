@@ -162,6 +162,10 @@ pub struct Connection<S> {
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]
     notify_sent: bool,
+    /// TLS: the peer has sent at least one byte of the handshake, so a
+    /// handshake that ends now failed (rather than being a port check).
+    #[cfg(feature = "tls")]
+    heard: bool,
 }
 
 impl<S> Tokened for Connection<S> {
@@ -194,6 +198,8 @@ impl<S> Connection<S> {
             tls: None,
             #[cfg(feature = "tls")]
             notify_sent: false,
+            #[cfg(feature = "tls")]
+            heard: false,
         }
     }
 
@@ -211,6 +217,16 @@ impl<S> Connection<S> {
         if let Some(tls) = &self.tls {
             return tls.is_handshaking();
         }
+        false
+    }
+
+    /// True if the peer has sent anything on a TLS connection (on plain TCP:
+    /// always false). A handshake that ends after this failed; one that
+    /// ends before it was a port check, nobody's error.
+    pub fn tls_heard(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.heard;
+        #[cfg(not(feature = "tls"))]
         false
     }
 
@@ -395,6 +411,7 @@ impl<S> Connection<S> {
             }
             match read_records(tls, &mut self.stream) {
                 Records::Read { drained } => {
+                    self.heard = true;
                     if drained && !self.read_closed_hint {
                         self.read_ready = false;
                     }
@@ -407,6 +424,7 @@ impl<S> Connection<S> {
                 }
                 Records::Failed(e) => return ReadOutcome::Failed(e),
                 Records::Rejected(e) => {
+                    self.heard = true;
                     // Tell the peer why, if the socket takes it now.
                     let _ = crate::tls::write_records(tls, &mut self.stream);
                     self.read_ready = false;

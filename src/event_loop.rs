@@ -33,9 +33,12 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::ServerOptions;
 use crate::conn_table::{reserved, ConnTable};
-use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
-use crate::protocol::{CloseReason, Ctx, Protocol, Step};
-use crate::stats::Stats;
+use crate::connection::{Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::logging;
+use crate::logging::{held_note, Throttle, Verdict};
+use crate::pacing::{Pacing, Standing};
+use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Step};
+use crate::stats::{Reporter, Stats};
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
 
@@ -63,6 +66,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const LINGER_CHECK: Duration = Duration::from_millis(100);
 /// How soon to retry accepting after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// How often a peer-triggered line (a slow consumer) may be logged when
+/// there is no stats interval to go by.
+const THROTTLE_DEFAULT: Duration = Duration::from_secs(10);
 /// The staging buffer is trimmed back to this after a large reply.
 const STAGING_KEEP: usize = 64 * 1024;
 
@@ -82,6 +88,14 @@ enum TimerKey {
     Drain,
     /// Try accepting again after an accept error.
     AcceptRetry,
+    /// A receiver that fell behind a relay may stop holding senders back.
+    Pacing,
+}
+
+impl TimerKey {
+    /// How many entries the loop's own keys (not connections') can have
+    /// live at once.
+    const LOOP_KEYS: usize = 4;
 }
 
 /// Whether, and how eagerly, the listener is served.
@@ -135,6 +149,9 @@ pub struct Server<P: Protocol> {
     protocol: P,
     opts: ServerOptions,
     stats: Stats,
+    /// When to write the periodic stats line; `None` with
+    /// `--stats-interval 0`.
+    reporter: Option<Reporter>,
     accepting: Accepting,
     /// An accept error was logged and no accept has succeeded since.
     accept_trouble: bool,
@@ -151,9 +168,19 @@ pub struct Server<P: Protocol> {
     ready: Vec<Token>,
     /// Connections closed this turn, to be dropped at its end.
     closed: Vec<Token>,
+    /// Relays: senders paced to the receivers that keep up.
+    pacing: Pacing,
+    /// When the pacing timer is armed for; other entries are stale.
+    pacing_due: Option<Instant>,
+    /// The slow-consumer line, throttled: any number of clients can trigger
+    /// it at once.
+    slow_log: Throttle,
     /// Connections in the table only to be told "Server is full" (through
     /// TLS, which needs a handshake first). Not counted as active.
     rejecting: usize,
+    /// Connections the server is closing (a graceful close began): no
+    /// longer counted as active.
+    closing: usize,
     /// The TLS configuration, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -176,6 +203,7 @@ impl<P: Protocol> Server<P> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| StartError::Io("cannot register the listener", e))?;
+        let write_limit = opts.write_limit;
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
         poll.registry()
@@ -191,6 +219,7 @@ impl<P: Protocol> Server<P> {
             protocol,
             opts,
             stats: Stats::default(),
+            reporter: None,
             accepting: Accepting::OnEvent,
             accept_trouble: false,
             draining: None,
@@ -200,7 +229,11 @@ impl<P: Protocol> Server<P> {
             sends: Vec::new(),
             ready: Vec::new(),
             closed: Vec::new(),
+            pacing: Pacing::new(write_limit),
+            pacing_due: None,
+            slow_log: Throttle::default(),
             rejecting: 0,
+            closing: 0,
             #[cfg(feature = "tls")]
             tls: None,
         })
@@ -222,9 +255,13 @@ impl<P: Protocol> Server<P> {
         false
     }
 
-    /// Connections being served (those turned away are not).
+    /// Connections being served: not those turned away, nor those the
+    /// server is closing (flushing their last words, lingering for the
+    /// peer's FIN), so that a client that reconnects at once after a
+    /// timeout finds its slot free. Their descriptors still count against
+    /// the process's limit, which `sys.rs` accounts for.
     fn active(&self) -> usize {
-        self.conns.len() - self.rejecting
+        self.conns.len() - self.rejecting - self.closing
     }
 
     /// The address actually listened on (port 0 resolved).
@@ -237,8 +274,11 @@ impl<P: Protocol> Server<P> {
     pub fn run(mut self) -> io::Result<(Exit, Stats)> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         if let Some(every) = self.opts.stats_interval {
-            self.timers
-                .schedule(Instant::now() + every, TimerKey::Stats);
+            let reporter = Reporter::new(every, Instant::now());
+            if let Some(due) = reporter.due() {
+                self.timers.schedule(due, TimerKey::Stats);
+            }
+            self.reporter = Some(reporter);
         }
         while !self.finished() {
             let timeout = self.poll_timeout(Instant::now());
@@ -266,7 +306,12 @@ impl<P: Protocol> Server<P> {
             self.expire(now);
             self.deliver(now);
             self.reap();
+            self.wake_reporter(now);
+            if P::FANS_OUT {
+                self.pacing.new_turn();
+            }
         }
+        self.stats.log_dropped = logging::dropped();
         log::info!(
             "stats: {} (final)",
             self.stats.line(self.active(), self.is_tls())
@@ -454,7 +499,11 @@ impl<P: Protocol> Server<P> {
     /// stage, interest and timer.
     fn drive(&mut self, token: Token, now: Instant) {
         self.read_input(token, now);
-        self.flush(token, now);
+        let wrote = self.flush(token, now);
+        // A receiver that fell behind a relay: is it catching up?
+        if P::FANS_OUT && self.pacing.watching() {
+            self.judge_receiver(token, wrote > 0, now);
+        }
         // Compiled out for protocols that never produce (all but file).
         if P::PRODUCES {
             self.produce(token, now);
@@ -510,6 +559,16 @@ impl<P: Protocol> Server<P> {
             if !conn.wants_read() {
                 return;
             }
+            // A relay reads its senders only as fast as its receivers keep
+            // up (pacing.rs): the kernel holds the rest.
+            if P::FANS_OUT && conn.session.is_some() && !self.pacing.may_read() {
+                if self.pacing.budget_spent() {
+                    self.ready.push(token);
+                } else {
+                    self.pacing.hold(token);
+                }
+                return;
+            }
             let outcome = conn.read(&mut self.scratch);
             // A TLS handshake that just finished: the protocol comes in
             // before the first plaintext it must see.
@@ -530,6 +589,9 @@ impl<P: Protocol> Server<P> {
                     let input = &self.scratch[..n];
                     let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.sends);
                     let step = self.protocol.data(session, token, input, &mut ctx);
+                    if P::FANS_OUT {
+                        self.pacing.spend(ctx.fanned_out());
+                    }
                     // The reply goes out at once (usually one write, no copy
                     // into the queue), through the borrow we already hold;
                     // an echo straight from the read buffer.
@@ -570,6 +632,10 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if matches!(conn.stage(), Stage::Handshake { .. }) {
+            self.handshake_failed(token, "the client closed mid-handshake");
+            return;
+        }
         let Some(session) = conn.session.as_mut() else {
             // Lingering: the peer has seen our FIN and sent its own.
             self.close(token, CloseReason::Done);
@@ -604,12 +670,13 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Writes what is owed, if the kernel may take it.
-    fn flush(&mut self, token: Token, now: Instant) {
+    /// Returns the bytes written.
+    fn flush(&mut self, token: Token, now: Instant) -> usize {
         let Some(conn) = self.conns.get_mut(token) else {
-            return;
+            return 0;
         };
         if !conn.can_write() {
-            return;
+            return 0;
         }
         let (outcome, n) = conn.flush();
         if n > 0 {
@@ -619,6 +686,7 @@ impl<P: Protocol> Server<P> {
         if let WriteOutcome::Failed(e) = outcome {
             self.fail(token, &e);
         }
+        n
     }
 
     /// After any change: moves the connection along its stages, makes the
@@ -651,7 +719,11 @@ impl<P: Protocol> Server<P> {
             self.fail(token, &e);
             return;
         }
-        if let Some(due) = conn.deadline(self.opts.idle_timeout) {
+        let protocol_due = conn
+            .session
+            .as_ref()
+            .and_then(|s| self.protocol.deadline(s));
+        if let Some(due) = earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
             // Only an earlier deadline needs a new entry; a later one is
             // picked up when the armed entry fires (see timer.rs).
             if conn.timer_at.is_none_or(|armed| due < armed) {
@@ -704,6 +776,9 @@ impl<P: Protocol> Server<P> {
         }
         log::debug!("conn #{}: closing: {reason}", conn.number());
         conn.close_reason = Some(reason);
+        if !conn.rejecting {
+            self.closing += 1;
+        }
         conn.set_stage(Stage::Flushing { until });
         if let Some(session) = conn.session.take() {
             let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
@@ -737,6 +812,12 @@ impl<P: Protocol> Server<P> {
             }
         );
         conn.set_stage(Stage::Closed);
+        if P::FANS_OUT && self.pacing.forget(token) == Standing::Released {
+            self.release_senders();
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if let Some(session) = conn.session.take() {
             let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
             self.protocol.closed(session, token, reason, &mut ctx);
@@ -751,18 +832,38 @@ impl<P: Protocol> Server<P> {
         let number = token.0 >> 32;
         if let Some(conn) = self.conns.get(token) {
             if matches!(conn.stage(), Stage::Handshake { .. }) {
-                // Plain text on a TLS port, an unknown CA, no common
-                // protocol: the client's problem, counted and logged quietly.
-                self.stats.tls_failures += 1;
-                log::debug!("conn #{number} {}: TLS handshake failed: {e}", conn.peer());
-                self.close(token, CloseReason::Error);
+                self.handshake_failed(token, &e.to_string());
                 return;
             }
         }
-        if is_disconnect(e) {
-            log::debug!("conn #{number}: {e}");
+        // Whatever a socket reports (a reset, a record that does not
+        // decrypt) is the peer's doing or the network's: a client must not
+        // be able to write the server's log, so this is debug only.
+        log::debug!("conn #{number}: {e}");
+        self.close(token, CloseReason::Error);
+    }
+
+    /// A TLS handshake ended without finishing: plain text on a TLS port,
+    /// an unknown CA, no common protocol, or the client gave up. The
+    /// client's problem: counted, and logged at debug. A client that never
+    /// sent a byte (a port check) is nobody's problem and not counted.
+    fn handshake_failed(&mut self, token: Token, why: &str) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        if conn.tls_heard() {
+            self.stats.tls_failures += 1;
+            log::debug!(
+                "conn #{} {}: TLS handshake failed: {why}",
+                conn.number(),
+                conn.peer()
+            );
         } else {
-            log::warn!("conn #{number}: {e}");
+            log::debug!(
+                "conn #{} {}: closed before sending anything",
+                conn.number(),
+                conn.peer()
+            );
         }
         self.close(token, CloseReason::Error);
     }
@@ -779,12 +880,24 @@ impl<P: Protocol> Server<P> {
             if let Some(conn) = self.conns.remove(token) {
                 if conn.rejecting {
                     self.rejecting -= 1;
+                } else if conn.close_reason.is_some() {
+                    self.closing -= 1;
                 }
             }
         }
         if self.accepting == Accepting::Paused {
             self.accepting = Accepting::Backlogged;
         }
+        // The closed connections' timer entries are stale now: keep them
+        // from piling up (timer.rs, "Stale entries are bounded"). A
+        // connection has at most one live entry; the loop's own keys are
+        // the rest.
+        let conns = &self.conns;
+        self.timers
+            .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
+                TimerKey::Conn(token) => conns.get(*token).is_some_and(|c| c.timer_at == Some(at)),
+                _ => true,
+            });
     }
 
     // ----- between connections ------------------------------------------------
@@ -811,21 +924,68 @@ impl<P: Protocol> Server<P> {
             receivers.sort_unstable();
             receivers.dedup();
             for token in receivers {
-                self.flush(token, now);
-                let Some(conn) = self.conns.get_mut(token) else {
-                    continue;
-                };
-                if conn.accepts_output() && conn.queue.len() > self.opts.write_limit {
-                    self.stats.slow_consumers += 1;
-                    log::info!(
-                        "conn #{} {}: slow consumer, {} bytes unread: disconnecting",
-                        conn.number(),
-                        conn.peer(),
-                        conn.queue.len()
-                    );
-                    self.close(token, CloseReason::SlowConsumer);
-                }
+                let wrote = self.flush(token, now);
+                self.judge_receiver(token, wrote > 0, now);
                 self.settle(token, now);
+            }
+        }
+    }
+
+    /// After a receiver's flush: is it keeping up? One that owes more than
+    /// `--write-limit` and is not keeping up (pacing.rs: it stopped reading,
+    /// or cannot catch up) is disconnected as a slow consumer, the policy of
+    /// Redis's pub/sub output buffer limit; one that keeps up holds the
+    /// senders back instead, up to twice the limit.
+    fn judge_receiver(&mut self, token: Token, wrote: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.accepts_output() {
+            return;
+        }
+        let owed = conn.queue.len();
+        let limit = self.opts.write_limit;
+        let standing = if P::FANS_OUT {
+            self.pacing.observe(token, owed, wrote, now)
+        } else {
+            Standing::Dropped
+        };
+        let cut = owed > limit && (standing == Standing::Dropped || owed > 2 * limit);
+        if cut {
+            self.stats.slow_consumers += 1;
+            // Many clients can stop reading at once: one line per interval,
+            // the rest counted in the stats.
+            let every = self.opts.stats_interval.unwrap_or(THROTTLE_DEFAULT);
+            if let Verdict::Log { held } = self.slow_log.check(now, every) {
+                log::info!(
+                    "conn #{} {}: slow consumer, {} bytes unread: disconnecting{}",
+                    conn.number(),
+                    conn.peer(),
+                    owed,
+                    held_note(held)
+                );
+            }
+            self.close(token, CloseReason::SlowConsumer);
+        } else if standing == Standing::Released {
+            self.release_senders();
+        }
+        self.arm_pacing();
+    }
+
+    /// Every receiver that keeps up has caught up: the senders held back
+    /// are read again, next turn.
+    fn release_senders(&mut self) {
+        let held = self.pacing.release();
+        self.ready.extend(held);
+    }
+
+    /// Arms the pacing timer for the next moment a receiver may stop
+    /// holding senders back, if that is earlier than the one armed.
+    fn arm_pacing(&mut self) {
+        if let Some(next) = self.pacing.next_check() {
+            if self.pacing_due.is_none_or(|due| next < due) {
+                self.pacing_due = Some(next);
+                self.timers.schedule(next, TimerKey::Pacing);
             }
         }
     }
@@ -838,11 +998,18 @@ impl<P: Protocol> Server<P> {
             match key {
                 TimerKey::Conn(token) => self.connection_timer(token, at, now),
                 TimerKey::Stats => {
-                    log::info!("stats: {}", self.stats.line(self.active(), self.is_tls()));
-                    if let Some(every) = self.opts.stats_interval {
-                        // Keep the cadence, unless the loop fell behind it.
-                        let next = (at + every).max(now);
-                        self.timers.schedule(next, TimerKey::Stats);
+                    let (active, tls) = (self.active(), self.is_tls());
+                    self.stats.log_dropped = logging::dropped();
+                    if let Some(reporter) = self.reporter.as_mut() {
+                        let was = reporter.due();
+                        if let Some(line) = reporter.tick(at, now, &self.stats, active, tls) {
+                            log::info!("stats: {line}");
+                        }
+                        // A stale entry changes nothing; a real tick moves
+                        // the due time, which gets the one live entry.
+                        if let Some(due) = reporter.due().filter(|&d| Some(d) != was) {
+                            self.timers.schedule(due, TimerKey::Stats);
+                        }
                     }
                 }
                 TimerKey::Drain => {
@@ -852,6 +1019,15 @@ impl<P: Protocol> Server<P> {
                     );
                     for token in self.conns.tokens() {
                         self.close(token, CloseReason::Shutdown);
+                    }
+                }
+                TimerKey::Pacing => {
+                    if self.pacing_due == Some(at) {
+                        self.pacing_due = None;
+                        if self.pacing.expire(now) == Standing::Released {
+                            self.release_senders();
+                        }
+                        self.arm_pacing();
                     }
                 }
                 TimerKey::AcceptRetry => {
@@ -874,14 +1050,26 @@ impl<P: Protocol> Server<P> {
             return;
         }
         conn.timer_at = None;
-        match conn.deadline(self.opts.idle_timeout) {
+        let protocol_due = conn
+            .session
+            .as_ref()
+            .and_then(|s| self.protocol.deadline(s));
+        match earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
             None => {}
             Some(due) if due > now => {
                 conn.timer_at = Some(due);
                 self.timers.schedule(due, TimerKey::Conn(token));
             }
             Some(_) => match conn.stage() {
-                Stage::Open | Stage::HalfClosed => self.idle_timeout(token, now),
+                Stage::Open | Stage::HalfClosed => {
+                    // The protocol's deadline is fixed; the idle one moves
+                    // with every byte. Either way the client hears the same.
+                    let reason = match protocol_due {
+                        Some(due) if due <= now => CloseReason::RequestTimeout,
+                        _ => CloseReason::IdleTimeout,
+                    };
+                    self.timeout(token, reason, now)
+                }
                 Stage::Lingering { until, .. } => {
                     // Everything we sent has arrived: closing cannot hurt
                     // it, whatever the peer still sends.
@@ -911,15 +1099,27 @@ impl<P: Protocol> Server<P> {
         }
     }
 
-    /// No bytes either way for `--idle-timeout`: say so, and close.
-    fn idle_timeout(&mut self, token: Token, now: Instant) {
+    /// Once per turn: a quiet stats reporter whose figures moved is armed
+    /// again. One comparison while it is not quiet.
+    fn wake_reporter(&mut self, now: Instant) {
+        let active = self.active();
+        if let Some(reporter) = self.reporter.as_mut() {
+            if let Some(due) = reporter.wake(now, &self.stats, active) {
+                self.timers.schedule(due, TimerKey::Stats);
+            }
+        }
+    }
+
+    /// No bytes either way for `--idle-timeout`, or the protocol's deadline
+    /// passed (an unanswered prompt, an unfinished line): say so, and close.
+    fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
         self.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {
-            log::debug!("conn #{} {}: idle timeout", conn.number(), conn.peer());
+            log::debug!("conn #{} {}: {reason}", conn.number(), conn.peer());
         }
         self.staging.extend_from_slice(IDLE_TIMEOUT);
         self.emit(token, now);
-        self.begin_close(token, CloseReason::IdleTimeout, Some(now + CLOSE_GRACE));
+        self.begin_close(token, reason, Some(now + CLOSE_GRACE));
         self.settle(token, now);
     }
 

@@ -37,6 +37,8 @@ pub mod config;
 pub mod conn_table;
 pub mod connection;
 pub mod event_loop;
+pub mod logging;
+pub mod pacing;
 pub mod protocol;
 pub mod stats;
 pub mod sys;
@@ -75,19 +77,16 @@ impl std::fmt::Display for RunError {
 
 /// Runs the configured server until it is told to stop.
 pub fn run(config: &Config) -> Result<Exit, RunError> {
+    let limits = config.server.limits();
     match &config.mode {
         Mode::Echo { greeting, prefix } => {
-            let echo = Echo::new(
-                greeting.as_deref(),
-                prefix.as_deref(),
-                config.server.max_line,
-            );
+            let echo = Echo::new(greeting.as_deref(), prefix.as_deref(), limits);
             serve(config, echo)
         }
-        Mode::Broadcast { prefix } => serve(config, Broadcast::new(prefix, config.server.max_line)),
-        Mode::Chat => serve(config, Chat::new(config.server.max_line)),
+        Mode::Broadcast { prefix } => serve(config, Broadcast::new(prefix, limits)),
+        Mode::Chat => serve(config, Chat::new(limits)),
         Mode::File { root } => {
-            let files = FileServer::new(root, config.server.max_line).map_err(|e| {
+            let files = FileServer::new(root, limits).map_err(|e| {
                 RunError::Start(StartError::Io("cannot open the --root directory", e))
             })?;
             serve(config, files)

@@ -1,8 +1,16 @@
-//! Counters, and the one line that reports them.
+//! Counters, the one line that reports them, and when to report.
 //!
 //! The loop bumps these as things happen (`event_loop.rs`); the stats timer
 //! logs [`Stats::line`] every `--stats-interval`, and once more at shutdown.
 //! Counting is a few integer adds per event: no clock reads, no syscalls.
+//!
+//! [`Reporter`] decides when a line is worth writing: the first one after
+//! any change, then nothing while the figures stand still (but one line an
+//! hour, so that a silent log still says the server is alive). While
+//! nothing changes its timer is not even armed until the hour is up, so an
+//! idle server with the default settings makes no wakeups at all.
+
+use std::time::{Duration, Instant};
 
 /// Totals since the server started.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -21,6 +29,9 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// Log lines that could not be written (a closed pipe): the loop copies
+    /// `logging::dropped()` here before reporting.
+    pub log_dropped: u64,
 }
 
 impl Stats {
@@ -35,9 +46,14 @@ impl Stats {
         } else {
             String::new()
         };
+        let dropped = if self.log_dropped > 0 {
+            format!(" log_dropped={}", self.log_dropped)
+        } else {
+            String::new()
+        };
         format!(
             "connections total={} active={} rejected={} timed_out={} slow_consumers={} \
-             {tls}bytes_in={} bytes_out={}",
+             {tls}bytes_in={} bytes_out={}{dropped}",
             self.accepted,
             active,
             self.rejected,
@@ -46,6 +62,95 @@ impl Stats {
             self.bytes_in,
             self.bytes_out
         )
+    }
+}
+
+/// How long a server whose figures do not move stays silent: one line an
+/// hour says it is still there.
+pub const HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// When to write the periodic stats line. Pure: time and figures are
+/// passed in. The loop keeps one timer entry for it, due at
+/// [`due`](Reporter::due).
+#[derive(Debug)]
+pub struct Reporter {
+    every: Duration,
+    /// The figures last written, and when.
+    last: Option<(Stats, usize, Instant)>,
+    /// When the timer is armed for; an entry for any other time is stale.
+    due: Option<Instant>,
+    /// Nothing moved at the last tick: disarmed until something does (or
+    /// the heartbeat).
+    quiet: bool,
+}
+
+impl Reporter {
+    /// A reporter writing at most every `every`, starting at `now`.
+    pub fn new(every: Duration, now: Instant) -> Self {
+        Self {
+            every,
+            last: None,
+            due: Some(now + every),
+            quiet: false,
+        }
+    }
+
+    /// When the timer should fire next.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// The timer fired for `at`. Returns the line to log, if the figures
+    /// moved since the last one or the heartbeat is due; the next due time
+    /// is then [`due`](Self::due). A stale `at` does nothing.
+    pub fn tick(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        stats: &Stats,
+        active: usize,
+        tls: bool,
+    ) -> Option<String> {
+        if self.due != Some(at) {
+            return None;
+        }
+        let moved = self
+            .last
+            .as_ref()
+            .is_none_or(|(s, a, _)| s != stats || *a != active);
+        let heartbeat = self
+            .last
+            .as_ref()
+            .is_some_and(|(_, _, when)| now >= *when + HEARTBEAT);
+        if moved || heartbeat {
+            self.last = Some((stats.clone(), active, now));
+            self.quiet = false;
+            // Keep the cadence, unless the loop fell behind it.
+            self.due = Some((at + self.every).max(now));
+            return Some(stats.line(active, tls));
+        }
+        // Still: sleep until the heartbeat, unless something moves first.
+        self.quiet = true;
+        self.due = self.last.as_ref().map(|(_, _, when)| *when + HEARTBEAT);
+        None
+    }
+
+    /// Called once per loop turn: if the reporter went quiet and a figure
+    /// has moved since, re-arms it one interval from `now` and returns the
+    /// new due time for the loop to schedule. Costs one comparison while
+    /// not quiet.
+    #[inline]
+    pub fn wake(&mut self, now: Instant, stats: &Stats, active: usize) -> Option<Instant> {
+        if !self.quiet {
+            return None;
+        }
+        let (s, a, _) = self.last.as_ref()?;
+        if s == stats && *a == active {
+            return None;
+        }
+        self.quiet = false;
+        self.due = Some(now + self.every);
+        self.due
     }
 }
 
@@ -63,6 +168,7 @@ mod tests {
             tls_failures: 4,
             bytes_in: 300,
             bytes_out: 299,
+            log_dropped: 0,
         };
         assert!(s.line(4, true).contains(" tls_failures=4 bytes_in=300"));
         assert_eq!(
@@ -70,5 +176,58 @@ mod tests {
             "connections total=7 active=4 rejected=1 timed_out=2 slow_consumers=3 \
              bytes_in=300 bytes_out=299"
         );
+    }
+
+    #[test]
+    fn dropped_log_lines_are_reported_when_there_are_some() {
+        let s = Stats {
+            log_dropped: 5,
+            ..Stats::default()
+        };
+        assert!(s.line(0, false).ends_with(" bytes_out=0 log_dropped=5"));
+    }
+
+    #[test]
+    fn the_reporter_writes_on_change_then_sleeps_until_something_moves() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let mut r = Reporter::new(every, t0);
+        let mut s = Stats::default();
+        let at = r.due().unwrap();
+        assert_eq!(at, t0 + every);
+        // The first tick always writes.
+        assert!(r.tick(at, at, &s, 0, false).is_some());
+        let at = r.due().unwrap();
+        assert_eq!(at, t0 + 2 * every);
+        // Nothing moved: no line, and the timer sleeps until the heartbeat.
+        assert_eq!(r.tick(at, at, &s, 0, false), None);
+        assert_eq!(r.due(), Some(t0 + every + HEARTBEAT));
+        // Still nothing: waking costs nothing and arms nothing.
+        assert_eq!(r.wake(at + every, &s, 0), None);
+        // A connection: re-armed one interval later, and that tick writes.
+        s.accepted += 1;
+        let woke = r.wake(at + every, &s, 1).unwrap();
+        assert_eq!(woke, at + 2 * every);
+        assert_eq!(
+            r.tick(t0 + every + HEARTBEAT, woke, &s, 1, false),
+            None,
+            "stale"
+        );
+        assert!(r.tick(woke, woke, &s, 1, false).is_some());
+    }
+
+    #[test]
+    fn a_still_server_writes_one_heartbeat_an_hour() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let mut r = Reporter::new(every, t0);
+        let s = Stats::default();
+        let first = r.due().unwrap();
+        assert!(r.tick(first, first, &s, 0, false).is_some());
+        let at = r.due().unwrap();
+        assert_eq!(r.tick(at, at, &s, 0, false), None);
+        let hb = r.due().unwrap();
+        assert_eq!(hb, first + HEARTBEAT);
+        assert!(r.tick(hb, hb, &s, 0, false).is_some(), "heartbeat");
     }
 }

@@ -55,9 +55,20 @@ pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-/// Descriptors the process uses besides its connections: stdio, the epoll
-/// instance, the listener, the signal pipe's two ends, and some slack.
-const FIXED_DESCRIPTORS: u64 = 16;
+/// Descriptors the server opens after this check and keeps besides its
+/// connections: the epoll instance, the listener, the signal pipe's two
+/// ends.
+const OPENED_AFTER: u64 = 4;
+
+/// Descriptors open now (stdio, a file server's root, ...), counted in
+/// /proc/self/fd, or 16 if that cannot be read.
+fn open_descriptors() -> u64 {
+    match std::fs::read_dir("/proc/self/fd") {
+        // The listing's own descriptor is in it: not one we keep.
+        Ok(dir) => (dir.count() as u64).saturating_sub(1),
+        Err(_) => 16,
+    }
+}
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, and warns if
 /// `max_connections` still cannot fit. Returns the soft limit in force.
@@ -94,7 +105,8 @@ pub fn raise_fd_limit(max_connections: usize) -> u64 {
             );
         }
     }
-    let needed = max_connections as u64 + FIXED_DESCRIPTORS;
+    let fixed = open_descriptors() + OPENED_AFTER;
+    let needed = max_connections as u64 + fixed;
     if lim.rlim_cur < needed {
         log::warn!(
             "--max-connections {} needs about {} file descriptors, but the limit is {}: \
@@ -102,7 +114,7 @@ pub fn raise_fd_limit(max_connections: usize) -> u64 {
             max_connections,
             needed,
             lim.rlim_cur,
-            lim.rlim_cur.saturating_sub(FIXED_DESCRIPTORS)
+            lim.rlim_cur.saturating_sub(fixed)
         );
     }
     lim.rlim_cur

@@ -18,9 +18,10 @@
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{CloseReason, ConnId, Ctx, Protocol, Step};
+use super::{CloseReason, ConnId, Ctx, Limits, Protocol, Step};
 
 /// The default prefix.
 pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
@@ -30,7 +31,7 @@ pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
 pub struct Broadcast {
     members: BTreeSet<ConnId>,
     prefix: Vec<u8>,
-    max_line: usize,
+    limits: Limits,
 }
 
 /// One client's state: its unfinished line.
@@ -40,11 +41,11 @@ pub struct BroadcastSession {
 }
 
 impl Broadcast {
-    pub fn new(prefix: &str, max_line: usize) -> Self {
+    pub fn new(prefix: &str, limits: Limits) -> Self {
         Self {
             members: BTreeSet::new(),
             prefix: prefix.as_bytes().to_vec(),
-            max_line,
+            limits,
         }
     }
 
@@ -70,6 +71,7 @@ impl Broadcast {
 
 impl Protocol for Broadcast {
     type Session = BroadcastSession;
+    const FANS_OUT: bool = true;
 
     fn open(&mut self, id: ConnId, _ctx: &mut Ctx) -> BroadcastSession {
         self.members.insert(id);
@@ -80,7 +82,7 @@ impl Protocol for Broadcast {
         // Every line of this read goes out as one chunk: with many
         // receivers, that is one queue entry each per read, not per line.
         let mut batch = Vec::new();
-        let fed = s.lines.feed(input, self.max_line, |line| {
+        let fed = s.lines.feed(input, self.limits.max_line, ctx.now, |line| {
             self.frame(line, &mut batch);
             Step::Continue
         });
@@ -107,6 +109,11 @@ impl Protocol for Broadcast {
     fn closed(&mut self, _s: BroadcastSession, id: ConnId, _why: CloseReason, _ctx: &mut Ctx) {
         self.members.remove(&id);
     }
+
+    /// A line must be finished within the idle timeout of its first byte.
+    fn deadline(&self, s: &BroadcastSession) -> Option<Instant> {
+        s.lines.deadline(self.limits.line_timeout)
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +131,7 @@ mod tests {
     }
 
     fn three() -> (Broadcast, Vec<BroadcastSession>) {
-        let mut b = Broadcast::new(DEFAULT_PREFIX, 16);
+        let mut b = Broadcast::new(DEFAULT_PREFIX, Limits::lines(16));
         let sessions = (1..=3).map(|i| step(|c| b.open(Token(i), c)).0).collect();
         (b, sessions)
     }
@@ -180,7 +187,7 @@ mod tests {
 
     #[test]
     fn empty_prefix_relays_the_bare_line() {
-        let mut b = Broadcast::new("", 16);
+        let mut b = Broadcast::new("", Limits::lines(16));
         let mut a = step(|c| b.open(Token(1), c)).0;
         step(|c| b.open(Token(2), c));
         let (_, _, sent) = step(|c| b.data(&mut a, Token(1), b"bare\n", c));

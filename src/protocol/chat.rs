@@ -19,9 +19,10 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{CloseReason, ConnId, Ctx, Protocol, Step};
+use super::{earliest, CloseReason, ConnId, Ctx, Limits, Protocol, Step};
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
 pub const INVALID_NAME: &[u8] = b"Invalid username. Enter your username: ";
@@ -43,7 +44,7 @@ pub const MAX_NAME: usize = 32;
 #[derive(Debug)]
 pub struct Chat {
     users: BTreeMap<String, ConnId>,
-    max_line: usize,
+    limits: Limits,
 }
 
 /// One connection's state: its unfinished line, and its name once chosen.
@@ -52,13 +53,16 @@ pub struct ChatSession {
     lines: Lines,
     /// `None` while the user is at the username prompt.
     name: Option<String>,
+    /// When the username prompt was last sent: the answer is due within
+    /// `--request-timeout` of it.
+    prompted: Option<Instant>,
 }
 
 impl Chat {
-    pub fn new(max_line: usize) -> Self {
+    pub fn new(limits: Limits) -> Self {
         Self {
             users: BTreeMap::new(),
-            max_line,
+            limits,
         }
     }
 }
@@ -236,18 +240,31 @@ fn on_line(
 
 impl Protocol for Chat {
     type Session = ChatSession;
+    const FANS_OUT: bool = true;
 
     fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> ChatSession {
         ctx.write(PROMPT);
-        ChatSession::default()
+        ChatSession {
+            prompted: Some(ctx.now),
+            ..ChatSession::default()
+        }
     }
 
     fn data(&mut self, s: &mut ChatSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
-        let ChatSession { lines, name } = s;
+        let ChatSession {
+            lines,
+            name,
+            prompted,
+        } = s;
         let users = &mut self.users;
         let mut public = Public::default();
-        let fed = lines.feed(input, self.max_line, |line| {
-            on_line(users, name, &mut public, id, line, ctx)
+        let now = ctx.now;
+        let fed = lines.feed(input, self.limits.max_line, now, |line| {
+            let step = on_line(users, name, &mut public, id, line, ctx);
+            // A line at the prompt that did not name the user was answered
+            // with the prompt again: its clock starts over.
+            *prompted = name.is_none().then_some(now);
+            step
         });
         public.send(users, id, ctx);
         match fed {
@@ -270,6 +287,17 @@ impl Protocol for Chat {
 
     fn shutdown(&mut self, _s: &mut ChatSession, _id: ConnId, ctx: &mut Ctx) {
         ctx.write(SHUTTING_DOWN);
+    }
+
+    /// At the prompt: the name is due within `--request-timeout` of the
+    /// last prompt. Always: a line is due within the idle timeout of its
+    /// first byte.
+    fn deadline(&self, s: &ChatSession) -> Option<Instant> {
+        let prompt = match (&s.name, s.prompted) {
+            (None, Some(at)) => self.limits.request_timeout.map(|d| at + d),
+            _ => None,
+        };
+        earliest(prompt, s.lines.deadline(self.limits.line_timeout))
     }
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
@@ -296,7 +324,7 @@ mod tests {
     impl Room {
         fn new() -> Self {
             Room {
-                chat: Chat::new(100),
+                chat: Chat::new(Limits::lines(100)),
                 sessions: BTreeMap::new(),
             }
         }

@@ -15,8 +15,10 @@
 //! The session holds only the unfinished line, and only in line mode; in raw
 //! mode it is empty and a connection costs the echo protocol nothing.
 
+use std::time::Instant;
+
 use super::lines::{Lines, TooLong, LINE_TOO_LONG};
-use super::{ConnId, Ctx, Protocol, Step};
+use super::{ConnId, Ctx, Limits, Protocol, Step};
 
 /// Echo, configured once for the whole server.
 #[derive(Debug, Clone)]
@@ -25,7 +27,7 @@ pub struct Echo {
     greeting: Option<Vec<u8>>,
     /// `Some`: line mode, each complete line comes back behind this.
     prefix: Option<Vec<u8>>,
-    max_line: usize,
+    limits: Limits,
 }
 
 /// One connection's echo state: the bytes of an unfinished line (line mode
@@ -36,7 +38,7 @@ pub struct EchoSession {
 }
 
 impl Echo {
-    pub fn new(greeting: Option<&str>, prefix: Option<&str>, max_line: usize) -> Self {
+    pub fn new(greeting: Option<&str>, prefix: Option<&str>, limits: Limits) -> Self {
         Self {
             greeting: greeting.map(|g| {
                 let mut g = g.as_bytes().to_vec();
@@ -44,13 +46,13 @@ impl Echo {
                 g
             }),
             prefix: prefix.map(|p| p.as_bytes().to_vec()),
-            max_line,
+            limits,
         }
     }
 
     /// Line mode: sends back every complete line in `input`, keeps the rest.
     fn lines(&self, prefix: &[u8], s: &mut EchoSession, input: &[u8], ctx: &mut Ctx) -> Step {
-        let fed = s.lines.feed(input, self.max_line, |line| {
+        let fed = s.lines.feed(input, self.limits.max_line, ctx.now, |line| {
             ctx.write(prefix);
             ctx.write(line);
             Step::Continue
@@ -103,6 +105,13 @@ impl Protocol for Echo {
     fn shutdown(&mut self, s: &mut EchoSession, _id: ConnId, ctx: &mut Ctx) {
         self.flush_partial(s, ctx);
     }
+
+    /// Line mode: a line must be finished within the idle timeout of its
+    /// first byte. Raw mode has no lines, so no deadline.
+    #[inline]
+    fn deadline(&self, s: &EchoSession) -> Option<Instant> {
+        s.lines.deadline(self.limits.line_timeout)
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +145,7 @@ mod tests {
 
     #[test]
     fn raw_mode_returns_bytes_unchanged() {
-        let mut e = Echo::new(None, None, 10);
+        let mut e = Echo::new(None, None, Limits::lines(10));
         let (mut s, greeting) = step(|c| e.open(ID, c));
         assert!(greeting.is_empty());
         let data: Vec<u8> = (0..=255).collect();
@@ -147,14 +156,14 @@ mod tests {
 
     #[test]
     fn greeting_gets_a_newline() {
-        let mut e = Echo::new(Some("Welcome to secure server"), None, 10);
+        let mut e = Echo::new(Some("Welcome to secure server"), None, Limits::lines(10));
         let (_, out) = step(|c| e.open(ID, c));
         assert_eq!(out, b"Welcome to secure server\n");
     }
 
     #[test]
     fn line_mode_prefixes_complete_lines_and_waits_for_the_rest() {
-        let mut e = Echo::new(None, Some("Echo: "), 100);
+        let mut e = Echo::new(None, Some("Echo: "), Limits::lines(100));
         let (mut s, _) = step(|c| e.open(ID, c));
         let (_, out) = step(|c| e.data(&mut s, ID, b"one\ntw", c));
         assert_eq!(out, b"Echo: one\n");
@@ -165,7 +174,7 @@ mod tests {
 
     #[test]
     fn line_mode_sends_the_unfinished_line_at_eof() {
-        let mut e = Echo::new(None, Some("> "), 100);
+        let mut e = Echo::new(None, Some("> "), Limits::lines(100));
         let (mut s, _) = step(|c| e.open(ID, c));
         step(|c| e.data(&mut s, ID, b"tail", c));
         let (r, out) = step(|c| e.eof(&mut s, ID, c));
@@ -175,7 +184,7 @@ mod tests {
 
     #[test]
     fn line_mode_refuses_an_overlong_line_even_in_pieces() {
-        let mut e = Echo::new(None, Some("> "), 8);
+        let mut e = Echo::new(None, Some("> "), Limits::lines(8));
         let (mut s, _) = step(|c| e.open(ID, c));
         let (r, _) = step(|c| e.data(&mut s, ID, b"12345", c));
         assert_eq!(r, Step::Continue);

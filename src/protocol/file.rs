@@ -46,8 +46,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use std::time::Instant;
+
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{ConnId, Ctx, Protocol, Step};
+use super::{ConnId, Ctx, Limits, Protocol, Step};
 
 /// The one refusal, whatever the reason.
 pub const NOT_FOUND: &[u8] = b"ERROR: File not found\n";
@@ -59,14 +61,15 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct FileServer {
     root: OwnedFd,
-    max_line: usize,
+    limits: Limits,
 }
 
 /// One connection's stage.
 #[derive(Debug)]
 pub enum FileSession {
-    /// Waiting for the request line.
-    Request(Lines),
+    /// Waiting for the request line, which must come within
+    /// `--request-timeout` of `since` (when the connection opened).
+    Request { lines: Lines, since: Instant },
     /// Sending this file.
     Streaming(File),
     /// Answered; nothing more to send.
@@ -87,7 +90,7 @@ pub enum Refusal {
 
 impl FileServer {
     /// Opens the root directory; fails if it is missing or not a directory.
-    pub fn new(root: &Path, max_line: usize) -> io::Result<Self> {
+    pub fn new(root: &Path, limits: Limits) -> io::Result<Self> {
         let path = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
         // SAFETY: a plain open(2) of a NUL-terminated path we own; on success
@@ -103,7 +106,7 @@ impl FileServer {
         }
         // SAFETY: fd is a fresh, valid descriptor nobody else owns.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { root, max_line })
+        Ok(Self { root, limits })
     }
 
     /// Opens the file a request names, confined below the root. See the
@@ -186,17 +189,20 @@ impl Protocol for FileServer {
     type Session = FileSession;
     const PRODUCES: bool = true;
 
-    fn open(&mut self, _id: ConnId, _ctx: &mut Ctx) -> FileSession {
-        FileSession::Request(Lines::default())
+    fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> FileSession {
+        FileSession::Request {
+            lines: Lines::default(),
+            since: ctx.now,
+        }
     }
 
     fn data(&mut self, s: &mut FileSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
-        let FileSession::Request(lines) = s else {
+        let FileSession::Request { lines, .. } = s else {
             // The request is answered; anything more is ignored.
             return Step::Continue;
         };
         let mut first = None;
-        let fed = lines.feed(input, self.max_line, |line| {
+        let fed = lines.feed(input, self.limits.max_line, ctx.now, |line| {
             first = Some(line.to_vec());
             Step::Close
         });
@@ -214,13 +220,22 @@ impl Protocol for FileServer {
     fn eof(&mut self, s: &mut FileSession, id: ConnId, ctx: &mut Ctx) -> Step {
         match s {
             // `printf name | nc -N`: a request without its newline.
-            FileSession::Request(lines) => match lines.take_rest() {
+            FileSession::Request { lines, .. } => match lines.take_rest() {
                 Some(rest) => self.request(s, id, &rest, ctx),
                 None => Step::Close,
             },
             // Keep streaming to a client that has finished sending.
             FileSession::Streaming(_) => Step::Continue,
             FileSession::Done => Step::Close,
+        }
+    }
+
+    /// The request line must come within `--request-timeout` of the
+    /// connection opening, however it trickles in.
+    fn deadline(&self, s: &FileSession) -> Option<Instant> {
+        match s {
+            FileSession::Request { since, .. } => Some(*since + self.limits.request_timeout?),
+            _ => None,
         }
     }
 
@@ -266,7 +281,7 @@ mod tests {
         symlink("hello.txt", root.join("link-in")).unwrap();
         symlink("../secret.txt", root.join("link-out")).unwrap();
         symlink("/etc/passwd", root.join("link-abs")).unwrap();
-        let server = FileServer::new(&root, 100).unwrap();
+        let server = FileServer::new(&root, Limits::lines(100)).unwrap();
         (base, server)
     }
 
@@ -317,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_missing_root_is_an_error() {
-        assert!(FileServer::new(Path::new("/nonexistent/monoloop"), 10).is_err());
-        assert!(FileServer::new(&std::env::current_exe().unwrap(), 10).is_err());
+        assert!(FileServer::new(Path::new("/nonexistent/monoloop"), Limits::lines(10)).is_err());
+        assert!(FileServer::new(&std::env::current_exe().unwrap(), Limits::lines(10)).is_err());
     }
 }

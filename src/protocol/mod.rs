@@ -22,7 +22,7 @@ pub mod file;
 pub mod lines;
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Token;
 
@@ -30,6 +30,39 @@ use mio::Token;
 /// the connection's whole life and never reused for another while any
 /// reference to it could be live (see `conn_table.rs`).
 pub type ConnId = Token;
+
+/// The limits every protocol applies to what a client sends, from the
+/// command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line in line modes (`--max-line`).
+    pub max_line: usize,
+    /// How long a line may take from its first byte to its newline (the
+    /// idle timeout): `None`, no bound.
+    pub line_timeout: Option<Duration>,
+    /// How long a prompt (the chat username, the file request) may wait for
+    /// its answer in all (`--request-timeout`): `None`, no bound.
+    pub request_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// `--max-line` alone, no deadlines: for unit tests.
+    pub fn lines(max_line: usize) -> Self {
+        Self {
+            max_line,
+            line_timeout: None,
+            request_timeout: None,
+        }
+    }
+}
+
+/// The earlier of two optional deadlines.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// What the protocol wants after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +82,9 @@ pub enum CloseReason {
     Protocol,
     /// No traffic either way for the idle timeout.
     IdleTimeout,
+    /// A prompt went unanswered for `--request-timeout`, or a line was not
+    /// finished within the idle timeout of its first byte.
+    RequestTimeout,
     /// The peer reset the connection or the socket failed.
     Error,
     /// A closing connection did not finish in time.
@@ -66,6 +102,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Done => "done",
             CloseReason::Protocol => "closed by protocol",
             CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::RequestTimeout => "request timeout",
             CloseReason::Error => "socket error",
             CloseReason::Expired => "close timed out",
             CloseReason::SlowConsumer => "slow consumer",
@@ -90,6 +127,9 @@ pub struct Ctx<'a> {
     sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
     /// The bytes `data` is handling; empty in every other call.
     input: &'a [u8],
+    /// Bytes sent to other connections in this step, each shared chunk
+    /// counted once (what one receiver gets, not what all of them do).
+    fanned_out: usize,
     /// The reply so far is `input`, not yet copied into `out`.
     reply_is_input: bool,
 }
@@ -112,6 +152,7 @@ impl<'a> Ctx<'a> {
             sends,
             input,
             reply_is_input: false,
+            fanned_out: 0,
         }
     }
 
@@ -167,7 +208,21 @@ impl<'a> Ctx<'a> {
     /// Queues a shared chunk for connection `to` (which may be gone by the
     /// time the loop delivers it; then it is dropped).
     pub fn send(&mut self, to: ConnId, chunk: Rc<[u8]>) {
+        // A chunk shared by many receivers is sent to them in a row.
+        if !self
+            .sends
+            .last()
+            .is_some_and(|(_, c)| Rc::ptr_eq(c, &chunk))
+        {
+            self.fanned_out += chunk.len();
+        }
         self.sends.push((to, chunk));
+    }
+
+    /// Bytes this step sent to other connections, each shared chunk once:
+    /// how much any one receiver's queue grew, at most.
+    pub fn fanned_out(&self) -> usize {
+        self.fanned_out
     }
 }
 
@@ -183,6 +238,11 @@ pub trait Protocol {
     /// ([`producing`](Self::producing)); the loop skips the check entirely
     /// for protocols that do not.
     const PRODUCES: bool = false;
+
+    /// True if the protocol sends what one client says to others
+    /// ([`Ctx::send`]): the loop then paces its senders to the receivers
+    /// (`pacing.rs`). Compiled out for protocols that do not.
+    const FANS_OUT: bool = false;
 
     /// A connection was accepted. Returns its session; may greet via `ctx`.
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> Self::Session;
@@ -219,6 +279,18 @@ pub trait Protocol {
     fn produce(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Step {
         let _ = (session, id, ctx);
         Step::Close
+    }
+
+    /// The protocol's own deadline for this connection, if it has one now:
+    /// a prompt that must be answered by then, or an unfinished line that
+    /// must be complete by then. Unlike the idle timeout, it does not move
+    /// when bytes arrive, so a client that trickles cannot hold its slot.
+    /// When it passes the loop closes the connection as it does an idle one
+    /// (`Connection timeout`). The loop asks after every step.
+    #[inline]
+    fn deadline(&self, session: &Self::Session) -> Option<Instant> {
+        let _ = session;
+        None
     }
 
     /// The server is shutting down: last words for this connection. Reading
