@@ -1,5 +1,6 @@
-//! `monoloop chat` over real sockets: names, joins, messages, commands,
-//! leaving exactly once, sanitising, shutdown and slow consumers.
+//! `monoloop chat` over real sockets: names (unique whatever their case),
+//! joins, messages, commands, leaving exactly once, sanitising, shutdown and
+//! slow consumers.
 
 mod common;
 
@@ -76,6 +77,9 @@ fn three_users_join_talk_whisper_rename_and_leave() {
     expect_silence(&mut alice);
 }
 
+/// The reply to a bad name: the rule, then the prompt again, on one line.
+const INVALID: &[u8] = b"Invalid username: use 1-32 letters, digits, _ - . Enter your username: ";
+
 #[test]
 fn bad_and_taken_names_prompt_again_and_crlf_works() {
     let server = Server::start(&["chat"]);
@@ -83,11 +87,11 @@ fn bad_and_taken_names_prompt_again_and_crlf_works() {
     let mut s = connect(server.addr);
     expect(&mut s, b"Enter your username: ");
     say(&mut s, "not valid!\r\n");
-    expect(&mut s, b"Invalid username. Enter your username: ");
+    expect(&mut s, INVALID);
     say(&mut s, "\n");
-    expect(&mut s, b"Invalid username. Enter your username: ");
+    expect(&mut s, INVALID);
     say(&mut s, &format!("{}\n", "x".repeat(33)));
-    expect(&mut s, b"Invalid username. Enter your username: ");
+    expect(&mut s, INVALID);
     say(&mut s, "alice\r\n");
     expect(&mut s, b"Username taken. Enter your username: ");
     say(&mut s, "bob\r\n");
@@ -119,6 +123,46 @@ fn terminal_escapes_and_bad_utf8_never_reach_other_users() {
     // A line that is nothing but control is not relayed at all.
     bob.write_all(b"\x1b[31m\x1b[0m\n").unwrap();
     expect_silence(&mut alice);
+}
+
+#[test]
+fn case_variants_and_invisible_characters_never_reach_other_users() {
+    let server = Server::start(&["chat"]);
+    let mut alice = join(&server, "alice");
+
+    // Nobody else can be Alice, nor use a Unicode look-alike of her name.
+    let mut impostor = connect(server.addr);
+    expect(&mut impostor, b"Enter your username: ");
+    say(&mut impostor, "Alice\n");
+    expect(&mut impostor, b"Username taken. Enter your username: ");
+    say(&mut impostor, "\u{430}lice\n"); // Cyrillic a
+    expect(&mut impostor, INVALID);
+    say(&mut impostor, "Bob\n");
+    expect(&mut impostor, b"Welcome to the chat!\n");
+    expect(&mut alice, b"Bob joined the chat\n");
+    say(&mut impostor, "/nick ALICE\n");
+    expect(&mut impostor, b"ERROR: username taken\n");
+
+    // A line dressed up to look like alice's on the next line, with an
+    // override, a zero-width space and a line separator, arrives without
+    // them; so does a private message, found whatever the name's case.
+    let mut mallory = join(&server, "mallory");
+    expect(&mut alice, b"mallory joined the chat\n");
+    expect(&mut impostor, b"mallory joined the chat\n");
+    say(
+        &mut mallory,
+        "ok\u{2028}Bob:\u{200b} \u{202e}\u{2066}hi\u{2069}\u{feff}\u{200f}\n",
+    );
+    expect(&mut alice, b"mallory: okBob: hi\n");
+    expect(&mut impostor, b"mallory: okBob: hi\n");
+    say(&mut mallory, "/msg ALICE \u{2029}\u{200d}psst\u{202a}\n");
+    expect(&mut alice, b"[private] mallory: psst\n");
+
+    // Display case is kept; /who sorts without regard to it.
+    say(&mut alice, "/who\n");
+    expect(&mut alice, b"Users online: alice, Bob, mallory\n");
+    expect_silence(&mut alice);
+    expect_silence(&mut impostor);
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! handful of slash commands.
 //!
 //! ```text
-//!   NAMING --invalid name--> "Invalid username. Enter your username: "
+//!   NAMING --invalid name--> "Invalid username: use 1-32 letters, digits,
+//!                             _ - . Enter your username: " (one line)
 //!          --name in use---> "Username taken. Enter your username: "
+//!            (in any case)
 //!          --good name-----> "Welcome to the chat!\n" to the user,
 //!                            "NAME joined the chat\n" to everyone else -> CHATTING
 //!   CHATTING --line--------> "NAME: LINE\n" to everyone else
@@ -13,10 +15,18 @@
 //!            "NAME left the chat\n" to everyone else, exactly once
 //! ```
 //!
+//! Names are ASCII ([`valid_name`]) and unique without regard to case: the
+//! room is keyed by the lowercase name ([`key`]) and keeps the case the user
+//! chose for display, so `Observer` cannot join while `observer` is in,
+//! `/msg BOB` reaches `bob`, and `/who` sorts `alice, Bob, carol`.
+//!
 //! What one user types never reaches another's terminal raw: control
-//! characters and ANSI escape sequences are stripped and invalid UTF-8 is
-//! replaced before a line is relayed ([`sanitize`]).
+//! characters, ANSI escape sequences, and the invisible characters that
+//! reorder, hide or break a line (bidirectional controls, zero-width
+//! characters, line and paragraph separators) are stripped and invalid UTF-8
+//! is replaced before a line is relayed ([`sanitize`]).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
@@ -25,7 +35,12 @@ use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
 use super::{earliest, CloseReason, ConnId, Ctx, Limits, Protocol, Step};
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
-pub const INVALID_NAME: &[u8] = b"Invalid username. Enter your username: ";
+/// The name rule, then the prompt again, on one line: the same rule that
+/// `/nick` gives ([`INVALID_NICK`]).
+pub const INVALID_NAME: &[u8] =
+    b"Invalid username: use 1-32 letters, digits, _ - . Enter your username: ";
+/// What `/nick` says to a name that breaks the rule.
+pub const INVALID_NICK: &[u8] = b"ERROR: invalid username: use 1-32 letters, digits, _ - .\n";
 pub const NAME_TAKEN: &[u8] = b"Username taken. Enter your username: ";
 pub const WELCOME: &[u8] = b"Welcome to the chat!\n";
 pub const SHUTTING_DOWN: &[u8] = b"Server shutting down\n";
@@ -43,8 +58,21 @@ pub const MAX_NAME: usize = 32;
 /// The chat room: who is in it, by name.
 #[derive(Debug)]
 pub struct Chat {
-    users: BTreeMap<String, ConnId>,
+    users: Users,
     limits: Limits,
+}
+
+/// Everyone past the prompt, keyed by [`key`] of their name, so that two
+/// names differing only in case cannot both be in, and the map's order is
+/// the case-insensitive order `/who` prints.
+type Users = BTreeMap<String, User>;
+
+/// One named user, as [`Users`] holds them.
+#[derive(Debug)]
+struct User {
+    /// The name as its owner typed it: how everyone else sees it.
+    name: String,
+    id: ConnId,
 }
 
 /// One connection's state: its unfinished line, and its name once chosen.
@@ -67,7 +95,12 @@ impl Chat {
     }
 }
 
-/// True for 1 to 32 letters, digits, `_`, `-` and `.`.
+/// True for 1 to 32 ASCII letters, digits, `_`, `-` and `.`.
+///
+/// Names outside ASCII (`café`) are refused on purpose: Unicode look-alikes
+/// (Cyrillic `а` beside Latin `a`) would make pretending to be someone else
+/// trivial, and uniqueness without regard to case ([`key`]) is only simple
+/// and well defined for ASCII.
 pub fn valid_name(name: &[u8]) -> bool {
     (1..=MAX_NAME).contains(&name.len())
         && name
@@ -75,9 +108,46 @@ pub fn valid_name(name: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// The key a name is stored and looked up under: the name in ASCII
+/// lowercase. Valid names are ASCII, so this is the whole of case folding;
+/// a non-ASCII string (an unknown `/msg` target) keeps its other characters
+/// and matches nobody.
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// True for the invisible characters with which a line could be made to
+/// look like someone else's on some terminals: they reorder the text, hide
+/// part of it, or start a new line. [`sanitize`] removes them, as it does
+/// control characters, rather than escaping them: there is nothing in them
+/// worth showing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        // Bidirectional embeddings and overrides (LRE, RLE, PDF, LRO, RLO),
+        // isolates (LRI, RLI, FSI, PDI), and the marks LRM, RLM and ALM.
+        '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}'
+            // Zero width: space, non-joiner, joiner, and the byte order
+            // mark (zero-width no-break space).
+            | '\u{200b}'..='\u{200d}'
+            | '\u{feff}'
+            // Line and paragraph separators: some terminals and clients
+            // break the line there, and the rest of it could pose as
+            // another user's line.
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
 /// Makes a line safe to show on someone else's terminal: invalid UTF-8
-/// becomes U+FFFD; ANSI escape sequences (CSI, OSC, DCS and two-byte ones)
-/// and control characters (C0 but tab, DEL, C1) are removed.
+/// becomes U+FFFD; ANSI escape sequences (CSI, OSC, DCS and two-byte ones),
+/// control characters (C0 but tab, DEL, C1) and the invisible characters of
+/// [`is_invisible_format`] (bidirectional controls, zero-width characters,
+/// U+2028 and U+2029) are removed.
 pub fn sanitize(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
@@ -117,7 +187,7 @@ pub fn sanitize(raw: &[u8]) -> String {
                 }
             }
             '\t' => out.push(c),
-            c if c.is_control() => {}
+            c if c.is_control() || is_invisible_format(c) => {}
             c => out.push(c),
         }
     }
@@ -125,13 +195,13 @@ pub fn sanitize(raw: &[u8]) -> String {
 }
 
 /// Shares one encoded chunk with every user but `except`.
-fn to_others(users: &BTreeMap<String, ConnId>, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
+fn to_others(users: &Users, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
     if chunk.is_empty() {
         return;
     }
     let chunk: Rc<[u8]> = chunk.into();
-    for &to in users.values().filter(|&&id| id != except) {
-        ctx.send(to, chunk.clone());
+    for user in users.values().filter(|u| u.id != except) {
+        ctx.send(user.id, chunk.clone());
     }
 }
 
@@ -148,14 +218,14 @@ impl Public {
         let _ = self.0.write_fmt(message);
     }
 
-    fn send(&mut self, users: &BTreeMap<String, ConnId>, from: ConnId, ctx: &mut Ctx) {
+    fn send(&mut self, users: &Users, from: ConnId, ctx: &mut Ctx) {
         to_others(users, from, std::mem::take(&mut self.0), ctx);
     }
 }
 
 /// One complete line from `id`.
 fn on_line(
-    users: &mut BTreeMap<String, ConnId>,
+    users: &mut Users,
     name: &mut Option<String>,
     public: &mut Public,
     id: ConnId,
@@ -169,13 +239,18 @@ fn on_line(
             ctx.write(INVALID_NAME);
         } else {
             let chosen = String::from_utf8_lossy(line).into_owned();
-            if users.contains_key(&chosen) {
-                ctx.write(NAME_TAKEN);
-            } else {
-                users.insert(chosen.clone(), id);
-                ctx.write(WELCOME);
-                public.say(format_args!("{chosen} joined the chat\n"));
-                *name = Some(chosen);
+            match users.entry(key(&chosen)) {
+                // In use, in this case or another.
+                Entry::Occupied(_) => ctx.write(NAME_TAKEN),
+                Entry::Vacant(free) => {
+                    free.insert(User {
+                        name: chosen.clone(),
+                        id,
+                    });
+                    ctx.write(WELCOME);
+                    public.say(format_args!("{chosen} joined the chat\n"));
+                    *name = Some(chosen);
+                }
             }
         }
         return Step::Continue;
@@ -192,37 +267,46 @@ fn on_line(
     let rest = rest.trim();
     match verb {
         "who" => {
-            let names: Vec<&str> = users.keys().map(String::as_str).collect();
+            // In key order: sorted without regard to case.
+            let names: Vec<&str> = users.values().map(|u| u.name.as_str()).collect();
             ctx.write(format!("Users online: {}\n", names.join(", ")).as_bytes());
         }
         "msg" => match rest.split_once(' ') {
-            Some((to, text)) if !text.trim().is_empty() => match users.get(to) {
-                Some(&target) => {
-                    let message = format!("[private] {me}: {}\n", text.trim());
-                    if target == id {
-                        ctx.write(message.as_bytes());
-                    } else {
-                        // Whatever this user said before goes first.
-                        public.send(users, id, ctx);
-                        ctx.send(target, message.into_bytes().into());
+            Some((to, text)) if !text.trim().is_empty() => {
+                match users.get(&key(to)).map(|u| u.id) {
+                    Some(target) => {
+                        let message = format!("[private] {me}: {}\n", text.trim());
+                        if target == id {
+                            ctx.write(message.as_bytes());
+                        } else {
+                            // Whatever this user said before goes first.
+                            public.send(users, id, ctx);
+                            ctx.send(target, message.into_bytes().into());
+                        }
                     }
+                    None => ctx.write(format!("ERROR: no user named {to}\n").as_bytes()),
                 }
-                None => ctx.write(format!("ERROR: no user named {to}\n").as_bytes()),
-            },
+            }
             _ => ctx.write(b"ERROR: usage: /msg NAME TEXT\n"),
         },
         "nick" => {
             if rest.is_empty() {
                 ctx.write(b"ERROR: usage: /nick NEW\n");
             } else if !valid_name(rest.as_bytes()) {
-                ctx.write(b"ERROR: invalid username: use 1-32 letters, digits, _ - .\n");
+                ctx.write(INVALID_NICK);
             } else if rest == me {
                 ctx.write(format!("You are already {me}\n").as_bytes());
-            } else if users.contains_key(rest) {
+            } else if key(rest) != key(&me) && users.contains_key(&key(rest)) {
+                // Taken by someone else; a case variant of one's own name
+                // (alice -> Alice) is free, and only changes the display.
                 ctx.write(b"ERROR: username taken\n");
             } else {
-                users.remove(&me);
-                users.insert(rest.to_string(), id);
+                users.remove(&key(&me));
+                let user = User {
+                    name: rest.to_string(),
+                    id,
+                };
+                users.insert(key(rest), user);
                 ctx.write(format!("You are now {rest}\n").as_bytes());
                 public.say(format_args!("{me} is now {rest}\n"));
                 *name = Some(rest.to_string());
@@ -302,7 +386,7 @@ impl Protocol for Chat {
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
         if let Some(name) = s.name {
-            self.users.remove(&name);
+            self.users.remove(&key(&name));
             let left = format!("{name} left the chat\n").into_bytes();
             to_others(&self.users, id, left, ctx);
         }
@@ -369,19 +453,18 @@ mod tests {
         }
     }
 
+    const INVALID: &str = "Invalid username: use 1-32 letters, digits, _ - . Enter your username: ";
+
     #[test]
     fn prompt_then_name_rules() {
         let mut r = Room::new();
         assert_eq!(r.connect(1), "Enter your username: ");
-        assert_eq!(r.say(1, "\n").1, "Invalid username. Enter your username: ");
-        assert_eq!(
-            r.say(1, "has space\n").1,
-            "Invalid username. Enter your username: "
-        );
-        assert_eq!(
-            r.say(1, &format!("{}\n", "x".repeat(33))).1,
-            "Invalid username. Enter your username: "
-        );
+        assert_eq!(r.say(1, "\n").1, INVALID);
+        assert_eq!(r.say(1, "has space\n").1, INVALID);
+        assert_eq!(r.say(1, &format!("{}\n", "x".repeat(33))).1, INVALID);
+        // Not ASCII: refused on purpose (look-alikes).
+        assert_eq!(r.say(1, "caf\u{e9}\n").1, INVALID);
+        assert_eq!(r.say(1, "\u{430}lice\n").1, INVALID, "Cyrillic a");
         let (_, out, sends) = r.say(1, "al_ice-1.0\r\n");
         assert_eq!(out, "Welcome to the chat!\n");
         assert!(sends.is_empty(), "nobody else to tell");
@@ -389,6 +472,95 @@ mod tests {
         assert_eq!(
             r.say(2, "al_ice-1.0\n").1,
             "Username taken. Enter your username: "
+        );
+    }
+
+    #[test]
+    fn the_invalid_name_reply_gives_the_nick_rule_then_the_prompt() {
+        let rule = "use 1-32 letters, digits, _ - .";
+        let at_prompt = std::str::from_utf8(INVALID_NAME).unwrap();
+        let at_nick = std::str::from_utf8(INVALID_NICK).unwrap();
+        assert_eq!(at_prompt, INVALID);
+        assert!(at_prompt.contains(rule), "{at_prompt:?}");
+        assert!(at_nick.contains(rule), "{at_nick:?}");
+        // One line, with no newline before the prompt, as before.
+        assert!(at_prompt.ends_with(". Enter your username: "));
+        assert!(!at_prompt.contains('\n'));
+    }
+
+    #[test]
+    fn names_are_unique_whatever_their_case() {
+        let mut r = Room::new();
+        r.join(1, "observer");
+        r.connect(2);
+        for variant in ["Observer", "OBSERVER", "oBsErVeR"] {
+            assert_eq!(
+                r.say(2, &format!("{variant}\n")).1,
+                "Username taken. Enter your username: ",
+                "{variant}"
+            );
+        }
+        let (_, out, sends) = r.say(2, "Bob\n");
+        assert_eq!(out, "Welcome to the chat!\n");
+        assert_eq!(sends, [(1, "Bob joined the chat\n".into())], "case kept");
+        // Someone else's name in another case is taken for /nick too.
+        assert_eq!(r.say(2, "/nick Observer\n").1, "ERROR: username taken\n");
+        assert_eq!(r.say(1, "/nick bob\n").1, "ERROR: username taken\n");
+        let (_, _, sends) = r.say(2, "hi\n");
+        assert_eq!(sends, [(1, "Bob: hi\n".into())]);
+    }
+
+    #[test]
+    fn nick_to_a_case_variant_of_ones_own_name() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "bob");
+        let (_, out, sends) = r.say(1, "/nick Alice\n");
+        assert_eq!(out, "You are now Alice\n");
+        assert_eq!(sends, [(2, "alice is now Alice\n".into())]);
+        assert_eq!(r.say(1, "/nick Alice\n").1, "You are already Alice\n");
+        assert_eq!(r.say(1, "/who\n").1, "Users online: Alice, bob\n");
+        let (_, _, sends) = r.say(2, "/msg alice still you\n");
+        assert_eq!(sends, [(1, "[private] bob: still you\n".into())]);
+        // The old spelling is not left behind as a free name...
+        r.connect(3);
+        assert_eq!(
+            r.say(3, "alice\n").1,
+            "Username taken. Enter your username: "
+        );
+        // ...and leaving frees every spelling.
+        assert_eq!(r.leave(1), [(2, "Alice left the chat\n".to_string())]);
+        assert_eq!(r.say(3, "ALICE\n").1, "Welcome to the chat!\n");
+    }
+
+    #[test]
+    fn msg_finds_a_name_whatever_its_case() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "bob");
+        let (_, out, sends) = r.say(1, "/msg BOB hi\n");
+        assert_eq!(out, "");
+        assert_eq!(sends, [(2, "[private] alice: hi\n".into())]);
+        let (_, out, sends) = r.say(1, "/msg Alice note to self\n");
+        assert_eq!(out, "[private] alice: note to self\n");
+        assert!(sends.is_empty());
+        // A look-alike with a Cyrillic o is nobody.
+        assert_eq!(
+            r.say(1, "/msg b\u{43e}b hi\n").1,
+            "ERROR: no user named b\u{43e}b\n"
+        );
+    }
+
+    #[test]
+    fn who_sorts_without_regard_to_case() {
+        let mut r = Room::new();
+        r.join(1, "carol");
+        r.join(2, "Bob");
+        r.join(3, "alice");
+        r.join(4, "Zed");
+        assert_eq!(
+            r.say(1, "/who\n").1,
+            "Users online: alice, Bob, carol, Zed\n"
         );
     }
 
@@ -475,6 +647,65 @@ mod tests {
         assert_eq!(sends, [(2, "alice: gotcha\n".into())]);
         let (_, _, sends) = r.say(1, "\x1b[2J\n");
         assert!(sends.is_empty(), "nothing left to say");
+    }
+
+    #[test]
+    fn bidi_controls_are_stripped() {
+        let bidi = [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', // LRE RLE PDF LRO RLO
+            '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', // LRI RLI FSI PDI
+            '\u{200e}', '\u{200f}', '\u{61c}', // LRM RLM ALM
+        ];
+        for c in bidi {
+            assert_eq!(sanitize(format!("a{c}b").as_bytes()), "ab", "{c:?}");
+        }
+        // Right-to-left text itself is kept: only the invisible controls go.
+        assert_eq!(
+            sanitize("\u{5e9}\u{5dc}\u{5d5}\u{5dd}".as_bytes()),
+            "\u{5e9}\u{5dc}\u{5d5}\u{5dd}"
+        );
+    }
+
+    #[test]
+    fn zero_width_characters_are_stripped() {
+        for c in ['\u{200b}', '\u{200c}', '\u{200d}', '\u{feff}'] {
+            assert_eq!(sanitize(format!("a{c}b").as_bytes()), "ab", "{c:?}");
+        }
+        // The price: an emoji sequence joined by U+200D shows as its parts.
+        assert_eq!(
+            sanitize("\u{1f469}\u{200d}\u{1f4bb}".as_bytes()),
+            "\u{1f469}\u{1f4bb}"
+        );
+        // Other visible non-ASCII text is kept.
+        assert_eq!(
+            sanitize("caf\u{e9} \u{65e5}\u{672c}".as_bytes()),
+            "caf\u{e9} \u{65e5}\u{672c}"
+        );
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_stripped() {
+        assert_eq!(sanitize("a\u{2028}b\u{2029}c".as_bytes()), "abc");
+    }
+
+    #[test]
+    fn a_forged_line_reaches_others_without_its_disguise() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.join(2, "mallory");
+        // A separator to start a new line, then bob's name, an override and
+        // zero-width space to dress it up.
+        let (_, _, sends) = r.say(2, "ok\u{2028}bob:\u{200b} \u{202e}give me your password\n");
+        assert_eq!(
+            sends,
+            [(1, "mallory: okbob: give me your password\n".into())]
+        );
+        // So does a private message.
+        let (_, _, sends) = r.say(2, "/msg alice \u{2029}\u{feff}bob: hi\u{2066}\n");
+        assert_eq!(sends, [(1, "[private] mallory: bob: hi\n".into())]);
+        // A line of nothing but these is not relayed at all.
+        let (_, _, sends) = r.say(2, "\u{202e}\u{200b}\u{2028}\n");
+        assert!(sends.is_empty());
     }
 
     #[test]
