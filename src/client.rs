@@ -6,6 +6,12 @@
 //! printing until the server closes, then exits 0. A refused, unreachable or
 //! unresolvable target, or a reset, is one line on stderr and exit 1.
 //!
+//! With `--tls`, failures of TLS are one line too, in the server's terms
+//! where it gave any: the alert it sent when it refused the handshake (our
+//! certificate, say), or that it did not answer with TLS at all. The latter
+//! is decided on the server's first bytes, peeked before rustls sees them,
+//! so that rustls never gets to log its own complaint about them.
+//!
 //! The loop polls two sources: the socket, and standard input when it is a
 //! terminal or a pipe. A regular file (or `/dev/null`) cannot be polled
 //! (epoll refuses it with EPERM) and is always ready anyway, so it is read
@@ -47,6 +53,16 @@ pub enum ClientError {
     Reset(SocketAddr),
     /// The TLS set-up or handshake failed; the text says why.
     Tls(String),
+    /// The server sent a fatal TLS alert, in words. `handshake`: it came
+    /// before any data, so the server refused the handshake (with TLS 1.3
+    /// the client learns that only after its own side of the handshake is
+    /// done, when the server has judged our certificate).
+    TlsAlert {
+        alert: String,
+        handshake: bool,
+    },
+    /// With `--tls`, the server's first bytes were not a TLS server's.
+    NotTls,
     Io(&'static str, io::Error),
 }
 
@@ -66,6 +82,17 @@ impl fmt::Display for ClientError {
             }
             ClientError::Reset(a) => write!(f, "connection reset by {a}"),
             ClientError::Tls(why) => write!(f, "TLS: {why}"),
+            ClientError::TlsAlert {
+                alert,
+                handshake: true,
+            } => write!(f, "the server refused the TLS handshake: {alert}"),
+            ClientError::TlsAlert {
+                alert,
+                handshake: false,
+            } => write!(f, "the server ended the TLS session with an alert: {alert}"),
+            ClientError::NotTls => {
+                f.write_str("the server did not answer with TLS (is it a plain-TCP server?)")
+            }
             ClientError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -112,20 +139,20 @@ pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
 
 /// A client TLS session for `target`, named by `--server-name` or the host.
 #[cfg(feature = "tls")]
-fn tls_session(
-    opts: &crate::config::ClientTls,
-    target: &str,
-) -> Result<Box<rustls::Connection>, ClientError> {
+fn tls_session(opts: &crate::config::ClientTls, target: &str) -> Result<TlsClient, ClientError> {
     let config = crate::tls::client_config(opts).map_err(|e| ClientError::Tls(e.0))?;
-    if opts.insecure {
-        eprintln!("warning: --insecure: the server's certificate is not verified");
-    }
     let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
     let name = crate::tls::server_name(opts.server_name.as_deref().unwrap_or(host))
         .map_err(|e| ClientError::Tls(e.0))?;
     let session =
         rustls::ClientConnection::new(config, name).map_err(|e| ClientError::Tls(e.to_string()))?;
-    Ok(Box::new(rustls::Connection::Client(session)))
+    Ok(TlsClient {
+        conn: Box::new(rustls::Connection::Client(session)),
+        fin_sent: false,
+        answered: false,
+        got_data: false,
+        warn_insecure: opts.insecure,
+    })
 }
 
 /// Resolves `HOST:PORT`. Host names are checked for DNS syntax first, so
@@ -232,10 +259,29 @@ struct Session {
     buf: Vec<u8>,
     /// The TLS session, with `--tls`.
     #[cfg(feature = "tls")]
-    tls: Option<Box<rustls::Connection>>,
-    /// TLS: our FIN followed close_notify.
-    #[cfg(feature = "tls")]
-    fin_sent: bool,
+    tls: Option<TlsClient>,
+}
+
+/// What one read from the server gave.
+#[derive(Debug)]
+enum FromServer {
+    /// This many bytes are in the buffer, for standard output.
+    Data(usize),
+    /// The server has closed (with TLS: with or without close_notify).
+    Closed,
+    /// Nothing more for now.
+    WouldBlock,
+    /// The connection failed; the error says how, in one line.
+    Failed(ClientError),
+}
+
+/// A socket error while reading: a reset, or worse.
+fn read_failure(peer: SocketAddr, e: io::Error) -> ClientError {
+    if crate::connection::is_disconnect(&e) {
+        ClientError::Reset(peer)
+    } else {
+        ClientError::Io("cannot read from the server", e)
+    }
 }
 
 impl Session {
@@ -249,8 +295,6 @@ impl Session {
             buf: vec![0; CHUNK],
             #[cfg(feature = "tls")]
             tls: None,
-            #[cfg(feature = "tls")]
-            fin_sent: false,
         };
         if s.stdin == Stdin::Polled {
             match poll
@@ -304,8 +348,8 @@ impl Session {
     ) -> Result<bool, ClientError> {
         loop {
             match self.read_server(stream) {
-                Ok(0) => return Ok(true),
-                Ok(n) => {
+                FromServer::Closed => return Ok(true),
+                FromServer::Data(n) => {
                     if let Err(e) = stdout
                         .write_all(&self.buf[..n])
                         .and_then(|_| stdout.flush())
@@ -317,45 +361,28 @@ impl Session {
                         return Err(ClientError::Io("cannot write to standard output", e));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if crate::connection::is_disconnect(&e) => {
-                    return Err(ClientError::Reset(self.peer))
-                }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    return Err(ClientError::Tls(e.to_string()))
-                }
-                Err(e) => return Err(ClientError::Io("cannot read from the server", e)),
+                FromServer::WouldBlock => return Ok(false),
+                FromServer::Failed(e) => return Err(e),
             }
         }
     }
 
     /// One read of the server's bytes into `buf`: straight from the socket,
     /// or plaintext out of the TLS session (fed from the socket as needed).
-    /// A TLS failure comes back as `InvalidData` with the reason.
-    fn read_server(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    fn read_server(&mut self, stream: &mut TcpStream) -> FromServer {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_mut() {
-            use crate::tls::{explain, read_records, write_records, Records};
-            loop {
-                match tls.reader().read(&mut self.buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // A TCP close without close_notify ends the output too.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    other => return other,
-                }
-                match read_records(tls, stream) {
-                    Records::Read { .. } | Records::Eof => {}
-                    Records::WouldBlock => return Err(io::ErrorKind::WouldBlock.into()),
-                    Records::Failed(e) => return Err(e),
-                    Records::Rejected(e) => {
-                        let _ = write_records(tls, stream);
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, explain(&e)));
-                    }
-                }
-            }
+            return tls.read(stream, &mut self.buf, self.peer);
         }
-        stream.read(&mut self.buf)
+        loop {
+            return match stream.read(&mut self.buf) {
+                Ok(0) => FromServer::Closed,
+                Ok(n) => FromServer::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => FromServer::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => FromServer::Failed(read_failure(self.peer, e)),
+            };
+        }
     }
 
     /// Reads standard input into the queue while there is room and a read
@@ -406,42 +433,48 @@ impl Session {
     }
 
     /// TLS: records first, then queued input into the session once the
-    /// handshake is done; at the end of input, close_notify, then our FIN.
+    /// handshake is done; at the end of input, and not before the handshake
+    /// is done, close_notify, then our FIN.
     #[cfg(feature = "tls")]
     fn write_server_tls(&mut self, stream: &mut TcpStream) -> Result<(), ClientError> {
         use crate::tls::write_records;
         let peer = self.peer;
-        let failed = |e: io::Error| {
-            if crate::connection::is_disconnect(&e) {
-                ClientError::Reset(peer)
-            } else {
-                ClientError::Io("cannot write to the server", e)
-            }
-        };
         let Some(tls) = self.tls.as_mut() else {
             return Ok(());
         };
         loop {
-            if !write_records(tls, stream).map_err(failed)? {
-                return Ok(());
+            match write_records(&mut tls.conn, stream) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(tls.write_failed(stream, &mut self.buf, peer, e)),
             }
-            if self.queue.is_empty() || tls.is_handshaking() {
+            if self.queue.is_empty() || tls.conn.is_handshaking() {
                 break;
             }
-            match self.queue.write_to(&mut tls.writer()) {
+            match self.queue.write_to(&mut tls.conn.writer()) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => return Err(ClientError::Io("TLS session refused data", e)),
             }
         }
-        if self.stdin == Stdin::Done && self.queue.is_empty() && !self.shut {
+        // close_notify waits for the handshake: sent during it, it is an
+        // alert that aborts the handshake, and a server with something to
+        // say first (a greeting) could not say it.
+        let input_done = self.stdin == Stdin::Done && self.queue.is_empty();
+        if input_done && !self.shut && !tls.conn.is_handshaking() {
             self.shut = true;
-            tls.send_close_notify();
+            tls.conn.send_close_notify();
         }
         // Our FIN goes after close_notify's record.
-        if self.shut && !self.fin_sent && write_records(tls, stream).map_err(failed)? {
-            self.fin_sent = true;
-            let _ = stream.shutdown(Shutdown::Write);
+        if self.shut && !tls.fin_sent {
+            match write_records(&mut tls.conn, stream) {
+                Ok(true) => {
+                    tls.fin_sent = true;
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                Ok(false) => {}
+                Err(e) => return Err(tls.write_failed(stream, &mut self.buf, peer, e)),
+            }
         }
         Ok(())
     }
@@ -449,8 +482,8 @@ impl Session {
     /// True if anything is ready to go to the server now.
     fn wants_write(&self) -> bool {
         #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
-            return tls.wants_write() || (!self.queue.is_empty() && !tls.is_handshaking());
+        if let Some(TlsClient { conn, .. }) = &self.tls {
+            return conn.wants_write() || (!self.queue.is_empty() && !conn.is_handshaking());
         }
         !self.queue.is_empty()
     }
@@ -485,6 +518,136 @@ impl Session {
             self.stdin_registered = stdin_wanted;
         }
         Ok(())
+    }
+}
+
+/// The client's TLS session, and what the client has learnt of the server
+/// through it.
+#[cfg(feature = "tls")]
+struct TlsClient {
+    conn: Box<rustls::Connection>,
+    /// Our FIN followed close_notify.
+    fin_sent: bool,
+    /// The server's first bytes looked like a TLS server's; until then they
+    /// are peeked at before rustls reads them.
+    answered: bool,
+    /// Plaintext has come from the server: an alert now ends a session
+    /// rather than refusing a handshake.
+    got_data: bool,
+    /// `--insecure`, and the warning is still to be printed: once the
+    /// handshake is done, when a certificate has in fact gone unverified
+    /// (a server that never completes one gets only its own error line).
+    warn_insecure: bool,
+}
+
+#[cfg(feature = "tls")]
+impl TlsClient {
+    /// One read of plaintext into `buf`: what the session already holds,
+    /// else records from the socket until there is some, the socket has no
+    /// more, or the session ends or fails.
+    fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8], peer: SocketAddr) -> FromServer {
+        use crate::tls::{read_records, write_records, Records};
+        if !self.answered {
+            if let Some(not_yet) = self.check_answer(stream, peer) {
+                return not_yet;
+            }
+        }
+        loop {
+            match self.conn.reader().read(buf) {
+                // close_notify.
+                Ok(0) => return FromServer::Closed,
+                Ok(n) => {
+                    self.got_data = true;
+                    return FromServer::Data(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    if self.conn.is_handshaking() {
+                        return FromServer::Failed(ClientError::Tls(
+                            "the server closed the connection during the handshake".into(),
+                        ));
+                    }
+                    // A TCP close without close_notify ends the output too.
+                    return FromServer::Closed;
+                }
+                Err(e) => return FromServer::Failed(read_failure(peer, e)),
+            }
+            match read_records(&mut self.conn, stream) {
+                Records::Read { .. } | Records::Eof => {}
+                Records::WouldBlock => return FromServer::WouldBlock,
+                Records::Failed(e) => return FromServer::Failed(read_failure(peer, e)),
+                Records::Rejected(e) => {
+                    // Tell the server why, if the socket takes it now.
+                    let _ = write_records(&mut self.conn, stream);
+                    return FromServer::Failed(self.rejected(&e));
+                }
+            }
+            if self.warn_insecure && !self.conn.is_handshaking() {
+                self.warn_insecure = false;
+                eprintln!("warning: --insecure: the server's certificate is not verified");
+            }
+        }
+    }
+
+    /// Peeks at the server's first bytes, before rustls reads them. `None`:
+    /// they look like TLS (or the server closed, which the session's reader
+    /// will report), go on reading; otherwise what to return instead.
+    fn check_answer(&mut self, stream: &mut TcpStream, peer: SocketAddr) -> Option<FromServer> {
+        let mut first = [0u8; crate::tls::SERVER_START_LEN];
+        loop {
+            return match stream.peek(&mut first) {
+                Ok(0) => None,
+                Ok(n) if crate::tls::server_speaks_tls(&first[..n]) => {
+                    self.answered = true;
+                    None
+                }
+                Ok(_) => Some(FromServer::Failed(ClientError::NotTls)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(FromServer::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Some(FromServer::Failed(read_failure(peer, e))),
+            };
+        }
+    }
+
+    /// The error for a failed write. A reset may have been the server's way
+    /// of closing after it refused us: with TLS 1.3 our certificate is
+    /// judged only after our side of the handshake is done, so we may still
+    /// be writing when the server sends its alert and closes, and our bytes
+    /// then meet a closed socket. What arrived before the reset stays
+    /// readable (Linux keeps the receive queue), so the alert is looked for
+    /// there first; what the server said is a better reason than "reset".
+    fn write_failed(
+        &mut self,
+        stream: &mut TcpStream,
+        buf: &mut [u8],
+        peer: SocketAddr,
+        e: io::Error,
+    ) -> ClientError {
+        if !crate::connection::is_disconnect(&e) {
+            return ClientError::Io("cannot write to the server", e);
+        }
+        log::debug!("writing to the server failed ({e}); reading what it sent before");
+        loop {
+            match self.read(stream, buf, peer) {
+                // Too late for standard output: we are failing anyway.
+                FromServer::Data(_) => {}
+                FromServer::Failed(why @ (ClientError::TlsAlert { .. } | ClientError::NotTls)) => {
+                    return why
+                }
+                _ => return ClientError::Reset(peer),
+            }
+        }
+    }
+
+    /// The error for a session that rustls ended.
+    fn rejected(&self, e: &rustls::Error) -> ClientError {
+        match e {
+            rustls::Error::AlertReceived(alert) => ClientError::TlsAlert {
+                alert: crate::tls::alert_in_words(*alert),
+                handshake: !self.got_data,
+            },
+            other => ClientError::Tls(crate::tls::explain(other)),
+        }
     }
 }
 
@@ -545,6 +708,18 @@ mod tests {
         assert_eq!(
             ClientError::Reset(a).to_string(),
             "connection reset by 127.0.0.1:9"
+        );
+        assert_eq!(
+            ClientError::TlsAlert {
+                alert: "unknown CA".into(),
+                handshake: true
+            }
+            .to_string(),
+            "the server refused the TLS handshake: unknown CA"
+        );
+        assert_eq!(
+            ClientError::NotTls.to_string(),
+            "the server did not answer with TLS (is it a plain-TCP server?)"
         );
     }
 }

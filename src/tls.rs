@@ -12,13 +12,20 @@
 //! and what interest that needs; the handshake is the connection's
 //! HANDSHAKE stage.
 //!
+//! Before the server starts, `leaf` (src/tls/leaf.rs) checks its own certificate for what
+//! rustls does not check when it loads one (the dates, and that it is not a
+//! CA); [`server_config`] warns or refuses accordingly.
+//!
 //! The crypto provider is *ring*: it builds with the C compiler every machine
 //! here has and no other tool, where aws-lc-rs would need CMake.
+
+mod leaf;
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, CryptoProvider};
@@ -94,6 +101,10 @@ fn load_roots(option: &str, path: &Path) -> Result<RootCertStore, TlsError> {
 /// Builds the server's configuration: TLS 1.2 and 1.3 only (rustls's safe
 /// defaults), the certificate chain and its key (which must match), client
 /// certificates required when a client CA is given, and ALPN.
+///
+/// The leaf certificate is checked too (see `judge_leaf`): a CA
+/// certificate is refused, and one outside its validity period is logged
+/// as a warning.
 pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     let (cert, key) = match (&opts.cert, &opts.key) {
         (Some(c), Some(k)) => (c, k),
@@ -117,6 +128,7 @@ pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let chain = load_certs("--tls-cert", cert)?;
     let private = load_key("--tls-key", key)?;
+    let verdict = leaf::check(&chain[0], SystemTime::now());
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -140,8 +152,43 @@ pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
         };
         TlsError(format!("--tls-key {}: {why}", key.display()))
     })?;
+    judge_leaf(cert, verdict)?;
     config.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// What the start-up check of the leaf certificate (the first in
+/// `--tls-cert`) means for start-up: an error for a CA certificate, which
+/// rustls's verifier (webpki) refuses as an end entity, so that every
+/// handshake with a verifying rustls client would fail; a warning, and start anyway, for
+/// one that has expired or is not valid yet, as nginx does (the operator
+/// may be in the middle of renewing it).
+fn judge_leaf(cert: &Path, verdict: leaf::Verdict) -> Result<(), TlsError> {
+    use leaf::Verdict;
+    let cert = cert.display();
+    match verdict {
+        Verdict::CaAsLeaf => {
+            return Err(TlsError(format!(
+                "--tls-cert {cert}: the certificate has basicConstraints CA:TRUE; \
+                 rustls refuses a CA certificate as a server's own: \
+                 issue a leaf certificate (CA:FALSE)"
+            )))
+        }
+        Verdict::Expired(on) => log::warn!(
+            "--tls-cert {cert}: the certificate expired on {on} \
+             (clients that verify will refuse it)"
+        ),
+        Verdict::NotYetValid(from) => log::warn!(
+            "--tls-cert {cert}: the certificate is not valid until {from} \
+             (clients that verify will refuse it)"
+        ),
+        // rustls and the clients will judge it.
+        Verdict::Unreadable => {
+            log::debug!("--tls-cert {cert}: could not read its dates and constraints")
+        }
+        Verdict::Fine => {}
+    }
+    Ok(())
 }
 
 /// Builds the client's configuration: verification against `--ca` alone
@@ -325,6 +372,82 @@ pub fn write_records(tls: &mut rustls::Connection, sock: &mut impl Write) -> io:
     Ok(true)
 }
 
+/// How many of a server's first bytes [`server_speaks_tls`] needs to be
+/// sure: a record header (5) and the first handshake message's type.
+pub const SERVER_START_LEN: usize = 6;
+
+/// Whether the first bytes a server sent (at least one, at most
+/// [`SERVER_START_LEN`] are looked at) can begin a TLS server's answer to
+/// our ClientHello: a handshake record (22) whose first message is a
+/// ServerHello (type 2; a TLS 1.3 HelloRetryRequest is one too), or an
+/// alert record (21), both with a 3.x record version. Too few bytes to tell
+/// count as TLS: rustls will judge the rest.
+///
+/// A plain-TCP server fails this on its first byte if it sends text (a
+/// greeting, an error line, an HTTP status), or on the sixth if it echoes
+/// our own ClientHello (type 1) back.
+pub fn server_speaks_tls(first: &[u8]) -> bool {
+    const HANDSHAKE: u8 = 22;
+    const ALERT: u8 = 21;
+    const SERVER_HELLO: u8 = 2;
+    matches!(
+        first,
+        [ALERT]
+            | [ALERT, 3, ..]
+            // Too short to see the message's type yet.
+            | [HANDSHAKE]
+            | [HANDSHAKE, 3]
+            | [HANDSHAKE, 3, _]
+            | [HANDSHAKE, 3, _, _]
+            | [HANDSHAKE, 3, _, _, _]
+            | [HANDSHAKE, 3, _, _, _, SERVER_HELLO, ..]
+    )
+}
+
+/// A TLS alert in words: its name in the RFCs (RFC 8446 6.2), spaced.
+pub fn alert_in_words(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let words = match alert {
+        A::CloseNotify => "close notify",
+        A::UnexpectedMessage => "unexpected message",
+        A::BadRecordMac => "bad record MAC",
+        A::DecryptionFailed => "decryption failed",
+        A::RecordOverflow => "record overflow",
+        A::DecompressionFailure => "decompression failure",
+        A::HandshakeFailure => "handshake failure",
+        A::NoCertificate => "no certificate",
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "certificate revoked",
+        A::CertificateExpired => "certificate expired",
+        A::CertificateUnknown => "certificate unknown",
+        A::IllegalParameter => "illegal parameter",
+        A::UnknownCA => "unknown CA",
+        A::AccessDenied => "access denied",
+        A::DecodeError => "decode error",
+        A::DecryptError => "decrypt error",
+        A::ExportRestriction => "export restriction",
+        A::ProtocolVersion => "protocol version",
+        A::InsufficientSecurity => "insufficient security",
+        A::InternalError => "internal error",
+        A::InappropriateFallback => "inappropriate fallback",
+        A::UserCanceled => "user canceled",
+        A::NoRenegotiation => "no renegotiation",
+        A::MissingExtension => "missing extension",
+        A::UnsupportedExtension => "unsupported extension",
+        A::CertificateUnobtainable => "certificate unobtainable",
+        A::UnrecognisedName => "unrecognized name",
+        A::BadCertificateStatusResponse => "bad certificate status response",
+        A::BadCertificateHashValue => "bad certificate hash value",
+        A::UnknownPSKIdentity => "unknown PSK identity",
+        A::CertificateRequired => "certificate required",
+        A::NoApplicationProtocol => "no application protocol",
+        A::EncryptedClientHelloRequired => "encrypted client hello required",
+        other => return format!("alert {}", u8::from(other)),
+    };
+    words.into()
+}
+
 /// A rustls error in words a user can act on.
 pub fn explain(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
@@ -354,5 +477,40 @@ pub fn explain(e: &rustls::Error) -> String {
             other => format!("certificate verification failed: {other:?}"),
         },
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_servers_first_bytes_are_told_from_plain_tcp() {
+        // A ServerHello record, an alert, and their beginnings.
+        let hello = [22, 3, 3, 0, 90, 2, 0, 0, 86];
+        for n in 1..=hello.len() {
+            assert!(server_speaks_tls(&hello[..n]), "{:?}", &hello[..n]);
+        }
+        assert!(server_speaks_tls(&[21]));
+        assert!(server_speaks_tls(&[21, 3, 3, 0, 2, 2, 40]));
+        // Text; our own ClientHello echoed back; a wrong record version.
+        assert!(!server_speaks_tls(b"Welcome\n"));
+        assert!(!server_speaks_tls(b"H"));
+        assert!(!server_speaks_tls(&[22, 3, 1, 1, 0, 1, 0, 0, 252]));
+        assert!(!server_speaks_tls(&[22, 4]));
+        assert!(!server_speaks_tls(&[21, 0]));
+        assert!(!server_speaks_tls(&[]));
+    }
+
+    #[test]
+    fn alerts_read_as_words() {
+        use rustls::AlertDescription as A;
+        assert_eq!(alert_in_words(A::BadCertificate), "bad certificate");
+        assert_eq!(alert_in_words(A::UnknownCA), "unknown CA");
+        assert_eq!(
+            alert_in_words(A::CertificateRequired),
+            "certificate required"
+        );
+        assert_eq!(alert_in_words(A::from(0xee)), "alert 238");
     }
 }

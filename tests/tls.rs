@@ -23,7 +23,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// A directory of PEM files: a CA, a server certificate it signed for
 /// localhost and 127.0.0.1, a client certificate it signed, an expired
-/// server certificate, and an unrelated CA.
+/// server certificate, an unrelated CA and a client certificate that CA
+/// signed, and a self-signed CA certificate for localhost (CA:TRUE, which
+/// no server should use as its own).
 struct Pki(PathBuf);
 
 fn ca(name: &str) -> (rcgen::Certificate, Issuer<'static, KeyPair>) {
@@ -65,7 +67,7 @@ impl Pki {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (ca_cert, issuer) = ca("monoloop test CA");
-        let (other_cert, _) = ca("some other CA");
+        let (other_cert, other_issuer) = ca("some other CA");
         let server_names = ["localhost", "127.0.0.1"];
         let (server, server_key) = leaf(
             &issuer,
@@ -85,6 +87,18 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
             false,
         );
+        let (rogue, rogue_key) = leaf(
+            &other_issuer,
+            &["client"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            false,
+        );
+        let (ca_leaf, ca_leaf_key) = {
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let key = KeyPair::generate().unwrap();
+            (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+        };
         for (name, pem) in [
             ("ca.pem", ca_cert.pem()),
             ("other-ca.pem", other_cert.pem()),
@@ -94,6 +108,10 @@ impl Pki {
             ("expired-key.pem", old_key),
             ("client.pem", client),
             ("client-key.pem", client_key),
+            ("rogue-client.pem", rogue),
+            ("rogue-client-key.pem", rogue_key),
+            ("ca-leaf.pem", ca_leaf),
+            ("ca-leaf-key.pem", ca_leaf_key),
             ("garbage.pem", "not a pem file\n".into()),
         ] {
             std::fs::write(dir.join(name), pem).unwrap();
@@ -529,4 +547,182 @@ fn shutdown_over_tls_says_goodbye_and_does_not_wait_for_half_done_handshakes() {
         "waited {:?} for a client that never shook hands",
         asked.elapsed()
     );
+}
+
+/// Runs `monoloop ARGS --listen 127.0.0.1:0`, which should exit at once;
+/// returns (exit code, stderr). Killed, and the test failed, if it runs on.
+fn run_server_expecting_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = binary()
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_ca_certificate_as_the_servers_own_is_refused_at_start() {
+    let pki = Pki::new("caleaf");
+    let cert = pki.path("ca-leaf.pem");
+    let (code, err) = run_server_expecting_exit(&[
+        "echo",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &pki.path("ca-leaf-key.pem"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: --tls-cert {cert}: the certificate has basicConstraints CA:TRUE; \
+             rustls refuses a CA certificate as a server's own: \
+             issue a leaf certificate (CA:FALSE)\n"
+        )
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_a_warning_and_the_server_starts() {
+    let pki = Pki::new("expiredstart");
+    let cert = pki.path("expired.pem");
+    let mut server = Server::start(&[
+        "echo",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &pki.path("expired-key.pem"),
+    ]);
+    let warning = server.wait_for_log("the certificate expired on");
+    assert!(
+        warning.contains(&format!(
+            "WARN  [monoloop::tls] --tls-cert {cert}: the certificate expired on \
+             2020-01-01 00:00:00 UTC (clients that verify will refuse it)"
+        )),
+        "{warning}"
+    );
+    // Served, to a client that does not verify.
+    let target = server.addr.to_string();
+    let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"still here\n");
+    assert_eq!(
+        (code, out.as_slice()),
+        (Some(0), &b"still here\n"[..]),
+        "{err}"
+    );
+    assert!(server.running());
+}
+
+#[test]
+fn a_good_certificate_starts_without_a_warning() {
+    let pki = Pki::new("goodstart");
+    let server = tls_server(&pki, &["echo"], &[]);
+    assert!(server.log_lines("WARN").is_empty(), "{:?}", server.log());
+}
+
+#[test]
+fn the_client_names_the_alert_when_the_server_refuses_its_certificate() {
+    let pki = Pki::new("refused");
+    let server = tls_server(&pki, &["echo"], &["--tls-client-ca", &pki.path("ca.pem")]);
+    let target = server.addr.to_string();
+    let ca = pki.path("ca.pem");
+    let (rogue, rogue_key) = (
+        pki.path("rogue-client.pem"),
+        pki.path("rogue-client-key.pem"),
+    );
+    for (args, alert) in [
+        (
+            vec![&target[..], "--tls", "--ca", &ca],
+            "certificate required",
+        ),
+        (
+            vec![
+                &target[..],
+                "--tls",
+                "--ca",
+                &ca,
+                "--cert",
+                &rogue,
+                "--key",
+                &rogue_key,
+            ],
+            "unknown CA",
+        ),
+    ] {
+        let (code, out, err) = run_client(&args, b"let me in\n");
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(
+            err,
+            format!("error: the server refused the TLS handshake: {alert}\n"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_tls_client_against_a_plain_server_says_so_in_one_line() {
+    // An echo server sends our ClientHello back; a greeting is text.
+    for mode in [&["echo"][..], &["echo", "--greeting", "hello"], &["chat"]] {
+        let server = Server::start(mode);
+        let target = server.addr.to_string();
+        let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"hi\n");
+        assert_eq!(code, Some(1), "{mode:?}: {err}");
+        assert!(out.is_empty(), "{mode:?}");
+        assert_eq!(
+            err, "error: the server did not answer with TLS (is it a plain-TCP server?)\n",
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_closes_during_the_handshake_is_an_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let closer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut hello = [0u8; 4096];
+        let _ = s.read(&mut hello); // the ClientHello, unanswered
+    });
+    let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"");
+    closer.join().unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        "error: TLS: the server closed the connection during the handshake\n"
+    );
+}
+
+#[test]
+fn a_tls_client_with_no_input_still_reads_the_greeting() {
+    // Input ends before the handshake does: close_notify must wait for it.
+    let pki = Pki::new("noinput");
+    let server = tls_server(&pki, &["echo", "--greeting", "hi there"], &[]);
+    let target = server.addr.to_string();
+    for _ in 0..3 {
+        let (code, out, err) = run_client(&[&target, "--tls", "--ca", &pki.path("ca.pem")], b"");
+        assert_eq!(
+            (code, out.as_slice()),
+            (Some(0), &b"hi there\n"[..]),
+            "{err}"
+        );
+        assert!(err.is_empty(), "{err}");
+    }
 }
