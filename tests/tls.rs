@@ -611,7 +611,7 @@ fn an_expired_certificate_is_a_warning_and_the_server_starts() {
     let warning = server.wait_for_log("the certificate expired on");
     assert!(
         warning.contains(&format!(
-            "WARN  [monoloop::tls] --tls-cert {cert}: the certificate expired on \
+            "WARN  [monoloop] --tls-cert {cert}: the certificate expired on \
              2020-01-01 00:00:00 UTC (clients that verify will refuse it)"
         )),
         "{warning}"
