@@ -110,6 +110,11 @@ pub enum ReadOutcome {
     Eof,
     /// The connection failed (reset, for instance).
     Failed(io::Error),
+    /// TLS: the peer broke the protocol or failed verification. The alert
+    /// saying why is sent and the session dropped; the connection should
+    /// close gracefully so that the alert arrives.
+    #[cfg(feature = "tls")]
+    Refused(rustls::Error),
 }
 
 /// What one attempt to send found.
@@ -209,6 +214,16 @@ impl<S> Connection<S> {
     pub fn start_tls(&mut self, session: rustls::ServerConnection, until: Instant) {
         self.tls = Some(Box::new(rustls::Connection::Server(session)));
         self.set_stage(Stage::Handshake { until });
+    }
+
+    /// True once a TLS session has finished its handshake (false on plain
+    /// TCP, and after a failed session was dropped).
+    pub fn handshake_done(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return !tls.is_handshaking();
+        }
+        false
     }
 
     /// True while a TLS handshake is unfinished.
@@ -425,10 +440,18 @@ impl<S> Connection<S> {
                 Records::Failed(e) => return ReadOutcome::Failed(e),
                 Records::Rejected(e) => {
                     self.heard = true;
-                    // Tell the peer why, if the socket takes it now.
+                    // Tell the peer why: the alert is a few bytes, which a
+                    // socket that is not backed up takes at once.
                     let _ = crate::tls::write_records(tls, &mut self.stream);
                     self.read_ready = false;
-                    return ReadOutcome::Failed(io::Error::new(io::ErrorKind::InvalidData, e));
+                    // The session is over. What follows is plain TCP: our
+                    // FIN after the alert, and a linger that lets the peer
+                    // read the alert before we close (a close with its
+                    // bytes unread would be a reset, which may destroy it).
+                    // Plaintext still queued must never go out unencrypted.
+                    self.tls = None;
+                    self.queue.consume(self.queue.len());
+                    return ReadOutcome::Refused(e);
                 }
             }
         }

@@ -61,6 +61,10 @@ const EVENTS_PER_TURN: usize = 1024;
 /// How long a connection the server is closing may take to flush and
 /// linger, when no shutdown drain bounds it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection whose TLS session failed may take to send its
+/// alert and see it acknowledged before it is closed.
+#[cfg(feature = "tls")]
+const ALERT_GRACE: Duration = Duration::from_secs(1);
 /// How often a lingering connection checks whether the peer has
 /// acknowledged everything, after which it may close.
 const LINGER_CHECK: Duration = Duration::from_millis(100);
@@ -572,7 +576,7 @@ impl<P: Protocol> Server<P> {
             let outcome = conn.read(&mut self.scratch);
             // A TLS handshake that just finished: the protocol comes in
             // before the first plaintext it must see.
-            if matches!(conn.stage(), Stage::Handshake { .. }) && !conn.handshaking() {
+            if matches!(conn.stage(), Stage::Handshake { .. }) && conn.handshake_done() {
                 self.established(token, now);
             }
             let Some(conn) = self.conns.get_mut(token) else {
@@ -617,6 +621,11 @@ impl<P: Protocol> Server<P> {
                 }
                 ReadOutcome::Failed(e) => {
                     self.fail(token, &e);
+                    return;
+                }
+                #[cfg(feature = "tls")]
+                ReadOutcome::Refused(e) => {
+                    self.refused(token, &e, now);
                     return;
                 }
             }
@@ -775,10 +784,7 @@ impl<P: Protocol> Server<P> {
             return;
         }
         log::debug!("conn #{}: closing: {reason}", conn.number());
-        conn.close_reason = Some(reason);
-        if !conn.rejecting {
-            self.closing += 1;
-        }
+        self.closing += mark_closing(conn, reason);
         conn.set_stage(Stage::Flushing { until });
         if let Some(session) = conn.session.take() {
             let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
@@ -786,6 +792,40 @@ impl<P: Protocol> Server<P> {
             // Too late for this connection's own output.
             self.staging.clear();
         }
+    }
+
+    /// TLS: the peer broke the protocol (plain text on a TLS port, a record
+    /// that does not decrypt) or failed verification (an unknown CA). The
+    /// alert is on its way and the session is gone (`connection.rs`); our
+    /// FIN follows it, and the connection lingers, briefly, so that the
+    /// client reads the alert rather than a reset.
+    #[cfg(feature = "tls")]
+    fn refused(&mut self, token: Token, e: &rustls::Error, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let why = crate::tls::explain(e);
+        if matches!(conn.stage(), Stage::Handshake { .. }) {
+            self.stats.tls_failures += 1;
+            log::debug!(
+                "conn #{} {}: TLS handshake failed: {why}",
+                conn.number(),
+                conn.peer()
+            );
+        } else {
+            log::debug!("conn #{}: TLS error: {why}", conn.number());
+        }
+        self.closing += mark_closing(conn, CloseReason::Error);
+        conn.set_stage(Stage::Flushing {
+            until: Some(now + ALERT_GRACE),
+        });
+        if let Some(session) = conn.session.take() {
+            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+            self.protocol
+                .closed(session, token, CloseReason::Error, &mut ctx);
+            self.staging.clear();
+        }
+        self.settle(token, now);
     }
 
     /// Closes at once; the socket is dropped at the end of the turn.
@@ -1174,6 +1214,18 @@ impl<P: Protocol> Server<P> {
             self.settle(token, now);
         }
     }
+}
+
+/// Records why a graceful close began. Returns 1 if the connection now
+/// counts among those the server is closing (not turned away: those were
+/// never active), for the caller to add to `closing`; `reap` subtracts it
+/// again by the same test.
+fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason) -> usize {
+    let counted = conn.close_reason.is_none() && !conn.rejecting;
+    if conn.close_reason.is_none() {
+        conn.close_reason = Some(reason);
+    }
+    usize::from(counted)
 }
 
 /// Sends what the protocol just wrote (the staging buffer) to `conn` and

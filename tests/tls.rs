@@ -726,3 +726,133 @@ fn a_tls_client_with_no_input_still_reads_the_greeting() {
         assert!(err.is_empty(), "{err}");
     }
 }
+
+/// A TLS 1.2 ClientHello (ECDHE-ECDSA with AES-128-GCM, P-256 and x25519,
+/// ECDSA-SHA256) whose SNI extension holds `host`, built by hand: rustls as
+/// a client never puts an IP address there, an attacker does.
+fn client_hello_with_sni(host: &str) -> Vec<u8> {
+    fn u16be(n: usize) -> [u8; 2] {
+        (n as u16).to_be_bytes()
+    }
+    let mut sni = vec![0u8]; // host_name
+    sni.extend(u16be(host.len()));
+    sni.extend(host.as_bytes());
+    let mut sni_list = u16be(sni.len()).to_vec();
+    sni_list.extend(sni);
+    let mut ext = Vec::new();
+    let mut add = |typ: u16, body: &[u8]| {
+        ext.extend(typ.to_be_bytes());
+        ext.extend(u16be(body.len()));
+        ext.extend(body);
+    };
+    add(0x0000, &sni_list);
+    add(0x000a, &[0, 4, 0x00, 0x17, 0x00, 0x1d]); // supported_groups
+    add(0x000b, &[1, 0]); // ec_point_formats: uncompressed
+    add(0x000d, &[0, 2, 0x04, 0x03]); // signature_algorithms
+    let mut hello = vec![0x03, 0x03];
+    hello.extend([7u8; 32]); // random
+    hello.push(0); // no session id
+    hello.extend([0, 2, 0xc0, 0x2b]); // one cipher suite
+    hello.extend([1, 0]); // null compression
+    hello.extend(u16be(ext.len()));
+    hello.extend(ext);
+    let mut handshake = vec![1u8, 0];
+    handshake.extend(u16be(hello.len()));
+    handshake.extend(hello);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend(u16be(handshake.len()));
+    record.extend(handshake);
+    record
+}
+
+/// Non-debug lines logged while the server was under attack.
+fn loud_lines(server: &Server) -> Vec<String> {
+    server
+        .log()
+        .into_iter()
+        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+        .filter(|l| !l.contains("listening on") && !l.contains("stats:"))
+        .collect()
+}
+
+#[test]
+fn clients_cannot_write_the_servers_log() {
+    let pki = Pki::new("logflood");
+    // At trace, the attack shows: rustls's own warning about the SNI.
+    let mut traced = tls_server(&pki, &["echo", "--log-level", "trace"], &[]);
+    let mut s = connect(traced.addr);
+    s.write_all(&client_hello_with_sni("127.0.0.1")).unwrap();
+    traced.wait_for_log("Illegal SNI");
+    drop(traced);
+
+    let mut server = tls_server(&pki, &["echo", "--stats-interval", "0.2"], &[]);
+    for _ in 0..200 {
+        let mut s = connect(server.addr);
+        s.write_all(&client_hello_with_sni("127.0.0.1")).unwrap();
+        // The server answers (a ServerHello, or an alert); then we leave.
+        let mut buf = [0u8; 5];
+        let _ = s.read(&mut buf);
+    }
+    for _ in 0..200 {
+        let mut good = tls_connect(server.addr, client_config(&pki, false, &[]));
+        good.write_all(b"ok").unwrap();
+        tls_expect(&mut good, b"ok");
+        // A record that cannot decrypt, after the handshake.
+        let mut garbage = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        garbage.extend([0x5a; 0x40]);
+        let sock = good.get_mut();
+        sock.write_all(&garbage).unwrap();
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+    }
+    server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 400 && stat(l, "active") == 0
+    });
+    let loud = loud_lines(&server);
+    assert!(
+        loud.len() <= 3,
+        "peers wrote {} log lines: {loud:#?}",
+        loud.len()
+    );
+    assert!(server.running());
+}
+
+#[test]
+fn tls_failures_count_half_handshakes_but_not_port_checks() {
+    let pki = Pki::new("halfhs");
+    let mut server = tls_server(&pki, &["echo", "--stats-interval", "0.2"], &[]);
+    let hello = client_hello_with_sni("localhost");
+    for _ in 0..10 {
+        // Part of a ClientHello, then FIN.
+        let mut s = connect(server.addr);
+        s.write_all(&hello[..20]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = read_to_eof(&mut s);
+    }
+    for _ in 0..10 {
+        // A port check: connect, say nothing, close.
+        let mut s = connect(server.addr);
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = read_to_eof(&mut s);
+    }
+    let line = server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 20 && stat(l, "active") == 0
+    });
+    assert_eq!(stat(&line, "tls_failures"), 10, "{line}");
+}
+
+#[test]
+fn a_refused_client_reads_the_alert_not_a_reset() {
+    // Plain text on a TLS port: the server says why (an alert record,
+    // content type 21), then FIN; never a reset, even with unread input.
+    let pki = Pki::new("alertfin");
+    let server = tls_server(&pki, &["echo"], &[]);
+    for _ in 0..20 {
+        let mut s = connect(server.addr);
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        s.write_all(&[b'x'; 4000]).unwrap();
+        let (reply, reset) = read_to_eof(&mut s);
+        assert!(!reset, "reset instead of FIN");
+        assert_eq!(reply.first(), Some(&21), "{reply:?}");
+    }
+}
