@@ -401,7 +401,9 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    eprintln!("warning: reading standard input failed: {e}; treating it as ended");
+                    crate::logging::to_stderr(&format!(
+                        "warning: reading standard input failed: {e}; treating it as ended\n"
+                    ));
                     self.stdin = Stdin::Done;
                 }
             }
@@ -584,7 +586,9 @@ impl TlsClient {
             }
             if self.warn_insecure && !self.conn.is_handshaking() {
                 self.warn_insecure = false;
-                eprintln!("warning: --insecure: the server's certificate is not verified");
+                crate::logging::to_stderr(
+                    "warning: --insecure: the server's certificate is not verified\n",
+                );
             }
         }
     }
