@@ -97,6 +97,8 @@ pub struct ServerOptions {
     /// How long a prompt (chat username, file request) waits for its answer
     /// in all; `None`: no bound.
     pub request_timeout: Option<Duration>,
+    /// `--access-log`: one line per connection at its close.
+    pub access_log: bool,
 }
 
 impl ServerOptions {
@@ -127,6 +129,7 @@ impl Default for ServerOptions {
             max_line: 8192,
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
+            access_log: false,
         }
     }
 }
@@ -214,6 +217,7 @@ OPTIONS FOR EVERY SERVER MODE:
                            then; 0 disables                   [default: 30]
     --max-line BYTES       longest line in line modes         [default: 8192]
     --log-level LEVEL      error, warn, info, debug or trace  [default: info]
+    --access-log           log one line per connection when it ends (info)
     -h, --help             print this help
     -V, --version          print the version
 ";
@@ -267,6 +271,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
             .unwrap_or(defaults.handshake_timeout),
         request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
             .unwrap_or(defaults.request_timeout),
+        access_log: args.contains("--access-log"),
     };
 
     let mode = match mode_name.as_str() {

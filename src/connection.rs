@@ -593,6 +593,12 @@ impl<S> Connection<S> {
         }
     }
 
+    /// Makes the coming close a reset (SO_LINGER 0) rather than a FIN: the
+    /// peer must see that what it got is incomplete.
+    pub fn abort(&mut self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
     /// Applies the write limit with hysteresis: reading pauses when more than
     /// `limit` bytes are owed and resumes when no more than half are.
     /// Returns true if reading just resumed. The common case (not paused,

@@ -31,9 +31,10 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::access_log::{self, AccessLog};
 use crate::config::ServerOptions;
 use crate::conn_table::{reserved, ConnTable};
-use crate::connection::{Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
 use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::pacing::{Pacing, Standing};
@@ -176,6 +177,9 @@ pub struct Server<P: Protocol> {
     pacing: Pacing,
     /// When the pacing timer is armed for; other entries are stale.
     pacing_due: Option<Instant>,
+    /// `--access-log`: one line per connection when it ends; `None` when
+    /// off, and then it costs nothing.
+    access: Option<AccessLog>,
     /// The slow-consumer line, throttled: any number of clients can trigger
     /// it at once.
     slow_log: Throttle,
@@ -208,6 +212,7 @@ impl<P: Protocol> Server<P> {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| StartError::Io("cannot register the listener", e))?;
         let write_limit = opts.write_limit;
+        let access = opts.access_log;
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
         poll.registry()
@@ -235,6 +240,7 @@ impl<P: Protocol> Server<P> {
             closed: Vec::new(),
             pacing: Pacing::new(write_limit),
             pacing_due: None,
+            access: access.then(AccessLog::new),
             slow_log: Throttle::default(),
             rejecting: 0,
             closing: 0,
@@ -410,6 +416,9 @@ impl<P: Protocol> Server<P> {
             // Plain TCP: say it and go. TLS: the words must wait for a
             // handshake, so the client gets a bounded place in the table.
             if !self.is_tls() || self.rejecting >= MAX_REJECTING {
+                if self.access.is_some() {
+                    log::info!("{}", access_log::server_full(peer));
+                }
                 reject(stream);
                 return;
             }
@@ -422,6 +431,9 @@ impl<P: Protocol> Server<P> {
         let token = self
             .conns
             .insert_with(|token, _| Connection::new(stream, token, now));
+        if let Some(access) = self.access.as_mut() {
+            access.open(token, peer, now);
+        }
         if full {
             self.rejecting += 1;
             if let Some(conn) = self.conns.get_mut(token) {
@@ -443,7 +455,7 @@ impl<P: Protocol> Server<P> {
                 }
                 Err(e) => {
                     log::warn!("conn #{}: cannot start TLS: {e}", conn.number());
-                    self.close(token, CloseReason::Error);
+                    self.close(token, CloseReason::TlsFailure);
                 }
             }
             return;
@@ -461,6 +473,8 @@ impl<P: Protocol> Server<P> {
             return;
         };
         conn.set_stage(Stage::Open);
+        // The handshake had its own clock; idleness starts now.
+        conn.last_activity = now;
         #[cfg(feature = "tls")]
         if let Some(summary) = conn.tls_summary() {
             log::debug!("conn #{}: TLS established: {summary}", conn.number());
@@ -468,7 +482,7 @@ impl<P: Protocol> Server<P> {
         if conn.rejecting {
             self.staging.extend_from_slice(SERVER_FULL);
             self.emit(token, now);
-            self.begin_close(token, CloseReason::Protocol, Some(now + CLOSE_GRACE));
+            self.begin_close(token, CloseReason::ServerFull, Some(now + CLOSE_GRACE));
             return;
         }
         let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
@@ -542,9 +556,10 @@ impl<P: Protocol> Server<P> {
             let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
             let step = self.protocol.produce(session, token, &mut ctx);
             self.emit(token, now);
-            if step == Step::Close {
-                self.begin_close(token, CloseReason::Done, None);
-                return;
+            match step {
+                Step::Continue => {}
+                Step::Close => return self.begin_close(token, CloseReason::Done, None),
+                Step::Abort => return self.begin_close(token, CloseReason::Truncated, None),
             }
         }
         // Budget spent and the socket still takes more: others first.
@@ -585,6 +600,7 @@ impl<P: Protocol> Server<P> {
             match outcome {
                 ReadOutcome::Data(n) => {
                     self.stats.bytes_in += n as u64;
+                    let out_before = self.stats.bytes_out;
                     conn.last_activity = now;
                     // Lingering: the bytes are read only to be discarded.
                     let Some(session) = conn.session.as_mut() else {
@@ -604,12 +620,19 @@ impl<P: Protocol> Server<P> {
                     } else {
                         send_staged(conn, &mut self.staging, &mut self.stats, now)
                     };
+                    if let Some(access) = self.access.as_mut() {
+                        access.count(token, n as u64, self.stats.bytes_out - out_before);
+                    }
                     if let Err(e) = sent {
                         self.fail(token, &e);
                         return;
                     }
-                    if step == Step::Close {
-                        self.begin_close(token, CloseReason::Protocol, Some(now + CLOSE_GRACE));
+                    if step != Step::Continue {
+                        let reason = match step {
+                            Step::Abort => CloseReason::Truncated,
+                            _ => CloseReason::Protocol,
+                        };
+                        self.begin_close(token, reason, Some(now + CLOSE_GRACE));
                         return;
                     }
                     conn.apply_backpressure(self.opts.write_limit);
@@ -655,6 +678,7 @@ impl<P: Protocol> Server<P> {
         self.emit(token, now);
         match step {
             Step::Close => self.begin_close(token, CloseReason::Done, None),
+            Step::Abort => self.begin_close(token, CloseReason::Truncated, None),
             Step::Continue => {
                 if let Some(conn) = self.conns.get_mut(token) {
                     conn.set_stage(Stage::HalfClosed);
@@ -673,7 +697,12 @@ impl<P: Protocol> Server<P> {
             self.staging.clear();
             return;
         };
-        if let Err(e) = send_staged(conn, &mut self.staging, &mut self.stats, now) {
+        let out_before = self.stats.bytes_out;
+        let sent = send_staged(conn, &mut self.staging, &mut self.stats, now);
+        if let Some(access) = self.access.as_mut() {
+            access.count(token, 0, self.stats.bytes_out - out_before);
+        }
+        if let Err(e) = sent {
             self.fail(token, &e);
         }
     }
@@ -691,6 +720,9 @@ impl<P: Protocol> Server<P> {
         if n > 0 {
             self.stats.bytes_out += n as u64;
             conn.last_activity = now;
+            if let Some(access) = self.access.as_mut() {
+                access.count(token, 0, n as u64);
+            }
         }
         if let WriteOutcome::Failed(e) = outcome {
             self.fail(token, &e);
@@ -748,6 +780,12 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        // Incomplete output ends with a reset, not a FIN (file.rs).
+        if conn.close_reason == Some(CloseReason::Truncated) {
+            conn.abort();
+            self.close(token, CloseReason::Truncated);
+            return;
+        }
         match conn.close_write() {
             WriteOutcome::Done => {}
             // close_notify waits for the socket; WRITABLE brings us back.
@@ -783,15 +821,28 @@ impl<P: Protocol> Server<P> {
         if !conn.accepts_output() {
             return;
         }
-        log::debug!("conn #{}: closing: {reason}", conn.number());
+        log::trace!("conn #{}: closing: {reason}", conn.number());
         self.closing += mark_closing(conn, reason);
         conn.set_stage(Stage::Flushing { until });
-        if let Some(session) = conn.session.take() {
-            let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
-            self.protocol.closed(session, token, reason, &mut ctx);
-            // Too late for this connection's own output.
-            self.staging.clear();
+        self.release_session(token, reason);
+    }
+
+    /// Tells the protocol the connection is gone, handing back its session
+    /// (once; later calls find none). The access log asks the protocol for
+    /// its summary first.
+    fn release_session(&mut self, token: Token, reason: CloseReason) {
+        let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.take()) else {
+            return;
+        };
+        if let Some(access) = self.access.as_mut() {
+            if let Some(summary) = self.protocol.summary(&session) {
+                access.summary(token, summary);
+            }
         }
+        let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
+        self.protocol.closed(session, token, reason, &mut ctx);
+        // Too late for this connection's own output.
+        self.staging.clear();
     }
 
     /// TLS: the peer broke the protocol (plain text on a TLS port, a record
@@ -815,16 +866,14 @@ impl<P: Protocol> Server<P> {
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
         }
-        self.closing += mark_closing(conn, CloseReason::Error);
+        self.closing += mark_closing(conn, CloseReason::TlsFailure);
         conn.set_stage(Stage::Flushing {
             until: Some(now + ALERT_GRACE),
         });
-        if let Some(session) = conn.session.take() {
-            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
-            self.protocol
-                .closed(session, token, CloseReason::Error, &mut ctx);
-            self.staging.clear();
+        if let Some(access) = self.access.as_mut() {
+            access.error(token, &why);
         }
+        self.release_session(token, CloseReason::TlsFailure);
         self.settle(token, now);
     }
 
@@ -842,27 +891,32 @@ impl<P: Protocol> Server<P> {
             _ => reason,
         };
         log::debug!(
-            "conn #{} {} closed: {reason}{}",
+            "conn #{} closed: {reason}{}",
             conn.number(),
-            conn.peer(),
             if conn.queue.is_empty() {
                 String::new()
             } else {
                 format!(", {} bytes unsent", conn.queue.len())
             }
         );
-        conn.set_stage(Stage::Closed);
-        if P::FANS_OUT && self.pacing.forget(token) == Standing::Released {
-            self.release_senders();
+        if self.access.is_some() {
+            self.release_session(token, reason);
+            if let Some(line) = self
+                .access
+                .as_mut()
+                .and_then(|a| a.close(token, reason, Instant::now()))
+            {
+                log::info!("{line}");
+            }
         }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if let Some(session) = conn.session.take() {
-            let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
-            self.protocol.closed(session, token, reason, &mut ctx);
-            self.staging.clear();
+        conn.set_stage(Stage::Closed);
+        if P::FANS_OUT && self.pacing.forget(token) == Standing::Released {
+            self.release_senders();
         }
+        self.release_session(token, reason);
         self.closed.push(token);
     }
 
@@ -879,8 +933,16 @@ impl<P: Protocol> Server<P> {
         // Whatever a socket reports (a reset, a record that does not
         // decrypt) is the peer's doing or the network's: a client must not
         // be able to write the server's log, so this is debug only.
+        let reason = if is_disconnect(e) {
+            CloseReason::Reset
+        } else {
+            if let Some(access) = self.access.as_mut() {
+                access.error(token, &e.to_string());
+            }
+            CloseReason::Error
+        };
         log::debug!("conn #{number}: {e}");
-        self.close(token, CloseReason::Error);
+        self.close(token, reason);
     }
 
     /// A TLS handshake ended without finishing: plain text on a TLS port,
@@ -898,14 +960,14 @@ impl<P: Protocol> Server<P> {
                 conn.number(),
                 conn.peer()
             );
+            if let Some(access) = self.access.as_mut() {
+                access.error(token, why);
+            }
+            self.close(token, CloseReason::TlsFailure);
         } else {
-            log::debug!(
-                "conn #{} {}: closed before sending anything",
-                conn.number(),
-                conn.peer()
-            );
+            log::debug!("conn #{}: closed before sending anything", conn.number());
+            self.close(token, CloseReason::Done);
         }
-        self.close(token, CloseReason::Error);
     }
 
     /// Drops the connections closed this turn; a freed descriptor may let a
@@ -1054,8 +1116,8 @@ impl<P: Protocol> Server<P> {
                 }
                 TimerKey::Drain => {
                     log::info!(
-                        "drain timeout: closing {} connections that did not finish",
-                        self.conns.len()
+                        "drain timeout: closing {} that did not finish",
+                        connections(self.conns.len())
                     );
                     for token in self.conns.tokens() {
                         self.close(token, CloseReason::Shutdown);
@@ -1127,12 +1189,7 @@ impl<P: Protocol> Server<P> {
                 }
                 Stage::Handshake { .. } => {
                     self.stats.tls_failures += 1;
-                    log::debug!(
-                        "conn #{} {}: TLS handshake timed out",
-                        conn.number(),
-                        conn.peer()
-                    );
-                    self.close(token, CloseReason::Expired);
+                    self.close(token, CloseReason::HandshakeTimeout);
                 }
                 _ => self.close(token, CloseReason::Expired),
             },
@@ -1172,15 +1229,15 @@ impl<P: Protocol> Server<P> {
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.draining.is_some() {
                 log::warn!(
-                    "{name} again: exiting now, dropping {} connections",
-                    self.conns.len()
+                    "{name} again: exiting now, dropping {}",
+                    connections(self.conns.len())
                 );
                 self.aborted = true;
                 return;
             }
             log::info!(
-                "{name}: no longer accepting; draining {} connections for up to {:?}",
-                self.conns.len(),
+                "{name}: no longer accepting; draining {} for up to {:?}",
+                connections(self.conns.len()),
                 self.opts.drain_timeout
             );
             self.begin_shutdown(now);
@@ -1268,6 +1325,15 @@ fn send_reply<S>(
     match outcome {
         WriteOutcome::Done | WriteOutcome::Blocked => Ok(()),
         WriteOutcome::Failed(e) => Err(e),
+    }
+}
+
+/// `1 connection`, `3 connections`: for log lines a person reads.
+fn connections(n: usize) -> String {
+    if n == 1 {
+        "1 connection".into()
+    } else {
+        format!("{n} connections")
     }
 }
 

@@ -31,6 +31,7 @@
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
 //! docs/architecture.md tells the same story in prose.
 
+pub mod access_log;
 pub mod buffer;
 pub mod client;
 pub mod config;

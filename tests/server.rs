@@ -280,7 +280,7 @@ fn a_reset_client_is_a_debug_line_and_nobody_else_notices() {
     }
     bystander.write_all(b"fine").unwrap();
     expect(&mut bystander, b"fine");
-    server.wait_for_log_where("closed", |l| l.contains("socket error"));
+    server.wait_for_log_where("closed", |l| l.contains("reset by the client"));
     let bad: Vec<_> = server
         .log()
         .into_iter()

@@ -856,3 +856,20 @@ fn a_refused_client_reads_the_alert_not_a_reset() {
         assert_eq!(reply.first(), Some(&21), "{reply:?}");
     }
 }
+
+#[test]
+fn the_access_log_names_a_tls_failure_and_its_reason() {
+    let pki = Pki::new("accesstls");
+    let mut server = tls_server(&pki, &["echo", "--access-log"], &[]);
+    let mut plain = connect(server.addr);
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let _ = read_to_eof(&mut plain);
+    let line = server.wait_for_log("end=tls_failure");
+    assert!(line.contains(" error=\""), "{line}");
+    let mut good = tls_connect(server.addr, client_config(&pki, false, &[]));
+    good.write_all(b"fine").unwrap();
+    tls_expect(&mut good, b"fine");
+    drop(good);
+    let line = server.wait_for_log_where("access conn=", |l| l.contains("bytes_in=4"));
+    assert!(line.contains("bytes_out=4"), "{line}");
+}

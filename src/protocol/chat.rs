@@ -373,6 +373,11 @@ impl Protocol for Chat {
         ctx.write(SHUTTING_DOWN);
     }
 
+    /// `user=NAME` once named (the access log's field for this mode).
+    fn summary(&self, s: &ChatSession) -> Option<String> {
+        s.name.as_ref().map(|name| format!("user={name}"))
+    }
+
     /// At the prompt: the name is due within `--request-timeout` of the
     /// last prompt. Always: a line is due within the idle timeout of its
     /// first byte.

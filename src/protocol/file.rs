@@ -36,8 +36,13 @@
 //! client reads and no faster: a 4 GiB file to a slow reader costs one chunk
 //! of memory. Reads of a regular file do not wait on the network, but they
 //! can wait on the disk; like nginx without thread pools, monoloop accepts
-//! that for files in the page cache. A file that shrinks mid-transfer just
-//! ends early, at its new end.
+//! that for files in the page cache.
+//!
+//! The protocol has no length field (the client reads to the end), so a
+//! transfer that ends early must not look like a complete one. A file that
+//! shrinks while it is sent, or whose read fails, ends the connection with
+//! a reset instead of a FIN ([`Step::Abort`]): the client sees an error,
+//! not a clean end. A file that grows is sent to its end as found.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -71,9 +76,23 @@ pub enum FileSession {
     /// `--request-timeout` of `since` (when the connection opened).
     Request { lines: Lines, since: Instant },
     /// Sending this file.
-    Streaming(File),
-    /// Answered; nothing more to send.
-    Done,
+    Streaming(Box<Transfer>),
+    /// Answered, with what was asked and how far it went (for the access
+    /// log); `None` if nothing was asked.
+    Done(Option<Box<Transfer>>),
+}
+
+/// One request and how far its answer went.
+#[derive(Debug)]
+pub struct Transfer {
+    /// The open file while it is being sent.
+    file: Option<File>,
+    /// The name asked for, as text.
+    name: String,
+    /// The file's size when it was opened; `None` if it was refused.
+    size: Option<u64>,
+    /// Bytes of it handed to the connection so far.
+    sent: u64,
 }
 
 /// Why a request was refused (logged at debug; the client sees only
@@ -85,7 +104,31 @@ pub enum Refusal {
     Nul,
     DotDot,
     NotRegular,
-    Open(io::ErrorKind),
+    /// The open failed with this errno.
+    Open(i32),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Empty => f.write_str("empty request"),
+            Refusal::Absolute => f.write_str("absolute path"),
+            Refusal::Nul => f.write_str("NUL byte in the name"),
+            Refusal::DotDot => f.write_str("'..' in the path"),
+            Refusal::NotRegular => f.write_str("not a regular file"),
+            Refusal::Open(libc::EXDEV) => {
+                f.write_str("it leads outside the root (a symlink out, or an absolute one)")
+            }
+            Refusal::Open(libc::ELOOP) => f.write_str("too many symlinks, or a magic link"),
+            Refusal::Open(libc::ENOENT) => f.write_str("no such file"),
+            Refusal::Open(e) => io::Error::from_raw_os_error(*e).fmt(f),
+        }
+    }
+}
+
+/// The errno of an error, for a [`Refusal`].
+fn errno(e: io::Error) -> Refusal {
+    Refusal::Open(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl FileServer {
@@ -125,34 +168,38 @@ impl FileServer {
             return Err(Refusal::DotDot);
         }
         let path = CString::new(request).map_err(|_| Refusal::Nul)?;
-        let file = openat2_beneath(&self.root, &path).map_err(|e| Refusal::Open(e.kind()))?;
+        let file = openat2_beneath(&self.root, &path).map_err(errno)?;
         match file.metadata() {
             Ok(m) if m.is_file() => Ok(file),
             Ok(_) => Err(Refusal::NotRegular),
-            Err(e) => Err(Refusal::Open(e.kind())),
+            Err(e) => Err(errno(e)),
         }
     }
 
     /// Answers a request line: starts streaming, or refuses.
     fn request(&self, s: &mut FileSession, id: ConnId, line: &[u8], ctx: &mut Ctx) -> Step {
         let name = content(line);
+        let shown = String::from_utf8_lossy(name).into_owned();
         match self.resolve(name) {
             Ok(file) => {
-                log::debug!(
-                    "conn #{}: serving {:?}",
-                    id.0 >> 32,
-                    String::from_utf8_lossy(name)
-                );
-                *s = FileSession::Streaming(file);
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                log::debug!("conn #{}: sending {shown:?}, {size} bytes", id.0 >> 32);
+                *s = FileSession::Streaming(Box::new(Transfer {
+                    file: Some(file),
+                    name: shown,
+                    size: Some(size),
+                    sent: 0,
+                }));
                 Step::Continue
             }
             Err(why) => {
-                log::debug!(
-                    "conn #{}: refused {:?}: {why:?}",
-                    id.0 >> 32,
-                    String::from_utf8_lossy(name)
-                );
-                *s = FileSession::Done;
+                log::debug!("conn #{}: refused {shown:?}: {why}", id.0 >> 32);
+                *s = FileSession::Done(Some(Box::new(Transfer {
+                    file: None,
+                    name: shown,
+                    size: None,
+                    sent: 0,
+                })));
                 ctx.write(NOT_FOUND);
                 Step::Close
             }
@@ -208,7 +255,7 @@ impl Protocol for FileServer {
         });
         match (fed, first) {
             (Err(TooLong), _) => {
-                *s = FileSession::Done;
+                *s = FileSession::Done(None);
                 ctx.write(LINE_TOO_LONG);
                 Step::Close
             }
@@ -226,8 +273,22 @@ impl Protocol for FileServer {
             },
             // Keep streaming to a client that has finished sending.
             FileSession::Streaming(_) => Step::Continue,
-            FileSession::Done => Step::Close,
+            FileSession::Done(_) => Step::Close,
         }
+    }
+
+    /// `file="NAME" size=N sent=N`, or `file="NAME" refused` (the access
+    /// log's fields for this mode).
+    fn summary(&self, s: &FileSession) -> Option<String> {
+        let t = match s {
+            FileSession::Streaming(t) | FileSession::Done(Some(t)) => t,
+            _ => return None,
+        };
+        let name = crate::access_log::quoted(&t.name);
+        Some(match t.size {
+            Some(size) => format!("file={name} size={size} sent={}", t.sent),
+            None => format!("file={name} refused"),
+        })
     }
 
     /// The request line must come within `--request-timeout` of the
@@ -244,22 +305,47 @@ impl Protocol for FileServer {
     }
 
     fn produce(&mut self, s: &mut FileSession, id: ConnId, ctx: &mut Ctx) -> Step {
-        let FileSession::Streaming(file) = s else {
+        let FileSession::Streaming(t) = s else {
             return Step::Close;
         };
-        match ctx.write_with(CHUNK, |buf| file.read(buf)) {
-            Ok(0) => {
-                *s = FileSession::Done;
-                Step::Close
+        let Some(file) = t.file.as_mut() else {
+            return Step::Close;
+        };
+        let step = match ctx.write_with(CHUNK, |buf| file.read(buf)) {
+            Ok(0) => match t.size {
+                Some(size) if t.sent < size => {
+                    log::warn!(
+                        "conn #{}: {:?} shrank while being sent: {} of {size} bytes sent; \
+                         ending with a reset",
+                        id.0 >> 32,
+                        t.name,
+                        t.sent
+                    );
+                    Step::Abort
+                }
+                _ => Step::Close,
+            },
+            Ok(n) => {
+                t.sent += n as u64;
+                return Step::Continue;
             }
-            Ok(_) => Step::Continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Continue,
             Err(e) => {
-                log::warn!("conn #{}: reading the file failed: {e}", id.0 >> 32);
-                *s = FileSession::Done;
-                Step::Close
+                log::warn!(
+                    "conn #{}: reading {:?} failed after {} bytes: {e}; ending with a reset",
+                    id.0 >> 32,
+                    t.name,
+                    t.sent
+                );
+                Step::Abort
             }
+        };
+        // Done with the file: close it now, keep the record.
+        t.file = None;
+        if let FileSession::Streaming(t) = std::mem::replace(s, FileSession::Done(None)) {
+            *s = FileSession::Done(Some(t));
         }
+        step
     }
 }
 

@@ -1,0 +1,255 @@
+//! The access log (`--access-log`): one line per connection, at info, when
+//! it ends.
+//!
+//! ```text
+//! access conn=7 peer=127.0.0.1:51234 duration_ms=1520 bytes_in=12 bytes_out=31 end=done user=alice
+//! ```
+//!
+//! `key=value` fields in a fixed order, so that a line can be parsed with a
+//! split on spaces; a value that may hold spaces or quotes (a file name, a
+//! TLS error) is written in double quotes with `\` escapes. The fields:
+//!
+//! | field | what |
+//! | --- | --- |
+//! | `conn` | the connection's number, as in the debug log |
+//! | `peer` | the client's address |
+//! | `duration_ms` | from accept to close |
+//! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
+//! | `end` | how it ended: a [`CloseReason`] word, or `server_full` |
+//! | `error` | why, when the end was a TLS failure or a socket error |
+//! | the mode's own | chat: `user=NAME`; file: `file="NAME" sent=N` (see `Protocol::summary`) |
+//!
+//! The log costs next to nothing while it is off: its records live in a
+//! table of their own, indexed like the connection table, that exists only
+//! with `--access-log`, so a connection carries no field for it; the
+//! per-message path pays one test of an `Option` per read and write.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::protocol::CloseReason;
+
+/// What the access log keeps of one open connection.
+#[derive(Debug)]
+struct Record {
+    /// The generation of the connection the record belongs to (the token's
+    /// high half), so that a reused slot never inherits a record.
+    token: Token,
+    peer: SocketAddr,
+    start: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// The mode's own fact (`user=alice`), taken when the protocol lets go
+    /// of the connection.
+    summary: Option<String>,
+    /// Why it failed, in words, for `error=`.
+    error: Option<String>,
+}
+
+/// The access log's table of open connections.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    /// Indexed by the connection's slab key (the token's low 32 bits).
+    records: Vec<Option<Record>>,
+}
+
+/// A connection's slot in the table.
+fn slot(token: Token) -> usize {
+    token.0 & 0xffff_ffff
+}
+
+impl AccessLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A connection was accepted from `peer` at `now`.
+    pub fn open(&mut self, token: Token, peer: SocketAddr, now: Instant) {
+        let i = slot(token);
+        if self.records.len() <= i {
+            self.records.resize_with(i + 1, || None);
+        }
+        self.records[i] = Some(Record {
+            token,
+            peer,
+            start: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            summary: None,
+            error: None,
+        });
+    }
+
+    fn get(&mut self, token: Token) -> Option<&mut Record> {
+        self.records
+            .get_mut(slot(token))?
+            .as_mut()
+            .filter(|r| r.token == token)
+    }
+
+    /// Counts bytes read from and written to the connection.
+    #[inline]
+    pub fn count(&mut self, token: Token, bytes_in: u64, bytes_out: u64) {
+        if let Some(r) = self.get(token) {
+            r.bytes_in += bytes_in;
+            r.bytes_out += bytes_out;
+        }
+    }
+
+    /// Notes the mode's own fact about the connection (once its protocol
+    /// lets go of it).
+    pub fn summary(&mut self, token: Token, summary: String) {
+        if let Some(r) = self.get(token) {
+            r.summary = Some(summary);
+        }
+    }
+
+    /// Notes why the connection failed (the first reason wins).
+    pub fn error(&mut self, token: Token, why: &str) {
+        if let Some(r) = self.get(token) {
+            r.error.get_or_insert_with(|| why.to_string());
+        }
+    }
+
+    /// The connection ended: returns its line, and forgets it.
+    pub fn close(&mut self, token: Token, reason: CloseReason, now: Instant) -> Option<String> {
+        let r = self.records.get_mut(slot(token))?;
+        if r.as_ref().is_none_or(|r| r.token != token) {
+            return None;
+        }
+        let r = r.take()?;
+        Some(line(
+            token,
+            r.peer,
+            now.saturating_duration_since(r.start).as_millis(),
+            (r.bytes_in, r.bytes_out),
+            reason.word(),
+            r.error.as_deref(),
+            r.summary.as_deref(),
+        ))
+    }
+}
+
+/// The line for a client turned away at `--max-connections`, which never
+/// has a record.
+pub fn server_full(peer: SocketAddr) -> String {
+    line(Token(0), peer, 0, (0, 0), "server_full", None, None)
+}
+
+fn line(
+    token: Token,
+    peer: SocketAddr,
+    duration_ms: u128,
+    (bytes_in, bytes_out): (u64, u64),
+    end: &str,
+    error: Option<&str>,
+    summary: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(128);
+    let _ = write!(
+        out,
+        "access conn={} peer={peer} duration_ms={duration_ms} bytes_in={bytes_in} \
+         bytes_out={bytes_out} end={end}",
+        token.0 >> 32
+    );
+    if let Some(e) = error {
+        out.push_str(" error=");
+        quote_into(&mut out, e);
+    }
+    if let Some(s) = summary {
+        out.push(' ');
+        out.push_str(s);
+    }
+    out
+}
+
+/// Appends `value` in double quotes, with `"` and `\` escaped and control
+/// characters written as `\xNN`, so that a field never breaks the line.
+pub fn quote_into(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `value` quoted as [`quote_into`] does.
+pub fn quoted(value: &str) -> String {
+    let mut s = String::new();
+    quote_into(&mut s, value);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:5555".parse().unwrap()
+    }
+
+    #[test]
+    fn a_line_has_every_field_in_order() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let token = Token(7 << 32 | 3);
+        log.open(token, peer(), t0);
+        log.summary(token, "user=alice".into());
+        log.count(token, 12, 0);
+        log.count(token, 0, 31);
+        let line = log
+            .close(
+                token,
+                CloseReason::IdleTimeout,
+                t0 + Duration::from_millis(1520),
+            )
+            .unwrap();
+        assert_eq!(
+            line,
+            "access conn=7 peer=127.0.0.1:5555 duration_ms=1520 bytes_in=12 bytes_out=31 \
+             end=idle_timeout user=alice"
+        );
+        assert_eq!(log.close(token, CloseReason::Done, t0), None, "logged once");
+    }
+
+    #[test]
+    fn errors_are_quoted_and_a_reused_slot_has_no_record() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let old = Token(1 << 32);
+        log.open(old, peer(), t0);
+        log.error(old, "bad \"cert\"\n");
+        log.error(old, "second reason is ignored");
+        let line = log.close(old, CloseReason::TlsFailure, t0).unwrap();
+        assert!(
+            line.ends_with(r#"end=tls_failure error="bad \"cert\"\x0a""#),
+            "{line}"
+        );
+        let new = Token(2 << 32);
+        log.count(new, 1, 1);
+        assert_eq!(log.close(new, CloseReason::Done, t0), None);
+    }
+
+    #[test]
+    fn a_turned_away_client_has_its_own_line() {
+        assert_eq!(
+            server_full(peer()),
+            "access conn=0 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 bytes_out=0 \
+             end=server_full"
+        );
+        assert_eq!(quoted("a b"), "\"a b\"");
+    }
+}

@@ -1,0 +1,138 @@
+//! `--access-log` and the debug log over real sockets: one line per
+//! connection, in fixed `key=value` fields, saying how each ended.
+
+mod common;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use common::*;
+
+/// The value of `key=` in an access line (up to the next space).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn each_connection_gets_one_line_with_its_bytes_and_end() {
+    let mut server = Server::start(&["echo", "--access-log", "--idle-timeout", "1"]);
+    let mut s = connect(server.addr);
+    let local = s.local_addr().unwrap();
+    s.write_all(b"hello").unwrap();
+    expect(&mut s, b"hello");
+    s.shutdown(Shutdown::Write).unwrap();
+    expect_eof(&mut s);
+    let line = server.wait_for_log("access conn=");
+    assert_eq!(field(&line, "peer"), local.to_string(), "{line}");
+    assert_eq!(field(&line, "bytes_in"), "5", "{line}");
+    assert_eq!(field(&line, "bytes_out"), "5", "{line}");
+    assert_eq!(field(&line, "end"), "done", "{line}");
+    assert!(line.contains(" INFO "), "{line}");
+    // The fields come in a fixed order.
+    let keys: Vec<&str> = line
+        .split("access ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .map(|w| w.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "conn",
+            "peer",
+            "duration_ms",
+            "bytes_in",
+            "bytes_out",
+            "end"
+        ]
+    );
+    // An idle one times out, and says so.
+    let mut idle = connect(server.addr);
+    expect(&mut idle, b"Connection timeout\n");
+    server.wait_for_log_where("access conn=", |l| l.contains("end=idle_timeout"));
+    assert_eq!(server.log_lines("access conn=").len(), 2);
+}
+
+#[test]
+fn chat_and_file_add_their_own_fields() {
+    let mut chat = Server::start(&["chat", "--access-log", "--max-connections", "1"]);
+    let mut alice = connect(chat.addr);
+    expect(&mut alice, b"Enter your username: ");
+    alice.write_all(b"alice\n").unwrap();
+    expect(&mut alice, b"Welcome to the chat!\n");
+    // Full: the turned-away client has its line too.
+    let mut late = connect(chat.addr);
+    let (said, _) = read_to_eof(&mut late);
+    assert_eq!(said, b"Server is full. Try again later.\n");
+    chat.wait_for_log("end=server_full");
+    alice.write_all(b"/quit\n").unwrap();
+    expect(&mut alice, b"Goodbye!\n");
+    let line = chat.wait_for_log("user=alice");
+    assert_eq!(field(&line, "end"), "closed", "{line}");
+
+    let dir = std::env::temp_dir().join(format!("monoloop-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a b.txt"), b"12345").unwrap();
+    let mut files = Server::start(&["file", "--root", dir.to_str().unwrap(), "--access-log"]);
+    let mut s = connect(files.addr);
+    s.write_all(b"a b.txt\n").unwrap();
+    let (got, _) = read_to_eof(&mut s);
+    assert_eq!(got, b"12345");
+    let line = files.wait_for_log(r#"file="a b.txt""#);
+    assert!(
+        line.ends_with(r#"end=done file="a b.txt" size=5 sent=5"#),
+        "{line}"
+    );
+    let mut s = connect(files.addr);
+    s.write_all(b"../etc/passwd\n").unwrap();
+    let _ = read_to_eof(&mut s);
+    let line = files.wait_for_log(r#"file="../etc/passwd""#);
+    assert!(line.ends_with("refused"), "{line}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn without_the_option_there_is_no_access_line() {
+    let mut server = Server::start(&["echo", "--stats-interval", "0.2"]);
+    let mut s = connect(server.addr);
+    s.write_all(b"x").unwrap();
+    expect(&mut s, b"x");
+    drop(s);
+    server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 1 && stat(l, "active") == 0
+    });
+    assert!(server.log_lines("access").is_empty());
+}
+
+#[test]
+fn debug_lines_say_one_thing_each_in_words() {
+    let mut server = Server::start(&["echo", "--log-level", "debug", "--idle-timeout", "0.5"]);
+    let mut done = connect(server.addr);
+    done.shutdown(Shutdown::Write).unwrap();
+    expect_eof(&mut done);
+    let mut reset = connect(server.addr);
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    reset.write_all(b"x").ok();
+    drop(reset);
+    let mut idle = connect(server.addr);
+    expect(&mut idle, b"Connection timeout\n");
+    server.wait_for_log("closed: idle timeout");
+    server.wait_for_log("closed: reset by the client");
+    server.wait_for_log("closed: done");
+    let log = server.log();
+    let closes = log.iter().filter(|l| l.contains(" closed")).count();
+    assert_eq!(closes, 3, "one line per close:\n{}", log.join("\n"));
+    for bad in ["(gone)", "closing:", "Token(", "socket error"] {
+        assert!(
+            !log.iter().any(|l| l.contains(bad)),
+            "{bad:?} in the log:\n{}",
+            log.join("\n")
+        );
+    }
+}
