@@ -590,12 +590,16 @@ impl<P: Protocol> Server<P> {
             }
             let outcome = conn.read(&mut self.scratch);
             // A TLS handshake that just finished: the protocol comes in
-            // before the first plaintext it must see.
-            if matches!(conn.stage(), Stage::Handshake { .. }) && conn.handshake_done() {
+            // before the first plaintext it must see. (Only then is the
+            // connection looked up again.)
+            let conn = if matches!(conn.stage(), Stage::Handshake { .. }) && conn.handshake_done() {
                 self.established(token, now);
-            }
-            let Some(conn) = self.conns.get_mut(token) else {
-                return;
+                match self.conns.get_mut(token) {
+                    Some(conn) => conn,
+                    None => return,
+                }
+            } else {
+                conn
             };
             match outcome {
                 ReadOutcome::Data(n) => {
@@ -636,6 +640,11 @@ impl<P: Protocol> Server<P> {
                         return;
                     }
                     conn.apply_backpressure(self.opts.write_limit);
+                    // The usual end of a turn's reading: a short read
+                    // drained the socket (no second lookup to learn it).
+                    if !conn.wants_read() {
+                        return;
+                    }
                 }
                 ReadOutcome::Drained => return,
                 ReadOutcome::Eof => {
@@ -736,7 +745,7 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // Reading resumed below half the write limit: input may be waiting
+        // Reading resumed at or below half the write limit: input may be waiting
         // that no new edge will announce.
         if conn.stage() == Stage::Open
             && conn.apply_backpressure(self.opts.write_limit)

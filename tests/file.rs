@@ -291,3 +291,27 @@ fn a_bad_root_exits_2() {
         assert!(stderr.contains("--root"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_root_the_server_cannot_search_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let t = Tree::new("nosearch");
+    fs::set_permissions(t.root(), fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = binary();
+    cmd.args(["file", "--root", &t.root_arg(), "--listen", "127.0.0.1:0"]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root may search anything: run as nobody, like a server started
+        // as another user than the one who owns the files.
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().unwrap();
+    fs::set_permissions(t.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot search it, so no file could be served"),
+        "{stderr}"
+    );
+}

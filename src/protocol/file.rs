@@ -149,6 +149,31 @@ impl FileServer {
         }
         // SAFETY: fd is a fresh, valid descriptor nobody else owns.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        // An O_PATH open succeeds without any permission on the directory,
+        // but serving needs to search it (x): without that every request
+        // would fail, so refuse to start and say why. Reading it (r) is not
+        // needed: files are opened by name, never listed.
+        // SAFETY: faccessat reads the NUL-terminated "." and touches no
+        // other memory.
+        let rc = unsafe {
+            libc::faccessat(
+                root.as_raw_fd(),
+                c".".as_ptr(),
+                libc::X_OK,
+                libc::AT_EACCESS,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}: this process (uid {uid}) cannot search it, so no file could be served"
+                ),
+            ));
+        }
         Ok(Self { root, limits })
     }
 
