@@ -164,6 +164,9 @@ pub struct Connection<S> {
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::Connection>>,
+    /// The connection is in the loop's ready queue (`event_loop.rs`), so
+    /// that it is never queued, or served from an event, twice.
+    pub queued: bool,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]
     notify_sent: bool,
@@ -199,6 +202,7 @@ impl<S> Connection<S> {
             session: None,
             close_reason: None,
             rejecting: false,
+            queued: false,
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -467,7 +471,7 @@ impl<S> Connection<S> {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             self.queue.push_copy(bytes);
-            return self.flush();
+            return self.flush(usize::MAX);
         }
         if !self.queue.is_empty() || self.write_blocked {
             self.queue.push_copy(bytes);
@@ -494,13 +498,17 @@ impl<S> Connection<S> {
     /// Writes what is owed until it is all written or the kernel refuses
     /// more. Each round is one vectored write of up to 64 chunks. Returns
     /// the outcome and the bytes written.
-    pub fn flush(&mut self) -> (WriteOutcome, usize) {
+    ///
+    /// At most about `limit` bytes go per call (the loop's per-visit share):
+    /// past it the call returns `Blocked` with the socket still writable,
+    /// and [`can_write`](Self::can_write) says to come back.
+    pub fn flush(&mut self, limit: usize) -> (WriteOutcome, usize) {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
-            return self.flush_tls();
+            return self.flush_tls(limit);
         }
         let mut written = 0;
-        while self.can_write() {
+        while self.can_write() && written < limit {
             match self.queue.write_to(&mut self.stream) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -522,7 +530,7 @@ impl<S> Connection<S> {
     /// session, until everything is out or the socket refuses. Returns the
     /// outcome and the plaintext bytes handed to the session.
     #[cfg(feature = "tls")]
-    fn flush_tls(&mut self) -> (WriteOutcome, usize) {
+    fn flush_tls(&mut self, limit: usize) -> (WriteOutcome, usize) {
         use crate::tls::write_records;
         let mut moved = 0;
         let Some(tls) = self.tls.as_mut() else {
@@ -539,6 +547,9 @@ impl<S> Connection<S> {
             }
             if self.queue.is_empty() {
                 return (WriteOutcome::Done, moved);
+            }
+            if moved >= limit {
+                return (WriteOutcome::Blocked, moved);
             }
             if tls.is_handshaking() {
                 // Plaintext waits in the queue until the session can

@@ -7,9 +7,12 @@
 //!    (zero if work was left over from the last turn, forever if nothing is
 //!    scheduled: an idle server makes no wakeups);
 //! 2. dispatch each event: the listener accepts, the signal pipe starts the
-//!    shutdown, a connection reads and writes ([`Server::drive`]);
-//! 3. serve the connections that still had input when their read budget ran
-//!    out last turn (the ready list: fairness without starving anyone);
+//!    shutdown, a connection gets one visit ([`Server::drive`]: one read,
+//!    a bounded write) unless it is already queued or the turn's budget is
+//!    spent;
+//! 3. serve the ready queue: connections with work left, round-robin, one
+//!    visit each, until the turn has moved `TURN_BUDGET` bytes (fairness:
+//!    a small request never waits behind a megabyte of someone's stream);
 //! 4. fire the expired timers (idle timeouts, close bounds, stats, drain);
 //! 5. deliver what protocols sent from one connection to others, one
 //!    vectored write per receiver per turn;
@@ -21,6 +24,7 @@
 //! which interest a socket needs, is `connection.rs`; what bytes to answer
 //! is the protocol's (`protocol/`); the deadline heap is `timer.rs`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -50,11 +54,19 @@ const SIGNALS: Token = reserved(1);
 
 /// Size of the one read buffer all connections share.
 const SCRATCH_SIZE: usize = 64 * 1024;
-/// Reads per connection per turn before others get their go: 1 MiB.
-const READS_PER_TURN: usize = 16;
-/// Chunks a producing protocol (the file server) may generate per
-/// connection per turn.
-const PRODUCE_PER_TURN: usize = 16;
+/// Reads per visit to a connection before the others get their go (64 KiB).
+const READS_PER_VISIT: usize = 1;
+/// Bytes written to one connection per visit, at most (about).
+const WRITE_PER_VISIT: usize = 256 * 1024;
+/// Chunks (64 KiB) a producing protocol (the file server) may generate per
+/// visit.
+const PRODUCE_PER_VISIT: usize = 1;
+/// Bytes read and written in one turn, over all connections, before the
+/// loop polls again: bounds how long any event waits for its turn.
+const TURN_BUDGET: usize = 1024 * 1024;
+/// The least a visit counts against the turn's budget, so that visits that
+/// move few bytes (a handshake step, a held sender) still end a turn.
+const VISIT_COST: usize = 512;
 /// Accepts per turn before existing connections get their go.
 const ACCEPTS_PER_TURN: usize = 256;
 /// Events taken from the kernel per `epoll_wait`.
@@ -169,8 +181,11 @@ pub struct Server<P: Protocol> {
     staging: Vec<u8>,
     /// What protocols sent to other connections this turn.
     sends: Vec<(Token, Rc<[u8]>)>,
-    /// Connections with input left when their read budget ran out.
-    ready: Vec<Token>,
+    /// Connections with work left (input waiting, bytes owed to a writable
+    /// socket, a file to produce), served round-robin, one visit each.
+    ready: VecDeque<Token>,
+    /// Bytes read and written so far this turn, against `TURN_BUDGET`.
+    spent: usize,
     /// Connections closed this turn, to be dropped at its end.
     closed: Vec<Token>,
     /// Relays: senders paced to the receivers that keep up.
@@ -236,7 +251,8 @@ impl<P: Protocol> Server<P> {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             staging: Vec::new(),
             sends: Vec::new(),
-            ready: Vec::new(),
+            ready: VecDeque::new(),
+            spent: 0,
             closed: Vec::new(),
             pacing: Pacing::new(write_limit),
             pacing_due: None,
@@ -299,7 +315,7 @@ impl<P: Protocol> Server<P> {
                 return Err(e);
             }
             let now = Instant::now();
-            let carried = std::mem::take(&mut self.ready);
+            self.spent = 0;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -307,9 +323,7 @@ impl<P: Protocol> Server<P> {
                     token => self.connection_event(token, event, now),
                 }
             }
-            for token in carried {
-                self.drive(token, now);
-            }
+            self.serve_ready(now);
             if self.accepting == Accepting::Backlogged {
                 self.accept(now);
             }
@@ -509,12 +523,60 @@ impl<P: Protocol> Server<P> {
             event.is_read_closed() || event.is_error(),
             event.is_writable(),
         );
-        self.drive(token, now);
+        // Already waiting its turn: the event only refreshed what it may do.
+        if conn.queued {
+            return;
+        }
+        if self.spent >= TURN_BUDGET {
+            self.enqueue(token);
+            return;
+        }
+        self.visit(token, now);
     }
 
-    /// Serves one connection: read what is waiting (within the budget), write
-    /// what is owed, let a producing protocol generate more, then settle its
-    /// stage, interest and timer.
+    /// Serves the ready queue in order, one visit each (a connection with
+    /// work left goes to the back), until it is empty or the turn's budget
+    /// is spent; what is left waits for the next turn, first in line.
+    fn serve_ready(&mut self, now: Instant) {
+        while self.spent < TURN_BUDGET {
+            let Some(token) = self.ready.pop_front() else {
+                return;
+            };
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            conn.queued = false;
+            if conn.stage() != Stage::Closed {
+                self.visit(token, now);
+            }
+        }
+    }
+
+    /// One visit: drives the connection and charges the turn for the bytes
+    /// it moved (at least `VISIT_COST`).
+    #[inline]
+    fn visit(&mut self, token: Token, now: Instant) {
+        let before = self.stats.bytes_in + self.stats.bytes_out;
+        self.drive(token, now);
+        let moved = (self.stats.bytes_in + self.stats.bytes_out - before) as usize;
+        self.spent += moved.max(VISIT_COST);
+    }
+
+    /// Puts a connection with work left at the back of the ready queue,
+    /// once.
+    fn enqueue(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+    }
+
+    /// Serves one connection for one visit: read what is waiting (one read),
+    /// write what is owed (up to `WRITE_PER_VISIT`), let a producing protocol
+    /// generate more, then settle its stage, interest and timer. A
+    /// connection with work left is queued for another visit.
     fn drive(&mut self, token: Token, now: Instant) {
         self.read_input(token, now);
         let wrote = self.flush(token, now);
@@ -546,7 +608,7 @@ impl<P: Protocol> Server<P> {
     /// within a budget; each piece is written at once, so output is made
     /// only as fast as the peer reads it.
     fn produce(&mut self, token: Token, now: Instant) {
-        for _ in 0..PRODUCE_PER_TURN {
+        for _ in 0..PRODUCE_PER_VISIT {
             if !self.wants_produce(token) {
                 return;
             }
@@ -564,14 +626,14 @@ impl<P: Protocol> Server<P> {
         }
         // Budget spent and the socket still takes more: others first.
         if self.wants_produce(token) {
-            self.ready.push(token);
+            self.enqueue(token);
         }
     }
 
     /// Reads until the socket is drained, reading pauses, or the budget runs
     /// out; hands each read to the protocol and sends its answer at once.
     fn read_input(&mut self, token: Token, now: Instant) {
-        for _ in 0..READS_PER_TURN {
+        for _ in 0..READS_PER_VISIT {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
@@ -582,7 +644,7 @@ impl<P: Protocol> Server<P> {
             // up (pacing.rs): the kernel holds the rest.
             if P::FANS_OUT && conn.session.is_some() && !self.pacing.may_read() {
                 if self.pacing.budget_spent() {
-                    self.ready.push(token);
+                    self.enqueue(token);
                 } else {
                     self.pacing.hold(token);
                 }
@@ -662,9 +724,9 @@ impl<P: Protocol> Server<P> {
                 }
             }
         }
-        // Budget spent with input still waiting: come back next turn.
+        // Budget spent with input still waiting: come back after the others.
         if self.conns.get(token).is_some_and(|c| c.wants_read()) {
-            self.ready.push(token);
+            self.enqueue(token);
         }
     }
 
@@ -725,7 +787,8 @@ impl<P: Protocol> Server<P> {
         if !conn.can_write() {
             return 0;
         }
-        let (outcome, n) = conn.flush();
+        let (outcome, n) = conn.flush(WRITE_PER_VISIT);
+        let more = conn.can_write();
         if n > 0 {
             self.stats.bytes_out += n as u64;
             conn.last_activity = now;
@@ -733,8 +796,11 @@ impl<P: Protocol> Server<P> {
                 access.count(token, 0, n as u64);
             }
         }
-        if let WriteOutcome::Failed(e) = outcome {
-            self.fail(token, &e);
+        match outcome {
+            WriteOutcome::Failed(e) => self.fail(token, &e),
+            // Its share written, and the socket would take more.
+            WriteOutcome::Blocked if more => self.enqueue(token),
+            _ => {}
         }
         n
     }
@@ -750,8 +816,10 @@ impl<P: Protocol> Server<P> {
         if conn.stage() == Stage::Open
             && conn.apply_backpressure(self.opts.write_limit)
             && conn.wants_read()
+            && !conn.queued
         {
-            self.ready.push(token);
+            conn.queued = true;
+            self.ready.push_back(token);
         }
         let conn = if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
             self.finish_writing(token, now);
@@ -1086,8 +1154,9 @@ impl<P: Protocol> Server<P> {
     /// Every receiver that keeps up has caught up: the senders held back
     /// are read again, next turn.
     fn release_senders(&mut self) {
-        let held = self.pacing.release();
-        self.ready.extend(held);
+        for token in self.pacing.release() {
+            self.enqueue(token);
+        }
     }
 
     /// Arms the pacing timer for the next moment a receiver may stop
