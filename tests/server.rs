@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -294,39 +293,15 @@ fn a_reset_client_is_a_debug_line_and_nobody_else_notices() {
 fn an_idle_server_makes_no_wakeups() {
     let server = Server::start(&["echo", "--stats-interval", "0"]);
     thread::sleep(Duration::from_millis(200));
-    let switches = || {
-        server.status_field("voluntary_ctxt_switches")
-            + server.status_field("nonvoluntary_ctxt_switches")
-    };
-    let before = switches();
+    let before = server.context_switches();
     thread::sleep(Duration::from_secs(2));
-    let after = switches();
+    let after = server.context_switches();
     assert_eq!(
         before,
         after,
         "the idle server woke up {} times",
         after - before
     );
-}
-
-/// Runs the server with a hard descriptor limit of `limit`.
-fn with_fd_limit(limit: u64) -> std::process::Command {
-    let mut cmd = binary();
-    // SAFETY: setrlimit is async-signal-safe, and runs in the forked child
-    // before exec, touching only a struct on its stack.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
 }
 
 #[test]

@@ -175,6 +175,13 @@ impl Server {
             .unwrap_or_else(|| panic!("no {name} in /proc status"))
     }
 
+    /// Context switches so far, voluntary and not: a process that makes
+    /// none over a stretch of time did not wake up.
+    pub fn context_switches(&self) -> u64 {
+        self.status_field("voluntary_ctxt_switches")
+            + self.status_field("nonvoluntary_ctxt_switches")
+    }
+
     /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_field("VmRSS")
@@ -196,6 +203,27 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary, to be run with a hard descriptor limit of `limit`.
+pub fn with_fd_limit(limit: u64) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = binary();
+    // SAFETY: setrlimit is async-signal-safe, and runs in the forked child
+    // before exec, touching only a struct on its stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// Connects with read and write timeouts, so that no test can hang on I/O.
