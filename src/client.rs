@@ -113,7 +113,8 @@ enum Stdin {
 
 /// Runs the client until the server closes the connection.
 pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
-    let deadline = Instant::now() + cfg.timeout;
+    // `--timeout 0` is `None`: no deadline of ours, as 0 is elsewhere.
+    let deadline = cfg.timeout.map(|t| Instant::now() + t);
     #[cfg(feature = "tls")]
     let tls = match &cfg.tls {
         Some(opts) => Some(tls_session(opts, &cfg.target)?),
@@ -127,7 +128,8 @@ pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
     }
     let addrs = resolve(&cfg.target)?;
     let mut poll = Poll::new().map_err(|e| ClientError::Io("cannot create the poll", e))?;
-    let (mut stream, peer) = connect(&mut poll, &addrs, &cfg.target, deadline, cfg.timeout)?;
+    let timeout = cfg.timeout.unwrap_or_default();
+    let (mut stream, peer) = connect(&mut poll, &addrs, &cfg.target, deadline, timeout)?;
     log::debug!("connected to {peer}");
     let mut session = Session::new(&mut poll, peer)?;
     #[cfg(feature = "tls")]
@@ -182,12 +184,14 @@ fn resolve(target: &str) -> Result<Vec<SocketAddr>, ClientError> {
     Ok(addrs)
 }
 
-/// Tries each address in turn until one connects or the deadline passes.
+/// Tries each address in turn until one connects or the deadline passes
+/// (`timeout` after the start, which the error names). Without a deadline
+/// each attempt lasts until the kernel gives up on it.
 fn connect(
     poll: &mut Poll,
     addrs: &[SocketAddr],
     target: &str,
-    deadline: Instant,
+    deadline: Option<Instant>,
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), ClientError> {
     let mut events = Events::with_capacity(4);
@@ -205,11 +209,11 @@ fn connect(
             .map_err(|e| ClientError::Io("cannot register the socket", e))?;
         // Writable means the handshake finished, one way or the other.
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
                 return Err(ClientError::Timeout(target.to_string(), timeout));
             }
-            match poll.poll(&mut events, Some(left)) {
+            match poll.poll(&mut events, left) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ClientError::Io("poll failed", e)),

@@ -73,8 +73,9 @@ pub struct ClientTls {
 pub struct ClientConfig {
     /// `HOST:PORT`, resolved when the client runs.
     pub target: String,
-    /// Bound on resolving and connecting.
-    pub timeout: Duration,
+    /// Bound on resolving and connecting; `None` (`--timeout 0`): no bound
+    /// of ours, the connect lasts as long as the kernel keeps trying.
+    pub timeout: Option<Duration>,
     /// `Some` with `--tls`.
     pub tls: Option<ClientTls>,
     pub log_level: log::LevelFilter,
@@ -191,7 +192,8 @@ TLS (ANY SERVER MODE):
     With TLS the default port is 8443.
 
 CLIENT OPTIONS:
-    --timeout SECS         give up connecting after this long [default: 10]
+    --timeout SECS         give up connecting after this long; 0: wait as
+                           long as the kernel does            [default: 10]
     --tls                  speak TLS; verify the server against the system's
                            trust store
     --ca FILE              verify against this CA only
@@ -304,7 +306,8 @@ fn parse_client(
     mut args: pico_args::Arguments,
     log_level: log::LevelFilter,
 ) -> Result<Parsed, UsageError> {
-    let timeout = opt(&mut args, "--timeout", seconds)?.unwrap_or(Duration::from_secs(10));
+    let timeout =
+        opt(&mut args, "--timeout", seconds_or_off)?.unwrap_or(Some(Duration::from_secs(10)));
     let use_tls = args.contains("--tls");
     let tls = ClientTls {
         ca: opt(&mut args, "--ca", path)?,
@@ -558,6 +561,23 @@ mod tests {
             .contains("unknown mode 'dance'"));
         let e = run(&["echo", "--frobnicate"]).unwrap_err();
         assert!(e.0.contains("--frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn client_timeout_zero_means_no_limit() {
+        let client = |args: &[&str]| match run(args) {
+            Ok(Parsed::Client(c)) => c,
+            other => panic!("expected a client, got {other:?}"),
+        };
+        assert_eq!(
+            client(&["client", "h:1"]).timeout,
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(client(&["client", "h:1", "--timeout", "0"]).timeout, None);
+        assert_eq!(
+            client(&["client", "h:1", "--timeout", "2.5"]).timeout,
+            Some(Duration::from_millis(2500))
+        );
     }
 
     #[test]

@@ -226,9 +226,52 @@ fn bad_host_is_one_line_and_exit_1() {
 }
 
 #[test]
-fn connect_timeout_is_honoured() {
-    // A listener with a backlog of 0 that never accepts: once its queue is
-    // full, the kernel drops further SYNs and connects hang.
+fn timeout_zero_means_no_limit_and_connects() {
+    // `--timeout 0` used to time out at once; like every other 0, it means
+    // no limit.
+    let server = Server::start(&["echo"]);
+    let mut child = client(&server.addr.to_string(), &["--timeout", "0"]);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"no hurry\n")
+        .unwrap();
+    let out = finish(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"no hurry\n");
+}
+
+#[test]
+fn timeout_zero_waits_for_a_connect_that_hangs() {
+    let (_listener, addr, _fillers) = hung_listener();
+    let mut child = client(&addr.to_string(), &["--timeout", "0"]);
+    let _stdin = child.stdin.take();
+    // Longer than the 1 s that `--timeout 1` allows (see below); the
+    // kernel itself would try for about two minutes.
+    thread::sleep(Duration::from_millis(1500));
+    let still_trying = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = finish(child);
+    assert!(
+        still_trying,
+        "gave up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A listener with a backlog of 0 that never accepts, its queue filled:
+/// the kernel drops further SYNs, so connects to it hang. Keep all three
+/// alive while they are needed.
+fn hung_listener() -> (
+    socket2::Socket,
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
         .bind(
@@ -247,6 +290,12 @@ fn connect_timeout_is_honoured() {
             fillers.push(s);
         }
     }
+    (socket, addr, fillers)
+}
+
+#[test]
+fn connect_timeout_is_honoured() {
+    let (_listener, addr, _fillers) = hung_listener();
     let started = Instant::now();
     let mut child = client(&addr.to_string(), &["--timeout", "1"]);
     let _stdin = child.stdin.take();
