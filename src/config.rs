@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Config {
     pub mode: Mode,
     pub server: ServerOptions,
+    /// `--listen` as given; `server.listen` is its address once resolved.
+    pub listen: Listen,
     /// `Some` when any `--tls-*` option was given.
     pub tls: Option<ServerTls>,
     pub log_level: log::LevelFilter,
@@ -44,6 +46,37 @@ impl Mode {
             Mode::Broadcast { .. } => "broadcast",
             Mode::Chat => "chat",
             Mode::File { .. } => "file",
+        }
+    }
+}
+
+/// `--listen` as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// An IP address and port (`127.0.0.1:8080`, `[::1]:8080`): bound as is.
+    Addr(SocketAddr),
+    /// A host name and port (`localhost:8080`), resolved at start; the
+    /// first address the resolver returns is bound.
+    Host { host: String, port: u16 },
+}
+
+impl Listen {
+    /// The address to put in [`ServerOptions::listen`] until this is
+    /// resolved: the address itself, or for a host name, 127.0.0.1 with its
+    /// port (loopback, so that a forgotten resolution exposes nothing).
+    fn stand_in(&self) -> SocketAddr {
+        match self {
+            Listen::Addr(a) => *a,
+            Listen::Host { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Addr(a) => a.fmt(f),
+            Listen::Host { host, port } => write!(f, "{host}:{port}"),
         }
     }
 }
@@ -84,6 +117,9 @@ pub struct ClientConfig {
 /// The options every server mode shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
+    /// The address bound. When `--listen` named a host, this is a stand-in
+    /// until `lib.rs` resolves [`Config::listen`] and puts the address here,
+    /// before binding: the loop only ever sees a resolved address.
     pub listen: SocketAddr,
     pub max_connections: usize,
     /// `None`: connections never time out.
@@ -202,8 +238,9 @@ CLIENT OPTIONS:
     --insecure             do not verify the server (says so on stderr)
 
 OPTIONS FOR EVERY SERVER MODE:
-    --listen ADDR          address and port to listen on    [default: 127.0.0.1:8080]
-                           (IPv6: [::1]:8080; port 0 picks a free port)
+    --listen HOST:PORT     address and port to listen on    [default: 127.0.0.1:8080]
+                           (IPv6: [::1]:8080; port 0 picks a free port;
+                           a host name listens on its first address only)
     --max-connections N    clients served at once; more get
                            \"Server is full. Try again later.\"  [default: 1024]
     --idle-timeout SECS    close a connection silent both ways this long;
@@ -253,12 +290,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     };
     let tls = (tls != ServerTls::default()).then_some(tls);
     let defaults = ServerOptions::default();
-    let default_listen = match tls {
+    let listen = opt(&mut args, "--listen", parse_listen)?.unwrap_or(Listen::Addr(match tls {
         Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
         None => defaults.listen,
-    };
+    }));
     let server = ServerOptions {
-        listen: opt(&mut args, "--listen", parse_addr)?.unwrap_or(default_listen),
+        listen: listen.stand_in(),
         max_connections: opt(&mut args, "--max-connections", positive)?
             .unwrap_or(defaults.max_connections),
         idle_timeout: opt(&mut args, "--idle-timeout", seconds_or_off)?
@@ -296,6 +333,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
+        listen,
         tls,
         log_level,
     })))
@@ -379,9 +417,33 @@ fn opt<T>(
         .transpose()
 }
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:8080 or [::1]:8080".to_string())
+/// `--listen`: an IP address and port, or a host name and port, resolved
+/// at start. A host name is checked for DNS syntax here, so that a typo
+/// is an argument error rather than a failed lookup.
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    const EXPECTED: &str =
+        "expected HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(Listen::Addr(addr));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(EXPECTED.into());
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(EXPECTED.into());
+    };
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !plausible {
+        return Err(EXPECTED.into());
+    }
+    Ok(Listen::Host {
+        host: host.to_string(),
+        port,
+    })
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -561,6 +623,42 @@ mod tests {
             .contains("unknown mode 'dance'"));
         let e = run(&["echo", "--frobnicate"]).unwrap_err();
         assert!(e.0.contains("--frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_a_host_name() {
+        let c = config(&["echo", "--listen", "localhost:0"]);
+        assert_eq!(
+            c.listen,
+            Listen::Host {
+                host: "localhost".into(),
+                port: 0
+            }
+        );
+        assert_eq!(c.listen.to_string(), "localhost:0");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:0");
+        let c = config(&["echo", "--listen", "[::1]:8080"]);
+        assert_eq!(c.listen, Listen::Addr("[::1]:8080".parse().unwrap()));
+        assert_eq!(c.server.listen.to_string(), "[::1]:8080");
+        let c = config(&["echo"]);
+        assert_eq!(c.listen, Listen::Addr(c.server.listen));
+        for bad in [
+            "localhost",
+            "bad!host:80",
+            ":80",
+            "::1:80",
+            "host:99999",
+            "host:",
+        ] {
+            let e = run(&["echo", "--listen", bad]).unwrap_err();
+            assert_eq!(
+                e.0,
+                format!(
+                    "invalid value '{bad}' for --listen: expected HOST:PORT, \
+                     such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+                )
+            );
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //!    Protocols never see a socket.
 //! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
 //!    delivery between connections, reaping; backpressure and shutdown.
-//! 7. [`stats`], [`sys`] (listener options, descriptor limit), [`config`]
-//!    (the command line).
+//! 7. [`stats`], [`sys`] (resolving `--listen`, listener options,
+//!    descriptor limit), [`config`] (the command line).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; `connection.rs` shows where they are called.
@@ -47,7 +47,9 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-use config::{Config, Mode};
+use std::net::SocketAddr;
+
+use config::{Config, Listen, Mode};
 use event_loop::{Exit, Server, StartError};
 use protocol::broadcast::Broadcast;
 use protocol::chat::Chat;
@@ -62,6 +64,11 @@ pub enum RunError {
     Tls(String),
     /// Could not start (address in use, ...): exit 1.
     Start(StartError),
+    /// The `--listen` host name (as given) did not resolve: exit 1, like
+    /// the other start errors, since the name was well formed (`config`
+    /// refuses one that is not, exit 2) and whether it resolves is up to
+    /// this machine's resolver.
+    Resolve(String, std::io::Error),
     /// The loop failed (epoll itself): exit 1.
     Loop(std::io::Error),
 }
@@ -71,6 +78,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Tls(e) => f.write_str(e),
             RunError::Start(e) => e.fmt(f),
+            RunError::Resolve(given, e) => write!(f, "cannot resolve --listen '{given}': {e}"),
             RunError::Loop(e) => write!(f, "event loop failed: {e}"),
         }
     }
@@ -107,7 +115,9 @@ fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, Ru
             "this monoloop was built without TLS (cargo feature \"tls\")".into(),
         ));
     }
-    let server = Server::bind(config.server.clone(), protocol).map_err(RunError::Start)?;
+    let mut options = config.server.clone();
+    options.listen = listen_addr(config)?;
+    let server = Server::bind(options, protocol).map_err(RunError::Start)?;
     #[cfg(feature = "tls")]
     let server = match tls {
         Some(tls) => server.with_tls(tls),
@@ -121,4 +131,27 @@ fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, Ru
     );
     let (exit, _stats) = server.run().map_err(RunError::Loop)?;
     Ok(exit)
+}
+
+/// The address to listen on: `server.listen`, or for a `--listen` host name,
+/// the first address the resolver returns for it, resolved now, before
+/// binding. The loop has one listener, so the other addresses of a name
+/// that has several are not listened on; the log says which was chosen.
+fn listen_addr(config: &Config) -> Result<SocketAddr, RunError> {
+    let Listen::Host { host, port } = &config.listen else {
+        return Ok(config.server.listen);
+    };
+    let given = config.listen.to_string();
+    let resolved = sys::resolve(host, *port).map_err(|e| RunError::Resolve(given.clone(), e))?;
+    if !resolved.others.is_empty() {
+        let others: Vec<String> = resolved.others.iter().map(|a| a.to_string()).collect();
+        log::info!(
+            "--listen {given} resolved to {} addresses: listening on the first, {}, \
+             and not on {}",
+            resolved.others.len() + 1,
+            resolved.first,
+            others.join(", ")
+        );
+    }
+    Ok(resolved.first)
 }

@@ -1,12 +1,13 @@
-//! What the server needs from the operating system beyond mio: a listening
-//! socket with deliberate options, and the file-descriptor limit.
+//! What the server needs from the operating system beyond mio: the address
+//! a `--listen` host name stands for, a listening socket with deliberate
+//! options, and the file-descriptor limit.
 //!
 //! Everything here runs once, at start-up, before the loop. The loop itself
 //! (`event_loop.rs`) only sees a ready `mio::net::TcpListener`.
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use socket2::{Domain, Socket, Type};
 
@@ -33,6 +34,37 @@ impl fmt::Display for ListenError {
 }
 
 impl std::error::Error for ListenError {}
+
+/// What a `--listen` host name resolved to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The resolver's first answer: the one address listened on.
+    pub first: SocketAddr,
+    /// The rest, in the resolver's order, without repeats: not listened on
+    /// (the loop has one listener).
+    pub others: Vec<SocketAddr>,
+}
+
+/// Resolves `host` with `port` through the system's resolver (blocking:
+/// called once, at start-up). An answer with no address is an error, as a
+/// failed lookup is.
+pub fn resolve(host: &str, port: u16) -> io::Result<Resolved> {
+    first_of((host, port).to_socket_addrs()?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses"))
+}
+
+/// The first address, and the others without repeats; `None` for none.
+fn first_of(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<Resolved> {
+    let mut addrs = addrs.into_iter();
+    let first = addrs.next()?;
+    let mut others: Vec<SocketAddr> = Vec::new();
+    for a in addrs {
+        if a != first && !others.contains(&a) {
+            others.push(a);
+        }
+    }
+    Some(Resolved { first, others })
+}
 
 /// Opens a non-blocking listening socket on `addr`.
 ///
@@ -152,6 +184,23 @@ mod tests {
             }
             other => panic!("expected InUse, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_host_name_resolves_to_its_first_address_and_the_others_are_named() {
+        let a: SocketAddr = "[::1]:80".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(
+            first_of([a, b, a, b]),
+            Some(Resolved {
+                first: a,
+                others: vec![b]
+            })
+        );
+        assert_eq!(first_of([]), None);
+        let local = resolve("localhost", 0).unwrap();
+        assert!(local.first.ip().is_loopback(), "{local:?}");
+        assert!(resolve("nosuch.invalid", 80).is_err());
     }
 
     #[test]
