@@ -1,9 +1,11 @@
 //! The command line: options, defaults, validation and the usage text.
 //!
 //! `parse` turns the arguments into a [`Config`] or says exactly what is
-//! wrong. It opens no socket and reads no file; `main.rs` decides what to do
-//! with the outcome (print usage, exit 2, or run), and `event_loop.rs` uses the
-//! values.
+//! wrong, in one line. It opens no socket, reads no file and resolves no
+//! name (a `--listen` host name is kept as given: `lib.rs` resolves it at
+//! start); `main.rs` decides what to do with the outcome (print the help,
+//! print the problem and a hint and exit 2, or run), and `event_loop.rs`
+//! uses the values. `usage` assembles the help, whole or for one command.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -176,48 +178,134 @@ impl Default for ServerOptions {
 pub enum Parsed {
     Run(Box<Config>),
     Client(ClientConfig),
-    Help,
+    /// `--help`: the usage of the command named (`monoloop echo --help`), or
+    /// all of it when none (or no valid one) was.
+    Help(Option<Command>),
     Version,
 }
 
-/// A command line that cannot run, and why. Printed with the usage; exit 2.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UsageError(pub String);
+/// The word after `monoloop`: a server mode, or the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Echo,
+    Broadcast,
+    Chat,
+    File,
+    Client,
+}
 
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Command {
+    /// Every command, in the order the usage lists them.
+    pub const ALL: [Command; 5] = [
+        Command::Echo,
+        Command::Broadcast,
+        Command::Chat,
+        Command::File,
+        Command::Client,
+    ];
+
+    /// The command named `word`, if any.
+    pub fn from_word(word: &str) -> Option<Command> {
+        Self::ALL.into_iter().find(|c| c.name() == word)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Echo => "echo",
+            Command::Broadcast => "broadcast",
+            Command::Chat => "chat",
+            Command::File => "file",
+            Command::Client => "client",
+        }
+    }
+
+    /// Its line under USAGE.
+    fn synopsis(self) -> &'static str {
+        match self {
+            Command::Echo => "monoloop echo [OPTIONS]",
+            Command::Broadcast => "monoloop broadcast [OPTIONS]",
+            Command::Chat => "monoloop chat [OPTIONS]",
+            Command::File => "monoloop file --root DIR [OPTIONS]",
+            Command::Client => "monoloop client HOST:PORT [CLIENT OPTIONS]",
+        }
+    }
+
+    /// What it does, as its entry under MODES shows it (wrapped to fit).
+    fn summary(self) -> &'static str {
+        match self {
+            Command::Echo => "send every byte back, in order (RFC 862)",
+            Command::Broadcast => "relay each line a client sends to every other client",
+            Command::Chat => "a chat room: username prompt, join/leave messages, /commands",
+            Command::File => "send the file named on the request line, from below DIR",
+            Command::Client => {
+                "connect: standard input to the server, the server to\n                \
+                 standard output (like nc)"
+            }
+        }
+    }
+
+    /// Its own options section, if it has one.
+    fn options(self) -> Option<&'static str> {
+        match self {
+            Command::Echo => Some(ECHO_OPTIONS),
+            Command::Broadcast => Some(BROADCAST_OPTIONS),
+            Command::Chat => None,
+            Command::File => Some(FILE_OPTIONS),
+            Command::Client => Some(CLIENT_OPTIONS),
+        }
     }
 }
 
-pub const USAGE: &str = "\
-monoloop: TCP servers on one single-threaded readiness loop
+/// A command line that cannot run, and why: `main` prints the problem on
+/// one line and [`hint`](Self::hint) on the next, and exits 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError {
+    /// What is wrong, in one line, naming the option or argument.
+    pub problem: String,
+    /// The command the line named, when it named a valid one: the hint
+    /// points at that command's help rather than the whole usage.
+    pub command: Option<Command>,
+}
 
-USAGE:
-    monoloop echo [OPTIONS]
-    monoloop broadcast [OPTIONS]
-    monoloop chat [OPTIONS]
-    monoloop file --root DIR [OPTIONS]
-    monoloop client HOST:PORT [CLIENT OPTIONS]
+impl UsageError {
+    /// Where to read more: `see 'monoloop echo --help'`, or
+    /// `see 'monoloop --help'` when no valid command was given.
+    pub fn hint(&self) -> String {
+        match self.command {
+            Some(c) => format!("see 'monoloop {} --help'", c.name()),
+            None => "see 'monoloop --help'".to_string(),
+        }
+    }
+}
 
-MODES:
-    echo        send every byte back, in order (RFC 862)
-    broadcast   relay each line a client sends to every other client
-    chat        a chat room: username prompt, join/leave messages, /commands
-    file        send the file named on the request line, from below DIR
-    client      connect: standard input to the server, the server to
-                standard output (like nc)
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
 
+// The usage, in sections that `usage` assembles: all of them for
+// `monoloop --help`, one command's for `monoloop MODE --help`.
+
+const TITLE: &str = "monoloop: TCP servers on one single-threaded readiness loop\n";
+
+const ECHO_OPTIONS: &str = "\
 ECHO OPTIONS:
     --greeting TEXT        send TEXT and a newline to each client on connect
     --prefix TEXT          line mode: send each complete line back as TEXT + line
+";
 
+const BROADCAST_OPTIONS: &str = "\
 BROADCAST OPTIONS:
     --prefix TEXT          put before each relayed line   [default: \"[Broadcast] \"]
+";
 
+const FILE_OPTIONS: &str = "\
 FILE OPTIONS:
     --root DIR             the directory files are served from (required)
+";
 
+const TLS_OPTIONS: &str = "\
 TLS (ANY SERVER MODE):
     --tls-cert FILE        PEM certificate chain; turns TLS on
     --tls-key FILE         PEM private key (PKCS#8, PKCS#1 or SEC1)
@@ -226,7 +314,9 @@ TLS (ANY SERVER MODE):
                            handshake by then                  [default: 10]
     --alpn LIST            ALPN protocols to offer, comma-separated
     With TLS the default port is 8443.
+";
 
+const CLIENT_OPTIONS: &str = "\
 CLIENT OPTIONS:
     --timeout SECS         give up connecting after this long; 0: wait as
                            long as the kernel does            [default: 10]
@@ -236,9 +326,18 @@ CLIENT OPTIONS:
     --server-name NAME     name to check and send as SNI [default: HOST]
     --cert FILE --key FILE present a client certificate
     --insecure             do not verify the server (says so on stderr)
+";
 
-OPTIONS FOR EVERY SERVER MODE:
-    --listen HOST:PORT     address and port to listen on    [default: 127.0.0.1:8080]
+/// Said under the TLS options of a build without them.
+#[cfg(not(feature = "tls"))]
+const NO_TLS: &str = "    This monoloop was built without TLS (cargo feature \"tls\"):
+    these options are refused.
+";
+#[cfg(feature = "tls")]
+const NO_TLS: &str = "";
+
+const SERVER_OPTIONS: &str =
+    "    --listen HOST:PORT     address and port to listen on    [default: 127.0.0.1:8080]
                            (IPv6: [::1]:8080; port 0 picks a free port;
                            a host name listens on its first address only)
     --max-connections N    clients served at once; more get
@@ -255,33 +354,127 @@ OPTIONS FOR EVERY SERVER MODE:
                            username prompt or sent the file request by
                            then; 0 disables                   [default: 30]
     --max-line BYTES       longest line in line modes         [default: 8192]
-    --log-level LEVEL      error, warn, info, debug or trace  [default: info]
     --access-log           log one line per connection when it ends (info)
+";
+
+/// The options every command takes, servers and client alike.
+const GENERAL_OPTIONS: &str =
+    "    --log-level LEVEL      error, warn, info, debug or trace  [default: info]
     -h, --help             print this help
     -V, --version          print the version
 ";
 
+/// The help text: everything for `None`, else what `command` accepts (its
+/// own options, then the TLS and common server options for a server mode).
+pub fn usage(command: Option<Command>) -> String {
+    let mut out = String::new();
+    let Some(command) = command else {
+        out.push_str(TITLE);
+        out.push_str("\nUSAGE:\n");
+        for c in Command::ALL {
+            out.push_str(&format!("    {}\n", c.synopsis()));
+        }
+        out.push_str("\nMODES:\n");
+        for c in Command::ALL {
+            out.push_str(&format!("    {:<11} {}\n", c.name(), c.summary()));
+        }
+        for c in Command::ALL {
+            if let Some(options) = c.options() {
+                out.push('\n');
+                out.push_str(options);
+            }
+            if c == Command::Client {
+                out.push_str(NO_TLS);
+            }
+            if c == Command::File {
+                out.push('\n');
+                out.push_str(TLS_OPTIONS);
+                out.push_str(NO_TLS);
+            }
+        }
+        out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
+        out.push_str(SERVER_OPTIONS);
+        out.push_str(GENERAL_OPTIONS);
+        return out;
+    };
+    // The summary's second line, if any, lines up under its first.
+    let title = format!("monoloop {}: ", command.name());
+    let indent = format!("\n{}", " ".repeat(title.len()));
+    let summary = command.summary().replace("\n                ", &indent);
+    out.push_str(&format!("{title}{summary}\n"));
+    out.push_str(&format!("\nUSAGE:\n    {}\n", command.synopsis()));
+    if let Some(options) = command.options() {
+        out.push('\n');
+        out.push_str(options);
+    }
+    if command == Command::Client {
+        out.push_str(NO_TLS);
+        out.push_str(GENERAL_OPTIONS);
+        return out;
+    }
+    out.push('\n');
+    out.push_str(TLS_OPTIONS);
+    out.push_str(NO_TLS);
+    out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
+    out.push_str(SERVER_OPTIONS);
+    out.push_str(GENERAL_OPTIONS);
+    out
+}
+
 /// Parses the process's arguments (without the program name).
+///
+/// Every problem that can be seen without touching the system is found
+/// here, so that it exits 2 with one line: bad values, unknown or repeated
+/// options, and options that need another (`--tls-cert` without
+/// `--tls-key`, say). Whether files exist and parse, and whether a
+/// `--listen` host name resolves, is left to start-up.
 pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     let mut args = pico_args::Arguments::from_vec(args);
+    let usage_error = |problem: String| UsageError {
+        problem,
+        command: None,
+    };
     if args.contains(["-h", "--help"]) {
-        return Ok(Parsed::Help);
+        let word: Option<String> = args.subcommand().ok().flatten();
+        return Ok(Parsed::Help(word.as_deref().and_then(Command::from_word)));
     }
     if args.contains(["-V", "--version"]) {
         return Ok(Parsed::Version);
     }
-    let mode_name: Option<String> = args
+    let word: Option<String> = args
         .subcommand()
-        .map_err(|e| UsageError(format!("bad mode: {e}")))?;
-    let Some(mode_name) = mode_name else {
-        return Err(UsageError("no mode given: try `monoloop echo`".into()));
+        .map_err(|e| usage_error(format!("bad mode: {e}")))?;
+    let Some(word) = word else {
+        return Err(usage_error(match args.finish().first() {
+            Some(first) => format!(
+                "no mode given: expected {MODE_LIST} first, before '{}'",
+                first.to_string_lossy()
+            ),
+            None => format!("no mode given: expected {MODE_LIST}"),
+        }));
     };
+    let Some(command) = Command::from_word(&word) else {
+        return Err(usage_error(format!(
+            "unknown mode '{word}': expected {MODE_LIST}"
+        )));
+    };
+    let parsed = match command {
+        Command::Client => parse_client(args),
+        server => parse_server(args, server),
+    };
+    parsed.map_err(|problem| UsageError {
+        problem,
+        command: Some(command),
+    })
+}
 
+/// The commands, as a problem lists them.
+const MODE_LIST: &str = "echo, broadcast, chat, file or client";
+
+/// A server mode's options. Errors are the problem alone; `parse` adds
+/// the command.
+fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Parsed, String> {
     let log_level = opt(&mut args, "--log-level", parse_level)?.unwrap_or(log::LevelFilter::Info);
-    if mode_name == "client" {
-        return parse_client(args, log_level);
-    }
-
     let tls = ServerTls {
         cert: opt(&mut args, "--tls-cert", path)?,
         key: opt(&mut args, "--tls-key", path)?,
@@ -289,6 +482,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         alpn: opt(&mut args, "--alpn", alpn_list)?.unwrap_or_default(),
     };
     let tls = (tls != ServerTls::default()).then_some(tls);
+    if let Some(tls) = &tls {
+        check_server_tls(tls)?;
+    }
     let defaults = ServerOptions::default();
     let listen = opt(&mut args, "--listen", parse_listen)?.unwrap_or(Listen::Addr(match tls {
         Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
@@ -313,21 +509,21 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         access_log: args.contains("--access-log"),
     };
 
-    let mode = match mode_name.as_str() {
-        "echo" => Mode::Echo {
+    let mode = match command {
+        Command::Echo => Mode::Echo {
             greeting: opt(&mut args, "--greeting", text)?,
             prefix: opt(&mut args, "--prefix", text)?,
         },
-        "broadcast" => Mode::Broadcast {
+        Command::Broadcast => Mode::Broadcast {
             prefix: opt(&mut args, "--prefix", text)?
                 .unwrap_or_else(|| crate::protocol::broadcast::DEFAULT_PREFIX.into()),
         },
-        "chat" => Mode::Chat,
-        "file" => Mode::File {
+        Command::Chat => Mode::Chat,
+        Command::File => Mode::File {
             root: opt(&mut args, "--root", directory)?
-                .ok_or_else(|| UsageError("file mode needs --root DIR".into()))?,
+                .ok_or_else(|| "file mode needs --root DIR".to_string())?,
         },
-        other => return Err(UsageError(format!("unknown mode '{other}'"))),
+        Command::Client => unreachable!("parse sends the client to parse_client"),
     };
     no_leftovers(args, mode.name())?;
     Ok(Parsed::Run(Box::new(Config {
@@ -339,39 +535,86 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     })))
 }
 
-/// `client HOST:PORT [--timeout SECS]`.
-fn parse_client(
-    mut args: pico_args::Arguments,
-    log_level: log::LevelFilter,
-) -> Result<Parsed, UsageError> {
+/// The server's TLS options that only work together: a certificate and its
+/// key, and the rest only with both. (`tls.rs` checks the files.)
+fn check_server_tls(tls: &ServerTls) -> Result<(), String> {
+    if cfg!(not(feature = "tls")) {
+        let given = if tls.cert.is_some() {
+            "--tls-cert"
+        } else if tls.key.is_some() {
+            "--tls-key"
+        } else if tls.client_ca.is_some() {
+            "--tls-client-ca"
+        } else {
+            "--alpn"
+        };
+        return Err(format!("{given} needs TLS, {NOT_BUILT}"));
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(_), Some(_)) => Ok(()),
+        (Some(c), None) => Err(format!(
+            "--tls-cert {} was given without --tls-key",
+            c.display()
+        )),
+        (None, Some(k)) => Err(format!(
+            "--tls-key {} was given without --tls-cert",
+            k.display()
+        )),
+        (None, None) if tls.client_ca.is_some() => {
+            Err("--tls-client-ca needs --tls-cert and --tls-key".into())
+        }
+        (None, None) => Err("--alpn needs --tls-cert and --tls-key".into()),
+    }
+}
+
+/// Why a TLS option is refused by a build without TLS.
+const NOT_BUILT: &str = "but this monoloop was built without it (cargo feature \"tls\")";
+
+/// `client HOST:PORT [CLIENT OPTIONS]`.
+fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
+    let log_level = opt(&mut args, "--log-level", parse_level)?.unwrap_or(log::LevelFilter::Info);
     let timeout =
         opt(&mut args, "--timeout", seconds_or_off)?.unwrap_or(Some(Duration::from_secs(10)));
-    let use_tls = args.contains("--tls");
+    let use_tls = flag(&mut args, "--tls")?;
     let tls = ClientTls {
         ca: opt(&mut args, "--ca", path)?,
         server_name: opt(&mut args, "--server-name", text)?,
         cert: opt(&mut args, "--cert", path)?,
         key: opt(&mut args, "--key", path)?,
-        insecure: args.contains("--insecure"),
+        insecure: flag(&mut args, "--insecure")?,
     };
+    if use_tls && cfg!(not(feature = "tls")) {
+        return Err(format!("--tls needs TLS, {NOT_BUILT}"));
+    }
     if !use_tls && tls != ClientTls::default() {
-        return Err(UsageError(
-            "--ca, --server-name, --cert, --key and --insecure need --tls".into(),
-        ));
+        let given = [
+            ("--ca", tls.ca.is_some()),
+            ("--server-name", tls.server_name.is_some()),
+            ("--cert", tls.cert.is_some()),
+            ("--key", tls.key.is_some()),
+            ("--insecure", tls.insecure),
+        ];
+        let (first, _) = given.iter().find(|(_, on)| *on).expect("one was given");
+        return Err(format!("{first} needs --tls"));
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(c), None) => return Err(format!("--cert {} was given without --key", c.display())),
+        (None, Some(k)) => return Err(format!("--key {} was given without --cert", k.display())),
+        _ => {}
     }
     let tls = use_tls.then_some(tls);
     let target: String = args
         .free_from_str()
-        .map_err(|_| UsageError("client needs HOST:PORT, such as 127.0.0.1:8080".into()))?;
+        .map_err(|_| "client needs HOST:PORT, such as 127.0.0.1:8080".to_string())?;
     if target.starts_with('-') {
-        return Err(UsageError(format!("unknown option '{target}' for client")));
+        return Err(format!("unknown option '{target}' for client"));
     }
     match target.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
         _ => {
-            return Err(UsageError(format!(
+            return Err(format!(
                 "invalid target '{target}': expected HOST:PORT, such as 127.0.0.1:8080"
-            )))
+            ))
         }
     }
     no_leftovers(args, "client")?;
@@ -384,37 +627,62 @@ fn parse_client(
 }
 
 /// Refuses arguments nothing consumed.
-fn no_leftovers(args: pico_args::Arguments, mode: &str) -> Result<(), UsageError> {
+fn no_leftovers(args: pico_args::Arguments, mode: &str) -> Result<(), String> {
     match args.finish().first() {
-        Some(first) => Err(UsageError(format!(
+        Some(first) => Err(format!(
             "unexpected argument '{}' for mode {mode}",
             first.to_string_lossy()
-        ))),
+        )),
         None => Ok(()),
     }
 }
 
-/// Reads an optional `--name VALUE`, converting it with `f`. A missing value
-/// or one `f` rejects is a [`UsageError`] naming the option.
+/// Reads an optional `--name VALUE`, converting it with `f`. A missing value,
+/// one `f` rejects, or the option given twice is a problem naming the option.
 fn opt<T>(
     args: &mut pico_args::Arguments,
     name: &'static str,
     f: fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, UsageError> {
-    let raw: Option<String> = match args.opt_value_from_str(name) {
-        Ok(v) => v,
-        Err(pico_args::Error::OptionWithoutAValue(_)) => {
-            return Err(UsageError(format!("{name} needs a value")))
-        }
-        Err(pico_args::Error::Utf8ArgumentParsingFailed { value, .. }) => {
-            return Err(UsageError(format!(
-                "invalid value '{value}' for {name}: not valid UTF-8"
-            )))
-        }
-        Err(e) => return Err(UsageError(format!("{name}: {e}"))),
+) -> Result<Option<T>, String> {
+    let Some(raw) = raw_value(args, name)? else {
+        return Ok(None);
     };
-    raw.map(|v| f(&v).map_err(|why| UsageError(format!("invalid value '{v}' for {name}: {why}"))))
-        .transpose()
+    // pico-args takes the first occurrence and would leave a second one
+    // for `no_leftovers` to call "unexpected": say what it is instead.
+    if !matches!(raw_value(args, name), Ok(None)) {
+        return Err(twice(name));
+    }
+    f(&raw)
+        .map(Some)
+        .map_err(|why| format!("invalid value '{raw}' for {name}: {why}"))
+}
+
+/// The value of `--name VALUE`, unconverted.
+fn raw_value(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<String>, String> {
+    match args.opt_value_from_str(name) {
+        Ok(v) => Ok(v),
+        Err(pico_args::Error::OptionWithoutAValue(_)) => Err(format!("{name} needs a value")),
+        Err(pico_args::Error::Utf8ArgumentParsingFailed { value, .. }) => Err(format!(
+            "invalid value '{value}' for {name}: not valid UTF-8"
+        )),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
+}
+
+/// Reads a flag that takes no value; given twice is a problem.
+fn flag(args: &mut pico_args::Arguments, name: &'static str) -> Result<bool, String> {
+    let on = args.contains(name);
+    if on && args.contains(name) {
+        return Err(twice(name));
+    }
+    Ok(on)
+}
+
+fn twice(name: &str) -> String {
+    format!("{name} was given twice")
 }
 
 /// `--listen`: an IP address and port, or a host name and port, resolved
@@ -595,20 +863,20 @@ mod tests {
     #[test]
     fn bad_values_name_the_option() {
         let e = run(&["echo", "--listen", "nowhere"]).unwrap_err();
-        assert!(e.0.contains("--listen"), "{e}");
+        assert!(e.problem.contains("--listen"), "{e}");
         let e = run(&["echo", "--max-connections", "0"]).unwrap_err();
         assert!(
-            e.0.contains("--max-connections") && e.0.contains("at least 1"),
+            e.problem.contains("--max-connections") && e.problem.contains("at least 1"),
             "{e}"
         );
         let e = run(&["echo", "--idle-timeout", "-1"]).unwrap_err();
-        assert!(e.0.contains("--idle-timeout"), "{e}");
+        assert!(e.problem.contains("--idle-timeout"), "{e}");
         let e = run(&["echo", "--log-level", "loud"]).unwrap_err();
-        assert!(e.0.contains("--log-level"), "{e}");
+        assert!(e.problem.contains("--log-level"), "{e}");
         let e = run(&["echo", "--listen"]).unwrap_err();
-        assert!(e.0.contains("needs a value"), "{e}");
+        assert!(e.problem.contains("needs a value"), "{e}");
         let e = run(&["echo", "--stats-interval", "0.001"]).unwrap_err();
-        assert!(e.0.contains("at least 0.1"), "{e}");
+        assert!(e.problem.contains("at least 0.1"), "{e}");
         let c = config(&["chat", "--stats-interval", "0", "--request-timeout", "0"]);
         assert_eq!(c.server.stats_interval, None);
         assert_eq!(c.server.request_timeout, None);
@@ -616,13 +884,56 @@ mod tests {
 
     #[test]
     fn unknown_modes_and_arguments_are_refused() {
-        assert!(run(&[]).unwrap_err().0.contains("no mode"));
-        assert!(run(&["dance"])
-            .unwrap_err()
-            .0
-            .contains("unknown mode 'dance'"));
+        let e = run(&[]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "no mode given: expected echo, broadcast, chat, file or client"
+        );
+        assert_eq!(e.hint(), "see 'monoloop --help'");
+        let e = run(&["--listen", "127.0.0.1:1", "echo"]).unwrap_err();
+        assert!(e.problem.ends_with("first, before '--listen'"), "{e}");
+        let e = run(&["dance"]).unwrap_err();
+        assert!(e.problem.starts_with("unknown mode 'dance'"), "{e}");
+        assert_eq!(e.command, None);
         let e = run(&["echo", "--frobnicate"]).unwrap_err();
-        assert!(e.0.contains("--frobnicate"), "{e}");
+        assert!(e.problem.contains("--frobnicate"), "{e}");
+        assert_eq!(e.hint(), "see 'monoloop echo --help'");
+    }
+
+    #[test]
+    fn help_and_version_win_over_everything() {
+        assert!(matches!(
+            run(&["echo", "--help"]),
+            Ok(Parsed::Help(Some(Command::Echo)))
+        ));
+        assert!(matches!(
+            run(&["client", "1.2.3.4:5", "-h"]),
+            Ok(Parsed::Help(Some(Command::Client)))
+        ));
+        assert!(matches!(run(&["--help"]), Ok(Parsed::Help(None))));
+        assert!(matches!(run(&["dance", "--help"]), Ok(Parsed::Help(None))));
+        assert!(matches!(run(&["-V"]), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn an_option_given_twice_says_so() {
+        for args in [
+            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"][..],
+            &["echo", "--listen", "127.0.0.1:1", "--listen"],
+            &["chat", "--idle-timeout", "1", "--idle-timeout", "1"],
+            &["echo", "--prefix", "a", "--prefix", "b"],
+        ] {
+            let e = run(args).unwrap_err();
+            let name = args[1];
+            assert_eq!(e.problem, format!("{name} was given twice"), "{args:?}");
+        }
+        let e = run(&["client", "h:1", "--tls", "--tls"]).unwrap_err();
+        assert_eq!(e.problem, "--tls was given twice");
+        let e = run(&["client", "h:1", "--tls", "--insecure", "--insecure"]).unwrap_err();
+        assert_eq!(e.problem, "--insecure was given twice");
+        let e = run(&["client", "h:1", "--timeout", "1", "--timeout", "2"]).unwrap_err();
+        assert_eq!(e.problem, "--timeout was given twice");
+        assert_eq!(e.hint(), "see 'monoloop client --help'");
     }
 
     #[test]
@@ -652,7 +963,7 @@ mod tests {
         ] {
             let e = run(&["echo", "--listen", bad]).unwrap_err();
             assert_eq!(
-                e.0,
+                e.problem,
                 format!(
                     "invalid value '{bad}' for --listen: expected HOST:PORT, \
                      such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
@@ -678,9 +989,105 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "tls")]
     #[test]
-    fn help_and_version_win_over_everything() {
-        assert!(matches!(run(&["echo", "--help"]), Ok(Parsed::Help)));
-        assert!(matches!(run(&["-V"]), Ok(Parsed::Version)));
+    fn tls_options_that_need_another_are_argument_errors() {
+        for (args, problem) in [
+            (
+                &["echo", "--tls-cert", "c.pem"][..],
+                "--tls-cert c.pem was given without --tls-key",
+            ),
+            (
+                &["echo", "--tls-key", "k.pem"],
+                "--tls-key k.pem was given without --tls-cert",
+            ),
+            (
+                &["echo", "--tls-client-ca", "ca.pem"],
+                "--tls-client-ca needs --tls-cert and --tls-key",
+            ),
+            (
+                &["echo", "--alpn", "h2"],
+                "--alpn needs --tls-cert and --tls-key",
+            ),
+            (
+                &["client", "h:1", "--tls", "--cert", "c.pem"],
+                "--cert c.pem was given without --key",
+            ),
+            (
+                &["client", "h:1", "--tls", "--key", "k.pem"],
+                "--key k.pem was given without --cert",
+            ),
+            (&["client", "h:1", "--insecure"], "--insecure needs --tls"),
+            (&["client", "h:1", "--ca", "ca.pem"], "--ca needs --tls"),
+        ] {
+            assert_eq!(run(args).unwrap_err().problem, problem, "{args:?}");
+        }
+        let c = config(&[
+            "echo",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+            "--alpn",
+            "h2",
+        ]);
+        assert_eq!(c.server.listen.port(), DEFAULT_TLS_PORT);
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_tls_feature_tls_options_are_argument_errors() {
+        let e = run(&["echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "--tls-cert needs TLS, but this monoloop was built without it (cargo feature \"tls\")"
+        );
+        let e = run(&["client", "h:1", "--tls"]).unwrap_err();
+        assert!(e.problem.starts_with("--tls needs TLS, but"), "{e}");
+        assert!(usage(None).contains("built without TLS"));
+    }
+
+    #[test]
+    fn the_whole_usage_has_every_section_and_a_commands_has_its_own() {
+        let all = usage(None);
+        for section in [
+            "USAGE:",
+            "MODES:",
+            "ECHO OPTIONS:",
+            "BROADCAST OPTIONS:",
+            "FILE OPTIONS:",
+            "TLS (ANY SERVER MODE):",
+            "CLIENT OPTIONS:",
+            "OPTIONS FOR EVERY SERVER MODE:",
+        ] {
+            assert_eq!(all.matches(section).count(), 1, "{section}");
+        }
+        assert!(all.contains(
+            "    client      connect: standard input to the server, the server to\n                standard output (like nc)\n"
+        ));
+        let echo = usage(Some(Command::Echo));
+        assert!(echo.starts_with("monoloop echo: send every byte back, in order (RFC 862)\n"));
+        assert!(echo.contains("ECHO OPTIONS:") && echo.contains("--listen HOST:PORT"));
+        assert!(echo.contains("TLS (ANY SERVER MODE):") && echo.contains("--log-level"));
+        assert!(!echo.contains("BROADCAST OPTIONS") && !echo.contains("CLIENT OPTIONS"));
+        let chat = usage(Some(Command::Chat));
+        assert!(chat.contains("monoloop chat [OPTIONS]") && chat.contains("--max-line"));
+        assert!(!chat.contains("ECHO OPTIONS") && !chat.contains("--root"));
+        let client = usage(Some(Command::Client));
+        assert!(client.contains("CLIENT OPTIONS:") && client.contains("--log-level"));
+        assert!(client.contains("0: wait as\n"));
+        assert!(!client.contains("--listen") && !client.contains("--tls-cert"));
+        for text in [&all, &echo, &chat, &client] {
+            assert!(text.lines().all(|l| l.len() <= 90), "{text}");
+            // Every option line is indented like its neighbours.
+            assert!(
+                text.lines()
+                    .filter(|l| l.trim_start().starts_with('-'))
+                    .all(|l| l.starts_with("    -")),
+                "{text}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use monoloop::config::{self, Parsed, USAGE};
+use monoloop::config::{self, Parsed};
 use monoloop::event_loop::Exit;
 use monoloop::logging::{self, to_stderr, to_stdout};
 
@@ -24,16 +24,18 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Ok(Parsed::Help) => {
-            to_stdout(USAGE);
+        Ok(Parsed::Help(command)) => {
+            to_stdout(&config::usage(command));
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
             to_stdout(&format!("monoloop {}\n", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
+        // One line and a hint, so that the problem stays on screen; the
+        // help is a command away.
         Err(e) => {
-            to_stderr(&format!("error: {e}\n\n{USAGE}"));
+            to_stderr(&format!("error: {e}\n{}\n", e.hint()));
             return ExitCode::from(2);
         }
     };
