@@ -3,7 +3,8 @@
 //! `parse` turns the arguments into a [`Config`] or says exactly what is
 //! wrong, in one line. It opens no socket, reads no file and resolves no
 //! name (a `--listen` host name is kept as given: `lib.rs` resolves it at
-//! start); `main.rs` decides what to do with the outcome (print the help,
+//! start); the one look outside is `file --root`, which must name an
+//! existing directory, so that a typo exits 2 at once; `main.rs` decides what to do with the outcome (print the help,
 //! print the problem and a hint and exit 2, or run), and `event_loop.rs`
 //! uses the values. `usage` assembles the help, whole or for one command.
 
