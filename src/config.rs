@@ -139,6 +139,8 @@ pub struct ServerOptions {
     pub request_timeout: Option<Duration>,
     /// `--access-log`: one line per connection at its close.
     pub access_log: bool,
+    /// `--workers`: how many loops, each on its own thread.
+    pub workers: Workers,
 }
 
 impl ServerOptions {
@@ -170,6 +172,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
             access_log: false,
+            workers: Workers::Count(1),
         }
     }
 }
@@ -356,6 +359,8 @@ const SERVER_OPTIONS: &str =
                            then; 0 disables                   [default: 30]
     --max-line BYTES       longest line in line modes         [default: 8192]
     --access-log           log one line per connection when it ends (info)
+    --workers N|auto       loops, one per thread, sharing the port; auto:
+                           one per core                       [default: 1]
 ";
 
 /// The options every command takes, servers and client alike.
@@ -508,6 +513,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
             .unwrap_or(defaults.request_timeout),
         access_log: args.contains("--access-log"),
+        workers: opt(&mut args, "--workers", workers)?.unwrap_or(Workers::Count(1)),
     };
 
     let mode = match command {
@@ -527,6 +533,15 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         Command::Client => unreachable!("parse sends the client to parse_client"),
     };
     no_leftovers(args, mode.name())?;
+    if matches!(mode, Mode::Broadcast { .. } | Mode::Chat) && server.workers != Workers::Count(1) {
+        // Their rooms live in one loop: with several, each worker would be
+        // a room of its own. The hub that joins them comes next.
+        return Err(format!(
+            "{} runs on one worker for now (its members live in one loop); \
+             --workers is for echo and file",
+            mode.name()
+        ));
+    }
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
@@ -713,6 +728,36 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         host: host.to_string(),
         port,
     })
+}
+
+/// How many workers `--workers` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Count(usize),
+    /// One per core the process may run on, counted at start.
+    Auto,
+}
+
+impl Workers {
+    /// The number of workers, `auto` resolved.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// `--workers`: a whole number from 1, or `auto`.
+fn workers(s: &str) -> Result<Workers, String> {
+    if s == "auto" {
+        return Ok(Workers::Auto);
+    }
+    match positive(s) {
+        Ok(n) if n <= 1024 => Ok(Workers::Count(n)),
+        Ok(_) => Err("at most 1024".into()),
+        Err(_) => Err("expected a whole number from 1, or auto".into()),
+    }
 }
 
 fn positive(s: &str) -> Result<usize, String> {

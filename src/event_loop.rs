@@ -46,6 +46,7 @@ use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Step};
 use crate::stats::{Reporter, Stats};
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
+use crate::workers::Worker;
 
 /// The listener's token; no connection can have it.
 const LISTENER: Token = reserved(0);
@@ -204,9 +205,52 @@ pub struct Server<P: Protocol> {
     /// Connections the server is closing (a graceful close began): no
     /// longer counted as active.
     closing: usize,
+    /// One of several workers: its link to the others (`workers.rs`).
+    /// `None` with one worker, which then shares nothing.
+    worker: Option<Worker>,
     /// The TLS configuration, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// What a server needs from the OS before it can run, opened up front so
+/// that every start error is reported before any worker starts: the poll,
+/// the listener registered in it, and the signal pipe. `Send`, so that the
+/// main thread can open each worker's and hand them over.
+pub struct Parts {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    signals: Signals,
+}
+
+impl Parts {
+    /// A poll with `listener` and a signal pipe registered in it.
+    pub fn open(mut listener: TcpListener) -> Result<Self, StartError> {
+        let poll = Poll::new().map_err(|e| StartError::Io("cannot create the poll", e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the listener", e))?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the signal pipe", e))?;
+        Ok(Self {
+            poll,
+            listener,
+            local_addr,
+            signals,
+        })
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
 }
 
 /// At most this many turned-away TLS clients wait for their handshake at
@@ -215,25 +259,25 @@ const MAX_REJECTING: usize = 64;
 
 impl<P: Protocol> Server<P> {
     /// Opens the listener and the signal pipe. Nothing is served until
-    /// [`run`](Self::run).
+    /// [`run`](Self::run). One worker: the whole server on this thread.
     pub fn bind(opts: ServerOptions, protocol: P) -> Result<Self, StartError> {
         sys::raise_fd_limit(opts.max_connections);
-        let poll = Poll::new().map_err(|e| StartError::Io("cannot create the poll", e))?;
-        let mut listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|e| StartError::Io("cannot register the listener", e))?;
+        let listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
+        let parts = Parts::open(listener)?;
+        Ok(Self::new(parts, opts, protocol))
+    }
+
+    /// A server on prepared [`Parts`] (a worker's, or `bind`'s).
+    pub fn new(parts: Parts, opts: ServerOptions, protocol: P) -> Self {
+        let Parts {
+            poll,
+            listener,
+            local_addr,
+            signals,
+        } = parts;
         let write_limit = opts.write_limit;
         let access = opts.access_log;
-        let mut signals = Signals::new([SIGINT, SIGTERM])
-            .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(|e| StartError::Io("cannot register the signal pipe", e))?;
-        Ok(Self {
+        Self {
             poll,
             listener: Some(listener),
             local_addr,
@@ -260,9 +304,17 @@ impl<P: Protocol> Server<P> {
             slow_log: Throttle::default(),
             rejecting: 0,
             closing: 0,
+            worker: None,
             #[cfg(feature = "tls")]
             tls: None,
-        })
+        }
+    }
+
+    /// Makes this server one of several workers (`workers.rs`): the
+    /// connection limit and the stats line become the whole server's.
+    pub fn in_worker(mut self, worker: Worker) -> Self {
+        self.worker = Some(worker);
+        self
     }
 
     /// Serves TLS with this configuration: every connection starts with a
@@ -336,10 +388,14 @@ impl<P: Protocol> Server<P> {
             }
         }
         self.stats.log_dropped = logging::dropped();
-        log::info!(
-            "stats: {} (final)",
-            self.stats.line(self.active(), self.is_tls())
-        );
+        match &self.worker {
+            None => log::info!(
+                "stats: {} (final)",
+                self.stats.line(self.active(), self.is_tls())
+            ),
+            // The supervisor writes the whole server's final line.
+            Some(worker) => worker.report(&self.stats, self.active()),
+        }
         let exit = if self.aborted {
             Exit::Aborted
         } else {
@@ -423,7 +479,12 @@ impl<P: Protocol> Server<P> {
 
     /// Takes in one accepted client, or turns it away if the server is full.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let full = self.active() >= self.opts.max_connections;
+        // One worker counts its own connections; several share one count,
+        // touched here and when a connection starts to close.
+        let full = match &self.worker {
+            None => self.active() >= self.opts.max_connections,
+            Some(worker) => !worker.slots.take(),
+        };
         if full {
             self.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
@@ -899,8 +960,9 @@ impl<P: Protocol> Server<P> {
             return;
         }
         log::trace!("conn #{}: closing: {reason}", conn.number());
-        self.closing += mark_closing(conn, reason);
+        let counted = mark_closing(conn, reason);
         conn.set_stage(Stage::Flushing { until });
+        self.started_closing(counted);
         self.release_session(token, reason);
     }
 
@@ -920,6 +982,18 @@ impl<P: Protocol> Server<P> {
         self.protocol.closed(session, token, reason, &mut ctx);
         // Too late for this connection's own output.
         self.staging.clear();
+    }
+
+    /// A connection began to close (`counted` is 1 unless it was turned
+    /// away or already closing): it no longer counts as active, and with
+    /// several workers its slot in the shared limit is free again.
+    fn started_closing(&mut self, counted: usize) {
+        self.closing += counted;
+        if counted > 0 {
+            if let Some(worker) = &self.worker {
+                worker.slots.free();
+            }
+        }
     }
 
     /// TLS: the peer broke the protocol (plain text on a TLS port, a record
@@ -943,10 +1017,11 @@ impl<P: Protocol> Server<P> {
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
         }
-        self.closing += mark_closing(conn, CloseReason::TlsFailure);
+        let counted = mark_closing(conn, CloseReason::TlsFailure);
         conn.set_stage(Stage::Flushing {
             until: Some(now + ALERT_GRACE),
         });
+        self.started_closing(counted);
         if let Some(access) = self.access.as_mut() {
             access.error(token, &why);
         }
@@ -1061,6 +1136,10 @@ impl<P: Protocol> Server<P> {
                     self.rejecting -= 1;
                 } else if conn.close_reason.is_some() {
                     self.closing -= 1;
+                } else if let Some(worker) = &self.worker {
+                    // Closed at once, never counted as closing: its slot
+                    // is still taken.
+                    worker.slots.free();
                 }
             }
         }
@@ -1183,7 +1262,10 @@ impl<P: Protocol> Server<P> {
                     if let Some(reporter) = self.reporter.as_mut() {
                         let was = reporter.due();
                         if let Some(line) = reporter.tick(at, now, &self.stats, active, tls) {
-                            log::info!("stats: {line}");
+                            match &self.worker {
+                                None => log::info!("stats: {line}"),
+                                Some(worker) => worker.report(&self.stats, active),
+                            }
                         }
                         // A stale entry changes nothing; a real tick moves
                         // the due time, which gets the one live entry.

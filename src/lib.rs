@@ -46,11 +46,12 @@ pub mod sys;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod workers;
 
 use std::net::SocketAddr;
 
 use config::{Config, Listen, Mode};
-use event_loop::{Exit, Server, StartError};
+use event_loop::{Exit, Parts, Server, StartError};
 use protocol::broadcast::Broadcast;
 use protocol::chat::Chat;
 use protocol::echo::Echo;
@@ -88,22 +89,26 @@ impl std::fmt::Display for RunError {
 pub fn run(config: &Config) -> Result<Exit, RunError> {
     let limits = config.server.limits();
     match &config.mode {
-        Mode::Echo { greeting, prefix } => {
-            let echo = Echo::new(greeting.as_deref(), prefix.as_deref(), limits);
-            serve(config, echo)
-        }
-        Mode::Broadcast { prefix } => serve(config, Broadcast::new(prefix, limits)),
-        Mode::Chat => serve(config, Chat::new(limits)),
-        Mode::File { root } => {
-            let files = FileServer::new(root, limits).map_err(|e| {
-                RunError::Start(StartError::Io("cannot open the --root directory", e))
-            })?;
-            serve(config, files)
-        }
+        Mode::Echo { greeting, prefix } => serve(config, || {
+            Ok(Echo::new(greeting.as_deref(), prefix.as_deref(), limits))
+        }),
+        Mode::Broadcast { prefix } => serve(config, || Ok(Broadcast::new(prefix, limits))),
+        Mode::Chat => serve(config, || Ok(Chat::new(limits))),
+        Mode::File { root } => serve(config, || {
+            FileServer::new(root, limits)
+                .map_err(|e| RunError::Start(StartError::Io("cannot open the --root directory", e)))
+        }),
     }
 }
 
-fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, RunError> {
+/// Builds the protocol (once per worker, with `make`), the TLS
+/// configuration and the listeners, then serves: on this thread with one
+/// worker, on N threads with several (`workers.rs`).
+fn serve<P>(config: &Config, make: impl Fn() -> Result<P, RunError>) -> Result<Exit, RunError>
+where
+    P: protocol::Protocol + Send + 'static,
+{
+    let first = make()?;
     #[cfg(feature = "tls")]
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(files).map_err(|e| RunError::Tls(e.0))?),
@@ -117,20 +122,50 @@ fn serve<P: protocol::Protocol>(config: &Config, protocol: P) -> Result<Exit, Ru
     }
     let mut options = config.server.clone();
     options.listen = listen_addr(config)?;
-    let server = Server::bind(options, protocol).map_err(RunError::Start)?;
-    #[cfg(feature = "tls")]
-    let server = match tls {
-        Some(tls) => server.with_tls(tls),
-        None => server,
-    };
+    let workers = options.workers.resolve();
+    let name = config.mode.name();
+    let tls_note = if config.tls.is_some() { " (TLS)" } else { "" };
+    if workers == 1 {
+        let server = Server::bind(options, first).map_err(RunError::Start)?;
+        #[cfg(feature = "tls")]
+        let server = match tls {
+            Some(tls) => server.with_tls(tls),
+            None => server,
+        };
+        log::info!(
+            "{name} server{tls_note} listening on {}",
+            server.local_addr()
+        );
+        let (exit, _stats) = server.run().map_err(RunError::Loop)?;
+        return Ok(exit);
+    }
+    // Several workers: every listener and poll opened here, first, so that
+    // any start error is one message and one exit code.
+    sys::raise_fd_limit(options.max_connections);
+    let listeners = sys::listen_group(options.listen, workers)
+        .map_err(|e| RunError::Start(StartError::Listen(e)))?;
+    let parts = listeners
+        .into_iter()
+        .map(Parts::open)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Start)?;
+    let mut protocols = vec![first];
+    for _ in 1..workers {
+        protocols.push(make()?);
+    }
     log::info!(
-        "{} server{} listening on {}",
-        config.mode.name(),
-        if config.tls.is_some() { " (TLS)" } else { "" },
-        server.local_addr()
+        "{name} server{tls_note} listening on {} ({workers} workers)",
+        parts[0].local_addr()
     );
-    let (exit, _stats) = server.run().map_err(RunError::Loop)?;
-    Ok(exit)
+    let outcome = workers::run(
+        parts,
+        protocols,
+        &options,
+        #[cfg(feature = "tls")]
+        tls,
+    )
+    .map_err(RunError::Loop)?;
+    Ok(outcome.exit)
 }
 
 /// The address to listen on: `server.listen`, or for a `--listen` host name,

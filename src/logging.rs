@@ -32,6 +32,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
+thread_local! {
+    /// The worker this thread runs, named in every line it logs; `None` in
+    /// a server with one worker, whose lines stay as they were.
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Names the worker this thread runs: its log lines say `worker N: `.
+pub fn set_worker(id: usize) {
+    WORKER.with(|w| w.set(Some(id)));
+}
+
 /// Lines that could not be written since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -61,12 +72,20 @@ impl Log for Logger {
             t if t.starts_with(env!("CARGO_CRATE_NAME")) => env!("CARGO_CRATE_NAME"),
             t => t,
         };
-        let line = format!(
-            "{} {:<5} [{target}] {}\n",
-            utc_timestamp(SystemTime::now()),
-            record.level(),
-            record.args()
-        );
+        let line = match WORKER.with(|w| w.get()) {
+            None => format!(
+                "{} {:<5} [{target}] {}\n",
+                utc_timestamp(SystemTime::now()),
+                record.level(),
+                record.args()
+            ),
+            Some(id) => format!(
+                "{} {:<5} [{target}] worker {id}: {}\n",
+                utc_timestamp(SystemTime::now()),
+                record.level(),
+                record.args()
+            ),
+        };
         // One write per line, so that lines from the client's two threads
         // or a shell's other output never interleave inside a line.
         if std::io::stderr().lock().write_all(line.as_bytes()).is_err() {

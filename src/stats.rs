@@ -35,6 +35,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another loop's counters to these (the workers' sum).
+    pub fn add(&mut self, other: &Stats) {
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.timed_out += other.timed_out;
+        self.slow_consumers += other.slow_consumers;
+        self.tls_failures += other.tls_failures;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
+
     /// The report, given how many connections are open now:
     /// `connections total=3 active=1 rejected=0 timed_out=1 slow_consumers=0
     /// bytes_in=10 bytes_out=10` (on one line), with `tls_failures=N` before

@@ -87,6 +87,57 @@ pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// Opens `n` listening sockets on `addr` for `n` workers, all before any
+/// worker starts, so that every start error is reported once.
+///
+/// One worker gets [`listen`]'s socket: no SO_REUSEPORT, exactly as before.
+/// Several get one socket each with SO_REUSEPORT, which lets them share the
+/// port while the kernel spreads new connections over them (by a hash of
+/// the connection's addresses and ports). SO_REUSEPORT would also let a
+/// second monoloop started on the same port by mistake silently join the
+/// group and take part of the connections; so when a port is given, a probe
+/// socket without the option is bound to it first, and "address in use" is
+/// reported as it is for one worker. With port 0 the first socket picks the
+/// port and the others join it.
+pub fn listen_group(addr: SocketAddr, n: usize) -> Result<Vec<mio::net::TcpListener>, ListenError> {
+    if n <= 1 {
+        return Ok(vec![listen(addr)?]);
+    }
+    if addr.port() != 0 {
+        // Dropped at once: it only asks whether anyone holds the port.
+        drop(listen(addr)?);
+    }
+    let first = listen_shared(addr)?;
+    let port = first
+        .local_addr()
+        .map_err(|e| ListenError::Other(addr, e))?
+        .port();
+    let addr = SocketAddr::new(addr.ip(), port);
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(listen_shared(addr)?);
+    }
+    Ok(all)
+}
+
+/// A listening socket with SO_REUSEPORT, for one of several workers.
+fn listen_shared(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
+    let fail = |e: io::Error| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            ListenError::InUse(addr)
+        } else {
+            ListenError::Other(addr, e)
+        }
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
 /// Descriptors the server opens after this check and keeps besides its
 /// connections: the epoll instance, the listener, the signal pipe's two
 /// ends.
@@ -201,6 +252,20 @@ mod tests {
         let local = resolve("localhost", 0).unwrap();
         assert!(local.first.ip().is_loopback(), "{local:?}");
         assert!(resolve("nosuch.invalid", 80).is_err());
+    }
+
+    #[test]
+    fn a_group_shares_one_port_and_a_stranger_cannot_join_it() {
+        let group = listen_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let ports: Vec<u16> = group
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+        let addr = group[0].local_addr().unwrap();
+        // A second server, with several workers or one, is refused.
+        assert!(matches!(listen_group(addr, 2), Err(ListenError::InUse(_))));
+        assert!(matches!(listen_group(addr, 1), Err(ListenError::InUse(_))));
     }
 
     #[test]

@@ -873,3 +873,39 @@ fn the_access_log_names_a_tls_failure_and_its_reason() {
     let line = server.wait_for_log_where("access conn=", |l| l.contains("bytes_in=4"));
     assert!(line.contains("bytes_out=4"), "{line}");
 }
+
+#[test]
+fn workers_share_one_tls_configuration_and_sessions_resume_on_any() {
+    let pki = Pki::new("workers");
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--workers", "4", "--log-level", "debug"],
+        &[],
+    );
+    // One client configuration: its session cache is what resumes.
+    let config = client_config(&pki, false, &[]);
+    let mut kinds = Vec::new();
+    for i in 0..12 {
+        let mut s = tls_connect(server.addr, config.clone());
+        let msg = format!("hello {i}");
+        s.write_all(msg.as_bytes()).unwrap();
+        tls_expect(&mut s, msg.as_bytes());
+        kinds.push(s.conn.handshake_kind());
+        s.conn.send_close_notify();
+        let _ = s.flush();
+    }
+    server.wait_accepted(12);
+    let workers: std::collections::BTreeSet<String> = server
+        .log_lines("TLS established")
+        .iter()
+        .filter_map(|l| Some(l.split("worker ").nth(1)?.split(':').next()?.to_string()))
+        .collect();
+    assert!(workers.len() >= 2, "all on one worker: {workers:?}");
+    assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+    assert!(
+        kinds[1..]
+            .iter()
+            .all(|k| *k == Some(rustls::HandshakeKind::Resumed)),
+        "{kinds:?}"
+    );
+}

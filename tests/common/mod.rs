@@ -61,7 +61,12 @@ impl Server {
             log,
         };
         let line = server.wait_for_log("listening on ");
-        let addr = line.rsplit("listening on ").next().unwrap().trim();
+        // `... listening on ADDR`, or `... listening on ADDR (4 workers)`.
+        let addr = line
+            .rsplit("listening on ")
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap();
         server.addr = addr.parse().expect("address in the listening line");
         server
     }
