@@ -14,9 +14,10 @@
 //! - `push_copy(&[u8])` copies bytes in, coalescing small writes into the
 //!   tail chunk so that a burst of tiny messages is one `writev` entry, not
 //!   hundreds.
-//! - `push_shared(Rc<[u8]>)` queues a chunk without copying it: a broadcast
+//! - `push_shared(Shared)` queues a chunk without copying it: a broadcast
 //!   line is encoded once and the same allocation sits in every receiver's
-//!   queue.
+//!   queue. [`Shared`] is an `Rc` within one worker, and an `Arc` for a
+//!   chunk that other workers hold too (`hub.rs`).
 //! - `write_to(w)` hands up to [`MAX_IOVECS`] chunks to the kernel in one
 //!   vectored write, and drops what was written.
 //! - `len()` is the number of bytes owed; the connection compares it with the
@@ -25,6 +26,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// How many chunks one vectored write hands to the kernel. Linux accepts up
 /// to 1024 (`IOV_MAX`); 64 is plenty to write a whole queue in one call.
@@ -34,11 +36,47 @@ pub const MAX_IOVECS: usize = 64;
 /// new chunk being made.
 const COALESCE_BELOW: usize = 16 * 1024;
 
+/// Bytes shared by many write queues, encoded once: within one worker an
+/// `Rc` (no atomic on the per-message path), across workers an `Arc`.
+#[derive(Debug, Clone)]
+pub enum Shared {
+    Local(Rc<[u8]>),
+    Cross(Arc<[u8]>),
+}
+
+impl Shared {
+    /// True if both are the same allocation.
+    pub fn ptr_eq(&self, other: &Shared) -> bool {
+        match (self, other) {
+            (Shared::Local(a), Shared::Local(b)) => Rc::ptr_eq(a, b),
+            (Shared::Cross(a), Shared::Cross(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Shared::Local(r) => r,
+            Shared::Cross(a) => a,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Shared {
+    /// A chunk for this worker alone.
+    fn from(v: Vec<u8>) -> Self {
+        Shared::Local(v.into())
+    }
+}
+
 /// One queued run of bytes: owned by this queue, or shared with other queues.
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
+    Shared(Shared),
 }
 
 impl Chunk {
@@ -95,7 +133,7 @@ impl WriteQueue {
     }
 
     /// Queues a shared chunk without copying it. Empty chunks are ignored.
-    pub fn push_shared(&mut self, data: Rc<[u8]>) {
+    pub fn push_shared(&mut self, data: Shared) {
         if data.is_empty() {
             return;
         }
@@ -211,7 +249,7 @@ mod tests {
     fn bytes_come_out_in_order_across_partial_writes() {
         let mut q = WriteQueue::new();
         q.push_copy(b"hello ");
-        q.push_shared(Rc::from(&b"shared "[..]));
+        q.push_shared(Shared::Local(Rc::from(&b"shared "[..])));
         q.push_copy(b"world");
         assert_eq!(q.len(), 18);
         let mut w = Trickle {
@@ -248,7 +286,7 @@ mod tests {
     fn whole_queue_goes_out_in_one_vectored_write() {
         let mut q = WriteQueue::new();
         for i in 0..10u8 {
-            q.push_shared(Rc::from(&[i; 3][..]));
+            q.push_shared(Shared::Local(Rc::from(&[i; 3][..])));
         }
         let mut w = Trickle {
             out: Vec::new(),
@@ -307,10 +345,15 @@ mod tests {
         let line: Rc<[u8]> = Rc::from(&b"line\n"[..]);
         let mut a = WriteQueue::new();
         let mut b = WriteQueue::new();
-        a.push_shared(line.clone());
-        b.push_shared(line.clone());
+        a.push_shared(Shared::Local(line.clone()));
+        b.push_shared(Shared::Local(line.clone()));
         assert_eq!(Rc::strong_count(&line), 3);
         a.consume(5);
         assert_eq!(Rc::strong_count(&line), 2);
+        // Across workers, the same with an Arc.
+        let cross: Arc<[u8]> = Arc::from(&b"all\n"[..]);
+        a.push_shared(Shared::Cross(cross.clone()));
+        assert_eq!(Arc::strong_count(&cross), 2);
+        assert!(Shared::Cross(cross.clone()).ptr_eq(&Shared::Cross(cross)));
     }
 }

@@ -533,15 +533,6 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         Command::Client => unreachable!("parse sends the client to parse_client"),
     };
     no_leftovers(args, mode.name())?;
-    if matches!(mode, Mode::Broadcast { .. } | Mode::Chat) && server.workers != Workers::Count(1) {
-        // Their rooms live in one loop: with several, each worker would be
-        // a room of its own. The hub that joins them comes next.
-        return Err(format!(
-            "{} runs on one worker for now (its members live in one loop); \
-             --workers is for echo and file",
-            mode.name()
-        ));
-    }
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,

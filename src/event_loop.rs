@@ -27,7 +27,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -42,7 +41,7 @@ use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutc
 use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::pacing::{Pacing, Standing};
-use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Step};
+use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Shared, Step};
 use crate::stats::{Reporter, Stats};
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
@@ -52,6 +51,8 @@ use crate::workers::Worker;
 const LISTENER: Token = reserved(0);
 /// The signal pipe's token.
 const SIGNALS: Token = reserved(1);
+/// The hub's waker: other workers sent messages (`hub.rs`).
+const HUB: Token = reserved(2);
 
 /// Size of the one read buffer all connections share.
 const SCRATCH_SIZE: usize = 64 * 1024;
@@ -181,7 +182,7 @@ pub struct Server<P: Protocol> {
     /// What the protocol wrote for the connection being served.
     staging: Vec<u8>,
     /// What protocols sent to other connections this turn.
-    sends: Vec<(Token, Rc<[u8]>)>,
+    sends: Vec<(Token, Shared)>,
     /// Connections with work left (input waiting, bytes owed to a writable
     /// socket, a file to produce), served round-robin, one visit each.
     ready: VecDeque<Token>,
@@ -250,6 +251,14 @@ impl Parts {
     /// The address listened on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A waker for this poll, for the hub: other workers use it to say
+    /// that they sent this one messages.
+    pub fn waker(&self) -> Result<std::sync::Arc<mio::Waker>, StartError> {
+        mio::Waker::new(self.poll.registry(), HUB)
+            .map(std::sync::Arc::new)
+            .map_err(|e| StartError::Io("cannot create the hub's waker", e))
     }
 }
 
@@ -372,6 +381,7 @@ impl<P: Protocol> Server<P> {
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => self.signal(now),
+                    HUB => self.remote(now),
                     token => self.connection_event(token, event, now),
                 }
             }
@@ -381,6 +391,10 @@ impl<P: Protocol> Server<P> {
             }
             self.expire(now);
             self.deliver(now);
+            if P::FANS_OUT {
+                // What this turn said to other workers leaves now, once.
+                self.protocol.end_turn();
+            }
             self.reap();
             self.wake_reporter(now);
             if P::FANS_OUT {
@@ -569,6 +583,15 @@ impl<P: Protocol> Server<P> {
     }
 
     // ----- serving one connection -------------------------------------------
+
+    /// Other workers sent messages: the protocol delivers them to this
+    /// worker's connections (queued for `deliver`, like local sends).
+    fn remote(&mut self, now: Instant) {
+        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+        self.protocol.remote(&mut ctx);
+        // Nothing is being served: no connection's own output here.
+        self.staging.clear();
+    }
 
     /// Records an event for a connection, then serves it.
     fn connection_event(&mut self, token: Token, event: &mio::event::Event, now: Instant) {

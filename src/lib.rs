@@ -38,6 +38,7 @@ pub mod config;
 pub mod conn_table;
 pub mod connection;
 pub mod event_loop;
+pub mod hub;
 pub mod logging;
 pub mod pacing;
 pub mod protocol;
@@ -52,6 +53,7 @@ use std::net::SocketAddr;
 
 use config::{Config, Listen, Mode};
 use event_loop::{Exit, Parts, Server, StartError};
+use hub::Hub;
 use protocol::broadcast::Broadcast;
 use protocol::chat::Chat;
 use protocol::echo::Echo;
@@ -89,26 +91,27 @@ impl std::fmt::Display for RunError {
 pub fn run(config: &Config) -> Result<Exit, RunError> {
     let limits = config.server.limits();
     match &config.mode {
-        Mode::Echo { greeting, prefix } => serve(config, || {
+        Mode::Echo { greeting, prefix } => serve(config, |_| {
             Ok(Echo::new(greeting.as_deref(), prefix.as_deref(), limits))
         }),
-        Mode::Broadcast { prefix } => serve(config, || Ok(Broadcast::new(prefix, limits))),
-        Mode::Chat => serve(config, || Ok(Chat::new(limits))),
-        Mode::File { root } => serve(config, || {
+        Mode::Broadcast { prefix } => serve(config, |hub| Ok(Broadcast::new(prefix, limits, hub))),
+        Mode::Chat => serve(config, |hub| Ok(Chat::new(limits, hub))),
+        Mode::File { root } => serve(config, |_| {
             FileServer::new(root, limits)
                 .map_err(|e| RunError::Start(StartError::Io("cannot open the --root directory", e)))
         }),
     }
 }
 
-/// Builds the protocol (once per worker, with `make`), the TLS
-/// configuration and the listeners, then serves: on this thread with one
-/// worker, on N threads with several (`workers.rs`).
-fn serve<P>(config: &Config, make: impl Fn() -> Result<P, RunError>) -> Result<Exit, RunError>
+/// Builds the protocol (once per worker, with `make`, given the worker's
+/// hub), the TLS configuration and the listeners, then serves: on this
+/// thread with one worker, on N threads with several (`workers.rs`).
+fn serve<P>(config: &Config, make: impl Fn(Hub) -> Result<P, RunError>) -> Result<Exit, RunError>
 where
     P: protocol::Protocol + Send + 'static,
 {
-    let first = make()?;
+    // Made first, so that a bad --root is reported before anything opens.
+    let first = make(Hub::Local)?;
     #[cfg(feature = "tls")]
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(files).map_err(|e| RunError::Tls(e.0))?),
@@ -149,10 +152,20 @@ where
         .map(Parts::open)
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Start)?;
-    let mut protocols = vec![first];
-    for _ in 1..workers {
-        protocols.push(make()?);
-    }
+    // Relays reach each other's members through a hub; the others share
+    // nothing.
+    drop(first);
+    let hubs = if P::FANS_OUT {
+        let wakers = parts
+            .iter()
+            .map(Parts::waker)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RunError::Start)?;
+        Hub::mesh(wakers)
+    } else {
+        (0..workers).map(|_| Hub::Local).collect()
+    };
+    let protocols = hubs.into_iter().map(make).collect::<Result<Vec<_>, _>>()?;
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers)",
         parts[0].local_addr()

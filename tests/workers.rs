@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -163,7 +164,7 @@ fn bad_worker_counts_and_modes_are_argument_errors() {
         (vec!["echo", "--workers", "0"], "--workers"),
         (vec!["echo", "--workers", "-2"], "--workers"),
         (vec!["echo", "--workers", "many"], "--workers"),
-        (vec!["chat", "--workers", "2"], "one worker"),
+        (vec!["chat", "--workers", "1025"], "--workers"),
     ] {
         let out = binary().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -175,4 +176,133 @@ fn bad_worker_counts_and_modes_are_argument_errors() {
     let mut s = connect(server.addr);
     s.write_all(b"auto").unwrap();
     expect(&mut s, b"auto");
+}
+
+/// Reads `n` lines.
+fn lines(r: &mut BufReader<TcpStream>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            l
+        })
+        .collect()
+}
+
+#[test]
+fn broadcast_reaches_every_client_on_every_worker_once_and_in_order() {
+    const CLIENTS: usize = 12;
+    const LINES: usize = 5;
+    let mut server = Server::start(&[
+        "broadcast",
+        "--workers",
+        "4",
+        "--prefix",
+        "",
+        "--log-level",
+        "debug",
+    ]);
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
+    server.wait_accepted(CLIENTS);
+    assert!(workers_seen(&server).len() >= 2, "one worker only");
+    let mut writers: Vec<TcpStream> = clients.iter().map(|c| c.try_clone().unwrap()).collect();
+    for k in 0..LINES {
+        for (i, w) in writers.iter_mut().enumerate() {
+            w.write_all(format!("{i}:{k}\n").as_bytes()).unwrap();
+        }
+    }
+    for (me, c) in clients.into_iter().enumerate() {
+        let mut r = BufReader::new(c);
+        let got = lines(&mut r, (CLIENTS - 1) * LINES);
+        let mut next: BTreeMap<usize, usize> = BTreeMap::new();
+        for l in got {
+            let (from, k) = l.trim().split_once(':').unwrap();
+            let (from, k): (usize, usize) = (from.parse().unwrap(), k.parse().unwrap());
+            assert_ne!(from, me, "its own line came back");
+            let want = next.entry(from).or_default();
+            assert_eq!(k, *want, "client {me}: {from}'s lines out of order");
+            *want += 1;
+        }
+        assert_eq!(next.len(), CLIENTS - 1);
+        assert!(next.values().all(|&n| n == LINES), "{next:?}");
+    }
+}
+
+#[test]
+fn chat_is_one_room_across_workers() {
+    const USERS: usize = 8;
+    let mut server = Server::start(&["chat", "--workers", "4", "--log-level", "debug"]);
+    let mut users: Vec<BufReader<TcpStream>> = Vec::new();
+    for i in 0..USERS {
+        let mut s = connect(server.addr);
+        expect(&mut s, b"Enter your username: ");
+        s.write_all(format!("user{i}\n").as_bytes()).unwrap();
+        expect(&mut s, b"Welcome to the chat!\n");
+        let mut r = BufReader::new(s);
+        // Everyone already in hears this one join, wherever they are.
+        for (j, earlier) in users.iter_mut().enumerate() {
+            assert_eq!(
+                lines(earlier, 1),
+                [format!("user{i} joined the chat\n")],
+                "user{j}"
+            );
+        }
+        let _ = &mut r;
+        users.push(r);
+    }
+    assert!(workers_seen(&server).len() >= 2, "one worker only");
+    // A name is taken whatever the worker and the case.
+    let mut late = connect(server.addr);
+    expect(&mut late, b"Enter your username: ");
+    late.write_all(b"USER3\n").unwrap();
+    expect(&mut late, b"Username taken. Enter your username: ");
+    // /who lists everyone, sorted.
+    let who = |r: &mut BufReader<TcpStream>| {
+        r.get_mut().write_all(b"/who\n").unwrap();
+        lines(r, 1).remove(0)
+    };
+    let all: Vec<String> = (0..USERS).map(|i| format!("user{i}")).collect();
+    assert_eq!(
+        who(&mut users[5]),
+        format!("Users online: {}\n", all.join(", "))
+    );
+    // /msg reaches a user on any worker, and nobody else.
+    for to in 0..USERS {
+        users[0]
+            .get_mut()
+            .write_all(format!("/msg USER{to} hi {to}\n").as_bytes())
+            .unwrap();
+        assert_eq!(
+            lines(&mut users[to], 1),
+            [format!("[private] user0: hi {to}\n")]
+        );
+    }
+    // A line reaches every other user once.
+    users[7].get_mut().write_all(b"hello all\n").unwrap();
+    for (i, r) in users.iter_mut().enumerate().take(7) {
+        assert_eq!(lines(r, 1), ["user7: hello all\n"], "user{i}");
+    }
+    // /nick to a name held on another worker is refused; a free one is
+    // announced everywhere, and the old name is free again.
+    users[2].get_mut().write_all(b"/nick User6\n").unwrap();
+    assert_eq!(lines(&mut users[2], 1), ["ERROR: username taken\n"]);
+    users[2].get_mut().write_all(b"/nick carol\n").unwrap();
+    assert_eq!(lines(&mut users[2], 1), ["You are now carol\n"]);
+    for (i, r) in users.iter_mut().enumerate().filter(|(i, _)| *i != 2) {
+        assert_eq!(lines(r, 1), ["user2 is now carol\n"], "user{i}");
+    }
+    late.write_all(b"user2\n").unwrap();
+    expect(&mut late, b"Welcome to the chat!\n");
+    for r in users.iter_mut() {
+        assert_eq!(lines(r, 1), ["user2 joined the chat\n"]);
+    }
+    // Leaving is announced to everyone else, everywhere, once.
+    let gone = users.remove(4);
+    drop(gone);
+    for r in users.iter_mut() {
+        assert_eq!(lines(r, 1), ["user4 left the chat\n"]);
+    }
+    let mut late = BufReader::new(late);
+    assert_eq!(lines(&mut late, 1), ["user4 left the chat\n"]);
+    assert!(who(&mut late).contains("carol, user0"));
 }

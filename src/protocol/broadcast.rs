@@ -17,11 +17,12 @@
 //! anyone else.
 
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{CloseReason, ConnId, Ctx, Limits, Protocol, Step};
+use super::{CloseReason, ConnId, Ctx, Limits, Protocol, Shared, Step};
+use crate::hub::{Hub, Remote};
 
 /// The default prefix.
 pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
@@ -32,6 +33,8 @@ pub struct Broadcast {
     members: BTreeSet<ConnId>,
     prefix: Vec<u8>,
     limits: Limits,
+    /// The other workers' members, through the hub (`hub.rs`).
+    hub: Hub,
 }
 
 /// One client's state: its unfinished line.
@@ -41,11 +44,13 @@ pub struct BroadcastSession {
 }
 
 impl Broadcast {
-    pub fn new(prefix: &str, limits: Limits) -> Self {
+    /// A relay for one worker (`Hub::Local`) or one of several.
+    pub fn new(prefix: &str, limits: Limits, hub: Hub) -> Self {
         Self {
             members: BTreeSet::new(),
             prefix: prefix.as_bytes().to_vec(),
             limits,
+            hub,
         }
     }
 
@@ -57,12 +62,18 @@ impl Broadcast {
     }
 
     /// Sends the framed lines of one read from `from` to everyone else: one
-    /// allocation, shared by every receiver.
-    fn relay(&self, from: ConnId, batch: Vec<u8>, ctx: &mut Ctx) {
+    /// allocation, shared by every receiver, on every worker.
+    fn relay(&mut self, from: ConnId, batch: Vec<u8>, ctx: &mut Ctx) {
         if batch.is_empty() {
             return;
         }
-        let shared: Rc<[u8]> = batch.into();
+        let shared = if self.hub.is_cross() {
+            let cross: Arc<[u8]> = batch.into();
+            self.hub.publish(cross.clone());
+            Shared::Cross(cross)
+        } else {
+            Shared::from(batch)
+        };
         for &to in self.members.iter().filter(|&&m| m != from) {
             ctx.send(to, shared.clone());
         }
@@ -110,6 +121,21 @@ impl Protocol for Broadcast {
         self.members.remove(&id);
     }
 
+    /// Lines from other workers' members: to every member here.
+    fn remote(&mut self, ctx: &mut Ctx) {
+        for message in self.hub.take() {
+            if let Remote::Room(chunk) = message {
+                for &to in &self.members {
+                    ctx.send(to, Shared::Cross(chunk.clone()));
+                }
+            }
+        }
+    }
+
+    fn end_turn(&mut self) {
+        self.hub.flush();
+    }
+
     /// A line must be finished within the idle timeout of its first byte.
     fn deadline(&self, s: &BroadcastSession) -> Option<Instant> {
         s.lines.deadline(self.limits.line_timeout)
@@ -122,7 +148,7 @@ mod tests {
     use mio::Token;
     use std::time::Instant;
 
-    type Sent = Vec<(Token, Rc<[u8]>)>;
+    type Sent = Vec<(Token, Shared)>;
 
     fn step<R>(f: impl FnOnce(&mut Ctx) -> R) -> (R, Vec<u8>, Sent) {
         let (mut out, mut sends) = (Vec::new(), Vec::new());
@@ -131,7 +157,7 @@ mod tests {
     }
 
     fn three() -> (Broadcast, Vec<BroadcastSession>) {
-        let mut b = Broadcast::new(DEFAULT_PREFIX, Limits::lines(16));
+        let mut b = Broadcast::new(DEFAULT_PREFIX, Limits::lines(16), Hub::Local);
         let sessions = (1..=3).map(|i| step(|c| b.open(Token(i), c)).0).collect();
         (b, sessions)
     }
@@ -145,7 +171,7 @@ mod tests {
         let to: Vec<_> = sent.iter().map(|(t, _)| *t).collect();
         assert_eq!(to, [Token(2), Token(3)]);
         assert_eq!(&*sent[0].1, b"[Broadcast] hi all\n");
-        assert!(Rc::ptr_eq(&sent[0].1, &sent[1].1), "encoded once, shared");
+        assert!(sent[0].1.ptr_eq(&sent[1].1), "encoded once, shared");
     }
 
     #[test]
@@ -187,7 +213,7 @@ mod tests {
 
     #[test]
     fn empty_prefix_relays_the_bare_line() {
-        let mut b = Broadcast::new("", Limits::lines(16));
+        let mut b = Broadcast::new("", Limits::lines(16), Hub::Local);
         let mut a = step(|c| b.open(Token(1), c)).0;
         step(|c| b.open(Token(2), c));
         let (_, _, sent) = step(|c| b.data(&mut a, Token(1), b"bare\n", c));

@@ -26,13 +26,13 @@
 //! characters, line and paragraph separators) are stripped and invalid UTF-8
 //! is replaced before a line is relayed ([`sanitize`]).
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{earliest, CloseReason, ConnId, Ctx, Limits, Protocol, Step};
+use super::{earliest, CloseReason, ConnId, Ctx, Limits, Protocol, Shared, Step};
+use crate::hub::{Holder, Hub, Remote};
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
 /// The name rule, then the prompt again, on one line: the same rule that
@@ -58,8 +58,114 @@ pub const MAX_NAME: usize = 32;
 /// The chat room: who is in it, by name.
 #[derive(Debug)]
 pub struct Chat {
-    users: Users,
+    room: Room,
     limits: Limits,
+}
+
+/// Who is in the room. `users` are this worker's, for delivery; with
+/// several workers the hub also holds every worker's names (its registry),
+/// which decide whether a name is free, who `/who` lists and where a
+/// `/msg` goes, and carries what is said to the other workers' users.
+#[derive(Debug)]
+struct Room {
+    users: Users,
+    hub: Hub,
+}
+
+/// Where a `/msg` goes.
+enum Target {
+    Here(ConnId),
+    Elsewhere(usize, ConnId),
+}
+
+impl Room {
+    /// Takes the name `user.name` for `user.id`, unless someone (on any
+    /// worker) holds it already, in any case. Renaming oneself to a case
+    /// variant is allowed: `previous` is the key one held before.
+    fn claim(&mut self, user: User, previous: Option<&str>) -> bool {
+        let wanted = key(&user.name);
+        let me = self.hub.worker();
+        if let Some(mut registry) = self.hub.registry() {
+            let holder = Holder {
+                name: user.name.clone(),
+                worker: me,
+                token: user.id,
+            };
+            if previous != Some(wanted.as_str()) && registry.get(&wanted).is_some() {
+                return false;
+            }
+            if let Some(old) = previous {
+                registry.release(old, me, user.id);
+            }
+            registry.claim(wanted.clone(), holder);
+        } else if previous != Some(wanted.as_str()) && self.users.contains_key(&wanted) {
+            return false;
+        }
+        if let Some(old) = previous {
+            self.users.remove(old);
+        }
+        self.users.insert(wanted, user);
+        true
+    }
+
+    /// Gives up `name` (its owner left).
+    fn release(&mut self, name: &str, id: ConnId) {
+        let k = key(name);
+        self.users.remove(&k);
+        let me = self.hub.worker();
+        if let Some(mut registry) = self.hub.registry() {
+            registry.release(&k, me, id);
+        }
+    }
+
+    /// Every name in the room, sorted without regard to case.
+    fn who(&self) -> Vec<String> {
+        match self.hub.registry() {
+            Some(registry) => registry.names().map(str::to_string).collect(),
+            None => self.users.values().map(|u| u.name.clone()).collect(),
+        }
+    }
+
+    /// Where the user called `name` (in any case) is.
+    fn find(&self, name: &str) -> Option<Target> {
+        let k = key(name);
+        match self.hub.registry() {
+            Some(registry) => registry.get(&k).map(|h| {
+                if h.worker == self.hub.worker() {
+                    Target::Here(h.token)
+                } else {
+                    Target::Elsewhere(h.worker, h.token)
+                }
+            }),
+            None => self.users.get(&k).map(|u| Target::Here(u.id)),
+        }
+    }
+
+    /// Shares one encoded chunk with every user but `except`, on every
+    /// worker.
+    fn tell_others(&mut self, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
+        if chunk.is_empty() {
+            return;
+        }
+        let chunk = if self.hub.is_cross() {
+            let shared: Arc<[u8]> = chunk.into();
+            self.hub.publish(shared.clone());
+            Shared::Cross(shared)
+        } else {
+            Shared::from(chunk)
+        };
+        for user in self.users.values().filter(|u| u.id != except) {
+            ctx.send(user.id, chunk.clone());
+        }
+    }
+
+    /// Sends a private message to a user here or on another worker.
+    fn direct(&mut self, target: &Target, message: Vec<u8>, ctx: &mut Ctx) {
+        match *target {
+            Target::Here(to) => ctx.send(to, Shared::from(message)),
+            Target::Elsewhere(worker, to) => self.hub.direct(worker, to, message.into()),
+        }
+    }
 }
 
 /// Everyone past the prompt, keyed by [`key`] of their name, so that two
@@ -87,9 +193,13 @@ pub struct ChatSession {
 }
 
 impl Chat {
-    pub fn new(limits: Limits) -> Self {
+    /// A room for one worker (`Hub::Local`) or one of several.
+    pub fn new(limits: Limits, hub: Hub) -> Self {
         Self {
-            users: BTreeMap::new(),
+            room: Room {
+                users: BTreeMap::new(),
+                hub,
+            },
             limits,
         }
     }
@@ -194,17 +304,6 @@ pub fn sanitize(raw: &[u8]) -> String {
     out
 }
 
-/// Shares one encoded chunk with every user but `except`.
-fn to_others(users: &Users, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
-    if chunk.is_empty() {
-        return;
-    }
-    let chunk: Rc<[u8]> = chunk.into();
-    for user in users.values().filter(|u| u.id != except) {
-        ctx.send(user.id, chunk.clone());
-    }
-}
-
 /// What one read from a user says to everyone else, gathered so that it
 /// travels as one shared chunk. Sent before anything that must not overtake
 /// it (a private message), and at the end of the read.
@@ -218,14 +317,14 @@ impl Public {
         let _ = self.0.write_fmt(message);
     }
 
-    fn send(&mut self, users: &Users, from: ConnId, ctx: &mut Ctx) {
-        to_others(users, from, std::mem::take(&mut self.0), ctx);
+    fn send(&mut self, room: &mut Room, from: ConnId, ctx: &mut Ctx) {
+        room.tell_others(from, std::mem::take(&mut self.0), ctx);
     }
 }
 
 /// One complete line from `id`.
 fn on_line(
-    users: &mut Users,
+    room: &mut Room,
     name: &mut Option<String>,
     public: &mut Public,
     id: ConnId,
@@ -239,18 +338,17 @@ fn on_line(
             ctx.write(INVALID_NAME);
         } else {
             let chosen = String::from_utf8_lossy(line).into_owned();
-            match users.entry(key(&chosen)) {
+            let user = User {
+                name: chosen.clone(),
+                id,
+            };
+            if room.claim(user, None) {
+                ctx.write(WELCOME);
+                public.say(format_args!("{chosen} joined the chat\n"));
+                *name = Some(chosen);
+            } else {
                 // In use, in this case or another.
-                Entry::Occupied(_) => ctx.write(NAME_TAKEN),
-                Entry::Vacant(free) => {
-                    free.insert(User {
-                        name: chosen.clone(),
-                        id,
-                    });
-                    ctx.write(WELCOME);
-                    public.say(format_args!("{chosen} joined the chat\n"));
-                    *name = Some(chosen);
-                }
+                ctx.write(NAME_TAKEN);
             }
         }
         return Step::Continue;
@@ -268,20 +366,20 @@ fn on_line(
     match verb {
         "who" => {
             // In key order: sorted without regard to case.
-            let names: Vec<&str> = users.values().map(|u| u.name.as_str()).collect();
+            let names = room.who();
             ctx.write(format!("Users online: {}\n", names.join(", ")).as_bytes());
         }
         "msg" => match rest.split_once(' ') {
             Some((to, text)) if !text.trim().is_empty() => {
-                match users.get(&key(to)).map(|u| u.id) {
+                match room.find(to) {
                     Some(target) => {
                         let message = format!("[private] {me}: {}\n", text.trim());
-                        if target == id {
+                        if matches!(target, Target::Here(t) if t == id) {
                             ctx.write(message.as_bytes());
                         } else {
                             // Whatever this user said before goes first.
-                            public.send(users, id, ctx);
-                            ctx.send(target, message.into_bytes().into());
+                            public.send(room, id, ctx);
+                            room.direct(&target, message.into_bytes(), ctx);
                         }
                     }
                     None => ctx.write(format!("ERROR: no user named {to}\n").as_bytes()),
@@ -296,17 +394,17 @@ fn on_line(
                 ctx.write(INVALID_NICK);
             } else if rest == me {
                 ctx.write(format!("You are already {me}\n").as_bytes());
-            } else if key(rest) != key(&me) && users.contains_key(&key(rest)) {
+            } else if !room.claim(
+                User {
+                    name: rest.to_string(),
+                    id,
+                },
+                Some(&key(&me)),
+            ) {
                 // Taken by someone else; a case variant of one's own name
                 // (alice -> Alice) is free, and only changes the display.
                 ctx.write(b"ERROR: username taken\n");
             } else {
-                users.remove(&key(&me));
-                let user = User {
-                    name: rest.to_string(),
-                    id,
-                };
-                users.insert(key(rest), user);
                 ctx.write(format!("You are now {rest}\n").as_bytes());
                 public.say(format_args!("{me} is now {rest}\n"));
                 *name = Some(rest.to_string());
@@ -340,17 +438,17 @@ impl Protocol for Chat {
             name,
             prompted,
         } = s;
-        let users = &mut self.users;
+        let room = &mut self.room;
         let mut public = Public::default();
         let now = ctx.now;
         let fed = lines.feed(input, self.limits.max_line, now, |line| {
-            let step = on_line(users, name, &mut public, id, line, ctx);
+            let step = on_line(room, name, &mut public, id, line, ctx);
             // A line at the prompt that did not name the user was answered
             // with the prompt again: its clock starts over.
             *prompted = name.is_none().then_some(now);
             step
         });
-        public.send(users, id, ctx);
+        public.send(room, id, ctx);
         match fed {
             Ok(step) => step,
             Err(TooLong) => {
@@ -363,8 +461,8 @@ impl Protocol for Chat {
     fn eof(&mut self, s: &mut ChatSession, id: ConnId, ctx: &mut Ctx) -> Step {
         if let Some(rest) = s.lines.take_rest() {
             let mut public = Public::default();
-            on_line(&mut self.users, &mut s.name, &mut public, id, &rest, ctx);
-            public.send(&self.users, id, ctx);
+            on_line(&mut self.room, &mut s.name, &mut public, id, &rest, ctx);
+            public.send(&mut self.room, id, ctx);
         }
         Step::Close
     }
@@ -391,10 +489,33 @@ impl Protocol for Chat {
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
         if let Some(name) = s.name {
-            self.users.remove(&key(&name));
+            self.room.release(&name, id);
             let left = format!("{name} left the chat\n").into_bytes();
-            to_others(&self.users, id, left, ctx);
+            self.room.tell_others(id, left, ctx);
         }
+    }
+
+    /// What users on other workers said (lines, joins, leaves, renames),
+    /// for every user here; private messages for one user here.
+    fn remote(&mut self, ctx: &mut Ctx) {
+        for message in self.room.hub.take() {
+            match message {
+                Remote::Room(chunk) => {
+                    for user in self.room.users.values() {
+                        ctx.send(user.id, Shared::Cross(chunk.clone()));
+                    }
+                }
+                Remote::Direct { to, chunk } => {
+                    if self.room.users.values().any(|u| u.id == to) {
+                        ctx.send(to, Shared::Cross(chunk));
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_turn(&mut self) {
+        self.room.hub.flush();
     }
 }
 
@@ -413,7 +534,7 @@ mod tests {
     impl Room {
         fn new() -> Self {
             Room {
-                chat: Chat::new(Limits::lines(100)),
+                chat: Chat::new(Limits::lines(100), Hub::Local),
                 sessions: BTreeMap::new(),
             }
         }

@@ -21,8 +21,9 @@ pub mod echo;
 pub mod file;
 pub mod lines;
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+pub use crate::buffer::Shared;
 
 use mio::Token;
 
@@ -167,7 +168,7 @@ impl std::fmt::Display for CloseReason {
 pub struct Ctx<'a> {
     pub now: Instant,
     out: &'a mut Vec<u8>,
-    sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
+    sends: &'a mut Vec<(ConnId, Shared)>,
     /// The bytes `data` is handling; empty in every other call.
     input: &'a [u8],
     /// Bytes sent to other connections in this step, each shared chunk
@@ -178,7 +179,7 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(now: Instant, out: &'a mut Vec<u8>, sends: &'a mut Vec<(ConnId, Rc<[u8]>)>) -> Self {
+    pub fn new(now: Instant, out: &'a mut Vec<u8>, sends: &'a mut Vec<(ConnId, Shared)>) -> Self {
         Self::for_input(now, &[], out, sends)
     }
 
@@ -187,7 +188,7 @@ impl<'a> Ctx<'a> {
         now: Instant,
         input: &'a [u8],
         out: &'a mut Vec<u8>,
-        sends: &'a mut Vec<(ConnId, Rc<[u8]>)>,
+        sends: &'a mut Vec<(ConnId, Shared)>,
     ) -> Self {
         Self {
             now,
@@ -250,13 +251,9 @@ impl<'a> Ctx<'a> {
 
     /// Queues a shared chunk for connection `to` (which may be gone by the
     /// time the loop delivers it; then it is dropped).
-    pub fn send(&mut self, to: ConnId, chunk: Rc<[u8]>) {
+    pub fn send(&mut self, to: ConnId, chunk: Shared) {
         // A chunk shared by many receivers is sent to them in a row.
-        if !self
-            .sends
-            .last()
-            .is_some_and(|(_, c)| Rc::ptr_eq(c, &chunk))
-        {
+        if !self.sends.last().is_some_and(|(_, c)| c.ptr_eq(&chunk)) {
             self.fanned_out += chunk.len();
         }
         self.sends.push((to, chunk));
@@ -335,6 +332,17 @@ pub trait Protocol {
         let _ = session;
         None
     }
+
+    /// Messages from other workers arrived (the hub woke this loop):
+    /// deliver them to this worker's connections through `ctx`. Only relays
+    /// with several workers get this call (`hub.rs`).
+    fn remote(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
+
+    /// The turn is over: send what this turn queued for other workers
+    /// (`Hub::flush`). Called only for protocols that fan out.
+    fn end_turn(&mut self) {}
 
     /// The mode's own fact about a connection, for the access log, asked
     /// once, just before the protocol lets go of the session: `key=value`

@@ -1,0 +1,299 @@
+//! The hub: what the relays (broadcast and chat) send beyond their own loop.
+//!
+//! A relay's members are spread over the workers (`workers.rs`): a line from
+//! a client on worker 0 must reach every member on every worker, exactly
+//! once and in the order it was sent; a chat name must be unique across all
+//! of them. Protocols never see threads or channels for that: they talk to
+//! a [`Hub`], which is one of two kinds.
+//!
+//! - [`Hub::Local`], with one worker: there is nobody else, every call is a
+//!   no-op, and nothing on the per-message path changes (chunks stay `Rc`).
+//! - [`Hub::Cross`], with several: each worker has an inbox (a channel) and
+//!   a `mio::Waker` registered in its poll. What a protocol sends during a
+//!   turn is queued in its outbox and flushed at the end of the turn
+//!   ([`Hub::flush`]): one channel send per message and peer, and one wake
+//!   per peer per turn. The peer's loop sees the wake as an event like any
+//!   other and hands the messages to its protocol ([`Hub::take`]), which
+//!   delivers them to its own connections, one write per receiver per turn
+//!   as for local lines. A line is encoded once, into an `Arc` that every
+//!   worker's receivers share.
+//!
+//! Chat names live in a [`Registry`] behind a mutex, touched only when a
+//! name is claimed, changed, looked up or released (`/who`, `/msg`), never
+//! per message.
+//!
+//! The next kind, a hub that spans machines (Redis pub/sub), fits the same
+//! calls: `publish` becomes a PUBLISH, `take` reads the subscription, and the
+//! registry becomes keys with owners.
+
+use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use mio::{Token, Waker};
+
+/// A message between workers.
+#[derive(Debug, Clone)]
+pub enum Remote {
+    /// For every member of the room on the receiving worker.
+    Room(Arc<[u8]>),
+    /// For one connection of the receiving worker (a chat `/msg`).
+    Direct { to: Token, chunk: Arc<[u8]> },
+}
+
+/// Where a chat name is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The name as its owner typed it.
+    pub name: String,
+    pub worker: usize,
+    pub token: Token,
+}
+
+/// Chat names across every worker, keyed without regard to ASCII case.
+#[derive(Debug, Default)]
+pub struct Registry {
+    names: BTreeMap<String, Holder>,
+}
+
+impl Registry {
+    /// Who holds the name `key` (already lowercased), if anyone.
+    pub fn get(&self, key: &str) -> Option<&Holder> {
+        self.names.get(key)
+    }
+
+    /// Claims `key` for `holder`; false if someone else holds it.
+    pub fn claim(&mut self, key: String, holder: Holder) -> bool {
+        match self.names.get(&key) {
+            Some(h) if (h.worker, h.token) != (holder.worker, holder.token) => false,
+            _ => {
+                self.names.insert(key, holder);
+                true
+            }
+        }
+    }
+
+    /// Gives `key` up, if `(worker, token)` holds it.
+    pub fn release(&mut self, key: &str, worker: usize, token: Token) {
+        if self
+            .names
+            .get(key)
+            .is_some_and(|h| (h.worker, h.token) == (worker, token))
+        {
+            self.names.remove(key);
+        }
+    }
+
+    /// Every name, in the registry's (case-insensitive) order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.values().map(|h| h.name.as_str())
+    }
+}
+
+/// Another worker, as a hub reaches it.
+#[derive(Debug)]
+struct Peer {
+    id: usize,
+    inbox: mpsc::Sender<Remote>,
+    waker: Arc<Waker>,
+}
+
+/// The hub of one worker among several.
+#[derive(Debug)]
+pub struct Cross {
+    id: usize,
+    inbox: mpsc::Receiver<Remote>,
+    peers: Vec<Peer>,
+    /// Sent this turn, for [`Hub::flush`]: `None` is every peer.
+    outbox: Vec<(Option<usize>, Remote)>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+/// A relay's link to the other workers. See the module documentation.
+#[derive(Debug, Default)]
+pub enum Hub {
+    /// One worker: nobody else.
+    #[default]
+    Local,
+    Cross(Box<Cross>),
+}
+
+impl Hub {
+    /// Builds the hubs of `wakers.len()` workers, each able to reach every
+    /// other; `wakers[i]` wakes worker `i`'s loop.
+    pub fn mesh(wakers: Vec<Arc<Waker>>) -> Vec<Hub> {
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            wakers.iter().map(|_| mpsc::channel::<Remote>()).unzip();
+        receivers
+            .into_iter()
+            .enumerate()
+            .map(|(id, inbox)| {
+                let peers = senders
+                    .iter()
+                    .zip(&wakers)
+                    .enumerate()
+                    .filter(|(other, _)| *other != id)
+                    .map(|(other, (tx, waker))| Peer {
+                        id: other,
+                        inbox: tx.clone(),
+                        waker: waker.clone(),
+                    })
+                    .collect();
+                Hub::Cross(Box::new(Cross {
+                    id,
+                    inbox,
+                    peers,
+                    outbox: Vec::new(),
+                    registry: registry.clone(),
+                }))
+            })
+            .collect()
+    }
+
+    /// True if there are other workers to reach.
+    #[inline]
+    pub fn is_cross(&self) -> bool {
+        matches!(self, Hub::Cross(_))
+    }
+
+    /// This worker's number (0 with one worker).
+    pub fn worker(&self) -> usize {
+        match self {
+            Hub::Local => 0,
+            Hub::Cross(c) => c.id,
+        }
+    }
+
+    /// Sends `chunk` to every member on every other worker.
+    pub fn publish(&mut self, chunk: Arc<[u8]>) {
+        if let Hub::Cross(c) = self {
+            c.outbox.push((None, Remote::Room(chunk)));
+        }
+    }
+
+    /// Sends `chunk` to connection `to` of worker `worker`.
+    pub fn direct(&mut self, worker: usize, to: Token, chunk: Arc<[u8]>) {
+        if let Hub::Cross(c) = self {
+            c.outbox.push((Some(worker), Remote::Direct { to, chunk }));
+        }
+    }
+
+    /// Sends what was queued this turn, in order, and wakes each peer that
+    /// got something, once.
+    pub fn flush(&mut self) {
+        let Hub::Cross(c) = self else {
+            return;
+        };
+        if c.outbox.is_empty() {
+            return;
+        }
+        let mut woken = vec![false; c.peers.len()];
+        for (to, message) in c.outbox.drain(..) {
+            for (i, peer) in c.peers.iter().enumerate() {
+                if to.is_some_and(|w| w != peer.id) {
+                    continue;
+                }
+                // A peer whose loop has stopped (shutdown) takes nothing.
+                if peer.inbox.send(message.clone()).is_ok() {
+                    woken[i] = true;
+                }
+            }
+        }
+        for (peer, woken) in c.peers.iter().zip(woken) {
+            if woken {
+                if let Err(e) = peer.waker.wake() {
+                    log::warn!("cannot wake worker {}: {e}", peer.id);
+                }
+            }
+        }
+    }
+
+    /// What other workers sent, oldest first.
+    pub fn take(&mut self) -> Vec<Remote> {
+        match self {
+            Hub::Local => Vec::new(),
+            Hub::Cross(c) => c.inbox.try_iter().collect(),
+        }
+    }
+
+    /// The names registry shared by every worker; `None` with one worker.
+    pub fn registry(&self) -> Option<MutexGuard<'_, Registry>> {
+        match self {
+            Hub::Local => None,
+            // A worker that panicked while holding it aborted the process
+            // (panic=abort), so a poisoned lock cannot be met in a release
+            // build; in a test build, take the data as it is.
+            Hub::Cross(c) => Some(c.registry.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wakers(n: usize) -> (Vec<mio::Poll>, Vec<Arc<Waker>>) {
+        let polls: Vec<_> = (0..n).map(|_| mio::Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|p| Arc::new(Waker::new(p.registry(), Token(7)).unwrap()))
+            .collect();
+        (polls, wakers)
+    }
+
+    #[test]
+    fn a_published_chunk_reaches_every_other_worker_once_in_order() {
+        let (mut polls, w) = wakers(3);
+        let mut hubs = Hub::mesh(w);
+        hubs[0].publish(Arc::from(&b"one\n"[..]));
+        hubs[0].direct(2, Token(5), Arc::from(&b"psst\n"[..]));
+        hubs[0].publish(Arc::from(&b"two\n"[..]));
+        assert!(hubs[1].take().is_empty(), "nothing before the flush");
+        hubs[0].flush();
+        let got1 = hubs[1].take();
+        let got2 = hubs[2].take();
+        assert_eq!(got1.len(), 2, "the direct message went to worker 2 only");
+        assert!(matches!(&got1[0], Remote::Room(c) if &c[..] == b"one\n"));
+        assert!(matches!(&got1[1], Remote::Room(c) if &c[..] == b"two\n"));
+        assert_eq!(got2.len(), 3);
+        assert!(matches!(&got2[1], Remote::Direct { to, .. } if *to == Token(5)));
+        assert!(hubs[0].take().is_empty(), "not to itself");
+        // The peers were woken.
+        let mut events = mio::Events::with_capacity(4);
+        polls[1]
+            .poll(&mut events, Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == Token(7)));
+    }
+
+    #[test]
+    fn names_are_unique_across_workers() {
+        let (_polls, w) = wakers(2);
+        let hubs = Hub::mesh(w);
+        let holder = |worker, token| Holder {
+            name: "Alice".into(),
+            worker,
+            token: Token(token),
+        };
+        assert!(hubs[0]
+            .registry()
+            .unwrap()
+            .claim("alice".into(), holder(0, 1)));
+        assert!(!hubs[1]
+            .registry()
+            .unwrap()
+            .claim("alice".into(), holder(1, 9)));
+        assert!(hubs[0]
+            .registry()
+            .unwrap()
+            .claim("alice".into(), holder(0, 1)));
+        hubs[1].registry().unwrap().release("alice", 1, Token(9));
+        assert!(
+            hubs[1].registry().unwrap().get("alice").is_some(),
+            "not its to give"
+        );
+        hubs[0].registry().unwrap().release("alice", 0, Token(1));
+        assert!(hubs[1].registry().unwrap().get("alice").is_none());
+        assert!(Hub::Local.registry().is_none());
+    }
+}
