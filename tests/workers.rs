@@ -238,7 +238,6 @@ fn chat_is_one_room_across_workers() {
         expect(&mut s, b"Enter your username: ");
         s.write_all(format!("user{i}\n").as_bytes()).unwrap();
         expect(&mut s, b"Welcome to the chat!\n");
-        let mut r = BufReader::new(s);
         // Everyone already in hears this one join, wherever they are.
         for (j, earlier) in users.iter_mut().enumerate() {
             assert_eq!(
@@ -247,9 +246,9 @@ fn chat_is_one_room_across_workers() {
                 "user{j}"
             );
         }
-        let _ = &mut r;
-        users.push(r);
+        users.push(BufReader::new(s));
     }
+    server.wait_accepted(USERS);
     assert!(workers_seen(&server).len() >= 2, "one worker only");
     // A name is taken whatever the worker and the case.
     let mut late = connect(server.addr);
