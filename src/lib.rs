@@ -20,12 +20,18 @@
 //!    Protocols never see a socket.
 //! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
 //!    delivery between connections, reaping; backpressure and shutdown.
-//! 7. [`stats`], [`sys`] (resolving `--listen`, listener options,
-//!    descriptor limit), [`config`] (the command line).
+//! 7. [`pacing`] (a relay's senders paced to the receivers that keep up),
+//!    [`stats`], [`access_log`], [`logging`] (a log that never kills the
+//!    server, and that clients cannot write), [`sys`] (resolving
+//!    `--listen`, listeners, descriptor limit), [`config`] (the command
+//!    line).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; `connection.rs` shows where they are called.
-//! 9. [`client`]: the netcat-style client, a second, smaller readiness loop
+//! 9. [`workers`] and [`hub`]: `--workers N`, N loops behaving as one
+//!    server (the shared connection count, the supervisor's stats line),
+//!    and what the relays send across them.
+//! 10. [`client`]: the netcat-style client, a second, smaller readiness loop
 //!    over a socket and standard input, with or without TLS.
 //!
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
