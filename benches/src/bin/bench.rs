@@ -6,8 +6,13 @@
 //!
 //!     cargo run --release --manifest-path benches/Cargo.toml --bin bench [-- --quick]
 //!
-//! `--quick` runs a subset with short windows in under two minutes, for use
+//! `--quick` runs a subset with short windows in about four minutes, for use
 //! while developing; its report says so at the top.
+//!
+//! `--only mixed` runs only the latency-under-mixed-load section (issue 11;
+//! see its header below), prints its table on stdout and leaves
+//! docs/benchmarks.md alone; `--out FILE` writes the table to FILE as well.
+//! With `--quick` it takes about a minute after the build.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,7 +65,7 @@ fn build_minimal(root: &Path) -> Option<u64> {
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))?;
-    let status = Command::new("cargo")
+    let status = cargo()
         .args([
             "build",
             "--release",
@@ -82,6 +87,16 @@ fn build_minimal(root: &Path) -> Option<u64> {
     }
     let path = root.join(format!("target/minimal/{host}/release/monoloop"));
     std::fs::metadata(path).map(|m| m.len()).ok()
+}
+
+/// `cargo`, for the runner's own builds. Each goes to the target directory
+/// the runner then starts the binaries from (the crate's `target/`, or one
+/// named with `--target-dir`), so a `CARGO_TARGET_DIR` in the caller's
+/// environment, meant for the runner's own build, must not move them.
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.env_remove("CARGO_TARGET_DIR");
+    cmd
 }
 
 /// Runs a command to completion, failing loudly.
@@ -502,6 +517,8 @@ struct Sample {
     p50: f64,
     p99: f64,
     p999: f64,
+    /// The slowest message (only the mixed load reports it).
+    max: f64,
     lg_cpu: f64,
     /// Server CPU per message, user and system together (exact).
     cpu_us: f64,
@@ -623,6 +640,7 @@ fn drive(
         p50: num("p50"),
         p99: num("p99"),
         p999: num("p999"),
+        max: num("max"),
         lg_cpu: num("lg_cpu"),
         cpu_us,
         user_us: cpu_us * user_share,
@@ -806,20 +824,73 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The command line (see the module's header).
+struct Options {
+    quick: bool,
+    /// `--only mixed`: the mixed-load section alone.
+    only_mixed: bool,
+    /// `--out FILE`: where `--only mixed` also writes its table.
+    out: Option<PathBuf>,
+}
+
+impl Options {
+    /// Parses the command line; a mistake is a message and exit code 2.
+    fn parse() -> Options {
+        let mut o = Options {
+            quick: false,
+            only_mixed: false,
+            out: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => o.quick = true,
+                "--only" => match args.next().as_deref() {
+                    Some("mixed") => o.only_mixed = true,
+                    other => usage(&format!("--only takes `mixed`, not {other:?}")),
+                },
+                "--out" => match args.next() {
+                    Some(f) => o.out = Some(PathBuf::from(f)),
+                    None => usage("--out needs a FILE"),
+                },
+                other => usage(&format!("unknown option {other}")),
+            }
+        }
+        if o.out.is_some() && !o.only_mixed {
+            usage("--out goes with --only mixed (a full run writes docs/benchmarks.md)");
+        }
+        o
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed [--out FILE]]");
+    std::process::exit(2)
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let opts = Options::parse();
+    let quick = opts.quick;
     let started = Instant::now();
     let root = root();
 
     eprintln!("== building (release)");
     run(
-        Command::new("cargo")
-            .args(["build", "--release"])
-            .current_dir(&root),
+        cargo().args(["build", "--release"]).current_dir(&root),
         "cargo build monoloop",
     );
     run(
-        Command::new("cargo")
+        cargo()
+            .args(["build", "--release", "--bins"])
+            .current_dir(bench_dir()),
+        "cargo build benches",
+    );
+    if opts.only_mixed {
+        only_mixed(&opts, started);
+        return;
+    }
+    run(
+        cargo()
             .args([
                 "build",
                 "--release",
@@ -829,12 +900,6 @@ fn main() {
             ])
             .current_dir(&root),
         "cargo build monoloop without TLS",
-    );
-    run(
-        Command::new("cargo")
-            .args(["build", "--release", "--bins"])
-            .current_dir(bench_dir()),
-        "cargo build benches",
     );
     let minimal = build_minimal(&root);
 
@@ -1033,6 +1098,9 @@ fn main() {
         scenarios.push(sc);
     }
 
+    // Latency under mixed load (issue 11): its own section, below.
+    let mixed = measure_mixed(quick, &ca, &cert, &key);
+
     // Connection storm: everyone, with SYN retransmits counted.
     let storm_count = if quick { 2000 } else { 10_000 };
     let storm_sc = scenario(
@@ -1094,6 +1162,7 @@ fn main() {
         &results,
         &syscalls,
         &instructions,
+        &render_mixed(&mixed),
         &storm_sc,
         &storm,
         &prints,
@@ -1244,6 +1313,286 @@ fn count_per_message(
         .collect()
 }
 
+// ---------------------------------------------------------------------------
+// Latency under mixed load (issue 11)
+// ---------------------------------------------------------------------------
+//
+// One interactive client plays 64-byte ping-pong with the server while
+// MIXED_BULK other connections stream 64 KiB writes flat out (`loadgen
+// --scenario mixed`; its header says how the two share the load
+// generator's core). The question is whether a busy server lets one quiet
+// connection through: a loop that gives every ready connection a long turn
+// makes the interactive client wait behind all the bulk streams. Each
+// server is measured
+// - alone: the interactive client and nothing else, its floor;
+// - with the bulk load;
+// - with the bulk load and a busy process (`loadgen --scenario burn`)
+//   pinned to the server's core, which the server must then share;
+// - over TLS, alone and with the bulk load, where the server has TLS.
+// The plain cases run against monoloop, tokio-ct, threads and the epoll
+// floor; the TLS ones against monoloop and Node's tls (where node exists).
+//
+// `--only mixed` runs this section alone (`only_mixed`); a full run puts its
+// table in docs/benchmarks.md.
+
+/// Bulk streams beside the interactive client.
+const MIXED_BULK: usize = 50;
+
+/// One way of measuring the interactive client.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum MixedCase {
+    Alone,
+    Bulk,
+    BusyCore,
+    TlsAlone,
+    TlsBulk,
+}
+
+impl MixedCase {
+    /// In the order measured and shown.
+    const ALL: [MixedCase; 5] = [
+        MixedCase::Alone,
+        MixedCase::Bulk,
+        MixedCase::BusyCore,
+        MixedCase::TlsAlone,
+        MixedCase::TlsBulk,
+    ];
+
+    fn label(self) -> String {
+        match self {
+            MixedCase::Alone => "alone".into(),
+            MixedCase::Bulk => format!("{MIXED_BULK} bulk"),
+            MixedCase::BusyCore => format!("{MIXED_BULK} bulk + busy core"),
+            MixedCase::TlsAlone => "TLS, alone".into(),
+            MixedCase::TlsBulk => format!("TLS, {MIXED_BULK} bulk"),
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, MixedCase::TlsAlone | MixedCase::TlsBulk)
+    }
+
+    fn bulk(self) -> usize {
+        match self {
+            MixedCase::Alone | MixedCase::TlsAlone => 0,
+            _ => MIXED_BULK,
+        }
+    }
+}
+
+/// What the mixed-load section measured, and how.
+struct Mixed {
+    secs: f64,
+    warmup: f64,
+    repeats: usize,
+    /// The servers of the plain cases and of the TLS cases, in table order.
+    plain: Vec<&'static str>,
+    tls: Vec<&'static str>,
+    /// Per case and server, one sample per repeat that gave a result.
+    samples: BTreeMap<(MixedCase, &'static str), Vec<Sample>>,
+    /// Per busy-core run, the share of its core the busy process had.
+    busy_share: Vec<f64>,
+}
+
+/// A process that keeps the server's core busy: `loadgen --scenario burn`,
+/// pinned where the server is. The runner stops it by pid (on drop); it
+/// also stops itself after the time it is given, should the runner die
+/// first (the runner aborts on panic, so drops may not run).
+struct Burner {
+    child: Child,
+    started: Instant,
+}
+
+impl Burner {
+    fn start(secs: f64) -> Burner {
+        let mut cmd = Command::new(bench_dir().join("target/release/loadgen"));
+        // `burn` connects nowhere; loadgen wants an address all the same.
+        cmd.args(["--addr", "127.0.0.1:0", "--scenario", "burn", "--secs"])
+            .arg(format!("{secs}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        pinned(&mut cmd, SERVER_CPU);
+        Burner {
+            child: cmd.spawn().expect("start the busy process"),
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops it; returns the share of its core it had while it ran.
+    fn stop(self) -> f64 {
+        cpu_ns(self.child.id()) as f64 / 1e9 / self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs every case against its servers, `repeats` times in rotating order
+/// (as [`Measurements::measure`] does), with the TLS files of `tls_files`.
+fn measure_mixed(quick: bool, ca: &Path, cert: &Path, key: &Path) -> Mixed {
+    let (secs, warmup, repeats) = if quick { (3.0, 0.5, 1) } else { (5.0, 1.0, 3) };
+    let plain: Vec<ServerSpec> = servers()
+        .into_iter()
+        .filter(|s| matches!(s.name, "monoloop" | "tokio-ct" | "threads" | "epoll"))
+        .collect();
+    let tls = tls_servers(cert, key);
+    let timing = ["--secs", &secs.to_string(), "--warmup", &warmup.to_string()].map(String::from);
+    let mut m = Mixed {
+        secs,
+        warmup,
+        repeats,
+        plain: plain.iter().map(|s| s.name).collect(),
+        tls: tls.iter().map(|s| s.name).collect(),
+        samples: BTreeMap::new(),
+        busy_share: Vec::new(),
+    };
+    for case in MixedCase::ALL {
+        let specs = if case.tls() { &tls } else { &plain };
+        let mut args = vec![
+            ("scenario", "mixed".to_string()),
+            ("bulk", case.bulk().to_string()),
+        ];
+        if case.tls() {
+            args.push(("ca", ca.to_string_lossy().into_owned()));
+        }
+        let mut sc = scenario("mixed load", case.label(), case.bulk() + 1, &args, false);
+        if case.tls() {
+            sc.args.push("--tls".into());
+        }
+        eprintln!("== mixed load: {}", sc.title);
+        for r in 0..repeats {
+            let mut order: Vec<&ServerSpec> = specs.iter().collect();
+            let n = order.len();
+            order.rotate_left(r % n);
+            for spec in order {
+                let server = start(spec);
+                // Started with the load generator, so it covers the whole
+                // window; bounded by the window and a generous margin.
+                let burner =
+                    (case == MixedCase::BusyCore).then(|| Burner::start(warmup + secs + 30.0));
+                let (sample, _) = drive(&server, &sc, &timing, Pass::Cpu);
+                if let Some(share) = burner.map(Burner::stop) {
+                    m.busy_share.push(share);
+                }
+                if sample.msgs == 0.0 {
+                    eprintln!("   {:9} no result", spec.name);
+                    continue;
+                }
+                eprintln!(
+                    "   {:9} p50 {:>6} µs  p99 {:>7} µs  max {:>7} µs  {:>6.0} rt/s  bulk {:>5.0} MB/s",
+                    spec.name, sample.p50, sample.p99, sample.max, sample.rate, sample.mbps
+                );
+                m.samples.entry((case, spec.name)).or_default().push(sample);
+            }
+        }
+    }
+    m
+}
+
+/// `--only mixed`: measures the mixed load alone, prints its table on
+/// stdout and writes it to `--out FILE` if given; docs/benchmarks.md is
+/// left as it is.
+fn only_mixed(opts: &Options, started: Instant) {
+    let (ca, cert, key) = tls_files();
+    let mixed = measure_mixed(opts.quick, &ca, &cert, &key);
+    let report = format!(
+        "Measured by `cargo run --release --manifest-path benches/Cargo.toml --bin bench -- \
+         --only mixed{}` on {} ({}), in {:.0} s.\n\n{}",
+        if opts.quick { " --quick" } else { "" },
+        today(),
+        machine(),
+        started.elapsed().as_secs_f64(),
+        render_mixed(&mixed)
+    );
+    print!("{report}");
+    if let Some(path) = &opts.out {
+        std::fs::write(path, &report).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        eprintln!("== wrote {}", path.display());
+    }
+}
+
+/// The mixed-load section of the report: how it is measured, and a table.
+fn render_mixed(m: &Mixed) -> String {
+    // "median (lowest – highest)", or the one value of a single repeat.
+    let cell = |v: Vec<f64>, f: &dyn Fn(f64) -> String| {
+        let (lo, hi) = range(&v);
+        if v.len() == 1 {
+            f(v[0])
+        } else {
+            format!("{} ({} – {})", f(median(v)), f(lo), f(hi))
+        }
+    };
+    let us = |v: f64| format!("{v:.0}");
+    let mut s = String::new();
+    let _ = writeln!(s, "## latency under mixed load\n");
+    let _ = writeln!(
+        s,
+        "Issue 11: one interactive client plays 64-byte ping-pong (write 64 B, wait for \
+         the echo, repeat) while {MIXED_BULK} bulk connections stream 64 KiB writes flat \
+         out and read everything back, for a {:.0} s window after a {} s warm-up. The \
+         server is pinned to core {SERVER_CPU}; the load generator, bulk and interactive \
+         client alike, to core {LOADGEN_CPU}, where the interactive client has a thread of \
+         its own at real-time priority, so that its figures measure the server and not the \
+         load generator (`benches/src/bin/loadgen.rs`, scenario `mixed`). *alone* is the \
+         interactive client with no bulk load, the floor; *busy core* adds a process \
+         spinning on core {SERVER_CPU}, which the server must share. Round-trip times in \
+         µs and round trips per second are the interactive client's; MB/s is what the bulk \
+         streams read back. {}\n",
+        m.secs,
+        m.warmup,
+        if m.repeats == 1 {
+            "One run each: good for spotting a change, not for quoting.".to_string()
+        } else {
+            format!(
+                "{} runs each, servers in rotating order: the median, and in brackets the range.",
+                m.repeats
+            )
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| load | server | p50 µs | p99 µs | max µs | round trips/s | bulk MB/s |"
+    );
+    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for case in MixedCase::ALL {
+        let names = if case.tls() { &m.tls } else { &m.plain };
+        for &name in names {
+            let label = case.label();
+            let Some(v) = m.samples.get(&(case, name)) else {
+                let _ = writeln!(s, "| {label} | {name} | no result | | | | |");
+                continue;
+            };
+            let pick = |f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+            let bulk = if case.bulk() == 0 {
+                "–".to_string()
+            } else {
+                cell(pick(|x| x.mbps), &|v| format!("{v:.0}"))
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {name} | {} | {} | {} | {} | {bulk} |",
+                cell(pick(|x| x.p50), &us),
+                cell(pick(|x| x.p99), &us),
+                cell(pick(|x| x.max), &us),
+                cell(pick(|x| x.rate), &fmt_rate),
+            );
+        }
+    }
+    if !m.busy_share.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThe busy process had {:.0}% of core {SERVER_CPU} (median over its runs).",
+            median(m.busy_share.clone()) * 100.0
+        );
+    }
+    let _ = writeln!(s);
+    s
+}
+
 const NOTES_BEGIN: &str = "<!-- notes: kept across runs -->";
 const NOTES_END: &str = "<!-- end of notes -->";
 
@@ -1285,6 +1634,7 @@ fn render(
     results: &BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
     syscalls: &BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
     instructions: &BTreeMap<String, BTreeMap<&'static str, f64>>,
+    mixed: &str,
     storm_sc: &Scenario,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
     prints: &BTreeMap<&'static str, Footprint>,
@@ -1430,6 +1780,7 @@ fn render(
         }
         let _ = writeln!(s);
     }
+    s.push_str(mixed);
     let _ = writeln!(s, "## connection storm\n\n### {}\n", storm_sc.title);
     let _ = writeln!(s, "| server | seconds (median) | range | connects/s | failed | SYN retransmits | p99 µs (connect to reply) |");
     let _ = writeln!(s, "| --- | ---: | --- | ---: | ---: | ---: | ---: |");
