@@ -90,6 +90,13 @@ impl AccessLog {
             .filter(|r| r.token == token)
     }
 
+    /// The client behind a PROXY header: the address the line names.
+    pub fn peer(&mut self, token: Token, client: SocketAddr) {
+        if let Some(r) = self.get(token) {
+            r.peer = client;
+        }
+    }
+
     /// Counts bytes read from and written to the connection.
     #[inline]
     pub fn count(&mut self, token: Token, bytes_in: u64, bytes_out: u64) {

@@ -141,6 +141,8 @@ pub struct ServerOptions {
     pub access_log: bool,
     /// `--workers`: how many loops, each on its own thread.
     pub workers: Workers,
+    /// Who may connect: PROXY protocol, allow and deny, limit per address.
+    pub edge: crate::edge::EdgeOptions,
 }
 
 impl ServerOptions {
@@ -173,6 +175,7 @@ impl Default for ServerOptions {
             request_timeout: Some(Duration::from_secs(30)),
             access_log: false,
             workers: Workers::Count(1),
+            edge: crate::edge::EdgeOptions::default(),
         }
     }
 }
@@ -361,6 +364,14 @@ const SERVER_OPTIONS: &str =
     --access-log           log one line per connection when it ends (info)
     --workers N|auto       loops, one per thread, sharing the port; auto:
                            one per core                       [default: 1]
+    --allow CIDR           only peers in these ranges may connect (repeat)
+    --deny CIDR            peers in these ranges may not (repeat)
+    --max-per-ip N         connections one address may hold; 0: no
+                           limit                              [default: 0]
+    --proxy-protocol       every connection starts with a PROXY protocol
+                           header (v1 or v2) naming the client
+    --proxy-from CIDR      only these peers may send it (repeat); without
+                           it, every peer is trusted
 ";
 
 /// The options every command takes, servers and client alike.
@@ -514,6 +525,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
             .unwrap_or(defaults.request_timeout),
         access_log: args.contains("--access-log"),
         workers: opt(&mut args, "--workers", workers)?.unwrap_or(Workers::Count(1)),
+        edge: edge_options(&mut args)?,
     };
 
     let mode = match command {
@@ -719,6 +731,45 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         host: host.to_string(),
         port,
     })
+}
+
+/// `--proxy-protocol`, `--proxy-from`, `--allow`, `--deny`, `--max-per-ip`.
+fn edge_options(args: &mut pico_args::Arguments) -> Result<crate::edge::EdgeOptions, String> {
+    let proxy_protocol = flag(args, "--proxy-protocol")?;
+    let proxy_from = cidrs(args, "--proxy-from")?;
+    if !proxy_from.is_empty() && !proxy_protocol {
+        return Err("--proxy-from needs --proxy-protocol".into());
+    }
+    Ok(crate::edge::EdgeOptions {
+        proxy_protocol,
+        proxy_from,
+        policy: crate::edge::Policy {
+            allow: cidrs(args, "--allow")?,
+            deny: cidrs(args, "--deny")?,
+        },
+        max_per_ip: opt(args, "--max-per-ip", whole)?.unwrap_or(0),
+    })
+}
+
+/// Every `--name CIDR` (the option may be repeated).
+fn cidrs(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Vec<crate::edge::Cidr>, String> {
+    let raw: Vec<String> = args
+        .values_from_str(name)
+        .map_err(|e| format!("{name}: {e}"))?;
+    raw.iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|why| format!("invalid value '{v}' for {name}: {why}"))
+        })
+        .collect()
+}
+
+/// A whole number, 0 included.
+fn whole(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| "expected a whole number".to_string())
 }
 
 /// How many workers `--workers` asked for.

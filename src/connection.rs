@@ -70,6 +70,9 @@ use crate::protocol::CloseReason;
 /// Where a connection is in its life. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// A PROXY protocol header is arriving (`--proxy-protocol`), due by
+    /// `until`; nothing else is read or written yet.
+    Header { until: Instant },
     /// A TLS handshake is under way until `until`; no protocol yet.
     Handshake { until: Instant },
     /// Reading and writing.
@@ -89,6 +92,7 @@ pub enum Stage {
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Stage::Header { .. } => "HEADER",
             Stage::Handshake { .. } => "HANDSHAKE",
             Stage::Open => "OPEN",
             Stage::HalfClosed => "HALF-CLOSED",
@@ -161,6 +165,8 @@ pub struct Connection<S> {
     /// Turned away at the connection limit: on a TLS listener the refusal
     /// waits for the handshake, so it can be said through TLS.
     pub rejecting: bool,
+    /// The refusal is `--max-per-ip`'s, not `--max-connections`'.
+    pub too_many: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::Connection>>,
@@ -202,6 +208,7 @@ impl<S> Connection<S> {
             session: None,
             close_reason: None,
             rejecting: false,
+            too_many: false,
             queued: false,
             #[cfg(feature = "tls")]
             tls: None,
@@ -213,11 +220,40 @@ impl<S> Connection<S> {
     }
 
     /// Puts a TLS session under this connection, which starts in HANDSHAKE
-    /// until `until`.
+    /// until `until`. `first` are bytes already read from the socket (after
+    /// a PROXY header): the start of the ClientHello, fed to the session
+    /// before anything else. Fails if rustls refuses them; the alert is then
+    /// queued for the socket.
     #[cfg(feature = "tls")]
-    pub fn start_tls(&mut self, session: rustls::ServerConnection, until: Instant) {
-        self.tls = Some(Box::new(rustls::Connection::Server(session)));
+    pub fn start_tls(
+        &mut self,
+        session: rustls::ServerConnection,
+        until: Instant,
+        first: &[u8],
+    ) -> Result<(), rustls::Error> {
+        let mut tls = Box::new(rustls::Connection::Server(session));
+        let mut result = Ok(());
+        let mut input = first;
+        self.heard |= !first.is_empty();
+        while !input.is_empty() {
+            match tls.read_tls(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if result.is_err() {
+            // Tell the peer why, as `read_tls` does; the session is over.
+            let _ = crate::tls::write_records(&mut tls, &mut self.stream);
+        } else {
+            self.tls = Some(tls);
+        }
         self.set_stage(Stage::Handshake { until });
+        result
     }
 
     /// True once a TLS session has finished its handshake (false on plain
@@ -282,6 +318,11 @@ impl<S> Connection<S> {
         }
     }
 
+    /// The peer's address, as the kernel has it (`None` once it is gone).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     /// The connection's number in the logs (its token's generation).
     pub fn number(&self) -> u32 {
         (self.token.0 >> 32) as u32
@@ -331,7 +372,10 @@ impl<S> Connection<S> {
     /// True if this stage reads at all.
     fn reads(&self) -> bool {
         match self.stage {
-            Stage::Handshake { .. } | Stage::Open | Stage::Lingering { .. } => !self.peer_eof,
+            Stage::Header { .. }
+            | Stage::Handshake { .. }
+            | Stage::Open
+            | Stage::Lingering { .. } => !self.peer_eof,
             Stage::HalfClosed | Stage::Flushing { .. } | Stage::Closed => false,
         }
     }
@@ -691,7 +735,7 @@ impl<S> Connection<S> {
         let idle_at = idle.map(|d| self.last_activity + d);
         let stage_at = match self.stage {
             // The handshake has its own clock; idleness starts after it.
-            Stage::Handshake { until } => return Some(until),
+            Stage::Header { until } | Stage::Handshake { until } => return Some(until),
             Stage::Flushing { until } => until,
             Stage::Lingering { until, check } => return Some(until.min(check)),
             Stage::Closed => return None,

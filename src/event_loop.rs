@@ -38,6 +38,7 @@ use crate::access_log::{self, AccessLog};
 use crate::config::ServerOptions;
 use crate::conn_table::{reserved, ConnTable};
 use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::edge::{Entry, Gate, HeaderStep, PerIp};
 use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::pacing::{Pacing, Standing};
@@ -93,6 +94,8 @@ const STAGING_KEEP: usize = 64 * 1024;
 
 /// Sent to a client turned away at `--max-connections`.
 pub const SERVER_FULL: &[u8] = b"Server is full. Try again later.\n";
+/// Sent to a client over `--max-per-ip`.
+pub const TOO_MANY: &[u8] = b"Too many connections from your address. Try again later.\n";
 /// Sent to a client before the idle timeout closes it.
 pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
 
@@ -206,6 +209,9 @@ pub struct Server<P: Protocol> {
     /// Connections the server is closing (a graceful close began): no
     /// longer counted as active.
     closing: usize,
+    /// Who may connect (`--allow`, `--deny`, `--max-per-ip`,
+    /// `--proxy-protocol`); `None` when no such option is on.
+    gate: Option<Gate>,
     /// One of several workers: its link to the others (`workers.rs`).
     /// `None` with one worker, which then shares nothing.
     worker: Option<Worker>,
@@ -286,6 +292,7 @@ impl<P: Protocol> Server<P> {
         } = parts;
         let write_limit = opts.write_limit;
         let access = opts.access_log;
+        let edge = opts.edge.clone();
         Self {
             poll,
             listener: Some(listener),
@@ -314,9 +321,19 @@ impl<P: Protocol> Server<P> {
             rejecting: 0,
             closing: 0,
             worker: None,
+            gate: Gate::new(&edge, PerIp::shared(&edge)),
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Shares the `--max-per-ip` count with the other workers (`per_ip` is
+    /// the whole server's).
+    pub fn with_per_ip(mut self, per_ip: Option<PerIp>) -> Self {
+        if let Some(gate) = self.gate.as_mut() {
+            gate.share_per_ip(per_ip);
+        }
+        self
     }
 
     /// Makes this server one of several workers (`workers.rs`): the
@@ -531,17 +548,105 @@ impl<P: Protocol> Server<P> {
         } else {
             self.stats.accepted += 1;
             log::debug!("conn #{} from {peer}", token.0 >> 32);
+            // Who may connect (edge.rs), when any such option is on.
+            if let Some(gate) = self.gate.as_mut() {
+                let entry = gate.at_accept(token, peer);
+                let until = now + self.opts.handshake_timeout;
+                if !self.gate_rules(token, entry, until, &[], now) {
+                    return;
+                }
+            }
         }
+        self.begin(token, now + self.opts.handshake_timeout, &[], now);
+    }
+
+    /// Acts on the gate's word about a connection. Returns true if it goes
+    /// on to be served; otherwise it has been closed, turned away, or (its
+    /// PROXY header still to come) set to wait for the header until `until`.
+    /// `first` are the client's first bytes, if some came with its header.
+    fn gate_rules(
+        &mut self,
+        token: Token,
+        entry: Entry,
+        until: Instant,
+        first: &[u8],
+        now: Instant,
+    ) -> bool {
+        match entry {
+            Entry::Go => return true,
+            // Nothing read, nothing sent: a scan must learn nothing, and
+            // must not flood the log.
+            Entry::Refuse => {
+                self.stats.denied += 1;
+                log::debug!("conn #{}: denied", token.0 >> 32);
+                self.close(token, CloseReason::Denied);
+            }
+            Entry::TooMany => {
+                self.stats.per_ip_rejected += 1;
+                log::debug!("conn #{}: too many from its address", token.0 >> 32);
+                self.turn_away(token, until, first, now);
+            }
+            Entry::WaitHeader => {
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.set_stage(Stage::Header { until });
+                }
+                self.settle(token, now);
+            }
+        }
+        false
+    }
+
+    /// Tells a client over `--max-per-ip` so, the way `Server is full` is
+    /// told on this listener (through TLS, after a handshake, on a TLS
+    /// one), and closes it. It no longer counts as active.
+    fn turn_away(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
+        let tls = self.is_tls();
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.too_many = true;
+        if tls {
+            if self.rejecting >= MAX_REJECTING {
+                self.close(token, CloseReason::TooManyFromAddress);
+                return;
+            }
+            conn.rejecting = true;
+            self.rejecting += 1;
+            if let Some(worker) = &self.worker {
+                worker.slots.free();
+            }
+            // The handshake (its first bytes may have come with the
+            // header), then the words.
+            self.begin(token, until, first, now);
+            return;
+        }
+        conn.set_stage(Stage::Open);
+        self.staging.extend_from_slice(TOO_MANY);
+        self.emit(token, now);
+        self.begin_close(
+            token,
+            CloseReason::TooManyFromAddress,
+            Some(now + CLOSE_GRACE),
+        );
+        self.settle(token, now);
+    }
+
+    /// Starts serving a connection: the TLS handshake (due by `until`) on a
+    /// TLS listener, else the protocol at once. `first` are the client's
+    /// first bytes if some were already read (after a PROXY header).
+    fn begin(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
         #[cfg(feature = "tls")]
         if let Some(config) = &self.tls {
-            let conn = self.conns.get_mut(token).expect("just inserted");
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
             match rustls::ServerConnection::new(config.clone()) {
-                Ok(session) => {
-                    conn.start_tls(session, now + self.opts.handshake_timeout);
-                    // The protocol meets the connection when the handshake
-                    // is done (`established`).
-                    self.settle(token, now);
-                }
+                // The protocol meets the connection when the handshake is
+                // done (`established`).
+                Ok(session) => match conn.start_tls(session, until, first) {
+                    Ok(()) => self.settle(token, now),
+                    Err(e) => self.refused(token, &e, now),
+                },
                 Err(e) => {
                     log::warn!("conn #{}: cannot start TLS: {e}", conn.number());
                     self.close(token, CloseReason::TlsFailure);
@@ -549,10 +654,99 @@ impl<P: Protocol> Server<P> {
             }
             return;
         }
+        // Plain TCP has no handshake to bound.
+        let _ = until;
         self.established(token, now);
+        if !first.is_empty() {
+            self.first_input(token, first, now);
+        }
         // Registers the socket; input already waiting is reported by the
         // registration itself.
         self.settle(token, now);
+    }
+
+    /// Hands the protocol bytes read before it met the connection (those
+    /// that followed a PROXY header in the same read).
+    fn first_input(&mut self, token: Token, input: &[u8], now: Instant) {
+        let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.as_mut()) else {
+            return;
+        };
+        self.stats.bytes_in += input.len() as u64;
+        let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.sends);
+        let step = self.protocol.data(session, token, input, &mut ctx);
+        if P::FANS_OUT {
+            self.pacing.spend(ctx.fanned_out());
+        }
+        if ctx.reply_is_input() {
+            self.staging.extend_from_slice(input);
+        }
+        if let Some(access) = self.access.as_mut() {
+            access.count(token, input.len() as u64, 0);
+        }
+        self.emit(token, now);
+        if step != Step::Continue {
+            let reason = match step {
+                Step::Abort => CloseReason::Truncated,
+                _ => CloseReason::Protocol,
+            };
+            self.begin_close(token, reason, Some(now + CLOSE_GRACE));
+        }
+    }
+
+    /// A visit to a connection whose PROXY header is still arriving: one
+    /// read, fed to the gate; once the header is whole, the gate rules on
+    /// the client it names, and the connection starts (its TLS handshake,
+    /// under the same deadline, or its protocol).
+    fn read_header(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let (Some(gate), Some(peer), Stage::Header { until }) =
+            (self.gate.as_mut(), conn.peer_addr(), conn.stage())
+        else {
+            self.close(token, CloseReason::Error);
+            return;
+        };
+        match conn.read(&mut self.scratch) {
+            ReadOutcome::Data(n) => match gate.header(token, &self.scratch[..n], peer) {
+                HeaderStep::Partial => {
+                    if conn.wants_read() {
+                        self.enqueue(token);
+                    }
+                }
+                HeaderStep::Bad(why) => {
+                    self.stats.proxy_errors += 1;
+                    log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
+                    self.close(token, CloseReason::ProxyError);
+                }
+                HeaderStep::Done {
+                    entry,
+                    client,
+                    rest,
+                } => {
+                    log::debug!("conn #{}: PROXY header: client {client}", token.0 >> 32);
+                    if let Some(access) = self.access.as_mut() {
+                        access.peer(token, client);
+                    }
+                    if self.gate_rules(token, entry, until, &rest, now) {
+                        self.begin(token, until, &rest, now);
+                    }
+                }
+            },
+            ReadOutcome::Drained => {}
+            ReadOutcome::Eof => {
+                // A balancer's TCP health check connects and closes without
+                // a byte: nobody's error. Part of a header, then a close, is.
+                let started = self.gate.as_ref().is_some_and(|g| g.header_started(token));
+                if started {
+                    self.stats.proxy_errors += 1;
+                }
+                self.close(token, CloseReason::ProxyError);
+            }
+            ReadOutcome::Failed(e) => self.fail(token, &e),
+            #[cfg(feature = "tls")]
+            ReadOutcome::Refused(e) => self.refused(token, &e, now),
+        }
     }
 
     /// The connection is ready for its protocol: at once on plain TCP,
@@ -569,9 +763,14 @@ impl<P: Protocol> Server<P> {
             log::debug!("conn #{}: TLS established: {summary}", conn.number());
         }
         if conn.rejecting {
-            self.staging.extend_from_slice(SERVER_FULL);
+            let (words, reason) = if conn.too_many {
+                (TOO_MANY, CloseReason::TooManyFromAddress)
+            } else {
+                (SERVER_FULL, CloseReason::ServerFull)
+            };
+            self.staging.extend_from_slice(words);
             self.emit(token, now);
-            self.begin_close(token, CloseReason::ServerFull, Some(now + CLOSE_GRACE));
+            self.begin_close(token, reason, Some(now + CLOSE_GRACE));
             return;
         }
         let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
@@ -723,6 +922,9 @@ impl<P: Protocol> Server<P> {
             };
             if !conn.wants_read() {
                 return;
+            }
+            if matches!(conn.stage(), Stage::Header { .. }) {
+                return self.read_header(token, now);
             }
             // A relay reads its senders only as fast as its receivers keep
             // up (pacing.rs): the kernel holds the rest.
@@ -1035,7 +1237,7 @@ impl<P: Protocol> Server<P> {
             log::debug!(
                 "conn #{} {}: TLS handshake failed: {why}",
                 conn.number(),
-                conn.peer()
+                peer_name(self.gate.as_ref(), token, conn)
             );
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
@@ -1133,7 +1335,7 @@ impl<P: Protocol> Server<P> {
             log::debug!(
                 "conn #{} {}: TLS handshake failed: {why}",
                 conn.number(),
-                conn.peer()
+                peer_name(self.gate.as_ref(), token, conn)
             );
             if let Some(access) = self.access.as_mut() {
                 access.error(token, why);
@@ -1154,6 +1356,9 @@ impl<P: Protocol> Server<P> {
         for token in self.closed.drain(..) {
             // Dropping the socket closes it, which also removes it from the
             // epoll set: no deregister call needed.
+            if let Some(gate) = self.gate.as_mut() {
+                gate.forget(token);
+            }
             if let Some(conn) = self.conns.remove(token) {
                 if conn.rejecting {
                     self.rejecting -= 1;
@@ -1241,7 +1446,7 @@ impl<P: Protocol> Server<P> {
                 log::info!(
                     "conn #{} {}: slow consumer, {} bytes unread: disconnecting{}",
                     conn.number(),
-                    conn.peer(),
+                    peer_name(self.gate.as_ref(), token, conn),
                     owed,
                     held_note(held)
                 );
@@ -1374,6 +1579,11 @@ impl<P: Protocol> Server<P> {
                     self.stats.tls_failures += 1;
                     self.close(token, CloseReason::HandshakeTimeout);
                 }
+                Stage::Header { .. } => {
+                    self.stats.proxy_errors += 1;
+                    log::debug!("conn #{}: no PROXY header in time", token.0 >> 32);
+                    self.close(token, CloseReason::ProxyError);
+                }
                 _ => self.close(token, CloseReason::Expired),
             },
         }
@@ -1395,7 +1605,11 @@ impl<P: Protocol> Server<P> {
     fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
         self.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {
-            log::debug!("conn #{} {}: {reason}", conn.number(), conn.peer());
+            log::debug!(
+                "conn #{} {}: {reason}",
+                conn.number(),
+                peer_name(self.gate.as_ref(), token, conn)
+            );
         }
         self.staging.extend_from_slice(IDLE_TIMEOUT);
         self.emit(token, now);
@@ -1439,8 +1653,9 @@ impl<P: Protocol> Server<P> {
         self.timers.schedule(deadline, TimerKey::Drain);
         for token in self.conns.tokens() {
             if let Some(conn) = self.conns.get_mut(token) {
-                // Mid-handshake: nothing is owed yet, and nobody to tell.
-                if matches!(conn.stage(), Stage::Handshake { .. }) {
+                // Mid-handshake or mid-header: nothing is owed yet, and
+                // nobody to tell.
+                if matches!(conn.stage(), Stage::Handshake { .. } | Stage::Header { .. }) {
                     self.close(token, CloseReason::Shutdown);
                     continue;
                 }
@@ -1508,6 +1723,15 @@ fn send_reply<S>(
     match outcome {
         WriteOutcome::Done | WriteOutcome::Blocked => Ok(()),
         WriteOutcome::Failed(e) => Err(e),
+    }
+}
+
+/// The client's address for a log line: the one a PROXY header named, if
+/// any, else the socket's peer.
+fn peer_name<S>(gate: Option<&Gate>, token: Token, conn: &Connection<S>) -> String {
+    match gate.and_then(|g| g.client(token)) {
+        Some(client) => client.to_string(),
+        None => conn.peer(),
     }
 }
 

@@ -28,14 +28,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use mio::{Token, Waker};
 
 /// A message between workers.
 #[derive(Debug, Clone)]
 pub enum Remote {
-    /// For every member of the room on the receiving worker.
-    Room(Arc<[u8]>),
+    /// For every member of the room on the receiving worker who was in it
+    /// at `at`, when it was said (one who joined on that worker while the
+    /// message was on its way did not hear it said, and does not now).
+    Room { chunk: Arc<[u8]>, at: Instant },
     /// For one connection of the receiving worker (a chat `/msg`).
     Direct { to: Token, chunk: Arc<[u8]> },
 }
@@ -164,10 +167,10 @@ impl Hub {
         }
     }
 
-    /// Sends `chunk` to every member on every other worker.
-    pub fn publish(&mut self, chunk: Arc<[u8]>) {
+    /// Sends `chunk`, said at `at`, to every member on every other worker.
+    pub fn publish(&mut self, chunk: Arc<[u8]>, at: Instant) {
         if let Hub::Cross(c) = self {
-            c.outbox.push((None, Remote::Room(chunk)));
+            c.outbox.push((None, Remote::Room { chunk, at }));
         }
     }
 
@@ -245,16 +248,17 @@ mod tests {
     fn a_published_chunk_reaches_every_other_worker_once_in_order() {
         let (mut polls, w) = wakers(3);
         let mut hubs = Hub::mesh(w);
-        hubs[0].publish(Arc::from(&b"one\n"[..]));
+        let t = Instant::now();
+        hubs[0].publish(Arc::from(&b"one\n"[..]), t);
         hubs[0].direct(2, Token(5), Arc::from(&b"psst\n"[..]));
-        hubs[0].publish(Arc::from(&b"two\n"[..]));
+        hubs[0].publish(Arc::from(&b"two\n"[..]), t);
         assert!(hubs[1].take().is_empty(), "nothing before the flush");
         hubs[0].flush();
         let got1 = hubs[1].take();
         let got2 = hubs[2].take();
         assert_eq!(got1.len(), 2, "the direct message went to worker 2 only");
-        assert!(matches!(&got1[0], Remote::Room(c) if &c[..] == b"one\n"));
-        assert!(matches!(&got1[1], Remote::Room(c) if &c[..] == b"two\n"));
+        assert!(matches!(&got1[0], Remote::Room { chunk: c, .. } if &c[..] == b"one\n"));
+        assert!(matches!(&got1[1], Remote::Room { chunk: c, .. } if &c[..] == b"two\n"));
         assert_eq!(got2.len(), 3);
         assert!(matches!(&got2[1], Remote::Direct { to, .. } if *to == Token(5)));
         assert!(hubs[0].take().is_empty(), "not to itself");

@@ -31,8 +31,8 @@
 //! 9. [`workers`] and [`hub`]: `--workers N`, N loops behaving as one
 //!    server (the shared connection count, the supervisor's stats line),
 //!    and what the relays send across them.
-//! 10. [`client`]: the netcat-style client, a second, smaller readiness loop
-//!    over a socket and standard input, with or without TLS.
+//! 10. [`client`]: the netcat-style client, a second, smaller readiness
+//!     loop over a socket and standard input, with or without TLS.
 //!
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
 //! docs/architecture.md tells the same story in prose.
@@ -43,11 +43,13 @@ pub mod client;
 pub mod config;
 pub mod conn_table;
 pub mod connection;
+pub mod edge;
 pub mod event_loop;
 pub mod hub;
 pub mod logging;
 pub mod pacing;
 pub mod protocol;
+pub mod proxy;
 pub mod stats;
 pub mod sys;
 pub mod timer;

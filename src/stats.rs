@@ -32,6 +32,12 @@ pub struct Stats {
     /// Log lines that could not be written (a closed pipe): the loop copies
     /// `logging::dropped()` here before reporting.
     pub log_dropped: u64,
+    /// Peers refused by `--allow`/`--deny`, or outside `--proxy-from`.
+    pub denied: u64,
+    /// Connections turned away by `--max-per-ip`.
+    pub per_ip_rejected: u64,
+    /// PROXY protocol headers that were bad, or did not arrive in time.
+    pub proxy_errors: u64,
 }
 
 impl Stats {
@@ -44,6 +50,9 @@ impl Stats {
         self.tls_failures += other.tls_failures;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
+        self.denied += other.denied;
+        self.per_ip_rejected += other.per_ip_rejected;
+        self.proxy_errors += other.proxy_errors;
     }
 
     /// The report, given how many connections are open now:
@@ -57,11 +66,18 @@ impl Stats {
         } else {
             String::new()
         };
-        let dropped = if self.log_dropped > 0 {
-            format!(" log_dropped={}", self.log_dropped)
-        } else {
-            String::new()
-        };
+        // The edge's counters and the log's losses, once there are any.
+        let mut dropped = String::new();
+        for (name, n) in [
+            ("denied", self.denied),
+            ("per_ip_rejected", self.per_ip_rejected),
+            ("proxy_errors", self.proxy_errors),
+            ("log_dropped", self.log_dropped),
+        ] {
+            if n > 0 {
+                dropped.push_str(&format!(" {name}={n}"));
+            }
+        }
         format!(
             "connections total={} active={} rejected={} timed_out={} slow_consumers={} \
              {tls}bytes_in={} bytes_out={}{dropped}",
@@ -179,7 +195,7 @@ mod tests {
             tls_failures: 4,
             bytes_in: 300,
             bytes_out: 299,
-            log_dropped: 0,
+            ..Stats::default()
         };
         assert!(s.line(4, true).contains(" tls_failures=4 bytes_in=300"));
         assert_eq!(

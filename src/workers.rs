@@ -117,6 +117,8 @@ where
 {
     let n = parts.len();
     let slots = Slots::new(opts.max_connections);
+    // `--max-per-ip` is the whole server's too.
+    let per_ip = crate::edge::PerIp::shared(&opts.edge);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(n);
     for (id, (parts, protocol)) in parts.into_iter().zip(protocols).enumerate() {
@@ -126,13 +128,16 @@ where
             reports: tx.clone(),
         };
         let opts = opts.clone();
+        let per_ip = per_ip.clone();
         #[cfg(feature = "tls")]
         let tls = tls.clone();
         let handle = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
                 crate::logging::set_worker(id);
-                let server = Server::new(parts, opts, protocol).in_worker(worker);
+                let server = Server::new(parts, opts, protocol)
+                    .in_worker(worker)
+                    .with_per_ip(per_ip);
                 #[cfg(feature = "tls")]
                 let server = match tls {
                     Some(tls) => server.with_tls(tls),

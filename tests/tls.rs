@@ -909,3 +909,25 @@ fn workers_share_one_tls_configuration_and_sessions_resume_on_any() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn a_proxy_header_comes_first_then_the_tls_handshake() {
+    let pki = Pki::new("proxytls");
+    let mut server = tls_server(&pki, &["echo", "--proxy-protocol", "--access-log"], &[]);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(client_config(&pki, false, &[]), name).unwrap();
+    // The header and the ClientHello in one write, as a balancer that
+    // forwards the client's first packet at once would send them.
+    let mut first = b"PROXY TCP4 192.0.2.44 10.0.0.1 4444 443\r\n".to_vec();
+    conn.write_tls(&mut first).unwrap();
+    let mut sock = connect(server.addr);
+    sock.write_all(&first).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    s.write_all(b"over tls").unwrap();
+    tls_expect(&mut s, b"over tls");
+    s.conn.send_close_notify();
+    let _ = s.flush();
+    drop(s);
+    let line = server.wait_for_log("peer=192.0.2.44:4444 ");
+    assert!(line.contains("bytes_in=8"), "{line}");
+}

@@ -16,7 +16,7 @@
 //! consumer (`event_loop.rs`, `deliver`), so it never holds up the sender or
 //! anyone else.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +30,8 @@ pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
 /// The relay: who is connected, and how lines are framed.
 #[derive(Debug)]
 pub struct Broadcast {
-    members: BTreeSet<ConnId>,
+    /// Who is connected, and since when.
+    members: BTreeMap<ConnId, Instant>,
     prefix: Vec<u8>,
     limits: Limits,
     /// The other workers' members, through the hub (`hub.rs`).
@@ -47,7 +48,7 @@ impl Broadcast {
     /// A relay for one worker (`Hub::Local`) or one of several.
     pub fn new(prefix: &str, limits: Limits, hub: Hub) -> Self {
         Self {
-            members: BTreeSet::new(),
+            members: BTreeMap::new(),
             prefix: prefix.as_bytes().to_vec(),
             limits,
             hub,
@@ -69,12 +70,12 @@ impl Broadcast {
         }
         let shared = if self.hub.is_cross() {
             let cross: Arc<[u8]> = batch.into();
-            self.hub.publish(cross.clone());
+            self.hub.publish(cross.clone(), ctx.now);
             Shared::Cross(cross)
         } else {
             Shared::from(batch)
         };
-        for &to in self.members.iter().filter(|&&m| m != from) {
+        for &to in self.members.keys().filter(|&&m| m != from) {
             ctx.send(to, shared.clone());
         }
     }
@@ -84,8 +85,8 @@ impl Protocol for Broadcast {
     type Session = BroadcastSession;
     const FANS_OUT: bool = true;
 
-    fn open(&mut self, id: ConnId, _ctx: &mut Ctx) -> BroadcastSession {
-        self.members.insert(id);
+    fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> BroadcastSession {
+        self.members.insert(id, ctx.now);
         BroadcastSession::default()
     }
 
@@ -124,8 +125,8 @@ impl Protocol for Broadcast {
     /// Lines from other workers' members: to every member here.
     fn remote(&mut self, ctx: &mut Ctx) {
         for message in self.hub.take() {
-            if let Remote::Room(chunk) = message {
-                for &to in &self.members {
+            if let Remote::Room { chunk, at } = message {
+                for (&to, _) in self.members.iter().filter(|(_, &since)| since <= at) {
                     ctx.send(to, Shared::Cross(chunk.clone()));
                 }
             }

@@ -101,8 +101,10 @@ impl Room {
         } else if previous != Some(wanted.as_str()) && self.users.contains_key(&wanted) {
             return false;
         }
-        if let Some(old) = previous {
-            self.users.remove(old);
+        let mut user = user;
+        if let Some(old) = previous.and_then(|old| self.users.remove(old)) {
+            // A new name, the same user: in the room since they joined.
+            user.joined = old.joined;
         }
         self.users.insert(wanted, user);
         true
@@ -149,7 +151,7 @@ impl Room {
         }
         let chunk = if self.hub.is_cross() {
             let shared: Arc<[u8]> = chunk.into();
-            self.hub.publish(shared.clone());
+            self.hub.publish(shared.clone(), ctx.now);
             Shared::Cross(shared)
         } else {
             Shared::from(chunk)
@@ -179,6 +181,9 @@ struct User {
     /// The name as its owner typed it: how everyone else sees it.
     name: String,
     id: ConnId,
+    /// When the user joined: what other workers said before is not theirs
+    /// to hear.
+    joined: Instant,
 }
 
 /// One connection's state: its unfinished line, and its name once chosen.
@@ -341,6 +346,7 @@ fn on_line(
             let user = User {
                 name: chosen.clone(),
                 id,
+                joined: ctx.now,
             };
             if room.claim(user, None) {
                 ctx.write(WELCOME);
@@ -398,6 +404,7 @@ fn on_line(
                 User {
                     name: rest.to_string(),
                     id,
+                    joined: ctx.now,
                 },
                 Some(&key(&me)),
             ) {
@@ -500,8 +507,8 @@ impl Protocol for Chat {
     fn remote(&mut self, ctx: &mut Ctx) {
         for message in self.room.hub.take() {
             match message {
-                Remote::Room(chunk) => {
-                    for user in self.room.users.values() {
+                Remote::Room { chunk, at } => {
+                    for user in self.room.users.values().filter(|u| u.joined <= at) {
                         ctx.send(user.id, Shared::Cross(chunk.clone()));
                     }
                 }

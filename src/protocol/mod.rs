@@ -109,6 +109,12 @@ pub enum CloseReason {
     /// Turned away at `--max-connections` (on a TLS listener, after the
     /// handshake that lets it be told so).
     ServerFull,
+    /// Turned away at `--max-per-ip`.
+    TooManyFromAddress,
+    /// Refused by `--allow`/`--deny`, or not a trusted `--proxy-from` peer.
+    Denied,
+    /// The PROXY protocol header was bad, or did not arrive in time.
+    ProxyError,
     /// The output is incomplete (a file shrank while it was sent): the
     /// connection ends with a reset, so the peer cannot take it for whole.
     Truncated,
@@ -130,6 +136,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ServerFull => "server_full",
+            CloseReason::TooManyFromAddress => "per_ip",
+            CloseReason::Denied => "denied",
+            CloseReason::ProxyError => "proxy_error",
             CloseReason::Truncated => "truncated",
         }
     }
@@ -150,6 +159,9 @@ impl std::fmt::Display for CloseReason {
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::Shutdown => "server shutdown",
             CloseReason::ServerFull => "server full",
+            CloseReason::TooManyFromAddress => "too many connections from its address",
+            CloseReason::Denied => "denied",
+            CloseReason::ProxyError => "bad or missing PROXY header",
             CloseReason::Truncated => "output cut short: reset sent",
         })
     }

@@ -1,0 +1,388 @@
+//! At the edge and behind a load balancer, over real sockets: the PROXY
+//! protocol (v1 and v2), `--allow` / `--deny`, `--max-per-ip`, and a real
+//! HAProxy in front where one is installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A version 2 header for a TCP over IPv4 client.
+fn v2_tcp4(client: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
+    let SocketAddr::V4(c) = client else {
+        panic!("v4 only")
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11".to_vec();
+    h.extend(((12 + tlvs.len()) as u16).to_be_bytes());
+    h.extend(c.ip().octets());
+    h.extend([10, 0, 0, 1]);
+    h.extend(c.port().to_be_bytes());
+    h.extend(80u16.to_be_bytes());
+    h.extend(tlvs);
+    h
+}
+
+/// A version 2 LOCAL header (a balancer's health check).
+fn v2_local() -> Vec<u8> {
+    b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec()
+}
+
+/// The access log line of the connection whose client was `peer`.
+fn access_line(server: &mut Server, peer: &str) -> String {
+    server.wait_for_log(&format!("peer={peer} "))
+}
+
+#[test]
+fn proxy_headers_v1_and_v2_name_the_client_and_keep_the_data_after_them() {
+    let mut server = Server::start(&["echo", "--proxy-protocol", "--access-log"]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\n".to_vec(),
+            "192.0.2.7:5555",
+        ),
+        (
+            b"PROXY TCP6 2001:db8::7 2001:db8::1 4444 80\r\n".to_vec(),
+            "[2001:db8::7]:4444",
+        ),
+        (
+            v2_tcp4(
+                "198.51.100.9:7777".parse().unwrap(),
+                &[0x04, 0, 3, b'a', b'b', b'c'],
+            ),
+            "198.51.100.9:7777",
+        ),
+    ];
+    for (header, client) in cases {
+        let mut s = connect(server.addr);
+        // The header and the first data in one write.
+        let mut first = header.clone();
+        first.extend(b"hello");
+        s.write_all(&first).unwrap();
+        expect(&mut s, b"hello");
+        s.write_all(b" again").unwrap();
+        expect(&mut s, b" again");
+        drop(s);
+        let line = access_line(&mut server, client);
+        assert!(line.contains("bytes_in=11 bytes_out=11"), "{line}");
+    }
+    // LOCAL and UNKNOWN: the balancer itself is the client.
+    for header in [v2_local(), b"PROXY UNKNOWN\r\n".to_vec()] {
+        let mut s = connect(server.addr);
+        let me = s.local_addr().unwrap();
+        s.write_all(&header).unwrap();
+        s.write_all(b"ping").unwrap();
+        expect(&mut s, b"ping");
+        drop(s);
+        access_line(&mut server, &me.to_string());
+    }
+}
+
+#[test]
+fn a_header_may_arrive_a_byte_at_a_time() {
+    let server = Server::start(&["echo", "--proxy-protocol"]);
+    let mut s = connect(server.addr);
+    s.set_nodelay(true).unwrap();
+    for b in b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\n" {
+        s.write_all(&[*b]).unwrap();
+        thread::sleep(Duration::from_millis(2));
+    }
+    s.write_all(b"whole").unwrap();
+    expect(&mut s, b"whole");
+}
+
+#[test]
+fn no_header_or_a_bad_one_closes_without_a_byte_and_counts() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--handshake-timeout",
+        "1",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let bad: Vec<Vec<u8>> = vec![
+        b"hello, no header\n".to_vec(),
+        b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        b"\r\n\r\n\0\r\nQUIX\n\x21\x11\x00\x0c".to_vec(),
+        format!("PROXY TCP4 {}\r\n", "1".repeat(120)).into_bytes(),
+        b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\nbare LF".to_vec(),
+    ];
+    for b in &bad {
+        let mut s = connect(server.addr);
+        s.write_all(b).unwrap();
+        let (said, _) = read_to_eof(&mut s);
+        assert!(
+            said.is_empty(),
+            "{:?} got {said:?}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    // A header that never completes: closed at --handshake-timeout.
+    let mut slow = connect(server.addr);
+    slow.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    let started = Instant::now();
+    let (said, _) = read_to_eof(&mut slow);
+    assert!(said.is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // A health check that connects and closes is nobody's error.
+    for _ in 0..3 {
+        let s = connect(server.addr);
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let line = server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 9 && stat(l, "active") == 0
+    });
+    assert_eq!(stat(&line, "proxy_errors"), 6, "{line}");
+}
+
+#[test]
+fn only_trusted_peers_may_send_a_header() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--proxy-from",
+        "10.0.0.0/8",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let mut s = connect(server.addr);
+    s.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\nhi")
+        .unwrap();
+    let (said, _) = read_to_eof(&mut s);
+    assert!(said.is_empty());
+    server.wait_for_log_where("stats:", |l| l.contains("denied=1"));
+    let server = Server::start(&["echo", "--proxy-protocol", "--proxy-from", "127.0.0.0/8"]);
+    let mut s = connect(server.addr);
+    s.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\nhi")
+        .unwrap();
+    expect(&mut s, b"hi");
+}
+
+#[test]
+fn allow_and_deny_refuse_at_accept_quietly() {
+    // Denied: closed before a byte, counted, and only a debug line.
+    let mut server = Server::start(&["echo", "--deny", "127.0.0.0/8", "--stats-interval", "0.2"]);
+    for _ in 0..20 {
+        let mut s = connect(server.addr);
+        let (said, _) = read_to_eof(&mut s);
+        assert!(said.is_empty());
+    }
+    server.wait_for_log_where("stats:", |l| l.contains("denied=20"));
+    assert!(
+        server
+            .log_lines("denied")
+            .iter()
+            .all(|l| l.contains("stats:")),
+        "an info line per refusal"
+    );
+    // Not in any --allow.
+    let server = Server::start(&["echo", "--allow", "10.0.0.0/8"]);
+    let mut s = connect(server.addr);
+    assert!(read_to_eof(&mut s).0.is_empty());
+    // In one: served.
+    let server = Server::start(&["echo", "--allow", "10.0.0.0/8", "--allow", "127.0.0.1"]);
+    let mut s = connect(server.addr);
+    s.write_all(b"in").unwrap();
+    expect(&mut s, b"in");
+}
+
+#[test]
+fn ipv6_and_mapped_addresses_are_matched() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: IPv6 loopback is not available here");
+        return;
+    }
+    let server = Server::start(&["echo", "--listen", "[::1]:0", "--deny", "::1"]);
+    let mut s = connect(server.addr);
+    assert!(read_to_eof(&mut s).0.is_empty());
+    // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1: matched
+    // as IPv4.
+    let server = Server::start(&["echo", "--listen", "[::]:0", "--deny", "127.0.0.1"]);
+    let port = server.addr.port();
+    let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert!(
+        read_to_eof(&mut s).0.is_empty(),
+        "mapped address not denied"
+    );
+    let mut s = connect(format!("[::1]:{port}").parse().unwrap());
+    s.write_all(b"v6").unwrap();
+    expect(&mut s, b"v6");
+}
+
+#[test]
+fn the_limit_per_address_counts_the_client_behind_the_header() {
+    let mut server = Server::start(&[
+        "echo",
+        "--max-per-ip",
+        "2",
+        "--workers",
+        "3",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let mut kept: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut s = connect(server.addr);
+            s.write_all(format!("{i}").as_bytes()).unwrap();
+            expect(&mut s, format!("{i}").as_bytes());
+            s
+        })
+        .collect();
+    // Whichever worker takes it, the third from 127.0.0.1 is one too many.
+    let mut third = connect(server.addr);
+    let (said, _) = read_to_eof(&mut third);
+    assert_eq!(
+        said,
+        b"Too many connections from your address. Try again later.\n"
+    );
+    server.wait_for_log_where("stats:", |l| l.contains("per_ip_rejected=1"));
+    drop(kept.pop());
+    thread::sleep(Duration::from_millis(200));
+    let mut again = connect(server.addr);
+    again.write_all(b"ok").unwrap();
+    expect(&mut again, b"ok");
+
+    // Behind a balancer, the header's address is what is counted.
+    let server = Server::start(&["echo", "--proxy-protocol", "--max-per-ip", "1"]);
+    let mut a = connect(server.addr);
+    a.write_all(b"PROXY TCP4 192.0.2.1 10.0.0.1 1 80\r\na")
+        .unwrap();
+    expect(&mut a, b"a");
+    let mut b = connect(server.addr);
+    b.write_all(b"PROXY TCP4 192.0.2.2 10.0.0.1 1 80\r\nb")
+        .unwrap();
+    expect(&mut b, b"b");
+    let mut c = connect(server.addr);
+    c.write_all(b"PROXY TCP4 192.0.2.1 10.0.0.1 2 80\r\nc")
+        .unwrap();
+    let (said, _) = read_to_eof(&mut c);
+    assert_eq!(
+        said,
+        b"Too many connections from your address. Try again later.\n"
+    );
+}
+
+#[test]
+fn bad_edge_arguments_exit_2() {
+    for (args, needle) in [
+        (vec!["echo", "--allow", "10.0.0.0/33"], "--allow"),
+        (vec!["echo", "--deny", "nonsense"], "--deny"),
+        (
+            vec!["echo", "--proxy-from", "10.0.0.0/8"],
+            "needs --proxy-protocol",
+        ),
+        (vec!["echo", "--max-per-ip", "-1"], "--max-per-ip"),
+    ] {
+        let out = binary().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// A free port on loopback (bound and released: the kernel will not hand
+/// it out again at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real HAProxy in front of `backend`, started from a configuration
+/// written for the test; `None` (with one line saying why) where haproxy is
+/// not installed.
+struct Haproxy {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Haproxy {
+    fn start(backend: SocketAddr, send_proxy: &str) -> Option<Haproxy> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            eprintln!(
+                "skipped: haproxy is not installed (apt-get install haproxy); \
+                 .ci/run installs it"
+            );
+            return None;
+        }
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("monoloop-haproxy-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 100\n\
+                 defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend in\n  bind 127.0.0.1:{port}\n  default_backend out\n\
+                 backend out\n  server m {backend} {send_proxy}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let ha = Haproxy { child, port, dir };
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not listen");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(ha)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn behind_a_real_haproxy_the_log_names_the_real_client() {
+    for send_proxy in ["send-proxy", "send-proxy-v2"] {
+        let mut server = Server::start(&["echo", "--proxy-protocol", "--access-log"]);
+        let Some(ha) = Haproxy::start(server.addr, send_proxy) else {
+            return;
+        };
+        // Connect from a loopback address other than the balancer's own.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.3:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket
+            .connect(&SocketAddr::from(([127, 0, 0, 1], ha.port)).into())
+            .unwrap();
+        let mut s: TcpStream = socket.into();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let me = s.local_addr().unwrap();
+        s.write_all(b"through haproxy").unwrap();
+        let mut got = [0u8; 15];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"through haproxy");
+        drop(s);
+        let line = access_line(&mut server, &me.to_string());
+        assert!(line.contains("peer=127.0.0.3:"), "{send_proxy}: {line}");
+    }
+}
