@@ -701,51 +701,63 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let (Some(gate), Some(peer), Stage::Header { until }) =
-            (self.gate.as_mut(), conn.peer_addr(), conn.stage())
-        else {
-            self.close(token, CloseReason::Error);
+        let (Some(gate), Stage::Header { until }) = (self.gate.as_mut(), conn.stage()) else {
             return;
         };
-        match conn.read(&mut self.scratch) {
-            ReadOutcome::Data(n) => match gate.header(token, &self.scratch[..n], peer) {
-                HeaderStep::Partial => {
-                    if conn.wants_read() {
-                        self.enqueue(token);
-                    }
-                }
-                HeaderStep::Bad(why) => {
-                    self.stats.proxy_errors += 1;
-                    log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
-                    self.close(token, CloseReason::ProxyError);
-                }
-                HeaderStep::Done {
-                    entry,
-                    client,
-                    rest,
-                } => {
-                    log::debug!("conn #{}: PROXY header: client {client}", token.0 >> 32);
-                    if let Some(access) = self.access.as_mut() {
-                        access.peer(token, client);
-                    }
-                    if self.gate_rules(token, entry, until, &rest, now) {
-                        self.begin(token, until, &rest, now);
-                    }
-                }
-            },
-            ReadOutcome::Drained => {}
+        let outcome = conn.read(&mut self.scratch);
+        let n = match outcome {
+            ReadOutcome::Data(n) => n,
+            ReadOutcome::Drained => return,
             ReadOutcome::Eof => {
                 // A balancer's TCP health check connects and closes without
                 // a byte: nobody's error. Part of a header, then a close, is.
-                let started = self.gate.as_ref().is_some_and(|g| g.header_started(token));
-                if started {
+                if gate.header_started(token) {
                     self.stats.proxy_errors += 1;
+                    self.close(token, CloseReason::ProxyError);
+                } else {
+                    self.close(token, CloseReason::Done);
                 }
+                return;
+            }
+            ReadOutcome::Failed(e) => return self.fail(token, &e),
+            #[cfg(feature = "tls")]
+            ReadOutcome::Refused(e) => return self.refused(token, &e, now),
+        };
+        // The balancer's address, for LOCAL and UNKNOWN. A peer gone since
+        // (a reset right after its header) has nothing left to serve.
+        let Some(peer) = conn.peer_addr() else {
+            return self.close(token, CloseReason::Reset);
+        };
+        match gate.header(token, &self.scratch[..n], peer) {
+            HeaderStep::Partial => {
+                if conn.wants_read() {
+                    self.enqueue(token);
+                }
+            }
+            HeaderStep::Bad(why) => {
+                self.stats.proxy_errors += 1;
+                log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
                 self.close(token, CloseReason::ProxyError);
             }
-            ReadOutcome::Failed(e) => self.fail(token, &e),
-            #[cfg(feature = "tls")]
-            ReadOutcome::Refused(e) => self.refused(token, &e, now),
+            HeaderStep::Done {
+                entry,
+                client,
+                rest,
+            } => {
+                log::debug!("conn #{}: PROXY header: client {client}", token.0 >> 32);
+                if let Some(access) = self.access.as_mut() {
+                    access.peer(token, client);
+                }
+                if self.gate_rules(token, entry, until, &rest, now) {
+                    self.begin(token, until, &rest, now);
+                    // The read that finished the header may have left
+                    // more (the client's FIN, say), which no new edge
+                    // will announce.
+                    if self.conns.get(token).is_some_and(|c| c.wants_read()) {
+                        self.enqueue(token);
+                    }
+                }
+            }
         }
     }
 
