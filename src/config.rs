@@ -143,6 +143,8 @@ pub struct ServerOptions {
     pub workers: Workers,
     /// Who may connect: PROXY protocol, allow and deny, limit per address.
     pub edge: crate::edge::EdgeOptions,
+    /// `--metrics ADDR`: where to serve /metrics and /healthz.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServerOptions {
@@ -176,6 +178,7 @@ impl Default for ServerOptions {
             access_log: false,
             workers: Workers::Count(1),
             edge: crate::edge::EdgeOptions::default(),
+            metrics: None,
         }
     }
 }
@@ -368,6 +371,8 @@ const SERVER_OPTIONS: &str =
     --deny CIDR            peers in these ranges may not (repeat)
     --max-per-ip N         connections one address may hold; 0: no
                            limit                              [default: 0]
+    --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics
+                           and health at /healthz (off by default)
     --proxy-protocol       every connection starts with a PROXY protocol
                            header (v1 or v2) naming the client
     --proxy-from CIDR      only these peers may send it (repeat); without
@@ -526,6 +531,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         access_log: args.contains("--access-log"),
         workers: opt(&mut args, "--workers", workers)?.unwrap_or(Workers::Count(1)),
         edge: edge_options(&mut args)?,
+        metrics: opt(&mut args, "--metrics", metrics_addr)?,
     };
 
     let mode = match command {
@@ -765,6 +771,12 @@ fn cidrs(
                 .map_err(|why| format!("invalid value '{v}' for {name}: {why}"))
         })
         .collect()
+}
+
+/// `--metrics`: an IP address and port.
+fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:9100".to_string())
 }
 
 /// A whole number, 0 included.

@@ -294,6 +294,13 @@ impl<S> Connection<S> {
         false
     }
 
+    /// True if the finished TLS handshake resumed an earlier session.
+    #[cfg(feature = "tls")]
+    pub fn tls_resumed(&self) -> Option<bool> {
+        let kind = self.tls.as_ref()?.handshake_kind()?;
+        Some(kind == rustls::HandshakeKind::Resumed)
+    }
+
     /// The negotiated TLS version and ALPN protocol, for the log.
     #[cfg(feature = "tls")]
     pub fn tls_summary(&self) -> Option<String> {

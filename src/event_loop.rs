@@ -41,6 +41,7 @@ use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutc
 use crate::edge::{Entry, Gate, HeaderStep, PerIp};
 use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
+use crate::metrics::{self, Figures, Metrics};
 use crate::pacing::{Pacing, Standing};
 use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Shared, Step};
 use crate::stats::{Reporter, Stats};
@@ -86,6 +87,9 @@ const ALERT_GRACE: Duration = Duration::from_secs(1);
 const LINGER_CHECK: Duration = Duration::from_millis(100);
 /// How soon to retry accepting after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// With several workers, how stale the metrics' view of another worker
+/// may be.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// How often a peer-triggered line (a slow consumer) may be logged when
 /// there is no stats interval to go by.
 const THROTTLE_DEFAULT: Duration = Duration::from_secs(10);
@@ -112,12 +116,16 @@ enum TimerKey {
     AcceptRetry,
     /// A receiver that fell behind a relay may stop holding senders back.
     Pacing,
+    /// A metrics client's request is due.
+    Metrics(Token),
+    /// Post this worker's figures for the metrics (several workers).
+    Publish,
 }
 
 impl TimerKey {
     /// How many entries the loop's own keys (not connections') can have
     /// live at once.
-    const LOOP_KEYS: usize = 4;
+    const LOOP_KEYS: usize = 5 + metrics::MAX_CLIENTS;
 }
 
 /// Whether, and how eagerly, the listener is served.
@@ -212,6 +220,17 @@ pub struct Server<P: Protocol> {
     /// Who may connect (`--allow`, `--deny`, `--max-per-ip`,
     /// `--proxy-protocol`); `None` when no such option is on.
     gate: Option<Gate>,
+    /// `--metrics`: the listener and its scrapes, in this loop (the only
+    /// one, or worker 0).
+    metrics: Option<Metrics>,
+    /// Turns of the loop, and the time spent in them (outside
+    /// `epoll_wait`), for the metrics.
+    turns: u64,
+    busy: Duration,
+    /// With several workers: when this loop's figures may next be posted,
+    /// and whether a timer is armed to post them.
+    publish_next: Instant,
+    publish_armed: bool,
     /// One of several workers: its link to the others (`workers.rs`).
     /// `None` with one worker, which then shares nothing.
     worker: Option<Worker>,
@@ -321,10 +340,23 @@ impl<P: Protocol> Server<P> {
             rejecting: 0,
             closing: 0,
             worker: None,
+            metrics: None,
+            turns: 0,
+            busy: Duration::ZERO,
+            publish_next: Instant::now(),
+            publish_armed: false,
             gate: Gate::new(&edge, PerIp::shared(&edge)),
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Serves `--metrics` on `listener` from this loop.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Result<Self, StartError> {
+        let metrics = Metrics::new(listener, self.poll.registry())
+            .map_err(|e| StartError::Io("cannot register the metrics listener", e))?;
+        self.metrics = Some(metrics);
+        Ok(self)
     }
 
     /// Shares the `--max-per-ip` count with the other workers (`per_ip` is
@@ -384,8 +416,12 @@ impl<P: Protocol> Server<P> {
             }
             self.reporter = Some(reporter);
         }
+        let mut woke = Instant::now();
         while !self.finished() {
-            let timeout = self.poll_timeout(Instant::now());
+            let asleep = Instant::now();
+            // The loop's own load: time from waking to sleeping again.
+            self.busy += asleep.saturating_duration_since(woke);
+            let timeout = self.poll_timeout(asleep);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -393,12 +429,15 @@ impl<P: Protocol> Server<P> {
                 return Err(e);
             }
             let now = Instant::now();
+            woke = now;
+            self.turns += 1;
             self.spent = 0;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => self.signal(now),
                     HUB => self.remote(now),
+                    token if Metrics::owns(token) => self.scrape(token, now),
                     token => self.connection_event(token, event, now),
                 }
             }
@@ -414,6 +453,9 @@ impl<P: Protocol> Server<P> {
             }
             self.reap();
             self.wake_reporter(now);
+            if self.worker.is_some() {
+                self.publish(now);
+            }
             if P::FANS_OUT {
                 self.pacing.new_turn();
             }
@@ -773,6 +815,11 @@ impl<P: Protocol> Server<P> {
         #[cfg(feature = "tls")]
         if let Some(summary) = conn.tls_summary() {
             log::debug!("conn #{}: TLS established: {summary}", conn.number());
+            match conn.tls_resumed() {
+                Some(true) => self.stats.tls_resumed += 1,
+                Some(false) => self.stats.tls_full += 1,
+                None => {}
+            }
         }
         if conn.rejecting {
             let (words, reason) = if conn.too_many {
@@ -1532,6 +1579,18 @@ impl<P: Protocol> Server<P> {
                         self.arm_pacing();
                     }
                 }
+                TimerKey::Metrics(token) => {
+                    if let Some(m) = self.metrics.as_mut() {
+                        m.expire(token, now);
+                    }
+                }
+                TimerKey::Publish => {
+                    if self.publish_armed {
+                        self.publish_armed = false;
+                        self.publish_next = now;
+                        self.publish(now);
+                    }
+                }
                 TimerKey::AcceptRetry => {
                     if self.accepting == Accepting::Paused {
                         self.accepting = Accepting::Backlogged;
@@ -1598,6 +1657,67 @@ impl<P: Protocol> Server<P> {
                 }
                 _ => self.close(token, CloseReason::Expired),
             },
+        }
+    }
+
+    /// A metrics event (`metrics.rs`): a scrape arrives or is answered, with
+    /// the figures of the whole server.
+    fn scrape(&mut self, token: Token, now: Instant) {
+        let Some(mut metrics) = self.metrics.take() else {
+            return;
+        };
+        let figures = self.figures();
+        let after = metrics.event(token, self.poll.registry(), now, || figures);
+        self.metrics = Some(metrics);
+        for a in after {
+            if let metrics::After::Deadline(token, at) = a {
+                self.timers.schedule(at, TimerKey::Metrics(token));
+            }
+        }
+    }
+
+    /// This loop's figures, for a scrape or for the other workers.
+    fn own_figures(&self) -> Figures {
+        let mut stats = self.stats.clone();
+        stats.log_dropped = logging::dropped();
+        Figures {
+            stats,
+            active: self.active(),
+            per_worker: Vec::new(),
+            queued: self.conns.iter().map(|c| c.queue.len() as u64).sum(),
+            turns: self.turns,
+            busy: self.busy,
+            draining: self.draining.is_some(),
+            tls: self.is_tls(),
+        }
+    }
+
+    /// What a scrape shows: this loop's figures, or with several workers
+    /// every worker's, summed (each at most `PUBLISH_EVERY` old).
+    fn figures(&self) -> Figures {
+        let own = self.own_figures();
+        let Some(worker) = &self.worker else {
+            return own;
+        };
+        worker.board.post(worker.id, own.clone());
+        worker.board.sum(own.draining, own.tls)
+    }
+
+    /// With several workers: posts this loop's figures for the worker that
+    /// serves the metrics, at most every `PUBLISH_EVERY`, and once more
+    /// after the last change (a timer), so that an idle worker's figures
+    /// are whole and it still makes no wakeups of its own.
+    fn publish(&mut self, now: Instant) {
+        if now >= self.publish_next {
+            let own = self.own_figures();
+            if let Some(worker) = &self.worker {
+                worker.board.post(worker.id, own);
+            }
+            self.publish_next = now + PUBLISH_EVERY;
+            self.publish_armed = false;
+        } else if !self.publish_armed {
+            self.publish_armed = true;
+            self.timers.schedule(self.publish_next, TimerKey::Publish);
         }
     }
 

@@ -47,6 +47,7 @@ pub mod edge;
 pub mod event_loop;
 pub mod hub;
 pub mod logging;
+pub mod metrics;
 pub mod pacing;
 pub mod protocol;
 pub mod proxy;
@@ -136,8 +137,25 @@ where
     let workers = options.workers.resolve();
     let name = config.mode.name();
     let tls_note = if config.tls.is_some() { " (TLS)" } else { "" };
+    // The metrics listener is opened with the others, before anything
+    // runs; its line comes after the `listening on` line, which scripts
+    // parse.
+    let metrics = match options.metrics {
+        Some(addr) => Some(sys::listen(addr).map_err(|e| RunError::Start(StartError::Listen(e)))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_line = || {
+        if let Some(addr) = metrics_addr {
+            log::info!("metrics on http://{addr}/metrics");
+        }
+    };
     if workers == 1 {
         let server = Server::bind(options, first).map_err(RunError::Start)?;
+        let server = match metrics {
+            Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
+            None => server,
+        };
         #[cfg(feature = "tls")]
         let server = match tls {
             Some(tls) => server.with_tls(tls),
@@ -147,6 +165,7 @@ where
             "{name} server{tls_note} listening on {}",
             server.local_addr()
         );
+        metrics_line();
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
         return Ok(exit);
     }
@@ -178,9 +197,11 @@ where
         "{name} server{tls_note} listening on {} ({workers} workers)",
         parts[0].local_addr()
     );
+    metrics_line();
     let outcome = workers::run(
         parts,
         protocols,
+        metrics,
         &options,
         #[cfg(feature = "tls")]
         tls,

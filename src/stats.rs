@@ -38,6 +38,9 @@ pub struct Stats {
     pub per_ip_rejected: u64,
     /// PROXY protocol headers that were bad, or did not arrive in time.
     pub proxy_errors: u64,
+    /// TLS handshakes completed in full, and resumed.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 impl Stats {
@@ -53,6 +56,8 @@ impl Stats {
         self.denied += other.denied;
         self.per_ip_rejected += other.per_ip_rejected;
         self.proxy_errors += other.proxy_errors;
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
     }
 
     /// The report, given how many connections are open now:

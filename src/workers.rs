@@ -28,6 +28,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{Exit, Parts, Server};
+use crate::metrics::Figures;
 use crate::protocol::Protocol;
 use crate::stats::Stats;
 
@@ -76,11 +77,61 @@ pub struct Report {
     pub active: usize,
 }
 
+/// Every worker's figures as each last posted them, for the worker that
+/// serves `--metrics` to sum when scraped. A worker posts at most every
+/// 100 ms, and once after its last change (`event_loop.rs`, `publish`);
+/// each slot is its own mutex, locked by its owner to post and by the
+/// scrape to read.
+#[derive(Debug)]
+pub struct Board {
+    slots: Vec<std::sync::Mutex<Figures>>,
+}
+
+impl Board {
+    pub fn new(n: usize) -> Self {
+        Self {
+            slots: (0..n)
+                .map(|_| std::sync::Mutex::new(Figures::default()))
+                .collect(),
+        }
+    }
+
+    /// Worker `id`'s figures now.
+    pub fn post(&self, id: usize, figures: Figures) {
+        if let Some(slot) = self.slots.get(id) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = figures;
+        }
+    }
+
+    /// The whole server's figures: every worker's, added up, with each
+    /// worker's active count beside the total.
+    pub fn sum(&self, draining: bool, tls: bool) -> Figures {
+        let mut total = Figures {
+            draining,
+            tls,
+            ..Figures::default()
+        };
+        for slot in &self.slots {
+            let f = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            total.stats.add(&f.stats);
+            total.active += f.active;
+            total.per_worker.push(f.active);
+            total.queued += f.queued;
+            total.turns += f.turns;
+            total.busy += f.busy;
+        }
+        total.stats.log_dropped = crate::logging::dropped();
+        total
+    }
+}
+
 /// One worker's link to the rest of the server, held by its `Server`.
 #[derive(Debug)]
 pub struct Worker {
     pub id: usize,
     pub slots: Slots,
+    /// Where the metrics find this worker's figures.
+    pub board: Arc<Board>,
     reports: mpsc::Sender<Report>,
 }
 
@@ -106,9 +157,12 @@ pub struct Outcome {
 /// each with its protocol, until all have stopped. Writes the server's
 /// stats lines. `tls` configures every worker alike (one shared
 /// configuration, so that sessions resume on any worker).
+/// `metrics`, if given, is served by worker 0, from every worker's posted
+/// figures ([`Board`]).
 pub fn run<P>(
     parts: Vec<Parts>,
     protocols: Vec<P>,
+    metrics: Option<mio::net::TcpListener>,
     opts: &crate::config::ServerOptions,
     #[cfg(feature = "tls")] tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<Outcome>
@@ -117,14 +171,18 @@ where
 {
     let n = parts.len();
     let slots = Slots::new(opts.max_connections);
+    let board = Arc::new(Board::new(n));
     // `--max-per-ip` is the whole server's too.
     let per_ip = crate::edge::PerIp::shared(&opts.edge);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(n);
+    let mut metrics = metrics;
     for (id, (parts, protocol)) in parts.into_iter().zip(protocols).enumerate() {
+        let metrics = metrics.take();
         let worker = Worker {
             id,
             slots: slots.clone(),
+            board: board.clone(),
             reports: tx.clone(),
         };
         let opts = opts.clone();
@@ -138,6 +196,12 @@ where
                 let server = Server::new(parts, opts, protocol)
                     .in_worker(worker)
                     .with_per_ip(per_ip);
+                let server = match metrics {
+                    Some(listener) => server
+                        .with_metrics(listener)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                    None => server,
+                };
                 #[cfg(feature = "tls")]
                 let server = match tls {
                     Some(tls) => server.with_tls(tls),

@@ -1,0 +1,571 @@
+//! The metrics listener (`--metrics ADDR`): Prometheus's text format at
+//! `/metrics`, and `/healthz` for a load balancer, over HTTP/1.1, served by
+//! the loop itself (worker 0's, with several).
+//!
+//! This module owns the listener, its few connections (a slab of its own,
+//! outside the server's table: they never take a `--max-connections` slot
+//! and are not counted in the server's figures), the parsing of a request
+//! (`httparse`, which does no I/O) and the text of each answer. The loop
+//! (`event_loop.rs`) hands it events for its tokens and the figures to
+//! show ([`Figures`]); counting stays where it was, in the loop's plain
+//! integers, summed only when a scrape asks.
+//!
+//! - `GET /metrics`: 200, `text/plain; version=0.0.4`, every family with
+//!   `# HELP` and `# TYPE`, base units, counters ending in `_total`.
+//! - `GET /healthz`: 200 `ok` while the server accepts, 503 `draining`
+//!   once a shutdown has begun, so that a balancer stops sending clients
+//!   before the listener closes.
+//! - `HEAD` answers like `GET` without the body; any other method 405; any
+//!   other path 404; a request over 8 KiB 431; one not complete within 5 s
+//!   is closed. Every answer closes its connection.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::conn_table::reserved;
+use crate::stats::Stats;
+
+/// The metrics listener's token.
+pub const LISTENER: Token = reserved(3);
+/// Metrics clients' tokens are `reserved(FIRST + slot)`.
+const FIRST: usize = 1 << 16;
+/// The largest request read.
+const MAX_REQUEST: usize = 8 * 1024;
+/// How long a request may take to arrive.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many scrapes at once; more wait in the backlog.
+pub const MAX_CLIENTS: usize = 64;
+
+/// What a scrape shows: the server's figures, summed over workers.
+#[derive(Debug, Default, Clone)]
+pub struct Figures {
+    pub stats: Stats,
+    pub active: usize,
+    /// Connections active per worker, with several.
+    pub per_worker: Vec<usize>,
+    /// Bytes owed to clients now.
+    pub queued: u64,
+    pub turns: u64,
+    pub busy: Duration,
+    pub draining: bool,
+    pub tls: bool,
+}
+
+/// One scrape in progress.
+#[derive(Debug)]
+struct Client {
+    stream: TcpStream,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+    written: usize,
+    due: Instant,
+}
+
+/// The listener and its clients.
+#[derive(Debug)]
+pub struct Metrics {
+    listener: TcpListener,
+    clients: Slab<Client>,
+}
+
+/// What the loop should do after an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    Nothing,
+    /// A client was accepted: arm a timer for it at this time.
+    Deadline(Token, Instant),
+}
+
+impl Metrics {
+    /// Serves `listener`, registered in `registry`.
+    pub fn new(mut listener: TcpListener, registry: &Registry) -> io::Result<Self> {
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Self {
+            listener,
+            clients: Slab::new(),
+        })
+    }
+
+    /// True if `token` is the metrics listener's or one of its clients'.
+    pub fn owns(token: Token) -> bool {
+        token == LISTENER || slot(token).is_some()
+    }
+
+    /// Handles an event for one of this module's tokens. `figures` is
+    /// asked for only when an answer needs it.
+    pub fn event(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        figures: impl FnOnce() -> Figures,
+    ) -> Vec<After> {
+        if token == LISTENER {
+            return self.accept(registry, now);
+        }
+        if let Some(key) = slot(token) {
+            self.serve(key, registry, figures);
+        }
+        Vec::new()
+    }
+
+    /// A client's deadline passed: close it if it is still there.
+    pub fn expire(&mut self, token: Token, now: Instant) {
+        if let Some(key) = slot(token) {
+            if self.clients.get(key).is_some_and(|c| now >= c.due) {
+                self.clients.remove(key);
+            }
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
+        let mut after = Vec::new();
+        while self.clients.len() < MAX_CLIENTS {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let entry = self.clients.vacant_entry();
+                    let token = reserved(FIRST + entry.key());
+                    if registry
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let due = now + REQUEST_TIMEOUT;
+                    entry.insert(Client {
+                        stream,
+                        request: Vec::new(),
+                        answer: Vec::new(),
+                        written: 0,
+                        due,
+                    });
+                    after.push(After::Deadline(token, due));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // WouldBlock: all taken. Anything else: try at the next
+                // event; the server's own clients are unaffected.
+                Err(_) => break,
+            }
+        }
+        after
+    }
+
+    /// Reads the request, answers it, writes the answer, closes.
+    fn serve(&mut self, key: usize, registry: &Registry, figures: impl FnOnce() -> Figures) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        if client.answer.is_empty() {
+            let mut buf = [0u8; 2048];
+            loop {
+                match client.stream.read(&mut buf) {
+                    Ok(0) => {
+                        self.clients.remove(key);
+                        return;
+                    }
+                    Ok(n) => client.request.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.clients.remove(key);
+                        return;
+                    }
+                }
+                if client.request.len() > MAX_REQUEST {
+                    break;
+                }
+            }
+            match answer(&client.request, figures) {
+                Some(a) => client.answer = a,
+                None => return, // not complete yet
+            }
+            let token = reserved(FIRST + key);
+            let _ = registry.reregister(&mut client.stream, token, Interest::WRITABLE);
+        }
+        loop {
+            match client.stream.write(&client.answer[client.written..]) {
+                Ok(n) => {
+                    client.written += n;
+                    if client.written == client.answer.len() {
+                        let _ = client.stream.shutdown(std::net::Shutdown::Write);
+                        self.clients.remove(key);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.clients.remove(key);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The slot of a client's token, if it is one.
+fn slot(token: Token) -> Option<usize> {
+    let key_bits = LISTENER.0 & 0xffff_ffff;
+    if token.0 & 0xffff_ffff != key_bits {
+        return None;
+    }
+    (token.0 >> 32).checked_sub(FIRST)
+}
+
+/// The answer to a request, once it is complete: `None` while it is not.
+pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u8>> {
+    if request.len() > MAX_REQUEST {
+        return Some(response(
+            431,
+            "Request Header Fields Too Large",
+            "text/plain",
+            "request too large\n",
+            true,
+        ));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(request) {
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => {
+            return Some(response(
+                400,
+                "Bad Request",
+                "text/plain",
+                "bad request\n",
+                true,
+            ))
+        }
+        Ok(httparse::Status::Complete(_)) => {}
+    }
+    let head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => {
+            return Some(response(
+                405,
+                "Method Not Allowed",
+                "text/plain",
+                "method not allowed\n",
+                true,
+            ))
+        }
+    };
+    let path = req.path.unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let (code, reason, kind, body) = match path {
+        "/metrics" => (
+            200,
+            "OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            exposition(&figures()),
+        ),
+        "/healthz" => {
+            if figures().draining {
+                (
+                    503,
+                    "Service Unavailable",
+                    "text/plain",
+                    "draining\n".to_string(),
+                )
+            } else {
+                (200, "OK", "text/plain", "ok\n".to_string())
+            }
+        }
+        _ => (404, "Not Found", "text/plain", "not found\n".to_string()),
+    };
+    let mut out = response(code, reason, kind, &body, true);
+    if head {
+        let end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(out.len(), |p| p + 4);
+        out.truncate(end);
+    }
+    Some(out)
+}
+
+fn response(code: u16, reason: &str, kind: &str, body: &str, close: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Appends one family: its help, its type, and its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The Prometheus text for `f`, and the process's own families.
+pub fn exposition(f: &Figures) -> String {
+    let s = &f.stats;
+    let mut out = String::with_capacity(4096);
+    let one = |v: u64| vec![("", v.to_string())];
+    family(
+        &mut out,
+        "monoloop_connections_active",
+        "gauge",
+        "Connections being served now.",
+        &[("", f.active.to_string())],
+    );
+    family(
+        &mut out,
+        "monoloop_connections_accepted_total",
+        "counter",
+        "Connections accepted and served.",
+        &one(s.accepted),
+    );
+    family(
+        &mut out,
+        "monoloop_connections_rejected_total",
+        "counter",
+        "Connections turned away, by reason.",
+        &[
+            ("reason=\"full\"", s.rejected.to_string()),
+            ("reason=\"denied\"", s.denied.to_string()),
+            ("reason=\"per_ip\"", s.per_ip_rejected.to_string()),
+            ("reason=\"proxy\"", s.proxy_errors.to_string()),
+        ],
+    );
+    family(
+        &mut out,
+        "monoloop_idle_timeouts_total",
+        "counter",
+        "Connections closed for silence or an unanswered prompt.",
+        &one(s.timed_out),
+    );
+    family(
+        &mut out,
+        "monoloop_slow_consumers_total",
+        "counter",
+        "Receivers cut off for not reading.",
+        &one(s.slow_consumers),
+    );
+    family(
+        &mut out,
+        "monoloop_received_bytes_total",
+        "counter",
+        "Application bytes read from clients.",
+        &one(s.bytes_in),
+    );
+    family(
+        &mut out,
+        "monoloop_sent_bytes_total",
+        "counter",
+        "Application bytes written to clients.",
+        &one(s.bytes_out),
+    );
+    family(
+        &mut out,
+        "monoloop_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, full or resumed.",
+        &[
+            ("resumed=\"false\"", s.tls_full.to_string()),
+            ("resumed=\"true\"", s.tls_resumed.to_string()),
+        ],
+    );
+    family(
+        &mut out,
+        "monoloop_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        &one(s.tls_failures),
+    );
+    family(
+        &mut out,
+        "monoloop_write_queue_bytes",
+        "gauge",
+        "Bytes owed to clients now.",
+        &one(f.queued),
+    );
+    family(
+        &mut out,
+        "monoloop_loop_turns_total",
+        "counter",
+        "Turns of the readiness loop (wakeups).",
+        &one(f.turns),
+    );
+    family(
+        &mut out,
+        "monoloop_loop_busy_seconds_total",
+        "counter",
+        "Time the loop spent outside epoll_wait.",
+        &[("", format!("{:.6}", f.busy.as_secs_f64()))],
+    );
+    if !f.per_worker.is_empty() {
+        let labels: Vec<String> = (0..f.per_worker.len())
+            .map(|w| format!("worker=\"{w}\""))
+            .collect();
+        let samples: Vec<(&str, String)> = labels
+            .iter()
+            .zip(&f.per_worker)
+            .map(|(l, n)| (l.as_str(), n.to_string()))
+            .collect();
+        family(
+            &mut out,
+            "monoloop_worker_connections_active",
+            "gauge",
+            "Connections being served now, per worker.",
+            &samples,
+        );
+    }
+    process(&mut out);
+    out
+}
+
+/// The usual `process_*` families, from /proc.
+fn process(out: &mut String) {
+    let ticks = 100.0; // USER_HZ on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            family(
+                out,
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent.",
+                &[("", format!("{:.2}", (num(11) + num(12)) / ticks))],
+            );
+            let boot = boot_time();
+            family(
+                out,
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch.",
+                &[("", format!("{:.2}", boot + num(19) / ticks))],
+            );
+            // SAFETY: sysconf only reads a configuration value.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+            family(
+                out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size.",
+                &[("", format!("{}", (num(21) * page) as u64))],
+            );
+        }
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1));
+    family(
+        out,
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors.",
+        &[("", fds.to_string())],
+    );
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    family(
+        out,
+        "process_max_fds",
+        "gauge",
+        "The file descriptor limit.",
+        &[("", lim.rlim_cur.to_string())],
+    );
+}
+
+/// The boot time, in seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures() -> Figures {
+        Figures {
+            stats: Stats {
+                accepted: 3,
+                bytes_in: 10,
+                ..Stats::default()
+            },
+            active: 2,
+            ..Figures::default()
+        }
+    }
+
+    fn text(a: Option<Vec<u8>>) -> String {
+        String::from_utf8(a.expect("complete")).unwrap()
+    }
+
+    #[test]
+    fn requests_are_answered_once_complete() {
+        assert_eq!(
+            answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", figures),
+            None
+        );
+        let a = text(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", figures));
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+        assert!(a.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(a.contains("\nmonoloop_connections_accepted_total 3\n"));
+        assert!(a.contains("\nmonoloop_connections_rejected_total{reason=\"per_ip\"} 0\n"));
+        assert!(a.contains("# TYPE monoloop_received_bytes_total counter\n"));
+        let head = text(answer(b"HEAD /metrics HTTP/1.1\r\n\r\n", figures));
+        assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+        assert!(
+            text(answer(b"POST /metrics HTTP/1.1\r\n\r\n", figures)).starts_with("HTTP/1.1 405")
+        );
+        assert!(text(answer(b"GET /nope HTTP/1.1\r\n\r\n", figures)).starts_with("HTTP/1.1 404"));
+        assert!(text(answer(b"\x01\x02 garbage\r\n\r\n", figures)).starts_with("HTTP/1.1 400"));
+        let big = vec![b'a'; MAX_REQUEST + 1];
+        assert!(text(answer(&big, figures)).starts_with("HTTP/1.1 431"));
+    }
+
+    #[test]
+    fn health_says_draining_once_a_shutdown_began() {
+        let ok = text(answer(b"GET /healthz HTTP/1.1\r\n\r\n", figures));
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("\r\n\r\nok\n"),
+            "{ok}"
+        );
+        let draining = || Figures {
+            draining: true,
+            ..figures()
+        };
+        let d = text(answer(b"GET /healthz HTTP/1.1\r\n\r\n", draining));
+        assert!(
+            d.starts_with("HTTP/1.1 503") && d.ends_with("draining\n"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn client_tokens_are_told_apart() {
+        assert!(Metrics::owns(LISTENER));
+        assert!(Metrics::owns(reserved(FIRST + 5)));
+        assert_eq!(slot(reserved(FIRST + 5)), Some(5));
+        assert!(!Metrics::owns(reserved(2)));
+        assert!(!Metrics::owns(Token(1 << 32)));
+    }
+}
