@@ -167,6 +167,9 @@ pub struct Connection<S> {
     pub rejecting: bool,
     /// The refusal is `--max-per-ip`'s, not `--max-connections`'.
     pub too_many: bool,
+    /// A bounded close is under way: the connection no longer counts as
+    /// active (`event_loop.rs`, `closing`).
+    pub closing_counted: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<rustls::Connection>>,
@@ -209,6 +212,7 @@ impl<S> Connection<S> {
             close_reason: None,
             rejecting: false,
             too_many: false,
+            closing_counted: false,
             queued: false,
             #[cfg(feature = "tls")]
             tls: None,

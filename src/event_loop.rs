@@ -13,12 +13,21 @@
 //! 3. serve the ready queue: connections with work left, round-robin, one
 //!    visit each, until the turn has moved `TURN_BUDGET` bytes (fairness:
 //!    a small request never waits behind a megabyte of someone's stream);
-//! 4. fire the expired timers (idle timeouts, close bounds, stats, drain);
+//! 4. fire the expired timers (idle timeouts, close bounds, stats, drain,
+//!    pacing, metrics);
 //! 5. deliver what protocols sent from one connection to others, one
-//!    vectored write per receiver per turn;
+//!    vectored write per receiver per pass (a departure's own announcement
+//!    makes a second pass); relays then send what the turn said to other
+//!    workers (`Protocol::end_turn`, the hub);
 //! 6. reap the connections closed during the turn. Removal waits until here,
 //!    a safe point, so nothing is freed while an event batch may still name
-//!    it, and `conn_table.rs` makes stale tokens harmless besides.
+//!    it, and `conn_table.rs` makes stale tokens harmless besides;
+//! 7. end the turn: re-arm a quiet stats reporter whose figures moved, post
+//!    this worker's figures (several workers), give relays a fresh budget.
+//!
+//! Besides connections, an event may be for the listener, the signal pipe,
+//! the hub's waker (other workers sent messages: [`Protocol::remote`]) or
+//! the metrics listener and its scrapes (`metrics.rs`).
 //!
 //! This file decides *when* things happen. What a read or write means, and
 //! which interest a socket needs, is `connection.rs`; what bytes to answer
@@ -87,6 +96,9 @@ const ALERT_GRACE: Duration = Duration::from_secs(1);
 const LINGER_CHECK: Duration = Duration::from_millis(100);
 /// How soon to retry accepting after an accept error.
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// With several workers, how soon a sender held by another worker's
+/// receivers is looked at again.
+const RECHECK: Duration = Duration::from_millis(5);
 /// With several workers, how stale the metrics' view of another worker
 /// may be.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -120,12 +132,14 @@ enum TimerKey {
     Metrics(Token),
     /// Post this worker's figures for the metrics (several workers).
     Publish,
+    /// Look again at senders held by another worker's receivers.
+    Recheck,
 }
 
 impl TimerKey {
     /// How many entries the loop's own keys (not connections') can have
     /// live at once.
-    const LOOP_KEYS: usize = 5 + metrics::MAX_CLIENTS;
+    const LOOP_KEYS: usize = 6 + metrics::MAX_CLIENTS;
 }
 
 /// Whether, and how eagerly, the listener is served.
@@ -199,12 +213,21 @@ pub struct Server<P: Protocol> {
     ready: VecDeque<Token>,
     /// Bytes read and written so far this turn, against `TURN_BUDGET`.
     spent: usize,
+    /// Relay senders to read next turn, once a fresh fan-out budget is
+    /// there (flagged `queued`, so each is here once).
+    deferred: Vec<Token>,
     /// Connections closed this turn, to be dropped at its end.
     closed: Vec<Token>,
     /// Relays: senders paced to the receivers that keep up.
     pacing: Pacing,
     /// When the pacing timer is armed for; other entries are stale.
     pacing_due: Option<Instant>,
+    /// With several workers: whether this worker last told the others it
+    /// holds senders back; the senders held because another worker does,
+    /// and whether the timer to look at them again is armed.
+    holding_posted: bool,
+    held_elsewhere: Vec<Token>,
+    recheck_armed: bool,
     /// `--access-log`: one line per connection when it ends; `None` when
     /// off, and then it costs nothing.
     access: Option<AccessLog>,
@@ -332,9 +355,13 @@ impl<P: Protocol> Server<P> {
             sends: Vec::new(),
             ready: VecDeque::new(),
             spent: 0,
+            deferred: Vec::new(),
             closed: Vec::new(),
             pacing: Pacing::new(write_limit),
             pacing_due: None,
+            holding_posted: false,
+            held_elsewhere: Vec::new(),
+            recheck_armed: false,
             access: access.then(AccessLog::new),
             slow_log: Throttle::default(),
             rejecting: 0,
@@ -458,6 +485,8 @@ impl<P: Protocol> Server<P> {
             }
             if P::FANS_OUT {
                 self.pacing.new_turn();
+                // Senders that waited for this turn's budget to be spent.
+                self.ready.extend(self.deferred.drain(..));
             }
         }
         self.stats.log_dropped = logging::dropped();
@@ -987,9 +1016,27 @@ impl<P: Protocol> Server<P> {
             }
             // A relay reads its senders only as fast as its receivers keep
             // up (pacing.rs): the kernel holds the rest.
+            if P::FANS_OUT
+                && conn.session.is_some()
+                && self.worker.as_ref().is_some_and(|w| w.others_holding())
+            {
+                // A receiver on another worker is catching up: this
+                // sender waits too, and is looked at again shortly.
+                self.held_elsewhere.push(token);
+                if !self.recheck_armed {
+                    self.recheck_armed = true;
+                    self.timers.schedule(now + RECHECK, TimerKey::Recheck);
+                }
+                return;
+            }
             if P::FANS_OUT && conn.session.is_some() && !self.pacing.may_read() {
                 if self.pacing.budget_spent() {
-                    self.enqueue(token);
+                    // Next turn: this turn has fanned out all it may, and
+                    // queuing it now would only visit it again for nothing.
+                    if !conn.queued {
+                        conn.queued = true;
+                        self.deferred.push(token);
+                    }
                 } else {
                     self.pacing.hold(token);
                 }
@@ -1229,6 +1276,11 @@ impl<P: Protocol> Server<P> {
             until,
             check: now + LINGER_CHECK,
         });
+        // Everything is sent and the linger is bounded: the slot is free
+        // (if an unbounded flush had kept it).
+        let reason = conn.close_reason.unwrap_or(CloseReason::Done);
+        let counted = mark_closing(conn, reason, true);
+        self.started_closing(counted);
     }
 
     // ----- closing ------------------------------------------------------------
@@ -1244,7 +1296,7 @@ impl<P: Protocol> Server<P> {
             return;
         }
         log::trace!("conn #{}: closing: {reason}", conn.number());
-        let counted = mark_closing(conn, reason);
+        let counted = mark_closing(conn, reason, until.is_some());
         conn.set_stage(Stage::Flushing { until });
         self.started_closing(counted);
         self.release_session(token, reason);
@@ -1301,7 +1353,7 @@ impl<P: Protocol> Server<P> {
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
         }
-        let counted = mark_closing(conn, CloseReason::TlsFailure);
+        let counted = mark_closing(conn, CloseReason::TlsFailure, true);
         conn.set_stage(Stage::Flushing {
             until: Some(now + ALERT_GRACE),
         });
@@ -1349,8 +1401,11 @@ impl<P: Protocol> Server<P> {
             return;
         };
         conn.set_stage(Stage::Closed);
-        if P::FANS_OUT && self.pacing.forget(token) == Standing::Released {
-            self.release_senders();
+        if P::FANS_OUT {
+            if self.pacing.forget(token) == Standing::Released {
+                self.release_senders();
+            }
+            self.post_holding();
         }
         self.release_session(token, reason);
         self.closed.push(token);
@@ -1421,7 +1476,7 @@ impl<P: Protocol> Server<P> {
             if let Some(conn) = self.conns.remove(token) {
                 if conn.rejecting {
                     self.rejecting -= 1;
-                } else if conn.close_reason.is_some() {
+                } else if conn.closing_counted {
                     self.closing -= 1;
                 } else if let Some(worker) = &self.worker {
                     // Closed at once, never counted as closing: its slot
@@ -1438,10 +1493,20 @@ impl<P: Protocol> Server<P> {
         // connection has at most one live entry; the loop's own keys are
         // the rest.
         let conns = &self.conns;
+        let stats_due = self.reporter.as_ref().and_then(Reporter::due);
+        let (pacing_due, publish) = (self.pacing_due, (self.publish_armed, self.publish_next));
         self.timers
             .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
                 TimerKey::Conn(token) => conns.get(*token).is_some_and(|c| c.timer_at == Some(at)),
-                _ => true,
+                // The loop's own keys have one live entry each, at the time
+                // it recorded; the others were superseded.
+                TimerKey::Stats => stats_due == Some(at),
+                TimerKey::Pacing => pacing_due == Some(at),
+                TimerKey::Publish => publish == (true, at),
+                TimerKey::Drain
+                | TimerKey::AcceptRetry
+                | TimerKey::Metrics(_)
+                | TimerKey::Recheck => true,
             });
     }
 
@@ -1515,6 +1580,19 @@ impl<P: Protocol> Server<P> {
             self.release_senders();
         }
         self.arm_pacing();
+        self.post_holding();
+    }
+
+    /// With several workers: tells the others whether this worker's
+    /// receivers hold senders back, when that changed.
+    fn post_holding(&mut self) {
+        let holding = self.pacing.holding();
+        if holding != self.holding_posted {
+            self.holding_posted = holding;
+            if let Some(worker) = &self.worker {
+                worker.set_holding(holding);
+            }
+        }
     }
 
     /// Every receiver that keeps up has caught up: the senders held back
@@ -1577,6 +1655,13 @@ impl<P: Protocol> Server<P> {
                             self.release_senders();
                         }
                         self.arm_pacing();
+                        self.post_holding();
+                    }
+                }
+                TimerKey::Recheck => {
+                    self.recheck_armed = false;
+                    for token in std::mem::take(&mut self.held_elsewhere) {
+                        self.enqueue(token);
                     }
                 }
                 TimerKey::Metrics(token) => {
@@ -1804,14 +1889,18 @@ impl<P: Protocol> Server<P> {
 }
 
 /// Records why a graceful close began. Returns 1 if the connection now
-/// counts among those the server is closing (not turned away: those were
-/// never active), for the caller to add to `closing`; `reap` subtracts it
-/// again by the same test.
-fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason) -> usize {
-    let counted = conn.close_reason.is_none() && !conn.rejecting;
+/// counts among those the server is closing: a `bounded` close (it has a
+/// deadline), of a connection not turned away (those were never active),
+/// counted once; `reap` subtracts it again by `closing_counted`.
+fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason, bounded: bool) -> usize {
     if conn.close_reason.is_none() {
         conn.close_reason = Some(reason);
     }
+    // Only a close with a deadline gives its slot back early: one that
+    // flushes for as long as the peer keeps reading (after the peer's FIN)
+    // could otherwise hold any number of connections outside the limit.
+    let counted = bounded && !conn.rejecting && !conn.closing_counted;
+    conn.closing_counted |= counted;
     usize::from(counted)
 }
 

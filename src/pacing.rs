@@ -118,7 +118,7 @@ impl Pacing {
     }
 
     /// True if a receiver that keeps up is behind.
-    fn holding(&self) -> bool {
+    pub fn holding(&self) -> bool {
         self.behind.iter().any(|b| !b.dropped)
     }
 

@@ -23,7 +23,7 @@
 //! With one worker none of this exists: `lib.rs` builds one `Server` on the
 //! main thread exactly as before, with no thread, channel or atomic.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,13 @@ impl Slots {
 
     /// Takes a slot for a new connection; false if the server is full.
     pub fn take(&self) -> bool {
-        if self.taken.fetch_add(1, Ordering::AcqRel) < self.max {
-            true
-        } else {
-            self.taken.fetch_sub(1, Ordering::AcqRel);
-            false
-        }
+        // Never above the limit, even for an instant: a client is refused
+        // only when the server is really full.
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Gives a slot back.
@@ -132,10 +133,28 @@ pub struct Worker {
     pub slots: Slots,
     /// Where the metrics find this worker's figures.
     pub board: Arc<Board>,
+    /// Per worker: a relay receiver there is behind and keeping up, so
+    /// every worker's senders wait (`pacing.rs`, across workers).
+    holding: Arc<Vec<AtomicBool>>,
     reports: mpsc::Sender<Report>,
 }
 
 impl Worker {
+    /// Says whether this worker's relay receivers hold senders back.
+    pub fn set_holding(&self, on: bool) {
+        if let Some(flag) = self.holding.get(self.id) {
+            flag.store(on, Ordering::Release);
+        }
+    }
+
+    /// True if another worker's receivers hold senders back.
+    pub fn others_holding(&self) -> bool {
+        self.holding
+            .iter()
+            .enumerate()
+            .any(|(i, f)| i != self.id && f.load(Ordering::Acquire))
+    }
+
     /// Sends this worker's counters to the supervisor.
     pub fn report(&self, stats: &Stats, active: usize) {
         // The supervisor outlives every worker; if it is gone, so is the
@@ -172,6 +191,7 @@ where
     let n = parts.len();
     let slots = Slots::new(opts.max_connections);
     let board = Arc::new(Board::new(n));
+    let holding: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     // `--max-per-ip` is the whole server's too.
     let per_ip = crate::edge::PerIp::shared(&opts.edge);
     let (tx, rx) = mpsc::channel();
@@ -183,6 +203,7 @@ where
             id,
             slots: slots.clone(),
             board: board.clone(),
+            holding: holding.clone(),
             reports: tx.clone(),
         };
         let opts = opts.clone();
@@ -217,7 +238,7 @@ where
     let is_tls = tls.is_some();
     #[cfg(not(feature = "tls"))]
     let is_tls = false;
-    supervise(rx, n, opts.stats_interval, is_tls);
+    supervise(rx, &board, n, opts.stats_interval, is_tls);
     let mut exit = Exit::Drained;
     let mut failed = None;
     for handle in handles {
@@ -236,38 +257,60 @@ where
     }
 }
 
-/// The supervisor: gathers the workers' reports and writes one stats line
-/// for the whole server, at most once per `every`, and the final line when
-/// the last worker has stopped (its channel closed).
-fn supervise(rx: mpsc::Receiver<Report>, n: usize, every: Option<Duration>, tls: bool) {
+/// How long the supervisor waits after a worker's report before writing
+/// the line: long enough for every worker to have posted its figures on
+/// the board (each posts at most 100 ms after a change), so that the line
+/// is the whole server's at one moment, not one worker's news beside the
+/// others' older figures.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The supervisor: wakes on the workers' reports (each sends one when its
+/// stats timer finds its figures moved), and writes one stats line for the
+/// whole server from the board, at most once per `every`, when the sum
+/// moved or an hour passed (the heartbeat); then the final line, from each
+/// worker's last report, when the last worker has stopped (its channel
+/// closed).
+fn supervise(
+    rx: mpsc::Receiver<Report>,
+    board: &Board,
+    n: usize,
+    every: Option<Duration>,
+    tls: bool,
+) {
     let mut latest: Vec<(Stats, usize)> = vec![(Stats::default(), 0); n];
-    let mut written: Option<(Stats, usize)> = None;
-    let mut next: Option<Instant> = None;
-    let mut pending = false;
+    let mut written: Option<((Stats, usize), Instant)> = None;
+    let mut allowed = Instant::now();
+    let mut write_at: Option<Instant> = None;
     loop {
-        let got = match (next, pending) {
-            (Some(at), true) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            _ => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        let got = match write_at {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
         match got {
             Ok(report) => {
                 if let Some(slot) = latest.get_mut(report.worker) {
                     *slot = (report.stats, report.active);
                 }
-                pending = true;
+                if write_at.is_none() && every.is_some() {
+                    write_at = Some((Instant::now() + SETTLE).max(allowed));
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        if pending && next.is_none_or(|at| now >= at) {
-            let total = sum(&latest);
-            if written.as_ref() != Some(&total) {
+        if write_at.is_some_and(|at| now >= at) {
+            write_at = None;
+            let f = board.sum(false, tls);
+            let total = (f.stats, f.active);
+            let heartbeat = written
+                .as_ref()
+                .is_some_and(|(_, at)| now >= *at + crate::stats::HEARTBEAT);
+            if heartbeat || written.as_ref().map(|(t, _)| t) != Some(&total) {
                 log::info!("stats: {}", total.0.line(total.1, tls));
-                written = Some(total);
+                written = Some((total, now));
             }
-            pending = false;
-            next = every.map(|d| now + d);
+            allowed = now + every.unwrap_or_default();
         }
     }
     let (stats, active) = sum(&latest);

@@ -336,10 +336,13 @@ fn a_fast_sender_is_paced_and_every_reading_receiver_gets_everything() {
         TOTAL >> 20,
         started.elapsed()
     );
-    let line = server.wait_for_log("stats:");
+    sender.write_all(b"and the sender is still here\n").unwrap();
+    // The final line counts everything that happened.
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(10));
+    let line = server.wait_for_log("(final)");
     assert_eq!(stat(&line, "slow_consumers"), 0, "{line}");
     assert!(server.log_lines("slow consumer").is_empty());
-    sender.write_all(b"and the sender is still here\n").unwrap();
 }
 
 #[test]

@@ -4,8 +4,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::thread;
 use std::time::Duration;
 
 use common::*;
@@ -306,4 +307,53 @@ fn chat_is_one_room_across_workers() {
     let mut late = BufReader::new(late);
     assert_eq!(lines(&mut late, 1), ["user4 left the chat\n"]);
     assert!(who(&mut late).contains("carol, user0"));
+}
+
+#[test]
+fn a_fast_sender_is_paced_by_receivers_on_every_worker() {
+    const RECEIVERS: usize = 10;
+    const TOTAL: usize = 16 << 20;
+    let mut server = Server::start(&[
+        "broadcast",
+        "--workers",
+        "2",
+        "--prefix",
+        "",
+        "--log-level",
+        "debug",
+    ]);
+    let mut sender = connect(server.addr);
+    let receivers: Vec<TcpStream> = (0..RECEIVERS).map(|_| connect(server.addr)).collect();
+    server.wait_accepted(RECEIVERS + 1);
+    assert!(workers_seen(&server).len() == 2, "one worker only");
+    let line = format!("{}\n", "p".repeat(1023));
+    let lines_total = TOTAL / line.len();
+    let handles: Vec<_> = receivers
+        .into_iter()
+        .map(|r| {
+            thread::spawn(move || {
+                // Reads steadily, a little slower than the sender writes.
+                let mut r = r;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0;
+                while got < TOTAL {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                    thread::sleep(Duration::from_millis(4));
+                }
+                got
+            })
+        })
+        .collect();
+    let burst = line.repeat(lines_total);
+    sender.write_all(burst.as_bytes()).unwrap();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), TOTAL, "a receiver was cut off");
+    }
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(10));
+    let last = server.wait_for_log("(final)");
+    assert_eq!(stat(&last, "slow_consumers"), 0, "{last}");
 }

@@ -70,6 +70,7 @@ impl Broadcast {
         }
         let shared = if self.hub.is_cross() {
             let cross: Arc<[u8]> = batch.into();
+            ctx.published(cross.len());
             self.hub.publish(cross.clone(), ctx.now);
             Shared::Cross(cross)
         } else {

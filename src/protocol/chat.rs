@@ -151,6 +151,7 @@ impl Room {
         }
         let chunk = if self.hub.is_cross() {
             let shared: Arc<[u8]> = chunk.into();
+            ctx.published(shared.len());
             self.hub.publish(shared.clone(), ctx.now);
             Shared::Cross(shared)
         } else {

@@ -271,6 +271,12 @@ impl<'a> Ctx<'a> {
         self.sends.push((to, chunk));
     }
 
+    /// Counts `bytes` published to other workers' connections (through the
+    /// hub), for the sender's fan-out budget (`pacing.rs`).
+    pub fn published(&mut self, bytes: usize) {
+        self.fanned_out += bytes;
+    }
+
     /// Bytes this step sent to other connections, each shared chunk once:
     /// how much any one receiver's queue grew, at most.
     pub fn fanned_out(&self) -> usize {
