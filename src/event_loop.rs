@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::access_log::{self, AccessLog};
@@ -260,6 +260,9 @@ pub struct Server<P: Protocol> {
     /// The TLS configuration, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The files it came from, for SIGHUP.
+    #[cfg(feature = "tls")]
+    tls_files: Option<crate::config::ServerTls>,
 }
 
 /// What a server needs from the OS before it can run, opened up front so
@@ -283,7 +286,7 @@ impl Parts {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| StartError::Io("cannot register the listener", e))?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -375,6 +378,8 @@ impl<P: Protocol> Server<P> {
             gate: Gate::new(&edge, PerIp::shared(&edge)),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_files: None,
         }
     }
 
@@ -407,6 +412,13 @@ impl<P: Protocol> Server<P> {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// The files the TLS configuration came from, for SIGHUP to reload.
+    #[cfg(feature = "tls")]
+    pub fn with_tls_files(mut self, files: crate::config::ServerTls) -> Self {
+        self.tls_files = Some(files);
         self
     }
 
@@ -1840,6 +1852,10 @@ impl<P: Protocol> Server<P> {
     fn signal(&mut self, now: Instant) {
         let signals: Vec<i32> = self.signals.pending().collect();
         for sig in signals {
+            if sig == SIGHUP {
+                self.reload();
+                continue;
+            }
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.draining.is_some() {
                 log::warn!(
@@ -1856,6 +1872,29 @@ impl<P: Protocol> Server<P> {
             );
             self.begin_shutdown(now);
         }
+    }
+
+    /// SIGHUP: the certificate, key and client CA again from their files.
+    /// New handshakes use them; established connections, and handshakes
+    /// under way, keep the configuration they began with (each session
+    /// holds its own `Arc`). If anything is wrong the old configuration
+    /// stays, and the error names the file.
+    fn reload(&mut self) {
+        #[cfg(feature = "tls")]
+        if let (Some(files), Some(current)) = (&self.tls_files, &self.tls) {
+            match crate::tls::reload(files, current) {
+                Ok((config, described)) => {
+                    self.tls = Some(config);
+                    log::info!("SIGHUP: TLS reloaded: {described}");
+                }
+                Err(e) => {
+                    self.stats.tls_reload_failures += 1;
+                    log::error!("SIGHUP: TLS not reloaded, the old certificate stays: {e}");
+                }
+            }
+            return;
+        }
+        log::info!("SIGHUP: nothing to reload (no TLS)");
     }
 
     /// Closes the listener and starts a bounded, graceful close of every

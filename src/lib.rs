@@ -158,7 +158,9 @@ where
         };
         #[cfg(feature = "tls")]
         let server = match tls {
-            Some(tls) => server.with_tls(tls),
+            Some(tls) => server
+                .with_tls(tls)
+                .with_tls_files(config.tls.clone().unwrap_or_default()),
             None => server,
         };
         log::info!(
@@ -204,7 +206,7 @@ where
         metrics,
         &options,
         #[cfg(feature = "tls")]
-        tls,
+        tls.map(|t| (t, config.tls.clone().unwrap_or_default())),
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)

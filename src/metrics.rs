@@ -385,6 +385,13 @@ pub fn exposition(f: &Figures) -> String {
     );
     family(
         &mut out,
+        "monoloop_tls_reload_failures_total",
+        "counter",
+        "SIGHUP reloads of the TLS files that failed.",
+        &one(s.tls_reload_failures),
+    );
+    family(
+        &mut out,
         "monoloop_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed or timed out.",

@@ -41,6 +41,8 @@ pub struct Stats {
     /// TLS handshakes completed in full, and resumed.
     pub tls_full: u64,
     pub tls_resumed: u64,
+    /// SIGHUP reloads of the TLS files that failed.
+    pub tls_reload_failures: u64,
 }
 
 impl Stats {
@@ -58,6 +60,7 @@ impl Stats {
         self.proxy_errors += other.proxy_errors;
         self.tls_full += other.tls_full;
         self.tls_resumed += other.tls_resumed;
+        self.tls_reload_failures += other.tls_reload_failures;
     }
 
     /// The report, given how many connections are open now:

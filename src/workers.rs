@@ -183,7 +183,10 @@ pub fn run<P>(
     protocols: Vec<P>,
     metrics: Option<mio::net::TcpListener>,
     opts: &crate::config::ServerOptions,
-    #[cfg(feature = "tls")] tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "tls")] tls: Option<(
+        std::sync::Arc<rustls::ServerConfig>,
+        crate::config::ServerTls,
+    )>,
 ) -> std::io::Result<Outcome>
 where
     P: Protocol + Send + 'static,
@@ -225,7 +228,7 @@ where
                 };
                 #[cfg(feature = "tls")]
                 let server = match tls {
-                    Some(tls) => server.with_tls(tls),
+                    Some((tls, files)) => server.with_tls(tls).with_tls_files(files),
                     None => server,
                 };
                 server.run()

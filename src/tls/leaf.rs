@@ -108,6 +108,8 @@ fn unix_seconds(now: SystemTime) -> i64 {
 struct Facts {
     not_before: Time,
     not_after: Time,
+    /// The subject's common name, if it has one in a string form.
+    common_name: Option<String>,
     /// basicConstraints is present with cA TRUE.
     ca: bool,
 }
@@ -216,7 +218,7 @@ fn read_certificate(der: &[u8]) -> Option<Facts> {
     tbs.expect(SEQUENCE)?; // signature (the algorithm)
     tbs.expect(SEQUENCE)?; // issuer
     let mut validity = Der(tbs.expect(SEQUENCE)?);
-    tbs.expect(SEQUENCE)?; // subject
+    let subject = tbs.expect(SEQUENCE)?;
     tbs.expect(SEQUENCE)?; // subjectPublicKeyInfo
     tbs.optional(ISSUER_UNIQUE_ID)?;
     tbs.optional(SUBJECT_UNIQUE_ID)?;
@@ -232,7 +234,38 @@ fn read_certificate(der: &[u8]) -> Option<Facts> {
     validity.is_empty().then_some(Facts {
         not_before,
         not_after,
+        common_name: common_name(subject),
         ca,
+    })
+}
+
+/// The commonName (2.5.4.3) in a Name ::= SEQUENCE OF SET OF
+/// AttributeTypeAndValue, if one is there as text.
+fn common_name(name: &[u8]) -> Option<String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    let mut rdns = Der(name);
+    while !rdns.is_empty() {
+        let (_, set) = rdns.next()?;
+        let mut atvs = Der(set);
+        while !atvs.is_empty() {
+            let mut atv = Der(atvs.expect(SEQUENCE)?);
+            let id = atv.expect(OID)?;
+            let (_, value) = atv.next()?;
+            if id == CN {
+                return std::str::from_utf8(value).ok().map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
+/// What the log says of a certificate that was loaded: `CN=NAME, valid
+/// until DATE`; `None` if it cannot be read.
+pub fn describe(der: &[u8]) -> Option<String> {
+    let facts = read_certificate(der)?;
+    Some(match facts.common_name {
+        Some(cn) => format!("CN={cn}, valid until {}", facts.not_after),
+        None => format!("valid until {}", facts.not_after),
     })
 }
 
