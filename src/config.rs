@@ -21,6 +21,9 @@ pub struct Config {
     pub server: ServerOptions,
     /// `--listen` as given; `server.listen` is its address once resolved.
     pub listen: Listen,
+    /// True if `--listen` was given (not the default): systemd's socket
+    /// activation and `--listen` cannot both say where to listen.
+    pub listen_given: bool,
     /// `Some` when any `--tls-*` option was given.
     pub tls: Option<ServerTls>,
     pub log_level: log::LevelFilter,
@@ -508,7 +511,9 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         check_server_tls(tls)?;
     }
     let defaults = ServerOptions::default();
-    let listen = opt(&mut args, "--listen", parse_listen)?.unwrap_or(Listen::Addr(match tls {
+    let given = opt(&mut args, "--listen", parse_listen)?;
+    let listen_given = given.is_some();
+    let listen = given.unwrap_or(Listen::Addr(match tls {
         Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
         None => defaults.listen,
     }));
@@ -555,6 +560,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         mode,
         server,
         listen,
+        listen_given,
         tls,
         log_level,
     })))

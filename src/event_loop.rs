@@ -134,12 +134,14 @@ enum TimerKey {
     Publish,
     /// Look again at senders held by another worker's receivers.
     Recheck,
+    /// Tell systemd's watchdog the loop is turning.
+    Watchdog,
 }
 
 impl TimerKey {
     /// How many entries the loop's own keys (not connections') can have
     /// live at once.
-    const LOOP_KEYS: usize = 6 + metrics::MAX_CLIENTS;
+    const LOOP_KEYS: usize = 7 + metrics::MAX_CLIENTS;
 }
 
 /// Whether, and how eagerly, the listener is served.
@@ -448,6 +450,15 @@ impl<P: Protocol> Server<P> {
     /// ended and the final counters.
     pub fn run(mut self) -> io::Result<(Exit, Stats)> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        // The service manager's watchdog, fed from the loop's own timers
+        // (by one loop, with several): a loop that stops turning is
+        // restarted.
+        if let Some(every) = crate::systemd::watchdog() {
+            if self.worker.as_ref().is_none_or(|w| w.id == 0) {
+                self.timers
+                    .schedule(Instant::now() + every, TimerKey::Watchdog);
+            }
+        }
         if let Some(every) = self.opts.stats_interval {
             let reporter = Reporter::new(every, Instant::now());
             if let Some(due) = reporter.due() {
@@ -1518,7 +1529,8 @@ impl<P: Protocol> Server<P> {
                 TimerKey::Drain
                 | TimerKey::AcceptRetry
                 | TimerKey::Metrics(_)
-                | TimerKey::Recheck => true,
+                | TimerKey::Recheck
+                | TimerKey::Watchdog => true,
             });
     }
 
@@ -1668,6 +1680,12 @@ impl<P: Protocol> Server<P> {
                         }
                         self.arm_pacing();
                         self.post_holding();
+                    }
+                }
+                TimerKey::Watchdog => {
+                    crate::systemd::notify("WATCHDOG=1");
+                    if let Some(every) = crate::systemd::watchdog() {
+                        self.timers.schedule(now + every, TimerKey::Watchdog);
                     }
                 }
                 TimerKey::Recheck => {
@@ -1882,7 +1900,10 @@ impl<P: Protocol> Server<P> {
     fn reload(&mut self) {
         #[cfg(feature = "tls")]
         if let (Some(files), Some(current)) = (&self.tls_files, &self.tls) {
-            match crate::tls::reload(files, current) {
+            crate::systemd::reloading();
+            let result = crate::tls::reload(files, current);
+            crate::systemd::notify("READY=1");
+            match result {
                 Ok((config, described)) => {
                     self.tls = Some(config);
                     log::info!("SIGHUP: TLS reloaded: {described}");
@@ -1900,6 +1921,7 @@ impl<P: Protocol> Server<P> {
     /// Closes the listener and starts a bounded, graceful close of every
     /// connection: each gets the protocol's last words and what it is owed.
     fn begin_shutdown(&mut self, now: Instant) {
+        crate::systemd::notify("STOPPING=1");
         let deadline = now + self.opts.drain_timeout;
         self.draining = Some(deadline);
         self.accepting = Accepting::Stopped;

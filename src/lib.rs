@@ -53,6 +53,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod stats;
 pub mod sys;
+pub mod systemd;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -83,6 +84,9 @@ pub enum RunError {
     Resolve(String, std::io::Error),
     /// The loop failed (epoll itself): exit 1.
     Loop(std::io::Error),
+    /// The command line cannot work with how the process was started (say,
+    /// `--listen` under socket activation): exit 2.
+    Usage(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -92,6 +96,7 @@ impl std::fmt::Display for RunError {
             RunError::Start(e) => e.fmt(f),
             RunError::Resolve(given, e) => write!(f, "cannot resolve --listen '{given}': {e}"),
             RunError::Loop(e) => write!(f, "event loop failed: {e}"),
+            RunError::Usage(e) => f.write_str(e),
         }
     }
 }
@@ -119,7 +124,10 @@ fn serve<P>(config: &Config, make: impl Fn(Hub) -> Result<P, RunError>) -> Resul
 where
     P: protocol::Protocol + Send + 'static,
 {
-    // Made first, so that a bad --root is reported before anything opens.
+    // Socket activation: systemd already holds the listening socket, as
+    // descriptor 3 and up; taken before this process opens anything else.
+    let activated = activated_listener(config)?;
+    // Made next, so that a bad --root is reported before anything opens.
     let first = make(Hub::Local)?;
     #[cfg(feature = "tls")]
     let tls = match &config.tls {
@@ -133,10 +141,17 @@ where
         ));
     }
     let mut options = config.server.clone();
-    options.listen = listen_addr(config)?;
+    if activated.is_none() {
+        options.listen = listen_addr(config)?;
+    }
     let workers = options.workers.resolve();
     let name = config.mode.name();
     let tls_note = if config.tls.is_some() { " (TLS)" } else { "" };
+    let how = if activated.is_some() {
+        " (socket activation)"
+    } else {
+        ""
+    };
     // The metrics listener is opened with the others, before anything
     // runs; its line comes after the `listening on` line, which scripts
     // parse.
@@ -151,7 +166,18 @@ where
         }
     };
     if workers == 1 {
-        let server = Server::bind(options, first).map_err(RunError::Start)?;
+        let server = match &activated {
+            Some(socket) => {
+                sys::raise_fd_limit(options.max_connections);
+                let listener = activated_copy(socket)?;
+                Server::new(
+                    Parts::open(listener).map_err(RunError::Start)?,
+                    options,
+                    first,
+                )
+            }
+            None => Server::bind(options, first).map_err(RunError::Start)?,
+        };
         let server = match metrics {
             Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
             None => server,
@@ -164,18 +190,26 @@ where
             None => server,
         };
         log::info!(
-            "{name} server{tls_note} listening on {}",
+            "{name} server{tls_note} listening on {}{how}",
             server.local_addr()
         );
         metrics_line();
+        systemd::notify("READY=1");
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
         return Ok(exit);
     }
     // Several workers: every listener and poll opened here, first, so that
     // any start error is one message and one exit code.
     sys::raise_fd_limit(options.max_connections);
-    let listeners = sys::listen_group(options.listen, workers)
-        .map_err(|e| RunError::Start(StartError::Listen(e)))?;
+    let listeners = match &activated {
+        // Every worker serves systemd's one socket: copies of it share its
+        // accept queue.
+        Some(socket) => (0..workers)
+            .map(|_| activated_copy(socket))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => sys::listen_group(options.listen, workers)
+            .map_err(|e| RunError::Start(StartError::Listen(e)))?,
+    };
     let parts = listeners
         .into_iter()
         .map(Parts::open)
@@ -196,10 +230,11 @@ where
     };
     let protocols = hubs.into_iter().map(make).collect::<Result<Vec<_>, _>>()?;
     log::info!(
-        "{name} server{tls_note} listening on {} ({workers} workers)",
+        "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
     );
     metrics_line();
+    systemd::notify("READY=1");
     let outcome = workers::run(
         parts,
         protocols,
@@ -210,6 +245,40 @@ where
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// The listening socket systemd passed (`LISTEN_FDS`), if this process was
+/// socket-activated. `--listen` at the same time is an argument error:
+/// exit 2. Only the first passed socket is served; more are said so.
+fn activated_listener(config: &Config) -> Result<Option<std::net::TcpListener>, RunError> {
+    let mut fds = systemd::activated();
+    if fds.is_empty() {
+        return Ok(None);
+    }
+    if config.listen_given {
+        return Err(RunError::Usage(
+            "--listen was given, but systemd passed the listening socket (LISTEN_FDS): \
+             leave --listen out and set the address in the socket unit"
+                .into(),
+        ));
+    }
+    if fds.len() > 1 {
+        log::warn!(
+            "systemd passed {} sockets; monoloop serves the first and closes the others",
+            fds.len()
+        );
+    }
+    let listener = std::net::TcpListener::from(fds.remove(0));
+    Ok(Some(listener))
+}
+
+/// A non-blocking copy of an activated socket, for one loop.
+fn activated_copy(socket: &std::net::TcpListener) -> Result<mio::net::TcpListener, RunError> {
+    let copy = socket
+        .try_clone()
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|e| RunError::Start(StartError::Io("cannot use the socket systemd passed", e)))?;
+    Ok(mio::net::TcpListener::from_std(copy))
 }
 
 /// The address to listen on: `server.listen`, or for a `--listen` host name,

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match monoloop::run(&config) {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Aborted) => ExitCode::from(1),
-        Err(e @ monoloop::RunError::Tls(_)) => {
+        Err(e @ (monoloop::RunError::Tls(_) | monoloop::RunError::Usage(_))) => {
             to_stderr(&format!("error: {e}\n"));
             ExitCode::from(2)
         }

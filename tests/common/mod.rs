@@ -39,6 +39,12 @@ impl Server {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        Self::start_exact(cmd)
+    }
+
+    /// Starts a command exactly as prepared (no `--listen` added: a
+    /// socket-activated server, say), and waits for it to listen.
+    pub fn start_exact(mut cmd: Command) -> Server {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,0 +1,137 @@
+//! Under systemd, as systemd does it: a listening socket passed as
+//! descriptor 3 with `LISTEN_FDS`/`LISTEN_PID`, and `NOTIFY_SOCKET` pointing
+//! at a datagram socket the test reads.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `monoloop ARGS` started the way systemd starts a socket-activated
+/// service: `listener` as descriptor 3, `LISTEN_FDS=1`, and `LISTEN_PID`
+/// the server's own pid (a shell sets it to `$$`, then `exec`s, which keeps
+/// the pid).
+fn activated(listener: &TcpListener, args: &[&str]) -> Command {
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_monoloop"))
+        .args(args);
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec,
+    // and the new descriptor 3 does not close on exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Already 3: only its close-on-exec flag must go.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, 3) >= 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_socket_activated_server_serves_the_socket_it_was_given() {
+    for workers in ["1", "3"] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = Server::start_exact(activated(&listener, &["echo", "--workers", workers]));
+        let line = server.wait_for_log("listening on");
+        assert!(line.contains(&addr.to_string()), "{line}");
+        assert!(line.ends_with("(socket activation)"), "{line}");
+        for i in 0..6 {
+            let mut s = connect(addr);
+            let msg = format!("activated {i}");
+            s.write_all(msg.as_bytes()).unwrap();
+            expect(&mut s, msg.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn listen_and_socket_activation_together_are_an_argument_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = activated(&listener, &["echo", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--listen") && err.contains("LISTEN_FDS"),
+        "{err}"
+    );
+}
+
+/// Reads datagrams until one contains `want`, or fails after `PATIENCE`.
+fn wait_for(socket: &UnixDatagram, want: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = [0u8; 512];
+    loop {
+        assert!(Instant::now() < deadline, "no {want:?} from the server");
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains(want) {
+                return msg;
+            }
+        }
+    }
+}
+
+#[test]
+fn readiness_reload_stopping_and_the_watchdog_are_told() {
+    let dir = std::env::temp_dir().join(format!("monoloop-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut cmd = binary();
+    cmd.env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID");
+    let mut server = Server::start_cmd(cmd, &["echo"]);
+    wait_for(&socket, "READY=1");
+    // The watchdog, at half of WATCHDOG_USEC: several within a second.
+    let started = Instant::now();
+    for _ in 0..3 {
+        wait_for(&socket, "WATCHDOG=1");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("nothing to reload");
+    server.signal(libc::SIGTERM);
+    wait_for(&socket, "STOPPING=1");
+    server.wait_exit(Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_abstract_notify_socket_works_too() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("monoloop-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let socket = UnixDatagram::bind_addr(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut cmd = binary();
+    cmd.env("NOTIFY_SOCKET", format!("@{name}"));
+    let _server = Server::start_cmd(cmd, &["echo"]);
+    wait_for(&socket, "READY=1");
+}
