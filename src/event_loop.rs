@@ -60,6 +60,25 @@ use crate::workers::Worker;
 
 /// The listener's token; no connection can have it.
 const LISTENER: Token = reserved(0);
+/// The tokens of further listeners (sockets systemd passed beside the
+/// first): `reserved(MORE_LISTENERS + i)`.
+const MORE_LISTENERS: usize = 8;
+/// At most this many listeners in one loop.
+const MAX_LISTENERS: usize = 64;
+
+/// The token of listener `i`.
+fn listener_token(i: usize) -> Token {
+    if i == 0 {
+        LISTENER
+    } else {
+        reserved(MORE_LISTENERS + i)
+    }
+}
+
+/// True if `token` is a listener's.
+fn is_listener(token: Token) -> bool {
+    (1..MAX_LISTENERS).any(|i| listener_token(i) == token)
+}
 /// The signal pipe's token.
 const SIGNALS: Token = reserved(1);
 /// The hub's waker: other workers sent messages (`hub.rs`).
@@ -187,7 +206,9 @@ impl std::fmt::Display for StartError {
 /// The server: the poll and everything it serves. See the module docs.
 pub struct Server<P: Protocol> {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// The listening sockets (one but under socket activation); emptied
+    /// when a shutdown begins.
+    listeners: Vec<TcpListener>,
     local_addr: SocketAddr,
     signals: Signals,
     conns: ConnTable<Connection<P::Session>>,
@@ -273,7 +294,7 @@ pub struct Server<P: Protocol> {
 /// main thread can open each worker's and hand them over.
 pub struct Parts {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     local_addr: SocketAddr,
     signals: Signals,
 }
@@ -295,10 +316,31 @@ impl Parts {
             .map_err(|e| StartError::Io("cannot register the signal pipe", e))?;
         Ok(Self {
             poll,
-            listener,
+            listeners: vec![listener],
             local_addr,
             signals,
         })
+    }
+
+    /// Another listener, served like the first (a second socket systemd
+    /// passed: IPv4 and IPv6, say). Returns its address.
+    pub fn add_listener(&mut self, mut listener: TcpListener) -> Result<SocketAddr, StartError> {
+        let i = self.listeners.len();
+        if i >= MAX_LISTENERS {
+            return Err(StartError::Io(
+                "too many listening sockets",
+                io::Error::other(format!("at most {MAX_LISTENERS}")),
+            ));
+        }
+        self.poll
+            .registry()
+            .register(&mut listener, listener_token(i), Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register a listener", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
+        self.listeners.push(listener);
+        Ok(addr)
     }
 
     /// The address listened on.
@@ -333,7 +375,7 @@ impl<P: Protocol> Server<P> {
     pub fn new(parts: Parts, opts: ServerOptions, protocol: P) -> Self {
         let Parts {
             poll,
-            listener,
+            listeners,
             local_addr,
             signals,
         } = parts;
@@ -342,7 +384,7 @@ impl<P: Protocol> Server<P> {
         let edge = opts.edge.clone();
         Self {
             poll,
-            listener: Some(listener),
+            listeners,
             local_addr,
             signals,
             conns: ConnTable::new(),
@@ -485,6 +527,7 @@ impl<P: Protocol> Server<P> {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    token if is_listener(token) => self.accept(now),
                     SIGNALS => self.signal(now),
                     HUB => self.remote(now),
                     token if Metrics::owns(token) => self.scrape(token, now),
@@ -550,35 +593,44 @@ impl<P: Protocol> Server<P> {
         if !matches!(self.accepting, Accepting::OnEvent | Accepting::Backlogged) {
             return;
         }
-        for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if self.accept_trouble {
-                        self.accept_trouble = false;
-                        log::info!("accepting connections again");
+        // Every listener in turn, within one budget for the turn (almost
+        // always there is one listener).
+        let mut budget = ACCEPTS_PER_TURN;
+        let mut backlogged = false;
+        for i in 0..self.listeners.len() {
+            while budget > 0 {
+                let Some(listener) = self.listeners.get(i) else {
+                    return;
+                };
+                budget -= 1;
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        if self.accept_trouble {
+                            self.accept_trouble = false;
+                            log::info!("accepting connections again");
+                        }
+                        self.admit(stream, peer, now);
                     }
-                    self.admit(stream, peer, now);
-                }
-                // Every waiting client is accepted.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accepting = Accepting::OnEvent;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // One client gave up between SYN and accept: next.
-                Err(e) if sys::is_client_abort(&e) => {
-                    log::debug!("accept: client aborted: {e}");
-                }
-                Err(e) => {
-                    self.pause_accepting(&e, now);
-                    return;
+                    // Every client waiting here is accepted.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // One client gave up between SYN and accept: next.
+                    Err(e) if sys::is_client_abort(&e) => {
+                        log::debug!("accept: client aborted: {e}");
+                    }
+                    Err(e) => {
+                        self.pause_accepting(&e, now);
+                        return;
+                    }
                 }
             }
+            backlogged |= budget == 0;
         }
-        self.accepting = Accepting::Backlogged;
+        self.accepting = if backlogged {
+            Accepting::Backlogged
+        } else {
+            Accepting::OnEvent
+        };
     }
 
     /// Stops accepting after an error that would recur at once, warning once
@@ -1927,7 +1979,7 @@ impl<P: Protocol> Server<P> {
         self.accepting = Accepting::Stopped;
         // Dropping the listener closes it: new clients are refused by the
         // kernel rather than left waiting in a backlog nobody serves.
-        self.listener = None;
+        self.listeners.clear();
         self.timers.schedule(deadline, TimerKey::Drain);
         for token in self.conns.tokens() {
             if let Some(conn) = self.conns.get_mut(token) {

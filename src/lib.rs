@@ -167,14 +167,9 @@ where
     };
     if workers == 1 {
         let server = match &activated {
-            Some(socket) => {
+            Some(sockets) => {
                 sys::raise_fd_limit(options.max_connections);
-                let listener = activated_copy(socket)?;
-                Server::new(
-                    Parts::open(listener).map_err(RunError::Start)?,
-                    options,
-                    first,
-                )
+                Server::new(activated_parts(sockets)?, options, first)
             }
             None => Server::bind(options, first).map_err(RunError::Start)?,
         };
@@ -193,6 +188,9 @@ where
             "{name} server{tls_note} listening on {}{how}",
             server.local_addr()
         );
+        if let Some(sockets) = &activated {
+            more_listening_lines(sockets, name, tls_note);
+        }
         metrics_line();
         systemd::notify("READY=1");
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
@@ -201,20 +199,19 @@ where
     // Several workers: every listener and poll opened here, first, so that
     // any start error is one message and one exit code.
     sys::raise_fd_limit(options.max_connections);
-    let listeners = match &activated {
-        // Every worker serves systemd's one socket: copies of it share its
-        // accept queue.
-        Some(socket) => (0..workers)
-            .map(|_| activated_copy(socket))
+    let parts = match &activated {
+        // Every worker serves systemd's sockets: copies of them share
+        // their accept queues.
+        Some(sockets) => (0..workers)
+            .map(|_| activated_parts(sockets))
             .collect::<Result<Vec<_>, _>>()?,
         None => sys::listen_group(options.listen, workers)
-            .map_err(|e| RunError::Start(StartError::Listen(e)))?,
+            .map_err(|e| RunError::Start(StartError::Listen(e)))?
+            .into_iter()
+            .map(Parts::open)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RunError::Start)?,
     };
-    let parts = listeners
-        .into_iter()
-        .map(Parts::open)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(RunError::Start)?;
     // Relays reach each other's members through a hub; the others share
     // nothing.
     drop(first);
@@ -233,6 +230,9 @@ where
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
     );
+    if let Some(sockets) = &activated {
+        more_listening_lines(sockets, name, tls_note);
+    }
     metrics_line();
     systemd::notify("READY=1");
     let outcome = workers::run(
@@ -247,11 +247,11 @@ where
     Ok(outcome.exit)
 }
 
-/// The listening socket systemd passed (`LISTEN_FDS`), if this process was
-/// socket-activated. `--listen` at the same time is an argument error:
-/// exit 2. Only the first passed socket is served; more are said so.
-fn activated_listener(config: &Config) -> Result<Option<std::net::TcpListener>, RunError> {
-    let mut fds = systemd::activated();
+/// The listening sockets systemd passed (`LISTEN_FDS`), if this process
+/// was socket-activated: every one is served (an IPv4 and an IPv6 socket of
+/// one unit, say). `--listen` at the same time is an argument error: exit 2.
+fn activated_listener(config: &Config) -> Result<Option<Vec<std::net::TcpListener>>, RunError> {
+    let fds = systemd::activated();
     if fds.is_empty() {
         return Ok(None);
     }
@@ -262,14 +262,33 @@ fn activated_listener(config: &Config) -> Result<Option<std::net::TcpListener>, 
                 .into(),
         ));
     }
-    if fds.len() > 1 {
-        log::warn!(
-            "systemd passed {} sockets; monoloop serves the first and closes the others",
-            fds.len()
-        );
+    Ok(Some(
+        fds.into_iter().map(std::net::TcpListener::from).collect(),
+    ))
+}
+
+/// One loop's parts on copies of the activated sockets (they share their
+/// accept queues with the other loops').
+fn activated_parts(sockets: &[std::net::TcpListener]) -> Result<Parts, RunError> {
+    let mut copies = sockets.iter().map(activated_copy);
+    let first = copies
+        .next()
+        .ok_or_else(|| RunError::Usage("systemd passed no socket".into()))??;
+    let mut parts = Parts::open(first).map_err(RunError::Start)?;
+    for more in copies {
+        parts.add_listener(more?).map_err(RunError::Start)?;
     }
-    let listener = std::net::TcpListener::from(fds.remove(0));
-    Ok(Some(listener))
+    Ok(parts)
+}
+
+/// Logs `listening on` for every socket beyond the first (the first's line
+/// is the one scripts parse).
+fn more_listening_lines(sockets: &[std::net::TcpListener], name: &str, tls_note: &str) {
+    for s in sockets.iter().skip(1) {
+        if let Ok(addr) = s.local_addr() {
+            log::info!("{name} server{tls_note} listening on {addr} (socket activation)");
+        }
+    }
 }
 
 /// A non-blocking copy of an activated socket, for one loop.

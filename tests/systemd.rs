@@ -63,6 +63,47 @@ fn a_socket_activated_server_serves_the_socket_it_was_given() {
 }
 
 #[test]
+fn every_passed_socket_is_served() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.2:0").unwrap();
+    let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=2 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_monoloop"))
+        .args(["echo", "--workers", "2"]);
+    // SAFETY: dup2 and close are async-signal-safe; they run in the child
+    // before exec. Through 100 and 101 first, so that neither socket is
+    // overwritten on its way to 3 and 4.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, via) in [(fa, 100), (fb, 101)] {
+                if libc::dup2(from, via) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (via, to) in [(100, 3), (101, 4)] {
+                if libc::dup2(via, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(via);
+            }
+            Ok(())
+        });
+    }
+    let mut server = Server::start_exact(cmd);
+    server.wait_for_log(&format!(
+        "listening on {} (socket activation)",
+        b.local_addr().unwrap()
+    ));
+    for addr in [a.local_addr().unwrap(), b.local_addr().unwrap()] {
+        let mut s = connect(addr);
+        s.write_all(b"both").unwrap();
+        expect(&mut s, b"both");
+    }
+}
+
+#[test]
 fn listen_and_socket_activation_together_are_an_argument_error() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let out = activated(&listener, &["echo", "--listen", "127.0.0.1:0"])
