@@ -72,6 +72,12 @@ fn first_of(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<Resolved> {
 /// TIME_WAIT (it does not let two servers share a port on Linux: that is
 /// SO_REUSEPORT, which is left off so that "address in use" is reported).
 pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
+    listen_with(addr, false)
+}
+
+/// A listening socket, with SO_REUSEPORT if `shared` (one of several
+/// workers' sockets on one port).
+fn listen_with(addr: SocketAddr, shared: bool) -> Result<mio::net::TcpListener, ListenError> {
     let fail = |e: io::Error| {
         if e.kind() == io::ErrorKind::AddrInUse {
             ListenError::InUse(addr)
@@ -81,6 +87,9 @@ pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
     };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
+    if shared {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(LISTEN_BACKLOG).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
@@ -107,7 +116,7 @@ pub fn listen_group(addr: SocketAddr, n: usize) -> Result<Vec<mio::net::TcpListe
         // Dropped at once: it only asks whether anyone holds the port.
         drop(listen(addr)?);
     }
-    let first = listen_shared(addr)?;
+    let first = listen_with(addr, true)?;
     let port = first
         .local_addr()
         .map_err(|e| ListenError::Other(addr, e))?
@@ -115,27 +124,9 @@ pub fn listen_group(addr: SocketAddr, n: usize) -> Result<Vec<mio::net::TcpListe
     let addr = SocketAddr::new(addr.ip(), port);
     let mut all = vec![first];
     for _ in 1..n {
-        all.push(listen_shared(addr)?);
+        all.push(listen_with(addr, true)?);
     }
     Ok(all)
-}
-
-/// A listening socket with SO_REUSEPORT, for one of several workers.
-fn listen_shared(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
-    let fail = |e: io::Error| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            ListenError::InUse(addr)
-        } else {
-            ListenError::Other(addr, e)
-        }
-    };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_reuse_port(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
-    socket.set_nonblocking(true).map_err(fail)?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
 /// Descriptors the server opens after this check and keeps besides its

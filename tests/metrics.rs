@@ -100,13 +100,7 @@ fn health_turns_to_draining_when_a_shutdown_begins() {
         "{ok}"
     );
     // A client that does not read keeps the drain going.
-    let stuck = connect(server.addr);
-    socket2::SockRef::from(&stuck)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    let mut w = stuck.try_clone().unwrap();
-    w.write_all(&[b'z'; 1 << 20]).ok();
-    std::thread::sleep(Duration::from_millis(300));
+    let stuck = stuck_client(server.addr);
     server.signal(libc::SIGTERM);
     server.wait_for_log("no longer accepting");
     let draining = get(m, "/healthz");

@@ -131,14 +131,7 @@ fn sigterm_drains_every_worker_and_a_second_signal_stops_them() {
     assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
 
     let mut server = Server::start(&["echo", "--workers", "2", "--drain-timeout", "30"]);
-    let stuck = connect(server.addr);
-    socket2::SockRef::from(&stuck)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    let mut w = stuck.try_clone().unwrap();
-    // Owed more than it will ever read: the drain would wait 30 s.
-    w.write_all(&[b'z'; 1 << 20]).ok();
-    std::thread::sleep(Duration::from_millis(300));
+    let _stuck = stuck_client(server.addr);
     server.signal(libc::SIGTERM);
     server.wait_for_log("no longer accepting");
     server.signal(libc::SIGINT);

@@ -245,6 +245,20 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A client that is owed far more than it will read: a 4 KiB receive
+/// buffer, 1 MiB echoed at it. It keeps a drain (or a slow-consumer rule)
+/// busy for as long as it stays open.
+pub fn stuck_client(addr: SocketAddr) -> TcpStream {
+    let stuck = connect(addr);
+    socket2::SockRef::from(&stuck)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let mut w = stuck.try_clone().unwrap();
+    w.write_all(&[b'z'; 1 << 20]).ok();
+    thread::sleep(Duration::from_millis(300));
+    stuck
+}
+
 /// Reads exactly `n` bytes (or fails on timeout, EOF or error).
 pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
