@@ -350,3 +350,52 @@ fn a_fast_sender_is_paced_by_receivers_on_every_worker() {
     let last = server.wait_for_log("(final)");
     assert_eq!(stat(&last, "slow_consumers"), 0, "{last}");
 }
+
+#[test]
+fn chat_across_workers_keeps_one_limit_and_shuts_down_as_one() {
+    let mut server = Server::start(&[
+        "chat",
+        "--workers",
+        "3",
+        "--max-connections",
+        "4",
+        "--log-level",
+        "debug",
+    ]);
+    let mut users: Vec<BufReader<TcpStream>> = Vec::new();
+    for i in 0..4 {
+        let mut s = connect(server.addr);
+        expect(&mut s, b"Enter your username: ");
+        s.write_all(format!("u{i}\n").as_bytes()).unwrap();
+        expect(&mut s, b"Welcome to the chat!\n");
+        for earlier in users.iter_mut() {
+            assert_eq!(lines(earlier, 1), [format!("u{i} joined the chat\n")]);
+        }
+        users.push(BufReader::new(s));
+    }
+    // The fifth, on whichever worker, is one too many for the server.
+    let mut late = connect(server.addr);
+    assert_eq!(
+        read_to_eof(&mut late).0,
+        b"Server is full. Try again later.\n"
+    );
+    // SIGTERM: every user on every worker hears it, and the server exits 0
+    // with one final line.
+    server.signal(libc::SIGTERM);
+    for r in users.iter_mut() {
+        // Another worker's users may be announced leaving first.
+        loop {
+            let line = lines(r, 1).remove(0);
+            if line == "Server shutting down\n" {
+                break;
+            }
+            assert!(line.ends_with(" left the chat\n"), "{line:?}");
+        }
+    }
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let finals = server.log_lines("(final)");
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(stat(&finals[0], "total"), 4, "{}", finals[0]);
+    assert_eq!(stat(&finals[0], "rejected"), 1, "{}", finals[0]);
+}
