@@ -13,11 +13,17 @@
 //! see its header below), prints its table on stdout and leaves
 //! docs/benchmarks.md alone; `--out FILE` writes the table to FILE as well.
 //! With `--quick` it takes about a minute after the build.
+//!
+//! `--only scaling` does the same for the scaling section (issue 12): 1 to
+//! (cores − 1) workers, each with the server on that many cores and the
+//! load generator on the next one. On two cores that is one worker: about
+//! ten seconds with `--quick`, under a minute without, after the build.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,9 +99,23 @@ fn build_minimal(root: &Path) -> Option<u64> {
 /// the runner then starts the binaries from (the crate's `target/`, or one
 /// named with `--target-dir`), so a `CARGO_TARGET_DIR` in the caller's
 /// environment, meant for the runner's own build, must not move them.
+/// Under `cargo run` the runner also inherits its own package's variables
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...), which ring's build script
+/// declares it depends on: passed on, they made each run rebuild ring and
+/// everything above it (about a minute here), and the next `cargo run`
+/// rebuild them again.
 fn cargo() -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.env_remove("CARGO_TARGET_DIR");
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if matches!(
+            &*name,
+            "CARGO_TARGET_DIR" | "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH"
+        ) || name.starts_with("CARGO_PKG_")
+        {
+            cmd.env_remove(&var);
+        }
+    }
     cmd
 }
 
@@ -241,10 +261,12 @@ fn tls_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
     list
 }
 
-/// A started server: the process, its address, its pid.
+/// A started server: the process, its address, its pid, and the core its
+/// load generator goes to (the first one the server was not given).
 struct Running {
     child: Child,
     addr: SocketAddr,
+    loadgen_cpu: usize,
 }
 
 impl Running {
@@ -260,14 +282,17 @@ impl Drop for Running {
     }
 }
 
-/// Pins a child to `cpu` and raises its descriptor limit, before exec.
-fn pinned(cmd: &mut Command, cpu: usize) {
+/// Pins a child to the cores `cpus` (its threads may run on any of them)
+/// and raises its descriptor limit, before exec.
+fn pinned(cmd: &mut Command, cpus: Range<usize>) {
     // SAFETY: only async-signal-safe calls (sched_setaffinity, setrlimit)
     // on structs on the child's stack, between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
+            for cpu in cpus.clone() {
+                libc::CPU_SET(cpu, &mut set);
+            }
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
             let mut lim = libc::rlimit {
                 rlim_cur: 0,
@@ -281,13 +306,21 @@ fn pinned(cmd: &mut Command, cpu: usize) {
     }
 }
 
+/// Starts a server on core `SERVER_CPU`, its load generator to go on
+/// `LOADGEN_CPU`.
 fn start(spec: &ServerSpec) -> Running {
+    start_on(spec, SERVER_CPU..SERVER_CPU + 1, LOADGEN_CPU)
+}
+
+/// Starts a server pinned to the cores `cpus`, and waits for its
+/// `listening on ADDR` line; the load generator will go on `loadgen_cpu`.
+fn start_on(spec: &ServerSpec, cpus: Range<usize>, loadgen_cpu: usize) -> Running {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    pinned(&mut cmd, SERVER_CPU);
+    pinned(&mut cmd, cpus);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", spec.name));
@@ -295,12 +328,11 @@ fn start(spec: &ServerSpec) -> Running {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .rsplit("listening on ")
-                .next()
-                .filter(|_| line.contains("listening on "))
-            {
-                let _ = tx.send(addr.trim().to_string());
+            // "... listening on ADDR", and with several workers
+            // "... listening on ADDR (4 workers)".
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_string());
             }
         }
     });
@@ -310,6 +342,7 @@ fn start(spec: &ServerSpec) -> Running {
     Running {
         child,
         addr: addr.parse().expect("listening address"),
+        loadgen_cpu,
     }
 }
 
@@ -563,7 +596,7 @@ fn drive(
             "--addr",
             &server.addr.to_string(),
             "--cpu",
-            &LOADGEN_CPU.to_string(),
+            &server.loadgen_cpu.to_string(),
         ])
         .args(&sc.args)
         .args(timing)
@@ -789,7 +822,7 @@ fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: usize
             args.push(listen.clone());
         }
         cmd.args(&args).stdout(Stdio::null()).stderr(Stdio::null());
-        pinned(&mut cmd, SERVER_CPU);
+        pinned(&mut cmd, SERVER_CPU..SERVER_CPU + 1);
         let mut child = cmd.spawn().expect("start");
         let deadline = t0 + Duration::from_secs(10);
         while std::net::TcpStream::connect(&listen).is_err() && Instant::now() < deadline {
@@ -827,10 +860,28 @@ fn free_port() -> u16 {
 /// The command line (see the module's header).
 struct Options {
     quick: bool,
-    /// `--only mixed`: the mixed-load section alone.
-    only_mixed: bool,
-    /// `--out FILE`: where `--only mixed` also writes its table.
+    /// `--only SECTION`: that section alone.
+    only: Option<Only>,
+    /// `--out FILE`: where `--only` also writes its table.
     out: Option<PathBuf>,
+}
+
+/// The sections `--only` can run alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Latency under mixed load (issue 11).
+    Mixed,
+    /// Workers against cores (issue 12).
+    Scaling,
+}
+
+impl Only {
+    fn name(self) -> &'static str {
+        match self {
+            Only::Mixed => "mixed",
+            Only::Scaling => "scaling",
+        }
+    }
 }
 
 impl Options {
@@ -838,7 +889,7 @@ impl Options {
     fn parse() -> Options {
         let mut o = Options {
             quick: false,
-            only_mixed: false,
+            only: None,
             out: None,
         };
         let mut args = std::env::args().skip(1);
@@ -846,8 +897,9 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--only" => match args.next().as_deref() {
-                    Some("mixed") => o.only_mixed = true,
-                    other => usage(&format!("--only takes `mixed`, not {other:?}")),
+                    Some("mixed") => o.only = Some(Only::Mixed),
+                    Some("scaling") => o.only = Some(Only::Scaling),
+                    other => usage(&format!("--only takes `mixed` or `scaling`, not {other:?}")),
                 },
                 "--out" => match args.next() {
                     Some(f) => o.out = Some(PathBuf::from(f)),
@@ -856,15 +908,15 @@ impl Options {
                 other => usage(&format!("unknown option {other}")),
             }
         }
-        if o.out.is_some() && !o.only_mixed {
-            usage("--out goes with --only mixed (a full run writes docs/benchmarks.md)");
+        if o.out.is_some() && o.only.is_none() {
+            usage("--out goes with --only (a full run writes docs/benchmarks.md)");
         }
         o
     }
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed [--out FILE]]");
+    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed|scaling [--out FILE]]");
     std::process::exit(2)
 }
 
@@ -885,9 +937,19 @@ fn main() {
             .current_dir(bench_dir()),
         "cargo build benches",
     );
-    if opts.only_mixed {
-        only_mixed(&opts, started);
-        return;
+    match opts.only {
+        Some(Only::Mixed) => {
+            let (ca, cert, key) = tls_files();
+            let mixed = measure_mixed(opts.quick, &ca, &cert, &key);
+            only_section(&opts, started, &render_mixed(&mixed));
+            return;
+        }
+        Some(Only::Scaling) => {
+            let scaling = measure_scaling(opts.quick);
+            only_section(&opts, started, &render_scaling(&scaling));
+            return;
+        }
+        None => {}
     }
     run(
         cargo()
@@ -1100,6 +1162,8 @@ fn main() {
 
     // Latency under mixed load (issue 11): its own section, below.
     let mixed = measure_mixed(quick, &ca, &cert, &key);
+    // Workers against cores (issue 12): its own section, below.
+    let scaling = measure_scaling(quick);
 
     // Connection storm: everyone, with SYN retransmits counted.
     let storm_count = if quick { 2000 } else { 10_000 };
@@ -1163,6 +1227,7 @@ fn main() {
         &syscalls,
         &instructions,
         &render_mixed(&mixed),
+        &render_scaling(&scaling),
         &storm_sc,
         &storm,
         &prints,
@@ -1332,7 +1397,7 @@ fn count_per_message(
 // The plain cases run against monoloop, tokio-ct, threads and the epoll
 // floor; the TLS ones against monoloop and Node's tls (where node exists).
 //
-// `--only mixed` runs this section alone (`only_mixed`); a full run puts its
+// `--only mixed` runs this section alone (`only_section`); a full run puts its
 // table in docs/benchmarks.md.
 
 /// Bulk streams beside the interactive client.
@@ -1411,7 +1476,7 @@ impl Burner {
             .arg(format!("{secs}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        pinned(&mut cmd, SERVER_CPU);
+        pinned(&mut cmd, SERVER_CPU..SERVER_CPU + 1);
         Burner {
             child: cmd.spawn().expect("start the busy process"),
             started: Instant::now(),
@@ -1493,20 +1558,18 @@ fn measure_mixed(quick: bool, ca: &Path, cert: &Path, key: &Path) -> Mixed {
     m
 }
 
-/// `--only mixed`: measures the mixed load alone, prints its table on
-/// stdout and writes it to `--out FILE` if given; docs/benchmarks.md is
-/// left as it is.
-fn only_mixed(opts: &Options, started: Instant) {
-    let (ca, cert, key) = tls_files();
-    let mixed = measure_mixed(opts.quick, &ca, &cert, &key);
+/// `--only SECTION`: prints the section measured alone, under a line
+/// saying how and where, on stdout, and writes it to `--out FILE` if
+/// given; docs/benchmarks.md is left as it is.
+fn only_section(opts: &Options, started: Instant, section: &str) {
     let report = format!(
         "Measured by `cargo run --release --manifest-path benches/Cargo.toml --bin bench -- \
-         --only mixed{}` on {} ({}), in {:.0} s.\n\n{}",
+         --only {}{}` on {} ({}), in {:.0} s.\n\n{section}",
+        opts.only.map_or("", Only::name),
         if opts.quick { " --quick" } else { "" },
         today(),
         machine(),
         started.elapsed().as_secs_f64(),
-        render_mixed(&mixed)
     );
     print!("{report}");
     if let Some(path) = &opts.out {
@@ -1593,6 +1656,250 @@ fn render_mixed(m: &Mixed) -> String {
     s
 }
 
+// ---------------------------------------------------------------------------
+// Scaling: workers against cores (issue 12)
+// ---------------------------------------------------------------------------
+//
+// For w = 1, 2, … up to one less than the cores this process may run on
+// (`available_parallelism`; at least 1), the server gets cores 0 to w − 1
+// and the load generator core w:
+// - ping-pong, 64 B, SCALING_CONNS connections, against `monoloop echo
+//   --workers w` and tokio's multi-thread runtime with w worker threads
+//   (`echo_tokio_mt --threads w`);
+// - fan-out, one sender and SCALING_CONNS receivers (the fan-out scenario
+//   above), against `monoloop broadcast --workers w`: the kernel spreads the
+//   receivers over the workers, so with several, every line crosses the hub.
+//
+// The server is pinned to the set of its cores, not each thread to a core
+// of its own. Neither monoloop nor tokio pins its threads, so the kernel
+// places them within the set as it would on a machine of that size; the
+// set keeps the load generator's core to the load generator. Unpinned, the
+// server's threads would take turns on that core with the load generator,
+// and msg/s would measure the scheduler more than the server.
+//
+// The load generator is one thread on one core, as everywhere in this
+// report. Where its core saturates (`lg`), msg/s stops growing with w and
+// CPU per message is the figure to read.
+//
+// `--only scaling` runs this section alone (`only_section`); a full run puts
+// its tables in docs/benchmarks.md.
+
+/// Connections of the ping-pong, and receivers of the fan-out.
+const SCALING_CONNS: usize = 1000;
+
+/// The two scenarios of the scaling section, as the tables name them.
+const SCALING_ECHO: &str = "ping-pong 64 B";
+const SCALING_FANOUT: &str = "fan-out";
+
+/// What the scaling section measured, and how.
+struct Scaling {
+    secs: f64,
+    warmup: f64,
+    repeats: usize,
+    /// The cores this process may run on.
+    cores: usize,
+    /// The worker counts measured, 1 to cores − 1.
+    workers: Vec<usize>,
+    /// Per scenario, worker count and server, one sample per repeat that
+    /// gave a result.
+    samples: BTreeMap<(&'static str, usize, &'static str), Vec<Sample>>,
+}
+
+/// The servers of one scenario of the scaling section, with `w` workers.
+fn scaling_servers(group: &str, w: usize) -> Vec<ServerSpec> {
+    let n = w.to_string();
+    if group == SCALING_FANOUT {
+        return vec![monoloop(&["broadcast", "--workers", &n])];
+    }
+    vec![
+        monoloop(&["echo", "--workers", &n]),
+        ServerSpec {
+            name: "tokio-mt",
+            program: bench_dir().join("target/release/echo_tokio_mt"),
+            args: vec!["--threads".into(), n],
+        },
+    ]
+}
+
+/// Runs both scenarios for every worker count, `repeats` times in rotating
+/// order (as [`Measurements::measure`] does).
+fn measure_scaling(quick: bool) -> Scaling {
+    let (secs, warmup, repeats) = if quick { (1.0, 0.3, 1) } else { (3.0, 1.0, 3) };
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let timing = ["--secs", &secs.to_string(), "--warmup", &warmup.to_string()].map(String::from);
+    let conns = SCALING_CONNS.to_string();
+    let echo = scenario(
+        SCALING_ECHO,
+        format!("{SCALING_CONNS} connections"),
+        SCALING_CONNS,
+        &[
+            ("scenario", "echo".into()),
+            ("conns", conns.clone()),
+            ("size", "64".into()),
+        ],
+        false,
+    );
+    let fan = scenario(
+        SCALING_FANOUT,
+        format!("1 sender, {SCALING_CONNS} receivers, 64 B lines"),
+        SCALING_CONNS,
+        &[
+            ("scenario", "fanout".into()),
+            ("conns", conns),
+            ("size", "64".into()),
+            ("window", "64".into()),
+        ],
+        false,
+    );
+    let mut m = Scaling {
+        secs,
+        warmup,
+        repeats,
+        cores,
+        workers: (1..=cores.saturating_sub(1).max(1)).collect(),
+        samples: BTreeMap::new(),
+    };
+    for w in m.workers.clone() {
+        for sc in [&echo, &fan] {
+            let specs = scaling_servers(sc.group, w);
+            eprintln!("== scaling, {w} worker(s): {}", sc.key);
+            for r in 0..repeats {
+                let mut order: Vec<&ServerSpec> = specs.iter().collect();
+                let n = order.len();
+                order.rotate_left(r % n);
+                for spec in order {
+                    let server = start_on(spec, 0..w, w);
+                    let (sample, _) = drive(&server, sc, &timing, Pass::Cpu);
+                    if sample.msgs == 0.0 {
+                        eprintln!("   {:9} no result", spec.name);
+                        continue;
+                    }
+                    eprintln!(
+                        "   {:9} {:>10.0} msg/s  cpu {:.2} µs/msg  p99 {:>6} µs  lg_cpu {:.2}",
+                        spec.name, sample.rate, sample.cpu_us, sample.p99, sample.lg_cpu
+                    );
+                    m.samples
+                        .entry((sc.group, w, spec.name))
+                        .or_default()
+                        .push(sample);
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The scaling section of the report: how it is measured, what this
+/// machine could show, and a table per scenario.
+fn render_scaling(m: &Scaling) -> String {
+    let max_w = m.workers.last().copied().unwrap_or(1);
+    let mut s = String::new();
+    let _ = writeln!(s, "## scaling\n");
+    let _ = writeln!(
+        s,
+        "Issue 12: the same load against 1 to (cores − 1) workers, {SCALING_CONNS} \
+         connections, for a {:.0} s window after a {} s warm-up. With w workers the server \
+         is pinned to cores 0 to w − 1 (the set, not a core per thread: neither server pins \
+         its threads) and the load generator, one thread, to core w. Ping-pong: 64 B \
+         messages, `monoloop echo --workers w` beside tokio's multi-thread runtime with w \
+         worker threads (`echo_tokio_mt --threads w`). Fan-out: one sender and \
+         {SCALING_CONNS} receivers on `monoloop broadcast --workers w`, lines delivered per \
+         second counted at the receivers. *vs 1 worker* is the rate against the same \
+         server's with one; *cores busy* is the server's CPU time over the window divided \
+         by the window; `lg` marks a load generator whose core was saturated, where msg/s \
+         stops growing and CPU per message is the figure to read. {}\n",
+        m.secs,
+        m.warmup,
+        if m.repeats == 1 {
+            "One run each: good for spotting a change, not for quoting.".to_string()
+        } else {
+            format!(
+                "{} runs each, servers in rotating order: the median, and the range.",
+                m.repeats
+            )
+        }
+    );
+    if max_w == 1 {
+        let _ = writeln!(
+            s,
+            "This machine has {} core{}, one of them the load generator's, so the tables stop \
+             at one worker; the same command on a machine with more cores gives the rest of \
+             them, up to cores − 1 workers.\n",
+            m.cores,
+            if m.cores == 1 { "" } else { "s" }
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "This machine has {} cores: 1 to {max_w} workers, and the last core the load \
+             generator's.\n",
+            m.cores
+        );
+    }
+    let row = |group: &'static str, w: usize, name: &'static str| {
+        let v = m.samples.get(&(group, w, name))?;
+        let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
+        let rate = median(rates.clone());
+        let (lo, hi) = range(&rates);
+        let one = m
+            .samples
+            .get(&(group, 1, name))
+            .map(|v| median(v.iter().map(|x| x.rate).collect()));
+        let lg = if median(v.iter().map(|x| x.lg_cpu).collect()) > 0.9 {
+            " lg"
+        } else {
+            ""
+        };
+        let med = |f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+        Some(format!(
+            "{}{lg} | {} – {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}",
+            fmt_rate(rate),
+            fmt_rate(lo),
+            fmt_rate(hi),
+            one.map_or(f64::NAN, |b| rate / b),
+            med(|x| x.cpu_us),
+            med(|x| x.user_us),
+            med(|x| x.sys_us),
+            med(|x| x.cpu_us * x.msgs / x.secs.max(1e-9) / 1e6),
+            med(|x| x.p99),
+        ))
+    };
+    for (group, title, rate, unit) in [
+        (
+            SCALING_ECHO,
+            format!("ping-pong 64 B, {SCALING_CONNS} connections"),
+            "msg/s",
+            "msg",
+        ),
+        (
+            SCALING_FANOUT,
+            format!("fan-out: 1 sender, {SCALING_CONNS} receivers, 64 B lines"),
+            "lines/s",
+            "line",
+        ),
+    ] {
+        let _ = writeln!(s, "### {title}\n");
+        let _ = writeln!(
+            s,
+            "| workers | server | {rate} (median) | range | vs 1 worker | CPU µs/{unit} | \
+             user µs/{unit} | sys µs/{unit} | cores busy | p99 µs |"
+        );
+        let _ = writeln!(
+            s,
+            "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for &w in &m.workers {
+            for spec in scaling_servers(group, w) {
+                let cells =
+                    row(group, w, spec.name).unwrap_or_else(|| "no result | | | | | | | |".into());
+                let _ = writeln!(s, "| {w} | {} | {cells} |", spec.name);
+            }
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
 const NOTES_BEGIN: &str = "<!-- notes: kept across runs -->";
 const NOTES_END: &str = "<!-- end of notes -->";
 
@@ -1635,6 +1942,7 @@ fn render(
     syscalls: &BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
     instructions: &BTreeMap<String, BTreeMap<&'static str, f64>>,
     mixed: &str,
+    scaling: &str,
     storm_sc: &Scenario,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
     prints: &BTreeMap<&'static str, Footprint>,
@@ -1781,6 +2089,7 @@ fn render(
         let _ = writeln!(s);
     }
     s.push_str(mixed);
+    s.push_str(scaling);
     let _ = writeln!(s, "## connection storm\n\n### {}\n", storm_sc.title);
     let _ = writeln!(s, "| server | seconds (median) | range | connects/s | failed | SYN retransmits | p99 µs (connect to reply) |");
     let _ = writeln!(s, "| --- | ---: | --- | ---: | ---: | ---: | ---: |");
