@@ -33,6 +33,12 @@ pub const fn reserved(n: usize) -> Token {
     Token((n << KEY_BITS) | KEY_MASK)
 }
 
+/// True if `token` is one of the [`reserved`] ones, not a connection's.
+#[inline]
+pub const fn is_reserved(token: Token) -> bool {
+    token.0 & KEY_MASK == KEY_MASK
+}
+
 /// Something stored in the table remembers the token it was given.
 pub trait Tokened {
     fn token(&self) -> Token;

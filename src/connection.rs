@@ -395,7 +395,7 @@ impl<S> Connection<S> {
     pub fn can_write(&self) -> bool {
         (self.plaintext_ready() || self.tls_wants_write())
             && !self.write_blocked
-            && self.stage != Stage::Closed
+            && !matches!(self.stage, Stage::Closed)
     }
 
     /// True if queued bytes may move on now: always on plain TCP, and with
@@ -713,8 +713,8 @@ impl<S> Connection<S> {
     /// The interest this connection needs now: the one place it is decided.
     pub fn desired_interest(&self) -> Option<Interest> {
         let read = self.reads() && !self.reading_paused;
-        let write =
-            (self.plaintext_ready() || self.tls_wants_write()) && self.stage != Stage::Closed;
+        let write = (self.plaintext_ready() || self.tls_wants_write())
+            && !matches!(self.stage, Stage::Closed);
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),

@@ -45,7 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::access_log::{self, AccessLog};
 use crate::config::ServerOptions;
-use crate::conn_table::{reserved, ConnTable};
+use crate::conn_table::{is_reserved, reserved, ConnTable};
 use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
 use crate::edge::{Entry, Gate, HeaderStep, PerIp};
 use crate::logging;
@@ -525,13 +525,19 @@ impl<P: Protocol> Server<P> {
             self.turns += 1;
             self.spent = 0;
             for event in events.iter() {
-                match event.token() {
+                let token = event.token();
+                // Nearly every event is a connection's: one test tells.
+                if !is_reserved(token) {
+                    self.connection_event(token, event, now);
+                    continue;
+                }
+                match token {
                     LISTENER => self.accept(now),
-                    token if is_listener(token) => self.accept(now),
                     SIGNALS => self.signal(now),
                     HUB => self.remote(now),
                     token if Metrics::owns(token) => self.scrape(token, now),
-                    token => self.connection_event(token, event, now),
+                    token if is_listener(token) => self.accept(now),
+                    _ => {}
                 }
             }
             self.serve_ready(now);
@@ -961,7 +967,7 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if conn.stage() == Stage::Closed {
+        if matches!(conn.stage(), Stage::Closed) {
             return;
         }
         conn.on_event(
@@ -992,7 +998,7 @@ impl<P: Protocol> Server<P> {
                 continue;
             };
             conn.queued = false;
-            if conn.stage() != Stage::Closed {
+            if !matches!(conn.stage(), Stage::Closed) {
                 self.visit(token, now);
             }
         }
@@ -1280,7 +1286,7 @@ impl<P: Protocol> Server<P> {
         };
         // Reading resumed at or below half the write limit: input may be waiting
         // that no new edge will announce.
-        if conn.stage() == Stage::Open
+        if matches!(conn.stage(), Stage::Open)
             && conn.apply_backpressure(self.opts.write_limit)
             && conn.wants_read()
             && !conn.queued
@@ -1297,7 +1303,7 @@ impl<P: Protocol> Server<P> {
         } else {
             conn
         };
-        if conn.stage() == Stage::Closed {
+        if matches!(conn.stage(), Stage::Closed) {
             return;
         }
         if let Err(e) = conn.sync_interest(self.poll.registry()) {
@@ -1308,6 +1314,15 @@ impl<P: Protocol> Server<P> {
             .session
             .as_ref()
             .and_then(|s| self.protocol.deadline(s));
+        // The common case, every message of an open connection: its entry is
+        // armed, and its only deadline is the idle one, which moves only
+        // later (the armed entry re-arms when it fires). Nothing to do.
+        if protocol_due.is_none()
+            && conn.timer_at.is_some()
+            && matches!(conn.stage(), Stage::Open | Stage::HalfClosed)
+        {
+            return;
+        }
         if let Some(due) = earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
             // Only an earlier deadline needs a new entry; a later one is
             // picked up when the armed entry fires (see timer.rs).
@@ -1445,7 +1460,7 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if conn.stage() == Stage::Closed {
+        if matches!(conn.stage(), Stage::Closed) {
             return;
         }
         // A graceful close that finished reports why it began.

@@ -86,6 +86,7 @@ impl Protocol for Echo {
         EchoSession::default()
     }
 
+    #[inline]
     fn data(&mut self, s: &mut EchoSession, _id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
         match self.prefix.as_deref() {
             None => {
