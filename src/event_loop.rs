@@ -220,6 +220,8 @@ pub struct Server<P: Protocol> {
     /// `--stats-interval 0`.
     reporter: Option<Reporter>,
     accepting: Accepting,
+    /// Which listener to accept from first this turn.
+    accept_from: usize,
     /// An accept error was logged and no accept has succeeded since.
     accept_trouble: bool,
     /// Set when the shutdown drain began: its deadline.
@@ -277,6 +279,8 @@ pub struct Server<P: Protocol> {
     /// and whether a timer is armed to post them.
     publish_next: Instant,
     publish_armed: bool,
+    /// The figures last posted (counters and active connections).
+    posted: Option<(Stats, usize)>,
     /// One of several workers: its link to the others (`workers.rs`).
     /// `None` with one worker, which then shares nothing.
     worker: Option<Worker>,
@@ -395,6 +399,7 @@ impl<P: Protocol> Server<P> {
             reporter: None,
             accepting: Accepting::OnEvent,
             accept_trouble: false,
+            accept_from: 0,
             draining: None,
             aborted: false,
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -419,6 +424,7 @@ impl<P: Protocol> Server<P> {
             busy: Duration::ZERO,
             publish_next: Instant::now(),
             publish_armed: false,
+            posted: None,
             gate: Gate::new(&edge, PerIp::shared(&edge)),
             #[cfg(feature = "tls")]
             tls: None,
@@ -603,7 +609,11 @@ impl<P: Protocol> Server<P> {
         // always there is one listener).
         let mut budget = ACCEPTS_PER_TURN;
         let mut backlogged = false;
-        for i in 0..self.listeners.len() {
+        let n = self.listeners.len();
+        // A different listener first each turn, so that none starves.
+        self.accept_from = (self.accept_from + 1) % n.max(1);
+        let start = self.accept_from;
+        for i in (0..n).map(|k| (k + start) % n) {
             while budget > 0 {
                 let Some(listener) = self.listeners.get(i) else {
                     return;
@@ -920,8 +930,12 @@ impl<P: Protocol> Server<P> {
             return;
         };
         conn.set_stage(Stage::Open);
-        // The handshake had its own clock; idleness starts now.
+        // The handshake had its own clock; idleness starts now. The entry
+        // armed for the handshake (or the PROXY header) may be later than
+        // the idle deadline: forget it, so that `settle` arms the right one
+        // (the old entry is then stale, and ignored when it fires).
         conn.last_activity = now;
+        conn.timer_at = None;
         #[cfg(feature = "tls")]
         if let Some(summary) = conn.tls_summary() {
             log::debug!("conn #{}: TLS established: {summary}", conn.number());
@@ -1585,6 +1599,7 @@ impl<P: Protocol> Server<P> {
         let conns = &self.conns;
         let stats_due = self.reporter.as_ref().and_then(Reporter::due);
         let (pacing_due, publish) = (self.pacing_due, (self.publish_armed, self.publish_next));
+        let metrics = &self.metrics;
         self.timers
             .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
                 TimerKey::Conn(token) => conns.get(*token).is_some_and(|c| c.timer_at == Some(at)),
@@ -1593,9 +1608,11 @@ impl<P: Protocol> Server<P> {
                 TimerKey::Stats => stats_due == Some(at),
                 TimerKey::Pacing => pacing_due == Some(at),
                 TimerKey::Publish => publish == (true, at),
+                TimerKey::Metrics(token) => {
+                    metrics.as_ref().is_some_and(|m| m.due(*token) == Some(at))
+                }
                 TimerKey::Drain
                 | TimerKey::AcceptRetry
-                | TimerKey::Metrics(_)
                 | TimerKey::Recheck
                 | TimerKey::Watchdog => true,
             });
@@ -1762,14 +1779,19 @@ impl<P: Protocol> Server<P> {
                     }
                 }
                 TimerKey::Metrics(token) => {
+                    let mut after = Vec::new();
                     if let Some(m) = self.metrics.as_mut() {
-                        m.expire(token, now);
+                        after = m.expire(token, self.poll.registry(), now);
+                    }
+                    for a in after {
+                        if let metrics::After::Deadline(token, at) = a {
+                            self.timers.schedule(at, TimerKey::Metrics(token));
+                        }
                     }
                 }
                 TimerKey::Publish => {
-                    if self.publish_armed {
+                    if self.publish_armed && at == self.publish_next {
                         self.publish_armed = false;
-                        self.publish_next = now;
                         self.publish(now);
                     }
                 }
@@ -1848,8 +1870,7 @@ impl<P: Protocol> Server<P> {
         let Some(mut metrics) = self.metrics.take() else {
             return;
         };
-        let figures = self.figures();
-        let after = metrics.event(token, self.poll.registry(), now, || figures);
+        let after = metrics.event(token, self.poll.registry(), now, || self.figures());
         self.metrics = Some(metrics);
         for a in after {
             if let metrics::After::Deadline(token, at) = a {
@@ -1890,11 +1911,18 @@ impl<P: Protocol> Server<P> {
     /// after the last change (a timer), so that an idle worker's figures
     /// are whole and it still makes no wakeups of its own.
     fn publish(&mut self, now: Instant) {
+        // Nothing moved since the last post: nothing to post, no timer (an
+        // idle worker stays asleep).
+        let figures = (self.stats.clone(), self.active());
+        if self.posted.as_ref() == Some(&figures) {
+            return;
+        }
         if now >= self.publish_next {
             let own = self.own_figures();
             if let Some(worker) = &self.worker {
                 worker.board.post(worker.id, own);
             }
+            self.posted = Some(figures);
             self.publish_next = now + PUBLISH_EVERY;
             self.publish_armed = false;
         } else if !self.publish_armed {

@@ -71,6 +71,9 @@ struct Client {
 pub struct Metrics {
     listener: TcpListener,
     clients: Slab<Client>,
+    /// Accepting stopped at `MAX_CLIENTS` with scrapes perhaps still in
+    /// the backlog: accept again as soon as a client goes.
+    full: bool,
 }
 
 /// What the loop should do after an event.
@@ -88,6 +91,7 @@ impl Metrics {
         Ok(Self {
             listener,
             clients: Slab::new(),
+            full: false,
         })
     }
 
@@ -111,21 +115,43 @@ impl Metrics {
         if let Some(key) = slot(token) {
             self.serve(key, registry, figures);
         }
-        Vec::new()
+        self.refill(registry, now)
     }
 
     /// A client's deadline passed: close it if it is still there.
-    pub fn expire(&mut self, token: Token, now: Instant) {
+    pub fn expire(&mut self, token: Token, registry: &Registry, now: Instant) -> Vec<After> {
         if let Some(key) = slot(token) {
             if self.clients.get(key).is_some_and(|c| now >= c.due) {
                 self.clients.remove(key);
             }
         }
+        self.refill(registry, now)
+    }
+
+    /// When the client of `token` is due, if it is still there.
+    pub fn due(&self, token: Token) -> Option<Instant> {
+        self.clients.get(slot(token)?).map(|c| c.due)
+    }
+
+    /// After a client went: if accepting had stopped at the limit, accept
+    /// what waits in the backlog (the listener is edge-triggered: no new
+    /// event would say so).
+    fn refill(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
+        if self.full && self.clients.len() < MAX_CLIENTS {
+            self.accept(registry, now)
+        } else {
+            Vec::new()
+        }
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
         let mut after = Vec::new();
-        while self.clients.len() < MAX_CLIENTS {
+        self.full = false;
+        loop {
+            if self.clients.len() >= MAX_CLIENTS {
+                self.full = true;
+                break;
+            }
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let entry = self.clients.vacant_entry();
@@ -164,6 +190,9 @@ impl Metrics {
             let mut buf = [0u8; 2048];
             loop {
                 match client.stream.read(&mut buf) {
+                    // The client said all it will: answer what it said, if
+                    // anything (`nc -N` sends its request, then FIN).
+                    Ok(0) if !client.request.is_empty() => break,
                     Ok(0) => {
                         self.clients.remove(key);
                         return;

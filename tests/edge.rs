@@ -413,3 +413,24 @@ fn behind_a_real_haproxy_the_log_names_the_real_client() {
         assert!(line.contains("peer=127.0.0.3:"), "{send_proxy}: {line}");
     }
 }
+
+#[test]
+fn the_idle_timeout_starts_when_the_header_is_done() {
+    // The header's deadline (8 s) must not stand in for the idle one (1 s).
+    let server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--idle-timeout",
+        "1",
+        "--handshake-timeout",
+        "8",
+    ]);
+    let mut s = connect(server.addr);
+    s.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (said, _) = read_to_eof(&mut s);
+    assert_eq!(said, b"Connection timeout\n");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+}

@@ -181,3 +181,45 @@ fn promtool_accepts_the_text() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_request_then_fin_is_answered_and_a_full_backlog_drains() {
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    // `nc -N`: the request, then FIN.
+    let mut s = TcpStream::connect(m).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.ends_with("ok\n"), "{out:?}");
+    // 64 silent clients fill the scrapes' places; the 65th waits in the
+    // backlog, and is answered once they time out (5 s).
+    let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(m).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let answer = get(m, "/healthz");
+    assert!(answer.ends_with("ok\n"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    drop(idle);
+}
+
+#[test]
+fn idle_workers_make_no_wakeups_for_the_metrics() {
+    let mut server = Server::start(&["echo", "--workers", "2", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    let turns = |text: &str| {
+        sample(
+            text.split("\r\n\r\n").nth(1).unwrap(),
+            "monoloop_loop_turns_total",
+        )
+    };
+    let first = turns(&get(m, "/metrics"));
+    std::thread::sleep(Duration::from_secs(1));
+    let second = turns(&get(m, "/metrics"));
+    assert!(
+        second - first < 20.0,
+        "{first} -> {second} turns while idle"
+    );
+}
