@@ -18,6 +18,10 @@
 //! (cores − 1) workers, each with the server on that many cores and the
 //! load generator on the next one. On two cores that is one worker: about
 //! ten seconds with `--quick`, under a minute without, after the build.
+//!
+//! `--only tls` does the same for the TLS handshakes (issue 14): full and
+//! resumed (TLS 1.3 tickets) handshakes per second, monoloop against Node's
+//! `tls`, with server CPU per handshake and how many really resumed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -560,6 +564,8 @@ struct Sample {
     sys_us: f64,
     failed: f64,
     secs: f64,
+    /// Handshakes that resumed a session (`tls` and `tls-resume` only).
+    resumed: f64,
 }
 
 fn parse_result(line: &str) -> BTreeMap<String, String> {
@@ -680,6 +686,7 @@ fn drive(
         sys_us: cpu_us * (1.0 - user_share),
         failed: num("failed"),
         secs: num("secs"),
+        resumed: num("resumed"),
     };
     (sample, count)
 }
@@ -873,6 +880,8 @@ enum Only {
     Mixed,
     /// Workers against cores (issue 12).
     Scaling,
+    /// Full and resumed TLS handshakes (issue 14).
+    Tls,
 }
 
 impl Only {
@@ -880,6 +889,7 @@ impl Only {
         match self {
             Only::Mixed => "mixed",
             Only::Scaling => "scaling",
+            Only::Tls => "tls",
         }
     }
 }
@@ -899,7 +909,10 @@ impl Options {
                 "--only" => match args.next().as_deref() {
                     Some("mixed") => o.only = Some(Only::Mixed),
                     Some("scaling") => o.only = Some(Only::Scaling),
-                    other => usage(&format!("--only takes `mixed` or `scaling`, not {other:?}")),
+                    Some("tls") => o.only = Some(Only::Tls),
+                    other => usage(&format!(
+                        "--only takes `mixed`, `scaling` or `tls`, not {other:?}"
+                    )),
                 },
                 "--out" => match args.next() {
                     Some(f) => o.out = Some(PathBuf::from(f)),
@@ -916,7 +929,7 @@ impl Options {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed|scaling [--out FILE]]");
+    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed|scaling|tls [--out FILE]]");
     std::process::exit(2)
 }
 
@@ -947,6 +960,36 @@ fn main() {
         Some(Only::Scaling) => {
             let scaling = measure_scaling(opts.quick);
             only_section(&opts, started, &render_scaling(&scaling));
+            return;
+        }
+        Some(Only::Tls) => {
+            let (ca, cert, key) = tls_files();
+            let specs = tls_servers(&cert, &key);
+            let scs = handshake_scenarios(opts.quick, &ca);
+            let (repeats, timing) = if opts.quick {
+                (1, ["1", "0.3"])
+            } else {
+                (3, ["3", "1"])
+            };
+            let timing: Vec<String> = ["--secs", timing[0], "--warmup", timing[1]]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let mut results = BTreeMap::new();
+            let (mut syscalls, mut instructions) = (BTreeMap::new(), BTreeMap::new());
+            let mut tm = Measurements {
+                specs: &specs,
+                repeats,
+                timing: &timing,
+                valgrind: false,
+                results: &mut results,
+                syscalls: &mut syscalls,
+                instructions: &mut instructions,
+            };
+            for sc in &scs {
+                tm.measure(sc);
+            }
+            only_section(&opts, started, &render_handshakes(&specs, &scs, &results));
             return;
         }
         None => {}
@@ -1090,19 +1133,6 @@ fn main() {
     // TLS: full handshakes with an ECDSA P-256 certificate.
     let (ca, cert, key) = tls_files();
     let tls_specs = tls_servers(&cert, &key);
-    let handshakes = if quick { 1000 } else { 5000 };
-    let tls_sc = scenario(
-        "TLS",
-        format!("{handshakes} full handshakes, ECDSA P-256, 100 at a time"),
-        100,
-        &[
-            ("scenario", "tls".into()),
-            ("count", handshakes.to_string()),
-            ("concurrency", "100".into()),
-            ("ca", ca.to_string_lossy().into_owned()),
-        ],
-        false,
-    );
     let mut tm = Measurements {
         specs: &tls_specs,
         repeats,
@@ -1112,8 +1142,11 @@ fn main() {
         syscalls: &mut syscalls,
         instructions: &mut instructions,
     };
-    tm.measure(&tls_sc);
-    scenarios.push(tls_sc);
+    // Full and resumed handshakes (issue 14).
+    for sc in handshake_scenarios(quick, &ca) {
+        tm.measure(&sc);
+        scenarios.push(sc);
+    }
     // TLS: echo throughput, every byte decrypted and re-encrypted.
     for &c in stream_conns {
         let sc = scenario(
@@ -1556,6 +1589,110 @@ fn measure_mixed(quick: bool, ca: &Path, cert: &Path, key: &Path) -> Mixed {
         }
     }
     m
+}
+
+/// The TLS handshake scenarios (issue 14): full handshakes (the client
+/// keeps no sessions), then resumed ones (TLS 1.3 tickets, the client's
+/// store primed before the window; see loadgen's `tls-resume`). Both with
+/// an ECDSA P-256 certificate, 100 at a time.
+fn handshake_scenarios(quick: bool, ca: &Path) -> Vec<Scenario> {
+    let handshakes = if quick { 1000 } else { 5000 };
+    [("tls", "full"), ("tls-resume", "resumed")]
+        .into_iter()
+        .map(|(name, kind)| {
+            scenario(
+                "TLS",
+                format!("{handshakes} {kind} handshakes, ECDSA P-256, 100 at a time"),
+                100,
+                &[
+                    ("scenario", name.into()),
+                    ("count", handshakes.to_string()),
+                    ("concurrency", "100".into()),
+                    ("ca", ca.to_string_lossy().into_owned()),
+                ],
+                false,
+            )
+        })
+        .collect()
+}
+
+/// "monoloop 1000/1000, node 0/1000": handshakes that resumed, of all, per
+/// server, summed over the runs.
+fn resumed_counts(specs: &[ServerSpec], by_server: &BTreeMap<&'static str, Vec<Sample>>) -> String {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            let v = by_server.get(spec.name)?;
+            let resumed: f64 = v.iter().map(|x| x.resumed).sum();
+            let all: f64 = v.iter().map(|x| x.msgs).sum();
+            Some(format!("{} {resumed:.0}/{all:.0}", spec.name))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `--only tls` section: full against resumed handshakes per second,
+/// server CPU per handshake, and how many really resumed.
+fn render_handshakes(
+    specs: &[ServerSpec],
+    scs: &[Scenario],
+    results: &BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## TLS handshakes: full and resumed\n\n\
+         Full: the client keeps no sessions. Resumed: TLS 1.3 PSK with (EC)DHE \
+         from a session ticket; the client's ticket store is filled by full \
+         handshakes before the window with a ticket for every handshake to \
+         come (waiting for the new tickets of each handshake hung against Node, so \
+         replenishing is not relied on); priming is outside the \
+         window. *resumed* is how many handshakes rustls reported as resumed, of \
+         all those completed, over every run: a server that did not resume \
+         shows it there, and its row is full handshakes under another name. \
+         Rates are medians over runs; CPU is the server's, user and system, \
+         per handshake.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| server | handshakes | per second | range | vs monoloop | CPU µs/handshake | p99 µs | resumed | failed |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for sc in scs {
+        let Some(by_server) = results.get(&sc.key) else {
+            continue;
+        };
+        let base = by_server
+            .get("monoloop")
+            .map(|v| median(v.iter().map(|x| x.rate).collect()));
+        for spec in specs {
+            let Some(v) = by_server.get(spec.name) else {
+                continue;
+            };
+            let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
+            let rate = median(rates.clone());
+            let (lo, hi) = range(&rates);
+            let resumed: f64 = v.iter().map(|x| x.resumed).sum();
+            let all: f64 = v.iter().map(|x| x.msgs).sum();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} – {} | {:.2} | {:.0} | {:.0} | {resumed:.0}/{all:.0} | {:.0} |",
+                spec.name,
+                sc.title,
+                fmt_rate(rate),
+                fmt_rate(lo),
+                fmt_rate(hi),
+                base.map_or(f64::NAN, |b| rate / b),
+                median(v.iter().map(|x| x.cpu_us).collect()),
+                median(v.iter().map(|x| x.p99).collect()),
+                v.iter().map(|x| x.failed).sum::<f64>(),
+            );
+        }
+    }
+    s
 }
 
 /// `--only SECTION`: prints the section measured alone, under a line
@@ -2030,6 +2167,13 @@ fn render(
             .and_then(|m| m.get("monoloop"))
             .copied();
         let _ = writeln!(s, "### {}\n", sc.title);
+        if sc.args.iter().any(|a| a.starts_with("tls")) && sc.args.contains(&"--count".into()) {
+            let _ = writeln!(
+                s,
+                "Resumed (of all handshakes, every run): {}.\n",
+                resumed_counts(specs, by_server)
+            );
+        }
         let _ = writeln!(
             s,
             "| server | msg/s (median) | range | vs monoloop | MB/s | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | user µs/msg | sys µs/msg | syscalls/msg (epoll waits) | user instructions/msg | vs monoloop |"
@@ -2350,7 +2494,7 @@ fn targets(
     }
     let tls_key = results
         .keys()
-        .find(|k| k.starts_with("TLS ") && k.contains("handshakes"))
+        .find(|k| k.starts_with("TLS ") && k.contains("full handshakes"))
         .cloned()
         .unwrap_or_default();
     rows.push(ratio(

@@ -24,6 +24,16 @@
 //! - `tls`: N full TLS handshakes (no resumption), K at once, each closed
 //!   once done; handshakes per second. The server's certificate is checked
 //!   against `--ca`, as a real client would.
+//! - `tls-resume` (issue 14): N *resumed* TLS 1.3 handshakes, K at once.
+//!   All share one client configuration whose ticket store ([`TicketPool`])
+//!   is primed, before the window, by full handshakes until it holds N + K
+//!   tickets, so the store cannot run dry even if a server sends no new
+//!   tickets on resumed handshakes (waiting for them hung against Node);
+//!   each handshake in the window takes one ticket and is done when
+//!   its handshake is. `resumed=N` in the RESULT line says how many
+//!   really resumed (rustls's `HandshakeKind::Resumed`): a server that does
+//!   not resume shows `resumed=0` instead of passing off full handshakes.
+//!   (`tls` reports `resumed=` too; it should be 0.)
 //! - `tls-stream`: `stream` over TLS (one rustls client per connection), so
 //!   the server decrypts and re-encrypts every byte.
 //! - `mixed` (issue 11, latency under mixed load): `--bulk B` connections
@@ -113,7 +123,8 @@ fn main() {
         "storm" => storm(&args),
         "idle" => idle(&args),
         "fanout" => fanout(&args),
-        "tls" => tls_handshakes(&args),
+        "tls" => tls_handshakes(&args, false),
+        "tls-resume" => tls_handshakes(&args, true),
         "tls-stream" => tls_stream(&args),
         "mixed" => mixed(&args),
         "burn" => burn(&args),
@@ -786,6 +797,14 @@ fn fanout(args: &Args) -> io::Result<String> {
 /// A client configuration that trusts `--ca` only, with session
 /// resumption off so that every handshake is a full one.
 fn tls_client_config(args: &Args) -> io::Result<Arc<rustls::ClientConfig>> {
+    tls_client_config_with(args, rustls::client::Resumption::disabled())
+}
+
+/// [`tls_client_config`] with the given resumption settings.
+fn tls_client_config_with(
+    args: &Args,
+    resumption: rustls::client::Resumption,
+) -> io::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
 
@@ -803,8 +822,104 @@ fn tls_client_config(args: &Args) -> io::Result<Arc<rustls::ClientConfig>> {
     .map_err(io::Error::other)?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
+    config.resumption = resumption;
     Ok(Arc::new(config))
+}
+
+/// The client's TLS 1.3 ticket store for `tls-resume`. rustls's default
+/// store (`ClientSessionMemoryCache`, on by default) keeps at most 8 tickets
+/// per server, and a client uses each ticket once: with 100 handshakes in
+/// flight, 92 would find none and do a full handshake. This one keeps up to
+/// `cap` tickets (the load generator talks to one server, so the name is
+/// not looked at), hands out the newest first, and counts what arrives.
+/// Key-exchange hints and TLS 1.2 sessions go to rustls's own cache.
+struct TicketPool {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::Mutex<VecDeque<rustls::client::Tls13ClientSessionValue>>,
+    cap: usize,
+    received: std::sync::atomic::AtomicUsize,
+}
+
+impl TicketPool {
+    fn new(cap: usize) -> TicketPool {
+        TicketPool {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            tickets: std::sync::Mutex::new(VecDeque::new()),
+            cap,
+            received: Default::default(),
+        }
+    }
+
+    /// Tickets received so far.
+    fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tickets held now.
+    fn len(&self) -> usize {
+        self.tickets.lock().unwrap().len()
+    }
+}
+
+impl std::fmt::Debug for TicketPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TicketPool({} held, {} received)",
+            self.len(),
+            self.received()
+        )
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketPool {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        _name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut t = self.tickets.lock().unwrap();
+        t.push_back(value);
+        if t.len() > self.cap {
+            t.pop_front();
+        }
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.tickets.lock().unwrap().pop_back()
+    }
 }
 
 /// The name the benchmark's certificate is for.
@@ -812,26 +927,92 @@ fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("a valid name")
 }
 
-/// Full TLS handshakes, `concurrency` at a time, until `count` are done.
-fn tls_handshakes(args: &Args) -> io::Result<String> {
-    let config = tls_client_config(args)?;
+/// Before the window of `tls-resume`: full handshakes, one at a time, each
+/// waiting up to a second for its tickets, until `pool` holds `want`
+/// tickets. Returns how many handshakes that took; stops early (pool short)
+/// if a handshake brings no ticket.
+fn prime(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    pool: &TicketPool,
+    want: usize,
+) -> io::Result<usize> {
+    let mut n = 0;
+    while pool.len() < want && n < want + 10 {
+        n += 1;
+        let mut sock = std::net::TcpStream::connect(addr)?;
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut tls =
+            rustls::ClientConnection::new(config.clone(), localhost()).map_err(io::Error::other)?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut sock)?;
+        }
+        let before = pool.received();
+        while pool.received() == before {
+            match tls.read_tls(&mut sock) {
+                Ok(0) => break,
+                Ok(_) => {
+                    tls.process_new_packets().map_err(io::Error::other)?;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if pool.received() == before {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// One handshake of `tls` / `tls-resume`.
+struct Handshake {
+    stream: TcpStream,
+    tls: rustls::ClientConnection,
+}
+
+/// TLS handshakes, `concurrency` at a time, until `count` are done: full
+/// ones, or (`resume`) resumed ones from a primed ticket store.
+fn tls_handshakes(args: &Args, resume: bool) -> io::Result<String> {
+    let want = args.count + args.concurrency;
+    let pool = Arc::new(TicketPool::new(want));
+    let config = if resume {
+        tls_client_config_with(args, rustls::client::Resumption::store(pool.clone()))?
+    } else {
+        tls_client_config(args)?
+    };
+    let primed = if resume {
+        prime(args.addr, &config, &pool, want)?
+    } else {
+        0
+    };
+    let held = pool.len();
+    let mut resumed = 0usize;
     let name = localhost();
     let addr = args.addr;
-    attempts(
+    let line = attempts(
         args,
         |poll, token| {
             let stream = connect_registered(poll, token, addr)?;
             let tls = rustls::ClientConnection::new(config.clone(), name.clone())
                 .map_err(io::Error::other)?;
-            Ok((stream, tls))
+            Ok(Handshake { stream, tls })
         },
-        |(stream, tls), ev| {
+        |h, ev| {
             if ev.is_readable() || ev.is_read_closed() {
                 loop {
-                    match tls.read_tls(stream) {
+                    match h.tls.read_tls(&mut h.stream) {
                         Ok(0) => return Some(false),
                         Ok(_) => {
-                            if tls.process_new_packets().is_err() {
+                            if h.tls.process_new_packets().is_err() {
                                 return Some(false);
                             }
                         }
@@ -840,16 +1021,25 @@ fn tls_handshakes(args: &Args) -> io::Result<String> {
                     }
                 }
             }
-            while tls.wants_write() {
-                match tls.write_tls(stream) {
+            while h.tls.wants_write() {
+                match h.tls.write_tls(&mut h.stream) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => return Some(false),
                 }
             }
-            (!tls.is_handshaking()).then_some(true)
+            if h.tls.is_handshaking() {
+                return None;
+            }
+            if h.tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed += 1;
+            }
+            Some(true)
         },
-    )
+    )?;
+    Ok(format!(
+        "{line} resumed={resumed} primed={primed} held={held}"
+    ))
 }
 
 /// `stream` over TLS: the same pattern, window and checks, each connection
