@@ -50,6 +50,10 @@ pub enum ClientError {
     Refused(SocketAddr),
     Connect(SocketAddr, io::Error),
     Timeout(String, Duration),
+    /// With `--tls`: connected, but the handshake had not finished when
+    /// `--timeout` (counted from the start, as curl's `--connect-timeout`
+    /// is) ran out.
+    HandshakeTimeout(String, Duration),
     Reset(SocketAddr),
     /// The TLS set-up or handshake failed; the text says why.
     Tls(String),
@@ -80,6 +84,12 @@ impl fmt::Display for ClientError {
                     d.as_secs_f64()
                 )
             }
+            ClientError::HandshakeTimeout(t, d) => write!(
+                f,
+                "connected to {t}, but the TLS handshake had not finished after {:.1}s \
+                 (a plain-TCP server waits silently for data)",
+                d.as_secs_f64()
+            ),
             ClientError::Reset(a) => write!(f, "connection reset by {a}"),
             ClientError::Tls(why) => write!(f, "TLS: {why}"),
             ClientError::TlsAlert {
@@ -135,6 +145,7 @@ pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
     #[cfg(feature = "tls")]
     {
         session.tls = tls;
+        session.handshake_by = deadline.map(|d| (d, cfg.target.clone(), timeout));
     }
     session.pump(&mut poll, &mut stream)
 }
@@ -264,6 +275,10 @@ struct Session {
     /// The TLS session, with `--tls`.
     #[cfg(feature = "tls")]
     tls: Option<TlsClient>,
+    /// When the TLS handshake must be done by, with the target and the
+    /// `--timeout` its error names; `None` without a deadline.
+    #[cfg(feature = "tls")]
+    handshake_by: Option<(Instant, String, Duration)>,
 }
 
 /// What one read from the server gave.
@@ -299,6 +314,8 @@ impl Session {
             buf: vec![0; CHUNK],
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            handshake_by: None,
         };
         if s.stdin == Stdin::Polled {
             match poll
@@ -320,11 +337,15 @@ impl Session {
             .reregister(stream, SOCKET, Interest::READABLE)
             .map_err(|e| ClientError::Io("cannot register the socket", e))?;
         let mut registered = Interest::READABLE;
+        // What is owed before any event: with TLS, the ClientHello. Left to
+        // the first event, it waited for standard input's first line, and a
+        // TLS server's greeting with it.
+        self.write_server(stream)?;
+        self.sync(poll, stream, &mut registered)?;
         let mut events = Events::with_capacity(8);
         let mut stdout = io::stdout().lock();
         loop {
-            let timeout = (self.stdin == Stdin::Plain && self.queue.len() < QUEUE_LIMIT)
-                .then_some(Duration::ZERO);
+            let timeout = self.poll_timeout(Instant::now())?;
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -340,6 +361,39 @@ impl Session {
             self.read_stdin();
             self.write_server(stream)?;
             self.sync(poll, stream, &mut registered)?;
+        }
+    }
+
+    /// How long the next poll may wait: not at all while standard input is
+    /// a file with room in the queue, no longer than the handshake has
+    /// left, and otherwise until an event.
+    fn poll_timeout(&mut self, now: Instant) -> Result<Option<Duration>, ClientError> {
+        let stdin_ready = (self.stdin == Stdin::Plain && self.queue.len() < QUEUE_LIMIT)
+            .then_some(Duration::ZERO);
+        #[cfg(feature = "tls")]
+        if let Some(left) = self.handshake_left(now)? {
+            return Ok(Some(stdin_ready.map_or(left, |t| t.min(left))));
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = now;
+        Ok(stdin_ready)
+    }
+
+    /// While the TLS handshake is under way with a deadline: how long is
+    /// left of it, or the timeout error once nothing is. `None` when there
+    /// is nothing to wait for (no TLS, no deadline, or the handshake done).
+    #[cfg(feature = "tls")]
+    fn handshake_left(&mut self, now: Instant) -> Result<Option<Duration>, ClientError> {
+        let handshaking = self.tls.as_ref().is_some_and(|t| t.conn.is_handshaking());
+        if !handshaking {
+            self.handshake_by = None;
+        }
+        let Some((by, target, timeout)) = &self.handshake_by else {
+            return Ok(None);
+        };
+        match by.checked_duration_since(now) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(ClientError::HandshakeTimeout(target.clone(), *timeout)),
         }
     }
 

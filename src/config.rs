@@ -112,8 +112,9 @@ pub struct ClientTls {
 pub struct ClientConfig {
     /// `HOST:PORT`, resolved when the client runs.
     pub target: String,
-    /// Bound on resolving and connecting; `None` (`--timeout 0`): no bound
-    /// of ours, the connect lasts as long as the kernel keeps trying.
+    /// Bound on resolving, connecting and (with `--tls`) the handshake,
+    /// counted from the start; `None` (`--timeout 0`): no bound of ours,
+    /// the connect lasts as long as the kernel keeps trying.
     pub timeout: Option<Duration>,
     /// `Some` with `--tls`.
     pub tls: Option<ClientTls>,
@@ -331,7 +332,8 @@ TLS (ANY SERVER MODE):
 
 const CLIENT_OPTIONS: &str = "\
 CLIENT OPTIONS:
-    --timeout SECS         give up connecting after this long; 0: wait as
+    --timeout SECS         give up connecting (with --tls: and finishing
+                           the handshake) after this long; 0: wait as
                            long as the kernel does            [default: 10]
     --tls                  speak TLS; verify the server against the system's
                            trust store

@@ -719,6 +719,85 @@ fn a_server_that_closes_during_the_handshake_is_an_error() {
 }
 
 #[test]
+fn a_silent_server_ends_the_tls_client_at_its_timeout() {
+    // A plain server that waits for a request says nothing to a ClientHello;
+    // `--timeout` bounds the handshake as it bounds the connect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let silent = std::thread::spawn(move || {
+        let (_s, _) = listener.accept().unwrap();
+        let _ = done_rx.recv_timeout(PATIENCE);
+    });
+    let started = Instant::now();
+    let (code, out, err) = run_client(&[&target, "--tls", "--insecure", "--timeout", "0.5"], b"");
+    let took = started.elapsed();
+    done_tx.send(()).unwrap();
+    silent.join().unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        format!(
+            "error: connected to {target}, but the TLS handshake had not finished after 0.5s \
+             (a plain-TCP server waits silently for data)\n"
+        )
+    );
+    assert!(
+        took >= Duration::from_millis(450),
+        "gave up early: {took:?}"
+    );
+}
+
+#[test]
+fn the_tls_client_handshakes_before_input_and_its_timeout_ends_there() {
+    // The greeting arrives while standard input is silent (the ClientHello
+    // used to wait for the first input), and `--timeout` does not apply
+    // once the handshake is done.
+    let pki = Pki::new("hs-timeout");
+    let server = tls_server(&pki, &["echo", "--greeting", "hi there"], &[]);
+    let target = server.addr.to_string();
+    let ca = pki.path("ca.pem");
+    let mut child = binary()
+        .args(["client", &target, "--tls", "--ca", &ca, "--timeout", "0.3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let greeting = rx
+        .recv_timeout(PATIENCE)
+        .expect("no greeting before any input");
+    assert_eq!(greeting, b"hi there\n");
+    // Well past the timeout, then a line and the end of input.
+    std::thread::sleep(Duration::from_millis(600));
+    stdin.write_all(b"still here\n").unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "client hung");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let rest: Vec<u8> = rx.try_iter().flatten().collect();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(rest, b"still here\n");
+}
+
+#[test]
 fn a_tls_client_with_no_input_still_reads_the_greeting() {
     // Input ends before the handshake does: close_notify must wait for it.
     let pki = Pki::new("noinput");
