@@ -262,6 +262,9 @@ fn activated_listener(config: &Config) -> Result<Option<Vec<std::net::TcpListene
                 .into(),
         ));
     }
+    for fd in &fds {
+        systemd::check_listener(fd).map_err(RunError::Usage)?;
+    }
     Ok(Some(
         fds.into_iter().map(std::net::TcpListener::from).collect(),
     ))

@@ -17,7 +17,7 @@
 //! Without the variables nothing here does anything. A failed notification
 //! is ignored: the service manager's problem is never the server's.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -51,6 +51,47 @@ pub fn activated() -> Vec<OwnedFd> {
             unsafe { OwnedFd::from_raw_fd(fd) }
         })
         .collect()
+}
+
+/// `Ok` if `fd` is what monoloop can serve: a listening TCP socket. The
+/// error says what it is instead, for a unit that passes something else
+/// (`ListenDatagram=`, a Unix path, or `Accept=yes`, which passes one
+/// accepted connection per instance rather than the listener).
+pub fn check_listener(fd: &OwnedFd) -> Result<(), String> {
+    let raw = fd.as_raw_fd();
+    let domain = sockopt(raw, libc::SO_DOMAIN);
+    let kind = sockopt(raw, libc::SO_TYPE);
+    let listening = sockopt(raw, libc::SO_ACCEPTCONN);
+    let what = if !matches!(domain, Some(libc::AF_INET | libc::AF_INET6)) {
+        "not an IP socket (a Unix socket?)"
+    } else if kind != Some(libc::SOCK_STREAM) {
+        "not a stream socket (ListenDatagram=?)"
+    } else if listening != Some(1) {
+        "a connection, not a listening socket (Accept=yes?)"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "systemd passed descriptor {raw}, which is {what}: monoloop serves TCP \
+         listeners only (ListenStream= with Accept=no in the socket unit)"
+    ))
+}
+
+/// An integer socket option of `fd`, or `None` if it cannot be read.
+fn sockopt(fd: RawFd, name: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the int we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(value)
 }
 
 /// True if `fd` is an open socket.

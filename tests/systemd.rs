@@ -18,7 +18,7 @@ use common::*;
 /// service: `listener` as descriptor 3, `LISTEN_FDS=1`, and `LISTEN_PID`
 /// the server's own pid (a shell sets it to `$$`, then `exec`s, which keeps
 /// the pid).
-fn activated(listener: &TcpListener, args: &[&str]) -> Command {
+fn activated(listener: &impl AsRawFd, args: &[&str]) -> Command {
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -115,6 +115,48 @@ fn listen_and_socket_activation_together_are_an_argument_error() {
         err.contains("--listen") && err.contains("LISTEN_FDS"),
         "{err}"
     );
+}
+
+/// Runs `cmd` to its end; a server that starts serving instead fails the
+/// test after `PATIENCE` rather than hanging it.
+fn output_within(mut cmd: Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not exit within {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_passed_socket_that_is_not_a_tcp_listener_is_refused_at_start() {
+    // `ListenDatagram=`, and `Accept=yes` (one accepted connection per
+    // instance): each is named, and nothing is served.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    for (fd, what) in [
+        (udp.as_raw_fd(), "not a stream socket"),
+        (accepted.as_raw_fd(), "not a listening socket (Accept=yes?)"),
+    ] {
+        let out = output_within(activated(&fd, &["echo"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("systemd passed descriptor 3, which is") && err.contains(what),
+            "{err}"
+        );
+        assert!(!err.contains("listening on"), "{err}");
+    }
 }
 
 /// Reads datagrams until one contains `want`, or fails after `PATIENCE`.
