@@ -117,25 +117,6 @@ fn listen_and_socket_activation_together_are_an_argument_error() {
     );
 }
 
-/// Runs `cmd` to its end; a server that starts serving instead fails the
-/// test after `PATIENCE` rather than hanging it.
-fn output_within(mut cmd: Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not exit within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_passed_socket_that_is_not_a_tcp_listener_is_refused_at_start() {
     // `ListenDatagram=`, and `Accept=yes` (one accepted connection per

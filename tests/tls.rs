@@ -560,23 +560,11 @@ fn shutdown_over_tls_says_goodbye_and_does_not_wait_for_half_done_handshakes() {
 /// Runs `monoloop ARGS --listen 127.0.0.1:0`, which should exit at once;
 /// returns (exit code, stderr). Killed, and the test failed, if it runs on.
 fn run_server_expecting_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = binary()
-        .args(args)
+    let mut cmd = binary();
+    cmd.args(args)
         .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server started with {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+        .stdin(Stdio::null());
+    let out = output_within(cmd);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -22,6 +22,26 @@ pub struct Server {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Runs `cmd` (stdout and stderr piped) to its end. A process that runs on
+/// instead, a server that started when it should have refused to, is
+/// killed after `PATIENCE` and fails the test rather than hanging it.
+pub fn output_within(mut cmd: Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// The binary under test.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_monoloop"))
