@@ -133,6 +133,15 @@ pub enum WriteOutcome {
 }
 
 /// One client connection. See the module documentation.
+/// Why a connection is turned away after a TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections`: `Server is full`.
+    ServerFull,
+    /// `--max-per-ip`.
+    TooMany,
+}
+
 #[derive(Debug)]
 pub struct Connection<S> {
     stream: TcpStream,
@@ -162,11 +171,10 @@ pub struct Connection<S> {
     pub session: Option<S>,
     /// Why a graceful close began, for the log line when it ends.
     pub close_reason: Option<CloseReason>,
-    /// Turned away at the connection limit: on a TLS listener the refusal
-    /// waits for the handshake, so it can be said through TLS.
-    pub rejecting: bool,
-    /// The refusal is `--max-per-ip`'s, not `--max-connections`'.
-    pub too_many: bool,
+    /// Being turned away, and why: on a TLS listener the refusal waits for
+    /// the handshake, so it can be said through TLS. Such a connection was
+    /// never active.
+    pub refusing: Option<Refusal>,
     /// A bounded close is under way: the connection no longer counts as
     /// active (`event_loop.rs`, `closing`).
     pub closing_counted: bool,
@@ -210,8 +218,7 @@ impl<S> Connection<S> {
             timer_at: None,
             session: None,
             close_reason: None,
-            rejecting: false,
-            too_many: false,
+            refusing: None,
             closing_counted: false,
             queued: false,
             #[cfg(feature = "tls")]

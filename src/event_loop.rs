@@ -46,7 +46,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::access_log::{self, AccessLog};
 use crate::config::ServerOptions;
 use crate::conn_table::{is_reserved, reserved, ConnTable};
-use crate::connection::{is_disconnect, Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::connection::{is_disconnect, Connection, ReadOutcome, Refusal, Stage, WriteOutcome};
 use crate::edge::{Entry, Gate, HeaderStep, PerIp};
 use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
@@ -705,7 +705,7 @@ impl<P: Protocol> Server<P> {
         if full {
             self.rejecting += 1;
             if let Some(conn) = self.conns.get_mut(token) {
-                conn.rejecting = true;
+                conn.refusing = Some(Refusal::ServerFull);
             }
         } else {
             self.stats.accepted += 1;
@@ -766,13 +766,12 @@ impl<P: Protocol> Server<P> {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        conn.too_many = true;
         if tls {
             if self.rejecting >= MAX_REJECTING {
                 self.close(token, CloseReason::TooManyFromAddress);
                 return;
             }
-            conn.rejecting = true;
+            conn.refusing = Some(Refusal::TooMany);
             self.rejecting += 1;
             if let Some(worker) = &self.worker {
                 worker.slots.free();
@@ -945,11 +944,10 @@ impl<P: Protocol> Server<P> {
                 None => {}
             }
         }
-        if conn.rejecting {
-            let (words, reason) = if conn.too_many {
-                (TOO_MANY, CloseReason::TooManyFromAddress)
-            } else {
-                (SERVER_FULL, CloseReason::ServerFull)
+        if let Some(refusal) = conn.refusing {
+            let (words, reason) = match refusal {
+                Refusal::TooMany => (TOO_MANY, CloseReason::TooManyFromAddress),
+                Refusal::ServerFull => (SERVER_FULL, CloseReason::ServerFull),
             };
             self.staging.extend_from_slice(words);
             self.emit(token, now);
@@ -1578,7 +1576,7 @@ impl<P: Protocol> Server<P> {
                 gate.forget(token);
             }
             if let Some(conn) = self.conns.remove(token) {
-                if conn.rejecting {
+                if conn.refusing.is_some() {
                     self.rejecting -= 1;
                 } else if conn.closing_counted {
                     self.closing -= 1;
@@ -2055,7 +2053,7 @@ fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason, bounded: bool)
     // Only a close with a deadline gives its slot back early: one that
     // flushes for as long as the peer keeps reading (after the peer's FIN)
     // could otherwise hold any number of connections outside the limit.
-    let counted = bounded && !conn.rejecting && !conn.closing_counted;
+    let counted = bounded && conn.refusing.is_none() && !conn.closing_counted;
     conn.closing_counted |= counted;
     usize::from(counted)
 }
