@@ -1616,6 +1616,16 @@ fn handshake_scenarios(quick: bool, ca: &Path) -> Vec<Scenario> {
         .collect()
 }
 
+/// How many runs a section's figures come from, for its introduction:
+/// `shown` says what a cell holds when there were several.
+fn runs_note(repeats: usize, shown: &str) -> String {
+    if repeats == 1 {
+        "One run each: good for spotting a change, not for quoting.".to_string()
+    } else {
+        format!("{repeats} runs each, servers in rotating order: {shown}.")
+    }
+}
+
 /// "monoloop 1000/1000, node 0/1000": handshakes that resumed, of all, per
 /// server, summed over the runs.
 fn resumed_counts(specs: &[ServerSpec], by_server: &BTreeMap<&'static str, Vec<Sample>>) -> String {
@@ -1744,14 +1754,7 @@ fn render_mixed(m: &Mixed) -> String {
          streams read back. {}\n",
         m.secs,
         m.warmup,
-        if m.repeats == 1 {
-            "One run each: good for spotting a change, not for quoting.".to_string()
-        } else {
-            format!(
-                "{} runs each, servers in rotating order: the median, and in brackets the range.",
-                m.repeats
-            )
-        }
+        runs_note(m.repeats, "the median, and in brackets the range")
     );
     let _ = writeln!(
         s,
@@ -1947,14 +1950,7 @@ fn render_scaling(m: &Scaling) -> String {
          stops growing and CPU per message is the figure to read. {}\n",
         m.secs,
         m.warmup,
-        if m.repeats == 1 {
-            "One run each: good for spotting a change, not for quoting.".to_string()
-        } else {
-            format!(
-                "{} runs each, servers in rotating order: the median, and the range.",
-                m.repeats
-            )
-        }
+        runs_note(m.repeats, "the median, and the range")
     );
     if max_w == 1 {
         let _ = writeln!(
