@@ -890,11 +890,8 @@ impl<P: Protocol> Server<P> {
             return self.close(token, CloseReason::Reset);
         };
         match gate.header(token, &self.scratch[..n], peer) {
-            HeaderStep::Partial => {
-                if conn.wants_read() {
-                    self.enqueue(token);
-                }
-            }
+            // More of it later (read_input queues what is waiting now).
+            HeaderStep::Partial => {}
             HeaderStep::Bad(why) => {
                 self.stats.proxy_errors += 1;
                 log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
@@ -911,12 +908,6 @@ impl<P: Protocol> Server<P> {
                 }
                 if self.gate_rules(token, entry, until, &rest, now) {
                     self.begin(token, until, &rest, now);
-                    // The read that finished the header may have left
-                    // more (the client's FIN, say), which no new edge
-                    // will announce.
-                    if self.conns.get(token).is_some_and(|c| c.wants_read()) {
-                        self.enqueue(token);
-                    }
                 }
             }
         }
@@ -1105,7 +1096,10 @@ impl<P: Protocol> Server<P> {
                 return;
             }
             if matches!(conn.stage(), Stage::Header { .. }) {
-                return self.read_header(token, now);
+                // Its one read; what it leaves (the client's FIN after a
+                // finished header, say) is queued below like any input.
+                self.read_header(token, now);
+                break;
             }
             // A relay reads its senders only as fast as its receivers keep
             // up (pacing.rs): the kernel holds the rest.
