@@ -31,7 +31,13 @@
 //! 9. [`workers`] and [`hub`]: `--workers N`, N loops behaving as one
 //!    server (the shared connection count, the supervisor's stats line),
 //!    and what the relays send across them.
-//! 10. [`client`]: the netcat-style client, a second, smaller readiness
+//! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
+//!     header read before anything else, then who may connect (`--allow`,
+//!     `--deny`, `--max-per-ip`), ruled on the client the header names.
+//! 11. [`metrics`] and [`systemd`]: for the operator, `/metrics` and
+//!     `/healthz` served from the same loop, and socket activation and
+//!     readiness for the service manager.
+//! 12. [`client`]: the netcat-style client, a second, smaller readiness
 //!     loop over a socket and standard input, with or without TLS.
 //!
 //! `src/main.rs` only parses, sets up logging and calls [`run`].
