@@ -41,8 +41,9 @@ pub enum Mode {
     Broadcast { prefix: String },
     /// The line-based chat room.
     Chat,
-    /// Files below `root`, one per connection.
-    File { root: PathBuf },
+    /// Files below `root`, one per connection; `sendfile`: on plain TCP,
+    /// send them with `sendfile(2)` (unless `--no-sendfile`).
+    File { root: PathBuf, sendfile: bool },
 }
 
 impl Mode {
@@ -317,6 +318,9 @@ BROADCAST OPTIONS:
 const FILE_OPTIONS: &str = "\
 FILE OPTIONS:
     --root DIR             the directory files are served from (required)
+    --no-sendfile          read and write files instead of sendfile(2) (for a
+                           filesystem whose sendfile misbehaves, as nginx's
+                           `sendfile off`); TLS always reads and encrypts
 ";
 
 const TLS_OPTIONS: &str = "\
@@ -554,6 +558,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         Command::File => Mode::File {
             root: opt(&mut args, "--root", directory)?
                 .ok_or_else(|| "file mode needs --root DIR".to_string())?,
+            sendfile: !flag(&mut args, "--no-sendfile")?,
         },
         Command::Client => unreachable!("parse sends the client to parse_client"),
     };

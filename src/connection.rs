@@ -41,8 +41,11 @@
 //! says so (`WouldBlock`, or a short read). The interest registered with
 //! epoll is a separate thing, computed from the stage and the queue alone:
 //! READABLE unless reading is paused or over, WRITABLE only while bytes are
-//! owed. Idle, it is just READABLE, and a request-reply exchange never
-//! changes it, so it costs no `epoll_ctl`.
+//! owed or a write was refused. Idle, it is just READABLE, and a
+//! request-reply exchange never changes it, so it costs no `epoll_ctl`.
+//! (A write refused with nothing queued is a `sendfile` that found the
+//! socket full, `sendfile.rs`: the file's bytes are owed, but they wait in
+//! the file, not in the queue.)
 //!
 //! # TLS is a transport under the same rules
 //!
@@ -713,6 +716,23 @@ impl<S> Connection<S> {
         self.write_blocked
     }
 
+    /// A write made outside the queue (`sendfile`) was refused: wait for
+    /// a writable event before the next.
+    pub fn refused_write(&mut self) {
+        self.write_blocked = true;
+    }
+
+    /// The socket, lent for `sendfile` for one step of at most `limit`
+    /// bytes: on plain TCP only (TLS encrypts in user space).
+    pub fn direct(&self, limit: usize) -> Option<crate::sendfile::Direct> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return None;
+        }
+        use std::os::fd::AsRawFd;
+        Some(crate::sendfile::Direct::new(self.stream.as_raw_fd(), limit))
+    }
+
     pub fn reading_paused(&self) -> bool {
         self.reading_paused
     }
@@ -720,7 +740,7 @@ impl<S> Connection<S> {
     /// The interest this connection needs now: the one place it is decided.
     pub fn desired_interest(&self) -> Option<Interest> {
         let read = self.reads() && !self.reading_paused;
-        let write = (self.plaintext_ready() || self.tls_wants_write())
+        let write = (self.plaintext_ready() || self.tls_wants_write() || self.write_blocked)
             && !matches!(self.stage, Stage::Closed);
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
@@ -796,6 +816,20 @@ mod tests {
         let (c, _client) = pair();
         assert_eq!(c.desired_interest(), Some(Interest::READABLE));
         assert_eq!(c.number(), 1);
+    }
+
+    #[test]
+    fn a_refused_sendfile_asks_for_writable_until_the_event() {
+        let (mut c, _client) = pair();
+        assert!(c.direct(1024).is_some(), "plain TCP lends its socket");
+        c.refused_write();
+        assert!(c.queue.is_empty());
+        assert_eq!(
+            c.desired_interest(),
+            Some(Interest::READABLE | Interest::WRITABLE)
+        );
+        c.on_event(false, false, true);
+        assert_eq!(c.desired_interest(), Some(Interest::READABLE));
     }
 
     #[test]

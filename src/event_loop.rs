@@ -52,7 +52,7 @@ use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::metrics::{self, Figures, Metrics};
 use crate::pacing::{Pacing, Standing};
-use crate::protocol::{earliest, CloseReason, Ctx, Protocol, Shared, Step};
+use crate::protocol::{earliest, CloseReason, Ctx, Direct, Protocol, Shared, Step};
 use crate::stats::{Reporter, Stats};
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
@@ -1067,11 +1067,20 @@ impl<P: Protocol> Server<P> {
             if !self.wants_produce(token) {
                 return;
             }
-            let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.as_mut()) else {
+            let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
-            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
+            // On plain TCP the socket is lent for sendfile (`sendfile.rs`).
+            let mut direct = conn.direct(WRITE_PER_VISIT);
+            let Some(session) = conn.session.as_mut() else {
+                return;
+            };
+            let mut ctx =
+                Ctx::new(now, &mut self.staging, &mut self.sends).with_direct(direct.as_mut());
             let step = self.protocol.produce(session, token, &mut ctx);
+            if let Some(direct) = direct {
+                self.sent_direct(token, direct, now);
+            }
             self.emit(token, now);
             match step {
                 Step::Continue => {}
@@ -1082,6 +1091,29 @@ impl<P: Protocol> Server<P> {
         // Budget spent and the socket still takes more: others first.
         if self.wants_produce(token) {
             self.enqueue(token);
+        }
+    }
+
+    /// Accounts for what a producing step sent with `sendfile`, as `flush`
+    /// does for a write: output counted, the idle clock moved, a refusal
+    /// remembered (so WRITABLE is asked for), a failure closing the
+    /// connection.
+    fn sent_direct(&mut self, token: Token, direct: Direct, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if direct.sent > 0 {
+            self.stats.bytes_out += direct.sent as u64;
+            conn.last_activity = now;
+            if let Some(access) = self.access.as_mut() {
+                access.count(token, 0, direct.sent as u64);
+            }
+        }
+        if direct.blocked {
+            conn.refused_write();
+        }
+        if let Some(e) = direct.failed {
+            self.fail(token, &e);
         }
     }
 

@@ -17,7 +17,9 @@
 //!    stream into lines), [`protocol::broadcast`] (fan-out with shared
 //!    chunks), [`protocol::chat`] (a state machine per user) and
 //!    [`protocol::file`] (streaming as the socket drains, confined opens).
-//!    Protocols never see a socket.
+//!    Protocols never see a socket; [`sendfile`] is how the file server
+//!    still sends a file without copying it, through a socket the loop
+//!    lends for one step.
 //! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
 //!    delivery between connections, reaping; backpressure and shutdown.
 //! 7. [`pacing`] (a relay's senders paced to the receivers that keep up),
@@ -57,6 +59,7 @@ pub mod metrics;
 pub mod pacing;
 pub mod protocol;
 pub mod proxy;
+pub mod sendfile;
 pub mod stats;
 pub mod sys;
 pub mod systemd;
@@ -116,8 +119,9 @@ pub fn run(config: &Config) -> Result<Exit, RunError> {
         }),
         Mode::Broadcast { prefix } => serve(config, |hub| Ok(Broadcast::new(prefix, limits, hub))),
         Mode::Chat => serve(config, |hub| Ok(Chat::new(limits, hub))),
-        Mode::File { root } => serve(config, |_| {
+        Mode::File { root, sendfile } => serve(config, |_| {
             FileServer::new(root, limits)
+                .map(|f| f.with_sendfile(*sendfile))
                 .map_err(|e| RunError::Start(StartError::Io("cannot open the --root directory", e)))
         }),
     }

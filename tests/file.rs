@@ -1,6 +1,8 @@
 //! `monoloop file --root DIR` over real sockets: byte-exact streaming,
 //! confinement, bounded memory with a slow reader, fairness between
-//! downloads, files that change under us, and start-up errors.
+//! downloads, files that change under us, and start-up errors. Streaming
+//! and shrinking files are tried on both paths: `sendfile` (the default on
+//! plain TCP) and reading and writing (`--no-sendfile`, and TLS's path).
 
 mod common;
 
@@ -65,6 +67,9 @@ fn fetch(server: &Server, name: &[u8]) -> Vec<u8> {
     got
 }
 
+/// The two ways a file reaches a plain TCP client.
+const PATHS: [&[&str]; 2] = [&[], &["--no-sendfile"]];
+
 #[test]
 fn files_stream_byte_exact() {
     let t = Tree::new("exact");
@@ -72,17 +77,20 @@ fn files_stream_byte_exact() {
     fs::write(t.root().join("sub/notes.txt"), b"notes\n").unwrap();
     symlink("sub/notes.txt", t.root().join("shortcut")).unwrap();
     fs::write(t.root().join("empty"), b"").unwrap();
-    let server = Server::start(&["file", "--root", &t.root_arg()]);
-    let got = fetch(&server, b"data.bin");
-    assert_eq!(got.len(), 3_000_000);
-    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
-    assert_eq!(fetch(&server, b"sub/notes.txt"), b"notes\n");
-    assert_eq!(
-        fetch(&server, b"shortcut\r"),
-        b"notes\n",
-        "CRLF and inner symlinks"
-    );
-    assert_eq!(fetch(&server, b"empty"), b"");
+    for path in PATHS {
+        let root = t.root_arg();
+        let server = Server::start(&[&["file", "--root", &root], path].concat());
+        let got = fetch(&server, b"data.bin");
+        assert_eq!(got.len(), 3_000_000, "{path:?}");
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+        assert_eq!(fetch(&server, b"sub/notes.txt"), b"notes\n");
+        assert_eq!(
+            fetch(&server, b"shortcut\r"),
+            b"notes\n",
+            "CRLF and inner symlinks"
+        );
+        assert_eq!(fetch(&server, b"empty"), b"");
+    }
 }
 
 #[test]
@@ -235,10 +243,17 @@ fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
 
 #[test]
 fn a_file_that_shrinks_mid_transfer_ends_with_a_reset() {
+    for path in PATHS {
+        shrinks_mid_transfer(path);
+    }
+}
+
+fn shrinks_mid_transfer(extra: &[&str]) {
     let t = Tree::new("shrink");
     let path = t.root().join("shrinking.bin");
     pattern_file(&path, 64 << 20);
-    let mut server = Server::start(&["file", "--root", &t.root_arg(), "--access-log"]);
+    let root = t.root_arg();
+    let mut server = Server::start(&[&["file", "--root", &root, "--access-log"], extra].concat());
     let mut s = connect(server.addr);
     s.write_all(b"shrinking.bin\n").unwrap();
     let head = read_n(&mut s, 1 << 20);

@@ -5,7 +5,9 @@
 //!   REQUEST --line (or unfinished line + EOF)--> resolve under the root
 //!           --refused or missing--> "ERROR: File not found\n", close
 //!           --a regular file------> STREAMING
-//!   STREAMING --socket drained--> next 64 KiB chunk (Protocol::produce)
+//!   STREAMING --socket drained--> next piece (Protocol::produce):
+//!                                 plain TCP: sendfile(2), up to 256 KiB
+//!                                 TLS, --no-sendfile: read 64 KiB, write
 //!             --end of file-----> close
 //! ```
 //!
@@ -32,11 +34,22 @@
 //! # Streaming
 //!
 //! The loop calls [`Protocol::produce`] only when the connection has written
-//! everything it owed, so the file is read a chunk at a time as fast as the
-//! client reads and no faster: a 4 GiB file to a slow reader costs one chunk
-//! of memory. Reads of a regular file do not wait on the network, but they
-//! can wait on the disk; like nginx without thread pools, monoloop accepts
-//! that for files in the page cache.
+//! everything it owed, so the file is sent a piece at a time as fast as the
+//! client reads and no faster. On plain TCP a piece is one `sendfile(2)`
+//! ([`Ctx::send_file`], `sendfile.rs`): the kernel moves the file's pages
+//! to the socket, and no byte of it passes through this process, so a
+//! transfer costs no buffer at all. Over TLS the bytes must be encrypted
+//! here, so a piece is a 64 KiB read into the loop's staging buffer, which
+//! the loop writes (and queues what the socket did not take): a 4 GiB file
+//! to a slow reader costs one chunk of memory. `--no-sendfile` takes the
+//! reading path on plain TCP too, for filesystems whose `sendfile` cannot
+//! be trusted (as nginx's `sendfile off`). Either way the file is read at
+//! the transfer's own offset (`pread`, or `sendfile`'s offset argument),
+//! never its shared position.
+//!
+//! Reads of a regular file do not wait on the network, but they can wait
+//! on the disk; like nginx without thread pools, monoloop accepts that for
+//! files in the page cache.
 //!
 //! The protocol has no length field (the client reads to the end), so a
 //! transfer that ends early must not look like a complete one. A file that
@@ -46,27 +59,36 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{ConnId, Ctx, Limits, Protocol, Step};
+use super::{ConnId, Ctx, FileSend, Limits, Protocol, Step};
 
 /// The one refusal, whatever the reason.
 pub const NOT_FOUND: &[u8] = b"ERROR: File not found\n";
 
-/// Bytes read from the file per [`Protocol::produce`] call.
+/// Bytes read from the file per [`Protocol::produce`] call, on the copying
+/// path.
 const CHUNK: usize = 64 * 1024;
+
+/// Bytes asked of one `sendfile` per [`Protocol::produce`] call (the loop
+/// may allow fewer: its per-visit share). Larger than [`CHUNK`] because
+/// nothing is buffered: the socket's send buffer is the only bound.
+const SENDFILE_CHUNK: usize = 256 * 1024;
 
 /// The server: a descriptor of the root directory.
 #[derive(Debug)]
 pub struct FileServer {
     root: OwnedFd,
     limits: Limits,
+    /// Use `sendfile` where the loop allows it (`--no-sendfile` clears it).
+    sendfile: bool,
 }
 
 /// One connection's stage.
@@ -174,7 +196,17 @@ impl FileServer {
                 ),
             ));
         }
-        Ok(Self { root, limits })
+        Ok(Self {
+            root,
+            limits,
+            sendfile: true,
+        })
+    }
+
+    /// `false`: always read and write, never `sendfile` (`--no-sendfile`).
+    pub fn with_sendfile(mut self, sendfile: bool) -> Self {
+        self.sendfile = sendfile;
+        self
     }
 
     /// Opens the file a request names, confined below the root. See the
@@ -333,10 +365,23 @@ impl Protocol for FileServer {
         let FileSession::Streaming(t) = s else {
             return Step::Close;
         };
-        let Some(file) = t.file.as_mut() else {
+        let Some(file) = t.file.as_ref() else {
             return Step::Close;
         };
-        let step = match ctx.write_with(CHUNK, |buf| file.read(buf)) {
+        let direct = match self.sendfile {
+            true => ctx.send_file(file, t.sent, SENDFILE_CHUNK),
+            false => None,
+        };
+        let read = match direct {
+            Some(FileSend::Sent(n)) => Ok(n),
+            Some(FileSend::EndOfFile) => Ok(0),
+            // The loop waits for room, or closes a failed connection.
+            Some(FileSend::SocketBusy) => return Step::Continue,
+            Some(FileSend::FileError(e)) => Err(e),
+            // TLS, or --no-sendfile: read the next chunk for the loop to write.
+            None => ctx.write_with(CHUNK, |buf| file.read_at(buf, t.sent)),
+        };
+        let step = match read {
             Ok(0) => match t.size {
                 Some(size) if t.sent < size => {
                     log::warn!(
@@ -377,7 +422,10 @@ impl Protocol for FileServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Direct;
+    use std::io::{Read, Write};
     use std::os::unix::fs::symlink;
+    use std::time::Duration;
 
     /// A scratch tree: root/{hello.txt, sub/inner.txt, link-in -> hello.txt,
     /// link-out -> ../secret.txt}, secret.txt beside root.
@@ -438,6 +486,67 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         // A blocking open would hang this test forever: no writer exists.
         assert_eq!(fs.resolve(b"pipe").unwrap_err(), Refusal::NotRegular);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    /// Streams `name` through `produce` until the file ends, lending a
+    /// plain socket (`direct`) or not; returns what the peer received and
+    /// the bytes that passed through the staging buffer.
+    fn stream(fs: &mut FileServer, name: &[u8], direct: bool) -> (Vec<u8>, usize) {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut peer = listener.accept().unwrap().0;
+        sender.set_nonblocking(true).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let id = mio::Token(1);
+        let (mut out, mut sends) = (Vec::new(), Vec::new());
+        let mut s = fs.open(id, &mut Ctx::new(Instant::now(), &mut out, &mut sends));
+        let mut request = name.to_vec();
+        request.push(b'\n');
+        let mut ctx = Ctx::new(Instant::now(), &mut out, &mut sends);
+        assert_eq!(fs.data(&mut s, id, &request, &mut ctx), Step::Continue);
+        let (mut got, mut staged) = (Vec::new(), 0);
+        for _ in 0..10_000 {
+            let mut lent = direct.then(|| Direct::new(sender.as_raw_fd(), 256 * 1024));
+            let mut ctx = Ctx::new(Instant::now(), &mut out, &mut sends).with_direct(lent.as_mut());
+            let step = fs.produce(&mut s, id, &mut ctx);
+            staged += out.len();
+            (&sender).write_all(&out).unwrap();
+            out.clear();
+            // Read what is in flight, so the socket never stays full.
+            peer.set_nonblocking(true).unwrap();
+            let _ = peer.read_to_end(&mut got);
+            if step == Step::Close {
+                break;
+            }
+        }
+        drop(sender);
+        peer.set_nonblocking(false).unwrap();
+        peer.read_to_end(&mut got).unwrap();
+        (got, staged)
+    }
+
+    #[test]
+    fn with_a_lent_socket_the_file_never_passes_through_the_process() {
+        let (base, mut fs) = tree("direct");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(base.join("root/big.bin"), &data).unwrap();
+        let (got, staged) = stream(&mut fs, b"big.bin", true);
+        assert!(
+            got == data,
+            "sendfile: {} bytes of {}",
+            got.len(),
+            data.len()
+        );
+        assert_eq!(staged, 0, "bytes were copied through the staging buffer");
+        // TLS (no socket lent) and --no-sendfile read and write instead.
+        let (got, staged) = stream(&mut fs, b"big.bin", false);
+        assert!(got == data && staged == data.len());
+        let mut fs = fs.with_sendfile(false);
+        let (got, staged) = stream(&mut fs, b"big.bin", true);
+        assert!(got == data && staged == data.len());
         std::fs::remove_dir_all(base).unwrap();
     }
 

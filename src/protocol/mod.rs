@@ -5,8 +5,10 @@
 //! [`Protocol::data`]; the protocol answers by writing into its [`Ctx`]:
 //! bytes for this connection with [`Ctx::write`] (or the input itself,
 //! uncopied, with [`Ctx::write_input`]), a shared chunk for another
-//! connection with [`Ctx::send`]. The loop then does the I/O, the buffering
-//! and the backpressure (`event_loop.rs`, `connection.rs`). That split keeps
+//! connection with [`Ctx::send`], or a span of an open file with
+//! [`Ctx::send_file`], which on plain TCP the kernel copies to the socket
+//! itself (`sendfile.rs`). The loop then does the I/O, the buffering and
+//! the backpressure (`event_loop.rs`, `connection.rs`). That split keeps
 //! every protocol a plain state machine that unit tests drive with byte
 //! strings, and keeps the loop the only place that knows about readiness.
 //!
@@ -24,6 +26,7 @@ pub mod lines;
 use std::time::{Duration, Instant};
 
 pub use crate::buffer::Shared;
+pub use crate::sendfile::{Direct, FileSend};
 
 use mio::Token;
 
@@ -188,6 +191,9 @@ pub struct Ctx<'a> {
     fanned_out: usize,
     /// The reply so far is `input`, not yet copied into `out`.
     reply_is_input: bool,
+    /// The connection's plain socket, lent for `sendfile` (producing steps
+    /// on plain TCP only).
+    direct: Option<&'a mut Direct>,
 }
 
 impl<'a> Ctx<'a> {
@@ -209,7 +215,27 @@ impl<'a> Ctx<'a> {
             input,
             reply_is_input: false,
             fanned_out: 0,
+            direct: None,
         }
+    }
+
+    /// Lends the connection's socket for [`send_file`](Self::send_file).
+    pub fn with_direct(mut self, direct: Option<&'a mut Direct>) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// Sends up to `max` bytes of `file` from `offset` straight from the
+    /// page cache to the socket (`sendfile(2)`), when the loop lent the
+    /// socket for it: on plain TCP, with nothing owed before. `None` means
+    /// the bytes must be read and written (TLS encrypts them in user
+    /// space): use [`write_with`](Self::write_with).
+    pub fn send_file(&mut self, file: &std::fs::File, offset: u64, max: usize) -> Option<FileSend> {
+        if !self.out.is_empty() || self.reply_is_input {
+            // Bytes written before must go first; they go through the queue.
+            return None;
+        }
+        Some(self.direct.as_mut()?.send_file(file, offset, max))
     }
 
     /// Queues bytes for the connection being served.
