@@ -26,11 +26,11 @@
 //!   against `--ca`, as a real client would.
 //! - `tls-resume` (issue 14): N *resumed* TLS 1.3 handshakes, K at once.
 //!   All share one client configuration whose ticket store ([`TicketPool`])
-//!   is primed, before the window, by full handshakes until it holds N + K
-//!   tickets, so the store cannot run dry even if a server sends no new
-//!   tickets on resumed handshakes (waiting for them hung against Node);
-//!   each handshake in the window takes one ticket and is done when
-//!   its handshake is. `resumed=N` in the RESULT line says how many
+//!   is primed, before the window, by full handshakes only (`primed=P`)
+//!   until it holds N + K tickets (`held=H`), so the store cannot run dry:
+//!   OpenSSL servers (Node, nginx) send no new tickets on resumed
+//!   handshakes. Each handshake in the window takes one ticket and is done
+//!   when its handshake is. `resumed=N` in the RESULT line says how many
 //!   really resumed (rustls's `HandshakeKind::Resumed`): a server that does
 //!   not resume shows `resumed=0` instead of passing off full handshakes.
 //!   (`tls` reports `resumed=` too; it should be 0.)
@@ -833,11 +833,19 @@ fn tls_client_config_with(
 /// `cap` tickets (the load generator talks to one server, so the name is
 /// not looked at), hands out the newest first, and counts what arrives.
 /// Key-exchange hints and TLS 1.2 sessions go to rustls's own cache.
+///
+/// It lends no ticket until [`TicketPool::lend`] is called: while
+/// [`prime`] fills it, every handshake must be a full one. A handshake that
+/// took a ticket would resume, and an OpenSSL server (Node's `tls`, nginx)
+/// sends no new ticket on a resumed TLS 1.3 handshake (it renews a ticket
+/// only when its key asks for it), so priming would stop at the first
+/// resumption with one ticket held: 1 handshake of thousands resumed.
 struct TicketPool {
     inner: rustls::client::ClientSessionMemoryCache,
     tickets: std::sync::Mutex<VecDeque<rustls::client::Tls13ClientSessionValue>>,
     cap: usize,
     received: std::sync::atomic::AtomicUsize,
+    lending: std::sync::atomic::AtomicBool,
 }
 
 impl TicketPool {
@@ -847,7 +855,14 @@ impl TicketPool {
             tickets: std::sync::Mutex::new(VecDeque::new()),
             cap,
             received: Default::default(),
+            lending: Default::default(),
         }
+    }
+
+    /// From now on, handshakes take tickets (and resume).
+    fn lend(&self) {
+        self.lending
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tickets received so far.
@@ -918,6 +933,9 @@ impl rustls::client::ClientSessionStore for TicketPool {
         &self,
         _name: &ServerName<'static>,
     ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        if !self.lending.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.tickets.lock().unwrap().pop_back()
     }
 }
@@ -930,7 +948,8 @@ fn localhost() -> ServerName<'static> {
 /// Before the window of `tls-resume`: full handshakes, one at a time, each
 /// waiting up to a second for its tickets, until `pool` holds `want`
 /// tickets. Returns how many handshakes that took; stops early (pool short)
-/// if a handshake brings no ticket.
+/// if a handshake brings no ticket. The pool must not be lending yet (see
+/// [`TicketPool`]), so that each of these handshakes is a full one.
 fn prime(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
@@ -994,6 +1013,7 @@ fn tls_handshakes(args: &Args, resume: bool) -> io::Result<String> {
     } else {
         0
     };
+    pool.lend();
     let held = pool.len();
     let mut resumed = 0usize;
     let name = localhost();
