@@ -28,12 +28,12 @@
 //!   All share one client configuration whose ticket store ([`TicketPool`])
 //!   is primed, before the window, by full handshakes only (`primed=P`)
 //!   until it holds N + K tickets (`held=H`), so the store cannot run dry:
-//!   OpenSSL servers (Node, nginx) send no new tickets on resumed
-//!   handshakes. Each handshake in the window takes one ticket and is done
-//!   when its handshake is. `resumed=N` in the RESULT line says how many
-//!   really resumed (rustls's `HandshakeKind::Resumed`): a server that does
-//!   not resume shows `resumed=0` instead of passing off full handshakes.
-//!   (`tls` reports `resumed=` too; it should be 0.)
+//!   OpenSSL servers send at most one new ticket on a resumed handshake
+//!   (Node none, nginx one). Each handshake in the window takes one ticket
+//!   and is done when its handshake is. `resumed=N` in the RESULT line says
+//!   how many really resumed (rustls's `HandshakeKind::Resumed`): a server
+//!   that does not resume shows `resumed=0` instead of passing off full
+//!   handshakes. (`tls` reports `resumed=` too; it should be 0.)
 //! - `tls-stream`: `stream` over TLS (one rustls client per connection), so
 //!   the server decrypts and re-encrypts every byte.
 //! - `mixed` (issue 11, latency under mixed load): `--bulk B` connections
@@ -836,10 +836,11 @@ fn tls_client_config_with(
 ///
 /// It lends no ticket until [`TicketPool::lend`] is called: while
 /// [`prime`] fills it, every handshake must be a full one. A handshake that
-/// took a ticket would resume, and an OpenSSL server (Node's `tls`, nginx)
-/// sends no new ticket on a resumed TLS 1.3 handshake (it renews a ticket
-/// only when its key asks for it), so priming would stop at the first
-/// resumption with one ticket held: 1 handshake of thousands resumed.
+/// took a ticket would resume, and OpenSSL servers give back at most one
+/// ticket for it: Node's `tls` none (priming stopped at the first
+/// resumption, one ticket held), nginx one (priming ran in place, one in,
+/// one out, until its bound, two held). Either way 1 or 2 handshakes of
+/// thousands resumed in the window. A full handshake brings two.
 struct TicketPool {
     inner: rustls::client::ClientSessionMemoryCache,
     tickets: std::sync::Mutex<VecDeque<rustls::client::Tls13ClientSessionValue>>,
