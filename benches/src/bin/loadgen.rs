@@ -1170,7 +1170,7 @@ impl Download {
                     }
                     Err(e) => return Err(e),
                 };
-                let body = self.take_header(&buf[..n])?;
+                let body = past_header(&mut self.header, &buf[..n])?;
                 self.body += body as u64;
                 if let Some(c) = counted.as_deref_mut() {
                     *c += body as u64;
@@ -1181,35 +1181,37 @@ impl Download {
             }
         }
     }
+}
 
-    /// Passes `got` through the HTTP header, if one is still expected;
-    /// returns how many of its bytes are body.
-    fn take_header(&mut self, got: &[u8]) -> io::Result<usize> {
-        let Some(header) = &mut self.header else {
-            return Ok(got.len());
-        };
-        let before = header.len();
-        header.extend_from_slice(got);
-        let Some(end) = header.windows(4).position(|w| w == b"\r\n\r\n") else {
-            if header.len() > MAX_HEADER {
-                return Err(io::Error::other("an HTTP header over 16 KiB"));
-            }
-            return Ok(0);
-        };
-        let status = header.split(|&b| b == b' ').nth(1).unwrap_or_default();
-        if status != b"200" {
-            let line = header.split(|&b| b == b'\r').next().unwrap_or_default();
-            return Err(io::Error::other(format!(
-                "the server answered {}",
-                String::from_utf8_lossy(line)
-            )));
+/// Passes `got`, the next piece of a reply, through its HTTP header if one
+/// is still expected (`header` is `Some`, holding what came so far);
+/// returns how many of its bytes are body. Once the blank line has come,
+/// `header` becomes `None`. A status other than 200 is an error.
+fn past_header(header: &mut Option<Vec<u8>>, got: &[u8]) -> io::Result<usize> {
+    let Some(head) = header else {
+        return Ok(got.len());
+    };
+    let before = head.len();
+    head.extend_from_slice(got);
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if head.len() > MAX_HEADER {
+            return Err(io::Error::other("an HTTP header over 16 KiB"));
         }
-        // The blank line ends in this piece (the ones before had none).
-        debug_assert!(end + 4 > before);
-        let body = header.len() - (end + 4);
-        self.header = None;
-        Ok(body)
+        return Ok(0);
+    };
+    let status = head.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    if status != b"200" {
+        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(io::Error::other(format!(
+            "the server answered {}",
+            String::from_utf8_lossy(line)
+        )));
     }
+    // The blank line ends in this piece (the ones before had none).
+    debug_assert!(end + 4 > before);
+    let body = head.len() - (end + 4);
+    *header = None;
+    Ok(body)
 }
 
 /// Downloads over TLS, `--conns` at a time, for one window (see the
@@ -1562,4 +1564,45 @@ fn burn(args: &Args) -> io::Result<String> {
         spins = std::hint::black_box(spins + 1);
     }
     Ok(format!("spins={spins}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_header;
+
+    #[test]
+    fn a_reply_without_header_is_all_body() {
+        let mut header = None;
+        assert_eq!(past_header(&mut header, b"abc").unwrap(), 3);
+    }
+
+    #[test]
+    fn the_body_starts_after_the_blank_line_whatever_the_pieces() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        for cut in 0..reply.len() {
+            let mut header = Some(Vec::new());
+            let body = past_header(&mut header, &reply[..cut]).unwrap()
+                + past_header(&mut header, &reply[cut..]).unwrap();
+            assert_eq!(body, 5, "cut at {cut}");
+            assert!(header.is_none());
+        }
+    }
+
+    #[test]
+    fn a_status_other_than_200_is_an_error() {
+        let mut header = Some(Vec::new());
+        let e = past_header(&mut header, b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err();
+        assert_eq!(e.to_string(), "the server answered HTTP/1.1 404 Not Found");
+    }
+
+    #[test]
+    fn a_header_without_end_is_bounded() {
+        let mut header = Some(Vec::new());
+        let piece = [b'x'; 1024];
+        let mut result = Ok(0);
+        for _ in 0..17 {
+            result = past_header(&mut header, &piece);
+        }
+        assert!(result.is_err());
+    }
 }
