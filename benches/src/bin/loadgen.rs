@@ -853,7 +853,7 @@ fn tls_client_config_with(
 /// took a ticket would resume, and OpenSSL servers give back at most one
 /// ticket for it: Node's `tls` none (priming stopped at the first
 /// resumption, one ticket held), nginx one (priming ran in place, one in,
-/// one out, until its bound, two held). Either way 1 or 2 handshakes of
+/// one out, until its bound, one or two held). Either way 1 or 2 of
 /// thousands resumed in the window. A full handshake brings two.
 struct TicketPool {
     inner: rustls::client::ClientSessionMemoryCache,
