@@ -26,16 +26,25 @@
 //!   against `--ca`, as a real client would.
 //! - `tls-resume` (issue 14): N *resumed* TLS 1.3 handshakes, K at once.
 //!   All share one client configuration whose ticket store ([`TicketPool`])
-//!   is primed, before the window, by full handshakes until it holds N + K
-//!   tickets, so the store cannot run dry even if a server sends no new
-//!   tickets on resumed handshakes (waiting for them hung against Node);
-//!   each handshake in the window takes one ticket and is done when
-//!   its handshake is. `resumed=N` in the RESULT line says how many
-//!   really resumed (rustls's `HandshakeKind::Resumed`): a server that does
-//!   not resume shows `resumed=0` instead of passing off full handshakes.
-//!   (`tls` reports `resumed=` too; it should be 0.)
+//!   is primed, before the window, by full handshakes only (`primed=P`)
+//!   until it holds N + K tickets (`held=H`), so the store cannot run dry:
+//!   OpenSSL servers send at most one new ticket on a resumed handshake
+//!   (Node none, nginx one). Each handshake in the window takes one ticket
+//!   and is done when its handshake is. `resumed=N` in the RESULT line says
+//!   how many really resumed (rustls's `HandshakeKind::Resumed`): a server
+//!   that does not resume shows `resumed=0` instead of passing off full
+//!   handshakes. (`tls` reports `resumed=` too; it should be 0.)
 //! - `tls-stream`: `stream` over TLS (one rustls client per connection), so
 //!   the server decrypts and re-encrypts every byte.
+//! - `tls-download` (issue 11, against nginx): C connections each send
+//!   `--request` (`NAME\n` for monoloop's file mode, `GET /NAME
+//!   HTTP/1.0\r\n\r\n` for an HTTP server; the two-character escapes `\r`
+//!   and `\n` become CR and LF) over TLS and read the reply to its end; the
+//!   body must be exactly `--size` bytes, the file's size. A request that
+//!   starts `GET ` wants an HTTP reply: it must say `200`, and its header is
+//!   not counted. A finished connection is replaced by a new one, with a
+//!   full handshake, until the window closes. `mbps` is body bytes read in the
+//!   window, `msgs` the downloads finished in it, `p50`.. their durations.
 //! - `mixed` (issue 11, latency under mixed load): `--bulk B` connections
 //!   (default 50) stream as in `stream`, while ONE interactive connection
 //!   plays 64-byte ping-pong; `--secs W` is its window (default 5 s here).
@@ -76,6 +85,9 @@ struct Args {
     bulk: usize,
     /// `mixed`: everything over TLS.
     tls: bool,
+    /// `tls-download`: what each connection sends (`\r` and `\n` escapes
+    /// turned into CR and LF).
+    request: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -108,6 +120,7 @@ fn parse_args() -> Args {
         cpu: get("--cpu").map(|v| v.parse().expect("--cpu N")),
         bulk: num("--bulk", 50.0) as usize,
         tls: argv.iter().any(|a| a == "--tls"),
+        request: get("--request").map(|r| r.replace("\\r", "\r").replace("\\n", "\n")),
     }
 }
 
@@ -126,6 +139,7 @@ fn main() {
         "tls" => tls_handshakes(&args, false),
         "tls-resume" => tls_handshakes(&args, true),
         "tls-stream" => tls_stream(&args),
+        "tls-download" => tls_download(&args),
         "mixed" => mixed(&args),
         "burn" => burn(&args),
         other => panic!("unknown scenario {other}"),
@@ -833,11 +847,20 @@ fn tls_client_config_with(
 /// `cap` tickets (the load generator talks to one server, so the name is
 /// not looked at), hands out the newest first, and counts what arrives.
 /// Key-exchange hints and TLS 1.2 sessions go to rustls's own cache.
+///
+/// It lends no ticket until [`TicketPool::lend`] is called: while
+/// [`prime`] fills it, every handshake must be a full one. A handshake that
+/// took a ticket would resume, and OpenSSL servers give back at most one
+/// ticket for it: Node's `tls` none (priming stopped at the first
+/// resumption, one ticket held), nginx one (priming ran in place, one in,
+/// one out, until its bound, one or two held). Either way 1 or 2 of
+/// thousands resumed in the window. A full handshake brings two.
 struct TicketPool {
     inner: rustls::client::ClientSessionMemoryCache,
     tickets: std::sync::Mutex<VecDeque<rustls::client::Tls13ClientSessionValue>>,
     cap: usize,
     received: std::sync::atomic::AtomicUsize,
+    lending: std::sync::atomic::AtomicBool,
 }
 
 impl TicketPool {
@@ -847,7 +870,14 @@ impl TicketPool {
             tickets: std::sync::Mutex::new(VecDeque::new()),
             cap,
             received: Default::default(),
+            lending: Default::default(),
         }
+    }
+
+    /// From now on, handshakes take tickets (and resume).
+    fn lend(&self) {
+        self.lending
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tickets received so far.
@@ -918,6 +948,9 @@ impl rustls::client::ClientSessionStore for TicketPool {
         &self,
         _name: &ServerName<'static>,
     ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        if !self.lending.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.tickets.lock().unwrap().pop_back()
     }
 }
@@ -930,7 +963,8 @@ fn localhost() -> ServerName<'static> {
 /// Before the window of `tls-resume`: full handshakes, one at a time, each
 /// waiting up to a second for its tickets, until `pool` holds `want`
 /// tickets. Returns how many handshakes that took; stops early (pool short)
-/// if a handshake brings no ticket.
+/// if a handshake brings no ticket. The pool must not be lending yet (see
+/// [`TicketPool`]), so that each of these handshakes is a full one.
 fn prime(
     addr: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
@@ -994,6 +1028,7 @@ fn tls_handshakes(args: &Args, resume: bool) -> io::Result<String> {
     } else {
         0
     };
+    pool.lend();
     let held = pool.len();
     let mut resumed = 0usize;
     let name = localhost();
@@ -1039,6 +1074,212 @@ fn tls_handshakes(args: &Args, resume: bool) -> io::Result<String> {
     )?;
     Ok(format!(
         "{line} resumed={resumed} primed={primed} held={held}"
+    ))
+}
+
+/// One connection of `tls-download`: a rustls client that has queued its
+/// request and reads the reply to its end.
+struct Download {
+    stream: TcpStream,
+    tls: rustls::ClientConnection,
+    /// An HTTP reply's header, until its blank line has come; `None` once
+    /// it has (or from the start, for a reply that is all body).
+    header: Option<Vec<u8>>,
+    /// Body bytes so far.
+    body: u64,
+    started: Instant,
+}
+
+/// What reading a download's socket came to.
+enum DownloadStep {
+    /// Read all there was for now; the reply goes on.
+    Reading,
+    /// The server ended the reply (`close_notify`, or a TCP FIN without
+    /// one: the body's size decides whether it was whole).
+    Ended,
+}
+
+/// The longest HTTP header `tls-download` accepts.
+const MAX_HEADER: usize = 16 * 1024;
+
+impl Download {
+    /// Connects (non-blocking) and queues the request; rustls sends it once
+    /// the handshake is over.
+    fn start(
+        poll: &Poll,
+        token: Token,
+        addr: SocketAddr,
+        config: &Arc<rustls::ClientConfig>,
+        request: &[u8],
+    ) -> io::Result<Download> {
+        let stream = connect_registered(poll, token, addr)?;
+        let mut tls =
+            rustls::ClientConnection::new(config.clone(), localhost()).map_err(io::Error::other)?;
+        tls.writer().write_all(request)?;
+        let http = request.starts_with(b"GET ");
+        Ok(Download {
+            stream,
+            tls,
+            header: http.then(Vec::new),
+            body: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Writes whatever rustls has to send (handshake, request).
+    fn writable(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until `WouldBlock` or the end of the reply; `counted` is the
+    /// window's body byte count (None outside the window).
+    fn readable(
+        &mut self,
+        buf: &mut [u8],
+        mut counted: Option<&mut u64>,
+    ) -> io::Result<DownloadStep> {
+        loop {
+            let tcp_end = match self.tls.read_tls(&mut self.stream) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(DownloadStep::Reading)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.tls.process_new_packets().map_err(io::Error::other)?;
+            // Take the plaintext out before reading more records: rustls
+            // stops reading when its plaintext buffer is full.
+            loop {
+                let n = match self.tls.reader().read(buf) {
+                    // close_notify: the server ended the reply.
+                    Ok(0) => return Ok(DownloadStep::Ended),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // A FIN without close_notify.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Ok(DownloadStep::Ended)
+                    }
+                    Err(e) => return Err(e),
+                };
+                let body = past_header(&mut self.header, &buf[..n])?;
+                self.body += body as u64;
+                if let Some(c) = counted.as_deref_mut() {
+                    *c += body as u64;
+                }
+            }
+            if tcp_end {
+                return Ok(DownloadStep::Ended);
+            }
+        }
+    }
+}
+
+/// Passes `got`, the next piece of a reply, through its HTTP header if one
+/// is still expected (`header` is `Some`, holding what came so far);
+/// returns how many of its bytes are body. Once the blank line has come,
+/// `header` becomes `None`. A status other than 200 is an error.
+fn past_header(header: &mut Option<Vec<u8>>, got: &[u8]) -> io::Result<usize> {
+    let Some(head) = header else {
+        return Ok(got.len());
+    };
+    let before = head.len();
+    head.extend_from_slice(got);
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if head.len() > MAX_HEADER {
+            return Err(io::Error::other("an HTTP header over 16 KiB"));
+        }
+        return Ok(0);
+    };
+    let status = head.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    if status != b"200" {
+        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(io::Error::other(format!(
+            "the server answered {}",
+            String::from_utf8_lossy(line)
+        )));
+    }
+    // The blank line ends in this piece (the ones before had none).
+    debug_assert!(end + 4 > before);
+    let body = head.len() - (end + 4);
+    *header = None;
+    Ok(body)
+}
+
+/// Downloads over TLS, `--conns` at a time, for one window (see the
+/// module's header). Each finished download must have brought exactly
+/// `--size` body bytes.
+fn tls_download(args: &Args) -> io::Result<String> {
+    let request = args.request.as_deref().expect("--request LINE").as_bytes();
+    let config = tls_client_config(args)?;
+    let mut poll = Poll::new()?;
+    let mut conns = (0..args.conns)
+        .map(|i| Download::start(&poll, Token(i), args.addr, &config, request))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut events = Events::with_capacity(4096);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut hist = histogram();
+    let mut window = Window::new(args);
+    let (mut downloads, mut bytes) = (0u64, 0u64);
+    let mut ended = Vec::new();
+    loop {
+        let now = Instant::now();
+        if window.done(now) {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        let now = Instant::now();
+        let measuring = window.tick(now) && !window.done(now);
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let d = &mut conns[i];
+            let failed =
+                |e: io::Error| io::Error::other(format!("download on connection {i}: {e}"));
+            if ev.is_readable() || ev.is_read_closed() {
+                let counted = measuring.then_some(&mut bytes);
+                if let DownloadStep::Ended = d.readable(&mut buf, counted).map_err(failed)? {
+                    ended.push(i);
+                    continue;
+                }
+            }
+            d.writable().map_err(failed)?;
+        }
+        // Replace what ended after the events are walked, so that no event
+        // of this turn can reach a new connection under an old token.
+        for i in ended.drain(..) {
+            let d = &conns[i];
+            if d.header.is_some() || d.body != args.size as u64 {
+                return Err(io::Error::other(format!(
+                    "a download on connection {i} ended after {} body bytes of {}",
+                    d.body, args.size
+                )));
+            }
+            let at = Instant::now();
+            if measuring {
+                downloads += 1;
+                let us = at.duration_since(d.started).as_micros().max(1) as u64;
+                let _ = hist.record(us.min(60_000_000));
+            }
+            conns[i] = Download::start(&poll, Token(i), args.addr, &config, request)?;
+        }
+    }
+    let lg_cpu = window.finish();
+    let secs = (window.closes - window.opens).as_secs_f64();
+    Ok(format!(
+        "msgs={downloads} secs={secs:.3} rate={:.2} mbps={:.2} p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
+        downloads as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999)
     ))
 }
 
@@ -1323,4 +1564,45 @@ fn burn(args: &Args) -> io::Result<String> {
         spins = std::hint::black_box(spins + 1);
     }
     Ok(format!("spins={spins}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_header;
+
+    #[test]
+    fn a_reply_without_header_is_all_body() {
+        let mut header = None;
+        assert_eq!(past_header(&mut header, b"abc").unwrap(), 3);
+    }
+
+    #[test]
+    fn the_body_starts_after_the_blank_line_whatever_the_pieces() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        for cut in 0..reply.len() {
+            let mut header = Some(Vec::new());
+            let body = past_header(&mut header, &reply[..cut]).unwrap()
+                + past_header(&mut header, &reply[cut..]).unwrap();
+            assert_eq!(body, 5, "cut at {cut}");
+            assert!(header.is_none());
+        }
+    }
+
+    #[test]
+    fn a_status_other_than_200_is_an_error() {
+        let mut header = Some(Vec::new());
+        let e = past_header(&mut header, b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err();
+        assert_eq!(e.to_string(), "the server answered HTTP/1.1 404 Not Found");
+    }
+
+    #[test]
+    fn a_header_without_end_is_bounded() {
+        let mut header = Some(Vec::new());
+        let piece = [b'x'; 1024];
+        let mut result = Ok(0);
+        for _ in 0..17 {
+            result = past_header(&mut header, &piece);
+        }
+        assert!(result.is_err());
+    }
 }
