@@ -36,10 +36,12 @@
 //!   handshakes. (`tls` reports `resumed=` too; it should be 0.)
 //! - `tls-stream`: `stream` over TLS (one rustls client per connection), so
 //!   the server decrypts and re-encrypts every byte.
-//! - `tls-download` (issue 11, against nginx): C connections each send
+//! - `download` and `tls-download` (issue 11: files without copies, and
+//!   TLS against nginx): C connections each send
 //!   `--request` (`NAME\n` for monoloop's file mode, `GET /NAME
 //!   HTTP/1.0\r\n\r\n` for an HTTP server; the two-character escapes `\r`
-//!   and `\n` become CR and LF) over TLS and read the reply to its end; the
+//!   and `\n` become CR and LF), over plain TCP or TLS, and read the reply
+//!   to its end; the
 //!   body must be exactly `--size` bytes, the file's size. A request that
 //!   starts `GET ` wants an HTTP reply: it must say `200`, and its header is
 //!   not counted. A finished connection is replaced by a new one, with a
@@ -139,7 +141,8 @@ fn main() {
         "tls" => tls_handshakes(&args, false),
         "tls-resume" => tls_handshakes(&args, true),
         "tls-stream" => tls_stream(&args),
-        "tls-download" => tls_download(&args),
+        "download" => download(&args, false),
+        "tls-download" => download(&args, true),
         "mixed" => mixed(&args),
         "burn" => burn(&args),
         other => panic!("unknown scenario {other}"),
@@ -1077,11 +1080,15 @@ fn tls_handshakes(args: &Args, resume: bool) -> io::Result<String> {
     ))
 }
 
-/// One connection of `tls-download`: a rustls client that has queued its
-/// request and reads the reply to its end.
+/// One connection of `download` or `tls-download`: it sends its request
+/// and reads the reply to its end.
 struct Download {
     stream: TcpStream,
-    tls: rustls::ClientConnection,
+    /// Over TLS: the rustls client, which holds the request until its
+    /// handshake is over.
+    tls: Option<rustls::ClientConnection>,
+    /// Plain TCP: what of the request is still to be written.
+    unsent: Vec<u8>,
     /// An HTTP reply's header, until its blank line has come; `None` once
     /// it has (or from the start, for a reply that is all body).
     header: Option<Vec<u8>>,
@@ -1103,33 +1110,59 @@ enum DownloadStep {
 const MAX_HEADER: usize = 16 * 1024;
 
 impl Download {
-    /// Connects (non-blocking) and queues the request; rustls sends it once
-    /// the handshake is over.
+    /// Connects (non-blocking) and queues the request: written once the
+    /// socket is writable, or, over TLS (`config`), sent by rustls once the
+    /// handshake is over.
     fn start(
         poll: &Poll,
         token: Token,
         addr: SocketAddr,
-        config: &Arc<rustls::ClientConfig>,
+        config: Option<&Arc<rustls::ClientConfig>>,
         request: &[u8],
     ) -> io::Result<Download> {
         let stream = connect_registered(poll, token, addr)?;
-        let mut tls =
-            rustls::ClientConnection::new(config.clone(), localhost()).map_err(io::Error::other)?;
-        tls.writer().write_all(request)?;
+        let mut unsent = request.to_vec();
+        let tls = match config {
+            Some(config) => {
+                let mut tls = rustls::ClientConnection::new(config.clone(), localhost())
+                    .map_err(io::Error::other)?;
+                tls.writer().write_all(&std::mem::take(&mut unsent))?;
+                Some(tls)
+            }
+            None => None,
+        };
         let http = request.starts_with(b"GET ");
         Ok(Download {
             stream,
             tls,
+            unsent,
             header: http.then(Vec::new),
             body: 0,
             started: Instant::now(),
         })
     }
 
-    /// Writes whatever rustls has to send (handshake, request).
+    /// Writes what is to send: the request, or whatever rustls has
+    /// (handshake, request).
     fn writable(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.stream) {
+        let Some(tls) = self.tls.as_mut() else {
+            while !self.unsent.is_empty() {
+                match self.stream.write(&self.unsent) {
+                    Ok(n) => drop(self.unsent.drain(..n)),
+                    // Still connecting, or full: the next writable event.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::NotConnected =>
+                    {
+                        break
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.stream) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
@@ -1145,8 +1178,26 @@ impl Download {
         buf: &mut [u8],
         mut counted: Option<&mut u64>,
     ) -> io::Result<DownloadStep> {
+        let Some(tls) = self.tls.as_mut() else {
+            loop {
+                let n = match self.stream.read(buf) {
+                    Ok(0) => return Ok(DownloadStep::Ended),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(DownloadStep::Reading)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let body = past_header(&mut self.header, &buf[..n])?;
+                self.body += body as u64;
+                if let Some(c) = counted.as_deref_mut() {
+                    *c += body as u64;
+                }
+            }
+        };
         loop {
-            let tcp_end = match self.tls.read_tls(&mut self.stream) {
+            let tcp_end = match tls.read_tls(&mut self.stream) {
                 Ok(0) => true,
                 Ok(_) => false,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -1155,11 +1206,11 @@ impl Download {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.tls.process_new_packets().map_err(io::Error::other)?;
+            tls.process_new_packets().map_err(io::Error::other)?;
             // Take the plaintext out before reading more records: rustls
             // stops reading when its plaintext buffer is full.
             loop {
-                let n = match self.tls.reader().read(buf) {
+                let n = match tls.reader().read(buf) {
                     // close_notify: the server ended the reply.
                     Ok(0) => return Ok(DownloadStep::Ended),
                     Ok(n) => n,
@@ -1214,15 +1265,19 @@ fn past_header(header: &mut Option<Vec<u8>>, got: &[u8]) -> io::Result<usize> {
     Ok(body)
 }
 
-/// Downloads over TLS, `--conns` at a time, for one window (see the
-/// module's header). Each finished download must have brought exactly
+/// Downloads, over TLS if `tls`, `--conns` at a time, for one window (see
+/// the module's header). Each finished download must have brought exactly
 /// `--size` body bytes.
-fn tls_download(args: &Args) -> io::Result<String> {
+fn download(args: &Args, tls: bool) -> io::Result<String> {
     let request = args.request.as_deref().expect("--request LINE").as_bytes();
-    let config = tls_client_config(args)?;
+    let config = match tls {
+        true => Some(tls_client_config(args)?),
+        false => None,
+    };
+    let config = config.as_ref();
     let mut poll = Poll::new()?;
     let mut conns = (0..args.conns)
-        .map(|i| Download::start(&poll, Token(i), args.addr, &config, request))
+        .map(|i| Download::start(&poll, Token(i), args.addr, config, request))
         .collect::<io::Result<Vec<_>>>()?;
     let mut events = Events::with_capacity(4096);
     let mut buf = vec![0u8; READ_BUF];
@@ -1268,7 +1323,7 @@ fn tls_download(args: &Args) -> io::Result<String> {
                 let us = at.duration_since(d.started).as_micros().max(1) as u64;
                 let _ = hist.record(us.min(60_000_000));
             }
-            conns[i] = Download::start(&poll, Token(i), args.addr, &config, request)?;
+            conns[i] = Download::start(&poll, Token(i), args.addr, config, request)?;
         }
     }
     let lg_cpu = window.finish();
