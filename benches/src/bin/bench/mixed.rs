@@ -27,11 +27,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use super::measure::{cpu_ns, median, range};
+use super::report::{fmt_rate, runs_note};
 use super::scenarios::{drive, scenario, Pass, Sample};
 use super::servers::{
     bench_dir, pinned, servers, start, tls_servers, ServerSpec, LOADGEN_CPU, SERVER_CPU,
 };
-use super::{fmt_rate, runs_note};
 
 /// Bulk streams beside the interactive client.
 const MIXED_BULK: usize = 50;

@@ -30,9 +30,9 @@ use std::fmt::Write as _;
 use std::thread;
 
 use super::measure::{median, range};
+use super::report::{fmt_rate, runs_note};
 use super::scenarios::{drive, scenario, Pass, Sample};
 use super::servers::{bench_dir, monoloop, start_on, ServerSpec};
-use super::{fmt_rate, runs_note};
 
 /// Connections of the ping-pong, and receivers of the fan-out.
 pub const SCALING_CONNS: usize = 1000;

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::fmt_rate;
 use super::measure::{median, range, tcp_ext};
+use super::report::fmt_rate;
 use super::scenarios::{drive, scenario, Pass, Sample, Scenario};
 use super::servers::{start, ServerSpec};
 

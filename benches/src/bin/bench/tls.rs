@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::fmt_rate;
 use super::measure::{median, range};
+use super::report::fmt_rate;
 use super::scenarios::{scenario, Measurements, Sample, Scenario};
 use super::servers::{tls_files, tls_servers, ServerSpec};
 
