@@ -7,9 +7,8 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use super::measure::median;
 use super::report::{fmt_rate, slug};
-use super::scenarios::{Sample, Scenario};
+use super::scenarios::{median_of, Sample, Scenario};
 use super::servers::ServerSpec;
 
 /// Line charts (SVG, by hand): messages per second and user CPU per
@@ -48,7 +47,7 @@ pub fn write_charts(
                 let mut pts = Vec::new();
                 for sc in scenarios.iter().filter(|s| s.group == group) {
                     if let Some(v) = results.get(&sc.key).and_then(|m| m.get(spec.name)) {
-                        pts.push((sc.conns, median(v.iter().map(pick).collect())));
+                        pts.push((sc.conns, median_of(v, pick)));
                     }
                 }
                 lines.push((spec.name, pts));

@@ -59,11 +59,11 @@ use std::time::Instant;
 
 use charts::write_charts;
 use footprint::{measure_footprints, Sizes};
-use measure::{median, PerMessage};
+use measure::PerMessage;
 use mixed::{measure_mixed, render_mixed};
 use report::{fmt_rate, machine, render, today, write_keeping_notes};
 use scaling::{measure_scaling, render_scaling};
-use scenarios::{scenario, Measurements, Sample, Scenario};
+use scenarios::{median_of, scenario, Measurements, Sample, Scenario};
 use servers::{
     bench_dir, broadcast_servers, build_minimal, cargo, root, run, servers, tls_files, tls_servers,
 };
@@ -284,7 +284,7 @@ fn main() {
         .get("ping-pong 64 B 100 connections")
         .map(|by| {
             by.values()
-                .map(|v| median(v.iter().map(|x| x.rate).collect()))
+                .map(|v| median_of(v, |x| x.rate))
                 .fold(0.0, f64::max)
         })
         .unwrap_or(0.0);

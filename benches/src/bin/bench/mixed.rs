@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use super::measure::{cpu_ns, median, range};
 use super::report::{fmt_rate, runs_note};
-use super::scenarios::{drive, scenario, Pass, Sample};
+use super::scenarios::{drive, rotated, scenario, Pass, Sample};
 use super::servers::{
     bench_dir, pinned, servers, start, tls_servers, ServerSpec, LOADGEN_CPU, SERVER_CPU,
 };
@@ -163,10 +163,7 @@ pub fn measure_mixed(quick: bool, ca: &Path, cert: &Path, key: &Path) -> Mixed {
         }
         eprintln!("== mixed load: {}", sc.title);
         for r in 0..repeats {
-            let mut order: Vec<&ServerSpec> = specs.iter().collect();
-            let n = order.len();
-            order.rotate_left(r % n);
-            for spec in order {
+            for spec in rotated(specs, r) {
                 let server = start(spec);
                 // Started with the load generator, so it covers the whole
                 // window; bounded by the window and a generous margin.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::footprint::{render_footprint, Footprint, Sizes};
 use super::measure::{median, range, PerMessage};
-use super::scenarios::{Sample, Scenario};
+use super::scenarios::{median_of, Sample, Scenario};
 use super::servers::{ServerSpec, LOADGEN_CPU, SERVER_CPU};
 use super::storm::render_storm;
 use super::targets::targets;
@@ -61,6 +61,24 @@ pub fn runs_note(repeats: usize, shown: &str) -> String {
         "One run each: good for spotting a change, not for quoting.".to_string()
     } else {
         format!("{repeats} runs each, servers in rotating order: {shown}.")
+    }
+}
+
+/// A server's rate over its runs: the median, the lowest and the highest.
+pub fn rate_spread(v: &[Sample]) -> (f64, f64, f64) {
+    let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
+    let (lo, hi) = range(&rates);
+    (median(rates), lo, hi)
+}
+
+/// " lg" where the load generator's own core was saturated (over 90% busy,
+/// the median over the runs), so that the rate measures it as much as the
+/// server; nothing otherwise.
+pub fn lg_mark(v: &[Sample]) -> &'static str {
+    if median_of(v, |x| x.lg_cpu) > 0.9 {
+        " lg"
+    } else {
+        ""
     }
 }
 
@@ -153,9 +171,7 @@ pub fn render(
         let Some(by_server) = results.get(&sc.key) else {
             continue;
         };
-        let base = by_server
-            .get("monoloop")
-            .map(|v| median(v.iter().map(|x| x.rate).collect()));
+        let base = by_server.get("monoloop").map(|v| median_of(v, |x| x.rate));
         let base_instr = instructions
             .get(&sc.key)
             .and_then(|m| m.get("monoloop"))
@@ -180,14 +196,8 @@ pub fn render(
             let Some(v) = by_server.get(spec.name) else {
                 continue;
             };
-            let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
-            let rate = median(rates.clone());
-            let (lo, hi) = range(&rates);
-            let lg = if median(v.iter().map(|x| x.lg_cpu).collect()) > 0.9 {
-                " lg"
-            } else {
-                ""
-            };
+            let (rate, lo, hi) = rate_spread(v);
+            let lg = lg_mark(v);
             let sc_per =
                 syscalls
                     .get(&sc.key)
@@ -213,13 +223,13 @@ pub fn render(
                 fmt_rate(lo),
                 fmt_rate(hi),
                 base.map_or(f64::NAN, |b| rate / b),
-                median(v.iter().map(|x| x.mbps).collect()),
-                median(v.iter().map(|x| x.p50).collect()),
-                median(v.iter().map(|x| x.p99).collect()),
-                median(v.iter().map(|x| x.p999).collect()),
-                median(v.iter().map(|x| x.cpu_us).collect()),
-                median(v.iter().map(|x| x.user_us).collect()),
-                median(v.iter().map(|x| x.sys_us).collect()),
+                median_of(v, |x| x.mbps),
+                median_of(v, |x| x.p50),
+                median_of(v, |x| x.p99),
+                median_of(v, |x| x.p999),
+                median_of(v, |x| x.cpu_us),
+                median_of(v, |x| x.user_us),
+                median_of(v, |x| x.sys_us),
                 sc_per,
                 instr_cells
             );

@@ -29,9 +29,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::thread;
 
-use super::measure::{median, range};
-use super::report::{fmt_rate, runs_note};
-use super::scenarios::{drive, scenario, Pass, Sample};
+use super::report::{fmt_rate, lg_mark, rate_spread, runs_note};
+use super::scenarios::{drive, median_of, rotated, scenario, Pass, Sample};
 use super::servers::{bench_dir, monoloop, start_on, ServerSpec};
 
 /// Connections of the ping-pong, and receivers of the fan-out.
@@ -114,10 +113,7 @@ pub fn measure_scaling(quick: bool) -> Scaling {
             let specs = scaling_servers(sc.group, w);
             eprintln!("== scaling, {w} worker(s): {}", sc.key);
             for r in 0..repeats {
-                let mut order: Vec<&ServerSpec> = specs.iter().collect();
-                let n = order.len();
-                order.rotate_left(r % n);
-                for spec in order {
+                for spec in rotated(&specs, r) {
                     let server = start_on(spec, 0..w, w);
                     let (sample, _) = drive(&server, sc, &timing, Pass::Cpu);
                     if sample.msgs == 0.0 {
@@ -181,19 +177,13 @@ pub fn render_scaling(m: &Scaling) -> String {
     }
     let row = |group: &'static str, w: usize, name: &'static str| {
         let v = m.samples.get(&(group, w, name))?;
-        let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
-        let rate = median(rates.clone());
-        let (lo, hi) = range(&rates);
+        let (rate, lo, hi) = rate_spread(v);
         let one = m
             .samples
             .get(&(group, 1, name))
-            .map(|v| median(v.iter().map(|x| x.rate).collect()));
-        let lg = if median(v.iter().map(|x| x.lg_cpu).collect()) > 0.9 {
-            " lg"
-        } else {
-            ""
-        };
-        let med = |f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+            .map(|v| median_of(v, |x| x.rate));
+        let lg = lg_mark(v);
+        let med = |f: fn(&Sample) -> f64| median_of(v, f);
         Some(format!(
             "{}{lg} | {} – {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}",
             fmt_rate(rate),

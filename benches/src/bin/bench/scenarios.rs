@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use super::measure::{
-    callgrind_control, callgrind_total, count_syscalls, cpu_ns, cpu_ticks, under_callgrind, Count,
-    PerMessage, SyscallCounter,
+    callgrind_control, callgrind_total, count_syscalls, cpu_ns, cpu_ticks, median, under_callgrind,
+    Count, PerMessage, SyscallCounter,
 };
 use super::servers::{bench_dir, start, Running, ServerSpec};
 
@@ -78,6 +78,11 @@ pub struct Sample {
     pub secs: f64,
     /// Handshakes that resumed a session (`tls` and `tls-resume` only).
     pub resumed: f64,
+}
+
+/// The median of one figure over a server's runs.
+pub fn median_of(v: &[Sample], f: fn(&Sample) -> f64) -> f64 {
+    median(v.iter().map(f).collect())
 }
 
 fn parse_result(line: &str) -> BTreeMap<String, String> {
@@ -230,11 +235,7 @@ impl Measurements<'_> {
         {
             eprintln!("== {}", sc.key);
             for r in 0..repeats {
-                // Rotate the order each repeat, so drift spreads evenly.
-                let mut order: Vec<&ServerSpec> = specs.iter().collect();
-                let n = order.len();
-                order.rotate_left(r % n);
-                for spec in order {
+                for spec in rotated(specs, r) {
                     let server = start(spec);
                     let (sample, _) = drive(&server, sc, timing, Pass::Cpu);
                     eprintln!(
@@ -285,6 +286,14 @@ impl Measurements<'_> {
     }
 }
 
+/// The servers in the order of repeat (or round) `r`: the list rotated by
+/// `r`, so that each goes first in turn and machine drift spreads evenly.
+pub fn rotated(specs: &[ServerSpec], r: usize) -> Vec<&ServerSpec> {
+    let mut order: Vec<&ServerSpec> = specs.iter().collect();
+    order.rotate_left(r % specs.len().max(1));
+    order
+}
+
 /// A counting pass: each server `rounds` times (rotating, like the
 /// repeats), over a window of `[secs, warmup]`, its count divided by the
 /// messages of that window; of the rounds, the middle one by total.
@@ -299,9 +308,7 @@ fn count_per_message(
     let window = ["--secs", secs, "--warmup", warmup].map(String::from);
     let mut counts: BTreeMap<&'static str, Vec<PerMessage>> = BTreeMap::new();
     for r in 0..rounds {
-        let mut order: Vec<&ServerSpec> = servers.iter().collect();
-        order.rotate_left(r % servers.len().max(1));
-        for spec in order {
+        for spec in rotated(servers, r) {
             let server = start(spec);
             let (sample, count) = drive(&server, sc, &window, pass);
             if let Some(c) = count {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::measure::{median, range, tcp_ext};
 use super::report::fmt_rate;
-use super::scenarios::{drive, scenario, Pass, Sample, Scenario};
+use super::scenarios::{drive, rotated, scenario, Pass, Sample, Scenario};
 use super::servers::{start, ServerSpec};
 
 /// Per server, each run's sample and the SYN retransmits counted during it.
@@ -34,10 +34,7 @@ pub fn measure_storm(quick: bool, specs: &[ServerSpec], repeats: usize) -> (Scen
     let mut storm: StormRuns = BTreeMap::new();
     eprintln!("== {}", storm_sc.key);
     for r in 0..repeats {
-        let mut order: Vec<&ServerSpec> = specs.iter().collect();
-        let n = order.len();
-        order.rotate_left(r % n);
-        for spec in order {
+        for spec in rotated(specs, r) {
             let server = start(spec);
             let syn0 = tcp_ext("TCPSynRetrans");
             let (sample, _) = drive(&server, &storm_sc, &[], Pass::Cpu);

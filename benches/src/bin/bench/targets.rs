@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::footprint::{Footprint, Sizes};
 use super::measure::{median, PerMessage};
-use super::scenarios::Sample;
+use super::scenarios::{median_of, Sample};
 
 /// The targets issue 5 set for monoloop, checked against this run.
 pub fn targets(
@@ -23,12 +23,20 @@ pub fn targets(
         results
             .get(key)
             .and_then(|m| m.get(server))
-            .map(|v| median(v.iter().map(f).collect()))
+            .map(|v| median_of(v, f))
     };
     let mut rows: Vec<(String, String, Option<bool>)> = Vec::new();
+    // monoloop's figure against another server's, in one scenario: the
+    // two sides of a `ratio`.
+    let vs = |key: &str, other: &str, f: fn(&Sample) -> f64| {
+        (med(key, "monoloop", f), med(key, other, f))
+    };
+    let instructions_vs = |key: &str, other: &str| {
+        let of = |server: &str| instructions.get(key).and_then(|m| m.get(server)).copied();
+        (of("monoloop"), of(other))
+    };
     let ratio = |what: String,
-                 a: Option<f64>,
-                 b: Option<f64>,
+                 (a, b): (Option<f64>, Option<f64>),
                  want: &str,
                  ok: fn(f64) -> bool|
      -> (String, String, Option<bool>) {
@@ -44,35 +52,25 @@ pub fn targets(
         let key = format!("ping-pong 64 B {c} connections");
         rows.push(ratio(
             format!("ping-pong 64 B, {c} conns: msg/s vs tokio-ct"),
-            med(&key, "monoloop", |x| x.rate),
-            med(&key, "tokio-ct", |x| x.rate),
+            vs(&key, "tokio-ct", |x| x.rate),
             "≥ 1",
             |r| r >= 1.0,
         ));
         rows.push(ratio(
             format!("ping-pong 64 B, {c} conns: msg/s vs epoll"),
-            med(&key, "monoloop", |x| x.rate),
-            med(&key, "epoll", |x| x.rate),
+            vs(&key, "epoll", |x| x.rate),
             "≥ 0.95",
             |r| r >= 0.95,
         ));
         rows.push(ratio(
             format!("ping-pong 64 B, {c} conns: user-space instructions/msg vs tokio-ct"),
-            instructions
-                .get(&key)
-                .and_then(|m| m.get("monoloop"))
-                .copied(),
-            instructions
-                .get(&key)
-                .and_then(|m| m.get("tokio-ct"))
-                .copied(),
+            instructions_vs(&key, "tokio-ct"),
             "≤ 0.6",
             |r| r <= 0.6,
         ));
         rows.push(ratio(
             format!("ping-pong 64 B, {c} conns: p99 vs tokio-ct"),
-            med(&key, "monoloop", |x| x.p99),
-            med(&key, "tokio-ct", |x| x.p99),
+            vs(&key, "tokio-ct", |x| x.p99),
             "≤ 1",
             |r| r <= 1.0,
         ));
@@ -106,8 +104,7 @@ pub fn targets(
     let pipe = "pipelined 100 connections × 16 in flight, 64 B";
     rows.push(ratio(
         "pipelined: msg/s vs tokio-ct".into(),
-        med(pipe, "monoloop", |x| x.rate),
-        med(pipe, "tokio-ct", |x| x.rate),
+        vs(pipe, "tokio-ct", |x| x.rate),
         "≥ 1.3",
         |r| r >= 1.3,
     ));
@@ -115,8 +112,7 @@ pub fn targets(
         let key = format!("streaming {c} connections");
         rows.push(ratio(
             format!("streaming, {c} conns: MB/s vs tokio-ct"),
-            med(&key, "monoloop", |x| x.mbps),
-            med(&key, "tokio-ct", |x| x.mbps),
+            vs(&key, "tokio-ct", |x| x.mbps),
             "≥ 1",
             |r| r >= 1.0,
         ));
@@ -185,8 +181,7 @@ pub fn targets(
         let key = format!("fan-out 1 sender, {c} receivers, 64 B lines");
         rows.push(ratio(
             format!("fan-out, {c} receivers: lines/s vs tokio-ct"),
-            med(&key, "monoloop", |x| x.rate),
-            med(&key, "tokio-ct", |x| x.rate),
+            vs(&key, "tokio-ct", |x| x.rate),
             "≥ 1.3",
             |r| r >= 1.3,
         ));
@@ -198,8 +193,7 @@ pub fn targets(
         .unwrap_or_default();
     rows.push(ratio(
         "TLS: full handshakes/s vs Node's tls".into(),
-        med(&tls_key, "monoloop", |x| x.rate),
-        med(&tls_key, "node", |x| x.rate),
+        vs(&tls_key, "node", |x| x.rate),
         "≥ 1.5",
         |r| r >= 1.5,
     ));
@@ -208,8 +202,7 @@ pub fn targets(
         let key = format!("TLS echo streaming, {c} connections");
         let row = ratio(
             format!("TLS echo, {c} conns: MB/s vs Node's tls"),
-            med(&key, "monoloop", |x| x.mbps),
-            med(&key, "node", |x| x.mbps),
+            vs(&key, "node", |x| x.mbps),
             "no target; ≥ 1 expected",
             |r| r >= 1.0,
         );

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::measure::{median, range};
-use super::report::fmt_rate;
-use super::scenarios::{scenario, Measurements, Sample, Scenario};
+use super::report::{fmt_rate, rate_spread};
+use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
 use super::servers::{tls_files, tls_servers, ServerSpec};
 
 /// The TLS handshake scenarios (issue 14): full handshakes (the client
@@ -90,16 +89,12 @@ pub fn render_handshakes(
         let Some(by_server) = results.get(&sc.key) else {
             continue;
         };
-        let base = by_server
-            .get("monoloop")
-            .map(|v| median(v.iter().map(|x| x.rate).collect()));
+        let base = by_server.get("monoloop").map(|v| median_of(v, |x| x.rate));
         for spec in specs {
             let Some(v) = by_server.get(spec.name) else {
                 continue;
             };
-            let rates: Vec<f64> = v.iter().map(|x| x.rate).collect();
-            let rate = median(rates.clone());
-            let (lo, hi) = range(&rates);
+            let (rate, lo, hi) = rate_spread(v);
             let resumed: f64 = v.iter().map(|x| x.resumed).sum();
             let all: f64 = v.iter().map(|x| x.msgs).sum();
             let _ = writeln!(
@@ -111,8 +106,8 @@ pub fn render_handshakes(
                 fmt_rate(lo),
                 fmt_rate(hi),
                 base.map_or(f64::NAN, |b| rate / b),
-                median(v.iter().map(|x| x.cpu_us).collect()),
-                median(v.iter().map(|x| x.p99).collect()),
+                median_of(v, |x| x.cpu_us),
+                median_of(v, |x| x.p99),
                 v.iter().map(|x| x.failed).sum::<f64>(),
             );
         }
