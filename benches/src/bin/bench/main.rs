@@ -313,15 +313,7 @@ fn main() {
     // TLS: full handshakes with an ECDSA P-256 certificate.
     let (ca, cert, key) = tls_files();
     let tls_specs = tls_servers(&cert, &key);
-    let mut tm = Measurements {
-        specs: &tls_specs,
-        repeats,
-        timing: &timing,
-        valgrind: false,
-        results: &mut results,
-        syscalls: &mut syscalls,
-        instructions: &mut instructions,
-    };
+    let mut tm = m.with_servers(&tls_specs);
     // Full and resumed handshakes (issue 14).
     for sc in handshake_scenarios(quick, &ca) {
         tm.measure(&sc);
@@ -346,15 +338,7 @@ fn main() {
 
     // Fan-out: the broadcast relays, one sender and many receivers.
     let fan_specs = broadcast_servers();
-    let mut fm = Measurements {
-        specs: &fan_specs,
-        repeats,
-        timing: &timing,
-        valgrind: false,
-        results: &mut results,
-        syscalls: &mut syscalls,
-        instructions: &mut instructions,
-    };
+    let mut fm = m.with_servers(&fan_specs);
     let fan_counts: &[usize] = if quick { &[100] } else { &[100, 1000] };
     for &c in fan_counts {
         let sc = scenario(

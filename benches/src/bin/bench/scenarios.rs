@@ -220,6 +220,20 @@ pub struct Measurements<'a> {
 }
 
 impl Measurements<'_> {
+    /// The same repeats, window and tables for the servers `specs`, without
+    /// the callgrind pass (kept for the plain echo servers).
+    pub fn with_servers<'b>(&'b mut self, specs: &'b [ServerSpec]) -> Measurements<'b> {
+        Measurements {
+            specs,
+            repeats: self.repeats,
+            timing: self.timing,
+            valgrind: false,
+            results: &mut *self.results,
+            syscalls: &mut *self.syscalls,
+            instructions: &mut *self.instructions,
+        }
+    }
+
     /// Runs every server through `sc`, `repeats` times in rotating order,
     /// then the counting passes if the scenario asks for them.
     pub fn measure(&mut self, sc: &Scenario) {
