@@ -31,6 +31,8 @@
 //!   instructions) and how repeats are summed up;
 //! - `scenarios`: a scenario, driving the load generator through one, and
 //!   running every server through it;
+//! - `tables`: the scenarios of the main tables (ping-pong, pipelined,
+//!   streaming, open loop, TLS, fan-out), measured in order;
 //! - the sections that are their own concern: `mixed` (latency under mixed
 //!   load), `scaling` (workers against cores), `tls` (handshakes), `storm`
 //!   (the connection storm), `footprint` (memory, start, idle, sizes);
@@ -38,7 +40,7 @@
 //!   (issue 5's targets against this run), `charts` (the SVG charts).
 //!
 //! A new server is an entry in `servers`; a new scenario of the main tables
-//! is an entry in `main` below, and the report gives it a table by itself.
+//! is an entry in `tables`, and the report gives it a table by itself.
 
 mod charts;
 mod footprint;
@@ -49,26 +51,21 @@ mod scaling;
 mod scenarios;
 mod servers;
 mod storm;
+mod tables;
 mod targets;
 mod tls;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use charts::write_charts;
 use footprint::{measure_footprints, Sizes};
-use measure::PerMessage;
 use mixed::{measure_mixed, render_mixed};
-use report::{fmt_rate, machine, render, today, write_keeping_notes};
+use report::{machine, render, today, write_keeping_notes};
 use scaling::{measure_scaling, render_scaling};
-use scenarios::{median_of, scenario, Measurements, Sample, Scenario};
-use servers::{
-    bench_dir, broadcast_servers, build_minimal, cargo, root, run, servers, tls_files, tls_servers,
-};
+use servers::{bench_dir, build_minimal, cargo, root, run, tls_files};
 use storm::measure_storm;
-use tls::handshake_scenarios;
+use tables::measure_tables;
 
 /// The command line (see the module's header).
 struct Options {
@@ -188,185 +185,19 @@ fn main() {
     );
     let minimal = build_minimal(&root);
 
-    let (secs, warmup, repeats) = if quick {
-        ("1", "0.3", 1)
-    } else {
-        ("3", "1", 3)
-    };
-    let timing = vec![
-        "--secs".to_string(),
-        secs.to_string(),
-        "--warmup".to_string(),
-        warmup.to_string(),
-    ];
-    let mut scenarios: Vec<Scenario> = Vec::new();
-    let conn_counts: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1000] };
-    let sizes: &[usize] = if quick { &[64] } else { &[64, 4096] };
-    for &size in sizes {
-        for &c in conn_counts {
-            scenarios.push(scenario(
-                if size == 64 {
-                    "ping-pong 64 B"
-                } else {
-                    "ping-pong 4 KiB"
-                },
-                format!("{c} connections"),
-                c,
-                &[
-                    ("scenario", "echo".into()),
-                    ("conns", c.to_string()),
-                    ("size", size.to_string()),
-                ],
-                // The counting passes are slow: in quick mode, one scenario.
-                if quick {
-                    c == 100 && size == 64
-                } else {
-                    c >= 100
-                },
-            ));
-        }
-    }
-    scenarios.push(scenario(
-        "pipelined",
-        "100 connections × 16 in flight, 64 B".into(),
-        100,
-        &[
-            ("scenario", "echo".into()),
-            ("conns", "100".into()),
-            ("size", "64".into()),
-            ("depth", "16".into()),
-        ],
-        !quick,
-    ));
-    let stream_conns: &[usize] = if quick { &[1] } else { &[1, 100] };
-    for &c in stream_conns {
-        scenarios.push(scenario(
-            "streaming",
-            format!("{c} connections"),
-            c,
-            &[("scenario", "stream".into()), ("conns", c.to_string())],
-            false,
-        ));
-    }
-
-    let mut specs = servers();
-    if quick {
-        // Quick mode compares with the two that matter most: the floor and
-        // the async runtime monoloop must beat.
-        specs.retain(|s| matches!(s.name, "monoloop" | "epoll" | "tokio-ct"));
-    }
-    // results[scenario key][server] = samples
-    let mut results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>> = BTreeMap::new();
-    let mut syscalls: BTreeMap<String, BTreeMap<&'static str, PerMessage>> = BTreeMap::new();
-    let mut instructions: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
-    let valgrind = Command::new("callgrind_control")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    let mut m = Measurements {
-        specs: &specs,
-        repeats,
-        timing: &timing,
-        valgrind,
-        results: &mut results,
-        syscalls: &mut syscalls,
-        instructions: &mut instructions,
-    };
-    for sc in &scenarios {
-        m.measure(sc);
-    }
-    // Open loop, at 50% and 80% of the best closed-loop rate measured above
-    // (100 connections, 64 B): a schedule every server is offered alike.
-    let best = m
-        .results
-        .get("ping-pong 64 B 100 connections")
-        .map(|by| {
-            by.values()
-                .map(|v| median_of(v, |x| x.rate))
-                .fold(0.0, f64::max)
-        })
-        .unwrap_or(0.0);
-    let shares: &[u32] = if quick { &[80] } else { &[50, 80] };
-    for &pct in shares.iter().filter(|_| best > 0.0) {
-        let rate = (best * pct as f64 / 100.0).round();
-        let sc = scenario(
-            "open loop",
-            format!(
-                "100 connections, 64 B, {} msg/s ({pct}% of the best closed-loop rate)",
-                fmt_rate(rate)
-            ),
-            100,
-            &[
-                ("scenario", "open".into()),
-                ("conns", "100".into()),
-                ("size", "64".into()),
-                ("rate", format!("{rate}")),
-            ],
-            false,
-        );
-        m.measure(&sc);
-        scenarios.push(sc);
-    }
-
-    // TLS: full handshakes with an ECDSA P-256 certificate.
-    let (ca, cert, key) = tls_files();
-    let tls_specs = tls_servers(&cert, &key);
-    let mut tm = m.with_servers(&tls_specs);
-    // Full and resumed handshakes (issue 14).
-    for sc in handshake_scenarios(quick, &ca) {
-        tm.measure(&sc);
-        scenarios.push(sc);
-    }
-    // TLS: echo throughput, every byte decrypted and re-encrypted.
-    for &c in stream_conns {
-        let sc = scenario(
-            "TLS echo",
-            format!("streaming, {c} connections"),
-            c,
-            &[
-                ("scenario", "tls-stream".into()),
-                ("conns", c.to_string()),
-                ("ca", ca.to_string_lossy().into_owned()),
-            ],
-            false,
-        );
-        tm.measure(&sc);
-        scenarios.push(sc);
-    }
-
-    // Fan-out: the broadcast relays, one sender and many receivers.
-    let fan_specs = broadcast_servers();
-    let mut fm = m.with_servers(&fan_specs);
-    let fan_counts: &[usize] = if quick { &[100] } else { &[100, 1000] };
-    for &c in fan_counts {
-        let sc = scenario(
-            "fan-out",
-            format!("1 sender, {c} receivers, 64 B lines"),
-            c,
-            &[
-                ("scenario", "fanout".into()),
-                ("conns", c.to_string()),
-                ("size", "64".into()),
-                ("window", "64".into()),
-            ],
-            false,
-        );
-        fm.measure(&sc);
-        scenarios.push(sc);
-    }
+    let tables = measure_tables(quick);
+    let (ca, cert, key) = &tables.tls_files;
 
     // Latency under mixed load (issue 11): its own section, below.
-    let mixed = measure_mixed(quick, &ca, &cert, &key);
+    let mixed = measure_mixed(quick, ca, cert, key);
     // Workers against cores (issue 12): its own section, below.
     let scaling = measure_scaling(quick);
 
     // Connection storm: everyone, with SYN retransmits counted.
-    let (storm_sc, storm) = measure_storm(quick, &specs, repeats);
+    let (storm_sc, storm) = measure_storm(quick, &tables.specs, tables.repeats);
 
     // Footprint.
-    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &specs);
+    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.specs);
     let sizes = Sizes {
         notls: std::fs::metadata(root.join("target/notls/release/monoloop"))
             .map(|m| m.len())
@@ -376,11 +207,11 @@ fn main() {
 
     let report = render(
         quick,
-        &specs,
-        &scenarios,
-        &results,
-        &syscalls,
-        &instructions,
+        &tables.specs,
+        &tables.scenarios,
+        &tables.results,
+        &tables.syscalls,
+        &tables.instructions,
         &render_mixed(&mixed),
         &render_scaling(&scaling),
         &storm_sc,
@@ -393,7 +224,13 @@ fn main() {
     );
     let path = root.join("docs/benchmarks.md");
     write_keeping_notes(&path, &report);
-    write_charts(&root, &specs, &scenarios, &results, conn_counts);
+    write_charts(
+        &root,
+        &tables.specs,
+        &tables.scenarios,
+        &tables.results,
+        tables.conn_counts,
+    );
     eprintln!("== wrote {} in {:.0?}", path.display(), started.elapsed());
 }
 
