@@ -10,7 +10,7 @@
 //! while developing; its report says so at the top.
 //!
 //! `--only mixed` runs only the latency-under-mixed-load section (issue 11;
-//! see its header below), prints its table on stdout and leaves
+//! see the header of `mixed`), prints its table on stdout and leaves
 //! docs/benchmarks.md alone; `--out FILE` writes the table to FILE as well.
 //! With `--quick` it takes about a minute after the build.
 //!
@@ -188,9 +188,9 @@ fn main() {
     let tables = measure_tables(quick);
     let (ca, cert, key) = &tables.tls_files;
 
-    // Latency under mixed load (issue 11): its own section, below.
+    // Latency under mixed load (issue 11): its own section (`mixed`).
     let mixed = measure_mixed(quick, ca, cert, key);
-    // Workers against cores (issue 12): its own section, below.
+    // Workers against cores (issue 12): its own section (`scaling`).
     let scaling = measure_scaling(quick);
 
     // Connection storm: everyone, with SYN retransmits counted.

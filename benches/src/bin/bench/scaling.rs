@@ -8,7 +8,7 @@
 //!   --workers w` and tokio's multi-thread runtime with w worker threads
 //!   (`echo_tokio_mt --threads w`);
 //! - fan-out, one sender and SCALING_CONNS receivers (the fan-out scenario
-//!   above), against `monoloop broadcast --workers w`: the kernel spreads the
+//!   of the main tables), against `monoloop broadcast --workers w`: the kernel spreads the
 //!   receivers over the workers, so with several, every line crosses the hub.
 //!
 //! The server is pinned to the set of its cores, not each thread to a core
