@@ -1,0 +1,326 @@
+//! The servers under test: which ones there are (`servers`, the broadcast
+//! relays, the TLS echo servers), where their binaries are and how the
+//! runner builds them (`cargo`, `build_minimal`), and how one is started
+//! (`start`, `start_on`): pinned to its cores, its `listening on` line read
+//! for the address. A new server is a new entry here; the scaling section
+//! keeps its own list (`scaling::scaling_servers`), and measuring a started
+//! server is left to `measure` and `scenarios`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// The core every server runs on, outside the scaling section.
+pub const SERVER_CPU: usize = 0;
+/// The load generator's core, outside the scaling section.
+pub const LOADGEN_CPU: usize = 1;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn bench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Builds the smallest monoloop the way README's "The smallest binary"
+/// says: no TLS, and std rebuilt from source with `-Cpanic=immediate-abort`
+/// so that std's panic message and backtrace printer (about half of a
+/// stable hello world) are left out. Those are unstable options, unlocked
+/// on the stable toolchain by `RUSTC_BOOTSTRAP=1`, and std's source comes
+/// from the rust-src component. Returns the binary's size, or None (said on
+/// stderr) when it cannot be built here.
+pub fn build_minimal(root: &Path) -> Option<u64> {
+    // Fetches the component if it is missing; harmless if it is there.
+    let _ = Command::new("rustup")
+        .args(["component", "add", "rust-src"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().ok()?.stdout)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))?;
+    let status = cargo()
+        .args([
+            "build",
+            "--release",
+            "--no-default-features",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            &host,
+            "--target-dir",
+            "target/minimal",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort")
+        .current_dir(root)
+        .status()
+        .ok()?;
+    if !status.success() {
+        eprintln!("   the smallest binary did not build ({status}); left out");
+        return None;
+    }
+    let path = root.join(format!("target/minimal/{host}/release/monoloop"));
+    std::fs::metadata(path).map(|m| m.len()).ok()
+}
+
+/// `cargo`, for the runner's own builds. Each goes to the target directory
+/// the runner then starts the binaries from (the crate's `target/`, or one
+/// named with `--target-dir`), so a `CARGO_TARGET_DIR` in the caller's
+/// environment, meant for the runner's own build, must not move them.
+/// Under `cargo run` the runner also inherits its own package's variables
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...), which ring's build script
+/// declares it depends on: passed on, they made each run rebuild ring and
+/// everything above it (about a minute here), and the next `cargo run`
+/// rebuild them again.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if matches!(
+            &*name,
+            "CARGO_TARGET_DIR" | "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH"
+        ) || name.starts_with("CARGO_PKG_")
+        {
+            cmd.env_remove(&var);
+        }
+    }
+    cmd
+}
+
+/// Runs a command to completion, failing loudly.
+pub fn run(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// One server under test: a name and how to start it.
+#[derive(Clone)]
+pub struct ServerSpec {
+    pub name: &'static str,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// monoloop in `mode` (with its own options), set up for measuring: no
+/// stats line, no idle timeout, room for every connection, the
+/// `listening on` line logged.
+pub fn monoloop(mode: &[&str]) -> ServerSpec {
+    let mut args: Vec<String> = mode.iter().map(|a| a.to_string()).collect();
+    for a in [
+        "--listen",
+        "127.0.0.1:0",
+        "--stats-interval",
+        "0",
+        "--idle-timeout",
+        "0",
+        "--max-connections",
+        "50000",
+        "--log-level",
+        "info",
+    ] {
+        args.push(a.to_string());
+    }
+    ServerSpec {
+        name: "monoloop",
+        program: root().join("target/release/monoloop"),
+        args,
+    }
+}
+
+pub fn servers() -> Vec<ServerSpec> {
+    let bin = bench_dir().join("target/release");
+    let mut list = vec![
+        monoloop(&["echo"]),
+        ServerSpec {
+            name: "epoll",
+            program: bin.join("echo_epoll"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "tokio-ct",
+            program: bin.join("echo_tokio_ct"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "tokio-mt",
+            program: bin.join("echo_tokio_mt"),
+            args: vec![],
+        },
+        ServerSpec {
+            name: "threads",
+            program: bin.join("echo_threads"),
+            args: vec![],
+        },
+    ];
+    if Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        list.push(ServerSpec {
+            name: "node",
+            program: PathBuf::from("node"),
+            args: vec![bench_dir()
+                .join("node/echo.js")
+                .to_string_lossy()
+                .into_owned()],
+        });
+    }
+    list
+}
+
+/// The broadcast relays: monoloop's, and tokio's current-thread one.
+pub fn broadcast_servers() -> Vec<ServerSpec> {
+    vec![
+        monoloop(&["broadcast"]),
+        ServerSpec {
+            name: "tokio-ct",
+            program: bench_dir().join("target/release/broadcast_tokio_ct"),
+            args: vec![],
+        },
+    ]
+}
+
+/// A CA and a server certificate for localhost signed by it (ECDSA P-256,
+/// rcgen's default), written to a temporary directory: (ca, cert, key).
+pub fn tls_files() -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("monoloop-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("server key");
+    let cert = leaf.signed_by(&key, &issuer).expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
+/// The TLS echo servers: monoloop's, and Node's `tls` where node exists.
+pub fn tls_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    let mut list = vec![monoloop(&["echo", "--tls-cert", &cert, "--tls-key", &key])];
+    if servers().iter().any(|s| s.name == "node") {
+        list.push(ServerSpec {
+            name: "node",
+            program: PathBuf::from("node"),
+            args: vec![
+                bench_dir()
+                    .join("node/tls.js")
+                    .to_string_lossy()
+                    .into_owned(),
+                "--cert".into(),
+                cert.into_owned(),
+                "--key".into(),
+                key.into_owned(),
+            ],
+        });
+    }
+    list
+}
+
+/// A started server: the process, its address, its pid, and the core its
+/// load generator goes to (the first one the server was not given).
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub loadgen_cpu: usize,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pins a child to the cores `cpus` (its threads may run on any of them)
+/// and raises its descriptor limit, before exec.
+pub fn pinned(cmd: &mut Command, cpus: Range<usize>) {
+    // SAFETY: only async-signal-safe calls (sched_setaffinity, setrlimit)
+    // on structs on the child's stack, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in cpus.clone() {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+}
+
+/// Starts a server on core `SERVER_CPU`, its load generator to go on
+/// `LOADGEN_CPU`.
+pub fn start(spec: &ServerSpec) -> Running {
+    start_on(spec, SERVER_CPU..SERVER_CPU + 1, LOADGEN_CPU)
+}
+
+/// Starts a server pinned to the cores `cpus`, and waits for its
+/// `listening on ADDR` line; the load generator will go on `loadgen_cpu`.
+pub fn start_on(spec: &ServerSpec, cpus: Range<usize>, loadgen_cpu: usize) -> Running {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    pinned(&mut cmd, cpus);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", spec.name));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // "... listening on ADDR", and with several workers
+            // "... listening on ADDR (4 workers)".
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{} did not say where it listens", spec.name));
+    Running {
+        child,
+        addr: addr.parse().expect("listening address"),
+        loadgen_cpu,
+    }
+}
