@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::measure::{count_syscalls, median, rss_kib};
-use super::servers::{bench_dir, pinned, start, ServerSpec, LOADGEN_CPU, SERVER_CPU};
+use super::servers::{bench_dir, free_port, pinned, start, ServerSpec, LOADGEN_CPU, SERVER_CPU};
 
 /// The stripped sizes of the two plain-TCP builds.
 pub struct Sizes {
@@ -96,14 +96,6 @@ pub fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: u
         start_ms: median(times),
         idle_syscalls,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Measures every server of `specs`; returns the footprints by server, and

@@ -216,6 +216,7 @@ pub fn under_callgrind(spec: &ServerSpec) -> ServerSpec {
         name: spec.name,
         program: PathBuf::from("valgrind"),
         args,
+        ready: spec.ready.clone(),
     }
 }
 

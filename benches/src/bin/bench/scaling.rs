@@ -31,7 +31,7 @@ use std::thread;
 
 use super::report::{fmt_rate, lg_mark, rate_spread, runs_note};
 use super::scenarios::{drive, median_of, rotated, scenario, Pass, Sample};
-use super::servers::{bench_dir, monoloop, start_on, ServerSpec};
+use super::servers::{bench_dir, monoloop, start_on, Ready, ServerSpec};
 
 /// Connections of the ping-pong, and receivers of the fan-out.
 pub const SCALING_CONNS: usize = 1000;
@@ -66,6 +66,7 @@ pub fn scaling_servers(group: &str, w: usize) -> Vec<ServerSpec> {
             name: "tokio-mt",
             program: bench_dir().join("target/release/echo_tokio_mt"),
             args: vec!["--threads".into(), n],
+            ready: Ready::Announces,
         },
     ]
 }

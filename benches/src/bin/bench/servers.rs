@@ -2,7 +2,8 @@
 //! relays, the TLS echo servers), where their binaries are and how the
 //! runner builds them (`cargo`, `build_minimal`), and how one is started
 //! (`start`, `start_on`): pinned to its cores, its `listening on` line read
-//! for the address. A new server is a new entry here; the scaling section
+//! for the address (nginx, which prints none, is waited for by its pid
+//! file: `Ready`). A new server is a new entry here; the scaling section
 //! keeps its own list (`scaling::scaling_servers`), and measuring a started
 //! server is left to `measure` and `scenarios`.
 
@@ -110,6 +111,80 @@ pub struct ServerSpec {
     pub name: &'static str,
     pub program: PathBuf,
     pub args: Vec<String>,
+    pub ready: Ready,
+}
+
+/// How the runner learns that a started server listens, and where.
+#[derive(Clone)]
+pub enum Ready {
+    /// It logs `listening on ADDR` on stderr (monoloop and every server in
+    /// benches/).
+    Announces,
+    /// It writes `pid_file` once its sockets are open (nginx), and listens
+    /// on `addr`, fixed in its configuration.
+    PidFile { pid_file: PathBuf, addr: SocketAddr },
+}
+
+/// True if nginx and its stream module are installed (Debian's `nginx` and
+/// `libnginx-mod-stream`): nginx is then the TLS reference (issue 11).
+pub fn nginx_installed() -> bool {
+    Path::new(NGINX_STREAM_MODULE).exists()
+        && Command::new("nginx")
+            .arg("-v")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// nginx as benches/nginx/README.md says to run it: one process (no
+/// master), with benches/nginx/tls.conf rendered into a directory of its
+/// own, on two fixed loopback ports. Returns two specs for the same
+/// configuration: its stream listener (TLS handshakes, a fixed reply) and
+/// its http listener (TLS file downloads from `root`).
+pub fn nginx(tag: &str, cert: &Path, key: &Path, root: &Path) -> (ServerSpec, ServerSpec) {
+    let dir =
+        std::env::temp_dir().join(format!("monoloop-bench-nginx-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("nginx dir");
+    let (stream_port, http_port) = (free_port(), free_port());
+    let template =
+        std::fs::read_to_string(bench_dir().join("nginx/tls.conf")).expect("nginx/tls.conf");
+    let conf = template
+        .replace("@DIR@", &dir.to_string_lossy())
+        .replace("@CERT@", &cert.to_string_lossy())
+        .replace("@KEY@", &key.to_string_lossy())
+        .replace("@STREAM_PORT@", &stream_port.to_string())
+        .replace("@HTTP_PORT@", &http_port.to_string())
+        .replace("@ROOT@", &root.to_string_lossy());
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let spec = |port: u16| ServerSpec {
+        name: "nginx",
+        program: PathBuf::from("nginx"),
+        args: vec![
+            "-p".into(),
+            dir.to_string_lossy().into_owned(),
+            "-c".into(),
+            conf_path.to_string_lossy().into_owned(),
+            "-e".into(),
+            "stderr".into(),
+        ],
+        ready: Ready::PidFile {
+            pid_file: dir.join("nginx.pid"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        },
+    };
+    (spec(stream_port), spec(http_port))
+}
+
+/// A loopback port that was free a moment ago (nginx cannot listen on port
+/// 0 and say where it went).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// monoloop in `mode` (with its own options), set up for measuring: no
@@ -135,6 +210,7 @@ pub fn monoloop(mode: &[&str]) -> ServerSpec {
         name: "monoloop",
         program: root().join("target/release/monoloop"),
         args,
+        ready: Ready::Announces,
     }
 }
 
@@ -146,21 +222,25 @@ pub fn servers() -> Vec<ServerSpec> {
             name: "epoll",
             program: bin.join("echo_epoll"),
             args: vec![],
+            ready: Ready::Announces,
         },
         ServerSpec {
             name: "tokio-ct",
             program: bin.join("echo_tokio_ct"),
             args: vec![],
+            ready: Ready::Announces,
         },
         ServerSpec {
             name: "tokio-mt",
             program: bin.join("echo_tokio_mt"),
             args: vec![],
+            ready: Ready::Announces,
         },
         ServerSpec {
             name: "threads",
             program: bin.join("echo_threads"),
             args: vec![],
+            ready: Ready::Announces,
         },
     ];
     if Command::new("node")
@@ -175,6 +255,7 @@ pub fn servers() -> Vec<ServerSpec> {
                 .join("node/echo.js")
                 .to_string_lossy()
                 .into_owned()],
+            ready: Ready::Announces,
         });
     }
     list
@@ -188,6 +269,7 @@ pub fn broadcast_servers() -> Vec<ServerSpec> {
             name: "tokio-ct",
             program: bench_dir().join("target/release/broadcast_tokio_ct"),
             args: vec![],
+            ready: Ready::Announces,
         },
     ]
 }
@@ -235,7 +317,20 @@ pub fn tls_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
                 "--key".into(),
                 key.into_owned(),
             ],
+            ready: Ready::Announces,
         });
+    }
+    list
+}
+
+/// The servers of the TLS handshake scenarios: the TLS echo servers, and
+/// nginx's stream module where it is installed (it answers a fixed reply,
+/// so it has no place in the TLS echo).
+pub fn handshake_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
+    let mut list = tls_servers(cert, key);
+    if nginx_installed() {
+        let root = std::env::temp_dir();
+        list.push(nginx("handshakes", cert, key, &root).0);
     }
     list
 }
@@ -291,9 +386,13 @@ pub fn start(spec: &ServerSpec) -> Running {
     start_on(spec, SERVER_CPU..SERVER_CPU + 1, LOADGEN_CPU)
 }
 
-/// Starts a server pinned to the cores `cpus`, and waits for its
-/// `listening on ADDR` line; the load generator will go on `loadgen_cpu`.
+/// Starts a server pinned to the cores `cpus`, and waits until it listens
+/// (`Ready`); the load generator will go on `loadgen_cpu`.
 pub fn start_on(spec: &ServerSpec, cpus: Range<usize>, loadgen_cpu: usize) -> Running {
+    if let Ready::PidFile { pid_file, .. } = &spec.ready {
+        // Left behind by the last run's SIGKILL.
+        let _ = std::fs::remove_file(pid_file);
+    }
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .stdin(Stdio::null())
@@ -315,12 +414,32 @@ pub fn start_on(spec: &ServerSpec, cpus: Range<usize>, loadgen_cpu: usize) -> Ru
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{} did not say where it listens", spec.name));
+    let addr = match &spec.ready {
+        Ready::Announces => rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{} did not say where it listens", spec.name))
+            .parse()
+            .expect("listening address"),
+        Ready::PidFile { pid_file, addr } => {
+            let pid = child.id().to_string();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !std::fs::read_to_string(pid_file).is_ok_and(|p| p.trim() == pid) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} exited before listening: {status}", spec.name);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} wrote no pid file in 20 s",
+                    spec.name
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+            *addr
+        }
+    };
     Running {
         child,
-        addr: addr.parse().expect("listening address"),
+        addr,
         loadgen_cpu,
     }
 }

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use super::measure::PerMessage;
 use super::report::fmt_rate;
 use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
-use super::servers::{broadcast_servers, servers, tls_files, tls_servers, ServerSpec};
+use super::servers::{
+    broadcast_servers, handshake_servers, servers, tls_files, tls_servers, ServerSpec,
+};
 use super::tls::handshake_scenarios;
 
 /// What the main tables measured, and what the rest of a full run reads
@@ -163,12 +165,14 @@ pub fn measure_tables(quick: bool) -> Tables {
     // TLS: full handshakes with an ECDSA P-256 certificate.
     let (ca, cert, key) = tls_files();
     let tls_specs = tls_servers(&cert, &key);
-    let mut tm = m.with_servers(&tls_specs);
-    // Full and resumed handshakes (issue 14).
+    // Full and resumed handshakes (issue 14), nginx among them (issue 11).
+    let hs_specs = handshake_servers(&cert, &key);
+    let mut hm = m.with_servers(&hs_specs);
     for sc in handshake_scenarios(quick, &ca) {
-        tm.measure(&sc);
+        hm.measure(&sc);
         scenarios.push(sc);
     }
+    let mut tm = m.with_servers(&tls_specs);
     // TLS: echo throughput, every byte decrypted and re-encrypted.
     for &c in stream_conns {
         let sc = scenario(

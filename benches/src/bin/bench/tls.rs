@@ -1,5 +1,6 @@
 //! The TLS handshake section (issue 14): full and resumed (TLS 1.3 tickets)
-//! handshakes per second, monoloop against Node's `tls`, with server CPU
+//! handshakes per second, monoloop against Node's `tls` and nginx's stream
+//! module (issue 11, where installed), with server CPU
 //! per handshake and how many really resumed. Its scenarios also join the
 //! main tables of a full run; `--only tls` renders them as a section of
 //! their own. The TLS servers and their certificate are `servers`'.
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use super::report::{fmt_rate, rate_spread};
 use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
-use super::servers::{tls_files, tls_servers, ServerSpec};
+use super::servers::{handshake_servers, tls_files, ServerSpec};
 
 /// The TLS handshake scenarios (issue 14): full handshakes (the client
 /// keeps no sessions), then resumed ones (TLS 1.3 tickets, the client's
@@ -119,7 +120,7 @@ pub fn render_handshakes(
 /// (`repeats` and windows as in a full run), rendered as their section.
 pub fn measure_alone(quick: bool) -> String {
     let (ca, cert, key) = tls_files();
-    let specs = tls_servers(&cert, &key);
+    let specs = handshake_servers(&cert, &key);
     let scs = handshake_scenarios(quick, &ca);
     let (repeats, timing) = if quick {
         (1, ["1", "0.3"])
