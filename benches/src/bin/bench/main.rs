@@ -21,7 +21,13 @@
 //!
 //! `--only tls` does the same for the TLS handshakes (issue 14): full and
 //! resumed (TLS 1.3 tickets) handshakes per second, monoloop against Node's
-//! `tls`, with server CPU per handshake and how many really resumed.
+//! `tls` and nginx's stream module (where installed), with server CPU per
+//! handshake and how many really resumed.
+//!
+//! `--only files` does the same for the files section (issue 11): one
+//! large file downloaded by 1 and 100 clients, monoloop's `sendfile`
+//! against its copying path and the `sendfile` floor, and over TLS against
+//! nginx. About a minute with `--quick`, four without, after the build.
 //!
 //! This file is the command line and the order of a run; the rest is in
 //! modules, each owning one concern:
@@ -34,7 +40,8 @@
 //! - `tables`: the scenarios of the main tables (ping-pong, pipelined,
 //!   streaming, open loop, TLS, fan-out), measured in order;
 //! - the sections that are their own concern: `mixed` (latency under mixed
-//!   load), `scaling` (workers against cores), `tls` (handshakes), `storm`
+//!   load), `files` (sendfile, TLS downloads against nginx), `scaling`
+//!   (workers against cores), `tls` (handshakes), `storm`
 //!   (the connection storm), `footprint` (memory, start, idle, sizes);
 //! - `report` (docs/benchmarks.md and its formatting helpers), `targets`
 //!   (issue 5's targets against this run), `charts` (the SVG charts).
@@ -43,6 +50,7 @@
 //! is an entry in `tables`, and the report gives it a table by itself.
 
 mod charts;
+mod files;
 mod footprint;
 mod measure;
 mod mixed;
@@ -59,6 +67,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use charts::write_charts;
+use files::{measure_files, render_files};
 use footprint::{measure_footprints, Sizes};
 use mixed::{measure_mixed, render_mixed};
 use report::{machine, render, today, write_keeping_notes};
@@ -79,6 +88,8 @@ struct Options {
 /// The sections `--only` can run alone.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Only {
+    /// Large file downloads: sendfile, and TLS against nginx (issue 11).
+    Files,
     /// Latency under mixed load (issue 11).
     Mixed,
     /// Workers against cores (issue 12).
@@ -90,6 +101,7 @@ enum Only {
 impl Only {
     fn name(self) -> &'static str {
         match self {
+            Only::Files => "files",
             Only::Mixed => "mixed",
             Only::Scaling => "scaling",
             Only::Tls => "tls",
@@ -110,11 +122,12 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--only" => match args.next().as_deref() {
+                    Some("files") => o.only = Some(Only::Files),
                     Some("mixed") => o.only = Some(Only::Mixed),
                     Some("scaling") => o.only = Some(Only::Scaling),
                     Some("tls") => o.only = Some(Only::Tls),
                     other => usage(&format!(
-                        "--only takes `mixed`, `scaling` or `tls`, not {other:?}"
+                        "--only takes `files`, `mixed`, `scaling` or `tls`, not {other:?}"
                     )),
                 },
                 "--out" => match args.next() {
@@ -132,7 +145,9 @@ impl Options {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("bench: {problem}\nusage: bench [--quick] [--only mixed|scaling|tls [--out FILE]]");
+    eprintln!(
+        "bench: {problem}\nusage: bench [--quick] [--only files|mixed|scaling|tls [--out FILE]]"
+    );
     std::process::exit(2)
 }
 
@@ -154,6 +169,12 @@ fn main() {
         "cargo build benches",
     );
     match opts.only {
+        Some(Only::Files) => {
+            let (ca, cert, key) = tls_files();
+            let files = measure_files(opts.quick, &ca, &cert, &key);
+            only_section(&opts, started, &render_files(&files));
+            return;
+        }
         Some(Only::Mixed) => {
             let (ca, cert, key) = tls_files();
             let mixed = measure_mixed(opts.quick, &ca, &cert, &key);
@@ -190,6 +211,7 @@ fn main() {
 
     // Latency under mixed load (issue 11): its own section (`mixed`).
     let mixed = measure_mixed(quick, ca, cert, key);
+    let files = measure_files(quick, ca, cert, key);
     // Workers against cores (issue 12): its own section (`scaling`).
     let scaling = measure_scaling(quick);
 
@@ -213,6 +235,7 @@ fn main() {
         &tables.syscalls,
         &tables.instructions,
         &render_mixed(&mixed),
+        &files,
         &render_scaling(&scaling),
         &storm_sc,
         &storm,

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
+use super::files::{render_files, Files};
 use super::footprint::{render_footprint, Footprint, Sizes};
 use super::measure::{median, range, PerMessage};
 use super::scenarios::{median_of, Sample, Scenario};
@@ -91,6 +92,7 @@ pub fn render(
     syscalls: &BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
     instructions: &BTreeMap<String, BTreeMap<&'static str, f64>>,
     mixed: &str,
+    files: &Files,
     scaling: &str,
     storm_sc: &Scenario,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
@@ -158,6 +160,7 @@ pub fn render(
         storm,
         prints,
         sizes,
+        Some(files),
     ));
     let mut group = "";
     for sc in scenarios {
@@ -237,6 +240,7 @@ pub fn render(
         let _ = writeln!(s);
     }
     s.push_str(mixed);
+    s.push_str(&render_files(files));
     s.push_str(scaling);
     s.push_str(&render_storm(specs, storm_sc, storm));
     s.push_str(&render_footprint(
