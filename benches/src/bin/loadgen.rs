@@ -17,7 +17,8 @@
 //!   checking every byte.
 //! - `storm`: N connections opened as fast as possible (up to K at once),
 //!   each sending one message, reading it back and closing.
-//! - `idle`: N connections opened and held until standard input closes.
+//! - `idle`: N connections opened and held until standard input closes;
+//!   with `--tls` (and `--ca`), each first through a full TLS handshake.
 //! - `fanout`: one sender and C receivers on a broadcast relay; the sender
 //!   keeps at most W lines ahead of the slowest receiver; lines delivered
 //!   per second and delivery latency (send to receipt, per receiver).
@@ -686,6 +687,9 @@ fn storm(args: &Args) -> io::Result<String> {
 
 /// Opens `count` connections and holds them until standard input closes.
 fn idle(args: &Args) -> io::Result<String> {
+    if args.tls {
+        return idle_tls(args);
+    }
     let poll = Poll::new()?;
     let t0 = Instant::now();
     let conns = open_all(&poll, args.addr, args.count)?;
@@ -694,6 +698,96 @@ fn idle(args: &Args) -> io::Result<String> {
     let mut sink = Vec::new();
     let _ = io::stdin().read_to_end(&mut sink);
     Ok(format!("msgs={} secs={secs:.3}", conns.len()))
+}
+
+/// `idle --tls`: N connections, each through a full TLS handshake (100 at a
+/// time, so that none waits near the server's handshake timeout), and
+/// whatever the server sends after it (session tickets) read; then held,
+/// silent, until standard input closes. The server's memory per idle TLS
+/// connection is what the runner reads meanwhile.
+fn idle_tls(args: &Args) -> io::Result<String> {
+    let config = tls_client_config(args)?;
+    let mut poll = Poll::new()?;
+    let t0 = Instant::now();
+    let mut held = Vec::with_capacity(args.count);
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    while held.len() < args.count {
+        let batch = (args.count - held.len()).min(100);
+        let base = held.len();
+        let mut conns = Vec::with_capacity(batch);
+        for i in 0..batch {
+            let s = std::net::TcpStream::connect_timeout(&args.addr, Duration::from_secs(10))?;
+            s.set_nonblocking(true)?;
+            let mut s = TcpStream::from_std(s);
+            poll.registry().register(
+                &mut s,
+                Token(base + i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            let tls = rustls::ClientConnection::new(config.clone(), localhost())
+                .map_err(io::Error::other)?;
+            conns.push((s, tls));
+        }
+        // Each handshake to its end, and a quiet moment to read what
+        // follows it; bounded in time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut quiet_since = None;
+        loop {
+            let now = Instant::now();
+            if now > deadline {
+                return Err(io::Error::other("idle --tls: handshakes took over 30 s"));
+            }
+            let pending = conns.iter().any(|(_, t)| t.is_handshaking());
+            if !pending && quiet_since.is_some_and(|q: Instant| now - q > Duration::from_millis(50))
+            {
+                break;
+            }
+            poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+            if events.is_empty() {
+                quiet_since.get_or_insert(now);
+            } else {
+                quiet_since = None;
+            }
+            for ev in events.iter() {
+                let (stream, tls) = &mut conns[ev.token().0 - base];
+                loop {
+                    match tls.read_tls(stream) {
+                        Ok(0) => {
+                            return Err(io::Error::other("the server closed an idle connection"))
+                        }
+                        Ok(_) => {
+                            tls.process_new_packets().map_err(io::Error::other)?;
+                            while let Ok(n) = tls.reader().read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(stream) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        // Held from here on, silent: no more events for them.
+        for (stream, _) in conns.iter_mut() {
+            poll.registry().deregister(stream)?;
+        }
+        held.extend(conns);
+    }
+    println!("READY {}", held.len());
+    let secs = t0.elapsed().as_secs_f64();
+    let mut sink = Vec::new();
+    let _ = io::stdin().read_to_end(&mut sink);
+    Ok(format!("msgs={} secs={secs:.3}", held.len()))
 }
 
 /// One sender, `conns` receivers, a broadcast relay in between.

@@ -28,8 +28,10 @@ pub struct Footprint {
     pub idle_syscalls: Option<u64>,
 }
 
-pub fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: usize) -> Footprint {
-    // Memory per idle connection.
+/// The rise in `spec`'s VmRSS while the load generator holds `conns` idle
+/// connections (`loadgen --scenario idle`, with `extra` arguments: `--tls
+/// --ca CA` for connections through a full handshake), per connection.
+fn idle_memory(spec: &ServerSpec, conns: usize, extra: &[&str]) -> f64 {
     let server = start(spec);
     thread::sleep(Duration::from_millis(300));
     let before = rss_kib(server.pid());
@@ -37,10 +39,11 @@ pub fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: u
         .args(["--addr", &server.addr.to_string(), "--scenario", "idle"])
         .args([
             "--count",
-            &idle_conns.to_string(),
+            &conns.to_string(),
             "--cpu",
             &LOADGEN_CPU.to_string(),
         ])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -48,12 +51,48 @@ pub fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: u
     let mut out = BufReader::new(lg.stdout.take().unwrap());
     let mut line = String::new();
     let _ = out.read_line(&mut line);
+    if !line.starts_with("READY") {
+        eprintln!(
+            "   {}: the idle connections failed: {}",
+            spec.name,
+            line.trim()
+        );
+        drop(lg.stdin.take());
+        let _ = lg.wait();
+        return f64::NAN;
+    }
     thread::sleep(Duration::from_millis(500));
     let after = rss_kib(server.pid());
     drop(lg.stdin.take());
     let _ = lg.wait();
     drop(server);
-    let per_idle_conn = after.saturating_sub(before) as f64 * 1024.0 / idle_conns as f64;
+    after.saturating_sub(before) as f64 * 1024.0 / conns as f64
+}
+
+/// Memory per idle TLS connection after a full handshake (issue 11), by
+/// server, and how many connections it was measured with.
+pub struct TlsIdle {
+    pub conns: usize,
+    pub by_server: BTreeMap<&'static str, f64>,
+}
+
+/// Measures [`TlsIdle`] for `specs`: the TLS echo servers, and nginx's http
+/// module, where a TLS connection waits for its request.
+pub fn measure_tls_idle(quick: bool, specs: &[ServerSpec], ca: &std::path::Path) -> TlsIdle {
+    let conns = if quick { 1000 } else { 5000 };
+    let ca = ca.to_string_lossy();
+    eprintln!("== memory per idle TLS connection, {conns} connections");
+    let mut by_server = BTreeMap::new();
+    for spec in specs {
+        let b = idle_memory(spec, conns, &["--tls", "--ca", &ca]);
+        eprintln!("   {:9} {b:.0} B/idle TLS conn", spec.name);
+        by_server.insert(spec.name, b);
+    }
+    TlsIdle { conns, by_server }
+}
+
+pub fn footprint(spec: &ServerSpec, idle_conns: usize, idle_secs: u64, starts: usize) -> Footprint {
+    let per_idle_conn = idle_memory(spec, idle_conns, &[]);
 
     // Start to accepting.
     let mut times = Vec::new();
@@ -120,11 +159,34 @@ pub fn measure_footprints(
     (prints, idle_conns, idle_secs)
 }
 
+/// The table of memory per idle TLS connection (empty if not measured).
+pub fn render_tls_idle(tls_idle: &TlsIdle) -> String {
+    let mut s = String::new();
+    if tls_idle.by_server.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nMemory per idle TLS connection: the rise in the server's VmRSS over {} \
+         connections, each through a full TLS 1.3 handshake (ECDSA P-256) and whatever the \
+         server sent after it (session tickets) read, then silent, divided by their number. \
+         nginx's is its http module's: a TLS connection waiting for its request.\n",
+        tls_idle.conns
+    );
+    let _ = writeln!(s, "| server | bytes per idle TLS connection |");
+    let _ = writeln!(s, "| --- | ---: |");
+    for (name, b) in &tls_idle.by_server {
+        let _ = writeln!(s, "| {name} | {b:.0} |");
+    }
+    s
+}
+
 /// The footprint's section of the report: how it is measured, a table per
 /// server, and the sizes of the builds without TLS.
 pub fn render_footprint(
     specs: &[ServerSpec],
     prints: &BTreeMap<&'static str, Footprint>,
+    tls_idle: &TlsIdle,
     sizes: &Sizes,
     idle_conns: usize,
     idle_secs: u64,
@@ -158,6 +220,7 @@ pub fn render_footprint(
             f.idle_syscalls.map_or("n/a".into(), |v| v.to_string())
         );
     }
+    s.push_str(&render_tls_idle(tls_idle));
     if let Some(b) = sizes.notls {
         let _ = writeln!(
             s,

@@ -68,11 +68,13 @@ use std::time::Instant;
 
 use charts::write_charts;
 use files::{measure_files, render_files};
-use footprint::{measure_footprints, Sizes};
+use footprint::{measure_footprints, measure_tls_idle, Sizes};
 use mixed::{measure_mixed, render_mixed};
 use report::{machine, render, today, write_keeping_notes};
 use scaling::{measure_scaling, render_scaling};
-use servers::{bench_dir, build_minimal, cargo, root, run, tls_files};
+use servers::{
+    bench_dir, build_minimal, cargo, nginx, nginx_installed, root, run, tls_files, tls_servers,
+};
 use storm::measure_storm;
 use tables::measure_tables;
 
@@ -220,6 +222,11 @@ fn main() {
 
     // Footprint.
     let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.specs);
+    let mut tls_idle_specs = tls_servers(cert, key);
+    if nginx_installed() {
+        tls_idle_specs.push(nginx("idle", cert, key, &std::env::temp_dir()).1);
+    }
+    let tls_idle = measure_tls_idle(quick, &tls_idle_specs, ca);
     let sizes = Sizes {
         notls: std::fs::metadata(root.join("target/notls/release/monoloop"))
             .map(|m| m.len())
@@ -240,6 +247,7 @@ fn main() {
         &storm_sc,
         &storm,
         &prints,
+        &tls_idle,
         &sizes,
         idle_conns,
         idle_secs,

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::files::{render_files, Files};
-use super::footprint::{render_footprint, Footprint, Sizes};
+use super::footprint::{render_footprint, Footprint, Sizes, TlsIdle};
 use super::measure::{median, range, PerMessage};
 use super::scenarios::{median_of, Sample, Scenario};
 use super::servers::{ServerSpec, LOADGEN_CPU, SERVER_CPU};
@@ -97,6 +97,7 @@ pub fn render(
     storm_sc: &Scenario,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
     prints: &BTreeMap<&'static str, Footprint>,
+    tls_idle: &TlsIdle,
     sizes: &Sizes,
     idle_conns: usize,
     idle_secs: u64,
@@ -159,6 +160,7 @@ pub fn render(
         instructions,
         storm,
         prints,
+        tls_idle,
         sizes,
         Some(files),
     ));
@@ -244,7 +246,7 @@ pub fn render(
     s.push_str(scaling);
     s.push_str(&render_storm(specs, storm_sc, storm));
     s.push_str(&render_footprint(
-        specs, prints, sizes, idle_conns, idle_secs,
+        specs, prints, tls_idle, sizes, idle_conns, idle_secs,
     ));
     s
 }

@@ -8,17 +8,19 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::files::{cpu_per_gib, Files};
-use super::footprint::{Footprint, Sizes};
+use super::footprint::{Footprint, Sizes, TlsIdle};
 use super::measure::{median, PerMessage};
 use super::scenarios::{median_of, Sample};
 
 /// The targets of issues 5 and 11, checked against this run.
+#[allow(clippy::too_many_arguments)]
 pub fn targets(
     results: &BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
     syscalls: &BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
     instructions: &BTreeMap<String, BTreeMap<&'static str, f64>>,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
     prints: &BTreeMap<&'static str, Footprint>,
+    tls_idle: &TlsIdle,
     sizes: &Sizes,
     files: Option<&Files>,
 ) -> String {
@@ -128,6 +130,19 @@ pub fn targets(
             format!("{:.0} B (≤ 256)", f.per_idle_conn),
             Some(f.per_idle_conn <= 256.0),
         ));
+        if let Some(&b) = tls_idle.by_server.get("monoloop") {
+            rows.push((
+                "memory per idle TLS connection, after a handshake".into(),
+                format!("{b:.0} B (≤ 4096)"),
+                Some(b <= 4096.0),
+            ));
+            rows.push(ratio(
+                "memory per idle TLS connection vs nginx".into(),
+                (Some(b), tls_idle.by_server.get("nginx").copied()),
+                "< 0.5",
+                |r| r < 0.5,
+            ));
+        }
         if let Some(n) = f.idle_syscalls {
             rows.push((
                 "syscalls while idle".into(),

@@ -1,6 +1,7 @@
 //! The TLS handshake section (issue 14): full and resumed (TLS 1.3 tickets)
 //! handshakes per second, monoloop against Node's `tls` and nginx's stream
-//! module (issue 11, where installed), with server CPU
+//! module (issue 11, where installed), then (with `--only tls`) memory per
+//! idle TLS connection, with server CPU
 //! per handshake and how many really resumed. Its scenarios also join the
 //! main tables of a full run; `--only tls` renders them as a section of
 //! their own. The TLS servers and their certificate are `servers`'.
@@ -9,9 +10,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::footprint::{measure_tls_idle, render_tls_idle};
 use super::report::{fmt_rate, rate_spread};
 use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
-use super::servers::{handshake_servers, tls_files, ServerSpec};
+use super::servers::{
+    handshake_servers, nginx, nginx_installed, tls_files, tls_servers, ServerSpec,
+};
 
 /// The TLS handshake scenarios (issue 14): full handshakes (the client
 /// keeps no sessions), then resumed ones (TLS 1.3 tickets, the client's
@@ -145,5 +149,12 @@ pub fn measure_alone(quick: bool) -> String {
     for sc in &scs {
         tm.measure(sc);
     }
-    render_handshakes(&specs, &scs, &results)
+    // And memory per idle TLS connection (issue 11), nginx's from its http
+    // listener: its stream one closes after its reply.
+    let mut idle_specs = tls_servers(&cert, &key);
+    if nginx_installed() {
+        idle_specs.push(nginx("idle", &cert, &key, &std::env::temp_dir()).1);
+    }
+    let idle = measure_tls_idle(quick, &idle_specs, &ca);
+    render_handshakes(&specs, &scs, &results) + &render_tls_idle(&idle)
 }
