@@ -49,14 +49,16 @@
 //!
 //! # TLS is a transport under the same rules
 //!
-//! On a TLS listener the connection also holds a rustls session. Reads feed
-//! it ciphertext and take plaintext out; writes move the queue's plaintext
-//! into it and its records into the socket (`tls.rs` has both moves). The
+//! On a TLS listener the connection also holds a TLS session
+//! (`tls/session.rs`). Reads feed it ciphertext and take plaintext out;
+//! writes encrypt the queue's plaintext into records and write those to the
+//! socket. The
 //! rules above hold with one addition: WRITABLE is also wanted while the
 //! session has records to send (handshake messages, alerts, close_notify).
-//! Plaintext moves from the queue into the session only when the session
-//! has sent everything before it, so rustls buffers at most one batch and
-//! the write limit, counted on the queue, still bounds the connection.
+//! Plaintext is encrypted from the queue only when the session has sent
+//! every record before it, so the session holds at most one batch of
+//! records and the write limit, counted on the queue, still bounds the
+//! connection. An idle session holds no buffer at all.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -183,7 +185,7 @@ pub struct Connection<S> {
     pub closing_counted: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
-    tls: Option<Box<rustls::Connection>>,
+    tls: Option<Box<crate::tls::ServerSession>>,
     /// The connection is in the loop's ready queue (`event_loop.rs`), so
     /// that it is never queued, or served from an event, twice.
     pub queued: bool,
@@ -241,30 +243,17 @@ impl<S> Connection<S> {
     #[cfg(feature = "tls")]
     pub fn start_tls(
         &mut self,
-        session: rustls::ServerConnection,
+        mut session: crate::tls::ServerSession,
         until: Instant,
         first: &[u8],
     ) -> Result<(), rustls::Error> {
-        let mut tls = Box::new(rustls::Connection::Server(session));
-        let mut result = Ok(());
-        let mut input = first;
         self.heard |= !first.is_empty();
-        while !input.is_empty() {
-            match tls.read_tls(&mut input) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if let Err(e) = tls.process_new_packets() {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-        }
+        let result = session.feed(first);
         if result.is_err() {
-            // Tell the peer why, as `read_tls` does; the session is over.
-            let _ = crate::tls::write_records(&mut tls, &mut self.stream);
+            // Tell the peer why, as a refused read does; the session is over.
+            let _ = session.write_records(&mut self.stream);
         } else {
-            self.tls = Some(tls);
+            self.tls = Some(Box::new(session));
         }
         self.set_stage(Stage::Handshake { until });
         result
@@ -311,14 +300,14 @@ impl<S> Connection<S> {
     /// True if the finished TLS handshake resumed an earlier session.
     #[cfg(feature = "tls")]
     pub fn tls_resumed(&self) -> Option<bool> {
-        let kind = self.tls.as_ref()?.handshake_kind()?;
+        let kind = self.tls.as_ref()?.state().handshake_kind()?;
         Some(kind == rustls::HandshakeKind::Resumed)
     }
 
     /// The negotiated TLS version and ALPN protocol, for the log.
     #[cfg(feature = "tls")]
     pub fn tls_summary(&self) -> Option<String> {
-        let tls = self.tls.as_ref()?;
+        let tls = self.tls.as_ref()?.state();
         let version = tls
             .protocol_version()
             .map(|v| format!("{v:?}"))
@@ -461,57 +450,54 @@ impl<S> Connection<S> {
         }
     }
 
-    /// TLS: plaintext the session already holds, else one batch of records
-    /// from the socket, until there is plaintext, the socket is drained, or
-    /// the peer is done. The short-read rule applies to the socket reads
-    /// rustls makes (`Records::Read { drained }`), with the same exception
-    /// for an event that carried FIN or an error.
+    /// TLS: one batch of records from the socket, processed, until there is
+    /// plaintext, the socket is drained, or the peer is done. The short-read
+    /// rule applies to the socket reads (`Input::Read { drained }`), with
+    /// the same exception for an event that carried FIN or an error.
+    ///
+    /// `buf` is the loop's shared read buffer: the session reads ciphertext
+    /// into its back half and leaves the plaintext at its front
+    /// (`tls/session.rs`), so `Data(n)` means `buf[..n]`, as on plain TCP.
     #[cfg(feature = "tls")]
     fn read_tls(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        use crate::tls::{read_records, Records};
+        use crate::tls::Input;
         let Some(tls) = self.tls.as_mut() else {
             return ReadOutcome::Drained;
         };
         loop {
-            match tls.reader().read(buf) {
-                // close_notify: a clean end of input.
-                Ok(0) => {
-                    self.peer_eof = true;
-                    self.read_ready = false;
-                    return ReadOutcome::Eof;
-                }
-                Ok(n) => return ReadOutcome::Data(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // TCP FIN without close_notify: still the end of input.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.peer_eof = true;
-                    self.read_ready = false;
-                    return ReadOutcome::Eof;
-                }
-                Err(e) => return ReadOutcome::Failed(e),
+            // close_notify, or a FIN without it: either way the end of input.
+            if tls.ended() {
+                self.peer_eof = true;
+                self.read_ready = false;
+                return ReadOutcome::Eof;
             }
             if !self.read_ready {
                 return ReadOutcome::Drained;
             }
-            match read_records(tls, &mut self.stream) {
-                Records::Read { drained } => {
+            match tls.read_records(&mut self.stream, buf) {
+                Input::Read { plaintext, drained } => {
                     self.heard = true;
-                    if drained && !self.read_closed_hint {
+                    // A close_notify just read is reported on the next
+                    // call, which must come without a further event.
+                    if drained && !self.read_closed_hint && !tls.ended() {
                         self.read_ready = false;
                     }
+                    if plaintext > 0 {
+                        return ReadOutcome::Data(plaintext);
+                    }
                 }
-                // The reader reports the end on the next round.
-                Records::Eof => self.read_ready = false,
-                Records::WouldBlock => {
+                // Reported as the end on the next round.
+                Input::Eof => {}
+                Input::WouldBlock => {
                     self.read_ready = false;
                     return ReadOutcome::Drained;
                 }
-                Records::Failed(e) => return ReadOutcome::Failed(e),
-                Records::Rejected(e) => {
+                Input::Failed(e) => return ReadOutcome::Failed(e),
+                Input::Rejected(e) => {
                     self.heard = true;
                     // Tell the peer why: the alert is a few bytes, which a
                     // socket that is not backed up takes at once.
-                    let _ = crate::tls::write_records(tls, &mut self.stream);
+                    let _ = tls.write_records(&mut self.stream);
                     self.read_ready = false;
                     // The session is over. What follows is plain TCP: our
                     // FIN after the alert, and a linger that lets the peer
@@ -596,13 +582,12 @@ impl<S> Connection<S> {
     /// outcome and the plaintext bytes handed to the session.
     #[cfg(feature = "tls")]
     fn flush_tls(&mut self, limit: usize) -> (WriteOutcome, usize) {
-        use crate::tls::write_records;
         let mut moved = 0;
         let Some(tls) = self.tls.as_mut() else {
             return (WriteOutcome::Done, 0);
         };
         loop {
-            match write_records(tls, &mut self.stream) {
+            match tls.write_records(&mut self.stream) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.write_blocked = true;
@@ -621,7 +606,7 @@ impl<S> Connection<S> {
                 // encrypt it.
                 return (WriteOutcome::Blocked, moved);
             }
-            match self.queue.write_to(&mut tls.writer()) {
+            match self.queue.write_to(&mut crate::tls::Encrypting(tls)) {
                 Ok(0) => return (WriteOutcome::Blocked, moved),
                 Ok(n) => moved += n,
                 Err(e) => return (WriteOutcome::Failed(e), moved),
@@ -639,7 +624,7 @@ impl<S> Connection<S> {
                 tls.send_close_notify();
                 self.notify_sent = true;
             }
-            match crate::tls::write_records(tls, &mut self.stream) {
+            match tls.write_records(&mut self.stream) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.write_blocked = true;

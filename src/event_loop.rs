@@ -801,7 +801,7 @@ impl<P: Protocol> Server<P> {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
-            match rustls::ServerConnection::new(config.clone()) {
+            match crate::tls::ServerSession::new(config.clone()) {
                 // The protocol meets the connection when the handshake is
                 // done (`established`).
                 Ok(session) => match conn.start_tls(session, until, first) {

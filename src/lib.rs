@@ -29,7 +29,9 @@
 //!    line).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
-//!    non-blocking socket; `connection.rs` shows where they are called.
+//!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
+//!    unbuffered API) keeps no buffer while idle. `connection.rs` shows
+//!    where they are called.
 //! 9. [`workers`] and [`hub`]: `--workers N`, N loops behaving as one
 //!    server (the shared connection count, the supervisor's stats line),
 //!    and what the relays send across them.

@@ -1,6 +1,7 @@
 //! TLS, with rustls: building the server's and the client's configuration
 //! from PEM files, and the two moves that drive a TLS session from a
-//! non-blocking socket.
+//! non-blocking socket (the client's; the server's session is in `session`,
+//! src/tls/session.rs).
 //!
 //! rustls does no I/O of its own. A session is a pair of buffers with a state
 //! machine between them: ciphertext goes in with `read_tls` and is decrypted
@@ -8,9 +9,15 @@
 //! as records with `write_tls`. That is exactly what a readiness loop wants:
 //! [`read_records`] feeds it what the socket has, [`write_records`] drains it
 //! into the socket as far as the socket accepts, and both stop at
-//! `WouldBlock`. The connection (`connection.rs`) decides when to call them
-//! and what interest that needs; the handshake is the connection's
-//! HANDSHAKE stage.
+//! `WouldBlock`. The client (`client.rs`) decides when to call them.
+//!
+//! The server uses rustls's unbuffered API instead, through
+//! [`ServerSession`] (src/tls/session.rs): the same two moves, with the
+//! ciphertext read into the loop's shared buffer rather than into a buffer
+//! of rustls's own per connection, so that an idle TLS connection holds
+//! only its session's state. The connection (`connection.rs`) decides when
+//! to call them and what interest that needs; the handshake is the
+//! connection's HANDSHAKE stage.
 //!
 //! Before the server starts, `leaf` (src/tls/leaf.rs) checks its own certificate for what
 //! rustls does not check when it loads one (the dates, and that it is not a
@@ -20,6 +27,9 @@
 //! here has and no other tool, where aws-lc-rs would need CMake.
 
 mod leaf;
+mod session;
+
+pub use session::{Encrypting, Input, ServerSession};
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -1086,3 +1086,43 @@ fn sighup_without_tls_says_there_is_nothing_to_reload() {
     s.write_all(b"alive").unwrap();
     expect(&mut s, b"alive");
 }
+
+/// An idle TLS connection costs the server its session's state and no
+/// buffer: about 3.8 KB of RSS each, where rustls's buffered connection kept
+/// a 4 KiB receive buffer per connection and cost about 7.9 KB (see
+/// docs/architecture.md, "Where an idle TLS connection's bytes go"). The
+/// bound is generous, but well under what the buffered one cost.
+#[test]
+fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
+    const IDLE: usize = 500;
+    const BOUND: u64 = 6 * 1024;
+    let pki = Pki::new("idle-rss");
+    let server = tls_server(&pki, &["echo"], &["--max-connections", "1000"]);
+    let config = client_config(&pki, false, &[]);
+    // One-time allocations (the slab, the timer heap, the session cache)
+    // are warmed up first, with connections that then close.
+    for _ in 0..20 {
+        let mut s = tls_connect(server.addr, config.clone());
+        s.write_all(b"warm").unwrap();
+        tls_expect(&mut s, b"warm");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = server.rss_kib();
+    let mut held = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        let mut s = tls_connect(server.addr, config.clone());
+        s.write_all(b"ping").unwrap();
+        tls_expect(&mut s, b"ping");
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let per_connection = server.rss_kib().saturating_sub(before) * 1024 / IDLE as u64;
+    eprintln!("{IDLE} idle TLS connections: {per_connection} bytes of server RSS each");
+    assert!(
+        per_connection <= BOUND,
+        "an idle TLS connection costs {per_connection} bytes"
+    );
+    // Still served.
+    held[0].write_all(b"still").unwrap();
+    tls_expect(&mut held[0], b"still");
+}
