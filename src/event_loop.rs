@@ -95,10 +95,10 @@ const WRITE_PER_VISIT: usize = 256 * 1024;
 const PRODUCE_PER_VISIT: usize = 1;
 /// Bytes read and written in one turn, over all connections, before the
 /// loop polls again: bounds how long any event waits for its turn.
-const TURN_BUDGET: usize = 1024 * 1024;
+const TURN_BUDGET: usize = 256 * 1024;
 /// The least a visit counts against the turn's budget, so that visits that
 /// move few bytes (a handshake step, a held sender) still end a turn.
-const VISIT_COST: usize = 512;
+const VISIT_COST: usize = 128;
 /// Accepts per turn before existing connections get their go.
 const ACCEPTS_PER_TURN: usize = 256;
 /// Events taken from the kernel per `epoll_wait`.
