@@ -108,12 +108,18 @@ impl fmt::Display for Stage {
     }
 }
 
+/// Socket reads one TLS read may make while they yield no plaintext.
+#[cfg(feature = "tls")]
+const TLS_READS_PER_CALL: usize = 4;
+
 /// What one read found.
 #[derive(Debug)]
 pub enum ReadOutcome {
     /// `n` bytes are in the buffer.
     Data(usize),
-    /// Nothing to read now (`WouldBlock`): wait for the next event.
+    /// Nothing to read now (`WouldBlock`): wait for the next event. (Over
+    /// TLS also: nothing readable yet after a bounded number of reads;
+    /// then `wants_read` stays true and the loop comes back.)
     Drained,
     /// The peer will send nothing more (a read of 0 bytes).
     Eof,
@@ -464,7 +470,12 @@ impl<S> Connection<S> {
         let Some(tls) = self.tls.as_mut() else {
             return ReadOutcome::Drained;
         };
-        loop {
+        // Records that carry no plaintext (handshake messages, a KeyUpdate,
+        // an empty record) read on until some do; but not forever: a peer
+        // that keeps sending such records must not hold the loop in one
+        // visit. After a few, the connection yields with `read_ready` still
+        // set, and the loop queues it behind the others.
+        for _ in 0..TLS_READS_PER_CALL {
             // close_notify, or a FIN without it: either way the end of input.
             if tls.ended() {
                 self.peer_eof = true;
@@ -510,6 +521,7 @@ impl<S> Connection<S> {
                 }
             }
         }
+        ReadOutcome::Drained
     }
 
     /// Sends `bytes` after what is already owed. When nothing is owed it

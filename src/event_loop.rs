@@ -1219,7 +1219,9 @@ impl<P: Protocol> Server<P> {
                         return;
                     }
                 }
-                ReadOutcome::Drained => return,
+                // Still `wants_read` only when TLS yielded after a bounded
+                // number of reads: queued below.
+                ReadOutcome::Drained => break,
                 ReadOutcome::Eof => {
                     self.end_of_input(token, now);
                     return;
