@@ -90,6 +90,12 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 const READS_PER_VISIT: usize = 1;
 /// Bytes written to one connection per visit, at most (about).
 const WRITE_PER_VISIT: usize = 256 * 1024;
+/// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
+/// byte sent that way costs about a third of the CPU of one read and
+/// written (the files section of docs/benchmarks.md), so a visit may move
+/// four times as many in about the same time; fewer, larger calls are what
+/// bring the file server to the floor's CPU per GiB.
+const DIRECT_PER_VISIT: usize = 1024 * 1024;
 /// Chunks (64 KiB) a producing protocol (the file server) may generate per
 /// visit.
 const PRODUCE_PER_VISIT: usize = 1;
@@ -1071,7 +1077,7 @@ impl<P: Protocol> Server<P> {
                 return;
             };
             // On plain TCP the socket is lent for sendfile (`sendfile.rs`).
-            let mut direct = conn.direct(WRITE_PER_VISIT);
+            let mut direct = conn.direct(DIRECT_PER_VISIT);
             let Some(session) = conn.session.as_mut() else {
                 return;
             };

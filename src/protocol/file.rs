@@ -6,7 +6,7 @@
 //!           --refused or missing--> "ERROR: File not found\n", close
 //!           --a regular file------> STREAMING
 //!   STREAMING --socket drained--> next piece (Protocol::produce):
-//!                                 plain TCP: sendfile(2), up to 256 KiB
+//!                                 plain TCP: sendfile(2), up to 1 MiB
 //!                                 TLS, --no-sendfile: read 64 KiB, write
 //!             --end of file-----> close
 //! ```
@@ -80,7 +80,7 @@ const CHUNK: usize = 64 * 1024;
 /// Bytes asked of one `sendfile` per [`Protocol::produce`] call (the loop
 /// may allow fewer: its per-visit share). Larger than [`CHUNK`] because
 /// nothing is buffered: the socket's send buffer is the only bound.
-const SENDFILE_CHUNK: usize = 256 * 1024;
+const SENDFILE_CHUNK: usize = 1024 * 1024;
 
 /// The server: a descriptor of the root directory.
 #[derive(Debug)]
