@@ -197,8 +197,13 @@ pub fn render(
             s,
             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
-        for spec in specs {
-            let Some(v) = by_server.get(spec.name) else {
+        // The main servers in their order, then any a section added (nginx
+        // in the handshakes).
+        let extra = by_server
+            .keys()
+            .filter(|name| !specs.iter().any(|s| s.name == **name));
+        for name in specs.iter().map(|s| s.name).chain(extra.copied()) {
+            let Some(v) = by_server.get(name) else {
                 continue;
             };
             let (rate, lo, hi) = rate_spread(v);
@@ -206,15 +211,12 @@ pub fn render(
             let sc_per =
                 syscalls
                     .get(&sc.key)
-                    .and_then(|m| m.get(spec.name))
+                    .and_then(|m| m.get(name))
                     .map_or("".to_string(), |v| match v.waits {
                         Some(w) => format!("{:.2} ({w:.2})", v.all),
                         None => format!("{:.2}", v.all),
                     });
-            let instr = instructions
-                .get(&sc.key)
-                .and_then(|m| m.get(spec.name))
-                .copied();
+            let instr = instructions.get(&sc.key).and_then(|m| m.get(name)).copied();
             let instr_cells = match (instr, base_instr) {
                 (Some(i), Some(b)) => format!("{i:.0} | {:.2}", i / b),
                 (Some(i), None) => format!("{i:.0} | "),
@@ -223,7 +225,7 @@ pub fn render(
             let _ = writeln!(
                 s,
                 "| {} | {}{lg} | {} – {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
-                spec.name,
+                name,
                 fmt_rate(rate),
                 fmt_rate(lo),
                 fmt_rate(hi),

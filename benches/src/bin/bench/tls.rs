@@ -43,18 +43,24 @@ pub fn handshake_scenarios(quick: bool, ca: &Path) -> Vec<Scenario> {
 }
 
 /// "monoloop 1000/1000, node 0/1000": handshakes that resumed, of all, per
-/// server, summed over the runs.
+/// server, summed over the runs; the servers of `specs` first, then any
+/// other that was measured.
 pub fn resumed_counts(
     specs: &[ServerSpec],
     by_server: &BTreeMap<&'static str, Vec<Sample>>,
 ) -> String {
+    let extra = by_server
+        .keys()
+        .filter(|name| !specs.iter().any(|s| s.name == **name));
     specs
         .iter()
-        .filter_map(|spec| {
-            let v = by_server.get(spec.name)?;
+        .map(|s| s.name)
+        .chain(extra.copied())
+        .filter_map(|name| {
+            let v = by_server.get(name)?;
             let resumed: f64 = v.iter().map(|x| x.resumed).sum();
             let all: f64 = v.iter().map(|x| x.msgs).sum();
-            Some(format!("{} {resumed:.0}/{all:.0}", spec.name))
+            Some(format!("{name} {resumed:.0}/{all:.0}"))
         })
         .collect::<Vec<_>>()
         .join(", ")
