@@ -423,11 +423,16 @@ impl<S> Connection<S> {
     /// message that would only return `WouldBlock`. The exception is an event
     /// that carried the peer's FIN or an error: then reading goes on until the
     /// 0-byte read or the error, which may raise no further edge.
-    pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+    ///
+    /// Over TLS, any ciphertext read moves `last_activity` to `now`, even
+    /// when it yields no plaintext yet (a record still arriving).
+    pub fn read(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
-            return self.read_tls(buf);
+            return self.read_tls(buf, now);
         }
+        // (Plain TCP: the loop moves `last_activity` on the data it gets.)
+        let _ = now;
         loop {
             return match self.stream.read(buf) {
                 Ok(0) => {
@@ -465,7 +470,7 @@ impl<S> Connection<S> {
     /// into its back half and leaves the plaintext at its front
     /// (`tls/session.rs`), so `Data(n)` means `buf[..n]`, as on plain TCP.
     #[cfg(feature = "tls")]
-    fn read_tls(&mut self, buf: &mut [u8]) -> ReadOutcome {
+    fn read_tls(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
         use crate::tls::Input;
         let Some(tls) = self.tls.as_mut() else {
             return ReadOutcome::Drained;
@@ -488,6 +493,9 @@ impl<S> Connection<S> {
             match tls.read_records(&mut self.stream, buf) {
                 Input::Read { plaintext, drained } => {
                     self.heard = true;
+                    // Ciphertext moved, plaintext or not (a record still
+                    // arriving, a KeyUpdate): the peer is not idle.
+                    self.last_activity = now;
                     // A close_notify just read is reported on the next
                     // call, which must come without a further event.
                     if drained && !self.read_closed_hint && !tls.ended() {
@@ -891,7 +899,7 @@ mod tests {
         // Wait for the bytes to cross loopback.
         let deadline = Instant::now() + Duration::from_secs(5);
         let n = loop {
-            match c.read(&mut buf) {
+            match c.read(&mut buf, Instant::now()) {
                 ReadOutcome::Data(n) => break n,
                 ReadOutcome::Drained if Instant::now() < deadline => {
                     c.on_event(true, false, false);
@@ -906,7 +914,7 @@ mod tests {
         c.on_event(true, true, false);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match c.read(&mut buf) {
+            match c.read(&mut buf, Instant::now()) {
                 ReadOutcome::Eof => break,
                 ReadOutcome::Drained if Instant::now() < deadline => {
                     c.on_event(true, true, false);

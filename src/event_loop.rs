@@ -871,7 +871,7 @@ impl<P: Protocol> Server<P> {
         let (Some(gate), Stage::Header { until }) = (self.gate.as_mut(), conn.stage()) else {
             return;
         };
-        let outcome = conn.read(&mut self.scratch);
+        let outcome = conn.read(&mut self.scratch, now);
         let n = match outcome {
             ReadOutcome::Data(n) => n,
             ReadOutcome::Drained => return,
@@ -1167,7 +1167,7 @@ impl<P: Protocol> Server<P> {
                 }
                 return;
             }
-            let outcome = conn.read(&mut self.scratch);
+            let outcome = conn.read(&mut self.scratch, now);
             // A TLS handshake that just finished: the protocol comes in
             // before the first plaintext it must see. (Only then is the
             // connection looked up again.)

@@ -409,6 +409,30 @@ fn server_full_and_idle_timeout_are_said_through_tls() {
     assert!(clean);
 }
 
+/// A record that arrives slowly is a client talking, not an idle one: the
+/// idle timeout counts from the last bytes read, ciphertext included.
+#[test]
+fn a_record_trickling_in_over_the_idle_timeout_is_not_idle() {
+    let pki = Pki::new("trickle");
+    let server = tls_server(&pki, &["echo", "--idle-timeout", "1"], &[]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"hi").unwrap();
+    tls_expect(&mut s, b"hi");
+    // One 3,000-byte record, sent 100 bytes every 100 ms: 3 s in all,
+    // never silent for as long as the 1 s timeout.
+    let payload = vec![b'x'; 3000];
+    s.conn.writer().write_all(&payload).unwrap();
+    let mut record = Vec::new();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut record).unwrap();
+    }
+    for piece in record.chunks(100) {
+        s.sock.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tls_expect(&mut s, &payload);
+}
+
 #[test]
 fn alpn_is_offered_and_a_mismatch_fails_the_handshake() {
     let pki = Pki::new("alpn");
