@@ -96,8 +96,8 @@ const WRITE_PER_VISIT: usize = 256 * 1024;
 /// four times as many in about the same time; fewer, larger calls are what
 /// bring the file server to the floor's CPU per GiB.
 const DIRECT_PER_VISIT: usize = 1024 * 1024;
-/// Chunks (64 KiB) a producing protocol (the file server) may generate per
-/// visit.
+/// Pieces a producing protocol (the file server) may generate per visit:
+/// a 64 KiB chunk read and written, or one `sendfile`.
 const PRODUCE_PER_VISIT: usize = 1;
 /// Bytes read and written in one turn, over all connections, before the
 /// loop polls again: bounds how long any event waits for its turn.

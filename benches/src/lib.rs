@@ -17,6 +17,16 @@ pub fn listen_arg() -> SocketAddr {
         .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())
 }
 
+/// A libc return code as a `Result`, the error naming the call (for the
+/// floors written straight against libc).
+pub fn check(rc: libc::c_int, what: &str) -> std::io::Result<libc::c_int> {
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(rc)
+}
+
 /// Says where the server listens, the way monoloop does, so that one
 /// harness can start them all.
 pub fn announce(name: &str, addr: SocketAddr) {

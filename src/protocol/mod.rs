@@ -357,7 +357,8 @@ pub trait Protocol {
         false
     }
 
-    /// Generates the next piece of output (about 64 KiB) for a connection
+    /// Generates the next piece of output (a 64 KiB chunk, or one
+    /// [`Ctx::send_file`] on plain TCP) for a connection
     /// that is [`producing`](Self::producing) and has nothing left queued.
     /// `Step::Close` ends the connection once the piece is sent.
     fn produce(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Step {

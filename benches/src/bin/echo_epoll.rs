@@ -5,13 +5,7 @@
 
 use std::io;
 
-fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(rc)
-}
+use monoloop_bench::check;
 
 fn main() -> io::Result<()> {
     monoloop_bench::raise_fd_limit();

@@ -12,6 +12,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use monoloop_bench::check;
+
 /// One connection: the request line so far, then the open file.
 #[derive(Default)]
 struct Conn {
@@ -19,14 +21,6 @@ struct Conn {
     file: i32,
     offset: libc::off_t,
     size: libc::off_t,
-}
-
-fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(rc)
 }
 
 fn root_arg() -> String {

@@ -72,9 +72,7 @@ use footprint::{measure_footprints, measure_tls_idle, Sizes};
 use mixed::{measure_mixed, render_mixed};
 use report::{machine, render, today, write_keeping_notes};
 use scaling::{measure_scaling, render_scaling};
-use servers::{
-    bench_dir, build_minimal, cargo, nginx, nginx_installed, root, run, tls_files, tls_servers,
-};
+use servers::{bench_dir, build_minimal, cargo, root, run, tls_files, tls_idle_servers};
 use storm::measure_storm;
 use tables::measure_tables;
 
@@ -222,11 +220,7 @@ fn main() {
 
     // Footprint.
     let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.specs);
-    let mut tls_idle_specs = tls_servers(cert, key);
-    if nginx_installed() {
-        tls_idle_specs.push(nginx("idle", cert, key, &std::env::temp_dir()).1);
-    }
-    let tls_idle = measure_tls_idle(quick, &tls_idle_specs, ca);
+    let tls_idle = measure_tls_idle(quick, &tls_idle_servers(cert, key), ca);
     let sizes = Sizes {
         notls: std::fs::metadata(root.join("target/notls/release/monoloop"))
             .map(|m| m.len())

@@ -335,6 +335,17 @@ pub fn handshake_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
     list
 }
 
+/// The servers of the idle TLS measurement: the TLS echo servers, and
+/// nginx's http listener where installed (its stream one closes after its
+/// reply, so it holds no idle connection).
+pub fn tls_idle_servers(cert: &Path, key: &Path) -> Vec<ServerSpec> {
+    let mut list = tls_servers(cert, key);
+    if nginx_installed() {
+        list.push(nginx("idle", cert, key, &std::env::temp_dir()).1);
+    }
+    list
+}
+
 /// A started server: the process, its address, its pid, and the core its
 /// load generator goes to (the first one the server was not given).
 pub struct Running {

@@ -13,9 +13,7 @@ use std::path::Path;
 use super::footprint::{measure_tls_idle, render_tls_idle};
 use super::report::{fmt_rate, rate_spread};
 use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
-use super::servers::{
-    handshake_servers, nginx, nginx_installed, tls_files, tls_servers, ServerSpec,
-};
+use super::servers::{handshake_servers, tls_files, tls_idle_servers, ServerSpec};
 
 /// The TLS handshake scenarios (issue 14): full handshakes (the client
 /// keeps no sessions), then resumed ones (TLS 1.3 tickets, the client's
@@ -155,12 +153,7 @@ pub fn measure_alone(quick: bool) -> String {
     for sc in &scs {
         tm.measure(sc);
     }
-    // And memory per idle TLS connection (issue 11), nginx's from its http
-    // listener: its stream one closes after its reply.
-    let mut idle_specs = tls_servers(&cert, &key);
-    if nginx_installed() {
-        idle_specs.push(nginx("idle", &cert, &key, &std::env::temp_dir()).1);
-    }
-    let idle = measure_tls_idle(quick, &idle_specs, &ca);
+    // And memory per idle TLS connection (issue 11).
+    let idle = measure_tls_idle(quick, &tls_idle_servers(&cert, &key), &ca);
     render_handshakes(&specs, &scs, &results) + &render_tls_idle(&idle)
 }
