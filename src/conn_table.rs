@@ -39,6 +39,15 @@ pub const fn is_reserved(token: Token) -> bool {
     token.0 & KEY_MASK == KEY_MASK
 }
 
+/// The slot a connection's token names: its slab key. Stable for the
+/// connection's life; reused after it (the token's generation tells the
+/// tenants apart). Other per-connection tables (`protocol/seam.rs`) are
+/// indexed by it.
+#[inline]
+pub const fn slot(token: Token) -> usize {
+    token.0 & KEY_MASK
+}
+
 /// Something stored in the table remembers the token it was given.
 pub trait Tokened {
     fn token(&self) -> Token;

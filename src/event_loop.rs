@@ -52,7 +52,8 @@ use crate::logging;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::metrics::{self, Figures, Metrics};
 use crate::pacing::{Pacing, Standing};
-use crate::protocol::{earliest, CloseReason, Ctx, Direct, Protocol, Shared, Step};
+use crate::protocol::seam::DynProtocol;
+use crate::protocol::{earliest, CloseReason, Ctx, Direct, Shared, Step};
 use crate::stats::{Reporter, Stats};
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
@@ -210,16 +211,23 @@ impl std::fmt::Display for StartError {
 }
 
 /// The server: the poll and everything it serves. See the module docs.
-pub struct Server<P: Protocol> {
+pub struct Server {
     poll: Poll,
     /// The listening sockets (one but under socket activation); emptied
     /// when a shutdown begins.
     listeners: Vec<TcpListener>,
     local_addr: SocketAddr,
     signals: Signals,
-    conns: ConnTable<Connection<P::Session>>,
+    conns: ConnTable<Connection>,
     timers: Timers<TimerKey>,
-    protocol: P,
+    /// The protocol and its sessions, behind the one seam that is crossed
+    /// dynamically (`protocol/seam.rs`): the loop is compiled once.
+    protocol: Box<dyn DynProtocol + Send>,
+    /// The protocol sends what one client says to others (a relay): the
+    /// loop paces senders (`pacing.rs`) and delivers between workers.
+    fans_out: bool,
+    /// The protocol generates output of its own (the file server).
+    produces: bool,
     opts: ServerOptions,
     stats: Stats,
     /// When to write the periodic stats line; `None` with
@@ -371,10 +379,13 @@ impl Parts {
 /// once; beyond it they are closed without a word.
 const MAX_REJECTING: usize = 64;
 
-impl<P: Protocol> Server<P> {
+impl Server {
     /// Opens the listener and the signal pipe. Nothing is served until
     /// [`run`](Self::run). One worker: the whole server on this thread.
-    pub fn bind(opts: ServerOptions, protocol: P) -> Result<Self, StartError> {
+    pub fn bind(
+        opts: ServerOptions,
+        protocol: Box<dyn DynProtocol + Send>,
+    ) -> Result<Self, StartError> {
         sys::raise_fd_limit(opts.max_connections);
         let listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
         let parts = Parts::open(listener)?;
@@ -382,7 +393,7 @@ impl<P: Protocol> Server<P> {
     }
 
     /// A server on prepared [`Parts`] (a worker's, or `bind`'s).
-    pub fn new(parts: Parts, opts: ServerOptions, protocol: P) -> Self {
+    pub fn new(parts: Parts, opts: ServerOptions, protocol: Box<dyn DynProtocol + Send>) -> Self {
         let Parts {
             poll,
             listeners,
@@ -399,6 +410,8 @@ impl<P: Protocol> Server<P> {
             signals,
             conns: ConnTable::new(),
             timers: Timers::new(),
+            fans_out: protocol.fans_out(),
+            produces: protocol.produces(),
             protocol,
             opts,
             stats: Stats::default(),
@@ -558,7 +571,7 @@ impl<P: Protocol> Server<P> {
             }
             self.expire(now);
             self.deliver(now);
-            if P::FANS_OUT {
+            if self.fans_out {
                 // What this turn said to other workers leaves now, once.
                 self.protocol.end_turn();
             }
@@ -567,7 +580,7 @@ impl<P: Protocol> Server<P> {
             if self.worker.is_some() {
                 self.publish(now);
             }
-            if P::FANS_OUT {
+            if self.fans_out {
                 self.pacing.new_turn();
                 // Senders that waited for this turn's budget to be spent.
                 self.ready.extend(self.deferred.drain(..));
@@ -835,13 +848,17 @@ impl<P: Protocol> Server<P> {
     /// Hands the protocol bytes read before it met the connection (those
     /// that followed a PROXY header in the same read).
     fn first_input(&mut self, token: Token, input: &[u8], now: Instant) {
-        let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.as_mut()) else {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(|c| c.stage() == Stage::Open)
+        {
             return;
-        };
+        }
         self.stats.bytes_in += input.len() as u64;
         let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.sends);
-        let step = self.protocol.data(session, token, input, &mut ctx);
-        if P::FANS_OUT {
+        let step = self.protocol.data(token, input, &mut ctx);
+        if self.fans_out {
             self.pacing.spend(ctx.fanned_out());
         }
         if ctx.reply_is_input() {
@@ -952,10 +969,7 @@ impl<P: Protocol> Server<P> {
             return;
         }
         let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
-        let session = self.protocol.open(token, &mut ctx);
-        if let Some(conn) = self.conns.get_mut(token) {
-            conn.session = Some(session);
-        }
+        self.protocol.open(token, &mut ctx);
         self.emit(token, now);
     }
 
@@ -1042,11 +1056,11 @@ impl<P: Protocol> Server<P> {
         self.read_input(token, now);
         let wrote = self.flush(token, now);
         // A receiver that fell behind a relay: is it catching up?
-        if P::FANS_OUT && self.pacing.watching() {
+        if self.fans_out && self.pacing.watching() {
             self.judge_receiver(token, wrote > 0, now);
         }
         // Compiled out for protocols that never produce (all but file).
-        if P::PRODUCES {
+        if self.produces {
             self.produce(token, now);
         }
         self.settle(token, now);
@@ -1059,9 +1073,7 @@ impl<P: Protocol> Server<P> {
             c.accepts_output()
                 && !c.write_blocked()
                 && c.queue.is_empty()
-                && c.session
-                    .as_ref()
-                    .is_some_and(|s| self.protocol.producing(s))
+                && self.protocol.producing(token)
         })
     }
 
@@ -1078,12 +1090,9 @@ impl<P: Protocol> Server<P> {
             };
             // On plain TCP the socket is lent for sendfile (`sendfile.rs`).
             let mut direct = conn.direct(DIRECT_PER_VISIT);
-            let Some(session) = conn.session.as_mut() else {
-                return;
-            };
             let mut ctx =
                 Ctx::new(now, &mut self.staging, &mut self.sends).with_direct(direct.as_mut());
-            let step = self.protocol.produce(session, token, &mut ctx);
+            let step = self.protocol.produce(token, &mut ctx);
             if let Some(direct) = direct {
                 self.sent_direct(token, direct, now);
             }
@@ -1141,8 +1150,8 @@ impl<P: Protocol> Server<P> {
             }
             // A relay reads its senders only as fast as its receivers keep
             // up (pacing.rs): the kernel holds the rest.
-            if P::FANS_OUT
-                && conn.session.is_some()
+            if self.fans_out
+                && conn.stage() == Stage::Open
                 && self.worker.as_ref().is_some_and(|w| w.others_holding())
             {
                 // A receiver on another worker is catching up: this
@@ -1154,7 +1163,7 @@ impl<P: Protocol> Server<P> {
                 }
                 return;
             }
-            if P::FANS_OUT && conn.session.is_some() && !self.pacing.may_read() {
+            if self.fans_out && conn.stage() == Stage::Open && !self.pacing.may_read() {
                 if self.pacing.budget_spent() {
                     // Next turn: this turn has fanned out all it may, and
                     // queuing it now would only visit it again for nothing.
@@ -1185,14 +1194,16 @@ impl<P: Protocol> Server<P> {
                     self.stats.bytes_in += n as u64;
                     let out_before = self.stats.bytes_out;
                     conn.last_activity = now;
-                    // Lingering: the bytes are read only to be discarded.
-                    let Some(session) = conn.session.as_mut() else {
+                    // Lingering (or turned away): the bytes are read only
+                    // to be discarded. Only an open connection has a
+                    // session.
+                    if conn.stage() != Stage::Open {
                         continue;
-                    };
+                    }
                     let input = &self.scratch[..n];
                     let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.sends);
-                    let step = self.protocol.data(session, token, input, &mut ctx);
-                    if P::FANS_OUT {
+                    let step = self.protocol.data(token, input, &mut ctx);
+                    if self.fans_out {
                         self.pacing.spend(ctx.fanned_out());
                     }
                     // The reply goes out at once (usually one write, no copy
@@ -1258,13 +1269,13 @@ impl<P: Protocol> Server<P> {
             self.handshake_failed(token, "the client closed mid-handshake");
             return;
         }
-        let Some(session) = conn.session.as_mut() else {
+        if conn.stage() != Stage::Open {
             // Lingering: the peer has seen our FIN and sent its own.
             self.close(token, CloseReason::Done);
             return;
-        };
+        }
         let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
-        let step = self.protocol.eof(session, token, &mut ctx);
+        let step = self.protocol.eof(token, &mut ctx);
         self.emit(token, now);
         match step {
             Step::Close => self.begin_close(token, CloseReason::Done, None),
@@ -1356,10 +1367,11 @@ impl<P: Protocol> Server<P> {
             self.fail(token, &e);
             return;
         }
-        let protocol_due = conn
-            .session
-            .as_ref()
-            .and_then(|s| self.protocol.deadline(s));
+        let protocol_due = if conn.accepts_output() {
+            self.protocol.deadline(token)
+        } else {
+            None
+        };
         // The common case, every message of an open connection: its entry is
         // armed, and its only deadline is the idle one, which moves only
         // later (the armed entry re-arms when it fires). Nothing to do.
@@ -1442,16 +1454,13 @@ impl<P: Protocol> Server<P> {
     /// (once; later calls find none). The access log asks the protocol for
     /// its summary first.
     fn release_session(&mut self, token: Token, reason: CloseReason) {
-        let Some(session) = self.conns.get_mut(token).and_then(|c| c.session.take()) else {
-            return;
-        };
-        if let Some(access) = self.access.as_mut() {
-            if let Some(summary) = self.protocol.summary(&session) {
-                access.summary(token, summary);
-            }
-        }
         let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.sends);
-        self.protocol.closed(session, token, reason, &mut ctx);
+        let summary = self
+            .protocol
+            .closed(token, reason, self.access.is_some(), &mut ctx);
+        if let (Some(access), Some(summary)) = (self.access.as_mut(), summary) {
+            access.summary(token, summary);
+        }
         // Too late for this connection's own output.
         self.staging.clear();
     }
@@ -1537,7 +1546,7 @@ impl<P: Protocol> Server<P> {
             return;
         };
         conn.set_stage(Stage::Closed);
-        if P::FANS_OUT {
+        if self.fans_out {
             if self.pacing.forget(token) == Standing::Released {
                 self.release_senders();
             }
@@ -1695,7 +1704,7 @@ impl<P: Protocol> Server<P> {
         }
         let owed = conn.queue.len();
         let limit = self.opts.write_limit;
-        let standing = if P::FANS_OUT {
+        let standing = if self.fans_out {
             self.pacing.observe(token, owed, wrote, now)
         } else {
             Standing::Dropped
@@ -1847,10 +1856,11 @@ impl<P: Protocol> Server<P> {
             return;
         }
         conn.timer_at = None;
-        let protocol_due = conn
-            .session
-            .as_ref()
-            .and_then(|s| self.protocol.deadline(s));
+        let protocol_due = if conn.accepts_output() {
+            self.protocol.deadline(token)
+        } else {
+            None
+        };
         match earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
             None => {}
             Some(due) if due > now => {
@@ -2064,9 +2074,9 @@ impl<P: Protocol> Server<P> {
                     self.close(token, CloseReason::Shutdown);
                     continue;
                 }
-                if let Some(session) = conn.session.as_mut() {
+                if conn.accepts_output() {
                     let mut ctx = Ctx::new(now, &mut self.staging, &mut self.sends);
-                    self.protocol.shutdown(session, token, &mut ctx);
+                    self.protocol.shutdown(token, &mut ctx);
                     self.emit(token, now);
                 }
             }
@@ -2080,7 +2090,7 @@ impl<P: Protocol> Server<P> {
 /// counts among those the server is closing: a `bounded` close (it has a
 /// deadline), of a connection not turned away (those were never active),
 /// counted once; `reap` subtracts it again by `closing_counted`.
-fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason, bounded: bool) -> usize {
+fn mark_closing(conn: &mut Connection, reason: CloseReason, bounded: bool) -> usize {
     if conn.close_reason.is_none() {
         conn.close_reason = Some(reason);
     }
@@ -2094,8 +2104,8 @@ fn mark_closing<S>(conn: &mut Connection<S>, reason: CloseReason, bounded: bool)
 
 /// Sends what the protocol just wrote (the staging buffer) to `conn` and
 /// empties the buffer. Returns the socket's error, if the write failed.
-fn send_staged<S>(
-    conn: &mut Connection<S>,
+fn send_staged(
+    conn: &mut Connection,
     staging: &mut Vec<u8>,
     stats: &mut Stats,
     now: Instant,
@@ -2115,8 +2125,8 @@ fn send_staged<S>(
 /// before them, else into its queue. A connection that is closing takes
 /// nothing more; the bytes are dropped. Returns the socket's error, if the
 /// write failed.
-fn send_reply<S>(
-    conn: &mut Connection<S>,
+fn send_reply(
+    conn: &mut Connection,
     bytes: &[u8],
     stats: &mut Stats,
     now: Instant,
@@ -2137,7 +2147,7 @@ fn send_reply<S>(
 
 /// The client's address for a log line: the one a PROXY header named, if
 /// any, else the socket's peer.
-fn peer_name<S>(gate: Option<&Gate>, token: Token, conn: &Connection<S>) -> String {
+fn peer_name(gate: Option<&Gate>, token: Token, conn: &Connection) -> String {
     match gate.and_then(|g| g.client(token)) {
         Some(client) => client.to_string(),
         None => conn.peer(),

@@ -79,6 +79,7 @@ use protocol::broadcast::Broadcast;
 use protocol::chat::Chat;
 use protocol::echo::Echo;
 use protocol::file::FileServer;
+use protocol::seam::Sessions;
 
 /// How a run ended, for `main` to turn into an exit code.
 #[derive(Debug)]
@@ -132,9 +133,14 @@ pub fn run(config: &Config) -> Result<Exit, RunError> {
 /// Builds the protocol (once per worker, with `make`, given the worker's
 /// hub), the TLS configuration and the listeners, then serves: on this
 /// thread with one worker, on N threads with several (`workers.rs`).
+///
+/// This is the only generic code between the command line and the loop:
+/// each protocol is boxed behind [`protocol::seam::DynProtocol`], and the
+/// loop is compiled once.
 fn serve<P>(config: &Config, make: impl Fn(Hub) -> Result<P, RunError>) -> Result<Exit, RunError>
 where
     P: protocol::Protocol + Send + 'static,
+    P::Session: Send,
 {
     // Socket activation: systemd already holds the listening socket, as
     // descriptor 3 and up; taken before this process opens anything else.
@@ -181,9 +187,9 @@ where
         let server = match &activated {
             Some(sockets) => {
                 sys::raise_fd_limit(options.max_connections);
-                Server::new(activated_parts(sockets)?, options, first)
+                Server::new(activated_parts(sockets)?, options, Sessions::boxed(first))
             }
-            None => Server::bind(options, first).map_err(RunError::Start)?,
+            None => Server::bind(options, Sessions::boxed(first)).map_err(RunError::Start)?,
         };
         let server = match metrics {
             Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
@@ -237,7 +243,10 @@ where
     } else {
         (0..workers).map(|_| Hub::Local).collect()
     };
-    let protocols = hubs.into_iter().map(make).collect::<Result<Vec<_>, _>>()?;
+    let protocols = hubs
+        .into_iter()
+        .map(|hub| make(hub).map(Sessions::boxed))
+        .collect::<Result<Vec<_>, _>>()?;
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::event_loop::{Exit, Parts, Server};
 use crate::metrics::Figures;
-use crate::protocol::Protocol;
+use crate::protocol::seam::DynProtocol;
 use crate::stats::Stats;
 
 /// The connection count shared by the workers of one server.
@@ -178,19 +178,16 @@ pub struct Outcome {
 /// configuration, so that sessions resume on any worker).
 /// `metrics`, if given, is served by worker 0, from every worker's posted
 /// figures ([`Board`]).
-pub fn run<P>(
+pub fn run(
     parts: Vec<Parts>,
-    protocols: Vec<P>,
+    protocols: Vec<Box<dyn DynProtocol + Send>>,
     metrics: Option<mio::net::TcpListener>,
     opts: &crate::config::ServerOptions,
     #[cfg(feature = "tls")] tls: Option<(
         std::sync::Arc<rustls::ServerConfig>,
         crate::config::ServerTls,
     )>,
-) -> std::io::Result<Outcome>
-where
-    P: Protocol + Send + 'static,
-{
+) -> std::io::Result<Outcome> {
     let n = parts.len();
     let slots = Slots::new(opts.max_connections);
     let board = Arc::new(Board::new(n));

@@ -22,6 +22,7 @@ pub mod chat;
 pub mod echo;
 pub mod file;
 pub mod lines;
+pub mod seam;
 
 use std::time::{Duration, Instant};
 
