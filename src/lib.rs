@@ -113,18 +113,28 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// Makes a worker's protocol, given the worker's hub, boxed for the loop.
+type MakeProtocol<'a> =
+    dyn Fn(Hub) -> Result<Box<dyn protocol::seam::DynProtocol + Send>, RunError> + 'a;
+
 /// Runs the configured server until it is told to stop.
 pub fn run(config: &Config) -> Result<Exit, RunError> {
     let limits = config.server.limits();
     match &config.mode {
-        Mode::Echo { greeting, prefix } => serve(config, |_| {
-            Ok(Echo::new(greeting.as_deref(), prefix.as_deref(), limits))
+        Mode::Echo { greeting, prefix } => serve(config, &|_| {
+            Ok(Sessions::boxed(Echo::new(
+                greeting.as_deref(),
+                prefix.as_deref(),
+                limits,
+            )))
         }),
-        Mode::Broadcast { prefix } => serve(config, |hub| Ok(Broadcast::new(prefix, limits, hub))),
-        Mode::Chat => serve(config, |hub| Ok(Chat::new(limits, hub))),
-        Mode::File { root, sendfile } => serve(config, |_| {
+        Mode::Broadcast { prefix } => serve(config, &|hub| {
+            Ok(Sessions::boxed(Broadcast::new(prefix, limits, hub)))
+        }),
+        Mode::Chat => serve(config, &|hub| Ok(Sessions::boxed(Chat::new(limits, hub)))),
+        Mode::File { root, sendfile } => serve(config, &|_| {
             FileServer::new(root, limits)
-                .map(|f| f.with_sendfile(*sendfile))
+                .map(|f| Sessions::boxed(f.with_sendfile(*sendfile)))
                 .map_err(|e| RunError::Start(StartError::Io("cannot open the --root directory", e)))
         }),
     }
@@ -134,14 +144,9 @@ pub fn run(config: &Config) -> Result<Exit, RunError> {
 /// hub), the TLS configuration and the listeners, then serves: on this
 /// thread with one worker, on N threads with several (`workers.rs`).
 ///
-/// This is the only generic code between the command line and the loop:
-/// each protocol is boxed behind [`protocol::seam::DynProtocol`], and the
-/// loop is compiled once.
-fn serve<P>(config: &Config, make: impl Fn(Hub) -> Result<P, RunError>) -> Result<Exit, RunError>
-where
-    P: protocol::Protocol + Send + 'static,
-    P::Session: Send,
-{
+/// Each protocol arrives boxed behind [`protocol::seam::DynProtocol`], so
+/// this, the workers and the loop are compiled once, not once per mode.
+fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     // Socket activation: systemd already holds the listening socket, as
     // descriptor 3 and up; taken before this process opens anything else.
     let activated = activated_listener(config)?;
@@ -187,9 +192,9 @@ where
         let server = match &activated {
             Some(sockets) => {
                 sys::raise_fd_limit(options.max_connections);
-                Server::new(activated_parts(sockets)?, options, Sessions::boxed(first))
+                Server::new(activated_parts(sockets)?, options, first)
             }
-            None => Server::bind(options, Sessions::boxed(first)).map_err(RunError::Start)?,
+            None => Server::bind(options, first).map_err(RunError::Start)?,
         };
         let server = match metrics {
             Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
@@ -232,8 +237,9 @@ where
     };
     // Relays reach each other's members through a hub; the others share
     // nothing.
+    let fans_out = first.fans_out();
     drop(first);
-    let hubs = if P::FANS_OUT {
+    let hubs = if fans_out {
         let wakers = parts
             .iter()
             .map(Parts::waker)
@@ -243,10 +249,7 @@ where
     } else {
         (0..workers).map(|_| Hub::Local).collect()
     };
-    let protocols = hubs
-        .into_iter()
-        .map(|hub| make(hub).map(Sessions::boxed))
-        .collect::<Result<Vec<_>, _>>()?;
+    let protocols = hubs.into_iter().map(make).collect::<Result<Vec<_>, _>>()?;
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
