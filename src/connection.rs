@@ -184,9 +184,10 @@ pub struct Connection {
     /// the handshake, so it can be said through TLS. Such a connection was
     /// never active.
     pub refusing: Option<Refusal>,
-    /// A bounded close is under way: the connection no longer counts as
-    /// active (`event_loop.rs`, `closing`).
-    pub closing_counted: bool,
+    /// The connection holds a `--max-connections` slot
+    /// (`event_loop/admission.rs`, `Limit`): from its admission until it
+    /// starts a bounded close, is turned away, or is reaped.
+    pub holds_slot: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::ServerSession>>,
@@ -227,7 +228,7 @@ impl Connection {
             timer_at: None,
             close_reason: None,
             refusing: None,
-            closing_counted: false,
+            holds_slot: false,
             queued: false,
             #[cfg(feature = "tls")]
             tls: None,

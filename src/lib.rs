@@ -68,6 +68,8 @@ pub mod systemd;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod tokens;
+pub mod worker_link;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -202,9 +204,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         };
         #[cfg(feature = "tls")]
         let server = match tls {
-            Some(tls) => server
-                .with_tls(tls)
-                .with_tls_files(config.tls.clone().unwrap_or_default()),
+            Some(tls) => server.with_tls(tls, config.tls.clone().unwrap_or_default()),
             None => server,
         };
         log::info!(

@@ -27,13 +27,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::conn_table::reserved;
 use crate::stats::Stats;
+use crate::tokens::{reserved, METRICS, METRICS_CLIENTS};
 
-/// The metrics listener's token.
-pub const LISTENER: Token = reserved(3);
-/// Metrics clients' tokens are `reserved(FIRST + slot)`.
-const FIRST: usize = 1 << 16;
+/// The metrics listener's token (`tokens.rs`).
+pub const LISTENER: Token = METRICS;
+/// Metrics clients' tokens are `reserved(FIRST + slot)` (`tokens.rs`).
+const FIRST: usize = METRICS_CLIENTS;
 /// The largest request read.
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a request may take to arrive.

@@ -4,16 +4,13 @@
 //! [`Server`]: its own `mio::Poll`, connection table, timers, write queues
 //! and protocol state, and its own listening socket on the shared address
 //! (`sys::listen_group`, SO_REUSEPORT: the kernel spreads new connections
-//! over the workers). Nothing on the per-message path is shared: a worker
-//! touches what another owns only through the two things in this module:
-//!
-//! - [`Slots`]: the one `--max-connections` count for the whole server, an
-//!   atomic reserved at accept and released when a connection starts to
-//!   close: touched per connection, never per message;
-//! - the report channel: each worker sends its counters when its stats
-//!   timer finds they moved, and the supervisor (the main thread) writes
-//!   the one `stats:` line for the whole server, at most once per interval,
-//!   and the final one when every worker has stopped.
+//! over the workers). What the workers share is each one's link
+//! (`worker_link.rs`): the connection count, the figures board, the
+//! holding flags and the report channel; the relays' hub (`hub.rs`) and
+//! the TLS configuration besides. This module starts the workers and is
+//! the supervisor: it writes the one `stats:` line for the whole server
+//! from the workers' reports, at most once per interval, and the final one
+//! when every worker has stopped.
 //!
 //! Signals reach every worker: each registers its own signal pipe, so the
 //! first SIGINT or SIGTERM starts every worker's drain within the one
@@ -23,149 +20,14 @@
 //! With one worker none of this exists: `lib.rs` builds one `Server` on the
 //! main thread exactly as before, with no thread, channel or atomic.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{Exit, Parts, Server};
-use crate::metrics::Figures;
 use crate::protocol::seam::DynProtocol;
 use crate::stats::Stats;
-
-/// The connection count shared by the workers of one server.
-#[derive(Debug, Clone)]
-pub struct Slots {
-    taken: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl Slots {
-    pub fn new(max: usize) -> Self {
-        Self {
-            taken: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// Takes a slot for a new connection; false if the server is full.
-    pub fn take(&self) -> bool {
-        // Never above the limit, even for an instant: a client is refused
-        // only when the server is really full.
-        self.taken
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives a slot back.
-    pub fn free(&self) {
-        self.taken.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Slots taken now.
-    pub fn taken(&self) -> usize {
-        self.taken.load(Ordering::Acquire)
-    }
-}
-
-/// What a worker sends the supervisor.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub worker: usize,
-    pub stats: Stats,
-    /// Connections it is serving now.
-    pub active: usize,
-}
-
-/// Every worker's figures as each last posted them, for the worker that
-/// serves `--metrics` to sum when scraped. A worker posts at most every
-/// 100 ms, and once after its last change (`event_loop.rs`, `publish`);
-/// each slot is its own mutex, locked by its owner to post and by the
-/// scrape to read.
-#[derive(Debug)]
-pub struct Board {
-    slots: Vec<std::sync::Mutex<Figures>>,
-}
-
-impl Board {
-    pub fn new(n: usize) -> Self {
-        Self {
-            slots: (0..n)
-                .map(|_| std::sync::Mutex::new(Figures::default()))
-                .collect(),
-        }
-    }
-
-    /// Worker `id`'s figures now.
-    pub fn post(&self, id: usize, figures: Figures) {
-        if let Some(slot) = self.slots.get(id) {
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = figures;
-        }
-    }
-
-    /// The whole server's figures: every worker's, added up, with each
-    /// worker's active count beside the total.
-    pub fn sum(&self, draining: bool, tls: bool) -> Figures {
-        let mut total = Figures {
-            draining,
-            tls,
-            ..Figures::default()
-        };
-        for slot in &self.slots {
-            let f = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            total.stats.add(&f.stats);
-            total.active += f.active;
-            total.per_worker.push(f.active);
-            total.queued += f.queued;
-            total.turns += f.turns;
-            total.busy += f.busy;
-        }
-        total.stats.log_dropped = crate::logging::dropped();
-        total
-    }
-}
-
-/// One worker's link to the rest of the server, held by its `Server`.
-#[derive(Debug)]
-pub struct Worker {
-    pub id: usize,
-    pub slots: Slots,
-    /// Where the metrics find this worker's figures.
-    pub board: Arc<Board>,
-    /// Per worker: a relay receiver there is behind and keeping up, so
-    /// every worker's senders wait (`pacing.rs`, across workers).
-    holding: Arc<Vec<AtomicBool>>,
-    reports: mpsc::Sender<Report>,
-}
-
-impl Worker {
-    /// Says whether this worker's relay receivers hold senders back.
-    pub fn set_holding(&self, on: bool) {
-        if let Some(flag) = self.holding.get(self.id) {
-            flag.store(on, Ordering::Release);
-        }
-    }
-
-    /// True if another worker's receivers hold senders back.
-    pub fn others_holding(&self) -> bool {
-        self.holding
-            .iter()
-            .enumerate()
-            .any(|(i, f)| i != self.id && f.load(Ordering::Acquire))
-    }
-
-    /// Sends this worker's counters to the supervisor.
-    pub fn report(&self, stats: &Stats, active: usize) {
-        // The supervisor outlives every worker; if it is gone, so is the
-        // process.
-        let _ = self.reports.send(Report {
-            worker: self.id,
-            stats: stats.clone(),
-            active,
-        });
-    }
-}
+use crate::worker_link::{Board, Report, Slots, Worker};
 
 /// How a multi-worker run ended, for `lib.rs`.
 pub struct Outcome {
@@ -225,7 +87,7 @@ pub fn run(
                 };
                 #[cfg(feature = "tls")]
                 let server = match tls {
-                    Some((tls, files)) => server.with_tls(tls).with_tls_files(files),
+                    Some((tls, files)) => server.with_tls(tls, files),
                     None => server,
                 };
                 server.run()
@@ -332,27 +194,6 @@ fn sum(latest: &[(Stats, usize)]) -> (Stats, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_are_shared_and_never_oversold() {
-        let slots = Slots::new(3);
-        let other = slots.clone();
-        assert!(slots.take());
-        assert!(other.take());
-        assert!(slots.take());
-        assert!(!other.take(), "the fourth anywhere is refused");
-        assert_eq!(slots.taken(), 3);
-        other.free();
-        assert!(slots.take());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let s = slots.clone();
-                std::thread::spawn(move || (0..1000).filter(|_| s.take()).count())
-            })
-            .collect();
-        let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(won, 0, "full stays full under contention");
-    }
 
     #[test]
     fn the_sum_adds_every_counter() {

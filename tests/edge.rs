@@ -158,8 +158,15 @@ fn no_header_or_a_bad_one_closes_without_a_byte_and_counts() {
         let s = connect(server.addr);
         s.shutdown(std::net::Shutdown::Both).unwrap();
     }
+    // Then one client with a good header, served and gone: the only one
+    // counted as accepted (`total`), since none of the others was let in.
+    let mut good = connect(server.addr);
+    good.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\nbye")
+        .unwrap();
+    expect(&mut good, b"bye");
+    drop(good);
     let line = server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 9 && stat(l, "active") == 0
+        stat(l, "total") == 1 && stat(l, "active") == 0
     });
     assert_eq!(stat(&line, "proxy_errors"), 6, "{line}");
 }

@@ -1,0 +1,271 @@
+//! Admission: the listeners, accepting within a budget, the pause when
+//! accepting fails (out of descriptors), and `--max-connections`.
+//!
+//! The connection limit is one type, [`Limit`], the same with one worker or
+//! many: a connection takes a slot when it is admitted and gives it back
+//! exactly once (`Connection::holds_slot` says whether it still holds one),
+//! when it starts a bounded close, when it is turned away, or at the latest
+//! when it is reaped. With several workers the count is also the whole
+//! server's (`worker_link::Slots`); with one there is no atomic.
+//!
+//! Who may connect (`--allow`, `--deny`, `--max-per-ip`, PROXY) is the
+//! gate's (`edge.rs`), asked in `entry.rs`; what a client turned away is
+//! told, and when, is `entry.rs` too. This file only takes the socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+
+use super::Server;
+use crate::access_log;
+use crate::connection::{Connection, Refusal};
+use crate::sys;
+use crate::worker_link::Slots;
+
+/// Accepts per turn before existing connections get their go.
+const ACCEPTS_PER_TURN: usize = 256;
+/// How soon to retry accepting after an accept error.
+pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// At most this many turned-away clients wait in the table at once (for a
+/// TLS handshake, or a PROXY header, before they are told); beyond it they
+/// are closed without a word on a TLS or PROXY listener.
+pub(super) const MAX_REJECTING: usize = 64;
+
+/// Whether, and how eagerly, the listener is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Accepting {
+    /// Accept when the listener reports readiness.
+    OnEvent,
+    /// The accept budget ran out with clients still waiting: accept again
+    /// next turn without waiting for an event (edge-triggered: none comes).
+    Backlogged,
+    /// An accept failed (out of descriptors, say): wait for a connection to
+    /// close or the retry timer, rather than spin on the same error.
+    Paused,
+    /// Shutting down: the listener is closed.
+    Stopped,
+}
+
+/// `--max-connections`, counted in one place. See the module docs.
+#[derive(Debug)]
+pub(super) struct Limit {
+    max: usize,
+    /// This loop's connections that hold a slot: the ones it serves.
+    held: usize,
+    /// With several workers, the whole server's count.
+    shared: Option<Slots>,
+}
+
+impl Limit {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            max,
+            held: 0,
+            shared: None,
+        }
+    }
+
+    /// Counts against the whole server's `slots` from now on.
+    pub(super) fn share(&mut self, slots: Slots) {
+        self.shared = Some(slots);
+    }
+
+    /// Takes a slot, if one is free; false if the server is full. The
+    /// caller marks the connection that took it (`holds_slot`), so that
+    /// [`give_back`](Self::give_back) returns it once.
+    pub(super) fn take(&mut self) -> bool {
+        let free = match &self.shared {
+            None => self.held < self.max,
+            Some(slots) => slots.take(),
+        };
+        self.held += usize::from(free);
+        free
+    }
+
+    /// Gives `conn`'s slot back, if it still holds one.
+    pub(super) fn give_back(&mut self, conn: &mut Connection) {
+        if std::mem::take(&mut conn.holds_slot) {
+            self.held -= 1;
+            if let Some(slots) = &self.shared {
+                slots.free();
+            }
+        }
+    }
+
+    /// Connections being served: not those turned away, nor those the
+    /// server is closing within a bound, so that a client that reconnects
+    /// at once after a timeout finds its slot free. Their descriptors still
+    /// count against the process's limit, which `sys.rs` accounts for.
+    pub(super) fn active(&self) -> usize {
+        self.held
+    }
+}
+
+/// The listeners and the accounting of who is let in.
+#[derive(Debug)]
+pub(super) struct Admission {
+    /// The listening sockets (one but under socket activation); emptied
+    /// when a shutdown begins.
+    pub(super) listeners: Vec<TcpListener>,
+    pub(super) local_addr: SocketAddr,
+    pub(super) accepting: Accepting,
+    /// Which listener to accept from first this turn.
+    accept_from: usize,
+    /// An accept error was logged and no accept has succeeded since.
+    accept_trouble: bool,
+    pub(super) limit: Limit,
+    /// Connections in the table only to be told they are turned away (after
+    /// a TLS handshake or a PROXY header). They hold no slot.
+    pub(super) rejecting: usize,
+}
+
+impl Admission {
+    pub(super) fn new(listeners: Vec<TcpListener>, local_addr: SocketAddr, max: usize) -> Self {
+        Self {
+            listeners,
+            local_addr,
+            accepting: Accepting::OnEvent,
+            accept_from: 0,
+            accept_trouble: false,
+            limit: Limit::new(max),
+            rejecting: 0,
+        }
+    }
+}
+
+impl Server {
+    /// Connections being served ([`Limit::active`]).
+    pub(super) fn active(&self) -> usize {
+        self.admission.limit.active()
+    }
+
+    /// Accepts waiting clients, up to a budget per turn.
+    pub(super) fn accept(&mut self, now: Instant) {
+        if !matches!(
+            self.admission.accepting,
+            Accepting::OnEvent | Accepting::Backlogged
+        ) {
+            return;
+        }
+        // Every listener in turn, within one budget for the turn (almost
+        // always there is one listener).
+        let mut budget = ACCEPTS_PER_TURN;
+        let mut backlogged = false;
+        let n = self.admission.listeners.len();
+        // A different listener first each turn, so that none starves.
+        self.admission.accept_from = (self.admission.accept_from + 1) % n.max(1);
+        let start = self.admission.accept_from;
+        for i in (0..n).map(|k| (k + start) % n) {
+            while budget > 0 {
+                let Some(listener) = self.admission.listeners.get(i) else {
+                    return;
+                };
+                budget -= 1;
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        if self.admission.accept_trouble {
+                            self.admission.accept_trouble = false;
+                            log::info!("accepting connections again");
+                        }
+                        self.admit(stream, peer, now);
+                    }
+                    // Every client waiting here is accepted.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // One client gave up between SYN and accept: next.
+                    Err(e) if sys::is_client_abort(&e) => {
+                        log::debug!("accept: client aborted: {e}");
+                    }
+                    Err(e) => {
+                        self.pause_accepting(&e, now);
+                        return;
+                    }
+                }
+            }
+            backlogged |= budget == 0;
+        }
+        self.admission.accepting = if backlogged {
+            Accepting::Backlogged
+        } else {
+            Accepting::OnEvent
+        };
+    }
+
+    /// Stops accepting after an error that would recur at once, warning once
+    /// per episode. Accepting resumes when a connection closes (a descriptor
+    /// is free) or on the retry timer (another process freed one).
+    fn pause_accepting(&mut self, e: &io::Error, now: Instant) {
+        if !self.admission.accept_trouble {
+            self.admission.accept_trouble = true;
+            if sys::is_resource_exhaustion(e) {
+                log::warn!(
+                    "cannot accept: {e}; serving the {} open connections, \
+                     new clients wait until a descriptor frees",
+                    self.conns.len()
+                );
+            } else {
+                log::warn!("cannot accept: {e}; retrying");
+            }
+        }
+        self.admission.accepting = Accepting::Paused;
+        self.timers
+            .schedule(now + ACCEPT_RETRY, super::TimerKey::AcceptRetry);
+    }
+
+    /// Takes in one accepted client: it takes a slot, or is turned away if
+    /// the server is full. Plain TCP without PROXY says so at once and
+    /// goes; a client that must first finish a TLS handshake or send its
+    /// PROXY header gets a bounded place in the table (`MAX_REJECTING`),
+    /// and beyond it is closed without a word: a TLS listener never sends
+    /// plaintext, and a PROXY listener reads the header first.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let full = !self.admission.limit.take();
+        if full {
+            self.stats.rejected += 1;
+            log::debug!("rejected {peer}: server full");
+            let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
+            if !waits || self.admission.rejecting >= MAX_REJECTING {
+                if self.access.is_some() {
+                    log::info!("{}", access_log::server_full(peer));
+                }
+                if !waits {
+                    reject(stream);
+                }
+                // Otherwise dropped: closed without a word.
+                return;
+            }
+        }
+        // Replies go out as soon as they are written, not after Nagle's
+        // delay: each write here is already a whole batch.
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        let token = self
+            .conns
+            .insert_with(|token, _| Connection::new(stream, token, now));
+        if let Some(conn) = self.conns.get_mut(token) {
+            if full {
+                conn.refusing = Some(Refusal::ServerFull);
+                self.admission.rejecting += 1;
+            } else {
+                conn.holds_slot = true;
+            }
+        }
+        if let Some(access) = self.access.as_mut() {
+            access.open(token, peer, now);
+        }
+        self.enter(token, peer, now);
+    }
+}
+
+/// Turns away a client at the connection limit: one best-effort write of the
+/// reason, our FIN, and the socket is dropped. Never blocks and never fails
+/// the server: the message fits any fresh socket's send buffer.
+pub(super) fn reject(stream: TcpStream) {
+    use std::io::Write;
+    let mut stream = stream;
+    let _ = stream.write(super::SERVER_FULL);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

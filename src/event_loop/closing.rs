@@ -1,0 +1,362 @@
+//! Closing: how a connection ends, and reaping.
+//!
+//! A graceful close ([`Server::begin_close`]) tells the protocol the
+//! connection is gone, flushes what is owed (bounded, or not), sends
+//! close_notify and our FIN, and lingers for the peer's FIN; an immediate
+//! close ([`Server::close`]) marks the connection CLOSED. Either way the
+//! socket is dropped by [`Server::reap`] at the end of the turn, a safe
+//! point, never in the middle of a walk over the connections.
+//!
+//! What a protocol's [`Step`] means for the connection is decided once,
+//! in [`Server::after_step`], with the origin of the step named.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::admission::{Accepting, Limit};
+use super::time::TimerKey;
+use super::{peer_name, Server};
+use crate::connection::{is_disconnect, Connection, Stage, WriteOutcome};
+use crate::pacing::Standing;
+use crate::protocol::{CloseReason, Ctx, Step};
+use crate::stats::Reporter;
+
+/// How long a connection the server is closing may take to flush and
+/// linger, when no shutdown drain bounds it.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection whose TLS session failed may take to send its
+/// alert and see it acknowledged before it is closed.
+#[cfg(feature = "tls")]
+const ALERT_GRACE: Duration = Duration::from_secs(1);
+/// How often a lingering connection checks whether the peer has
+/// acknowledged everything, after which it may close.
+pub(super) const LINGER_CHECK: Duration = Duration::from_millis(100);
+
+/// Where a protocol's [`Step`] came from, which decides what `Close`
+/// means and whether the close that follows is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Answering the peer's input ([`Protocol::data`]).
+    ///
+    /// [`Protocol::data`]: crate::protocol::Protocol::data
+    Input,
+    /// Generating output of its own ([`Protocol::produce`]).
+    ///
+    /// [`Protocol::produce`]: crate::protocol::Protocol::produce
+    Production,
+    /// After the peer's FIN ([`Protocol::eof`]).
+    ///
+    /// [`Protocol::eof`]: crate::protocol::Protocol::eof
+    PeerEof,
+}
+
+impl Server {
+    /// Acts on a protocol's step: the one mapping from a [`Step`] to a
+    /// close. Returns true if the connection goes on (`Continue`).
+    ///
+    /// - `Abort`: the output is incomplete; it ends with a reset
+    ///   (`Truncated`, `finish_writing`).
+    /// - `Close` after input: the protocol closed the conversation (a
+    ///   `/quit`, a refused request, a line too long): `Protocol`. The
+    ///   peer may not be reading its answer, so the flush is bounded by
+    ///   `CLOSE_GRACE`.
+    /// - `Close` after production or the peer's FIN: the work is done
+    ///   (`Done`). The peer is reading (a download) or has said all it
+    ///   will; the flush has no bound of its own but the idle timeout, so
+    ///   that a large file is never cut at `CLOSE_GRACE`.
+    pub(super) fn after_step(
+        &mut self,
+        token: Token,
+        step: Step,
+        from: Origin,
+        now: Instant,
+    ) -> bool {
+        let reason = match (step, from) {
+            (Step::Continue, _) => return true,
+            (Step::Abort, _) => CloseReason::Truncated,
+            (Step::Close, Origin::Input) => CloseReason::Protocol,
+            (Step::Close, Origin::Production | Origin::PeerEof) => CloseReason::Done,
+        };
+        let until = (from == Origin::Input).then(|| now + CLOSE_GRACE);
+        self.begin_close(token, reason, until);
+        false
+    }
+
+    /// A FLUSHING connection has sent everything: close_notify (TLS) and our
+    /// FIN follow, then it closes or lingers.
+    pub(super) fn finish_writing(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // Incomplete output ends with a reset, not a FIN (file.rs).
+        if conn.close_reason == Some(CloseReason::Truncated) {
+            conn.abort();
+            self.close(token, CloseReason::Truncated);
+            return;
+        }
+        match conn.close_write() {
+            WriteOutcome::Done => {}
+            // close_notify waits for the socket; WRITABLE brings us back.
+            WriteOutcome::Blocked => return,
+            WriteOutcome::Failed(e) => {
+                self.fail(token, &e);
+                return;
+            }
+        }
+        if conn.peer_eof() {
+            self.close(token, CloseReason::Done);
+            return;
+        }
+        let until = match self.draining {
+            Some(drain) => drain.min(now + CLOSE_GRACE),
+            None => now + CLOSE_GRACE,
+        };
+        conn.set_stage(Stage::Lingering {
+            until,
+            check: now + LINGER_CHECK,
+        });
+        // Everything is sent and the linger is bounded: the slot is free
+        // (if an unbounded flush had kept it).
+        let reason = conn.close_reason.unwrap_or(CloseReason::Done);
+        mark_closing(&mut self.admission.limit, conn, reason, true);
+    }
+
+    /// Starts a graceful close: the protocol is told the connection is gone,
+    /// then what is owed is flushed (bounded by `until`, if given), our FIN
+    /// sent, and the peer's awaited (`settle` walks those steps).
+    pub(super) fn begin_close(
+        &mut self,
+        token: Token,
+        reason: CloseReason,
+        until: Option<Instant>,
+    ) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.accepts_output() {
+            return;
+        }
+        log::trace!("conn #{}: closing: {reason}", conn.number());
+        mark_closing(&mut self.admission.limit, conn, reason, until.is_some());
+        conn.set_stage(Stage::Flushing { until });
+        self.release_session(token, reason);
+    }
+
+    /// Tells the protocol the connection is gone, handing back its session
+    /// (once; later calls find none). The access log asks the protocol for
+    /// its summary first.
+    pub(super) fn release_session(&mut self, token: Token, reason: CloseReason) {
+        let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.relay.sends);
+        let summary = self
+            .protocol
+            .closed(token, reason, self.access.is_some(), &mut ctx);
+        if let (Some(access), Some(summary)) = (self.access.as_mut(), summary) {
+            access.summary(token, summary);
+        }
+        // Too late for this connection's own output.
+        self.staging.clear();
+    }
+
+    /// TLS: the peer broke the protocol (plain text on a TLS port, a record
+    /// that does not decrypt) or failed verification (an unknown CA). The
+    /// alert is on its way and the session is gone (`connection.rs`); our
+    /// FIN follows it, and the connection lingers, briefly, so that the
+    /// client reads the alert rather than a reset.
+    #[cfg(feature = "tls")]
+    pub(super) fn refused(&mut self, token: Token, e: &rustls::Error, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let why = crate::tls::explain(e);
+        if matches!(conn.stage(), Stage::Handshake { .. }) {
+            self.stats.tls_failures += 1;
+            log::debug!(
+                "conn #{} {}: TLS handshake failed: {why}",
+                conn.number(),
+                peer_name(self.gate.as_ref(), token, conn)
+            );
+        } else {
+            log::debug!("conn #{}: TLS error: {why}", conn.number());
+        }
+        mark_closing(
+            &mut self.admission.limit,
+            conn,
+            CloseReason::TlsFailure,
+            true,
+        );
+        conn.set_stage(Stage::Flushing {
+            until: Some(now + ALERT_GRACE),
+        });
+        if let Some(access) = self.access.as_mut() {
+            access.error(token, &why);
+        }
+        self.release_session(token, CloseReason::TlsFailure);
+        self.settle(token, now);
+    }
+
+    /// Closes at once; the socket is dropped at the end of the turn.
+    pub(super) fn close(&mut self, token: Token, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if matches!(conn.stage(), Stage::Closed) {
+            return;
+        }
+        // A graceful close that finished reports why it began.
+        let reason = match (reason, conn.close_reason) {
+            (CloseReason::Done, Some(first)) => first,
+            _ => reason,
+        };
+        log::debug!(
+            "conn #{} closed: {reason}{}",
+            conn.number(),
+            if conn.queue.is_empty() {
+                String::new()
+            } else {
+                format!(", {} bytes unsent", conn.queue.len())
+            }
+        );
+        if self.access.is_some() {
+            self.release_session(token, reason);
+            if let Some(line) = self
+                .access
+                .as_mut()
+                .and_then(|a| a.close(token, reason, Instant::now()))
+            {
+                log::info!("{line}");
+            }
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.set_stage(Stage::Closed);
+        if self.fans_out {
+            if self.relay.pacing.forget(token) == Standing::Released {
+                self.release_senders();
+            }
+            self.post_holding();
+        }
+        self.release_session(token, reason);
+        self.closed.push(token);
+    }
+
+    /// A socket error: the peer left, or something worse. Either way this
+    /// connection closes, and only this one.
+    pub(super) fn fail(&mut self, token: Token, e: &io::Error) {
+        let number = token.0 >> 32;
+        if let Some(conn) = self.conns.get(token) {
+            if matches!(conn.stage(), Stage::Handshake { .. }) {
+                self.handshake_failed(token, &e.to_string());
+                return;
+            }
+        }
+        // Whatever a socket reports (a reset, a record that does not
+        // decrypt) is the peer's doing or the network's: a client must not
+        // be able to write the server's log, so this is debug only.
+        let reason = if is_disconnect(e) {
+            CloseReason::Reset
+        } else {
+            if let Some(access) = self.access.as_mut() {
+                access.error(token, &e.to_string());
+            }
+            CloseReason::Error
+        };
+        log::debug!("conn #{number}: {e}");
+        self.close(token, reason);
+    }
+
+    /// A TLS handshake ended without finishing: plain text on a TLS port,
+    /// an unknown CA, no common protocol, or the client gave up. The
+    /// client's problem: counted, and logged at debug. A client that never
+    /// sent a byte (a port check) is nobody's problem and not counted.
+    pub(super) fn handshake_failed(&mut self, token: Token, why: &str) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        if conn.tls_heard() {
+            self.stats.tls_failures += 1;
+            log::debug!(
+                "conn #{} {}: TLS handshake failed: {why}",
+                conn.number(),
+                peer_name(self.gate.as_ref(), token, conn)
+            );
+            if let Some(access) = self.access.as_mut() {
+                access.error(token, why);
+            }
+            self.close(token, CloseReason::TlsFailure);
+        } else {
+            log::debug!("conn #{}: closed before sending anything", conn.number());
+            self.close(token, CloseReason::Done);
+        }
+    }
+
+    /// Drops the connections closed this turn; a freed descriptor may let a
+    /// paused listener accept again.
+    pub(super) fn reap(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
+        for token in self.closed.drain(..) {
+            // Dropping the socket closes it, which also removes it from the
+            // epoll set: no deregister call needed.
+            if let Some(gate) = self.gate.as_mut() {
+                gate.forget(token);
+            }
+            if let Some(mut conn) = self.conns.remove(token) {
+                if conn.refusing.is_some() {
+                    self.admission.rejecting -= 1;
+                }
+                // Closed at once (never a bounded close): its slot is
+                // still taken.
+                self.admission.limit.give_back(&mut conn);
+            }
+        }
+        if self.admission.accepting == Accepting::Paused {
+            self.admission.accepting = Accepting::Backlogged;
+        }
+        // The closed connections' timer entries are stale now: keep them
+        // from piling up (timer.rs, "Stale entries are bounded"). A
+        // connection has at most one live entry; the loop's own keys are
+        // the rest.
+        let conns = &self.conns;
+        let stats_due = self.report.reporter.as_ref().and_then(Reporter::due);
+        let (pacing_due, publish) = (
+            self.relay.pacing_due,
+            (self.report.publish_armed, self.report.publish_next),
+        );
+        let metrics = &self.report.metrics;
+        self.timers
+            .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
+                TimerKey::Conn(token) => conns.get(*token).is_some_and(|c| c.timer_at == Some(at)),
+                // The loop's own keys have one live entry each, at the time
+                // it recorded; the others were superseded.
+                TimerKey::Stats => stats_due == Some(at),
+                TimerKey::Pacing => pacing_due == Some(at),
+                TimerKey::Publish => publish == (true, at),
+                TimerKey::Metrics(token) => {
+                    metrics.as_ref().is_some_and(|m| m.due(*token) == Some(at))
+                }
+                TimerKey::Drain
+                | TimerKey::AcceptRetry
+                | TimerKey::Recheck
+                | TimerKey::Watchdog => true,
+            });
+    }
+}
+
+/// Records why a graceful close began. A `bounded` close (it has a
+/// deadline) gives the connection's slot back now, so that a client that
+/// reconnects at once finds it free; `reap` gives back any slot still held.
+fn mark_closing(limit: &mut Limit, conn: &mut Connection, reason: CloseReason, bounded: bool) {
+    if conn.close_reason.is_none() {
+        conn.close_reason = Some(reason);
+    }
+    // Only a close with a deadline gives its slot back early: one that
+    // flushes for as long as the peer keeps reading (after the peer's FIN)
+    // could otherwise hold any number of connections outside the limit.
+    if bounded {
+        limit.give_back(conn);
+    }
+}

@@ -1,0 +1,304 @@
+//! Entry: from an admitted socket to an OPEN connection, one state machine.
+//!
+//! ```text
+//!   admitted --PROXY listener--> HEADER --header read, gate rules--+
+//!      |                                                           |
+//!      +--gate rules (allow/deny, --max-per-ip)--------------------+
+//!                                                                  v
+//!                            TLS listener: HANDSHAKE --done--> established
+//!                            plain TCP: ------------------------> established
+//! ```
+//!
+//! `established` opens the protocol's session, or, for a client turned
+//! away (`Connection::refusing`: the server is full, or too many from its
+//! address), says why and closes. The words go the way the listener
+//! speaks: through TLS after a handshake on a TLS listener, after the
+//! PROXY header on a PROXY listener, never as plaintext on a TLS socket.
+//! TLS's `cfg`s are gathered here.
+//!
+//! `accepted` counts a connection when it is let in to be served: the
+//! gate said go (or there is no gate) and it holds a slot. Those the gate
+//! turned away are counted in their own counters (`denied`,
+//! `per_ip_rejected`, `proxy_errors`), those the limit turned away in
+//! `rejected`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::admission::MAX_REJECTING;
+use super::closing::{Origin, CLOSE_GRACE};
+use super::Server;
+use crate::connection::{ReadOutcome, Refusal, Stage};
+use crate::edge::{Entry, HeaderStep};
+use crate::protocol::{CloseReason, Ctx};
+
+/// Sent to a client turned away at `--max-connections`.
+pub const SERVER_FULL: &[u8] = b"Server is full. Try again later.\n";
+/// Sent to a client over `--max-per-ip`.
+pub const TOO_MANY: &[u8] = b"Too many connections from your address. Try again later.\n";
+
+impl Server {
+    /// A client just admitted (holding a slot, or turned away for the
+    /// limit): the gate rules on it, or waits for its PROXY header, and it
+    /// begins. A client turned away for the limit is not ruled on unless
+    /// its header must be read first.
+    pub(super) fn enter(&mut self, token: Token, peer: SocketAddr, now: Instant) {
+        let until = now + self.opts.handshake_timeout;
+        let refusing = self.conns.get(token).is_some_and(|c| c.refusing.is_some());
+        if !refusing {
+            log::debug!("conn #{} from {peer}", token.0 >> 32);
+        }
+        match self.gate.as_mut() {
+            Some(gate) if !refusing || gate.proxy() => {
+                let entry = gate.at_accept(token, peer);
+                if !self.gate_rules(token, entry, until, &[], now) {
+                    return;
+                }
+            }
+            _ => {
+                if !refusing {
+                    self.let_in(token);
+                }
+            }
+        }
+        self.begin(token, until, &[], now);
+    }
+
+    /// A connection is let in to be served: counted as accepted.
+    fn let_in(&mut self, _token: Token) {
+        self.stats.accepted += 1;
+    }
+
+    /// Acts on the gate's word about a connection. Returns true if it goes
+    /// on (to be served, or, turned away for the limit already, to be told
+    /// so); otherwise it has been closed, turned away, or (its PROXY header
+    /// still to come) set to wait for the header until `until`. `first` are
+    /// the client's first bytes, if some came with its header. A denial
+    /// wins over the limit: a denied client is told nothing.
+    pub(super) fn gate_rules(
+        &mut self,
+        token: Token,
+        entry: Entry,
+        until: Instant,
+        first: &[u8],
+        now: Instant,
+    ) -> bool {
+        let refusing = self.conns.get(token).is_some_and(|c| c.refusing.is_some());
+        match entry {
+            Entry::Go | Entry::TooMany if refusing => return true,
+            Entry::Go => {
+                self.let_in(token);
+                return true;
+            }
+            // Nothing read, nothing sent: a scan must learn nothing, and
+            // must not flood the log.
+            Entry::Refuse => {
+                self.stats.denied += 1;
+                log::debug!("conn #{}: denied", token.0 >> 32);
+                self.close(token, CloseReason::Denied);
+            }
+            Entry::TooMany => {
+                self.stats.per_ip_rejected += 1;
+                log::debug!("conn #{}: too many from its address", token.0 >> 32);
+                self.turn_away(token, until, first, now);
+            }
+            Entry::WaitHeader => {
+                if let Some(conn) = self.conns.get_mut(token) {
+                    conn.set_stage(Stage::Header { until });
+                }
+                self.settle(token, now);
+            }
+        }
+        false
+    }
+
+    /// Tells a client over `--max-per-ip` so, the way `Server is full` is
+    /// told on this listener (through TLS, after a handshake, on a TLS
+    /// one), and closes it. It no longer counts as active.
+    pub(super) fn turn_away(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
+        let tls = self.is_tls();
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if tls {
+            if self.admission.rejecting >= MAX_REJECTING {
+                self.close(token, CloseReason::TooManyFromAddress);
+                return;
+            }
+            conn.refusing = Some(Refusal::TooMany);
+            self.admission.rejecting += 1;
+            self.admission.limit.give_back(conn);
+            // The handshake (its first bytes may have come with the
+            // header), then the words.
+            self.begin(token, until, first, now);
+            return;
+        }
+        conn.set_stage(Stage::Open);
+        self.staging.extend_from_slice(TOO_MANY);
+        self.emit(token, now);
+        self.begin_close(
+            token,
+            CloseReason::TooManyFromAddress,
+            Some(now + CLOSE_GRACE),
+        );
+        self.settle(token, now);
+    }
+
+    /// Starts serving a connection: the TLS handshake (due by `until`) on a
+    /// TLS listener, else the protocol at once. `first` are the client's
+    /// first bytes if some were already read (after a PROXY header).
+    pub(super) fn begin(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
+        #[cfg(feature = "tls")]
+        if let Some((config, _)) = &self.tls {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            match crate::tls::ServerSession::new(config.clone()) {
+                // The protocol meets the connection when the handshake is
+                // done (`established`).
+                Ok(session) => match conn.start_tls(session, until, first) {
+                    Ok(()) => self.settle(token, now),
+                    Err(e) => self.refused(token, &e, now),
+                },
+                Err(e) => {
+                    log::warn!("conn #{}: cannot start TLS: {e}", conn.number());
+                    self.close(token, CloseReason::TlsFailure);
+                }
+            }
+            return;
+        }
+        // Plain TCP has no handshake to bound.
+        let _ = until;
+        self.established(token, now);
+        if !first.is_empty() {
+            self.first_input(token, first, now);
+        }
+        // Registers the socket; input already waiting is reported by the
+        // registration itself.
+        self.settle(token, now);
+    }
+
+    /// Hands the protocol bytes read before it met the connection (those
+    /// that followed a PROXY header in the same read).
+    pub(super) fn first_input(&mut self, token: Token, input: &[u8], now: Instant) {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(|c| c.stage() == Stage::Open)
+        {
+            return;
+        }
+        self.stats.bytes_in += input.len() as u64;
+        let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.relay.sends);
+        let step = self.protocol.data(token, input, &mut ctx);
+        if self.fans_out {
+            self.relay.pacing.spend(ctx.fanned_out());
+        }
+        if ctx.reply_is_input() {
+            self.staging.extend_from_slice(input);
+        }
+        if let Some(access) = self.access.as_mut() {
+            access.count(token, input.len() as u64, 0);
+        }
+        self.emit(token, now);
+        self.after_step(token, step, Origin::Input, now);
+    }
+
+    /// A visit to a connection whose PROXY header is still arriving: one
+    /// read, fed to the gate; once the header is whole, the gate rules on
+    /// the client it names, and the connection starts (its TLS handshake,
+    /// under the same deadline, or its protocol).
+    pub(super) fn read_header(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let (Some(gate), Stage::Header { until }) = (self.gate.as_mut(), conn.stage()) else {
+            return;
+        };
+        let outcome = conn.read(&mut self.scratch, now);
+        let n = match outcome {
+            ReadOutcome::Data(n) => n,
+            ReadOutcome::Drained => return,
+            ReadOutcome::Eof => {
+                // A balancer's TCP health check connects and closes without
+                // a byte: nobody's error. Part of a header, then a close, is.
+                if gate.header_started(token) {
+                    self.stats.proxy_errors += 1;
+                    self.close(token, CloseReason::ProxyError);
+                } else {
+                    self.close(token, CloseReason::Done);
+                }
+                return;
+            }
+            ReadOutcome::Failed(e) => return self.fail(token, &e),
+            #[cfg(feature = "tls")]
+            ReadOutcome::Refused(e) => return self.refused(token, &e, now),
+        };
+        // The balancer's address, for LOCAL and UNKNOWN. A peer gone since
+        // (a reset right after its header) has nothing left to serve.
+        let Some(peer) = conn.peer_addr() else {
+            return self.close(token, CloseReason::Reset);
+        };
+        match gate.header(token, &self.scratch[..n], peer) {
+            // More of it later (read_input queues what is waiting now).
+            HeaderStep::Partial => {}
+            HeaderStep::Bad(why) => {
+                self.stats.proxy_errors += 1;
+                log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
+                self.close(token, CloseReason::ProxyError);
+            }
+            HeaderStep::Done {
+                entry,
+                client,
+                rest,
+            } => {
+                log::debug!("conn #{}: PROXY header: client {client}", token.0 >> 32);
+                if let Some(access) = self.access.as_mut() {
+                    access.peer(token, client);
+                }
+                if self.gate_rules(token, entry, until, &rest, now) {
+                    self.begin(token, until, &rest, now);
+                }
+            }
+        }
+    }
+
+    /// The connection is ready for its protocol: at once on plain TCP,
+    /// after the handshake on TLS. A turned-away client is told so instead.
+    pub(super) fn established(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.set_stage(Stage::Open);
+        // The handshake had its own clock; idleness starts now. The entry
+        // armed for the handshake (or the PROXY header) may be later than
+        // the idle deadline: forget it, so that `settle` arms the right one
+        // (the old entry is then stale, and ignored when it fires).
+        conn.last_activity = now;
+        conn.timer_at = None;
+        #[cfg(feature = "tls")]
+        if let Some(summary) = conn.tls_summary() {
+            log::debug!("conn #{}: TLS established: {summary}", conn.number());
+            match conn.tls_resumed() {
+                Some(true) => self.stats.tls_resumed += 1,
+                Some(false) => self.stats.tls_full += 1,
+                None => {}
+            }
+        }
+        if let Some(refusal) = conn.refusing {
+            let (words, reason) = match refusal {
+                Refusal::TooMany => (TOO_MANY, CloseReason::TooManyFromAddress),
+                Refusal::ServerFull => (SERVER_FULL, CloseReason::ServerFull),
+            };
+            self.staging.extend_from_slice(words);
+            self.emit(token, now);
+            self.begin_close(token, reason, Some(now + CLOSE_GRACE));
+            return;
+        }
+        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
+        self.protocol.open(token, &mut ctx);
+        self.emit(token, now);
+    }
+}

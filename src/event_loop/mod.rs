@@ -1,0 +1,257 @@
+//! The readiness loop: one `mio::Poll` and the order in which everything it
+//! watches is served. This file is the turn; the layers it calls each have
+//! a file of their own, one `impl Server` block each (the way smoltcp
+//! spreads its `Interface` over files).
+//!
+//! One turn of [`Server::run`]:
+//!
+//! 1. sleep in `epoll_wait` until an event or the nearest deadline (zero if
+//!    work is left from the last turn, forever if nothing is scheduled: an
+//!    idle server makes no wakeups);
+//! 2. dispatch each event: a listener accepts (`admission.rs`), a
+//!    connection gets one visit (`visit.rs`) unless it is queued already or
+//!    the turn's budget is spent, the others are the signal pipe
+//!    (`shutdown.rs`), the hub's waker (`relay.rs`) and the metrics
+//!    listener (`report.rs`);
+//! 3. serve the ready queue, round-robin, one visit each, until the turn
+//!    has moved `TURN_BUDGET` bytes (fairness);
+//! 4. fire the expired timers (`time.rs`);
+//! 5. deliver what protocols sent from one connection to others, and what
+//!    the turn said to other workers (`relay.rs`);
+//! 6. reap the connections closed during the turn (`closing.rs`), at this
+//!    safe point, so that nothing is freed while an event may name it;
+//! 7. end the turn: the stats reporter and this worker's figures
+//!    (`report.rs`), a fresh fan-out budget.
+//!
+//! The layers, top to bottom; each calls only those below it:
+//!
+//! ```text
+//!   mod.rs        the turn: run, dispatch
+//!   shutdown.rs   signals: drain, abort, reload
+//!   time.rs       one handler per timer key
+//!   relay.rs      between connections: delivery, judging receivers, pacing
+//!   report.rs     stats and metrics figures
+//!   admission.rs  accepting, the pause on EMFILE, the connection limit
+//!   entry.rs      PROXY header -> TLS handshake -> OPEN
+//!   visit.rs      one connection served: read, produce, emit, flush, settle
+//!   closing.rs    one mapping from a step to a close; reaping
+//!   startup.rs    the parts opened before the loop runs (beside the rest)
+//! ```
+//!
+//! This module decides *when* things happen. What a read or write means,
+//! and which interest a socket needs, is `connection.rs`; what bytes to
+//! answer is the protocol's, reached through one trait object
+//! (`protocol/seam.rs`), so the loop is compiled once; the deadline heap
+//! is `timer.rs`; every reserved token is in `tokens.rs`.
+
+mod admission;
+mod closing;
+mod entry;
+mod relay;
+mod report;
+mod shutdown;
+mod startup;
+mod time;
+mod visit;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::access_log::AccessLog;
+use crate::config::ServerOptions;
+use crate::conn_table::{is_reserved, ConnTable};
+use crate::connection::Connection;
+use crate::edge::Gate;
+use crate::metrics::Metrics;
+use crate::protocol::seam::DynProtocol;
+use crate::stats::Stats;
+use crate::timer::Timers;
+use crate::tokens::{is_listener, HUB, LISTENER, SIGNALS};
+use crate::worker_link::Worker;
+
+use admission::{Accepting, Admission};
+use relay::Relay;
+use report::Report;
+use time::TimerKey;
+
+pub use entry::{SERVER_FULL, TOO_MANY};
+pub use startup::{Parts, StartError};
+pub use time::IDLE_TIMEOUT;
+
+/// Events taken from the kernel per `epoll_wait`.
+const EVENTS_PER_TURN: usize = 1024;
+
+/// The server: the poll and everything it serves. See the module docs.
+pub struct Server {
+    poll: Poll,
+    signals: Signals,
+    conns: ConnTable<Connection>,
+    timers: Timers<TimerKey>,
+    /// The protocol and its sessions, behind the one seam crossed
+    /// dynamically (`protocol/seam.rs`).
+    protocol: Box<dyn DynProtocol + Send>,
+    /// The protocol relays (`Protocol::FANS_OUT`) or produces output of its
+    /// own (`Protocol::PRODUCES`): asked once.
+    fans_out: bool,
+    produces: bool,
+    opts: ServerOptions,
+    stats: Stats,
+    /// The listeners, the connection limit, who is turned away.
+    admission: Admission,
+    /// Who may connect (`--allow`, `--deny`, `--max-per-ip`,
+    /// `--proxy-protocol`); `None` when no such option is on.
+    gate: Option<Gate>,
+    /// The one read buffer, shared by every connection.
+    scratch: Box<[u8]>,
+    /// What the protocol wrote for the connection being served.
+    staging: Vec<u8>,
+    /// Connections with work left, served round-robin, one visit each.
+    ready: VecDeque<Token>,
+    /// Bytes read and written so far this turn, against `TURN_BUDGET`.
+    spent: usize,
+    /// Connections closed this turn, to be dropped at its end.
+    closed: Vec<Token>,
+    /// Between connections: sends, pacing, holding across workers.
+    relay: Relay,
+    /// The stats line, the metrics, and this worker's posted figures.
+    report: Report,
+    /// `--access-log`; `None` when off, and then it costs nothing.
+    access: Option<AccessLog>,
+    /// Set when the shutdown drain began: its deadline.
+    draining: Option<Instant>,
+    aborted: bool,
+    /// One of several workers: its link to the others. `None` with one.
+    worker: Option<Worker>,
+    /// The TLS configuration on a TLS listener, and its files for SIGHUP.
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        std::sync::Arc<rustls::ServerConfig>,
+        crate::config::ServerTls,
+    )>,
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// A signal, then every connection drained or the drain timeout passed.
+    Drained,
+    /// A second signal during the drain: stopped at once.
+    Aborted,
+}
+
+impl Server {
+    /// Serves until a signal and the drain that follows. Returns how it
+    /// ended and the final counters. If the poll itself fails, every
+    /// connection is closed first, so that what it held (its slot, a chat
+    /// name) is given back to the other workers.
+    pub fn run(mut self) -> io::Result<(Exit, Stats)> {
+        let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        self.start_timers(Instant::now());
+        let mut woke = Instant::now();
+        while !self.finished() {
+            let asleep = Instant::now();
+            // The loop's own load: time from waking to sleeping again.
+            self.report.busy += asleep.saturating_duration_since(woke);
+            let timeout = self.poll_timeout(asleep);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.abandon();
+                return Err(e);
+            }
+            let now = Instant::now();
+            woke = now;
+            self.report.turns += 1;
+            self.spent = 0;
+            for event in events.iter() {
+                let token = event.token();
+                // Nearly every event is a connection's: one test tells.
+                if !is_reserved(token) {
+                    self.connection_event(token, event, now);
+                    continue;
+                }
+                match token {
+                    LISTENER => self.accept(now),
+                    SIGNALS => self.signal(now),
+                    HUB => self.remote(now),
+                    token if Metrics::owns(token) => self.scrape(token, now),
+                    token if is_listener(token) => self.accept(now),
+                    _ => {}
+                }
+            }
+            self.serve_ready(now);
+            if self.admission.accepting == Accepting::Backlogged {
+                self.accept(now);
+            }
+            self.expire(now);
+            self.deliver(now);
+            self.reap();
+            self.end_turn(now);
+        }
+        Ok((self.exit(), self.stats))
+    }
+
+    /// The end of a turn: a quiet stats reporter whose figures moved is
+    /// armed again, this worker's figures are posted, relays get a fresh
+    /// fan-out budget.
+    fn end_turn(&mut self, now: Instant) {
+        self.wake_reporter(now);
+        if self.worker.is_some() {
+            self.publish(now);
+        }
+        if self.fans_out {
+            self.next_relay_turn();
+        }
+    }
+
+    /// True once the loop has nothing left to do.
+    fn finished(&self) -> bool {
+        self.aborted || (self.draining.is_some() && self.conns.is_empty())
+    }
+
+    /// Zero if work is waiting that no event will announce; otherwise until
+    /// the nearest deadline, or forever.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || self.admission.accepting == Accepting::Backlogged {
+            return Some(Duration::ZERO);
+        }
+        self.timers.poll_timeout(now)
+    }
+
+    /// True when the listener speaks TLS.
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The address actually listened on (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.admission.local_addr
+    }
+}
+
+/// The client's address for a log line: the one a PROXY header named, if
+/// any, else the socket's peer.
+fn peer_name(gate: Option<&Gate>, token: Token, conn: &Connection) -> String {
+    match gate.and_then(|g| g.client(token)) {
+        Some(client) => client.to_string(),
+        None => conn.peer(),
+    }
+}
+
+/// `1 connection`, `3 connections`: for log lines a person reads.
+fn connections(n: usize) -> String {
+    if n == 1 {
+        "1 connection".into()
+    } else {
+        format!("{n} connections")
+    }
+}

@@ -1,0 +1,136 @@
+//! Reporting: the periodic stats line, the figures a scrape shows
+//! (`metrics.rs` serves them), and with several workers this worker's
+//! figures posted for the others (`worker_link.rs`).
+//!
+//! Counting itself happens where things happen, in plain integers
+//! (`Server::stats`); this file only reads them.
+
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::time::TimerKey;
+use super::Server;
+use crate::logging;
+use crate::metrics::{self, Figures, Metrics};
+use crate::stats::{Reporter, Stats};
+
+/// With several workers, how stale the metrics' view of another worker
+/// may be.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// The loop's reporting state.
+#[derive(Debug)]
+pub(super) struct Report {
+    /// When to write the periodic stats line; `None` with
+    /// `--stats-interval 0`.
+    pub(super) reporter: Option<Reporter>,
+    /// `--metrics`: the listener and its scrapes, in this loop (the only
+    /// one, or worker 0).
+    pub(super) metrics: Option<Metrics>,
+    /// Turns of the loop, and the time spent in them (outside
+    /// `epoll_wait`), for the metrics.
+    pub(super) turns: u64,
+    pub(super) busy: Duration,
+    /// With several workers: when this loop's figures may next be posted,
+    /// and whether a timer is armed to post them.
+    pub(super) publish_next: Instant,
+    pub(super) publish_armed: bool,
+    /// The figures last posted (counters and active connections).
+    posted: Option<(Stats, usize)>,
+}
+
+impl Report {
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            reporter: None,
+            metrics: None,
+            turns: 0,
+            busy: Duration::ZERO,
+            publish_next: now,
+            publish_armed: false,
+            posted: None,
+        }
+    }
+}
+
+impl Server {
+    /// A metrics event (`metrics.rs`): a scrape arrives or is answered, with
+    /// the figures of the whole server.
+    pub(super) fn scrape(&mut self, token: Token, now: Instant) {
+        let Some(mut metrics) = self.report.metrics.take() else {
+            return;
+        };
+        let after = metrics.event(token, self.poll.registry(), now, || self.figures());
+        self.report.metrics = Some(metrics);
+        for a in after {
+            if let metrics::After::Deadline(token, at) = a {
+                self.timers.schedule(at, TimerKey::Metrics(token));
+            }
+        }
+    }
+
+    /// This loop's figures, for a scrape or for the other workers.
+    pub(super) fn own_figures(&self) -> Figures {
+        let mut stats = self.stats.clone();
+        stats.log_dropped = logging::dropped();
+        Figures {
+            stats,
+            active: self.active(),
+            per_worker: Vec::new(),
+            queued: self.conns.iter().map(|c| c.queue.len() as u64).sum(),
+            turns: self.report.turns,
+            busy: self.report.busy,
+            draining: self.draining.is_some(),
+            tls: self.is_tls(),
+        }
+    }
+
+    /// What a scrape shows: this loop's figures, or with several workers
+    /// every worker's, summed (each at most `PUBLISH_EVERY` old).
+    pub(super) fn figures(&self) -> Figures {
+        let own = self.own_figures();
+        let Some(worker) = &self.worker else {
+            return own;
+        };
+        worker.board.post(worker.id, own.clone());
+        worker.board.sum(own.draining, own.tls)
+    }
+
+    /// With several workers: posts this loop's figures for the worker that
+    /// serves the metrics, at most every `PUBLISH_EVERY`, and once more
+    /// after the last change (a timer), so that an idle worker's figures
+    /// are whole and it still makes no wakeups of its own.
+    pub(super) fn publish(&mut self, now: Instant) {
+        // Nothing moved since the last post: nothing to post, no timer (an
+        // idle worker stays asleep).
+        let figures = (self.stats.clone(), self.active());
+        if self.report.posted.as_ref() == Some(&figures) {
+            return;
+        }
+        if now >= self.report.publish_next {
+            let own = self.own_figures();
+            if let Some(worker) = &self.worker {
+                worker.board.post(worker.id, own);
+            }
+            self.report.posted = Some(figures);
+            self.report.publish_next = now + PUBLISH_EVERY;
+            self.report.publish_armed = false;
+        } else if !self.report.publish_armed {
+            self.report.publish_armed = true;
+            self.timers
+                .schedule(self.report.publish_next, TimerKey::Publish);
+        }
+    }
+
+    /// Once per turn: a quiet stats reporter whose figures moved is armed
+    /// again. One comparison while it is not quiet.
+    pub(super) fn wake_reporter(&mut self, now: Instant) {
+        let active = self.active();
+        if let Some(reporter) = self.report.reporter.as_mut() {
+            if let Some(due) = reporter.wake(now, &self.stats, active) {
+                self.timers.schedule(due, TimerKey::Stats);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Start-up: what a server needs from the OS before it runs ([`Parts`]),
+//! opened up front so that every start error is reported before any
+//! worker starts, and the builders that make a [`Server`] of them.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::TcpListener;
+use mio::{Interest, Poll};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::admission::Admission;
+use super::relay::Relay;
+use super::report::Report;
+use super::visit::SCRATCH_SIZE;
+use super::Server;
+use crate::access_log::AccessLog;
+use crate::config::ServerOptions;
+use crate::conn_table::ConnTable;
+use crate::edge::{Gate, PerIp};
+use crate::metrics::Metrics;
+use crate::protocol::seam::DynProtocol;
+use crate::stats::Stats;
+use crate::sys::{self, ListenError};
+use crate::timer::Timers;
+use crate::tokens::{listener_token, HUB, LISTENER, MAX_LISTENERS, SIGNALS};
+use crate::worker_link::Worker;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Listen(ListenError),
+    Io(&'static str, io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Listen(e) => e.fmt(f),
+            StartError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+/// What a server needs from the OS before it can run, opened up front so
+/// that every start error is reported before any worker starts: the poll,
+/// the listener registered in it, and the signal pipe. `Send`, so that the
+/// main thread can open each worker's and hand them over.
+pub struct Parts {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+}
+
+impl Parts {
+    /// A poll with `listener` and a signal pipe registered in it.
+    pub fn open(mut listener: TcpListener) -> Result<Self, StartError> {
+        let poll = Poll::new().map_err(|e| StartError::Io("cannot create the poll", e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the listener", e))?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .map_err(|e| StartError::Io("cannot install signal handlers", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register the signal pipe", e))?;
+        Ok(Self {
+            poll,
+            listeners: vec![listener],
+            local_addr,
+            signals,
+        })
+    }
+
+    /// Another listener, served like the first (a second socket systemd
+    /// passed: IPv4 and IPv6, say). Returns its address.
+    pub fn add_listener(&mut self, mut listener: TcpListener) -> Result<SocketAddr, StartError> {
+        let i = self.listeners.len();
+        if i >= MAX_LISTENERS {
+            return Err(StartError::Io(
+                "too many listening sockets",
+                io::Error::other(format!("at most {MAX_LISTENERS}")),
+            ));
+        }
+        self.poll
+            .registry()
+            .register(&mut listener, listener_token(i), Interest::READABLE)
+            .map_err(|e| StartError::Io("cannot register a listener", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Io("cannot read the listening address", e))?;
+        self.listeners.push(listener);
+        Ok(addr)
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A waker for this poll, for the hub: other workers use it to say
+    /// that they sent this one messages.
+    pub fn waker(&self) -> Result<std::sync::Arc<mio::Waker>, StartError> {
+        mio::Waker::new(self.poll.registry(), HUB)
+            .map(std::sync::Arc::new)
+            .map_err(|e| StartError::Io("cannot create the hub's waker", e))
+    }
+}
+
+impl Server {
+    /// Opens the listener and the signal pipe. Nothing is served until
+    /// [`run`](Self::run). One worker: the whole server on this thread.
+    pub fn bind(
+        opts: ServerOptions,
+        protocol: Box<dyn DynProtocol + Send>,
+    ) -> Result<Self, StartError> {
+        sys::raise_fd_limit(opts.max_connections);
+        let listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
+        let parts = Parts::open(listener)?;
+        Ok(Self::new(parts, opts, protocol))
+    }
+
+    /// A server on prepared [`Parts`] (a worker's, or `bind`'s).
+    pub fn new(parts: Parts, opts: ServerOptions, protocol: Box<dyn DynProtocol + Send>) -> Self {
+        let Parts {
+            poll,
+            listeners,
+            local_addr,
+            signals,
+        } = parts;
+        let now = Instant::now();
+        Self {
+            poll,
+            signals,
+            conns: ConnTable::new(),
+            timers: Timers::new(),
+            fans_out: protocol.fans_out(),
+            produces: protocol.produces(),
+            protocol,
+            stats: Stats::default(),
+            admission: Admission::new(listeners, local_addr, opts.max_connections),
+            gate: Gate::new(&opts.edge, PerIp::shared(&opts.edge)),
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            staging: Vec::new(),
+            ready: VecDeque::new(),
+            spent: 0,
+            closed: Vec::new(),
+            relay: Relay::new(opts.write_limit),
+            report: Report::new(now),
+            access: opts.access_log.then(AccessLog::new),
+            draining: None,
+            aborted: false,
+            worker: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            opts,
+        }
+    }
+
+    /// Serves `--metrics` on `listener` from this loop.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Result<Self, StartError> {
+        let metrics = Metrics::new(listener, self.poll.registry())
+            .map_err(|e| StartError::Io("cannot register the metrics listener", e))?;
+        self.report.metrics = Some(metrics);
+        Ok(self)
+    }
+
+    /// Shares the `--max-per-ip` count with the other workers (`per_ip` is
+    /// the whole server's).
+    pub fn with_per_ip(mut self, per_ip: Option<PerIp>) -> Self {
+        if let Some(gate) = self.gate.as_mut() {
+            gate.share_per_ip(per_ip);
+        }
+        self
+    }
+
+    /// Makes this server one of several workers (`workers.rs`): the
+    /// connection limit and the stats line become the whole server's.
+    pub fn in_worker(mut self, worker: Worker) -> Self {
+        self.admission.limit.share(worker.slots.clone());
+        self.worker = Some(worker);
+        self
+    }
+
+    /// Serves TLS with this configuration, made from `files` (which SIGHUP
+    /// reloads): every connection starts with a handshake.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(
+        mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        files: crate::config::ServerTls,
+    ) -> Self {
+        self.tls = Some((config, files));
+        self
+    }
+}

@@ -1,0 +1,231 @@
+//! Time: one handler per timer key. Every deadline of the loop is an entry
+//! in one heap (`timer.rs`); when one fires, the matching handler here acts
+//! on it, or finds it stale and does nothing.
+//!
+//! A connection's deadlines (idle, the protocol's own, a stage's bound) are
+//! combined in one place, [`Server::conn_deadline`], and its one live entry
+//! re-arms itself when the real deadline moved later (see `timer.rs`).
+
+use std::time::Instant;
+
+use mio::Token;
+
+use super::admission::Accepting;
+use super::closing::{CLOSE_GRACE, LINGER_CHECK};
+use super::{connections, peer_name, Server};
+use crate::connection::Stage;
+use crate::logging;
+use crate::metrics;
+use crate::pacing::Standing;
+use crate::protocol::{earliest, CloseReason};
+use crate::stats::Reporter;
+
+/// Sent to a client before the idle timeout closes it.
+pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
+
+/// Whose deadline a timer entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TimerKey {
+    /// A connection's idle timeout or close bound (`Connection::deadline`).
+    Conn(Token),
+    /// The periodic stats line.
+    Stats,
+    /// The end of the shutdown drain.
+    Drain,
+    /// Try accepting again after an accept error.
+    AcceptRetry,
+    /// A receiver that fell behind a relay may stop holding senders back.
+    Pacing,
+    /// A metrics client's request is due.
+    Metrics(Token),
+    /// Post this worker's figures for the metrics (several workers).
+    Publish,
+    /// Look again at senders held by another worker's receivers.
+    Recheck,
+    /// Tell systemd's watchdog the loop is turning.
+    Watchdog,
+}
+
+impl TimerKey {
+    /// How many entries the loop's own keys (not connections') can have
+    /// live at once.
+    pub(super) const LOOP_KEYS: usize = 7 + metrics::MAX_CLIENTS;
+}
+
+impl Server {
+    /// The timers a loop starts with: systemd's watchdog (fed by one loop,
+    /// with several: a loop that stops turning is restarted) and the stats
+    /// line.
+    pub(super) fn start_timers(&mut self, now: Instant) {
+        if let Some(every) = crate::systemd::watchdog() {
+            if self.worker.as_ref().is_none_or(|w| w.id == 0) {
+                self.timers.schedule(now + every, TimerKey::Watchdog);
+            }
+        }
+        if let Some(every) = self.opts.stats_interval {
+            let reporter = Reporter::new(every, now);
+            if let Some(due) = reporter.due() {
+                self.timers.schedule(due, TimerKey::Stats);
+            }
+            self.report.reporter = Some(reporter);
+        }
+    }
+
+    /// Fires every timer entry that is due.
+    pub(super) fn expire(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_expired(now) {
+            match key {
+                TimerKey::Conn(token) => self.connection_timer(token, at, now),
+                TimerKey::Stats => {
+                    let (active, tls) = (self.active(), self.is_tls());
+                    self.stats.log_dropped = logging::dropped();
+                    if let Some(reporter) = self.report.reporter.as_mut() {
+                        let was = reporter.due();
+                        if let Some(line) = reporter.tick(at, now, &self.stats, active, tls) {
+                            match &self.worker {
+                                None => log::info!("stats: {line}"),
+                                Some(worker) => worker.report(&self.stats, active),
+                            }
+                        }
+                        // A stale entry changes nothing; a real tick moves
+                        // the due time, which gets the one live entry.
+                        if let Some(due) = reporter.due().filter(|&d| Some(d) != was) {
+                            self.timers.schedule(due, TimerKey::Stats);
+                        }
+                    }
+                }
+                TimerKey::Drain => {
+                    log::info!(
+                        "drain timeout: closing {} that did not finish",
+                        connections(self.conns.len())
+                    );
+                    for token in self.conns.tokens() {
+                        self.close(token, CloseReason::Shutdown);
+                    }
+                }
+                TimerKey::Pacing => {
+                    if self.relay.pacing_due == Some(at) {
+                        self.relay.pacing_due = None;
+                        if self.relay.pacing.expire(now) == Standing::Released {
+                            self.release_senders();
+                        }
+                        self.arm_pacing();
+                        self.post_holding();
+                    }
+                }
+                TimerKey::Watchdog => {
+                    crate::systemd::notify("WATCHDOG=1");
+                    if let Some(every) = crate::systemd::watchdog() {
+                        self.timers.schedule(now + every, TimerKey::Watchdog);
+                    }
+                }
+                TimerKey::Recheck => {
+                    self.relay.recheck_armed = false;
+                    for token in std::mem::take(&mut self.relay.held_elsewhere) {
+                        self.enqueue(token);
+                    }
+                }
+                TimerKey::Metrics(token) => {
+                    let mut after = Vec::new();
+                    if let Some(m) = self.report.metrics.as_mut() {
+                        after = m.expire(token, self.poll.registry(), now);
+                    }
+                    for a in after {
+                        if let metrics::After::Deadline(token, at) = a {
+                            self.timers.schedule(at, TimerKey::Metrics(token));
+                        }
+                    }
+                }
+                TimerKey::Publish => {
+                    if self.report.publish_armed && at == self.report.publish_next {
+                        self.report.publish_armed = false;
+                        self.publish(now);
+                    }
+                }
+                TimerKey::AcceptRetry => {
+                    if self.admission.accepting == Accepting::Paused {
+                        self.admission.accepting = Accepting::Backlogged;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection's timer entry fired: re-arm it if its deadline moved
+    /// later, otherwise act on the deadline.
+    pub(super) fn connection_timer(&mut self, token: Token, at: Instant, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // A later entry superseded by an earlier one that already fired.
+        if conn.timer_at != Some(at) {
+            return;
+        }
+        conn.timer_at = None;
+        let protocol_due = if conn.accepts_output() {
+            self.protocol.deadline(token)
+        } else {
+            None
+        };
+        match earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
+            None => {}
+            Some(due) if due > now => {
+                conn.timer_at = Some(due);
+                self.timers.schedule(due, TimerKey::Conn(token));
+            }
+            Some(_) => match conn.stage() {
+                Stage::Open | Stage::HalfClosed => {
+                    // The protocol's deadline is fixed; the idle one moves
+                    // with every byte. Either way the client hears the same.
+                    let reason = match protocol_due {
+                        Some(due) if due <= now => CloseReason::RequestTimeout,
+                        _ => CloseReason::IdleTimeout,
+                    };
+                    self.timeout(token, reason, now)
+                }
+                Stage::Lingering { until, .. } => {
+                    // Everything we sent has arrived: closing cannot hurt
+                    // it, whatever the peer still sends.
+                    if conn.unacked() == 0 {
+                        self.close(token, CloseReason::Done);
+                    } else if now >= until {
+                        self.close(token, CloseReason::Expired);
+                    } else {
+                        conn.set_stage(Stage::Lingering {
+                            until,
+                            check: now + LINGER_CHECK,
+                        });
+                        self.settle(token, now);
+                    }
+                }
+                Stage::Handshake { .. } => {
+                    self.stats.tls_failures += 1;
+                    self.close(token, CloseReason::HandshakeTimeout);
+                }
+                Stage::Header { .. } => {
+                    self.stats.proxy_errors += 1;
+                    log::debug!("conn #{}: no PROXY header in time", token.0 >> 32);
+                    self.close(token, CloseReason::ProxyError);
+                }
+                _ => self.close(token, CloseReason::Expired),
+            },
+        }
+    }
+
+    /// No bytes either way for `--idle-timeout`, or the protocol's deadline
+    /// passed (an unanswered prompt, an unfinished line): say so, and close.
+    pub(super) fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
+        self.stats.timed_out += 1;
+        if let Some(conn) = self.conns.get(token) {
+            log::debug!(
+                "conn #{} {}: {reason}",
+                conn.number(),
+                peer_name(self.gate.as_ref(), token, conn)
+            );
+        }
+        self.staging.extend_from_slice(IDLE_TIMEOUT);
+        self.emit(token, now);
+        self.begin_close(token, reason, Some(now + CLOSE_GRACE));
+        self.settle(token, now);
+    }
+}

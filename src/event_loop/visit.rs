@@ -1,0 +1,494 @@
+//! The visit: one connection served for one go. Read what is waiting (one
+//! read), hand it to the protocol and send its answer at once, write what
+//! is owed (within a share), let a producing protocol generate more, then
+//! settle: the stage moves on, the interest is made to match, the timer is
+//! armed. A connection with work left goes to the back of the ready queue.
+//!
+//! Bytes are counted in one place ([`Server::moved`]): the stats, the
+//! access log and the turn's budget all learn from it, and a visit returns
+//! what it moved.
+
+use std::io;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::closing::Origin;
+use super::relay::RECHECK;
+use super::time::TimerKey;
+use super::Server;
+use crate::connection::{Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::protocol::{earliest, CloseReason, Ctx, Direct, Step};
+use crate::stats::Stats;
+
+/// Size of the one read buffer all connections share.
+pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
+/// Reads per visit to a connection before the others get their go (64 KiB).
+const READS_PER_VISIT: usize = 1;
+/// Bytes written to one connection per visit, at most (about).
+const WRITE_PER_VISIT: usize = 256 * 1024;
+/// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
+/// byte sent that way costs about a third of the CPU of one read and
+/// written (the files section of docs/benchmarks.md), so a visit may move
+/// four times as many in about the same time; fewer, larger calls are what
+/// bring the file server to the floor's CPU per GiB.
+const DIRECT_PER_VISIT: usize = 1024 * 1024;
+/// Pieces a producing protocol (the file server) may generate per visit:
+/// a 64 KiB chunk read and written, or one `sendfile`.
+const PRODUCE_PER_VISIT: usize = 1;
+/// Bytes read and written in one turn, over all connections, before the
+/// loop polls again: bounds how long any event waits for its turn.
+pub(super) const TURN_BUDGET: usize = 256 * 1024;
+/// The least a visit counts against the turn's budget, so that visits that
+/// move few bytes (a handshake step, a held sender) still end a turn.
+const VISIT_COST: usize = 128;
+/// The staging buffer is trimmed back to this after a large reply.
+const STAGING_KEEP: usize = 64 * 1024;
+
+impl Server {
+    /// Records an event for a connection, then serves it.
+    pub(super) fn connection_event(
+        &mut self,
+        token: Token,
+        event: &mio::event::Event,
+        now: Instant,
+    ) {
+        // Gone, or closed earlier in this batch: the event is stale.
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if matches!(conn.stage(), Stage::Closed) {
+            return;
+        }
+        conn.on_event(
+            event.is_readable(),
+            event.is_read_closed() || event.is_error(),
+            event.is_writable(),
+        );
+        // Already waiting its turn: the event only refreshed what it may do.
+        if conn.queued {
+            return;
+        }
+        if self.spent >= TURN_BUDGET {
+            self.enqueue(token);
+            return;
+        }
+        self.visit(token, now);
+    }
+
+    /// Serves the ready queue in order, one visit each (a connection with
+    /// work left goes to the back), until it is empty or the turn's budget
+    /// is spent; what is left waits for the next turn, first in line.
+    pub(super) fn serve_ready(&mut self, now: Instant) {
+        while self.spent < TURN_BUDGET {
+            let Some(token) = self.ready.pop_front() else {
+                return;
+            };
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            conn.queued = false;
+            if !matches!(conn.stage(), Stage::Closed) {
+                self.visit(token, now);
+            }
+        }
+    }
+
+    /// One visit: drives the connection and charges the turn for the bytes
+    /// it moved (at least `VISIT_COST`).
+    #[inline]
+    pub(super) fn visit(&mut self, token: Token, now: Instant) {
+        let before = self.stats.bytes_in + self.stats.bytes_out;
+        self.drive(token, now);
+        let moved = (self.stats.bytes_in + self.stats.bytes_out - before) as usize;
+        self.spent += moved.max(VISIT_COST);
+    }
+
+    /// Puts a connection with work left at the back of the ready queue,
+    /// once.
+    pub(super) fn enqueue(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+    }
+
+    /// Serves one connection for one visit: read what is waiting (one read),
+    /// write what is owed (up to `WRITE_PER_VISIT`), let a producing protocol
+    /// generate more, then settle its stage, interest and timer. A
+    /// connection with work left is queued for another visit.
+    pub(super) fn drive(&mut self, token: Token, now: Instant) {
+        self.read_input(token, now);
+        let wrote = self.flush(token, now);
+        // A receiver that fell behind a relay: is it catching up?
+        if self.fans_out && self.relay.pacing.watching() {
+            self.judge_receiver(token, wrote > 0, now);
+        }
+        // Compiled out for protocols that never produce (all but file).
+        if self.produces {
+            self.produce(token, now);
+        }
+        self.settle(token, now);
+    }
+
+    /// True if the protocol has output to generate and the connection has
+    /// sent everything it owed: the moment to generate the next piece.
+    pub(super) fn wants_produce(&self, token: Token) -> bool {
+        self.conns.get(token).is_some_and(|c| {
+            c.accepts_output()
+                && !c.write_blocked()
+                && c.queue.is_empty()
+                && self.protocol.producing(token)
+        })
+    }
+
+    /// Lets a producing protocol generate output while the socket takes it,
+    /// within a budget; each piece is written at once, so output is made
+    /// only as fast as the peer reads it.
+    pub(super) fn produce(&mut self, token: Token, now: Instant) {
+        for _ in 0..PRODUCE_PER_VISIT {
+            if !self.wants_produce(token) {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            // On plain TCP the socket is lent for sendfile (`sendfile.rs`).
+            let mut direct = conn.direct(DIRECT_PER_VISIT);
+            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends)
+                .with_direct(direct.as_mut());
+            let step = self.protocol.produce(token, &mut ctx);
+            if let Some(direct) = direct {
+                self.sent_direct(token, direct, now);
+            }
+            self.emit(token, now);
+            if !self.after_step(token, step, Origin::Production, now) {
+                return;
+            }
+        }
+        // Budget spent and the socket still takes more: others first.
+        if self.wants_produce(token) {
+            self.enqueue(token);
+        }
+    }
+
+    /// Accounts for what a producing step sent with `sendfile`, as `flush`
+    /// does for a write: output counted, the idle clock moved, a refusal
+    /// remembered (so WRITABLE is asked for), a failure closing the
+    /// connection.
+    pub(super) fn sent_direct(&mut self, token: Token, direct: Direct, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if direct.sent > 0 {
+            self.stats.bytes_out += direct.sent as u64;
+            conn.last_activity = now;
+            if let Some(access) = self.access.as_mut() {
+                access.count(token, 0, direct.sent as u64);
+            }
+        }
+        if direct.blocked {
+            conn.refused_write();
+        }
+        if let Some(e) = direct.failed {
+            self.fail(token, &e);
+        }
+    }
+
+    /// Reads until the socket is drained, reading pauses, or the budget runs
+    /// out; hands each read to the protocol and sends its answer at once.
+    pub(super) fn read_input(&mut self, token: Token, now: Instant) {
+        for _ in 0..READS_PER_VISIT {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            if !conn.wants_read() {
+                return;
+            }
+            if matches!(conn.stage(), Stage::Header { .. }) {
+                // Its one read; what it leaves (the client's FIN after a
+                // finished header, say) is queued below like any input.
+                self.read_header(token, now);
+                break;
+            }
+            // A relay reads its senders only as fast as its receivers keep
+            // up (pacing.rs): the kernel holds the rest.
+            if self.fans_out
+                && conn.stage() == Stage::Open
+                && self.worker.as_ref().is_some_and(|w| w.others_holding())
+            {
+                // A receiver on another worker is catching up: this
+                // sender waits too, and is looked at again shortly.
+                self.relay.held_elsewhere.push(token);
+                if !self.relay.recheck_armed {
+                    self.relay.recheck_armed = true;
+                    self.timers.schedule(now + RECHECK, TimerKey::Recheck);
+                }
+                return;
+            }
+            if self.fans_out && conn.stage() == Stage::Open && !self.relay.pacing.may_read() {
+                if self.relay.pacing.budget_spent() {
+                    // Next turn: this turn has fanned out all it may, and
+                    // queuing it now would only visit it again for nothing.
+                    if !conn.queued {
+                        conn.queued = true;
+                        self.relay.deferred.push(token);
+                    }
+                } else {
+                    self.relay.pacing.hold(token);
+                }
+                return;
+            }
+            let outcome = conn.read(&mut self.scratch, now);
+            // A TLS handshake that just finished: the protocol comes in
+            // before the first plaintext it must see. (Only then is the
+            // connection looked up again.)
+            let conn = if matches!(conn.stage(), Stage::Handshake { .. }) && conn.handshake_done() {
+                self.established(token, now);
+                match self.conns.get_mut(token) {
+                    Some(conn) => conn,
+                    None => return,
+                }
+            } else {
+                conn
+            };
+            match outcome {
+                ReadOutcome::Data(n) => {
+                    self.stats.bytes_in += n as u64;
+                    let out_before = self.stats.bytes_out;
+                    conn.last_activity = now;
+                    // Lingering (or turned away): the bytes are read only
+                    // to be discarded. Only an open connection has a
+                    // session.
+                    if conn.stage() != Stage::Open {
+                        continue;
+                    }
+                    let input = &self.scratch[..n];
+                    let mut ctx =
+                        Ctx::for_input(now, input, &mut self.staging, &mut self.relay.sends);
+                    let step = self.protocol.data(token, input, &mut ctx);
+                    if self.fans_out {
+                        self.relay.pacing.spend(ctx.fanned_out());
+                    }
+                    // The reply goes out at once (usually one write, no copy
+                    // into the queue), through the borrow we already hold;
+                    // an echo straight from the read buffer.
+                    let sent = if ctx.reply_is_input() {
+                        send_reply(conn, input, &mut self.stats, now)
+                    } else {
+                        send_staged(conn, &mut self.staging, &mut self.stats, now)
+                    };
+                    if let Some(access) = self.access.as_mut() {
+                        access.count(token, n as u64, self.stats.bytes_out - out_before);
+                    }
+                    if let Err(e) = sent {
+                        self.fail(token, &e);
+                        return;
+                    }
+                    if step != Step::Continue {
+                        self.after_step(token, step, Origin::Input, now);
+                        return;
+                    }
+                    conn.apply_backpressure(self.opts.write_limit);
+                    // The usual end of a turn's reading: a short read
+                    // drained the socket (no second lookup to learn it).
+                    if !conn.wants_read() {
+                        return;
+                    }
+                }
+                // Still `wants_read` only when TLS yielded after a bounded
+                // number of reads: queued below.
+                ReadOutcome::Drained => break,
+                ReadOutcome::Eof => {
+                    self.end_of_input(token, now);
+                    return;
+                }
+                ReadOutcome::Failed(e) => {
+                    self.fail(token, &e);
+                    return;
+                }
+                #[cfg(feature = "tls")]
+                ReadOutcome::Refused(e) => {
+                    self.refused(token, &e, now);
+                    return;
+                }
+            }
+        }
+        // Budget spent with input still waiting: come back after the others.
+        if self.conns.get(token).is_some_and(|c| c.wants_read()) {
+            self.enqueue(token);
+        }
+    }
+
+    /// The peer sent its FIN.
+    pub(super) fn end_of_input(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if matches!(conn.stage(), Stage::Handshake { .. }) {
+            self.handshake_failed(token, "the client closed mid-handshake");
+            return;
+        }
+        if conn.stage() != Stage::Open {
+            // Lingering: the peer has seen our FIN and sent its own.
+            self.close(token, CloseReason::Done);
+            return;
+        }
+        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
+        let step = self.protocol.eof(token, &mut ctx);
+        self.emit(token, now);
+        if self.after_step(token, step, Origin::PeerEof, now) {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.set_stage(Stage::HalfClosed);
+            }
+        }
+    }
+
+    /// Sends what the protocol just wrote into the staging buffer to the
+    /// connection: straight to the socket if nothing is owed before it.
+    pub(super) fn emit(&mut self, token: Token, now: Instant) {
+        if self.staging.is_empty() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            self.staging.clear();
+            return;
+        };
+        let out_before = self.stats.bytes_out;
+        let sent = send_staged(conn, &mut self.staging, &mut self.stats, now);
+        if let Some(access) = self.access.as_mut() {
+            access.count(token, 0, self.stats.bytes_out - out_before);
+        }
+        if let Err(e) = sent {
+            self.fail(token, &e);
+        }
+    }
+
+    /// Writes what is owed, if the kernel may take it.
+    /// Returns the bytes written.
+    pub(super) fn flush(&mut self, token: Token, now: Instant) -> usize {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return 0;
+        };
+        if !conn.can_write() {
+            return 0;
+        }
+        let (outcome, n) = conn.flush(WRITE_PER_VISIT);
+        let more = conn.can_write();
+        if n > 0 {
+            self.stats.bytes_out += n as u64;
+            conn.last_activity = now;
+            if let Some(access) = self.access.as_mut() {
+                access.count(token, 0, n as u64);
+            }
+        }
+        match outcome {
+            WriteOutcome::Failed(e) => self.fail(token, &e),
+            // Its share written, and the socket would take more.
+            WriteOutcome::Blocked if more => self.enqueue(token),
+            _ => {}
+        }
+        n
+    }
+
+    /// After any change: moves the connection along its stages, makes the
+    /// registered interest match, and arms the timer.
+    pub(super) fn settle(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // Reading resumed at or below half the write limit: input may be waiting
+        // that no new edge will announce.
+        if matches!(conn.stage(), Stage::Open)
+            && conn.apply_backpressure(self.opts.write_limit)
+            && conn.wants_read()
+            && !conn.queued
+        {
+            conn.queued = true;
+            self.ready.push_back(token);
+        }
+        let conn = if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
+            self.finish_writing(token, now);
+            match self.conns.get_mut(token) {
+                Some(conn) => conn,
+                None => return,
+            }
+        } else {
+            conn
+        };
+        if matches!(conn.stage(), Stage::Closed) {
+            return;
+        }
+        if let Err(e) = conn.sync_interest(self.poll.registry()) {
+            self.fail(token, &e);
+            return;
+        }
+        let protocol_due = if conn.accepts_output() {
+            self.protocol.deadline(token)
+        } else {
+            None
+        };
+        // The common case, every message of an open connection: its entry is
+        // armed, and its only deadline is the idle one, which moves only
+        // later (the armed entry re-arms when it fires). Nothing to do.
+        if protocol_due.is_none()
+            && conn.timer_at.is_some()
+            && matches!(conn.stage(), Stage::Open | Stage::HalfClosed)
+        {
+            return;
+        }
+        if let Some(due) = earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
+            // Only an earlier deadline needs a new entry; a later one is
+            // picked up when the armed entry fires (see timer.rs).
+            if conn.timer_at.is_none_or(|armed| due < armed) {
+                conn.timer_at = Some(due);
+                self.timers.schedule(due, TimerKey::Conn(token));
+            }
+        }
+    }
+}
+
+/// Sends what the protocol just wrote (the staging buffer) to `conn` and
+/// empties the buffer. Returns the socket's error, if the write failed.
+pub(super) fn send_staged(
+    conn: &mut Connection,
+    staging: &mut Vec<u8>,
+    stats: &mut Stats,
+    now: Instant,
+) -> io::Result<()> {
+    if staging.is_empty() {
+        return Ok(());
+    }
+    let result = send_reply(conn, staging, stats, now);
+    staging.clear();
+    if staging.capacity() > STAGING_KEEP {
+        staging.shrink_to(STAGING_KEEP);
+    }
+    result
+}
+
+/// Sends `bytes` to `conn`: straight to the socket if nothing is owed
+/// before them, else into its queue. A connection that is closing takes
+/// nothing more; the bytes are dropped. Returns the socket's error, if the
+/// write failed.
+pub(super) fn send_reply(
+    conn: &mut Connection,
+    bytes: &[u8],
+    stats: &mut Stats,
+    now: Instant,
+) -> io::Result<()> {
+    if !conn.accepts_output() {
+        return Ok(());
+    }
+    let (outcome, n) = conn.send(bytes);
+    if n > 0 {
+        stats.bytes_out += n as u64;
+        conn.last_activity = now;
+    }
+    match outcome {
+        WriteOutcome::Done | WriteOutcome::Blocked => Ok(()),
+        WriteOutcome::Failed(e) => Err(e),
+    }
+}
