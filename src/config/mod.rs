@@ -1,0 +1,41 @@
+//! The command line: options, defaults, validation and the usage text.
+//!
+//! [`parse()`] turns the arguments into a [`Config`] (or a [`ClientConfig`],
+//! or a request for the help or the version) or says exactly what is
+//! wrong, in one line. It opens no socket, reads no file and resolves no
+//! name (a `--listen` host name is kept as given: `lib.rs` resolves it at
+//! start); the one look outside is `file --root`, which must name an
+//! existing directory, so that a typo exits 2 at once. `main.rs` decides
+//! what to do with the outcome (print the help, print the problem and a
+//! hint and exit 2, or run), and `event_loop.rs` uses the values.
+//! [`usage()`] assembles the help, whole or for one command.
+//!
+//! By concern, in reading order:
+//! - `model.rs`: what a run needs ([`Config`], [`Mode`], [`ServerOptions`],
+//!   [`ClientConfig`], ...) and every default;
+//! - `parse.rs`: the arguments read into the model, and every problem
+//!   worded;
+//! - `values.rs`: one option's value from its text (seconds, counts,
+//!   addresses, ...);
+//! - `usage.rs`: the help text, with the test that its defaults are the
+//!   code's.
+//!
+//! Everything the rest of the crate uses is re-exported here, so it is
+//! `crate::config::Config`, not `crate::config::model::Config`.
+//!
+//! Below the command line, this module reads only plain types of other
+//! modules: `edge.rs`'s options (allow, deny, PROXY), `protocol`'s
+//! `Limits` (built by [`ServerOptions::limits`]) and broadcast's default
+//! prefix. It knows nothing of the loop, connections or sockets.
+
+mod model;
+mod parse;
+mod usage;
+mod values;
+
+pub use model::{
+    ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls, Workers,
+    DEFAULT_PORT, DEFAULT_TLS_PORT,
+};
+pub use parse::{parse, Parsed, UsageError};
+pub use usage::usage;

@@ -1,0 +1,293 @@
+//! What a run needs, and every default: the types `parse.rs` fills in and
+//! the rest of the crate reads.
+//!
+//! A server run is a [`Config`] (its [`Mode`], the [`ServerOptions`] every
+//! mode shares, `--listen` as given, the TLS files); a client run is a
+//! [`ClientConfig`]. [`Command`] is the word after `monoloop` that chooses
+//! between them. Each default is written once, here: in
+//! [`ServerOptions::default`], or as a `DEFAULT_*` constant for a value that
+//! is not a server option (the ports, the log level, the client's timeout,
+//! broadcast's prefix). The help states them in its own words (`usage.rs`),
+//! and a test there checks that the two agree.
+//!
+//! Nothing here reads the command line (`parse.rs`, with the converters in
+//! `values.rs`), and nothing here is checked: the types say what a valid
+//! command line means, `parse.rs` makes sure that is what they hold. The
+//! TLS files are loaded by `tls.rs`, a `--listen` host name is resolved by
+//! `lib.rs`, and the edge options are `edge.rs`'s type.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The port served when `--listen` is not given: plain, and TLS. The help
+/// states both from these.
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_TLS_PORT: u16 = 8443;
+
+/// `--log-level`, for the servers and the client alike.
+pub(super) const DEFAULT_LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
+
+/// The client's `--timeout`.
+pub(super) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Broadcast's `--prefix`: the protocol's own default, named here with the
+/// others.
+pub(super) const DEFAULT_BROADCAST_PREFIX: &str = crate::protocol::broadcast::DEFAULT_PREFIX;
+
+/// Everything a server run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub server: ServerOptions,
+    /// `--listen` as given; `server.listen` is its address once resolved.
+    pub listen: Listen,
+    /// True if `--listen` was given (not the default): systemd's socket
+    /// activation and `--listen` cannot both say where to listen.
+    pub listen_given: bool,
+    /// `Some` when any `--tls-*` option was given.
+    pub tls: Option<ServerTls>,
+    pub log_level: log::LevelFilter,
+}
+
+/// Which protocol the server speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// RFC 862 echo, optionally greeting and prefixing lines.
+    Echo {
+        greeting: Option<String>,
+        prefix: Option<String>,
+    },
+    /// Every line to every other client, behind `prefix`.
+    Broadcast { prefix: String },
+    /// The line-based chat room.
+    Chat,
+    /// Files below `root`, one per connection; `sendfile`: on plain TCP,
+    /// send them with `sendfile(2)` (unless `--no-sendfile`).
+    File { root: PathBuf, sendfile: bool },
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Echo { .. } => "echo",
+            Mode::Broadcast { .. } => "broadcast",
+            Mode::Chat => "chat",
+            Mode::File { .. } => "file",
+        }
+    }
+}
+
+/// `--listen` as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// An IP address and port (`127.0.0.1:8080`, `[::1]:8080`): bound as is.
+    Addr(SocketAddr),
+    /// A host name and port (`localhost:8080`), resolved at start; the
+    /// first address the resolver returns is bound.
+    Host { host: String, port: u16 },
+}
+
+impl Listen {
+    /// The address to put in [`ServerOptions::listen`] until this is
+    /// resolved: the address itself, or for a host name, 127.0.0.1 with its
+    /// port (loopback, so that a forgotten resolution exposes nothing).
+    pub(super) fn stand_in(&self) -> SocketAddr {
+        match self {
+            Listen::Addr(a) => *a,
+            Listen::Host { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Addr(a) => a.fmt(f),
+            Listen::Host { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The server's TLS files and choices, as given on the command line.
+/// Checked and loaded by `tls.rs`, which says what is wrong with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub alpn: Vec<String>,
+}
+
+/// The client's TLS choices, as given on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+/// What `monoloop client` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `HOST:PORT`, resolved when the client runs.
+    pub target: String,
+    /// Bound on resolving, connecting and (with `--tls`) the handshake,
+    /// counted from the start; `None` (`--timeout 0`): no bound of ours,
+    /// the connect lasts as long as the kernel keeps trying.
+    pub timeout: Option<Duration>,
+    /// `Some` with `--tls`.
+    pub tls: Option<ClientTls>,
+    pub log_level: log::LevelFilter,
+}
+
+/// The options every server mode shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The address bound. When `--listen` named a host, this is a stand-in
+    /// until `lib.rs` resolves [`Config::listen`] and puts the address here,
+    /// before binding: the loop only ever sees a resolved address.
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    /// `None`: connections never time out.
+    pub idle_timeout: Option<Duration>,
+    pub write_limit: usize,
+    pub drain_timeout: Duration,
+    /// `None`: no periodic stats line (the final one is still logged).
+    pub stats_interval: Option<Duration>,
+    pub max_line: usize,
+    /// How long a TLS client may take to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// How long a prompt (chat username, file request) waits for its answer
+    /// in all; `None`: no bound.
+    pub request_timeout: Option<Duration>,
+    /// `--access-log`: one line per connection at its close.
+    pub access_log: bool,
+    /// `--workers`: how many loops, each on its own thread.
+    pub workers: Workers,
+    /// Who may connect: PROXY protocol, allow and deny, limit per address.
+    pub edge: crate::edge::EdgeOptions,
+    /// `--metrics ADDR`: where to serve /metrics and /healthz.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl ServerOptions {
+    /// What the protocols enforce on client input: the line limit, a line's
+    /// deadline (the idle timeout from its first byte) and the prompts'.
+    pub fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_line: self.max_line,
+            line_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// The defaults of every server option: what a server mode uses for an
+/// option its command line leaves out (`--listen` with TLS aside: that is
+/// [`DEFAULT_TLS_PORT`]).
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(30)),
+            write_limit: 1024 * 1024,
+            drain_timeout: Duration::from_secs(5),
+            stats_interval: Some(Duration::from_secs(10)),
+            max_line: 8192,
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Some(Duration::from_secs(30)),
+            access_log: false,
+            workers: Workers::Count(1),
+            edge: crate::edge::EdgeOptions::default(),
+            metrics: None,
+        }
+    }
+}
+
+/// How many workers `--workers` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Count(usize),
+    /// One per core the process may run on, counted at start.
+    Auto,
+}
+
+impl Workers {
+    /// The number of workers, `auto` resolved.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The word after `monoloop`: a server mode, or the client. (Its lines in
+/// the help are `usage.rs`'s.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Echo,
+    Broadcast,
+    Chat,
+    File,
+    Client,
+}
+
+impl Command {
+    /// Every command, in the order the usage lists them.
+    pub const ALL: [Command; 5] = [
+        Command::Echo,
+        Command::Broadcast,
+        Command::Chat,
+        Command::File,
+        Command::Client,
+    ];
+
+    /// The command named `word`, if any.
+    pub fn from_word(word: &str) -> Option<Command> {
+        Self::ALL.into_iter().find(|c| c.name() == word)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Echo => "echo",
+            Command::Broadcast => "broadcast",
+            Command::Chat => "chat",
+            Command::File => "file",
+            Command::Client => "client",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_name_stands_in_as_loopback_with_its_port() {
+        let host = Listen::Host {
+            host: "example.org".into(),
+            port: 7,
+        };
+        assert_eq!(host.stand_in().to_string(), "127.0.0.1:7");
+        assert_eq!(host.to_string(), "example.org:7");
+        let addr = Listen::Addr("[::1]:9".parse().unwrap());
+        assert_eq!(addr.stand_in().to_string(), "[::1]:9");
+        assert_eq!(addr.to_string(), "[::1]:9");
+    }
+
+    #[test]
+    fn every_command_is_found_by_its_name() {
+        for c in Command::ALL {
+            assert_eq!(Command::from_word(c.name()), Some(c));
+        }
+        assert_eq!(Command::from_word("dance"), None);
+        assert_eq!(Workers::Count(3).resolve(), 3);
+        assert!(Workers::Auto.resolve() >= 1);
+    }
+}

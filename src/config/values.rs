@@ -1,0 +1,207 @@
+//! One option's value from its text: seconds, counts, addresses, paths,
+//! log levels.
+//!
+//! Each converter takes the text that followed the option and returns the
+//! value, or what it expected instead, in a few words; `parse.rs` (`opt`)
+//! reads the arguments and puts `invalid value 'TEXT' for --OPTION: ` in
+//! front. So the converters know no option names and no defaults (those
+//! are `model.rs`'s), and they look at nothing outside their text, except
+//! [`directory`], which checks that the directory exists. A CIDR is parsed
+//! by `edge.rs`'s own `FromStr`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::model::{Listen, Workers};
+
+/// `--listen`: an IP address and port, or a host name and port, resolved
+/// at start. A host name is checked for DNS syntax here, so that a typo
+/// is an argument error rather than a failed lookup.
+pub(super) fn parse_listen(s: &str) -> Result<Listen, String> {
+    const EXPECTED: &str =
+        "expected HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(Listen::Addr(addr));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(EXPECTED.into());
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(EXPECTED.into());
+    };
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !plausible {
+        return Err(EXPECTED.into());
+    }
+    Ok(Listen::Host {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// `--metrics`: an IP address and port.
+pub(super) fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:9100".to_string())
+}
+
+/// A whole number, 0 included.
+pub(super) fn whole(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| "expected a whole number".to_string())
+}
+
+/// A whole number from 1.
+pub(super) fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number".into()),
+    }
+}
+
+/// `--workers`: a whole number from 1 to 1024, or `auto`.
+pub(super) fn workers(s: &str) -> Result<Workers, String> {
+    if s == "auto" {
+        return Ok(Workers::Auto);
+    }
+    match positive(s) {
+        Ok(n) if n <= 1024 => Ok(Workers::Count(n)),
+        Ok(_) => Err("at most 1024".into()),
+        Err(_) => Err("expected a whole number from 1, or auto".into()),
+    }
+}
+
+/// Seconds, whole or fractional (`1`, `0.5`), at most a day.
+pub(super) fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_string())?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err("must be between 0 and 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Like [`seconds`], with 0 meaning "off".
+pub(super) fn seconds_or_off(s: &str) -> Result<Option<Duration>, String> {
+    seconds(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// `--stats-interval`: 0 (off), or at least 0.1 s, so that a typo cannot
+/// turn the log into a flood.
+pub(super) fn stats_interval(s: &str) -> Result<Option<Duration>, String> {
+    match seconds_or_off(s)? {
+        Some(d) if d < Duration::from_millis(100) => {
+            Err("must be 0 (off) or at least 0.1 seconds".into())
+        }
+        other => Ok(other),
+    }
+}
+
+/// `--log-level`: a level name, in any case.
+pub(super) fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err("expected error, warn, info, debug or trace".into()),
+    }
+}
+
+/// A file name, not checked: start-up opens it and says what is wrong.
+pub(super) fn path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("expected a file name".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `h2,http/1.1`: protocol names for ALPN, comma-separated.
+pub(super) fn alpn_list(s: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = s.split(',').map(|p| p.trim().to_string()).collect();
+    if names.iter().any(|n| n.is_empty() || n.len() > 255) {
+        return Err("expected comma-separated protocol names, such as h2,http/1.1".into());
+    }
+    Ok(names)
+}
+
+/// An existing directory (checked now, so that a typo exits 2 at once).
+pub(super) fn directory(s: &str) -> Result<PathBuf, String> {
+    match std::fs::metadata(s) {
+        Ok(m) if m.is_dir() => Ok(PathBuf::from(s)),
+        Ok(_) => Err("not a directory".into()),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+/// Any text, taken as is.
+pub(super) fn text(s: &str) -> Result<String, String> {
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_whole_or_fractional_and_at_most_a_day() {
+        assert_eq!(seconds("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(seconds("86400"), Ok(Duration::from_secs(86_400)));
+        assert!(seconds("86401")
+            .unwrap_err()
+            .contains("between 0 and 86400"));
+        assert!(seconds("-1").unwrap_err().contains("between 0 and 86400"));
+        assert_eq!(seconds("soon"), Err("expected a number of seconds".into()));
+        assert_eq!(seconds_or_off("0"), Ok(None));
+        assert_eq!(stats_interval("0"), Ok(None));
+        assert_eq!(stats_interval("0.1"), Ok(Some(Duration::from_millis(100))));
+        assert!(stats_interval("0.05").is_err());
+    }
+
+    #[test]
+    fn counts_say_which_numbers_they_take() {
+        assert_eq!(whole("0"), Ok(0));
+        assert_eq!(positive("0"), Err("must be at least 1".into()));
+        assert_eq!(positive("-1"), Err("expected a whole number".into()));
+        assert_eq!(workers("auto"), Ok(Workers::Auto));
+        assert_eq!(workers("1024"), Ok(Workers::Count(1024)));
+        assert_eq!(workers("1025"), Err("at most 1024".into()));
+        assert_eq!(
+            workers("0"),
+            Err("expected a whole number from 1, or auto".into())
+        );
+    }
+
+    #[test]
+    fn names_and_lists() {
+        assert_eq!(parse_level("DEBUG"), Ok(log::LevelFilter::Debug));
+        assert!(parse_level("loud").is_err());
+        assert_eq!(
+            alpn_list("h2, http/1.1"),
+            Ok(vec!["h2".into(), "http/1.1".into()])
+        );
+        assert!(alpn_list("h2,").is_err());
+        assert!(path("").is_err());
+        assert_eq!(
+            directory(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")),
+            Err("not a directory".into())
+        );
+        assert!(directory(env!("CARGO_MANIFEST_DIR")).is_ok());
+        assert!(metrics_addr("localhost:9100").is_err());
+        assert_eq!(
+            parse_listen("localhost:1"),
+            Ok(Listen::Host {
+                host: "localhost".into(),
+                port: 1
+            })
+        );
+    }
+}
