@@ -1,9 +1,15 @@
 //! Shared helpers for the integration tests: start the real binary on
 //! 127.0.0.1:0, learn its port from the `listening on` line, watch its log,
 //! and talk to it over real sockets with deadlines everywhere, so that a hung
-//! server fails a test instead of hanging it.
+//! server fails a test instead of hanging it. [`metrics`] reads the
+//! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
+//! at run time and drives a rustls client.
 
 #![allow(dead_code)] // each test file uses its own subset
+
+pub mod metrics;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
