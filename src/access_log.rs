@@ -30,7 +30,8 @@ use std::time::Instant;
 
 use mio::Token;
 
-use crate::protocol::CloseReason;
+use crate::close::CloseReason;
+use crate::quote::quote_into;
 
 /// What the access log keeps of one open connection.
 #[derive(Debug)]
@@ -173,35 +174,10 @@ fn line(
     out
 }
 
-/// Appends `value` in double quotes, with `"` and `\` escaped and control
-/// characters written as `\xNN`, so that a field never breaks the line.
-pub fn quote_into(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// `value` quoted as [`quote_into`] does.
-pub fn quoted(value: &str) -> String {
-    let mut s = String::new();
-    quote_into(&mut s, value);
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quote::quoted;
     use std::time::Duration;
 
     fn peer() -> SocketAddr {

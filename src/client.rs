@@ -296,7 +296,7 @@ enum FromServer {
 
 /// A socket error while reading: a reset, or worse.
 fn read_failure(peer: SocketAddr, e: io::Error) -> ClientError {
-    if crate::connection::is_disconnect(&e) {
+    if crate::sys::is_disconnect(&e) {
         ClientError::Reset(peer)
     } else {
         ClientError::Io("cannot read from the server", e)
@@ -479,7 +479,7 @@ impl Session {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if crate::connection::is_disconnect(&e) => {
+                Err(e) if crate::sys::is_disconnect(&e) => {
                     return Err(ClientError::Reset(self.peer))
                 }
                 Err(e) => return Err(ClientError::Io("cannot write to the server", e)),
@@ -685,7 +685,7 @@ impl TlsClient {
         peer: SocketAddr,
         e: io::Error,
     ) -> ClientError {
-        if !crate::connection::is_disconnect(&e) {
+        if !crate::sys::is_disconnect(&e) {
             return ClientError::Io("cannot write to the server", e);
         }
         log::debug!("writing to the server failed ({e}); reading what it sent before");

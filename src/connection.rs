@@ -69,8 +69,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::buffer::WriteQueue;
+use crate::close::CloseReason;
 use crate::conn_table::Tokened;
-use crate::protocol::CloseReason;
 
 /// Where a connection is in its life. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -789,16 +789,6 @@ impl Connection {
     }
 }
 
-/// True for the errors that just mean the peer went away: logged at debug,
-/// never as a server error.
-pub fn is_disconnect(e: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof | TimedOut
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -934,13 +924,6 @@ mod tests {
         let mut got = [0u8; 4];
         client.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"ping");
-    }
-
-    #[test]
-    fn disconnect_errors_are_recognised() {
-        assert!(is_disconnect(&io::ErrorKind::ConnectionReset.into()));
-        assert!(is_disconnect(&io::ErrorKind::BrokenPipe.into()));
-        assert!(!is_disconnect(&io::ErrorKind::PermissionDenied.into()));
     }
 }
 

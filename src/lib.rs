@@ -50,6 +50,7 @@
 pub mod access_log;
 pub mod buffer;
 pub mod client;
+pub mod close;
 pub mod config;
 pub mod conn_table;
 pub mod connection;
@@ -61,6 +62,7 @@ pub mod metrics;
 pub mod pacing;
 pub mod protocol;
 pub mod proxy;
+pub mod quote;
 pub mod sendfile;
 pub mod stats;
 pub mod sys;

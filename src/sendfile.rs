@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::connection::is_disconnect;
+use crate::sys::is_disconnect;
 
 /// A plain socket lent to one producing step, and what was sent through it.
 #[derive(Debug)]

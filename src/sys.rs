@@ -212,8 +212,25 @@ pub fn is_client_abort(e: &io::Error) -> bool {
     )
 }
 
+/// True for the errors that just mean the peer went away: logged at debug,
+/// never as a server error.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof | TimedOut
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn disconnect_errors_are_recognised() {
+        assert!(is_disconnect(&std::io::ErrorKind::ConnectionReset.into()));
+        assert!(is_disconnect(&std::io::ErrorKind::BrokenPipe.into()));
+        assert!(!is_disconnect(&std::io::ErrorKind::PermissionDenied.into()));
+    }
+
     use super::*;
 
     #[test]

@@ -18,10 +18,11 @@ use mio::Token;
 use super::admission::{Accepting, Limit};
 use super::time::TimerKey;
 use super::{peer_name, Server};
-use crate::connection::{is_disconnect, Connection, Stage, WriteOutcome};
+use crate::connection::{Connection, Stage, WriteOutcome};
 use crate::pacing::Standing;
 use crate::protocol::{CloseReason, Ctx, Step};
 use crate::stats::Reporter;
+use crate::sys::is_disconnect;
 
 /// How long a connection the server is closing may take to flush and
 /// linger, when no shutdown drain bounds it.

@@ -341,7 +341,7 @@ impl Protocol for FileServer {
             FileSession::Streaming(t) | FileSession::Done(Some(t)) => t,
             _ => return None,
         };
-        let name = crate::access_log::quoted(&t.name);
+        let name = crate::quote::quoted(&t.name);
         Some(match t.size {
             Some(size) => format!("file={name} size={size} sent={}", t.sent),
             None => format!("file={name} refused"),
