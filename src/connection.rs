@@ -174,8 +174,10 @@ pub struct Connection {
     peer_eof: bool,
     /// The interest now registered with the poll, if any.
     registered: Option<Interest>,
-    /// When bytes last moved either way (the idle timeout counts from here).
-    pub last_activity: Instant,
+    /// When bytes last moved either way (the idle timeout counts from
+    /// here). Moved only by this connection's own reads, writes and
+    /// `sendfile`s, and restarted when it opens.
+    last_activity: Instant,
     /// The deadline of this connection's one live timer entry, if armed.
     pub timer_at: Option<Instant>,
     /// Why a graceful close began, for the log line when it ends.
@@ -422,15 +424,14 @@ impl Connection {
     /// that carried the peer's FIN or an error: then reading goes on until the
     /// 0-byte read or the error, which may raise no further edge.
     ///
-    /// Over TLS, any ciphertext read moves `last_activity` to `now`, even
-    /// when it yields no plaintext yet (a record still arriving).
+    /// Every read that returns bytes moves the idle clock to `now`; over
+    /// TLS any ciphertext does, even when it yields no plaintext yet (a
+    /// record still arriving).
     pub fn read(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             return self.read_tls(buf, now);
         }
-        // (Plain TCP: the loop moves `last_activity` on the data it gets.)
-        let _ = now;
         loop {
             return match self.stream.read(buf) {
                 Ok(0) => {
@@ -442,6 +443,7 @@ impl Connection {
                     if n < buf.len() && !self.read_closed_hint {
                         self.read_ready = false;
                     }
+                    self.last_activity = now;
                     ReadOutcome::Data(n)
                 }
                 // The OS saying "not now".
@@ -532,15 +534,25 @@ impl Connection {
 
     /// Sends `bytes` after what is already owed. When nothing is owed it
     /// writes them straight away, and queues (copies) only what the kernel
-    /// did not take. Returns the outcome and the bytes written now.
-    pub fn send(&mut self, bytes: &[u8]) -> (WriteOutcome, usize) {
+    /// did not take. Returns the outcome and the bytes written now; any
+    /// written move the idle clock to `now`.
+    pub fn send(&mut self, bytes: &[u8], now: Instant) -> (WriteOutcome, usize) {
+        let (outcome, n) = self.send_now(bytes);
+        if n > 0 {
+            self.last_activity = now;
+        }
+        (outcome, n)
+    }
+
+    /// [`send`](Self::send), without the clock.
+    fn send_now(&mut self, bytes: &[u8]) -> (WriteOutcome, usize) {
         if bytes.is_empty() {
             return (WriteOutcome::Done, 0);
         }
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             self.queue.push_copy(bytes);
-            return self.flush(usize::MAX);
+            return self.flush_now(usize::MAX);
         }
         if !self.queue.is_empty() || self.write_blocked {
             self.queue.push_copy(bytes);
@@ -570,8 +582,18 @@ impl Connection {
     ///
     /// At most about `limit` bytes go per call (the loop's per-visit share):
     /// past it the call returns `Blocked` with the socket still writable,
-    /// and [`can_write`](Self::can_write) says to come back.
-    pub fn flush(&mut self, limit: usize) -> (WriteOutcome, usize) {
+    /// and [`can_write`](Self::can_write) says to come back. Bytes written
+    /// move the idle clock to `now`.
+    pub fn flush(&mut self, limit: usize, now: Instant) -> (WriteOutcome, usize) {
+        let (outcome, n) = self.flush_now(limit);
+        if n > 0 {
+            self.last_activity = now;
+        }
+        (outcome, n)
+    }
+
+    /// [`flush`](Self::flush), without the clock.
+    fn flush_now(&mut self, limit: usize) -> (WriteOutcome, usize) {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             return self.flush_tls(limit);
@@ -719,10 +741,27 @@ impl Connection {
         self.write_blocked
     }
 
-    /// A write made outside the queue (`sendfile`) was refused: wait for
-    /// a writable event before the next.
-    pub fn refused_write(&mut self) {
-        self.write_blocked = true;
+    /// What a write made outside the queue (`sendfile`, `sendfile.rs`)
+    /// did: bytes sent move the idle clock to `now`; a refusal waits for a
+    /// writable event before the next.
+    pub fn sent_directly(&mut self, sent: usize, blocked: bool, now: Instant) {
+        if sent > 0 {
+            self.last_activity = now;
+        }
+        if blocked {
+            self.write_blocked = true;
+        }
+    }
+
+    /// The connection reaches OPEN, ready for its protocol: the idle clock
+    /// starts now (a handshake or a PROXY header had its own clock), and
+    /// the timer entry armed for that stage is forgotten, so that the next
+    /// settle arms the idle one (the old entry is then stale, and ignored
+    /// when it fires).
+    pub fn open(&mut self, now: Instant) {
+        self.set_stage(Stage::Open);
+        self.last_activity = now;
+        self.timer_at = None;
     }
 
     /// The socket, lent for `sendfile` for one step of at most `limit`
@@ -815,7 +854,7 @@ mod tests {
     fn a_refused_sendfile_asks_for_writable_until_the_event() {
         let (mut c, _client) = pair();
         assert!(c.direct(1024).is_some(), "plain TCP lends its socket");
-        c.refused_write();
+        c.sent_directly(0, true, Instant::now());
         assert!(c.queue.is_empty());
         assert_eq!(
             c.desired_interest(),
@@ -917,7 +956,7 @@ mod tests {
     #[test]
     fn send_writes_directly_when_nothing_is_owed() {
         let (mut c, mut client) = pair();
-        let (outcome, n) = c.send(b"ping");
+        let (outcome, n) = c.send(b"ping", Instant::now());
         assert!(matches!(outcome, WriteOutcome::Done));
         assert_eq!(n, 4);
         assert!(c.queue.is_empty());

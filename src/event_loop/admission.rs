@@ -223,11 +223,11 @@ impl Server {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let full = !self.admission.limit.take();
         if full {
-            self.stats.rejected += 1;
+            self.tally.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
-                if self.access.is_some() {
+                if self.tally.access.is_some() {
                     log::info!("{}", access_log::server_full(peer));
                 }
                 if !waits {
@@ -253,7 +253,7 @@ impl Server {
                 conn.holds_slot = true;
             }
         }
-        if let Some(access) = self.access.as_mut() {
+        if let Some(access) = self.tally.access.as_mut() {
             access.open(token, peer, now);
         }
         self.enter(token, peer, now);

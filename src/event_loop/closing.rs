@@ -152,8 +152,8 @@ impl Server {
         let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.relay.sends);
         let summary = self
             .protocol
-            .closed(token, reason, self.access.is_some(), &mut ctx);
-        if let (Some(access), Some(summary)) = (self.access.as_mut(), summary) {
+            .closed(token, reason, self.tally.access.is_some(), &mut ctx);
+        if let (Some(access), Some(summary)) = (self.tally.access.as_mut(), summary) {
             access.summary(token, summary);
         }
         // Too late for this connection's own output.
@@ -172,7 +172,7 @@ impl Server {
         };
         let why = crate::tls::explain(e);
         if matches!(conn.stage(), Stage::Handshake { .. }) {
-            self.stats.tls_failures += 1;
+            self.tally.stats.tls_failures += 1;
             log::debug!(
                 "conn #{} {}: TLS handshake failed: {why}",
                 conn.number(),
@@ -190,7 +190,7 @@ impl Server {
         conn.set_stage(Stage::Flushing {
             until: Some(now + ALERT_GRACE),
         });
-        if let Some(access) = self.access.as_mut() {
+        if let Some(access) = self.tally.access.as_mut() {
             access.error(token, &why);
         }
         self.release_session(token, CloseReason::TlsFailure);
@@ -219,9 +219,10 @@ impl Server {
                 format!(", {} bytes unsent", conn.queue.len())
             }
         );
-        if self.access.is_some() {
+        if self.tally.access.is_some() {
             self.release_session(token, reason);
             if let Some(line) = self
+                .tally
                 .access
                 .as_mut()
                 .and_then(|a| a.close(token, reason, Instant::now()))
@@ -259,7 +260,7 @@ impl Server {
         let reason = if is_disconnect(e) {
             CloseReason::Reset
         } else {
-            if let Some(access) = self.access.as_mut() {
+            if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, &e.to_string());
             }
             CloseReason::Error
@@ -277,13 +278,13 @@ impl Server {
             return;
         };
         if conn.tls_heard() {
-            self.stats.tls_failures += 1;
+            self.tally.stats.tls_failures += 1;
             log::debug!(
                 "conn #{} {}: TLS handshake failed: {why}",
                 conn.number(),
                 peer_name(self.gate.as_ref(), token, conn)
             );
-            if let Some(access) = self.access.as_mut() {
+            if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, why);
             }
             self.close(token, CloseReason::TlsFailure);

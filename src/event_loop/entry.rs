@@ -68,7 +68,7 @@ impl Server {
 
     /// A connection is let in to be served: counted as accepted.
     fn let_in(&mut self, _token: Token) {
-        self.stats.accepted += 1;
+        self.tally.stats.accepted += 1;
     }
 
     /// Acts on the gate's word about a connection. Returns true if it goes
@@ -95,12 +95,12 @@ impl Server {
             // Nothing read, nothing sent: a scan must learn nothing, and
             // must not flood the log.
             Entry::Refuse => {
-                self.stats.denied += 1;
+                self.tally.stats.denied += 1;
                 log::debug!("conn #{}: denied", token.0 >> 32);
                 self.close(token, CloseReason::Denied);
             }
             Entry::TooMany => {
-                self.stats.per_ip_rejected += 1;
+                self.tally.stats.per_ip_rejected += 1;
                 log::debug!("conn #{}: too many from its address", token.0 >> 32);
                 self.turn_away(token, until, first, now);
             }
@@ -190,7 +190,7 @@ impl Server {
         {
             return;
         }
-        self.stats.bytes_in += input.len() as u64;
+        self.tally.count(token, input.len(), 0);
         let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.relay.sends);
         let step = self.protocol.data(token, input, &mut ctx);
         if self.fans_out {
@@ -198,9 +198,6 @@ impl Server {
         }
         if ctx.reply_is_input() {
             self.staging.extend_from_slice(input);
-        }
-        if let Some(access) = self.access.as_mut() {
-            access.count(token, input.len() as u64, 0);
         }
         self.emit(token, now);
         self.after_step(token, step, Origin::Input, now);
@@ -225,7 +222,7 @@ impl Server {
                 // A balancer's TCP health check connects and closes without
                 // a byte: nobody's error. Part of a header, then a close, is.
                 if gate.header_started(token) {
-                    self.stats.proxy_errors += 1;
+                    self.tally.stats.proxy_errors += 1;
                     self.close(token, CloseReason::ProxyError);
                 } else {
                     self.close(token, CloseReason::Done);
@@ -245,7 +242,7 @@ impl Server {
             // More of it later (read_input queues what is waiting now).
             HeaderStep::Partial => {}
             HeaderStep::Bad(why) => {
-                self.stats.proxy_errors += 1;
+                self.tally.stats.proxy_errors += 1;
                 log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
                 self.close(token, CloseReason::ProxyError);
             }
@@ -255,7 +252,7 @@ impl Server {
                 rest,
             } => {
                 log::debug!("conn #{}: PROXY header: client {client}", token.0 >> 32);
-                if let Some(access) = self.access.as_mut() {
+                if let Some(access) = self.tally.access.as_mut() {
                     access.peer(token, client);
                 }
                 if self.gate_rules(token, entry, until, &rest, now) {
@@ -271,19 +268,14 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        conn.set_stage(Stage::Open);
-        // The handshake had its own clock; idleness starts now. The entry
-        // armed for the handshake (or the PROXY header) may be later than
-        // the idle deadline: forget it, so that `settle` arms the right one
-        // (the old entry is then stale, and ignored when it fires).
-        conn.last_activity = now;
-        conn.timer_at = None;
+        // The handshake had its own clock; idleness starts now.
+        conn.open(now);
         #[cfg(feature = "tls")]
         if let Some(summary) = conn.tls_summary() {
             log::debug!("conn #{}: TLS established: {summary}", conn.number());
             match conn.tls_resumed() {
-                Some(true) => self.stats.tls_resumed += 1,
-                Some(false) => self.stats.tls_full += 1,
+                Some(true) => self.tally.stats.tls_resumed += 1,
+                Some(false) => self.tally.stats.tls_full += 1,
                 None => {}
             }
         }

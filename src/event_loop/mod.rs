@@ -62,7 +62,6 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::access_log::AccessLog;
 use crate::config::ServerOptions;
 use crate::conn_table::{is_reserved, ConnTable};
 use crate::connection::Connection;
@@ -76,7 +75,7 @@ use crate::worker_link::Worker;
 
 use admission::{Accepting, Admission};
 use relay::Relay;
-use report::Report;
+use report::{Report, Tally};
 use time::TimerKey;
 
 pub use entry::{SERVER_FULL, TOO_MANY};
@@ -100,7 +99,8 @@ pub struct Server {
     fans_out: bool,
     produces: bool,
     opts: ServerOptions,
-    stats: Stats,
+    /// The counters and the access log: bytes are counted in one call.
+    tally: Tally,
     /// The listeners, the connection limit, who is turned away.
     admission: Admission,
     /// Who may connect (`--allow`, `--deny`, `--max-per-ip`,
@@ -120,8 +120,6 @@ pub struct Server {
     relay: Relay,
     /// The stats line, the metrics, and this worker's posted figures.
     report: Report,
-    /// `--access-log`; `None` when off, and then it costs nothing.
-    access: Option<AccessLog>,
     /// Set when the shutdown drain began: its deadline.
     draining: Option<Instant>,
     aborted: bool,
@@ -194,7 +192,7 @@ impl Server {
             self.reap();
             self.end_turn(now);
         }
-        Ok((self.exit(), self.stats))
+        Ok((self.exit(), self.tally.stats))
     }
 
     /// The end of a turn: a quiet stats reporter whose figures moved is

@@ -133,7 +133,7 @@ impl Server {
         };
         let cut = owed > limit && (standing == Standing::Dropped || owed > 2 * limit);
         if cut {
-            self.stats.slow_consumers += 1;
+            self.tally.stats.slow_consumers += 1;
             // Many clients can stop reading at once: one line per interval,
             // the rest counted in the stats.
             let every = self.opts.stats_interval.unwrap_or(THROTTLE_DEFAULT);

@@ -11,6 +11,7 @@ use mio::Token;
 
 use super::time::TimerKey;
 use super::Server;
+use crate::access_log::AccessLog;
 use crate::logging;
 use crate::metrics::{self, Figures, Metrics};
 use crate::stats::{Reporter, Stats};
@@ -18,6 +19,47 @@ use crate::stats::{Reporter, Stats};
 /// With several workers, how stale the metrics' view of another worker
 /// may be.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// What is counted about connections, and the access log: bytes moved are
+/// counted in one call, [`Tally::count`], for the stats, the access log
+/// and the visit under way (whose total charges the turn's budget).
+#[derive(Debug)]
+pub(super) struct Tally {
+    pub(super) stats: Stats,
+    /// `--access-log`: one line per connection when it ends; `None` when
+    /// off, and then it costs nothing.
+    pub(super) access: Option<AccessLog>,
+    /// Bytes moved by the visit under way.
+    moved: usize,
+}
+
+impl Tally {
+    pub(super) fn new(access_log: bool) -> Self {
+        Self {
+            stats: Stats::default(),
+            access: access_log.then(AccessLog::new),
+            moved: 0,
+        }
+    }
+
+    /// Bytes moved for connection `token`: read from it (`bytes_in`,
+    /// plaintext over TLS) and written to it (`bytes_out`).
+    #[inline]
+    pub(super) fn count(&mut self, token: Token, bytes_in: usize, bytes_out: usize) {
+        self.stats.bytes_in += bytes_in as u64;
+        self.stats.bytes_out += bytes_out as u64;
+        self.moved += bytes_in + bytes_out;
+        if let Some(access) = self.access.as_mut() {
+            access.count(token, bytes_in as u64, bytes_out as u64);
+        }
+    }
+
+    /// The bytes moved since the last call: what a visit moved.
+    #[inline]
+    pub(super) fn take_moved(&mut self) -> usize {
+        std::mem::take(&mut self.moved)
+    }
+}
 
 /// The loop's reporting state.
 #[derive(Debug)]
@@ -72,7 +114,7 @@ impl Server {
 
     /// This loop's figures, for a scrape or for the other workers.
     pub(super) fn own_figures(&self) -> Figures {
-        let mut stats = self.stats.clone();
+        let mut stats = self.tally.stats.clone();
         stats.log_dropped = logging::dropped();
         Figures {
             stats,
@@ -104,7 +146,7 @@ impl Server {
     pub(super) fn publish(&mut self, now: Instant) {
         // Nothing moved since the last post: nothing to post, no timer (an
         // idle worker stays asleep).
-        let figures = (self.stats.clone(), self.active());
+        let figures = (self.tally.stats.clone(), self.active());
         if self.report.posted.as_ref() == Some(&figures) {
             return;
         }
@@ -128,7 +170,7 @@ impl Server {
     pub(super) fn wake_reporter(&mut self, now: Instant) {
         let active = self.active();
         if let Some(reporter) = self.report.reporter.as_mut() {
-            if let Some(due) = reporter.wake(now, &self.stats, active) {
+            if let Some(due) = reporter.wake(now, &self.tally.stats, active) {
                 self.timers.schedule(due, TimerKey::Stats);
             }
         }

@@ -19,11 +19,14 @@ impl Server {
     /// supervisor writes the whole server's, from this worker's report),
     /// and how it ended.
     pub(super) fn exit(&mut self) -> Exit {
-        self.stats.log_dropped = logging::dropped();
+        self.tally.stats.log_dropped = logging::dropped();
         let active = self.active();
         match &self.worker {
-            None => log::info!("stats: {} (final)", self.stats.line(active, self.is_tls())),
-            Some(worker) => worker.report(&self.stats, active),
+            None => log::info!(
+                "stats: {} (final)",
+                self.tally.stats.line(active, self.is_tls())
+            ),
+            Some(worker) => worker.report(&self.tally.stats, active),
         }
         if self.aborted {
             Exit::Aborted
@@ -93,7 +96,7 @@ impl Server {
                     log::info!("SIGHUP: TLS reloaded: {described}");
                 }
                 Err(e) => {
-                    self.stats.tls_reload_failures += 1;
+                    self.tally.stats.tls_reload_failures += 1;
                     log::error!("SIGHUP: TLS not reloaded, the old certificate stays: {e}");
                 }
             }

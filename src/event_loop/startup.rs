@@ -15,16 +15,14 @@ use std::time::Instant;
 
 use super::admission::Admission;
 use super::relay::Relay;
-use super::report::Report;
+use super::report::{Report, Tally};
 use super::visit::SCRATCH_SIZE;
 use super::Server;
-use crate::access_log::AccessLog;
 use crate::config::ServerOptions;
 use crate::conn_table::ConnTable;
 use crate::edge::{Gate, PerIp};
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
-use crate::stats::Stats;
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
 use crate::tokens::{listener_token, HUB, LISTENER, MAX_LISTENERS, SIGNALS};
@@ -145,7 +143,7 @@ impl Server {
             fans_out: protocol.fans_out(),
             produces: protocol.produces(),
             protocol,
-            stats: Stats::default(),
+            tally: Tally::new(opts.access_log),
             admission: Admission::new(listeners, local_addr, opts.max_connections),
             gate: Gate::new(&opts.edge, PerIp::shared(&opts.edge)),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -155,7 +153,6 @@ impl Server {
             closed: Vec::new(),
             relay: Relay::new(opts.write_limit),
             report: Report::new(now),
-            access: opts.access_log.then(AccessLog::new),
             draining: None,
             aborted: false,
             worker: None,

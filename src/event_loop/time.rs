@@ -6,17 +6,19 @@
 //! combined in one place, [`Server::conn_deadline`], and its one live entry
 //! re-arms itself when the real deadline moved later (see `timer.rs`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Token;
 
 use super::admission::Accepting;
 use super::closing::{CLOSE_GRACE, LINGER_CHECK};
 use super::{connections, peer_name, Server};
+use crate::connection::Connection;
 use crate::connection::Stage;
 use crate::logging;
 use crate::metrics;
 use crate::pacing::Standing;
+use crate::protocol::seam::DynProtocol;
 use crate::protocol::{earliest, CloseReason};
 use crate::stats::Reporter;
 
@@ -52,6 +54,32 @@ impl TimerKey {
     pub(super) const LOOP_KEYS: usize = 7 + metrics::MAX_CLIENTS;
 }
 
+/// The protocol's own deadline for a connection (a prompt to answer, a
+/// line to finish), asked only while the connection has a session.
+#[inline]
+pub(super) fn protocol_due(
+    conn: &Connection,
+    token: Token,
+    protocol: &dyn DynProtocol,
+) -> Option<Instant> {
+    if conn.accepts_output() {
+        protocol.deadline(token)
+    } else {
+        None
+    }
+}
+
+/// When a connection's timer is due: the earliest of the idle deadline,
+/// its stage's bound (`Connection::deadline`) and the protocol's. The one
+/// place they are combined.
+pub(super) fn next_due(
+    conn: &Connection,
+    protocol_due: Option<Instant>,
+    idle: Option<Duration>,
+) -> Option<Instant> {
+    earliest(conn.deadline(idle), protocol_due)
+}
+
 impl Server {
     /// The timers a loop starts with: systemd's watchdog (fed by one loop,
     /// with several: a loop that stops turning is restarted) and the stats
@@ -78,13 +106,13 @@ impl Server {
                 TimerKey::Conn(token) => self.connection_timer(token, at, now),
                 TimerKey::Stats => {
                     let (active, tls) = (self.active(), self.is_tls());
-                    self.stats.log_dropped = logging::dropped();
+                    self.tally.stats.log_dropped = logging::dropped();
                     if let Some(reporter) = self.report.reporter.as_mut() {
                         let was = reporter.due();
-                        if let Some(line) = reporter.tick(at, now, &self.stats, active, tls) {
+                        if let Some(line) = reporter.tick(at, now, &self.tally.stats, active, tls) {
                             match &self.worker {
                                 None => log::info!("stats: {line}"),
-                                Some(worker) => worker.report(&self.stats, active),
+                                Some(worker) => worker.report(&self.tally.stats, active),
                             }
                         }
                         // A stale entry changes nothing; a real tick moves
@@ -162,12 +190,8 @@ impl Server {
             return;
         }
         conn.timer_at = None;
-        let protocol_due = if conn.accepts_output() {
-            self.protocol.deadline(token)
-        } else {
-            None
-        };
-        match earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
+        let protocol_due = protocol_due(conn, token, self.protocol.as_ref());
+        match next_due(conn, protocol_due, self.opts.idle_timeout) {
             None => {}
             Some(due) if due > now => {
                 conn.timer_at = Some(due);
@@ -199,11 +223,11 @@ impl Server {
                     }
                 }
                 Stage::Handshake { .. } => {
-                    self.stats.tls_failures += 1;
+                    self.tally.stats.tls_failures += 1;
                     self.close(token, CloseReason::HandshakeTimeout);
                 }
                 Stage::Header { .. } => {
-                    self.stats.proxy_errors += 1;
+                    self.tally.stats.proxy_errors += 1;
                     log::debug!("conn #{}: no PROXY header in time", token.0 >> 32);
                     self.close(token, CloseReason::ProxyError);
                 }
@@ -215,7 +239,7 @@ impl Server {
     /// No bytes either way for `--idle-timeout`, or the protocol's deadline
     /// passed (an unanswered prompt, an unfinished line): say so, and close.
     pub(super) fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
-        self.stats.timed_out += 1;
+        self.tally.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {
             log::debug!(
                 "conn #{} {}: {reason}",

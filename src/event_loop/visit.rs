@@ -15,11 +15,10 @@ use mio::Token;
 
 use super::closing::Origin;
 use super::relay::RECHECK;
-use super::time::TimerKey;
+use super::time::{next_due, protocol_due, TimerKey};
 use super::Server;
 use crate::connection::{Connection, ReadOutcome, Stage, WriteOutcome};
-use crate::protocol::{earliest, CloseReason, Ctx, Direct, Step};
-use crate::stats::Stats;
+use crate::protocol::{CloseReason, Ctx, Direct, Step};
 
 /// Size of the one read buffer all connections share.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
@@ -98,9 +97,7 @@ impl Server {
     /// it moved (at least `VISIT_COST`).
     #[inline]
     pub(super) fn visit(&mut self, token: Token, now: Instant) {
-        let before = self.stats.bytes_in + self.stats.bytes_out;
-        self.drive(token, now);
-        let moved = (self.stats.bytes_in + self.stats.bytes_out - before) as usize;
+        let moved = self.drive(token, now);
         self.spent += moved.max(VISIT_COST);
     }
 
@@ -118,8 +115,12 @@ impl Server {
     /// Serves one connection for one visit: read what is waiting (one read),
     /// write what is owed (up to `WRITE_PER_VISIT`), let a producing protocol
     /// generate more, then settle its stage, interest and timer. A
-    /// connection with work left is queued for another visit.
-    pub(super) fn drive(&mut self, token: Token, now: Instant) {
+    /// connection with work left is queued for another visit. Returns the
+    /// bytes it moved, both ways.
+    pub(super) fn drive(&mut self, token: Token, now: Instant) -> usize {
+        // What moved since the last visit (a delivery, say) is not this
+        // visit's.
+        self.tally.take_moved();
         self.read_input(token, now);
         let wrote = self.flush(token, now);
         // A receiver that fell behind a relay: is it catching up?
@@ -131,6 +132,7 @@ impl Server {
             self.produce(token, now);
         }
         self.settle(token, now);
+        self.tally.take_moved()
     }
 
     /// True if the protocol has output to generate and the connection has
@@ -175,23 +177,14 @@ impl Server {
     }
 
     /// Accounts for what a producing step sent with `sendfile`, as `flush`
-    /// does for a write: output counted, the idle clock moved, a refusal
-    /// remembered (so WRITABLE is asked for), a failure closing the
-    /// connection.
+    /// does for a write: output counted, the connection told (its idle
+    /// clock, a refusal that asks for WRITABLE), a failure closing it.
     pub(super) fn sent_direct(&mut self, token: Token, direct: Direct, now: Instant) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if direct.sent > 0 {
-            self.stats.bytes_out += direct.sent as u64;
-            conn.last_activity = now;
-            if let Some(access) = self.access.as_mut() {
-                access.count(token, 0, direct.sent as u64);
-            }
-        }
-        if direct.blocked {
-            conn.refused_write();
-        }
+        conn.sent_directly(direct.sent, direct.blocked, now);
+        self.tally.count(token, 0, direct.sent);
         if let Some(e) = direct.failed {
             self.fail(token, &e);
         }
@@ -256,13 +249,11 @@ impl Server {
             };
             match outcome {
                 ReadOutcome::Data(n) => {
-                    self.stats.bytes_in += n as u64;
-                    let out_before = self.stats.bytes_out;
-                    conn.last_activity = now;
                     // Lingering (or turned away): the bytes are read only
                     // to be discarded. Only an open connection has a
                     // session.
                     if conn.stage() != Stage::Open {
+                        self.tally.count(token, n, 0);
                         continue;
                     }
                     let input = &self.scratch[..n];
@@ -275,14 +266,12 @@ impl Server {
                     // The reply goes out at once (usually one write, no copy
                     // into the queue), through the borrow we already hold;
                     // an echo straight from the read buffer.
-                    let sent = if ctx.reply_is_input() {
-                        send_reply(conn, input, &mut self.stats, now)
+                    let (written, sent) = if ctx.reply_is_input() {
+                        send_reply(conn, input, now)
                     } else {
-                        send_staged(conn, &mut self.staging, &mut self.stats, now)
+                        send_staged(conn, &mut self.staging, now)
                     };
-                    if let Some(access) = self.access.as_mut() {
-                        access.count(token, n as u64, self.stats.bytes_out - out_before);
-                    }
+                    self.tally.count(token, n, written);
                     if let Err(e) = sent {
                         self.fail(token, &e);
                         return;
@@ -356,11 +345,8 @@ impl Server {
             self.staging.clear();
             return;
         };
-        let out_before = self.stats.bytes_out;
-        let sent = send_staged(conn, &mut self.staging, &mut self.stats, now);
-        if let Some(access) = self.access.as_mut() {
-            access.count(token, 0, self.stats.bytes_out - out_before);
-        }
+        let (written, sent) = send_staged(conn, &mut self.staging, now);
+        self.tally.count(token, 0, written);
         if let Err(e) = sent {
             self.fail(token, &e);
         }
@@ -375,14 +361,10 @@ impl Server {
         if !conn.can_write() {
             return 0;
         }
-        let (outcome, n) = conn.flush(WRITE_PER_VISIT);
+        let (outcome, n) = conn.flush(WRITE_PER_VISIT, now);
         let more = conn.can_write();
         if n > 0 {
-            self.stats.bytes_out += n as u64;
-            conn.last_activity = now;
-            if let Some(access) = self.access.as_mut() {
-                access.count(token, 0, n as u64);
-            }
+            self.tally.count(token, 0, n);
         }
         match outcome {
             WriteOutcome::Failed(e) => self.fail(token, &e),
@@ -425,11 +407,7 @@ impl Server {
             self.fail(token, &e);
             return;
         }
-        let protocol_due = if conn.accepts_output() {
-            self.protocol.deadline(token)
-        } else {
-            None
-        };
+        let protocol_due = protocol_due(conn, token, self.protocol.as_ref());
         // The common case, every message of an open connection: its entry is
         // armed, and its only deadline is the idle one, which moves only
         // later (the armed entry re-arms when it fires). Nothing to do.
@@ -439,7 +417,7 @@ impl Server {
         {
             return;
         }
-        if let Some(due) = earliest(conn.deadline(self.opts.idle_timeout), protocol_due) {
+        if let Some(due) = next_due(conn, protocol_due, self.opts.idle_timeout) {
             // Only an earlier deadline needs a new entry; a later one is
             // picked up when the armed entry fires (see timer.rs).
             if conn.timer_at.is_none_or(|armed| due < armed) {
@@ -451,17 +429,17 @@ impl Server {
 }
 
 /// Sends what the protocol just wrote (the staging buffer) to `conn` and
-/// empties the buffer. Returns the socket's error, if the write failed.
+/// empties the buffer. Returns the bytes written now (the rest is queued),
+/// and the socket's error, if the write failed.
 pub(super) fn send_staged(
     conn: &mut Connection,
     staging: &mut Vec<u8>,
-    stats: &mut Stats,
     now: Instant,
-) -> io::Result<()> {
+) -> (usize, io::Result<()>) {
     if staging.is_empty() {
-        return Ok(());
+        return (0, Ok(()));
     }
-    let result = send_reply(conn, staging, stats, now);
+    let result = send_reply(conn, staging, now);
     staging.clear();
     if staging.capacity() > STAGING_KEEP {
         staging.shrink_to(STAGING_KEEP);
@@ -471,24 +449,18 @@ pub(super) fn send_staged(
 
 /// Sends `bytes` to `conn`: straight to the socket if nothing is owed
 /// before them, else into its queue. A connection that is closing takes
-/// nothing more; the bytes are dropped. Returns the socket's error, if the
-/// write failed.
+/// nothing more; the bytes are dropped. Returns the bytes written now, and
+/// the socket's error, if the write failed.
 pub(super) fn send_reply(
     conn: &mut Connection,
     bytes: &[u8],
-    stats: &mut Stats,
     now: Instant,
-) -> io::Result<()> {
+) -> (usize, io::Result<()>) {
     if !conn.accepts_output() {
-        return Ok(());
+        return (0, Ok(()));
     }
-    let (outcome, n) = conn.send(bytes);
-    if n > 0 {
-        stats.bytes_out += n as u64;
-        conn.last_activity = now;
-    }
-    match outcome {
-        WriteOutcome::Done | WriteOutcome::Blocked => Ok(()),
-        WriteOutcome::Failed(e) => Err(e),
+    match conn.send(bytes, now) {
+        (WriteOutcome::Failed(e), n) => (n, Err(e)),
+        (WriteOutcome::Done | WriteOutcome::Blocked, n) => (n, Ok(())),
     }
 }
