@@ -1,7 +1,7 @@
 //! Buffers: the per-connection write queue, and nothing else.
 //!
 //! Reads do not need a buffer per connection: the event loop owns one shared
-//! scratch buffer (`event_loop.rs`) that every read lands in, and the protocol
+//! scratch buffer (`event_loop/`) that every read lands in, and the protocol
 //! consumes the bytes before the next read. Writes are different: bytes the
 //! kernel would not take yet must wait somewhere, and they wait here.
 //!

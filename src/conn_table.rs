@@ -6,7 +6,7 @@
 //! connection in slot 3" from "the connection that was in slot 3 a moment
 //! ago": an event or a timer meant for the old one would act on the new one.
 //! The loop already defers removal to a safe point at the end of each turn
-//! (`event_loop.rs`), which keeps a slot from being reused inside one batch of
+//! (`event_loop/closing.rs`, `reap`), which keeps a slot from being reused inside one batch of
 //! events, but timers outlive a turn. So every token here carries both:
 //!
 //! ```text

@@ -6,7 +6,7 @@
 //! needs in each state ([`Connection::desired_interest`], the one place that
 //! computes it), when reading pauses for backpressure, and when the
 //! connection's timer is due ([`Connection::deadline`]). It does not know
-//! about other connections, protocols or the poll loop: `event_loop.rs` calls
+//! about other connections, protocols or the poll loop: `event_loop/` calls
 //! these methods in order and routes the bytes.
 //!
 //! # Stages
@@ -193,7 +193,7 @@ pub struct Connection {
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::ServerSession>>,
-    /// The connection is in the loop's ready queue (`event_loop.rs`), so
+    /// The connection is in the loop's ready queue (`event_loop/visit.rs`), so
     /// that it is never queued, or served from an event, twice.
     pub queued: bool,
     /// TLS: close_notify has been queued.

@@ -11,7 +11,7 @@
 //!   shared by every worker (a mutex, taken per connection, never per
 //!   message).
 //!
-//! [`Gate`] puts them together for the loop (`event_loop.rs`), which asks
+//! [`Gate`] puts them together for the loop (`event_loop/entry.rs`), which asks
 //! at accept, or, behind a PROXY protocol header (`proxy.rs`), once the
 //! header has named the client. The loop has a gate only when one of these
 //! options is given: without them, accepting costs what it always did.

@@ -8,7 +8,8 @@
 //! 2. [`buffer`]: the write queue, the only per-connection buffer, which
 //!    exists only while bytes are owed; shared chunks for fan-out.
 //! 3. [`conn_table`]: the slab of connections, with tokens that carry a
-//!    generation so that a reused slot never receives its old tenant's events.
+//!    generation so that a reused slot never receives its old tenant's events;
+//!    [`tokens`], every token that is not a connection's.
 //! 4. [`connection`]: one connection's stages (an enum), its reads and
 //!    writes interpreted as outcome enums, and the single function that
 //!    derives its epoll interest.
@@ -19,11 +20,14 @@
 //!    [`protocol::file`] (streaming as the socket drains, confined opens).
 //!    Protocols never see a socket; [`sendfile`] is how the file server
 //!    still sends a file without copying it, through a socket the loop
-//!    lends for one step.
-//! 6. [`event_loop`]: the loop itself: poll, accept, dispatch, timers,
-//!    delivery between connections, reaping; backpressure and shutdown.
+//!    lends for one step. [`protocol::seam`] is the one place the loop
+//!    meets a protocol: a trait object, so that the loop is compiled once.
+//! 6. [`event_loop`]: the loop itself, one file per layer of a turn: its
+//!    `mod.rs` is the turn (poll, dispatch); then admission, entry (PROXY,
+//!    TLS, open), the visit, closing, relays, time, reporting, shutdown.
 //! 7. [`pacing`] (a relay's senders paced to the receivers that keep up),
-//!    [`stats`], [`access_log`], [`logging`] (a log that never kills the
+//!    [`stats`], [`access_log`], [`close`] (why a connection ended),
+//!    [`quote`] (log fields a client cannot break), [`logging`] (a log that never kills the
 //!    server, and that clients cannot write), [`sys`] (resolving
 //!    `--listen`, listeners, descriptor limit), [`config`] (the command
 //!    line).
@@ -32,9 +36,10 @@
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
 //!    unbuffered API) keeps no buffer while idle. `connection.rs` shows
 //!    where they are called.
-//! 9. [`workers`] and [`hub`]: `--workers N`, N loops behaving as one
-//!    server (the shared connection count, the supervisor's stats line),
-//!    and what the relays send across them.
+//! 9. [`workers`], [`worker_link`] and [`hub`]: `--workers N`, N loops
+//!    behaving as one server: the supervisor that runs them, what each
+//!    loop shares with the others (the connection count, the figures), and
+//!    what the relays send across them.
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.

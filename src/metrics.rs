@@ -6,7 +6,7 @@
 //! outside the server's table: they never take a `--max-connections` slot
 //! and are not counted in the server's figures), the parsing of a request
 //! (`httparse`, which does no I/O) and the text of each answer. The loop
-//! (`event_loop.rs`) hands it events for its tokens and the figures to
+//! (`event_loop/report.rs`) hands it events for its tokens and the figures to
 //! show ([`Figures`]); counting stays where it was, in the loop's plain
 //! integers, summed only when a scrape asks.
 //!

@@ -6,7 +6,7 @@
 //! far ([`Header`]), and what they say once complete ([`Parsed`]). The
 //! parsing itself is the `ppp` crate's, which does no I/O: it is handed the
 //! bytes read so far and says "complete", "not yet" or "not a header". The
-//! loop (`event_loop.rs`) reads, feeds, and acts on the outcome:
+//! loop (`event_loop/entry.rs`) reads, feeds, and acts on the outcome:
 //!
 //! - a header may arrive in any number of pieces, but must be complete
 //!   within `--handshake-timeout` of the connect;

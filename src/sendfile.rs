@@ -12,7 +12,7 @@
 //! been refused a write since its last writable event. The protocol calls
 //! [`Ctx::send_file`](crate::protocol::Ctx::send_file), which lands here;
 //! afterwards the loop reads what happened from the `Direct` and treats it
-//! as it treats any write (`event_loop.rs`, `produce`):
+//! as it treats any write (`event_loop/visit.rs`, `produce`):
 //!
 //! - bytes sent count as output, for the statistics, the access log, the
 //!   idle timer and the turn's budget;

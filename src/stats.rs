@@ -1,6 +1,6 @@
 //! Counters, the one line that reports them, and when to report.
 //!
-//! The loop bumps these as things happen (`event_loop.rs`); the stats timer
+//! The loop bumps these as things happen (`event_loop/`); the stats timer
 //! logs [`Stats::line`] every `--stats-interval`, and once more at shutdown.
 //! Counting is a few integer adds per event: no clock reads, no syscalls.
 //!

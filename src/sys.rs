@@ -3,7 +3,7 @@
 //! options, and the file-descriptor limit.
 //!
 //! Everything here runs once, at start-up, before the loop. The loop itself
-//! (`event_loop.rs`) only sees a ready `mio::net::TcpListener`.
+//! (`event_loop/admission.rs`) only sees a ready `mio::net::TcpListener`.
 
 use std::fmt;
 use std::io;

@@ -67,7 +67,7 @@ pub struct Report {
 
 /// Every worker's figures as each last posted them, for the worker that
 /// serves `--metrics` to sum when scraped. A worker posts at most every
-/// 100 ms, and once after its last change (`event_loop.rs`, `publish`);
+/// 100 ms, and once after its last change (`event_loop/report.rs`, `publish`);
 /// each slot is its own mutex, locked by its owner to post and by the
 /// scrape to read.
 #[derive(Debug)]

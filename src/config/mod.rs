@@ -7,7 +7,7 @@
 //! start); the one look outside is `file --root`, which must name an
 //! existing directory, so that a typo exits 2 at once. `main.rs` decides
 //! what to do with the outcome (print the help, print the problem and a
-//! hint and exit 2, or run), and `event_loop.rs` uses the values.
+//! hint and exit 2, or run), and `event_loop/` uses the values.
 //! [`usage()`] assembles the help, whole or for one command.
 //!
 //! By concern, in reading order:

@@ -13,7 +13,7 @@
 //! cost 1,000 pointers per read, not 1,000 copies per line. Lines from different senders never interleave mid-line, because
 //! a line is only ever queued whole. A receiver that stops reading is the
 //! loop's business: past `--write-limit` it is disconnected as a slow
-//! consumer (`event_loop.rs`, `deliver`), so it never holds up the sender or
+//! consumer (`event_loop/relay.rs`, `deliver`), so it never holds up the sender or
 //! anyone else.
 
 use std::collections::BTreeMap;

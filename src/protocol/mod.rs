@@ -8,7 +8,7 @@
 //! connection with [`Ctx::send`], or a span of an open file with
 //! [`Ctx::send_file`], which on plain TCP the kernel copies to the socket
 //! itself (`sendfile.rs`). The loop then does the I/O, the buffering and
-//! the backpressure (`event_loop.rs`, `connection.rs`). That split keeps
+//! the backpressure (`event_loop/`, `connection.rs`). That split keeps
 //! every protocol a plain state machine that unit tests drive with byte
 //! strings, and keeps the loop the only place that knows about readiness.
 //!
