@@ -136,11 +136,6 @@ impl Admission {
 }
 
 impl Server {
-    /// Connections being served ([`Limit::active`]).
-    pub(super) fn active(&self) -> usize {
-        self.admission.limit.active()
-    }
-
     /// Accepts waiting clients, up to a budget per turn.
     pub(super) fn accept(&mut self, now: Instant) {
         if !matches!(

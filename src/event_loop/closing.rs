@@ -19,7 +19,6 @@ use super::admission::{Accepting, Limit};
 use super::time::TimerKey;
 use super::{peer_name, Server};
 use crate::connection::{Connection, Stage, WriteOutcome};
-use crate::pacing::Standing;
 use crate::protocol::{CloseReason, Ctx, Step};
 use crate::stats::Reporter;
 use crate::sys::is_disconnect;
@@ -164,7 +163,7 @@ impl Server {
     /// that does not decrypt) or failed verification (an unknown CA). The
     /// alert is on its way and the session is gone (`connection.rs`); our
     /// FIN follows it, and the connection lingers, briefly, so that the
-    /// client reads the alert rather than a reset.
+    /// client reads the alert rather than a reset. The caller settles it.
     #[cfg(feature = "tls")]
     pub(super) fn refused(&mut self, token: Token, e: &rustls::Error, now: Instant) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -194,7 +193,6 @@ impl Server {
             access.error(token, &why);
         }
         self.release_session(token, CloseReason::TlsFailure);
-        self.settle(token, now);
     }
 
     /// Closes at once; the socket is dropped at the end of the turn.
@@ -235,10 +233,12 @@ impl Server {
         };
         conn.set_stage(Stage::Closed);
         if self.fans_out {
-            if self.relay.pacing.forget(token) == Standing::Released {
-                self.release_senders();
-            }
-            self.post_holding();
+            self.relay.forget(
+                token,
+                &mut self.conns,
+                &mut self.ready,
+                self.worker.as_ref(),
+            );
         }
         self.release_session(token, reason);
         self.closed.push(token);

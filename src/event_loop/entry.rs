@@ -160,7 +160,10 @@ impl Server {
                 // done (`established`).
                 Ok(session) => match conn.start_tls(session, until, first) {
                     Ok(()) => self.settle(token, now),
-                    Err(e) => self.refused(token, &e, now),
+                    Err(e) => {
+                        self.refused(token, &e, now);
+                        self.settle(token, now);
+                    }
                 },
                 Err(e) => {
                     log::warn!("conn #{}: cannot start TLS: {e}", conn.number());

@@ -23,17 +23,20 @@
 //! 7. end the turn: the stats reporter and this worker's figures
 //!    (`report.rs`), a fresh fan-out budget.
 //!
-//! The layers, top to bottom; each calls only those below it:
+//! The layers, top to bottom; each calls only those below it
+//! (`tests/layout.rs` checks it), and any may ask the two queries here,
+//! `active` and `is_tls`:
 //!
 //! ```text
 //!   mod.rs        the turn: run, dispatch
-//!   shutdown.rs   signals: drain, abort, reload
+//!   shutdown.rs   signals: drain, abort, reload; abandon
 //!   time.rs       one handler per timer key
-//!   relay.rs      between connections: delivery, judging receivers, pacing
 //!   report.rs     stats and metrics figures
+//!   visit.rs      one connection served: read, produce
+//!   relay.rs      between connections: delivery, judging receivers, pacing
 //!   admission.rs  accepting, the pause on EMFILE, the connection limit
 //!   entry.rs      PROXY header -> TLS handshake -> OPEN
-//!   visit.rs      one connection served: read, produce, emit, flush, settle
+//!   output.rs     emit, flush, settle (stage, interest, timer)
 //!   closing.rs    one mapping from a step to a close; reaping
 //!   startup.rs    the parts opened before the loop runs (beside the rest)
 //! ```
@@ -47,6 +50,7 @@
 mod admission;
 mod closing;
 mod entry;
+mod output;
 mod relay;
 mod report;
 mod shutdown;
@@ -222,6 +226,11 @@ impl Server {
         self.timers.poll_timeout(now)
     }
 
+    /// Connections being served (`admission::Limit::active`).
+    fn active(&self) -> usize {
+        self.admission.limit.active()
+    }
+
     /// True when the listener speaks TLS.
     fn is_tls(&self) -> bool {
         #[cfg(feature = "tls")]
@@ -233,6 +242,15 @@ impl Server {
     /// The address actually listened on (port 0 resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.admission.local_addr
+    }
+}
+
+/// Puts `conn` (whose token is `token`) at the back of the ready queue,
+/// once: its `queued` flag keeps it from being there twice.
+fn enqueue(ready: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
+    if !conn.queued {
+        conn.queued = true;
+        ready.push_back(token);
     }
 }
 

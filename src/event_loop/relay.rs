@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::time::TimerKey;
-use super::{peer_name, Server};
+use std::collections::VecDeque;
+
+use super::{enqueue, peer_name, Server};
+use crate::conn_table::ConnTable;
+use crate::connection::Connection;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::pacing::{Pacing, Standing};
 use crate::protocol::{CloseReason, Ctx, Shared};
+use crate::worker_link::Worker;
 
 /// With several workers, how soon a sender held by another worker's
 /// receivers is looked at again.
@@ -58,6 +63,46 @@ impl Relay {
             recheck_armed: false,
             slow_log: Throttle::default(),
         }
+    }
+}
+
+impl Relay {
+    /// With several workers: tells the others whether this worker's
+    /// receivers hold senders back, when that changed.
+    fn post_holding(&mut self, worker: Option<&Worker>) {
+        let holding = self.pacing.holding();
+        if holding != self.holding_posted {
+            self.holding_posted = holding;
+            if let Some(worker) = worker {
+                worker.set_holding(holding);
+            }
+        }
+    }
+
+    /// Every receiver that keeps up has caught up: the senders held back
+    /// go to the back of the ready queue.
+    fn release_senders(&mut self, conns: &mut ConnTable<Connection>, ready: &mut VecDeque<Token>) {
+        for token in self.pacing.release() {
+            if let Some(conn) = conns.get_mut(token) {
+                enqueue(ready, token, conn);
+            }
+        }
+    }
+
+    /// Connection `token` is gone: it neither holds senders back nor is
+    /// held any more. If it was the last receiver holding them, the
+    /// senders are released.
+    pub(super) fn forget(
+        &mut self,
+        token: Token,
+        conns: &mut ConnTable<Connection>,
+        ready: &mut VecDeque<Token>,
+        worker: Option<&Worker>,
+    ) {
+        if self.pacing.forget(token) == Standing::Released {
+            self.release_senders(conns, ready);
+        }
+        self.post_holding(worker);
     }
 }
 
@@ -157,21 +202,13 @@ impl Server {
     /// With several workers: tells the others whether this worker's
     /// receivers hold senders back, when that changed.
     pub(super) fn post_holding(&mut self) {
-        let holding = self.relay.pacing.holding();
-        if holding != self.relay.holding_posted {
-            self.relay.holding_posted = holding;
-            if let Some(worker) = &self.worker {
-                worker.set_holding(holding);
-            }
-        }
+        self.relay.post_holding(self.worker.as_ref());
     }
 
     /// Every receiver that keeps up has caught up: the senders held back
     /// are read again, next turn.
     pub(super) fn release_senders(&mut self) {
-        for token in self.relay.pacing.release() {
-            self.enqueue(token);
-        }
+        self.relay.release_senders(&mut self.conns, &mut self.ready);
     }
 
     /// Arms the pacing timer for the next moment a receiver may stop

@@ -6,20 +6,19 @@
 //! combined in one place, [`Server::conn_deadline`], and its one live entry
 //! re-arms itself when the real deadline moved later (see `timer.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Token;
 
 use super::admission::Accepting;
 use super::closing::{CLOSE_GRACE, LINGER_CHECK};
+use super::output::{next_due, protocol_due};
 use super::{connections, peer_name, Server};
-use crate::connection::Connection;
 use crate::connection::Stage;
 use crate::logging;
 use crate::metrics;
 use crate::pacing::Standing;
-use crate::protocol::seam::DynProtocol;
-use crate::protocol::{earliest, CloseReason};
+use crate::protocol::CloseReason;
 use crate::stats::Reporter;
 
 /// Sent to a client before the idle timeout closes it.
@@ -52,32 +51,6 @@ impl TimerKey {
     /// How many entries the loop's own keys (not connections') can have
     /// live at once.
     pub(super) const LOOP_KEYS: usize = 7 + metrics::MAX_CLIENTS;
-}
-
-/// The protocol's own deadline for a connection (a prompt to answer, a
-/// line to finish), asked only while the connection has a session.
-#[inline]
-pub(super) fn protocol_due(
-    conn: &Connection,
-    token: Token,
-    protocol: &dyn DynProtocol,
-) -> Option<Instant> {
-    if conn.accepts_output() {
-        protocol.deadline(token)
-    } else {
-        None
-    }
-}
-
-/// When a connection's timer is due: the earliest of the idle deadline,
-/// its stage's bound (`Connection::deadline`) and the protocol's. The one
-/// place they are combined.
-pub(super) fn next_due(
-    conn: &Connection,
-    protocol_due: Option<Instant>,
-    idle: Option<Duration>,
-) -> Option<Instant> {
-    earliest(conn.deadline(idle), protocol_due)
 }
 
 impl Server {

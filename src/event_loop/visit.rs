@@ -8,24 +8,22 @@
 //! access log and the turn's budget all learn from it, and a visit returns
 //! what it moved.
 
-use std::io;
 use std::time::Instant;
 
 use mio::Token;
 
 use super::closing::Origin;
+use super::output::{send_reply, send_staged};
 use super::relay::RECHECK;
-use super::time::{next_due, protocol_due, TimerKey};
+use super::time::TimerKey;
 use super::Server;
-use crate::connection::{Connection, ReadOutcome, Stage, WriteOutcome};
+use crate::connection::{ReadOutcome, Stage};
 use crate::protocol::{CloseReason, Ctx, Direct, Step};
 
 /// Size of the one read buffer all connections share.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
 /// Reads per visit to a connection before the others get their go (64 KiB).
 const READS_PER_VISIT: usize = 1;
-/// Bytes written to one connection per visit, at most (about).
-const WRITE_PER_VISIT: usize = 256 * 1024;
 /// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
 /// byte sent that way costs about a third of the CPU of one read and
 /// written (the files section of docs/benchmarks.md), so a visit may move
@@ -41,8 +39,6 @@ pub(super) const TURN_BUDGET: usize = 256 * 1024;
 /// The least a visit counts against the turn's budget, so that visits that
 /// move few bytes (a handshake step, a held sender) still end a turn.
 const VISIT_COST: usize = 128;
-/// The staging buffer is trimmed back to this after a large reply.
-const STAGING_KEEP: usize = 64 * 1024;
 
 impl Server {
     /// Records an event for a connection, then serves it.
@@ -99,17 +95,6 @@ impl Server {
     pub(super) fn visit(&mut self, token: Token, now: Instant) {
         let moved = self.drive(token, now);
         self.spent += moved.max(VISIT_COST);
-    }
-
-    /// Puts a connection with work left at the back of the ready queue,
-    /// once.
-    pub(super) fn enqueue(&mut self, token: Token) {
-        if let Some(conn) = self.conns.get_mut(token) {
-            if !conn.queued {
-                conn.queued = true;
-                self.ready.push_back(token);
-            }
-        }
     }
 
     /// Serves one connection for one visit: read what is waiting (one read),
@@ -333,134 +318,5 @@ impl Server {
                 conn.set_stage(Stage::HalfClosed);
             }
         }
-    }
-
-    /// Sends what the protocol just wrote into the staging buffer to the
-    /// connection: straight to the socket if nothing is owed before it.
-    pub(super) fn emit(&mut self, token: Token, now: Instant) {
-        if self.staging.is_empty() {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(token) else {
-            self.staging.clear();
-            return;
-        };
-        let (written, sent) = send_staged(conn, &mut self.staging, now);
-        self.tally.count(token, 0, written);
-        if let Err(e) = sent {
-            self.fail(token, &e);
-        }
-    }
-
-    /// Writes what is owed, if the kernel may take it.
-    /// Returns the bytes written.
-    pub(super) fn flush(&mut self, token: Token, now: Instant) -> usize {
-        let Some(conn) = self.conns.get_mut(token) else {
-            return 0;
-        };
-        if !conn.can_write() {
-            return 0;
-        }
-        let (outcome, n) = conn.flush(WRITE_PER_VISIT, now);
-        let more = conn.can_write();
-        if n > 0 {
-            self.tally.count(token, 0, n);
-        }
-        match outcome {
-            WriteOutcome::Failed(e) => self.fail(token, &e),
-            // Its share written, and the socket would take more.
-            WriteOutcome::Blocked if more => self.enqueue(token),
-            _ => {}
-        }
-        n
-    }
-
-    /// After any change: moves the connection along its stages, makes the
-    /// registered interest match, and arms the timer.
-    pub(super) fn settle(&mut self, token: Token, now: Instant) {
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        // Reading resumed at or below half the write limit: input may be waiting
-        // that no new edge will announce.
-        if matches!(conn.stage(), Stage::Open)
-            && conn.apply_backpressure(self.opts.write_limit)
-            && conn.wants_read()
-            && !conn.queued
-        {
-            conn.queued = true;
-            self.ready.push_back(token);
-        }
-        let conn = if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
-            self.finish_writing(token, now);
-            match self.conns.get_mut(token) {
-                Some(conn) => conn,
-                None => return,
-            }
-        } else {
-            conn
-        };
-        if matches!(conn.stage(), Stage::Closed) {
-            return;
-        }
-        if let Err(e) = conn.sync_interest(self.poll.registry()) {
-            self.fail(token, &e);
-            return;
-        }
-        let protocol_due = protocol_due(conn, token, self.protocol.as_ref());
-        // The common case, every message of an open connection: its entry is
-        // armed, and its only deadline is the idle one, which moves only
-        // later (the armed entry re-arms when it fires). Nothing to do.
-        if protocol_due.is_none()
-            && conn.timer_at.is_some()
-            && matches!(conn.stage(), Stage::Open | Stage::HalfClosed)
-        {
-            return;
-        }
-        if let Some(due) = next_due(conn, protocol_due, self.opts.idle_timeout) {
-            // Only an earlier deadline needs a new entry; a later one is
-            // picked up when the armed entry fires (see timer.rs).
-            if conn.timer_at.is_none_or(|armed| due < armed) {
-                conn.timer_at = Some(due);
-                self.timers.schedule(due, TimerKey::Conn(token));
-            }
-        }
-    }
-}
-
-/// Sends what the protocol just wrote (the staging buffer) to `conn` and
-/// empties the buffer. Returns the bytes written now (the rest is queued),
-/// and the socket's error, if the write failed.
-pub(super) fn send_staged(
-    conn: &mut Connection,
-    staging: &mut Vec<u8>,
-    now: Instant,
-) -> (usize, io::Result<()>) {
-    if staging.is_empty() {
-        return (0, Ok(()));
-    }
-    let result = send_reply(conn, staging, now);
-    staging.clear();
-    if staging.capacity() > STAGING_KEEP {
-        staging.shrink_to(STAGING_KEEP);
-    }
-    result
-}
-
-/// Sends `bytes` to `conn`: straight to the socket if nothing is owed
-/// before them, else into its queue. A connection that is closing takes
-/// nothing more; the bytes are dropped. Returns the bytes written now, and
-/// the socket's error, if the write failed.
-pub(super) fn send_reply(
-    conn: &mut Connection,
-    bytes: &[u8],
-    now: Instant,
-) -> (usize, io::Result<()>) {
-    if !conn.accepts_output() {
-        return (0, Ok(()));
-    }
-    match conn.send(bytes, now) {
-        (WriteOutcome::Failed(e), n) => (n, Err(e)),
-        (WriteOutcome::Done | WriteOutcome::Blocked, n) => (n, Ok(())),
     }
 }

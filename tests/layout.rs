@@ -1,0 +1,180 @@
+//! The shape of the source, checked: what docs/architecture.md and
+//! `src/event_loop/mod.rs` say about the layout stays true.
+//!
+//! - no file in src/ passes 900 lines;
+//! - the modules of src/, drawn from their imports (`crate::…`, tests
+//!   left out), have no circle;
+//! - the files of `src/event_loop/` (one `impl Server` each) call only the
+//!   layers below them, in the order `mod.rs` gives.
+//!
+//! It reads the source as text, simply: a method is a `fn` at four spaces
+//! inside an `impl Server {` block, a call is `self.name(`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// `src/event_loop/`'s files, top to bottom, as its `mod.rs` lists them.
+const LAYERS: &[&str] = &[
+    "mod",
+    "shutdown",
+    "time",
+    "report",
+    "visit",
+    "relay",
+    "admission",
+    "entry",
+    "output",
+    "closing",
+    "startup",
+];
+
+/// Queries on the struct, in `mod.rs`, that any layer may ask.
+const QUERIES: &[&str] = &["active", "is_tls"];
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The file without its unit tests and without `//` comments.
+fn code(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    text.lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Identifiers that follow `prefix` in `text`.
+fn names_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Methods called on `self` in `text`: `self.name(`.
+fn calls(text: &str) -> Vec<&str> {
+    names_after(text, "self.")
+        .into_iter()
+        .filter(|name| text.contains(&format!("self.{name}(")))
+        .collect()
+}
+
+#[test]
+fn no_file_in_src_passes_900_lines() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = fs::read_to_string(f).unwrap().lines().count();
+            (n > 900).then(|| format!("{} ({n} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split by layer: {long:?}");
+}
+
+#[test]
+fn the_modules_imports_have_no_circle() {
+    let root = src();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        let module = first.to_string_lossy().trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = code(f);
+        for used in names_after(&text, "crate::") {
+            if used != module {
+                edges
+                    .entry(module.clone())
+                    .or_default()
+                    .insert(used.to_string());
+            }
+        }
+    }
+    // A module on a circle reaches itself.
+    for start in edges.keys() {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&String> = edges[start].iter().collect();
+        while let Some(m) = todo.pop() {
+            assert!(
+                m != start,
+                "{start} imports something that imports it back: {edges:#?}"
+            );
+            if seen.insert(m.clone()) {
+                todo.extend(edges.get(m).into_iter().flatten());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_loops_layers_call_only_those_below() {
+    let dir = src().join("event_loop");
+    let layer = |name: &str| LAYERS.iter().position(|l| *l == name);
+    let mut defined: BTreeMap<String, &str> = BTreeMap::new();
+    let mut texts = Vec::new();
+    for &file in LAYERS {
+        let text = code(&dir.join(format!("{file}.rs")));
+        // The methods of `impl Server` blocks.
+        for block in text.split("\nimpl Server {").skip(1) {
+            let block = block.split("\n}").next().unwrap_or("");
+            for line in block.lines() {
+                let line = line.strip_prefix("    ").unwrap_or("");
+                for prefix in ["pub(super) fn ", "pub fn ", "fn "] {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        let name = rest.split(['(', '<']).next().unwrap_or("");
+                        let before = defined.insert(name.to_string(), file);
+                        assert!(before.is_none(), "{name} is defined twice");
+                    }
+                }
+            }
+        }
+        texts.push((file, text));
+    }
+    assert!(defined.len() > 50, "found only {} methods", defined.len());
+    let mut upward = Vec::new();
+    for (file, text) in &texts {
+        for called in calls(text) {
+            let Some(&home) = defined.get(called) else {
+                continue;
+            };
+            if home == *file || QUERIES.contains(&called) {
+                continue;
+            }
+            if layer(home) <= layer(file) {
+                upward.push(format!("{file}.rs calls {called} in {home}.rs"));
+            }
+        }
+    }
+    upward.sort();
+    upward.dedup();
+    assert!(upward.is_empty(), "calls up a layer: {upward:#?}");
+}
