@@ -102,6 +102,9 @@ pub struct Server {
     /// own (`Protocol::PRODUCES`): asked once.
     fans_out: bool,
     produces: bool,
+    /// The protocol may set deadlines of its own (`Protocol::has_deadlines`):
+    /// if not, it is never asked for one.
+    deadlines: bool,
     opts: ServerOptions,
     /// The counters and the access log: bytes are counted in one call.
     tally: Tally,
@@ -192,8 +195,14 @@ impl Server {
                 self.accept(now);
             }
             self.expire(now);
-            self.deliver(now);
-            self.reap();
+            // Most turns sent nothing between connections and closed
+            // nothing: two tests, not two calls.
+            if self.fans_out || !self.relay.sends.is_empty() {
+                self.deliver(now);
+            }
+            if !self.closed.is_empty() {
+                self.reap();
+            }
             self.end_turn(now);
         }
         Ok((self.exit(), self.tally.stats))

@@ -23,23 +23,24 @@ const WRITE_PER_VISIT: usize = 256 * 1024;
 const STAGING_KEEP: usize = 64 * 1024;
 
 /// The protocol's own deadline for a connection (a prompt to answer, a
-/// line to finish), asked only while the connection has a session.
+/// line to finish), asked only while the connection has a session, and
+/// only of a protocol that may have one (`asked`: `None` if it never does).
 #[inline]
 pub(super) fn protocol_due(
     conn: &Connection,
     token: Token,
-    protocol: &dyn DynProtocol,
+    asked: Option<&(dyn DynProtocol + Send)>,
 ) -> Option<Instant> {
-    if conn.accepts_output() {
-        protocol.deadline(token)
-    } else {
-        None
+    match asked {
+        Some(protocol) if conn.accepts_output() => protocol.deadline(token),
+        _ => None,
     }
 }
 
 /// When a connection's timer is due: the earliest of the idle deadline,
 /// its stage's bound (`Connection::deadline`) and the protocol's. The one
 /// place they are combined.
+#[inline]
 pub(super) fn next_due(
     conn: &Connection,
     protocol_due: Option<Instant>,
@@ -129,12 +130,14 @@ impl Server {
             self.fail(token, &e);
             return;
         }
-        let protocol_due = protocol_due(conn, token, self.protocol.as_ref());
+        let asked = self.deadlines.then_some(self.protocol.as_ref());
+        let protocol_due = protocol_due(conn, token, asked);
         // The common case, every message of an open connection: its entry is
         // armed, and its only deadline is the idle one, which moves only
-        // later (the armed entry re-arms when it fires). Nothing to do.
+        // later (the armed entry re-arms when it fires); or it has no
+        // deadline at all (`--idle-timeout 0`). Nothing to do.
         if protocol_due.is_none()
-            && conn.timer_at.is_some()
+            && (conn.timer_at.is_some() || self.opts.idle_timeout.is_none())
             && matches!(conn.stage(), Stage::Open | Stage::HalfClosed)
         {
             return;

@@ -142,6 +142,7 @@ impl Server {
             timers: Timers::new(),
             fans_out: protocol.fans_out(),
             produces: protocol.produces(),
+            deadlines: protocol.has_deadlines(),
             protocol,
             tally: Tally::new(opts.access_log),
             admission: Admission::new(listeners, local_addr, opts.max_connections),

@@ -163,7 +163,8 @@ impl Server {
             return;
         }
         conn.timer_at = None;
-        let protocol_due = protocol_due(conn, token, self.protocol.as_ref());
+        let asked = self.deadlines.then_some(self.protocol.as_ref());
+        let protocol_due = protocol_due(conn, token, asked);
         match next_due(conn, protocol_due, self.opts.idle_timeout) {
             None => {}
             Some(due) if due > now => {

@@ -40,6 +40,15 @@ pub(super) const TURN_BUDGET: usize = 256 * 1024;
 /// move few bytes (a handshake step, a held sender) still end a turn.
 const VISIT_COST: usize = 128;
 
+/// What a visit's reading leaves for its writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owed {
+    /// Nothing the kernel may take now: no flush needed.
+    Nothing,
+    /// Perhaps something: flush (which looks).
+    Maybe,
+}
+
 impl Server {
     /// Records an event for a connection, then serves it.
     pub(super) fn connection_event(
@@ -106,8 +115,11 @@ impl Server {
         // What moved since the last visit (a delivery, say) is not this
         // visit's.
         self.tally.take_moved();
-        self.read_input(token, now);
-        let wrote = self.flush(token, now);
+        let wrote = match self.read_input(token, now) {
+            Owed::Maybe => self.flush(token, now),
+            // The reply went out whole: nothing to flush, no lookup.
+            Owed::Nothing => 0,
+        };
         // A receiver that fell behind a relay: is it catching up?
         if self.fans_out && self.relay.pacing.watching() {
             self.judge_receiver(token, wrote > 0, now);
@@ -177,13 +189,14 @@ impl Server {
 
     /// Reads until the socket is drained, reading pauses, or the budget runs
     /// out; hands each read to the protocol and sends its answer at once.
-    pub(super) fn read_input(&mut self, token: Token, now: Instant) {
+    /// Says whether the connection may have bytes to write now.
+    pub(super) fn read_input(&mut self, token: Token, now: Instant) -> Owed {
         for _ in 0..READS_PER_VISIT {
             let Some(conn) = self.conns.get_mut(token) else {
-                return;
+                return Owed::Maybe;
             };
             if !conn.wants_read() {
-                return;
+                return Owed::Maybe;
             }
             if matches!(conn.stage(), Stage::Header { .. }) {
                 // Its one read; what it leaves (the client's FIN after a
@@ -204,7 +217,7 @@ impl Server {
                     self.relay.recheck_armed = true;
                     self.timers.schedule(now + RECHECK, TimerKey::Recheck);
                 }
-                return;
+                return Owed::Maybe;
             }
             if self.fans_out && conn.stage() == Stage::Open && !self.relay.pacing.may_read() {
                 if self.relay.pacing.budget_spent() {
@@ -217,7 +230,7 @@ impl Server {
                 } else {
                     self.relay.pacing.hold(token);
                 }
-                return;
+                return Owed::Maybe;
             }
             let outcome = conn.read(&mut self.scratch, now);
             // A TLS handshake that just finished: the protocol comes in
@@ -227,7 +240,7 @@ impl Server {
                 self.established(token, now);
                 match self.conns.get_mut(token) {
                     Some(conn) => conn,
-                    None => return,
+                    None => return Owed::Maybe,
                 }
             } else {
                 conn
@@ -259,17 +272,22 @@ impl Server {
                     self.tally.count(token, n, written);
                     if let Err(e) = sent {
                         self.fail(token, &e);
-                        return;
+                        return Owed::Maybe;
                     }
                     if step != Step::Continue {
                         self.after_step(token, step, Origin::Input, now);
-                        return;
+                        return Owed::Maybe;
                     }
                     conn.apply_backpressure(self.opts.write_limit);
                     // The usual end of a turn's reading: a short read
-                    // drained the socket (no second lookup to learn it).
+                    // drained the socket (no second lookup to learn it),
+                    // and the reply usually went out whole.
                     if !conn.wants_read() {
-                        return;
+                        return if conn.can_write() {
+                            Owed::Maybe
+                        } else {
+                            Owed::Nothing
+                        };
                     }
                 }
                 // Still `wants_read` only when TLS yielded after a bounded
@@ -277,16 +295,16 @@ impl Server {
                 ReadOutcome::Drained => break,
                 ReadOutcome::Eof => {
                     self.end_of_input(token, now);
-                    return;
+                    return Owed::Maybe;
                 }
                 ReadOutcome::Failed(e) => {
                     self.fail(token, &e);
-                    return;
+                    return Owed::Maybe;
                 }
                 #[cfg(feature = "tls")]
                 ReadOutcome::Refused(e) => {
                     self.refused(token, &e, now);
-                    return;
+                    return Owed::Maybe;
                 }
             }
         }
@@ -294,6 +312,7 @@ impl Server {
         if self.conns.get(token).is_some_and(|c| c.wants_read()) {
             self.enqueue(token);
         }
+        Owed::Maybe
     }
 
     /// The peer sent its FIN.

@@ -107,6 +107,11 @@ impl Protocol for Echo {
         self.flush_partial(s, ctx);
     }
 
+    /// Raw mode has no lines, so never a deadline.
+    fn has_deadlines(&self) -> bool {
+        self.prefix.is_some()
+    }
+
     /// Line mode: a line must be finished within the idle timeout of its
     /// first byte. Raw mode has no lines, so no deadline.
     #[inline]

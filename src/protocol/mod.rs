@@ -284,11 +284,19 @@ pub trait Protocol {
     /// must be complete by then. Unlike the idle timeout, it does not move
     /// when bytes arrive, so a client that trickles cannot hold its slot.
     /// When it passes the loop closes the connection as it does an idle one
-    /// (`Connection timeout`). The loop asks after every step.
+    /// (`Connection timeout`). The loop asks after every step, unless
+    /// [`has_deadlines`](Self::has_deadlines) said it need not.
     #[inline]
     fn deadline(&self, session: &Self::Session) -> Option<Instant> {
         let _ = session;
         None
+    }
+
+    /// False if [`deadline`](Self::deadline) is always `None` for this
+    /// protocol as configured (raw echo has no lines to finish): the loop,
+    /// which asks once at start, then never asks for a deadline at all.
+    fn has_deadlines(&self) -> bool {
+        true
     }
 
     /// Messages from other workers arrived (the hub woke this loop):

@@ -33,6 +33,8 @@ pub trait DynProtocol {
     fn fans_out(&self) -> bool;
     /// [`Protocol::PRODUCES`], asked once when the loop starts.
     fn produces(&self) -> bool;
+    /// [`Protocol::has_deadlines`], asked once when the loop starts.
+    fn has_deadlines(&self) -> bool;
     /// The connection reached OPEN: its session begins ([`Protocol::open`]).
     fn open(&mut self, id: ConnId, ctx: &mut Ctx);
     /// [`Protocol::data`]; `Continue` without a session.
@@ -103,6 +105,10 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
 
     fn produces(&self) -> bool {
         P::PRODUCES
+    }
+
+    fn has_deadlines(&self) -> bool {
+        self.protocol.has_deadlines()
     }
 
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) {
