@@ -77,7 +77,12 @@ mod tls;
 use crate::conn_table::Tokened;
 
 /// Where a connection is in its life. See the module documentation.
+///
+/// `repr(u8)`: a one-byte tag, so that asking the stage (several times per
+/// message) is one comparison. Without it the tag hides in the spare bits
+/// of an `Instant`, and each question costs a handful of instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Stage {
     /// A PROXY protocol header is arriving (`--proxy-protocol`), due by
     /// `until`; nothing else is read or written yet.
@@ -133,7 +138,9 @@ pub enum ReadOutcome {
     /// saying why is sent and the session dropped; the connection should
     /// close gracefully so that the alert arrives.
     #[cfg(feature = "tls")]
-    Refused(rustls::Error),
+    /// (Boxed: it is rare, and keeping it small keeps every read's outcome
+    /// in registers.)
+    Refused(Box<rustls::Error>),
 }
 
 /// What one attempt to send found.
@@ -386,6 +393,7 @@ impl Connection {
     /// Every read that returns bytes moves the idle clock to `now`; over
     /// TLS any ciphertext does, even when it yields no plaintext yet (a
     /// record still arriving).
+    #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
@@ -424,6 +432,7 @@ impl Connection {
     /// writes them straight away, and queues (copies) only what the kernel
     /// did not take. Returns the outcome and the bytes written now; any
     /// written move the idle clock to `now`.
+    #[inline]
     pub fn send(&mut self, bytes: &[u8], now: Instant) -> (WriteOutcome, usize) {
         let (outcome, n) = self.send_now(bytes);
         if n > 0 {
@@ -433,6 +442,7 @@ impl Connection {
     }
 
     /// [`send`](Self::send), without the clock.
+    #[inline(always)]
     fn send_now(&mut self, bytes: &[u8]) -> (WriteOutcome, usize) {
         if bytes.is_empty() {
             return (WriteOutcome::Done, 0);

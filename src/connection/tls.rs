@@ -114,7 +114,7 @@ impl Connection {
                     // Plaintext still queued must never go out unencrypted.
                     self.tls = None;
                     self.queue.consume(self.queue.len());
-                    return ReadOutcome::Refused(e);
+                    return ReadOutcome::Refused(Box::new(e));
                 }
             }
         }
