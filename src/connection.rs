@@ -61,8 +61,9 @@
 //! connection. An idle session holds no buffer at all.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -263,6 +264,7 @@ impl Connection {
     }
 
     /// True while a TLS handshake is unfinished.
+    #[inline]
     pub fn handshaking(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -282,6 +284,7 @@ impl Connection {
     }
 
     /// True if the TLS session has records waiting for the socket.
+    #[inline]
     fn tls_wants_write(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -310,6 +313,7 @@ impl Connection {
         (self.token.0 >> 32) as u32
     }
 
+    #[inline]
     pub fn stage(&self) -> Stage {
         self.stage
     }
@@ -328,12 +332,14 @@ impl Connection {
 
     /// True if this stage takes bytes from the protocol and other
     /// connections. Flushing, lingering and closed connections take no more.
+    #[inline]
     pub fn accepts_output(&self) -> bool {
         // (HANDSHAKE is not here: no protocol knows the connection yet.)
         matches!(self.stage, Stage::Open | Stage::HalfClosed)
     }
 
     /// Records what an event reported.
+    #[inline]
     pub fn on_event(&mut self, readable: bool, read_closed: bool, writable: bool) {
         if readable || read_closed {
             self.read_ready = true;
@@ -347,11 +353,13 @@ impl Connection {
     }
 
     /// True if a read now is both allowed and may find something.
+    #[inline]
     pub fn wants_read(&self) -> bool {
         self.read_ready && self.reads() && !self.reading_paused
     }
 
     /// True if this stage reads at all.
+    #[inline]
     fn reads(&self) -> bool {
         match self.stage {
             Stage::Header { .. }
@@ -363,6 +371,7 @@ impl Connection {
     }
 
     /// True if bytes are owed and the kernel may take some now.
+    #[inline]
     pub fn can_write(&self) -> bool {
         (self.plaintext_ready() || self.tls_wants_write())
             && !self.write_blocked
@@ -371,12 +380,14 @@ impl Connection {
 
     /// True if queued bytes may move on now: always on plain TCP, and with
     /// TLS once the handshake is done.
+    #[inline]
     fn plaintext_ready(&self) -> bool {
         !self.queue.is_empty() && !self.handshaking()
     }
 
     /// True when nothing at all is left to send: the queue, and the TLS
     /// session's records.
+    #[inline]
     pub fn all_sent(&self) -> bool {
         self.queue.is_empty() && !self.tls_wants_write()
     }
@@ -400,7 +411,7 @@ impl Connection {
             return self.read_tls(buf, now);
         }
         loop {
-            return match self.stream.read(buf) {
+            return match crate::sys::recv(self.stream.as_raw_fd(), buf) {
                 Ok(0) => {
                     self.read_ready = false;
                     self.peer_eof = true;
@@ -457,7 +468,7 @@ impl Connection {
             return (WriteOutcome::Blocked, 0);
         }
         loop {
-            return match self.stream.write(bytes) {
+            return match crate::sys::send(self.stream.as_raw_fd(), bytes) {
                 Ok(n) if n == bytes.len() => (WriteOutcome::Done, n),
                 Ok(n) => {
                     self.queue.push_copy(&bytes[n..]);
@@ -544,7 +555,6 @@ impl Connection {
     /// included (SIOCOUTQ). Zero means everything we said has arrived, so
     /// closing now cannot destroy any of it.
     pub fn unacked(&self) -> usize {
-        use std::os::fd::AsRawFd;
         let mut n: libc::c_int = 0;
         // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`, ours.
         let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
@@ -632,7 +642,6 @@ impl Connection {
         if self.tls.is_some() {
             return None;
         }
-        use std::os::fd::AsRawFd;
         Some(crate::sendfile::Direct::new(self.stream.as_raw_fd(), limit))
     }
 
@@ -641,6 +650,7 @@ impl Connection {
     }
 
     /// The interest this connection needs now: the one place it is decided.
+    #[inline]
     pub fn desired_interest(&self) -> Option<Interest> {
         let read = self.reads() && !self.reading_paused;
         let write = (self.plaintext_ready() || self.tls_wants_write() || self.write_blocked)
@@ -692,6 +702,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener as StdListener;
 
     /// A connected pair over loopback: (server side as a Connection, client).

@@ -2,12 +2,16 @@
 //! a `--listen` host name stands for, a listening socket with deliberate
 //! options, and the file-descriptor limit.
 //!
-//! Everything here runs once, at start-up, before the loop. The loop itself
+//! Everything here runs once, at start-up, before the loop, but for two
+//! things: the classifiers of OS errors (which errors mean the peer left,
+//! which mean the process ran out of something), and [`recv`] and
+//! [`send`], the two system calls of every message. The loop itself
 //! (`event_loop/admission.rs`) only sees a ready `mio::net::TcpListener`.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::RawFd;
 
 use socket2::{Domain, Socket, Type};
 
@@ -210,6 +214,36 @@ pub fn is_client_abort(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM | libc::ECONNRESET)
     )
+}
+
+/// One `recv(2)` on a connected, non-blocking socket: what `Read::read`
+/// on a `TcpStream` does, with nothing between the caller and the system
+/// call. Every message is one `recv` and one [`send`]; through mio's and
+/// std's wrappers each was two calls more, which the size-optimised
+/// release build does not inline (docs/benchmarks.md, "Binary size").
+#[inline]
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the kernel
+    // writes at most that many.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One `send(2)` on a connected, non-blocking socket, as `Write::write`
+/// does it (`MSG_NOSIGNAL`: a closed peer is an `EPIPE`, never a signal).
+#[inline]
+pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// True for the errors that just mean the peer went away: logged at debug,
