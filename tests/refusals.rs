@@ -50,6 +50,27 @@ fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// With one client served and `n` turned away: the `n` are counted under
+/// their reason (`/metrics`'s `reason` label and the stats line's key), and
+/// `accepted` (`monoloop_connections_accepted_total`, the stats line's
+/// `total`) counts the one served alone.
+fn counted_apart(server: &mut Server, m: SocketAddr, (label, key): (&str, &str), n: u64) {
+    let text = scrape_when(m, &format!("{n} {label} in /metrics"), |t| {
+        rejected(t, label) == n as f64
+    });
+    assert_eq!(
+        sample(&text, "monoloop_connections_accepted_total"),
+        1.0,
+        "accepted_total counts the {n} clients turned away as {label}"
+    );
+    let line = server.wait_for_log_where("stats:", |l| l.contains(&format!(" {key}={n}")));
+    assert_eq!(
+        stat(&line, "total"),
+        1,
+        "the stats line counts clients turned away as {key}: {line}"
+    );
+}
+
 /// A client that is served: what it says comes back.
 fn served(addr: SocketAddr, first: &[u8], words: &[u8]) -> TcpStream {
     let mut s = connect(addr);
@@ -79,18 +100,7 @@ fn denied_clients_are_counted_as_denied_not_accepted() {
         let (said, _) = read_to_eof(&mut s);
         assert!(said.is_empty(), "a denied client was told {said:?}");
     }
-    let text = scrape_when(m, "5 denied in /metrics", |t| rejected(t, "denied") == 5.0);
-    assert_eq!(
-        sample(&text, "monoloop_connections_accepted_total"),
-        1.0,
-        "accepted_total counts the 5 clients --deny turned away"
-    );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(" denied=5"));
-    assert_eq!(
-        stat(&line, "total"),
-        1,
-        "the stats line counts denied clients: {line}"
-    );
+    counted_apart(&mut server, m, ("denied", "denied"), 5);
 }
 
 /// Issue 18, defect 3: clients over `--max-per-ip` are counted there, not
@@ -116,18 +126,7 @@ fn clients_over_the_limit_per_address_are_counted_there_not_accepted() {
             String::from_utf8_lossy(TOO_MANY)
         );
     }
-    let text = scrape_when(m, "3 per_ip in /metrics", |t| rejected(t, "per_ip") == 3.0);
-    assert_eq!(
-        sample(&text, "monoloop_connections_accepted_total"),
-        1.0,
-        "accepted_total counts the 3 clients --max-per-ip turned away"
-    );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(" per_ip_rejected=3"));
-    assert_eq!(
-        stat(&line, "total"),
-        1,
-        "the stats line counts clients over --max-per-ip: {line}"
-    );
+    counted_apart(&mut server, m, ("per_ip", "per_ip_rejected"), 3);
 }
 
 /// Issue 18, defect 3: connections with a bad PROXY header are proxy
@@ -165,20 +164,7 @@ fn bad_proxy_headers_are_counted_as_proxy_errors_not_accepted() {
             String::from_utf8_lossy(b)
         );
     }
-    let text = scrape_when(m, "3 proxy errors in /metrics", |t| {
-        rejected(t, "proxy") == 3.0
-    });
-    assert_eq!(
-        sample(&text, "monoloop_connections_accepted_total"),
-        1.0,
-        "accepted_total counts the 3 connections whose PROXY header was bad"
-    );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(" proxy_errors=3"));
-    assert_eq!(
-        stat(&line, "total"),
-        1,
-        "the stats line counts bad PROXY headers: {line}"
-    );
+    counted_apart(&mut server, m, ("proxy", "proxy_errors"), 3);
 }
 
 /// Turned away from a TLS listener: the words only ever through TLS.

@@ -135,3 +135,53 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
+
+    use super::super::{Parts, Server};
+    use crate::config::ServerOptions;
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::Sessions;
+    use crate::protocol::Limits;
+    use crate::worker_link::{Board, Slots, Worker};
+
+    /// Issue 18, defect 4: a worker whose loop fails gives back the slots
+    /// its connections held in the whole server's limit.
+    #[test]
+    fn a_failing_worker_gives_back_its_slots() {
+        let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let parts = Parts::open(listener).unwrap();
+        let addr = parts.local_addr();
+        let slots = Slots::new(10);
+        let (reports, _rx) = mpsc::channel();
+        let worker = Worker {
+            id: 0,
+            slots: slots.clone(),
+            board: Arc::new(Board::new(1)),
+            holding: Arc::new(vec![AtomicBool::new(false)]),
+            reports,
+        };
+        let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
+        let mut server = Server::new(parts, ServerOptions::default(), protocol).in_worker(worker);
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // Accept until all three are in (the listener's event is not
+        // needed: accepting until WouldBlock is what an event would do).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.conns.len() < 3 && Instant::now() < deadline {
+            server.accept(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(server.conns.len(), 3);
+        assert_eq!(slots.taken(), 3, "each connection holds a slot");
+        server.abandon();
+        assert_eq!(slots.taken(), 0, "an abandoned loop gave its slots back");
+        assert!(server.conns.is_empty());
+        drop(clients);
+    }
+}
