@@ -3,8 +3,11 @@
 //! A relay's members are spread over the workers (`workers.rs`): a line from
 //! a client on worker 0 must reach every member on every worker, exactly
 //! once and in the order it was sent; a chat name must be unique across all
-//! of them. Protocols never see threads or channels for that: they talk to
-//! a [`Hub`], which is one of two kinds.
+//! of them. The hub is the loop's (`event_loop/relay.rs`): protocols never
+//! see it, nor threads or channels; they publish, address a connection and
+//! ask the registry through their context (`protocol::Ctx`), the loop
+//! flushes what a turn said at its end and hands what arrives to the
+//! protocol (`Protocol::remote`). The hub is one of two kinds.
 //!
 //! - [`Hub::Local`], with one worker: there is nobody else, every call is a
 //!   no-op, and nothing on the per-message path changes (chunks stay `Rc`).
@@ -16,7 +19,16 @@
 //!   other and hands the messages to its protocol ([`Hub::take`]), which
 //!   delivers them to its own connections, one write per receiver per turn
 //!   as for local lines. A line is encoded once, into an `Arc` that every
-//!   worker's receivers share.
+//!   worker's receivers share. A room message is heard by whoever was in
+//!   the room where it arrives when it arrived: it is stamped as it enters
+//!   the receiving worker's inbox ([`Hub::flush`], by this process's
+//!   clock), never with a time the sender chose, which would mean nothing
+//!   to another machine (a hub across machines stamps a message when its
+//!   link reads it).
+//!
+//! A connection anywhere is named by an [`Address`]: the node (this
+//! process is node 0; a hub that spans machines will number the others),
+//! the worker and the connection's token.
 //!
 //! Chat names live in a [`Registry`] behind a mutex, touched only when a
 //! name is claimed, changed, looked up or released (`/who`, `/msg`), never
@@ -32,12 +44,24 @@ use std::time::Instant;
 
 use mio::{Token, Waker};
 
+/// A connection anywhere in the server: node, worker, connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    /// The process: 0 is this one.
+    pub node: u32,
+    /// The worker (loop) within it.
+    pub worker: u32,
+    /// The connection's token within the worker.
+    pub conn: Token,
+}
+
 /// A message between workers.
 #[derive(Debug, Clone)]
 pub enum Remote {
     /// For every member of the room on the receiving worker who was in it
-    /// at `at`, when it was said (one who joined on that worker while the
-    /// message was on its way did not hear it said, and does not now).
+    /// when the message arrived (`at`, by this process's clock): one who
+    /// joined while it was on its way did not hear it said, and does not
+    /// now.
     Room { chunk: Arc<[u8]>, at: Instant },
     /// For one connection of the receiving worker (a chat `/msg`).
     Direct { to: Token, chunk: Arc<[u8]> },
@@ -48,8 +72,7 @@ pub enum Remote {
 pub struct Holder {
     /// The name as its owner typed it.
     pub name: String,
-    pub worker: usize,
-    pub token: Token,
+    pub at: Address,
 }
 
 /// Chat names across every worker, keyed without regard to ASCII case.
@@ -67,7 +90,7 @@ impl Registry {
     /// Claims `key` for `holder`; false if someone else holds it.
     pub fn claim(&mut self, key: String, holder: Holder) -> bool {
         match self.names.get(&key) {
-            Some(h) if (h.worker, h.token) != (holder.worker, holder.token) => false,
+            Some(h) if h.at != holder.at => false,
             _ => {
                 self.names.insert(key, holder);
                 true
@@ -75,13 +98,9 @@ impl Registry {
         }
     }
 
-    /// Gives `key` up, if `(worker, token)` holds it.
-    pub fn release(&mut self, key: &str, worker: usize, token: Token) {
-        if self
-            .names
-            .get(key)
-            .is_some_and(|h| (h.worker, h.token) == (worker, token))
-        {
+    /// Gives `key` up, if `at` holds it.
+    pub fn release(&mut self, key: &str, at: Address) {
+        if self.names.get(key).is_some_and(|h| h.at == at) {
             self.names.remove(key);
         }
     }
@@ -100,14 +119,22 @@ struct Peer {
     waker: Arc<Waker>,
 }
 
+/// What a turn said, waiting for [`Hub::flush`].
+#[derive(Debug)]
+enum Outgoing {
+    Room(Arc<[u8]>),
+    Direct(usize, Token, Arc<[u8]>),
+}
+
 /// The hub of one worker among several.
 #[derive(Debug)]
 pub struct Cross {
     id: usize,
     inbox: mpsc::Receiver<Remote>,
     peers: Vec<Peer>,
-    /// Sent this turn, for [`Hub::flush`]: `None` is every peer.
-    outbox: Vec<(Option<usize>, Remote)>,
+    /// Said this turn, for [`Hub::flush`]: to one worker (`Some`) or the
+    /// room on every other.
+    outbox: Vec<Outgoing>,
     registry: Arc<Mutex<Registry>>,
 }
 
@@ -167,23 +194,34 @@ impl Hub {
         }
     }
 
-    /// Sends `chunk`, said at `at`, to every member on every other worker.
-    pub fn publish(&mut self, chunk: Arc<[u8]>, at: Instant) {
-        if let Hub::Cross(c) = self {
-            c.outbox.push((None, Remote::Room { chunk, at }));
+    /// The address of this worker's connection `conn`.
+    pub fn address(&self, conn: Token) -> Address {
+        Address {
+            node: 0,
+            worker: self.worker() as u32,
+            conn,
         }
     }
 
-    /// Sends `chunk` to connection `to` of worker `worker`.
-    pub fn direct(&mut self, worker: usize, to: Token, chunk: Arc<[u8]>) {
+    /// Sends `chunk` to every member on every other worker.
+    pub fn publish(&mut self, chunk: Arc<[u8]>) {
         if let Hub::Cross(c) = self {
-            c.outbox.push((Some(worker), Remote::Direct { to, chunk }));
+            c.outbox.push(Outgoing::Room(chunk));
+        }
+    }
+
+    /// Sends `chunk` to the connection at `to`, on another worker of this
+    /// node.
+    pub fn direct(&mut self, to: Address, chunk: Arc<[u8]>) {
+        if let Hub::Cross(c) = self {
+            c.outbox
+                .push(Outgoing::Direct(to.worker as usize, to.conn, chunk));
         }
     }
 
     /// Sends what was queued this turn, in order, and wakes each peer that
-    /// got something, once.
-    pub fn flush(&mut self) {
+    /// got something, once. Room messages arrive `now`.
+    pub fn flush(&mut self, now: Instant) {
         let Hub::Cross(c) = self else {
             return;
         };
@@ -191,7 +229,11 @@ impl Hub {
             return;
         }
         let mut woken = vec![false; c.peers.len()];
-        for (to, message) in c.outbox.drain(..) {
+        for outgoing in c.outbox.drain(..) {
+            let (to, message) = match outgoing {
+                Outgoing::Room(chunk) => (None, Remote::Room { chunk, at: now }),
+                Outgoing::Direct(worker, to, chunk) => (Some(worker), Remote::Direct { to, chunk }),
+            };
             for (i, peer) in c.peers.iter().enumerate() {
                 if to.is_some_and(|w| w != peer.id) {
                     continue;
@@ -248,12 +290,12 @@ mod tests {
     fn a_published_chunk_reaches_every_other_worker_once_in_order() {
         let (mut polls, w) = wakers(3);
         let mut hubs = Hub::mesh(w);
-        let t = Instant::now();
-        hubs[0].publish(Arc::from(&b"one\n"[..]), t);
-        hubs[0].direct(2, Token(5), Arc::from(&b"psst\n"[..]));
-        hubs[0].publish(Arc::from(&b"two\n"[..]), t);
+        hubs[0].publish(Arc::from(&b"one\n"[..]));
+        let to = hubs[2].address(Token(5));
+        hubs[0].direct(to, Arc::from(&b"psst\n"[..]));
+        hubs[0].publish(Arc::from(&b"two\n"[..]));
         assert!(hubs[1].take().is_empty(), "nothing before the flush");
-        hubs[0].flush();
+        hubs[0].flush(Instant::now());
         let got1 = hubs[1].take();
         let got2 = hubs[2].take();
         assert_eq!(got1.len(), 2, "the direct message went to worker 2 only");
@@ -276,8 +318,11 @@ mod tests {
         let hubs = Hub::mesh(w);
         let holder = |worker, token| Holder {
             name: "Alice".into(),
-            worker,
-            token: Token(token),
+            at: Address {
+                node: 0,
+                worker,
+                conn: Token(token),
+            },
         };
         assert!(hubs[0]
             .registry()
@@ -291,12 +336,18 @@ mod tests {
             .registry()
             .unwrap()
             .claim("alice".into(), holder(0, 1)));
-        hubs[1].registry().unwrap().release("alice", 1, Token(9));
+        hubs[1]
+            .registry()
+            .unwrap()
+            .release("alice", holder(1, 9).at);
         assert!(
             hubs[1].registry().unwrap().get("alice").is_some(),
             "not its to give"
         );
-        hubs[0].registry().unwrap().release("alice", 0, Token(1));
+        hubs[0]
+            .registry()
+            .unwrap()
+            .release("alice", holder(0, 1).at);
         assert!(hubs[1].registry().unwrap().get("alice").is_none());
         assert!(Hub::Local.registry().is_none());
     }

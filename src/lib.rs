@@ -124,24 +124,24 @@ impl std::fmt::Display for RunError {
 
 /// Makes a worker's protocol, given the worker's hub, boxed for the loop.
 type MakeProtocol<'a> =
-    dyn Fn(Hub) -> Result<Box<dyn protocol::seam::DynProtocol + Send>, RunError> + 'a;
+    dyn Fn() -> Result<Box<dyn protocol::seam::DynProtocol + Send>, RunError> + 'a;
 
 /// Runs the configured server until it is told to stop.
 pub fn run(config: &Config) -> Result<Exit, RunError> {
     let limits = config.server.limits();
     match &config.mode {
-        Mode::Echo { greeting, prefix } => serve(config, &|_| {
+        Mode::Echo { greeting, prefix } => serve(config, &|| {
             Ok(Sessions::boxed(Echo::new(
                 greeting.as_deref(),
                 prefix.as_deref(),
                 limits,
             )))
         }),
-        Mode::Broadcast { prefix } => serve(config, &|hub| {
-            Ok(Sessions::boxed(Broadcast::new(prefix, limits, hub)))
+        Mode::Broadcast { prefix } => serve(config, &|| {
+            Ok(Sessions::boxed(Broadcast::new(prefix, limits)))
         }),
-        Mode::Chat => serve(config, &|hub| Ok(Sessions::boxed(Chat::new(limits, hub)))),
-        Mode::File { root, sendfile } => serve(config, &|_| {
+        Mode::Chat => serve(config, &|| Ok(Sessions::boxed(Chat::new(limits)))),
+        Mode::File { root, sendfile } => serve(config, &|| {
             FileServer::new(root, limits)
                 .map(|f| Sessions::boxed(f.with_sendfile(*sendfile)))
                 .map_err(|e| RunError::Start(StartError::Io("cannot open the --root directory", e)))
@@ -160,7 +160,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     // descriptor 3 and up; taken before this process opens anything else.
     let activated = activated_listener(config)?;
     // Made next, so that a bad --root is reported before anything opens.
-    let first = make(Hub::Local)?;
+    let first = make()?;
     #[cfg(feature = "tls")]
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(files).map_err(|e| RunError::Tls(e.0))?),
@@ -256,7 +256,9 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     } else {
         (0..workers).map(|_| Hub::Local).collect()
     };
-    let protocols = hubs.into_iter().map(make).collect::<Result<Vec<_>, _>>()?;
+    let protocols = (0..workers)
+        .map(|_| make())
+        .collect::<Result<Vec<_>, _>>()?;
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
@@ -269,6 +271,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     let outcome = workers::run(
         parts,
         protocols,
+        hubs,
         metrics,
         &options,
         #[cfg(feature = "tls")]

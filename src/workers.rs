@@ -25,6 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{Exit, Parts, Server};
+use crate::hub::Hub;
 use crate::protocol::seam::DynProtocol;
 use crate::stats::Stats;
 use crate::worker_link::{Board, Report, Slots, Worker};
@@ -43,6 +44,7 @@ pub struct Outcome {
 pub fn run(
     parts: Vec<Parts>,
     protocols: Vec<Box<dyn DynProtocol + Send>>,
+    hubs: Vec<Hub>,
     metrics: Option<mio::net::TcpListener>,
     opts: &crate::config::ServerOptions,
     #[cfg(feature = "tls")] tls: Option<(
@@ -59,7 +61,8 @@ pub fn run(
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(n);
     let mut metrics = metrics;
-    for (id, (parts, protocol)) in parts.into_iter().zip(protocols).enumerate() {
+    let loops = parts.into_iter().zip(protocols).zip(hubs);
+    for (id, ((parts, protocol), hub)) in loops.enumerate() {
         let metrics = metrics.take();
         let worker = Worker {
             id,
@@ -78,6 +81,7 @@ pub fn run(
                 crate::logging::set_worker(id);
                 let server = Server::new(parts, opts, protocol)
                     .in_worker(worker)
+                    .with_hub(hub)
                     .with_per_ip(per_ip);
                 let server = match metrics {
                     Some(listener) => server

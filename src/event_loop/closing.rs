@@ -17,9 +17,9 @@ use mio::Token;
 
 use super::admission::{Accepting, Limit};
 use super::time::TimerKey;
-use super::{peer_name, Server};
+use super::{peer_name, step_ctx, Server};
 use crate::connection::{Connection, Stage, WriteOutcome};
-use crate::protocol::{CloseReason, Ctx, Step};
+use crate::protocol::{CloseReason, Step};
 use crate::stats::Reporter;
 use crate::sys::is_disconnect;
 
@@ -148,7 +148,7 @@ impl Server {
     /// (once; later calls find none). The access log asks the protocol for
     /// its summary first.
     pub(super) fn release_session(&mut self, token: Token, reason: CloseReason) {
-        let mut ctx = Ctx::new(Instant::now(), &mut self.staging, &mut self.relay.sends);
+        let mut ctx = step_ctx(Instant::now(), &[], &mut self.staging, &mut self.relay);
         let summary = self
             .protocol
             .closed(token, reason, self.tally.access.is_some(), &mut ctx);

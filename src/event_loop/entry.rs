@@ -29,10 +29,10 @@ use mio::Token;
 
 use super::admission::MAX_REJECTING;
 use super::closing::{Origin, CLOSE_GRACE};
-use super::Server;
+use super::{step_ctx, Server};
 use crate::connection::{ReadOutcome, Refusal, Stage};
 use crate::edge::{Entry, HeaderStep};
-use crate::protocol::{CloseReason, Ctx};
+use crate::protocol::CloseReason;
 
 /// Sent to a client turned away at `--max-connections`.
 pub const SERVER_FULL: &[u8] = b"Server is full. Try again later.\n";
@@ -194,12 +194,13 @@ impl Server {
             return;
         }
         self.tally.count(token, input.len(), 0);
-        let mut ctx = Ctx::for_input(now, input, &mut self.staging, &mut self.relay.sends);
+        let mut ctx = step_ctx(now, input, &mut self.staging, &mut self.relay);
         let step = self.protocol.data(token, input, &mut ctx);
+        let (fanned_out, as_is) = (ctx.fanned_out(), ctx.reply_is_input());
         if self.fans_out {
-            self.relay.pacing.spend(ctx.fanned_out());
+            self.relay.pacing.spend(fanned_out);
         }
-        if ctx.reply_is_input() {
+        if as_is {
             self.staging.extend_from_slice(input);
         }
         self.emit(token, now);
@@ -292,7 +293,7 @@ impl Server {
             self.begin_close(token, reason, Some(now + CLOSE_GRACE));
             return;
         }
-        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
+        let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
         self.protocol.open(token, &mut ctx);
         self.emit(token, now);
     }

@@ -72,6 +72,7 @@ use crate::connection::Connection;
 use crate::edge::Gate;
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
+use crate::protocol::Ctx;
 use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::tokens::{is_listener, HUB, LISTENER, SIGNALS};
@@ -252,6 +253,18 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.admission.local_addr
     }
+}
+
+/// The protocol's context for one step: the staging buffer of the
+/// connection being served (and its `input`, for `Protocol::data`), the
+/// sends to other connections, and the hub.
+fn step_ctx<'a>(
+    now: Instant,
+    input: &'a [u8],
+    staging: &'a mut Vec<u8>,
+    relay: &'a mut Relay,
+) -> Ctx<'a> {
+    Ctx::for_input(now, input, staging, &mut relay.sends).with_hub(&mut relay.hub)
 }
 
 /// Puts `conn` (whose token is `token`) at the back of the ready queue,

@@ -13,12 +13,13 @@ use mio::Token;
 use super::time::TimerKey;
 use std::collections::VecDeque;
 
-use super::{enqueue, peer_name, Server};
+use super::{enqueue, peer_name, step_ctx, Server};
 use crate::conn_table::ConnTable;
 use crate::connection::Connection;
+use crate::hub::Hub;
 use crate::logging::{held_note, Throttle, Verdict};
 use crate::pacing::{Pacing, Standing};
-use crate::protocol::{CloseReason, Ctx, Shared};
+use crate::protocol::{CloseReason, Shared};
 use crate::worker_link::Worker;
 
 /// With several workers, how soon a sender held by another worker's
@@ -49,6 +50,9 @@ pub(super) struct Relay {
     /// The slow-consumer line, throttled: any number of clients can
     /// trigger it at once.
     slow_log: Throttle,
+    /// What relays say beyond this worker, and hear from the others
+    /// (`hub.rs`); `Hub::Local` with one worker.
+    pub(super) hub: Hub,
 }
 
 impl Relay {
@@ -62,6 +66,7 @@ impl Relay {
             held_elsewhere: Vec::new(),
             recheck_armed: false,
             slow_log: Throttle::default(),
+            hub: Hub::Local,
         }
     }
 }
@@ -114,11 +119,14 @@ impl Server {
         self.ready.extend(self.relay.deferred.drain(..));
     }
 
-    /// Other workers sent messages: the protocol delivers them to this
-    /// worker's connections (queued for `deliver`, like local sends).
+    /// Other workers sent messages (the hub's waker): the protocol delivers
+    /// each, as it arrives now, to this worker's connections (queued for
+    /// `deliver`, like local sends).
     pub(super) fn remote(&mut self, now: Instant) {
-        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
-        self.protocol.remote(&mut ctx);
+        for message in self.relay.hub.take() {
+            let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
+            self.protocol.remote(message, &mut ctx);
+        }
         // Nothing is being served: no connection's own output here.
         self.staging.clear();
     }
@@ -151,10 +159,8 @@ impl Server {
                 self.settle(token, now);
             }
         }
-        if self.fans_out {
-            // What this turn said to other workers leaves now, once.
-            self.protocol.end_turn();
-        }
+        // What this turn said to other workers leaves now, once.
+        self.relay.hub.flush(now);
     }
 
     /// After a receiver's flush: is it keeping up? One that owes more than

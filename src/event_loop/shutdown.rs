@@ -9,10 +9,10 @@ use signal_hook::consts::{SIGHUP, SIGINT};
 
 use super::admission::Accepting;
 use super::time::TimerKey;
-use super::{connections, Exit, Server};
+use super::{connections, step_ctx, Exit, Server};
 use crate::connection::Stage;
 use crate::logging;
-use crate::protocol::{CloseReason, Ctx};
+use crate::protocol::CloseReason;
 
 impl Server {
     /// The loop is over: the final stats line (with several workers the
@@ -125,7 +125,7 @@ impl Server {
                     continue;
                 }
                 if conn.accepts_output() {
-                    let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
+                    let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
                     self.protocol.shutdown(token, &mut ctx);
                     self.emit(token, now);
                 }

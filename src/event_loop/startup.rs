@@ -188,6 +188,13 @@ impl Server {
         self
     }
 
+    /// Relays reach the other workers through `hub` (`hub.rs`); without
+    /// it, this loop is the whole server (`Hub::Local`).
+    pub fn with_hub(mut self, hub: crate::hub::Hub) -> Self {
+        self.relay.hub = hub;
+        self
+    }
+
     /// Serves TLS with this configuration, made from `files` (which SIGHUP
     /// reloads): every connection starts with a handshake.
     #[cfg(feature = "tls")]

@@ -16,9 +16,9 @@ use super::closing::Origin;
 use super::output::{send_reply, send_staged};
 use super::relay::RECHECK;
 use super::time::TimerKey;
-use super::Server;
+use super::{step_ctx, Server};
 use crate::connection::{ReadOutcome, Stage};
-use crate::protocol::{CloseReason, Ctx, Direct, Step};
+use crate::protocol::{CloseReason, Direct, Step};
 
 /// Size of the one read buffer all connections share.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
@@ -156,8 +156,8 @@ impl Server {
             };
             // On plain TCP the socket is lent for sendfile (`sendfile.rs`).
             let mut direct = conn.direct(DIRECT_PER_VISIT);
-            let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends)
-                .with_direct(direct.as_mut());
+            let mut ctx =
+                step_ctx(now, &[], &mut self.staging, &mut self.relay).with_direct(direct.as_mut());
             let step = self.protocol.produce(token, &mut ctx);
             if let Some(direct) = direct {
                 self.sent_direct(token, direct, now);
@@ -255,16 +255,16 @@ impl Server {
                         continue;
                     }
                     let input = &self.scratch[..n];
-                    let mut ctx =
-                        Ctx::for_input(now, input, &mut self.staging, &mut self.relay.sends);
+                    let mut ctx = step_ctx(now, input, &mut self.staging, &mut self.relay);
                     let step = self.protocol.data(token, input, &mut ctx);
+                    let (fanned_out, as_is) = (ctx.fanned_out(), ctx.reply_is_input());
                     if self.fans_out {
-                        self.relay.pacing.spend(ctx.fanned_out());
+                        self.relay.pacing.spend(fanned_out);
                     }
                     // The reply goes out at once (usually one write, no copy
                     // into the queue), through the borrow we already hold;
                     // an echo straight from the read buffer.
-                    let (written, sent) = if ctx.reply_is_input() {
+                    let (written, sent) = if as_is {
                         send_reply(conn, input, now)
                     } else {
                         send_staged(conn, &mut self.staging, now)
@@ -329,7 +329,7 @@ impl Server {
             self.close(token, CloseReason::Done);
             return;
         }
-        let mut ctx = Ctx::new(now, &mut self.staging, &mut self.relay.sends);
+        let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
         let step = self.protocol.eof(token, &mut ctx);
         self.emit(token, now);
         if self.after_step(token, step, Origin::PeerEof, now) {

@@ -17,25 +17,23 @@
 //! anyone else.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{CloseReason, ConnId, Ctx, Limits, Protocol, Shared, Step};
-use crate::hub::{Hub, Remote};
+use super::room;
+use super::{CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
 
 /// The default prefix.
 pub const DEFAULT_PREFIX: &str = "[Broadcast] ";
 
-/// The relay: who is connected, and how lines are framed.
+/// The relay: who is connected here, and how lines are framed. (Members
+/// on other workers are reached through the loop's hub, `Ctx::publish`.)
 #[derive(Debug)]
 pub struct Broadcast {
-    /// Who is connected, and since when.
+    /// Who is connected here, and since when.
     members: BTreeMap<ConnId, Instant>,
     prefix: Vec<u8>,
     limits: Limits,
-    /// The other workers' members, through the hub (`hub.rs`).
-    hub: Hub,
 }
 
 /// One client's state: its unfinished line.
@@ -45,13 +43,12 @@ pub struct BroadcastSession {
 }
 
 impl Broadcast {
-    /// A relay for one worker (`Hub::Local`) or one of several.
-    pub fn new(prefix: &str, limits: Limits, hub: Hub) -> Self {
+    /// A relay, on one worker of however many.
+    pub fn new(prefix: &str, limits: Limits) -> Self {
         Self {
             members: BTreeMap::new(),
             prefix: prefix.as_bytes().to_vec(),
             limits,
-            hub,
         }
     }
 
@@ -65,20 +62,7 @@ impl Broadcast {
     /// Sends the framed lines of one read from `from` to everyone else: one
     /// allocation, shared by every receiver, on every worker.
     fn relay(&mut self, from: ConnId, batch: Vec<u8>, ctx: &mut Ctx) {
-        if batch.is_empty() {
-            return;
-        }
-        let shared = if self.hub.is_cross() {
-            let cross: Arc<[u8]> = batch.into();
-            ctx.published(cross.len());
-            self.hub.publish(cross.clone(), ctx.now);
-            Shared::Cross(cross)
-        } else {
-            Shared::from(batch)
-        };
-        for &to in self.members.keys().filter(|&&m| m != from) {
-            ctx.send(to, shared.clone());
-        }
+        room::say(from, batch, self.members.keys().copied(), ctx);
     }
 }
 
@@ -124,18 +108,10 @@ impl Protocol for Broadcast {
     }
 
     /// Lines from other workers' members: to every member here.
-    fn remote(&mut self, ctx: &mut Ctx) {
-        for message in self.hub.take() {
-            if let Remote::Room { chunk, at } = message {
-                for (&to, _) in self.members.iter().filter(|(_, &since)| since <= at) {
-                    ctx.send(to, Shared::Cross(chunk.clone()));
-                }
-            }
-        }
-    }
-
-    fn end_turn(&mut self) {
-        self.hub.flush();
+    fn remote(&mut self, message: Remote, ctx: &mut Ctx) {
+        let members = &self.members;
+        let here = |id| members.contains_key(&id);
+        room::arrived(message, members.iter().map(|(&m, &t)| (m, t)), here, ctx);
     }
 
     /// A line must be finished within the idle timeout of its first byte.
@@ -147,6 +123,7 @@ impl Protocol for Broadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Shared;
     use mio::Token;
     use std::time::Instant;
 
@@ -159,7 +136,7 @@ mod tests {
     }
 
     fn three() -> (Broadcast, Vec<BroadcastSession>) {
-        let mut b = Broadcast::new(DEFAULT_PREFIX, Limits::lines(16), Hub::Local);
+        let mut b = Broadcast::new(DEFAULT_PREFIX, Limits::lines(16));
         let sessions = (1..=3).map(|i| step(|c| b.open(Token(i), c)).0).collect();
         (b, sessions)
     }
@@ -215,7 +192,7 @@ mod tests {
 
     #[test]
     fn empty_prefix_relays_the_bare_line() {
-        let mut b = Broadcast::new("", Limits::lines(16), Hub::Local);
+        let mut b = Broadcast::new("", Limits::lines(16));
         let mut a = step(|c| b.open(Token(1), c)).0;
         step(|c| b.open(Token(2), c));
         let (_, _, sent) = step(|c| b.data(&mut a, Token(1), b"bare\n", c));

@@ -27,12 +27,12 @@
 //! is replaced before a line is relayed ([`sanitize`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{earliest, CloseReason, ConnId, Ctx, Limits, Protocol, Shared, Step};
-use crate::hub::{Holder, Hub, Remote};
+use super::room;
+use super::{earliest, Address, CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
+use crate::hub::Holder;
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
 /// The name rule, then the prompt again, on one line: the same rule that
@@ -63,40 +63,33 @@ pub struct Chat {
 }
 
 /// Who is in the room. `users` are this worker's, for delivery; with
-/// several workers the hub also holds every worker's names (its registry),
-/// which decide whether a name is free, who `/who` lists and where a
-/// `/msg` goes, and carries what is said to the other workers' users.
-#[derive(Debug)]
+/// several workers the loop's hub also holds every worker's names (its
+/// registry, reached through `Ctx::registry`), which decide whether a name
+/// is free, who `/who` lists and where a `/msg` goes, and carries what is
+/// said to the other workers' users (`Ctx::publish`, `Ctx::direct`).
+#[derive(Debug, Default)]
 struct Room {
     users: Users,
-    hub: Hub,
-}
-
-/// Where a `/msg` goes.
-enum Target {
-    Here(ConnId),
-    Elsewhere(usize, ConnId),
 }
 
 impl Room {
     /// Takes the name `user.name` for `user.id`, unless someone (on any
     /// worker) holds it already, in any case. Renaming oneself to a case
     /// variant is allowed: `previous` is the key one held before.
-    fn claim(&mut self, user: User, previous: Option<&str>) -> bool {
+    fn claim(&mut self, user: User, previous: Option<&str>, ctx: &Ctx) -> bool {
         let wanted = key(&user.name);
-        let me = self.hub.worker();
-        if let Some(mut registry) = self.hub.registry() {
-            let holder = Holder {
-                name: user.name.clone(),
-                worker: me,
-                token: user.id,
-            };
+        let me = ctx.address(user.id);
+        if let Some(mut registry) = ctx.registry() {
             if previous != Some(wanted.as_str()) && registry.get(&wanted).is_some() {
                 return false;
             }
             if let Some(old) = previous {
-                registry.release(old, me, user.id);
+                registry.release(old, me);
             }
+            let holder = Holder {
+                name: user.name.clone(),
+                at: me,
+            };
             registry.claim(wanted.clone(), holder);
         } else if previous != Some(wanted.as_str()) && self.users.contains_key(&wanted) {
             return false;
@@ -111,63 +104,35 @@ impl Room {
     }
 
     /// Gives up `name` (its owner left).
-    fn release(&mut self, name: &str, id: ConnId) {
+    fn release(&mut self, name: &str, id: ConnId, ctx: &Ctx) {
         let k = key(name);
         self.users.remove(&k);
-        let me = self.hub.worker();
-        if let Some(mut registry) = self.hub.registry() {
-            registry.release(&k, me, id);
+        if let Some(mut registry) = ctx.registry() {
+            registry.release(&k, ctx.address(id));
         }
     }
 
     /// Every name in the room, sorted without regard to case.
-    fn who(&self) -> Vec<String> {
-        match self.hub.registry() {
+    fn who(&self, ctx: &Ctx) -> Vec<String> {
+        match ctx.registry() {
             Some(registry) => registry.names().map(str::to_string).collect(),
             None => self.users.values().map(|u| u.name.clone()).collect(),
         }
     }
 
     /// Where the user called `name` (in any case) is.
-    fn find(&self, name: &str) -> Option<Target> {
+    fn find(&self, name: &str, ctx: &Ctx) -> Option<Address> {
         let k = key(name);
-        match self.hub.registry() {
-            Some(registry) => registry.get(&k).map(|h| {
-                if h.worker == self.hub.worker() {
-                    Target::Here(h.token)
-                } else {
-                    Target::Elsewhere(h.worker, h.token)
-                }
-            }),
-            None => self.users.get(&k).map(|u| Target::Here(u.id)),
+        match ctx.registry() {
+            Some(registry) => registry.get(&k).map(|h| h.at),
+            None => self.users.get(&k).map(|u| ctx.address(u.id)),
         }
     }
 
     /// Shares one encoded chunk with every user but `except`, on every
     /// worker.
     fn tell_others(&mut self, except: ConnId, chunk: Vec<u8>, ctx: &mut Ctx) {
-        if chunk.is_empty() {
-            return;
-        }
-        let chunk = if self.hub.is_cross() {
-            let shared: Arc<[u8]> = chunk.into();
-            ctx.published(shared.len());
-            self.hub.publish(shared.clone(), ctx.now);
-            Shared::Cross(shared)
-        } else {
-            Shared::from(chunk)
-        };
-        for user in self.users.values().filter(|u| u.id != except) {
-            ctx.send(user.id, chunk.clone());
-        }
-    }
-
-    /// Sends a private message to a user here or on another worker.
-    fn direct(&mut self, target: &Target, message: Vec<u8>, ctx: &mut Ctx) {
-        match *target {
-            Target::Here(to) => ctx.send(to, Shared::from(message)),
-            Target::Elsewhere(worker, to) => self.hub.direct(worker, to, message.into()),
-        }
+        room::say(except, chunk, self.users.values().map(|u| u.id), ctx);
     }
 }
 
@@ -182,8 +147,8 @@ struct User {
     /// The name as its owner typed it: how everyone else sees it.
     name: String,
     id: ConnId,
-    /// When the user joined: what other workers said before is not theirs
-    /// to hear.
+    /// When the user joined: what arrived from other workers before is
+    /// not theirs to hear.
     joined: Instant,
 }
 
@@ -199,13 +164,10 @@ pub struct ChatSession {
 }
 
 impl Chat {
-    /// A room for one worker (`Hub::Local`) or one of several.
-    pub fn new(limits: Limits, hub: Hub) -> Self {
+    /// A room, on one worker of however many.
+    pub fn new(limits: Limits) -> Self {
         Self {
-            room: Room {
-                users: BTreeMap::new(),
-                hub,
-            },
+            room: Room::default(),
             limits,
         }
     }
@@ -349,7 +311,7 @@ fn on_line(
                 id,
                 joined: ctx.now,
             };
-            if room.claim(user, None) {
+            if room.claim(user, None, ctx) {
                 ctx.write(WELCOME);
                 public.say(format_args!("{chosen} joined the chat\n"));
                 *name = Some(chosen);
@@ -373,20 +335,20 @@ fn on_line(
     match verb {
         "who" => {
             // In key order: sorted without regard to case.
-            let names = room.who();
+            let names = room.who(ctx);
             ctx.write(format!("Users online: {}\n", names.join(", ")).as_bytes());
         }
         "msg" => match rest.split_once(' ') {
             Some((to, text)) if !text.trim().is_empty() => {
-                match room.find(to) {
+                match room.find(to, ctx) {
                     Some(target) => {
                         let message = format!("[private] {me}: {}\n", text.trim());
-                        if matches!(target, Target::Here(t) if t == id) {
+                        if target == ctx.address(id) {
                             ctx.write(message.as_bytes());
                         } else {
                             // Whatever this user said before goes first.
                             public.send(room, id, ctx);
-                            room.direct(&target, message.into_bytes(), ctx);
+                            ctx.direct(target, message.into_bytes());
                         }
                     }
                     None => ctx.write(format!("ERROR: no user named {to}\n").as_bytes()),
@@ -408,6 +370,7 @@ fn on_line(
                     joined: ctx.now,
                 },
                 Some(&key(&me)),
+                ctx,
             ) {
                 // Taken by someone else; a case variant of one's own name
                 // (alice -> Alice) is free, and only changes the display.
@@ -497,7 +460,7 @@ impl Protocol for Chat {
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
         if let Some(name) = s.name {
-            self.room.release(&name, id);
+            self.room.release(&name, id, ctx);
             let left = format!("{name} left the chat\n").into_bytes();
             self.room.tell_others(id, left, ctx);
         }
@@ -505,25 +468,10 @@ impl Protocol for Chat {
 
     /// What users on other workers said (lines, joins, leaves, renames),
     /// for every user here; private messages for one user here.
-    fn remote(&mut self, ctx: &mut Ctx) {
-        for message in self.room.hub.take() {
-            match message {
-                Remote::Room { chunk, at } => {
-                    for user in self.room.users.values().filter(|u| u.joined <= at) {
-                        ctx.send(user.id, Shared::Cross(chunk.clone()));
-                    }
-                }
-                Remote::Direct { to, chunk } => {
-                    if self.room.users.values().any(|u| u.id == to) {
-                        ctx.send(to, Shared::Cross(chunk));
-                    }
-                }
-            }
-        }
-    }
-
-    fn end_turn(&mut self) {
-        self.room.hub.flush();
+    fn remote(&mut self, message: Remote, ctx: &mut Ctx) {
+        let users = &self.room.users;
+        let here = |id| users.values().any(|u| u.id == id);
+        room::arrived(message, users.values().map(|u| (u.id, u.joined)), here, ctx);
     }
 }
 
@@ -542,7 +490,7 @@ mod tests {
     impl Room {
         fn new() -> Self {
             Room {
-                chat: Chat::new(Limits::lines(100), Hub::Local),
+                chat: Chat::new(Limits::lines(100)),
                 sessions: BTreeMap::new(),
             }
         }

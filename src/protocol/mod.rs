@@ -22,15 +22,21 @@ pub mod chat;
 pub mod echo;
 pub mod file;
 pub mod lines;
+pub mod room;
 pub mod seam;
 
 use std::time::{Duration, Instant};
 
 pub use crate::buffer::Shared;
 pub use crate::close::CloseReason;
+pub use crate::hub::{Address, Registry, Remote};
 pub use crate::sendfile::{Direct, FileSend};
 
+use std::sync::{Arc, MutexGuard};
+
 use mio::Token;
+
+use crate::hub::Hub;
 
 /// A connection's identity as protocols see it: its loop token. Stable for
 /// the connection's whole life and never reused for another while any
@@ -93,6 +99,11 @@ pub enum Step {
 /// In [`Protocol::data`] the context also knows the input, so that an echo
 /// costs no copy at all: [`Ctx::write_input`] only notes that the reply is
 /// the input, and the loop writes it from the buffer it was read into.
+///
+/// Beyond this worker a relay reaches through the loop's hub (`hub.rs`),
+/// lent to the context: [`Ctx::publish`] for the room, [`Ctx::direct`] for
+/// one connection anywhere, [`Ctx::registry`] for names. Without a hub (a
+/// unit test, or `Hub::Local`) this worker is the whole server.
 pub struct Ctx<'a> {
     pub now: Instant,
     out: &'a mut Vec<u8>,
@@ -107,6 +118,11 @@ pub struct Ctx<'a> {
     /// The connection's plain socket, lent for `sendfile` (producing steps
     /// on plain TCP only).
     direct: Option<&'a mut Direct>,
+    /// The loop's hub, lent for relays.
+    hub: Option<&'a mut Hub>,
+    /// Where the chunk last counted in `fanned_out` starts (only compared,
+    /// never read): a chunk is counted once, however many receivers it has.
+    counted: *const u8,
 }
 
 impl<'a> Ctx<'a> {
@@ -129,7 +145,16 @@ impl<'a> Ctx<'a> {
             reply_is_input: false,
             fanned_out: 0,
             direct: None,
+            hub: None,
+            counted: std::ptr::null(),
         }
+    }
+
+    /// Lends the loop's hub: what [`publish`](Self::publish) and
+    /// [`direct`](Self::direct) send beyond this worker goes through it.
+    pub fn with_hub(mut self, hub: &'a mut Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Lends the connection's socket for [`send_file`](Self::send_file).
@@ -200,20 +225,66 @@ impl<'a> Ctx<'a> {
         result
     }
 
-    /// Queues a shared chunk for connection `to` (which may be gone by the
-    /// time the loop delivers it; then it is dropped).
+    /// Queues a shared chunk for connection `to` of this worker (which may
+    /// be gone by the time the loop delivers it; then it is dropped).
     pub fn send(&mut self, to: ConnId, chunk: Shared) {
-        // A chunk shared by many receivers is sent to them in a row.
-        if !self.sends.last().is_some_and(|(_, c)| c.ptr_eq(&chunk)) {
-            self.fanned_out += chunk.len();
-        }
+        self.count(&chunk);
         self.sends.push((to, chunk));
     }
 
-    /// Counts `bytes` published to other workers' connections (through the
-    /// hub), for the sender's fan-out budget (`pacing.rs`).
-    pub fn published(&mut self, bytes: usize) {
-        self.fanned_out += bytes;
+    /// Counts `chunk` against the sender's fan-out budget (`pacing.rs`),
+    /// once, however many receivers it has (they are sent it in a row).
+    fn count(&mut self, chunk: &Shared) {
+        if self.counted != chunk.as_ptr() {
+            self.fanned_out += chunk.len();
+            self.counted = chunk.as_ptr();
+        }
+    }
+
+    /// Makes `batch` one chunk for the whole room: the chunk to
+    /// [`send`](Self::send) to this worker's members and, with several
+    /// workers, published to the room on every other one (sent when the
+    /// turn ends). Encoded once and counted once, whoever receives it.
+    pub fn publish(&mut self, batch: Vec<u8>) -> Shared {
+        let chunk = match self.hub.as_deref_mut() {
+            Some(hub) if hub.is_cross() => {
+                let cross: Arc<[u8]> = batch.into();
+                hub.publish(cross.clone());
+                Shared::Cross(cross)
+            }
+            _ => Shared::from(batch),
+        };
+        self.count(&chunk);
+        chunk
+    }
+
+    /// The address of this worker's connection `id`, for others to reach
+    /// it with [`direct`](Self::direct).
+    pub fn address(&self, id: ConnId) -> Address {
+        match self.hub.as_deref() {
+            Some(hub) => hub.address(id),
+            None => Address {
+                node: 0,
+                worker: 0,
+                conn: id,
+            },
+        }
+    }
+
+    /// Sends `message` to the connection at `to`, wherever it is: here, as
+    /// [`send`](Self::send) does; on another worker, through the hub.
+    pub fn direct(&mut self, to: Address, message: Vec<u8>) {
+        let here = self.address(to.conn);
+        match self.hub.as_deref_mut() {
+            Some(hub) if to != here => hub.direct(to, message.into()),
+            _ => self.send(to.conn, Shared::from(message)),
+        }
+    }
+
+    /// The names every worker's relay shares (chat's users); `None` when
+    /// this worker is the whole server, and keeps its own.
+    pub fn registry(&self) -> Option<MutexGuard<'_, Registry>> {
+        self.hub.as_deref()?.registry()
     }
 
     /// Bytes this step sent to other connections, each shared chunk once:
@@ -299,16 +370,13 @@ pub trait Protocol {
         true
     }
 
-    /// Messages from other workers arrived (the hub woke this loop):
-    /// deliver them to this worker's connections through `ctx`. Only relays
-    /// with several workers get this call (`hub.rs`).
-    fn remote(&mut self, ctx: &mut Ctx) {
-        let _ = ctx;
+    /// A message from another worker arrived (the hub woke this loop):
+    /// deliver it to this worker's connections through `ctx`; `ctx.now` is
+    /// when it arrived. Only relays with several workers get this call
+    /// (`hub.rs`).
+    fn remote(&mut self, message: Remote, ctx: &mut Ctx) {
+        let _ = (message, ctx);
     }
-
-    /// The turn is over: send what this turn queued for other workers
-    /// (`Hub::flush`). Called only for protocols that fan out.
-    fn end_turn(&mut self) {}
 
     /// The mode's own fact about a connection, for the access log, asked
     /// once, just before the protocol lets go of the session: `key=value`
@@ -378,6 +446,39 @@ mod tests {
             });
         });
         assert_eq!(out, b"abcxy");
+    }
+
+    #[test]
+    fn a_published_chunk_is_counted_once_and_reaches_the_other_worker() {
+        let polls: Vec<_> = (0..2).map(|_| mio::Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|p| std::sync::Arc::new(mio::Waker::new(p.registry(), Token(7)).unwrap()))
+            .collect();
+        let mut hubs = Hub::mesh(wakers);
+        let (mut out, mut sends) = (Vec::new(), Vec::new());
+        let (mut here, mut there) = {
+            let mut it = hubs.drain(..);
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        let elsewhere = there.address(Token(9));
+        let now = Instant::now();
+        let mut ctx = Ctx::new(now, &mut out, &mut sends).with_hub(&mut here);
+        let chunk = ctx.publish(b"line\n".to_vec());
+        assert!(matches!(chunk, Shared::Cross(_)), "shared across workers");
+        ctx.send(Token(1), chunk.clone());
+        ctx.send(Token(2), chunk);
+        assert_eq!(ctx.fanned_out(), 5, "counted once, for every receiver");
+        // One connection here, one on the other worker.
+        let mine = ctx.address(Token(3));
+        ctx.direct(mine, b"psst\n".to_vec());
+        ctx.direct(elsewhere, b"psst\n".to_vec());
+        assert_eq!(sends.len(), 3, "two room sends and the direct one here");
+        here.flush(now);
+        let got = there.take();
+        assert!(matches!(&got[0], Remote::Room { chunk, .. } if &chunk[..] == b"line\n"));
+        assert!(matches!(&got[1], Remote::Direct { to, .. } if *to == Token(9)));
+        assert_eq!(got.len(), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 use std::time::Instant;
 
-use super::{CloseReason, ConnId, Ctx, Protocol, Step};
+use super::{CloseReason, ConnId, Ctx, Protocol, Remote, Step};
 use crate::conn_table::slot;
 
 /// A protocol as the loop sees it: one method per [`Protocol`] callback,
@@ -61,9 +61,7 @@ pub trait DynProtocol {
         ctx: &mut Ctx,
     ) -> Option<String>;
     /// [`Protocol::remote`].
-    fn remote(&mut self, ctx: &mut Ctx);
-    /// [`Protocol::end_turn`].
-    fn end_turn(&mut self);
+    fn remote(&mut self, message: Remote, ctx: &mut Ctx);
 }
 
 /// A protocol and its sessions, behind [`DynProtocol`]: the generic part,
@@ -175,12 +173,8 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
         said
     }
 
-    fn remote(&mut self, ctx: &mut Ctx) {
-        self.protocol.remote(ctx);
-    }
-
-    fn end_turn(&mut self) {
-        self.protocol.end_turn();
+    fn remote(&mut self, message: Remote, ctx: &mut Ctx) {
+        self.protocol.remote(message, ctx);
     }
 }
 
