@@ -70,6 +70,13 @@ pub enum ClientError {
     Io(&'static str, io::Error),
 }
 
+/// `d` in seconds with one decimal, rounded, as `{:.1}` prints it, in
+/// whole numbers (no floating point: its formatting is 10 KB of binary).
+fn tenths(d: std::time::Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -78,17 +85,13 @@ impl fmt::Display for ClientError {
             ClientError::Refused(a) => write!(f, "connection to {a} refused"),
             ClientError::Connect(a, e) => write!(f, "cannot connect to {a}: {e}"),
             ClientError::Timeout(t, d) => {
-                write!(
-                    f,
-                    "timed out connecting to {t} after {:.1}s",
-                    d.as_secs_f64()
-                )
+                write!(f, "timed out connecting to {t} after {}s", tenths(*d))
             }
             ClientError::HandshakeTimeout(t, d) => write!(
                 f,
-                "connected to {t}, but the TLS handshake had not finished after {:.1}s \
+                "connected to {t}, but the TLS handshake had not finished after {}s \
                  (a plain-TCP server waits silently for data)",
-                d.as_secs_f64()
+                tenths(*d)
             ),
             ClientError::Reset(a) => write!(f, "connection reset by {a}"),
             ClientError::Tls(why) => write!(f, "TLS: {why}"),
@@ -742,6 +745,15 @@ fn stdin_readable() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenths_round_as_the_float_format_did() {
+        use std::time::Duration;
+        assert_eq!(tenths(Duration::from_millis(2000)), "2.0");
+        assert_eq!(tenths(Duration::from_millis(1249)), "1.2");
+        assert_eq!(tenths(Duration::from_millis(1250)), "1.3");
+        assert_eq!(tenths(Duration::from_millis(30)), "0.0");
+    }
 
     #[test]
     fn host_names_are_checked_before_any_lookup() {

@@ -445,7 +445,7 @@ pub fn exposition(f: &Figures) -> String {
         "monoloop_loop_busy_seconds_total",
         "counter",
         "Time the loop spent outside epoll_wait.",
-        &[("", format!("{:.6}", f.busy.as_secs_f64()))],
+        &[("", seconds_micro(f.busy))],
     );
     if !f.per_worker.is_empty() {
         let labels: Vec<String> = (0..f.per_worker.len())
@@ -468,36 +468,48 @@ pub fn exposition(f: &Figures) -> String {
     out
 }
 
+/// `d` in seconds with six decimals, rounded to the nearest microsecond,
+/// as `{:.6}` prints it, in whole numbers (no floating point: its
+/// formatting is 10 KB of the binary).
+fn seconds_micro(d: Duration) -> String {
+    let micros = (d.as_nanos() + 500) / 1000;
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// `ticks` of the kernel's clock (USER_HZ, 100 a second on Linux) in
+/// seconds, with two decimals.
+fn tick_seconds(ticks: u64) -> String {
+    format!("{}.{:02}", ticks / 100, ticks % 100)
+}
+
 /// The usual `process_*` families, from /proc.
 fn process(out: &mut String) {
-    let ticks = 100.0; // USER_HZ on Linux
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             family(
                 out,
                 "process_cpu_seconds_total",
                 "counter",
                 "User and system CPU time spent.",
-                &[("", format!("{:.2}", (num(11) + num(12)) / ticks))],
+                &[("", tick_seconds(num(11) + num(12)))],
             );
-            let boot = boot_time();
             family(
                 out,
                 "process_start_time_seconds",
                 "gauge",
                 "Start time of the process since the Unix epoch.",
-                &[("", format!("{:.2}", boot + num(19) / ticks))],
+                &[("", tick_seconds(boot_time() * 100 + num(19)))],
             );
             // SAFETY: sysconf only reads a configuration value.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
             family(
                 out,
                 "process_resident_memory_bytes",
                 "gauge",
                 "Resident memory size.",
-                &[("", format!("{}", (num(21) * page) as u64))],
+                &[("", (num(21) * page).to_string())],
             );
         }
     }
@@ -525,19 +537,31 @@ fn process(out: &mut String) {
 }
 
 /// The boot time, in seconds since the epoch (`btime` in /proc/stat).
-fn boot_time() -> f64 {
+fn boot_time() -> u64 {
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
         })
-        .unwrap_or(0.0)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_are_written_without_floating_point_as_it_would() {
+        assert_eq!(
+            seconds_micro(Duration::from_nanos(1_234_567_890)),
+            "1.234568"
+        );
+        assert_eq!(seconds_micro(Duration::from_nanos(499)), "0.000000");
+        assert_eq!(seconds_micro(Duration::ZERO), "0.000000");
+        assert_eq!(tick_seconds(7), "0.07");
+        assert_eq!(tick_seconds(12_345), "123.45");
+    }
 
     fn figures() -> Figures {
         Figures {
