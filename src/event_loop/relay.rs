@@ -139,7 +139,7 @@ impl Server {
     /// Redis's pub/sub output buffer limit), so that it can neither stall
     /// the sender nor grow the server's memory. Its departure may itself
     /// send (a chat "left" line), hence the outer loop. Then what the turn
-    /// said to other workers leaves (`Protocol::end_turn`, the hub).
+    /// said to other workers leaves (`Hub::flush`).
     pub(super) fn deliver(&mut self, now: Instant) {
         while !self.relay.sends.is_empty() {
             let mut receivers = Vec::new();
