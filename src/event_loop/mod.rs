@@ -1,62 +1,14 @@
-//! The readiness loop: one `mio::Poll` and the order in which everything it
-//! watches is served. This file is the turn; the layers it calls each have
-//! a file of their own, one `impl Server` block each (the way smoltcp
-//! spreads its `Interface` over files).
-//!
-//! One turn of [`Server::run`]:
-//!
-//! 1. sleep in `epoll_wait` until an event or the nearest deadline (zero if
-//!    work is left from the last turn, forever if nothing is scheduled: an
-//!    idle server makes no wakeups);
-//! 2. dispatch each event: a listener accepts (`admission.rs`), a
-//!    connection gets one visit (`visit.rs`) unless it is queued already or
-//!    the turn's budget is spent, the others are the signal pipe
-//!    (`shutdown.rs`), the hub's waker (`relay.rs`) and the metrics
-//!    listener (`report.rs`);
-//! 3. serve the ready queue, round-robin, one visit each, until the turn
-//!    has moved `TURN_BUDGET` bytes (fairness);
-//! 4. fire the expired timers (`time.rs`);
-//! 5. deliver what protocols sent from one connection to others, and what
-//!    the turn said to other workers (`relay.rs`);
-//! 6. reap the connections closed during the turn (`closing.rs`), at this
-//!    safe point, so that nothing is freed while an event may name it;
-//! 7. end the turn: the stats reporter and this worker's figures
-//!    (`report.rs`), a fresh fan-out budget.
-//!
-//! The layers, top to bottom; each calls only those below it
-//! (`tests/layout.rs` checks it), and any may ask the two queries here,
-//! `active` and `is_tls`:
-//!
-//! ```text
-//!   mod.rs        the turn: run, dispatch
-//!   shutdown.rs   signals: drain, abort, reload; abandon
-//!   time.rs       one handler per timer key
-//!   report.rs     stats and metrics figures
-//!   visit.rs      one connection served: read, produce
-//!   relay.rs      between connections: delivery, judging receivers, pacing
-//!   admission.rs  accepting, the pause on EMFILE, the connection limit
-//!   entry.rs      PROXY header -> TLS handshake -> OPEN
-//!   output.rs     emit, flush, settle (stage, interest, timer)
-//!   closing.rs    one mapping from a step to a close; reaping
-//!   startup.rs    the parts opened before the loop runs (beside the rest)
-//! ```
+//! The readiness loop: one `mio::Poll`, and the order in which what it
+//! watches is served. This file is the turn: [`Server`] and
+//! [`Server::run`] first, then the layers the turn calls, each a file of
+//! its own with one `impl Server` block (listed below `run`, in the order
+//! they call each other).
 //!
 //! This module decides *when* things happen. What a read or write means,
 //! and which interest a socket needs, is `connection.rs`; what bytes to
 //! answer is the protocol's, reached through one trait object
 //! (`protocol/seam.rs`), so the loop is compiled once; the deadline heap
 //! is `timer.rs`; every reserved token is in `tokens.rs`.
-
-mod admission;
-mod closing;
-mod entry;
-mod output;
-mod relay;
-mod report;
-mod shutdown;
-mod startup;
-mod time;
-mod visit;
 
 use std::collections::VecDeque;
 use std::io;
@@ -155,6 +107,27 @@ impl Server {
     /// ended and the final counters. If the poll itself fails, every
     /// connection is closed first, so that what it held (its slot, a chat
     /// name) is given back to the other workers.
+    ///
+    /// One turn:
+    ///
+    /// 1. sleep in `epoll_wait` until an event or the nearest deadline
+    ///    (zero if work is left from the last turn, forever if nothing is
+    ///    scheduled: an idle server makes no wakeups);
+    /// 2. dispatch each event: a listener accepts (`admission.rs`), a
+    ///    connection gets one visit (`visit.rs`) unless it is queued
+    ///    already or the turn's budget is spent; the others are the signal
+    ///    pipe (`shutdown.rs`), the hub's waker (`relay.rs`) and the
+    ///    metrics listener (`report.rs`);
+    /// 3. serve the ready queue, round-robin, one visit each, until the
+    ///    turn has moved `TURN_BUDGET` bytes (fairness);
+    /// 4. fire the expired timers (`time.rs`);
+    /// 5. deliver what protocols sent from one connection to others, and
+    ///    flush what the turn said to other workers (`relay.rs`);
+    /// 6. reap the connections closed during the turn (`closing.rs`), at
+    ///    this safe point, so that nothing is freed while an event may name
+    ///    it;
+    /// 7. end the turn: the stats reporter and this worker's figures
+    ///    (`report.rs`), a fresh fan-out budget.
     pub fn run(mut self) -> io::Result<(Exit, Stats)> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         self.start_timers(Instant::now());
@@ -208,7 +181,35 @@ impl Server {
         }
         Ok((self.exit(), self.tally.stats))
     }
+}
 
+// The layers, top to bottom; each calls only those below it
+// (`tests/layout.rs` checks it), and any may ask the two queries on the
+// struct, `active` and `is_tls`:
+//
+//   mod.rs        the turn: run, dispatch
+//   shutdown.rs   signals: drain, abort, reload; abandon
+//   time.rs       one handler per timer key
+//   report.rs     stats and metrics figures
+//   visit.rs      one connection served: read, produce
+//   relay.rs      between connections: delivery, judging receivers, pacing
+//   admission.rs  accepting, the pause on EMFILE, the connection limit
+//   entry.rs      PROXY header -> TLS handshake -> OPEN
+//   output.rs     emit, flush, settle (stage, interest, timer)
+//   closing.rs    one mapping from a step to a close; reaping
+//   startup.rs    the parts opened before the loop runs (beside the rest)
+mod admission;
+mod closing;
+mod entry;
+mod output;
+mod relay;
+mod report;
+mod shutdown;
+mod startup;
+mod time;
+mod visit;
+
+impl Server {
     /// The end of a turn: a quiet stats reporter whose figures moved is
     /// armed again, this worker's figures are posted, relays get a fresh
     /// fan-out budget.
