@@ -67,6 +67,19 @@ pub enum Remote {
     Direct { to: Token, chunk: Arc<[u8]> },
 }
 
+/// The answer to a claim on a name (`Ctx::claim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The name is the claimant's now.
+    Granted,
+    /// Someone else holds it.
+    Taken,
+    /// The registry answers later (one across machines): the protocol
+    /// hears it in `Protocol::answer`. In one process a claim is never
+    /// pending.
+    Pending,
+}
+
 /// Where a chat name is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -96,6 +109,19 @@ impl Registry {
                 true
             }
         }
+    }
+
+    /// Claims `key` for `holder` in place of `previous` (the key it held,
+    /// given up if the claim is granted); false if `key` is held, unless it
+    /// is `previous` itself (renaming oneself to a case variant).
+    pub fn claim_instead(&mut self, key: String, holder: Holder, previous: Option<&str>) -> bool {
+        if previous != Some(key.as_str()) && self.names.contains_key(&key) {
+            return false;
+        }
+        if let Some(old) = previous {
+            self.release(old, holder.at);
+        }
+        self.claim(key, holder)
     }
 
     /// Gives `key` up, if `at` holds it.

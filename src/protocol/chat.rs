@@ -8,6 +8,8 @@
 //!            (in any case)
 //!          --good name-----> "Welcome to the chat!\n" to the user,
 //!                            "NAME joined the chat\n" to everyone else -> CHATTING
+//!   NAMING or CHATTING --name or /nick, the registry to answer later-->
+//!            CLAIMING (what follows waits) --answer--> as above, then it
 //!   CHATTING --line--------> "NAME: LINE\n" to everyone else
 //!            --/who, /msg, /nick, /help, /quit--> see docs/protocols.md
 //!   any state --line longer than --max-line--> "ERROR: line too long\n", close
@@ -31,7 +33,7 @@ use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
 use super::room;
-use super::{earliest, Address, CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
+use super::{earliest, Address, Claim, CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
 use crate::hub::Holder;
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
@@ -76,31 +78,39 @@ impl Room {
     /// Takes the name `user.name` for `user.id`, unless someone (on any
     /// worker) holds it already, in any case. Renaming oneself to a case
     /// variant is allowed: `previous` is the key one held before.
-    fn claim(&mut self, user: User, previous: Option<&str>, ctx: &Ctx) -> bool {
+    ///
+    /// With several workers the registry answers (`Ctx::claim`), now in
+    /// one process; a registry across machines may answer later
+    /// (`Claim::Pending`), and the user is seated when it does
+    /// (`Protocol::answer`). With one, the room is the registry.
+    fn claim(&mut self, user: User, previous: Option<&str>, ctx: &mut Ctx) -> Claim {
         let wanted = key(&user.name);
-        let me = ctx.address(user.id);
-        if let Some(mut registry) = ctx.registry() {
-            if previous != Some(wanted.as_str()) && registry.get(&wanted).is_some() {
-                return false;
+        let holder = Holder {
+            name: user.name.clone(),
+            at: ctx.address(user.id),
+        };
+        let answer = match ctx.claim(wanted.clone(), holder, previous) {
+            Some(answer) => answer,
+            None if previous != Some(wanted.as_str()) && self.users.contains_key(&wanted) => {
+                Claim::Taken
             }
-            if let Some(old) = previous {
-                registry.release(old, me);
-            }
-            let holder = Holder {
-                name: user.name.clone(),
-                at: me,
-            };
-            registry.claim(wanted.clone(), holder);
-        } else if previous != Some(wanted.as_str()) && self.users.contains_key(&wanted) {
-            return false;
+            None => Claim::Granted,
+        };
+        if answer == Claim::Granted {
+            self.seat(user, previous);
         }
+        answer
+    }
+
+    /// Seats `user` under its name, in place of `previous` (the key it had).
+    fn seat(&mut self, user: User, previous: Option<&str>) {
+        let wanted = key(&user.name);
         let mut user = user;
         if let Some(old) = previous.and_then(|old| self.users.remove(old)) {
             // A new name, the same user: in the room since they joined.
             user.joined = old.joined;
         }
         self.users.insert(wanted, user);
-        true
     }
 
     /// Gives up `name` (its owner left).
@@ -161,6 +171,20 @@ pub struct ChatSession {
     /// When the username prompt was last sent: the answer is due within
     /// `--request-timeout` of it.
     prompted: Option<Instant>,
+    /// CLAIMING: a claim on a name waits for the registry's answer
+    /// (`Protocol::answer`); what the user sends meanwhile waits in `held`,
+    /// in order. Never so in one process, whose registry answers at once.
+    claiming: Option<InFlight>,
+    held: Vec<u8>,
+}
+
+/// A claim on a name waiting for the registry's answer.
+#[derive(Debug)]
+enum InFlight {
+    /// At the prompt: the name chosen.
+    Join(String),
+    /// `/nick`: from the name held to the one asked for.
+    Rename { from: String, to: String },
 }
 
 impl Chat {
@@ -290,10 +314,29 @@ impl Public {
     }
 }
 
+/// What `/nick` says to a name someone else holds.
+const NAME_TAKEN_NICK: &[u8] = b"ERROR: username taken\n";
+
+/// The user chose `chosen` at the prompt, and has it: welcome, and tell
+/// the room.
+fn joined(name: &mut Option<String>, public: &mut Public, chosen: String, ctx: &mut Ctx) {
+    ctx.write(WELCOME);
+    public.say(format_args!("{chosen} joined the chat\n"));
+    *name = Some(chosen);
+}
+
+/// The user `me` is now called `new`: say so, to them and to the room.
+fn renamed(name: &mut Option<String>, public: &mut Public, me: &str, new: &str, ctx: &mut Ctx) {
+    ctx.write(format!("You are now {new}\n").as_bytes());
+    public.say(format_args!("{me} is now {new}\n"));
+    *name = Some(new.to_string());
+}
+
 /// One complete line from `id`.
 fn on_line(
     room: &mut Room,
     name: &mut Option<String>,
+    claiming: &mut Option<InFlight>,
     public: &mut Public,
     id: ConnId,
     line: &[u8],
@@ -311,13 +354,11 @@ fn on_line(
                 id,
                 joined: ctx.now,
             };
-            if room.claim(user, None, ctx) {
-                ctx.write(WELCOME);
-                public.say(format_args!("{chosen} joined the chat\n"));
-                *name = Some(chosen);
-            } else {
+            match room.claim(user, None, ctx) {
+                Claim::Granted => joined(name, public, chosen, ctx),
                 // In use, in this case or another.
-                ctx.write(NAME_TAKEN);
+                Claim::Taken => ctx.write(NAME_TAKEN),
+                Claim::Pending => *claiming = Some(InFlight::Join(chosen)),
             }
         }
         return Step::Continue;
@@ -363,22 +404,25 @@ fn on_line(
                 ctx.write(INVALID_NICK);
             } else if rest == me {
                 ctx.write(format!("You are already {me}\n").as_bytes());
-            } else if !room.claim(
-                User {
+            } else {
+                let user = User {
                     name: rest.to_string(),
                     id,
                     joined: ctx.now,
-                },
-                Some(&key(&me)),
-                ctx,
-            ) {
-                // Taken by someone else; a case variant of one's own name
-                // (alice -> Alice) is free, and only changes the display.
-                ctx.write(b"ERROR: username taken\n");
-            } else {
-                ctx.write(format!("You are now {rest}\n").as_bytes());
-                public.say(format_args!("{me} is now {rest}\n"));
-                *name = Some(rest.to_string());
+                };
+                match room.claim(user, Some(&key(&me)), ctx) {
+                    Claim::Granted => renamed(name, public, &me, rest, ctx),
+                    // Taken by someone else; a case variant of one's own
+                    // name (alice -> Alice) is free, and only changes the
+                    // display.
+                    Claim::Taken => ctx.write(NAME_TAKEN_NICK),
+                    Claim::Pending => {
+                        *claiming = Some(InFlight::Rename {
+                            from: me.clone(),
+                            to: rest.to_string(),
+                        });
+                    }
+                }
             }
         }
         "quit" => {
@@ -404,21 +448,44 @@ impl Protocol for Chat {
     }
 
     fn data(&mut self, s: &mut ChatSession, id: ConnId, input: &[u8], ctx: &mut Ctx) -> Step {
+        if s.claiming.is_some() {
+            // CLAIMING: what follows waits for the answer, in order, and
+            // no more than a line's worth of it.
+            s.held.extend_from_slice(input);
+            if s.held.len() > self.limits.max_line {
+                ctx.write(LINE_TOO_LONG);
+                return Step::Close;
+            }
+            return Step::Continue;
+        }
         let ChatSession {
             lines,
             name,
             prompted,
+            claiming,
+            held,
         } = s;
         let room = &mut self.room;
         let mut public = Public::default();
         let now = ctx.now;
         let fed = lines.feed(input, self.limits.max_line, now, |line| {
-            let step = on_line(room, name, &mut public, id, line, ctx);
+            if claiming.is_some() {
+                // Said after a claim went out: it waits for the answer.
+                held.extend_from_slice(line);
+                return Step::Continue;
+            }
+            let step = on_line(room, name, claiming, &mut public, id, line, ctx);
             // A line at the prompt that did not name the user was answered
             // with the prompt again: its clock starts over.
             *prompted = name.is_none().then_some(now);
             step
         });
+        if claiming.is_some() {
+            // The unfinished line waits with the rest, after them.
+            if let Some(rest) = lines.take_rest() {
+                held.extend_from_slice(&rest);
+            }
+        }
         public.send(room, id, ctx);
         match fed {
             Ok(step) => step,
@@ -432,10 +499,65 @@ impl Protocol for Chat {
     fn eof(&mut self, s: &mut ChatSession, id: ConnId, ctx: &mut Ctx) -> Step {
         if let Some(rest) = s.lines.take_rest() {
             let mut public = Public::default();
-            on_line(&mut self.room, &mut s.name, &mut public, id, &rest, ctx);
-            public.send(&mut self.room, id, ctx);
+            let room = &mut self.room;
+            on_line(
+                room,
+                &mut s.name,
+                &mut s.claiming,
+                &mut public,
+                id,
+                &rest,
+                ctx,
+            );
+            public.send(room, id, ctx);
         }
         Step::Close
+    }
+
+    /// The registry answered a claim in flight (CLAIMING): the user joins
+    /// or is renamed, or hears that the name is taken, and what they sent
+    /// meanwhile is read now, in order.
+    fn answer(&mut self, s: &mut ChatSession, id: ConnId, answer: Claim, ctx: &mut Ctx) -> Step {
+        let Some(in_flight) = s.claiming.take() else {
+            return Step::Continue;
+        };
+        let mut public = Public::default();
+        let granted = answer == Claim::Granted;
+        match in_flight {
+            InFlight::Join(chosen) => {
+                if granted {
+                    let user = User {
+                        name: chosen.clone(),
+                        id,
+                        joined: ctx.now,
+                    };
+                    self.room.seat(user, None);
+                    joined(&mut s.name, &mut public, chosen, ctx);
+                } else {
+                    ctx.write(NAME_TAKEN);
+                }
+                s.prompted = s.name.is_none().then_some(ctx.now);
+            }
+            InFlight::Rename { from, to } => {
+                if granted {
+                    let user = User {
+                        name: to.clone(),
+                        id,
+                        joined: ctx.now,
+                    };
+                    self.room.seat(user, Some(&key(&from)));
+                    renamed(&mut s.name, &mut public, &from, &to, ctx);
+                } else {
+                    ctx.write(NAME_TAKEN_NICK);
+                }
+            }
+        }
+        public.send(&mut self.room, id, ctx);
+        let held = std::mem::take(&mut s.held);
+        if held.is_empty() {
+            return Step::Continue;
+        }
+        self.data(s, id, &held, ctx)
     }
 
     fn shutdown(&mut self, _s: &mut ChatSession, _id: ConnId, ctx: &mut Ctx) {
@@ -533,6 +655,71 @@ mod tests {
             let (_, out, _) = self.say(i, &format!("{name}\n"));
             assert_eq!(out, "Welcome to the chat!\n");
         }
+
+        /// `say`, with a registry that answers every claim later.
+        fn say_pending(&mut self, i: usize, bytes: &str) -> (Step, String, Vec<(usize, String)>) {
+            let (mut out, mut sends) = (Vec::new(), Vec::new());
+            let session = self.sessions.get_mut(&i).unwrap();
+            let mut ctx = Ctx::new(Instant::now(), &mut out, &mut sends).with_claims_pending();
+            let step = self
+                .chat
+                .data(session, Token(i), bytes.as_bytes(), &mut ctx);
+            let sends = sends
+                .into_iter()
+                .map(|(t, c)| (t.0, String::from_utf8_lossy(&c).into_owned()))
+                .collect();
+            (step, String::from_utf8(out).unwrap(), sends)
+        }
+
+        /// The registry's later answer to `i`'s claim.
+        fn answer(&mut self, i: usize, answer: Claim) -> (Step, String, Vec<(usize, String)>) {
+            self.run(|c, s, ctx| c.answer(s.get_mut(&i).unwrap(), Token(i), answer, ctx))
+        }
+    }
+
+    #[test]
+    fn a_claim_answered_later_holds_what_follows_until_the_answer() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.connect(2);
+        // The name goes out; the line after it, and half a line, wait.
+        let (step, out, sends) = r.say_pending(2, "bob\nhello\nhal");
+        assert_eq!(step, Step::Continue);
+        assert_eq!(out, "", "nothing until the registry answers");
+        assert!(sends.is_empty());
+        let (_, out, sends) = r.say_pending(2, "f\n");
+        assert_eq!((out.as_str(), sends.len()), ("", 0), "still waiting");
+        // Granted: welcome, the join, then what was held, in order.
+        let (step, out, sends) = r.answer(2, Claim::Granted);
+        assert_eq!(step, Step::Continue);
+        assert_eq!(out, "Welcome to the chat!\n");
+        let heard: String = sends
+            .iter()
+            .filter(|(to, _)| *to == 1)
+            .map(|(_, text)| text.as_str())
+            .collect();
+        assert_eq!(heard, "bob joined the chat\nbob: hello\nbob: half\n");
+        assert_eq!(sends.len(), 2, "the join, then what was held");
+    }
+
+    #[test]
+    fn a_claim_refused_later_prompts_again_and_a_rename_later_renames() {
+        let mut r = Room::new();
+        r.join(1, "alice");
+        r.connect(2);
+        r.say_pending(2, "alice\n");
+        let (_, out, sends) = r.answer(2, Claim::Taken);
+        assert_eq!(out, "Username taken. Enter your username: ");
+        assert!(sends.is_empty());
+        assert!(r.sessions[&2].name.is_none(), "still at the prompt");
+        // A rename in flight, then granted.
+        r.say_pending(1, "/nick Alicia\n");
+        let (_, out, sends) = r.answer(1, Claim::Granted);
+        assert_eq!(out, "You are now Alicia\n");
+        assert!(sends.is_empty(), "nobody named to tell");
+        assert_eq!(r.sessions[&1].name.as_deref(), Some("Alicia"));
+        // An answer with no claim in flight changes nothing.
+        assert_eq!(r.answer(1, Claim::Granted).1, "");
     }
 
     const INVALID: &str = "Invalid username: use 1-32 letters, digits, _ - . Enter your username: ";

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::buffer::Shared;
 pub use crate::close::CloseReason;
-pub use crate::hub::{Address, Registry, Remote};
+pub use crate::hub::{Address, Claim, Holder, Registry, Remote};
 pub use crate::sendfile::{Direct, FileSend};
 
 use std::sync::{Arc, MutexGuard};
@@ -123,6 +123,10 @@ pub struct Ctx<'a> {
     /// Where the chunk last counted in `fanned_out` starts (only compared,
     /// never read): a chunk is counted once, however many receivers it has.
     counted: *const u8,
+    /// Tests: every claim is answered later, as a registry across machines
+    /// may answer it.
+    #[cfg(test)]
+    claims_pending: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -147,7 +151,17 @@ impl<'a> Ctx<'a> {
             direct: None,
             hub: None,
             counted: std::ptr::null(),
+            #[cfg(test)]
+            claims_pending: false,
         }
+    }
+
+    /// Tests: every [`claim`](Self::claim) answers `Pending`, as a registry
+    /// across machines may.
+    #[cfg(test)]
+    pub fn with_claims_pending(mut self) -> Self {
+        self.claims_pending = true;
+        self
     }
 
     /// Lends the loop's hub: what [`publish`](Self::publish) and
@@ -287,6 +301,26 @@ impl<'a> Ctx<'a> {
         self.hub.as_deref()?.registry()
     }
 
+    /// Asks the shared registry for the name `key`, as `holder`, in place
+    /// of `previous` (the key the claimant held, given up if granted).
+    /// `None` when there is no shared registry: this worker is the whole
+    /// server, and the protocol keeps its names itself. The answer may
+    /// come now or later: in one process it is always now; a registry
+    /// across machines may say [`Claim::Pending`], and the protocol then
+    /// hears it in [`Protocol::answer`].
+    pub fn claim(&mut self, key: String, holder: Holder, previous: Option<&str>) -> Option<Claim> {
+        #[cfg(test)]
+        if self.claims_pending {
+            return Some(Claim::Pending);
+        }
+        let granted = self.registry()?.claim_instead(key, holder, previous);
+        Some(if granted {
+            Claim::Granted
+        } else {
+            Claim::Taken
+        })
+    }
+
     /// Bytes this step sent to other connections, each shared chunk once:
     /// how much any one receiver's queue grew, at most.
     pub fn fanned_out(&self) -> usize {
@@ -368,6 +402,21 @@ pub trait Protocol {
     /// which asks once at start, then never asks for a deadline at all.
     fn has_deadlines(&self) -> bool {
         true
+    }
+
+    /// The registry answered a claim this connection made earlier, when
+    /// [`Ctx::claim`] said [`Claim::Pending`]: `answer` is `Granted` or
+    /// `Taken`. Only a registry across machines answers later; in one
+    /// process this is never called.
+    fn answer(
+        &mut self,
+        session: &mut Self::Session,
+        id: ConnId,
+        answer: Claim,
+        ctx: &mut Ctx,
+    ) -> Step {
+        let _ = (session, id, answer, ctx);
+        Step::Continue
     }
 
     /// A message from another worker arrived (the hub woke this loop):

@@ -26,7 +26,7 @@
 
 use std::time::Instant;
 
-use super::{CloseReason, ConnId, Ctx, Protocol, Remote, Step};
+use super::{Claim, CloseReason, ConnId, Ctx, Protocol, Remote, Step};
 use crate::conn_table::slot;
 
 /// A protocol as the loop sees it: one method per [`Protocol`] callback,
@@ -63,6 +63,8 @@ pub trait DynProtocol {
         summary: bool,
         ctx: &mut Ctx,
     ) -> Option<String>;
+    /// [`Protocol::answer`]; `Continue` without a session.
+    fn answer(&mut self, id: ConnId, answer: Claim, ctx: &mut Ctx) -> Step;
     /// [`Protocol::remote`].
     fn remote(&mut self, message: Remote, ctx: &mut Ctx);
 }
@@ -174,6 +176,13 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
         };
         self.protocol.closed(session, id, reason, ctx);
         said
+    }
+
+    fn answer(&mut self, id: ConnId, answer: Claim, ctx: &mut Ctx) -> Step {
+        let Some(session) = self.by_slot.get_mut(slot(id)).and_then(Option::as_mut) else {
+            return Step::Continue;
+        };
+        self.protocol.answer(session, id, answer, ctx)
     }
 
     fn remote(&mut self, message: Remote, ctx: &mut Ctx) {
