@@ -167,6 +167,29 @@ fn bad_proxy_headers_are_counted_as_proxy_errors_not_accepted() {
     counted_apart(&mut server, m, ("proxy", "proxy_errors"), 3);
 }
 
+/// Issue 18, defect 2, on plain TCP: a full server behind `--proxy-protocol`
+/// reads the header first, then says it is full.
+#[test]
+fn a_full_proxy_listener_reads_the_header_before_saying_it_is_full() {
+    let server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.0/8",
+        "--max-connections",
+        "1",
+    ]);
+    let header: &[u8] = b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\n";
+    let _kept = served(server.addr, header, b"served");
+    let mut late = connect(server.addr);
+    late.write_all(header).unwrap();
+    let (said, _) = read_to_eof(&mut late);
+    assert_eq!(
+        String::from_utf8_lossy(&said),
+        "Server is full. Try again later.\n"
+    );
+}
+
 /// Turned away from a TLS listener: the words only ever through TLS.
 #[cfg(feature = "tls")]
 mod over_tls {

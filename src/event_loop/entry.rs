@@ -59,7 +59,7 @@ impl Server {
             }
             _ => {
                 if !refusing {
-                    self.let_in(token);
+                    self.let_in();
                 }
             }
         }
@@ -67,7 +67,7 @@ impl Server {
     }
 
     /// A connection is let in to be served: counted as accepted.
-    fn let_in(&mut self, _token: Token) {
+    fn let_in(&mut self) {
         self.tally.stats.accepted += 1;
     }
 
@@ -89,7 +89,7 @@ impl Server {
         match entry {
             Entry::Go | Entry::TooMany if refusing => return true,
             Entry::Go => {
-                self.let_in(token);
+                self.let_in();
                 return true;
             }
             // Nothing read, nothing sent: a scan must learn nothing, and
