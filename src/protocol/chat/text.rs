@@ -1,0 +1,161 @@
+//! What a chat user may be called, and what of what they type reaches the
+//! others: the name rule ([`valid_name`]), names compared without regard
+//! to case ([`key`]), and lines stripped of what could forge or hide text
+//! on another user's terminal ([`sanitize`]). Pure functions over bytes;
+//! `chat.rs` applies them.
+
+use super::MAX_NAME;
+
+/// True for 1 to 32 ASCII letters, digits, `_`, `-` and `.`.
+///
+/// Names outside ASCII (`café`) are refused on purpose: Unicode look-alikes
+/// (Cyrillic `а` beside Latin `a`) would make pretending to be someone else
+/// trivial, and uniqueness without regard to case ([`key`]) is only simple
+/// and well defined for ASCII.
+pub fn valid_name(name: &[u8]) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// The key a name is stored and looked up under: the name in ASCII
+/// lowercase. Valid names are ASCII, so this is the whole of case folding;
+/// a non-ASCII string (an unknown `/msg` target) keeps its other characters
+/// and matches nobody.
+pub(super) fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// True for the invisible characters with which a line could be made to
+/// look like someone else's on some terminals: they reorder the text, hide
+/// part of it, or start a new line. [`sanitize`] removes them, as it does
+/// control characters, rather than escaping them: there is nothing in them
+/// worth showing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        // Bidirectional embeddings and overrides (LRE, RLE, PDF, LRO, RLO),
+        // isolates (LRI, RLI, FSI, PDI), and the marks LRM, RLM and ALM.
+        '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}'
+            // Zero width: space, non-joiner, joiner, and the byte order
+            // mark (zero-width no-break space).
+            | '\u{200b}'..='\u{200d}'
+            | '\u{feff}'
+            // Line and paragraph separators: some terminals and clients
+            // break the line there, and the rest of it could pose as
+            // another user's line.
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+/// Makes a line safe to show on someone else's terminal: invalid UTF-8
+/// becomes U+FFFD; ANSI escape sequences (CSI, OSC, DCS and two-byte ones),
+/// control characters (C0 but tab, DEL, C1) and the invisible characters of
+/// [`is_invisible_format`] (bidirectional controls, zero-width characters,
+/// U+2028 and U+2029) are removed.
+pub fn sanitize(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS, SOS, PM, APC: a string up to BEL or ESC \.
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // A two-character sequence (ESC c, ESC 7, ...).
+                _ => {}
+            },
+            // The 8-bit CSI.
+            '\u{9b}' => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() || is_invisible_format(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_controls_are_stripped() {
+        let bidi = [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', // LRE RLE PDF LRO RLO
+            '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', // LRI RLI FSI PDI
+            '\u{200e}', '\u{200f}', '\u{61c}', // LRM RLM ALM
+        ];
+        for c in bidi {
+            assert_eq!(sanitize(format!("a{c}b").as_bytes()), "ab", "{c:?}");
+        }
+        // Right-to-left text itself is kept: only the invisible controls go.
+        assert_eq!(
+            sanitize("\u{5e9}\u{5dc}\u{5d5}\u{5dd}".as_bytes()),
+            "\u{5e9}\u{5dc}\u{5d5}\u{5dd}"
+        );
+    }
+
+    #[test]
+    fn zero_width_characters_are_stripped() {
+        for c in ['\u{200b}', '\u{200c}', '\u{200d}', '\u{feff}'] {
+            assert_eq!(sanitize(format!("a{c}b").as_bytes()), "ab", "{c:?}");
+        }
+        // The price: an emoji sequence joined by U+200D shows as its parts.
+        assert_eq!(
+            sanitize("\u{1f469}\u{200d}\u{1f4bb}".as_bytes()),
+            "\u{1f469}\u{1f4bb}"
+        );
+        // Other visible non-ASCII text is kept.
+        assert_eq!(
+            sanitize("caf\u{e9} \u{65e5}\u{672c}".as_bytes()),
+            "caf\u{e9} \u{65e5}\u{672c}"
+        );
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_stripped() {
+        assert_eq!(sanitize("a\u{2028}b\u{2029}c".as_bytes()), "abc");
+    }
+
+    #[test]
+    fn valid_names() {
+        assert!(valid_name(b"a"));
+        assert!(valid_name(b"A.b-c_9"));
+        assert!(valid_name(&[b'x'; 32]));
+        assert!(!valid_name(&[b'x'; 33]));
+        assert!(!valid_name(b""));
+        assert!(!valid_name("é".as_bytes()));
+        assert!(!valid_name(b"/who"));
+    }
+}
