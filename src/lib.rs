@@ -21,7 +21,8 @@
 //!    Protocols never see a socket; [`sendfile`] is how the file server
 //!    still sends a file without copying it, through a socket the loop
 //!    lends for one step. [`protocol::seam`] is the one place the loop
-//!    meets a protocol: a trait object, so that the loop is compiled once.
+//!    meets a protocol: a trait object, so that the loop is compiled once;
+//!    [`protocol::room`] is what both relays do with their room.
 //! 6. [`event_loop`]: the loop itself, one file per layer of a turn: its
 //!    `mod.rs` is the turn (poll, dispatch); then admission, entry (PROXY,
 //!    TLS, open), the visit, closing, relays, time, reporting, shutdown.
