@@ -527,12 +527,22 @@ mod tests {
             &mut self,
             f: impl FnOnce(&mut Chat, &mut BTreeMap<usize, ChatSession>, &mut Ctx) -> R,
         ) -> (R, String, Vec<(usize, String)>) {
+            self.run_with(false, f)
+        }
+
+        /// `run`, with a registry that answers every claim later if
+        /// `pending`.
+        fn run_with<R>(
+            &mut self,
+            pending: bool,
+            f: impl FnOnce(&mut Chat, &mut BTreeMap<usize, ChatSession>, &mut Ctx) -> R,
+        ) -> (R, String, Vec<(usize, String)>) {
             let (mut out, mut sends) = (Vec::new(), Vec::new());
-            let r = f(
-                &mut self.chat,
-                &mut self.sessions,
-                &mut Ctx::new(Instant::now(), &mut out, &mut sends),
-            );
+            let mut ctx = Ctx::new(Instant::now(), &mut out, &mut sends);
+            if pending {
+                ctx = ctx.with_claims_pending();
+            }
+            let r = f(&mut self.chat, &mut self.sessions, &mut ctx);
             let sends = sends
                 .into_iter()
                 .map(|(t, c)| (t.0, String::from_utf8_lossy(&c).into_owned()))
@@ -564,17 +574,9 @@ mod tests {
 
         /// `say`, with a registry that answers every claim later.
         fn say_pending(&mut self, i: usize, bytes: &str) -> (Step, String, Vec<(usize, String)>) {
-            let (mut out, mut sends) = (Vec::new(), Vec::new());
-            let session = self.sessions.get_mut(&i).unwrap();
-            let mut ctx = Ctx::new(Instant::now(), &mut out, &mut sends).with_claims_pending();
-            let step = self
-                .chat
-                .data(session, Token(i), bytes.as_bytes(), &mut ctx);
-            let sends = sends
-                .into_iter()
-                .map(|(t, c)| (t.0, String::from_utf8_lossy(&c).into_owned()))
-                .collect();
-            (step, String::from_utf8(out).unwrap(), sends)
+            self.run_with(true, |c, s, ctx| {
+                c.data(s.get_mut(&i).unwrap(), Token(i), bytes.as_bytes(), ctx)
+            })
         }
 
         /// The registry's later answer to `i`'s claim.

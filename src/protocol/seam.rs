@@ -191,8 +191,9 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
 }
 
 impl<P: Protocol> Sessions<P> {
-    /// True if connection `id` has a session now (for tests).
-    pub fn has_session(&self, id: ConnId) -> bool {
+    /// True if connection `id` has a session now.
+    #[cfg(test)]
+    fn has_session(&self, id: ConnId) -> bool {
         self.get(id).is_some()
     }
 }
