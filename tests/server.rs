@@ -343,5 +343,68 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
     for (i, s) in clients.iter_mut().enumerate() {
         expect(s, format!("{:02}", i + 16).as_bytes());
     }
+    // Those 16 took the freed descriptors, so every accept still fails
+    // (`accept` needs a free descriptor before it looks at the backlog).
+    // Once one more frees and a second passes without a failure, the
+    // episode has passed.
+    clients.pop();
     server.wait_for_log("accepting connections again");
+}
+
+/// At the descriptor limit every freed descriptor is taken by the next
+/// client and the accept after it fails again: one episode, one warning,
+/// and one line when it has passed, not two lines per client.
+#[test]
+fn a_descriptor_limit_episode_logs_one_warning_however_many_clients_cycle() {
+    let mut server = Server::start_cmd(with_fd_limit(32), &["echo"]);
+    server.wait_for_log("needs about");
+    let mut clients: std::collections::VecDeque<_> = (0..40).map(|_| connect(server.addr)).collect();
+    for (i, s) in clients.iter_mut().enumerate() {
+        s.write_all(&[b'a' + (i % 26) as u8]).unwrap();
+    }
+    server.wait_for_log("cannot accept");
+    // Find the first client still waiting in the backlog: it has no echo.
+    let waiting = clients
+        .iter_mut()
+        .position(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let mut b = [0u8; 1];
+            let answered = matches!(s.read(&mut b), Ok(1));
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            !answered
+        })
+        .expect("some clients wait in the backlog");
+    // Twenty times: one served client leaves, the first waiting one is let
+    // in (its echo arrives), and a new client joins the backlog.
+    let mut next = waiting;
+    for round in 0..20 {
+        drop(clients.pop_front());
+        next -= 1;
+        let s = &mut clients[next];
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)
+            .unwrap_or_else(|e| panic!("round {round}: the freed slot's client got no echo: {e}"));
+        next += 1;
+        let mut c = connect(server.addr);
+        c.write_all(b"z").unwrap();
+        clients.push_back(c);
+    }
+    assert_eq!(
+        server.log_lines("cannot accept").len(),
+        1,
+        "one warning while the condition lasts"
+    );
+    assert!(
+        server.log_lines("accepting connections again").is_empty(),
+        "the episode has not passed while accepts keep failing"
+    );
+    // Free enough descriptors for everyone: after a second with no failure,
+    // one line says it has passed.
+    for _ in 0..20 {
+        drop(clients.pop_front());
+    }
+    server.wait_for_log("accepting connections again");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.log_lines("cannot accept").len(), 1);
+    assert_eq!(server.log_lines("accepting connections again").len(), 1);
 }

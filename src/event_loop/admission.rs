@@ -28,6 +28,11 @@ use crate::worker_link::Slots;
 const ACCEPTS_PER_TURN: usize = 256;
 /// How soon to retry accepting after an accept error.
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+/// An accept-error episode has passed once no accept has failed for this
+/// long: until then, accepts that succeed in between (a descriptor freed,
+/// taken at once by the next client) do not end it, and its warning is not
+/// repeated.
+pub(super) const ACCEPT_CALM: Duration = Duration::from_secs(1);
 /// At most this many turned-away clients wait in the table at once (for a
 /// TLS handshake, or a PROXY header, before they are told); beyond it they
 /// are closed without a word on a TLS or PROXY listener.
@@ -113,12 +118,23 @@ pub(super) struct Admission {
     pub(super) accepting: Accepting,
     /// Which listener to accept from first this turn.
     accept_from: usize,
-    /// An accept error was logged and no accept has succeeded since.
-    accept_trouble: bool,
+    /// Accepting has failed within the last `ACCEPT_CALM`: the episode the
+    /// one warning was logged for.
+    trouble: Option<Trouble>,
+    /// When the one live `AcceptRetry` timer entry is due, if one is.
+    retry_due: Option<Instant>,
     pub(super) limit: Limit,
     /// Connections in the table only to be told they are turned away (after
     /// a TLS handshake or a PROXY header). They hold no slot.
     pub(super) rejecting: usize,
+}
+
+/// An episode of failing accepts (out of descriptors, say).
+#[derive(Debug, Clone, Copy)]
+struct Trouble {
+    since: Instant,
+    last: Instant,
+    failures: u64,
 }
 
 impl Admission {
@@ -128,10 +144,16 @@ impl Admission {
             local_addr,
             accepting: Accepting::OnEvent,
             accept_from: 0,
-            accept_trouble: false,
+            trouble: None,
+            retry_due: None,
             limit: Limit::new(max),
             rejecting: 0,
         }
+    }
+
+    /// When the live `AcceptRetry` entry is due (others were superseded).
+    pub(super) fn retry_due(&self) -> Option<Instant> {
+        self.retry_due
     }
 }
 
@@ -159,13 +181,7 @@ impl Server {
                 };
                 budget -= 1;
                 match listener.accept() {
-                    Ok((stream, peer)) => {
-                        if self.admission.accept_trouble {
-                            self.admission.accept_trouble = false;
-                            log::info!("accepting connections again");
-                        }
-                        self.admit(stream, peer, now);
-                    }
+                    Ok((stream, peer)) => self.admit(stream, peer, now),
                     // Every client waiting here is accepted.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -190,23 +206,72 @@ impl Server {
 
     /// Stops accepting after an error that would recur at once, warning once
     /// per episode. Accepting resumes when a connection closes (a descriptor
-    /// is free) or on the retry timer (another process freed one).
+    /// is free) or on the retry timer (another process freed one). At the
+    /// limit each freed descriptor is taken by the next client and the
+    /// accept after it fails again: that is still the same episode.
     fn pause_accepting(&mut self, e: &io::Error, now: Instant) {
-        if !self.admission.accept_trouble {
-            self.admission.accept_trouble = true;
-            if sys::is_resource_exhaustion(e) {
-                log::warn!(
-                    "cannot accept: {e}; serving the {} open connections, \
-                     new clients wait until a descriptor frees",
-                    self.conns.len()
-                );
-            } else {
-                log::warn!("cannot accept: {e}; retrying");
+        match &mut self.admission.trouble {
+            Some(t) => {
+                t.last = now;
+                t.failures += 1;
+            }
+            None => {
+                self.admission.trouble = Some(Trouble {
+                    since: now,
+                    last: now,
+                    failures: 1,
+                });
+                if sys::is_resource_exhaustion(e) {
+                    log::warn!(
+                        "cannot accept: {e}; serving the {} open connections, \
+                         new clients wait until a descriptor frees",
+                        self.conns.len()
+                    );
+                } else {
+                    log::warn!("cannot accept: {e}; retrying");
+                }
             }
         }
         self.admission.accepting = Accepting::Paused;
-        self.timers
-            .schedule(now + ACCEPT_RETRY, super::TimerKey::AcceptRetry);
+        self.arm_accept_retry(now + ACCEPT_RETRY);
+    }
+
+    /// The `AcceptRetry` entry due at `at` fired: a paused listener tries
+    /// again, and an episode with no failure for `ACCEPT_CALM` has passed,
+    /// said in one line.
+    pub(super) fn retry_accepting(&mut self, at: Instant, now: Instant) {
+        if self.admission.retry_due != Some(at) {
+            return; // superseded by an earlier entry
+        }
+        self.admission.retry_due = None;
+        if self.admission.accepting == Accepting::Paused {
+            self.admission.accepting = Accepting::Backlogged;
+        }
+        let Some(t) = self.admission.trouble else {
+            return;
+        };
+        let calm_at = t.last + ACCEPT_CALM;
+        if now < calm_at {
+            self.arm_accept_retry(calm_at);
+            return;
+        }
+        self.admission.trouble = None;
+        log::info!(
+            "accepting connections again: no accept failed for {} s \
+             ({} failed over {} ms)",
+            ACCEPT_CALM.as_secs(),
+            t.failures,
+            t.last.duration_since(t.since).as_millis()
+        );
+    }
+
+    /// Keeps one live `AcceptRetry` entry, due at the earliest time asked.
+    fn arm_accept_retry(&mut self, at: Instant) {
+        if self.admission.retry_due.is_some_and(|due| due <= at) {
+            return;
+        }
+        self.admission.retry_due = Some(at);
+        self.timers.schedule(at, super::TimerKey::AcceptRetry);
     }
 
     /// Takes in one accepted client: it takes a slot, or is turned away if

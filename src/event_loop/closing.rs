@@ -329,6 +329,7 @@ impl Server {
             (self.report.publish_armed, self.report.publish_next),
         );
         let metrics = &self.report.metrics;
+        let retry_due = self.admission.retry_due();
         self.timers
             .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
                 TimerKey::Conn(token) => conns.get(*token).is_some_and(|c| c.timer_at == Some(at)),
@@ -340,8 +341,8 @@ impl Server {
                 TimerKey::Metrics(token) => {
                     metrics.as_ref().is_some_and(|m| m.due(*token) == Some(at))
                 }
+                TimerKey::AcceptRetry => retry_due == Some(at),
                 TimerKey::Drain
-                | TimerKey::AcceptRetry
                 | TimerKey::Recheck
                 | TimerKey::Watchdog => true,
             });

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::admission::Accepting;
 use super::closing::{CLOSE_GRACE, LINGER_CHECK};
 use super::output::{next_due, protocol_due};
 use super::{connections, peer_name, Server};
@@ -33,7 +32,8 @@ pub(super) enum TimerKey {
     Stats,
     /// The end of the shutdown drain.
     Drain,
-    /// Try accepting again after an accept error.
+    /// Try accepting again after an accept error; see whether the episode
+    /// of errors has passed.
     AcceptRetry,
     /// A receiver that fell behind a relay may stop holding senders back.
     Pacing,
@@ -143,11 +143,7 @@ impl Server {
                         self.publish(now);
                     }
                 }
-                TimerKey::AcceptRetry => {
-                    if self.admission.accepting == Accepting::Paused {
-                        self.admission.accepting = Accepting::Backlogged;
-                    }
-                }
+                TimerKey::AcceptRetry => self.retry_accepting(at, now),
             }
         }
     }
