@@ -16,7 +16,13 @@
 //! - bytes after the header in the same read are the start of the client's
 //!   stream ([`Parsed::rest`]): a greeting, a TLS ClientHello;
 //! - `LOCAL` (v2) and `UNKNOWN` (v1), which balancers send for their health
-//!   checks, name no client: the connection's own peer is used.
+//!   checks, name no client: the connection's own peer is used. A `LOCAL`
+//!   header's family is ignored and its address block skipped, whatever
+//!   its length (zero, as a health check sends it, or not), as the
+//!   specification tells a receiver to: it is framed here, never parsed;
+//! - a v2 `PROXY` header names a client only for TCP over IPv4 or IPv6; any
+//!   other family or transport (UDP, UNIX, unspecified) is taken as
+//!   `UNKNOWN`, its block skipped.
 //!
 //! Nothing is ever guessed: without `--proxy-protocol` a header is data,
 //! and with it, a connection that does not start with one is closed.
@@ -73,6 +79,9 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 const V1_PREFIX: &[u8] = b"PROXY ";
 /// The longest version 1 header, CRLF included (the spec's 107).
 const V1_MAX: usize = 107;
+/// A version 2 header's 13th byte for the `LOCAL` command: version 2
+/// (high four bits), command 0 (low four).
+const V2_LOCAL: u8 = 0x20;
 
 /// Where the header at the start of `bytes` ends, once that is known
 /// (`Ok(Some(len))`); `Ok(None)` while more bytes could still make it one;
@@ -115,6 +124,16 @@ fn parse(bytes: &[u8]) -> Progress {
     if bytes[..framed].ends_with(b"\n") && bytes[0] == b'P' && !bytes[..framed].ends_with(b"\r\n") {
         return Progress::Bad("a version 1 header must end in CRLF".into());
     }
+    // LOCAL: the family and the block are to be ignored, so they are not
+    // handed to `ppp`, which would hold the family against the block's
+    // length (a TCP family with no addresses is what some health checks
+    // send).
+    if bytes.starts_with(V2_SIGNATURE) && bytes[12] == V2_LOCAL {
+        return Progress::Done(Parsed {
+            client: None,
+            rest: bytes[framed..].to_vec(),
+        });
+    }
     let result = HeaderResult::parse(&bytes[..framed]);
     if result.is_incomplete() {
         return Progress::Bad("a header cut short".into());
@@ -133,15 +152,15 @@ fn parse(bytes: &[u8]) -> Progress {
             (client, h.header.len())
         }
         HeaderResult::V2(Ok(h)) => {
-            let client = match (h.command, h.addresses) {
-                (v2::Command::Local, _) => None,
-                (_, v2::Addresses::IPv4(a)) => {
+            let client = match (h.command, h.protocol, h.addresses) {
+                (v2::Command::Proxy, v2::Protocol::Stream, v2::Addresses::IPv4(a)) => {
                     Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
                 }
-                (_, v2::Addresses::IPv6(a)) => {
+                (v2::Command::Proxy, v2::Protocol::Stream, v2::Addresses::IPv6(a)) => {
                     Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
                 }
-                // A UNIX socket or an unspecified family names no TCP client.
+                // UDP, a UNIX socket, or a transport or family unspecified
+                // names no TCP client: UNKNOWN. (LOCAL never gets here.)
                 _ => None,
             };
             (client, h.len())
@@ -211,6 +230,72 @@ mod tests {
         a6.extend(443u16.to_be_bytes());
         let p = done(Header::default().feed(&v2(0x21, 0x21, &a6, &[])));
         assert_eq!(p.client, Some("[2001:db8::9]:1234".parse().unwrap()));
+    }
+
+    /// An IPv4 address block: `src:sport` to 10.0.0.1:80.
+    fn block4(src: [u8; 4], sport: u16) -> Vec<u8> {
+        let mut a = src.to_vec();
+        a.extend([10, 0, 0, 1]);
+        a.extend(sport.to_be_bytes());
+        a.extend(80u16.to_be_bytes());
+        a
+    }
+
+    #[test]
+    fn version_2_over_udp_or_an_unspecified_transport_names_nobody() {
+        // UDP over IPv4 (0x12) and over IPv6 (0x22), and IPv4 with no
+        // transport named (0x10): no TCP client, so UNKNOWN, as the
+        // documentation says; the block is still skipped whole.
+        let mut a6 = vec![0x20, 0x01, 0x0d, 0xb8];
+        a6.extend([0; 12]);
+        a6.extend([0; 16]);
+        a6.extend(5353u16.to_be_bytes());
+        a6.extend(53u16.to_be_bytes());
+        for (family, addrs) in [
+            (0x12, block4([192, 0, 2, 7], 5555)),
+            (0x22, a6),
+            (0x10, block4([192, 0, 2, 7], 5555)),
+        ] {
+            let mut bytes = v2(0x21, family, &addrs, &[0x04, 0, 1, b'x']);
+            bytes.extend(b"after");
+            let p = done(Header::default().feed(&bytes));
+            assert_eq!(p.client, None, "family {family:#04x}");
+            assert_eq!(p.rest, b"after", "family {family:#04x}");
+        }
+    }
+
+    #[test]
+    fn version_2_local_ignores_its_family_and_skips_its_block() {
+        // A health check that names TCP over IPv4 but sends no addresses:
+        // the family is ignored, not held against the length.
+        let mut bytes = v2(0x20, 0x11, &[], &[]);
+        bytes.extend(b"ping");
+        let p = done(Header::default().feed(&bytes));
+        assert_eq!(p.client, None);
+        assert_eq!(p.rest, b"ping");
+        // One that does send a block (and TLVs): skipped to the byte, and
+        // the addresses in it name nobody.
+        for (family, block) in [
+            (0x11, block4([192, 0, 2, 7], 5555)),
+            (0x21, vec![7; 5]),
+            (0x00, vec![1, 2, 3]),
+            (0x31, vec![0; 216]),
+            // Not even a family version 2 defines: ignored all the same,
+            // as HAProxy's own receiver does for LOCAL.
+            (0x45, vec![]),
+        ] {
+            let mut bytes = v2(0x20, family, &block, &[0x04, 0, 1, b'x']);
+            bytes.extend(b"ping");
+            let p = done(Header::default().feed(&bytes));
+            assert_eq!(p.client, None, "family {family:#04x}");
+            assert_eq!(p.rest, b"ping", "family {family:#04x}");
+        }
+        // The PROXY command with the same empty block is still refused: it
+        // promised addresses and sent none.
+        assert!(matches!(
+            Header::default().feed(&v2(0x21, 0x11, &[], &[])),
+            Progress::Bad(_)
+        ));
     }
 
     #[test]

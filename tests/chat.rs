@@ -165,6 +165,51 @@ fn case_variants_and_invisible_characters_never_reach_other_users() {
     expect_silence(&mut impostor);
 }
 
+/// What `/nick` says to a name that breaks the rule: the prompt's words.
+const INVALID_NICK: &[u8] = b"ERROR: invalid username: use 1-32 letters, digits, _ - .\n";
+
+#[test]
+fn nick_refuses_what_the_prompt_refuses_rather_than_stripping_it() {
+    // The prompt refuses a name with a bidi override, a zero-width space
+    // or an escape; /nick must not strip them and rename to what is left.
+    let rule = "nvalid username: use 1-32 letters, digits, _ - .";
+    assert!(String::from_utf8_lossy(INVALID).contains(rule));
+    assert!(String::from_utf8_lossy(INVALID_NICK).contains(rule));
+    let server = Server::start(&["chat"]);
+    let mut alice = join(&server, "alice");
+    let mut bob = join(&server, "bob");
+    expect(&mut alice, b"bob joined the chat\n");
+    let dressed = [
+        "mal\u{202e}lory",
+        "mal\u{200b}lory",
+        "mal\u{1b}lory",
+        "mal\u{1b}[0mlory",
+    ];
+    for name in dressed {
+        // As a first name, at the prompt: refused.
+        let mut s = connect(server.addr);
+        expect(&mut s, b"Enter your username: ");
+        say(&mut s, &format!("{name}\n"));
+        expect(&mut s, INVALID);
+        drop(s);
+        // As a new name, by /nick: refused the same way.
+        say(&mut alice, &format!("/nick {name}\n"));
+        expect(&mut alice, INVALID_NICK);
+    }
+    // Alice is still alice; nobody was told otherwise, and the name that
+    // stripping would have left is free.
+    say(&mut alice, "/who\n");
+    expect(&mut alice, b"Users online: alice, bob\n");
+    let _mallory = join(&server, "mallory");
+    expect(&mut alice, b"mallory joined the chat\n");
+    expect(&mut bob, b"mallory joined the chat\n");
+    // A plain name still goes through, CRLF and all.
+    say(&mut alice, "/nick alicia\r\n");
+    expect(&mut alice, b"You are now alicia\n");
+    expect(&mut bob, b"alice is now alicia\n");
+    expect_silence(&mut bob);
+}
+
 #[test]
 fn idle_timeout_and_reset_each_announce_the_leave_once() {
     let server = Server::start(&["chat", "--idle-timeout", "1"]);

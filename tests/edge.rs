@@ -32,6 +32,39 @@ fn v2_local() -> Vec<u8> {
     b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec()
 }
 
+/// A version 2 header: `ver_cmd` (0x21 PROXY, 0x20 LOCAL), `family` (its
+/// address family and transport), then `block` (addresses, TLVs).
+fn v2_header(ver_cmd: u8, family: u8, block: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend([ver_cmd, family]);
+    h.extend((block.len() as u16).to_be_bytes());
+    h.extend(block);
+    h
+}
+
+/// An address block for `client` to 10.0.0.1:80 or [2001:db8::1]:80.
+fn address_block(client: SocketAddr) -> Vec<u8> {
+    let mut b = Vec::new();
+    match client {
+        SocketAddr::V4(c) => {
+            b.extend(c.ip().octets());
+            b.extend([10, 0, 0, 1]);
+        }
+        SocketAddr::V6(c) => {
+            b.extend(c.ip().octets());
+            b.extend(
+                "2001:db8::1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+        }
+    }
+    b.extend(client.port().to_be_bytes());
+    b.extend(80u16.to_be_bytes());
+    b
+}
+
 /// The access log line of the connection whose client was `peer`.
 fn access_line(server: &mut Server, peer: &str) -> String {
     server.wait_for_log(&format!("peer={peer} "))
@@ -80,6 +113,79 @@ fn proxy_headers_v1_and_v2_name_the_client_and_keep_the_data_after_them() {
         drop(s);
         access_line(&mut server, &me.to_string());
     }
+}
+
+#[test]
+fn a_v2_header_for_udp_names_nobody_and_the_balancer_stands_for_the_client() {
+    // The addresses in a UDP header are not a TCP client's: the server
+    // goes by the real peer, for the log, the access log, allow and deny.
+    // Denying the header's addresses shows which one was judged.
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--access-log",
+        "--log-level",
+        "debug",
+        "--deny",
+        "192.0.2.0/24",
+        "--deny",
+        "2001:db8::/32",
+        "--stats-interval",
+        "0.2",
+    ]);
+    for (family, named) in [(0x12, "192.0.2.7:5555"), (0x22, "[2001:db8::7]:4444")] {
+        let mut s = connect(server.addr);
+        let me = s.local_addr().unwrap();
+        let mut first = v2_header(0x21, family, &address_block(named.parse().unwrap()));
+        first.extend(b"udp?");
+        s.write_all(&first).unwrap();
+        expect(&mut s, b"udp?");
+        drop(s);
+        let line = access_line(&mut server, &me.to_string());
+        assert!(line.contains("bytes_in=4 bytes_out=4"), "{line}");
+        server.wait_for_log(&format!("PROXY header: client {me}"));
+    }
+    let line = server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 2 && stat(l, "active") == 0
+    });
+    assert!(
+        !line.contains("denied") && !line.contains("proxy_errors"),
+        "{line}"
+    );
+    for named in ["192.0.2.7", "2001:db8::7"] {
+        assert!(server.log_lines(named).is_empty(), "{named} was logged");
+    }
+}
+
+#[test]
+fn a_v2_local_header_is_served_whatever_its_family_and_block() {
+    // A health check: LOCAL, naming TCP over IPv4 but with no address
+    // block at all; then one whose block (addresses and a TLV) must be
+    // skipped by its length, and names nobody.
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--access-log",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let mut block = address_block("192.0.2.7:5555".parse().unwrap());
+    block.extend([0x04, 0, 2, b'h', b'c']);
+    for header in [v2_header(0x20, 0x11, &[]), v2_header(0x20, 0x11, &block)] {
+        let mut s = connect(server.addr);
+        let me = s.local_addr().unwrap();
+        s.write_all(&header).unwrap();
+        s.write_all(b"ping").unwrap();
+        expect(&mut s, b"ping");
+        drop(s);
+        let line = access_line(&mut server, &me.to_string());
+        assert!(line.contains("bytes_in=4 bytes_out=4"), "{line}");
+    }
+    let line = server.wait_for_log_where("stats:", |l| {
+        stat(l, "total") == 2 && stat(l, "active") == 0
+    });
+    assert!(!line.contains("proxy_errors"), "{line}");
+    assert!(server.log_lines("192.0.2.7").is_empty());
 }
 
 #[test]

@@ -26,7 +26,8 @@
 //! characters, ANSI escape sequences, and the invisible characters that
 //! reorder, hide or break a line (bidirectional controls, zero-width
 //! characters, line and paragraph separators) are stripped and invalid UTF-8
-//! is replaced before a line is relayed ([`sanitize`]).
+//! is replaced before a line is relayed ([`sanitize`]). A name is never
+//! stripped into shape: `/nick` refuses what the prompt refuses.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -38,7 +39,7 @@ use super::room;
 mod text;
 use super::{earliest, Address, Claim, CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
 use crate::hub::Holder;
-use text::key;
+use text::{as_typed, key};
 pub use text::{sanitize, valid_name};
 
 pub const PROMPT: &[u8] = b"Enter your username: ";
@@ -306,7 +307,9 @@ fn on_line(
         "nick" => {
             if rest.is_empty() {
                 ctx.write(b"ERROR: usage: /nick NEW\n");
-            } else if !valid_name(rest.as_bytes()) {
+            } else if !valid_name(rest.as_bytes()) || !as_typed(line, &text) {
+                // Judged as typed, as at the prompt: not renamed to what
+                // stripping an override, a zero-width space or an escape left.
                 ctx.write(INVALID_NICK);
             } else if rest == me {
                 ctx.write(format!("You are already {me}\n").as_bytes());
@@ -785,6 +788,14 @@ mod tests {
             .say(1, "/nick b@d\n")
             .1
             .starts_with("ERROR: invalid username"));
+        for dressed in [
+            "/nick ro\u{202e}b\n",
+            "/nick ro\u{200b}b\n",
+            "/nick ro\u{1b}bb\n",
+        ] {
+            let refused = std::str::from_utf8(INVALID_NICK).unwrap();
+            assert_eq!(r.say(1, dressed).1, refused, "{dressed:?}");
+        }
         assert_eq!(r.say(1, "/who\n").1, "Users online: alice, robert\n");
         assert!(r.say(1, "/help\n").1.contains("/msg NAME TEXT"));
         assert_eq!(

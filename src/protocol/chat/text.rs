@@ -1,8 +1,9 @@
 //! What a chat user may be called, and what of what they type reaches the
 //! others: the name rule ([`valid_name`]), names compared without regard
-//! to case ([`key`]), and lines stripped of what could forge or hide text
-//! on another user's terminal ([`sanitize`]). Pure functions over bytes;
-//! `chat.rs` applies them.
+//! to case ([`key`]), lines stripped of what could forge or hide text on
+//! another user's terminal ([`sanitize`]), and whether stripping took
+//! anything ([`as_typed`]: a name is judged as typed, never as stripped).
+//! Pure functions over bytes; `chat.rs` applies them.
 
 use super::MAX_NAME;
 
@@ -105,6 +106,19 @@ pub fn sanitize(raw: &[u8]) -> String {
     out
 }
 
+/// True if `shown`, what [`sanitize`] made of `raw`, is `raw` exactly:
+/// nothing was removed (a control character, an escape sequence, an
+/// invisible character) and no invalid UTF-8 replaced.
+///
+/// A command line is parsed after it is sanitized, so `/nick` sees the
+/// name with such characters gone. The prompt refuses a name that holds
+/// them ([`valid_name`]); `/nick` refuses a line that held them, rather
+/// than rename its user to what stripping left (`mal\u{202e}lory` must not
+/// become `mallory`).
+pub(super) fn as_typed(raw: &[u8], shown: &str) -> bool {
+    raw == shown.as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +160,26 @@ mod tests {
     #[test]
     fn line_and_paragraph_separators_are_stripped() {
         assert_eq!(sanitize("a\u{2028}b\u{2029}c".as_bytes()), "abc");
+    }
+
+    #[test]
+    fn what_sanitizing_took_is_seen() {
+        for raw in ["alice", "caf\u{e9} \t ok"] {
+            assert!(
+                as_typed(raw.as_bytes(), &sanitize(raw.as_bytes())),
+                "{raw:?}"
+            );
+        }
+        for raw in [
+            &b"mal\xe2\x80\xaelory"[..], // U+202E
+            b"mal\xe2\x80\x8blory",      // U+200B
+            b"mal\x1blory",
+            b"mal\x1b[0mlory",
+            b"mal\x07lory",
+            b"mal\xfflory",
+        ] {
+            assert!(!as_typed(raw, &sanitize(raw)), "{raw:?}");
+        }
     }
 
     #[test]
