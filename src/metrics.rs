@@ -16,8 +16,10 @@
 //!   once a shutdown has begun, so that a balancer stops sending clients
 //!   before the listener closes.
 //! - `HEAD` answers like `GET` without the body; any other method 405; any
-//!   other path 404; a request over 8 KiB 431; one not complete within 5 s
-//!   is closed. Every answer closes its connection.
+//!   other path 404; a request header over 8 KiB 431; one not complete
+//!   within 5 s is closed. Every answer closes its connection: what a
+//!   client sends after its first request's header is never read as a
+//!   request.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -34,7 +36,8 @@ use crate::tokens::{reserved, METRICS, METRICS_CLIENTS};
 pub const LISTENER: Token = METRICS;
 /// Metrics clients' tokens are `reserved(FIRST + slot)` (`tokens.rs`).
 const FIRST: usize = METRICS_CLIENTS;
-/// The largest request read.
+/// The largest request header. Reading stops once more than this has
+/// come, header or not.
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a request may take to arrive.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -247,19 +250,29 @@ fn slot(token: Token) -> Option<usize> {
 }
 
 /// The answer to a request, once it is complete: `None` while it is not.
+///
+/// Only the first request's header is parsed, up to its blank line: the
+/// bytes after it (a body, a pipelined request, anything) are not part of
+/// it and never read as a request, since every answer closes the
+/// connection. So `request` may hold more than the limit; only the header
+/// may not.
 pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u8>> {
-    if request.len() > MAX_REQUEST {
-        return Some(response(
+    let too_large = || {
+        Some(response(
             431,
             "Request Header Fields Too Large",
             "text/plain",
             "request too large\n",
             true,
-        ));
-    }
+        ))
+    };
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(request) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_REQUEST => return too_large(),
+        Ok(httparse::Status::Complete(_)) => {}
+        // Not complete within the limit: it never will be.
+        Ok(httparse::Status::Partial) if request.len() > MAX_REQUEST => return too_large(),
         Ok(httparse::Status::Partial) => return None,
         Err(_) => {
             return Some(response(
@@ -270,7 +283,6 @@ pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u
                 true,
             ))
         }
-        Ok(httparse::Status::Complete(_)) => {}
     }
     let head = match req.method {
         Some("GET") => false,
@@ -600,6 +612,43 @@ mod tests {
         assert!(text(answer(b"\x01\x02 garbage\r\n\r\n", figures)).starts_with("HTTP/1.1 400"));
         let big = vec![b'a'; MAX_REQUEST + 1];
         assert!(text(answer(&big, figures)).starts_with("HTTP/1.1 431"));
+    }
+
+    /// A request whose header is exactly `len` bytes.
+    fn header_of(len: usize) -> Vec<u8> {
+        let (start, end) = (&b"GET /healthz HTTP/1.1\r\nX: "[..], &b"\r\n\r\n"[..]);
+        let mut req = start.to_vec();
+        req.resize(len - end.len(), b'a');
+        req.extend_from_slice(end);
+        req
+    }
+
+    #[test]
+    fn only_the_first_requests_header_counts() {
+        // A valid request and 100 KB after it: the request is answered;
+        // what follows is not part of it (issue 19).
+        let mut req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        req.extend_from_slice(&[b'x'; 100_000]);
+        let a = text(answer(&req, figures));
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+        // Two pipelined requests: the answer is the first one's.
+        let two = b"GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n";
+        let a = text(answer(two, figures));
+        assert!(
+            a.starts_with("HTTP/1.1 200 OK\r\n") && a.ends_with("ok\n"),
+            "{a}"
+        );
+        // The header itself may be 8 KiB, not more, whole or not yet.
+        assert_eq!(header_of(MAX_REQUEST).len(), MAX_REQUEST);
+        let at = text(answer(&header_of(MAX_REQUEST), figures));
+        assert!(at.starts_with("HTTP/1.1 200"), "{at}");
+        let mut over = header_of(MAX_REQUEST + 1);
+        assert!(text(answer(&over, figures)).starts_with("HTTP/1.1 431"));
+        over.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(text(answer(&over, figures)).starts_with("HTTP/1.1 431"));
+        let unfinished = &header_of(MAX_REQUEST + 8)[..MAX_REQUEST + 1];
+        assert!(text(answer(unfinished, figures)).starts_with("HTTP/1.1 431"));
+        assert_eq!(answer(&unfinished[..MAX_REQUEST], figures), None);
     }
 
     #[test]

@@ -174,6 +174,46 @@ fn a_request_then_fin_is_answered_and_a_full_backlog_drains() {
 }
 
 #[test]
+fn a_request_followed_by_other_bytes_is_answered_then_closed() {
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    // A valid request and 100 KB that are not part of it: the request gets
+    // its 200 (it got a 431: issue 19), the rest is never read as a
+    // request, and the connection closes after the one answer.
+    let mut s = connect(m);
+    let mut bytes = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    bytes.resize(bytes.len() + 100_000, b'x');
+    let mut w = s.try_clone().unwrap();
+    // The server stops reading after the header: the write may block,
+    // then fail when it closes (`connect` set a write timeout).
+    let writer = std::thread::spawn(move || w.write_all(&bytes).is_ok());
+    let (answer, _) = read_to_eof(&mut s);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("\nmonoloop_connections_active 0\n"),
+        "{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    writer.join().unwrap();
+    // Two requests back to back (pipelined): the first is answered, the
+    // second is not (`Connection: close`), and the connection closes.
+    let mut s = connect(m);
+    s.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let (answer, _) = read_to_eof(&mut s);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Connection: close\r\n"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+}
+
+#[test]
 fn idle_workers_make_no_wakeups_for_the_metrics() {
     let mut server = Server::start(&["echo", "--workers", "2", "--metrics", "127.0.0.1:0"]);
     let m = metrics_addr(&mut server);
