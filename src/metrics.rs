@@ -17,7 +17,7 @@
 //!   before the listener closes.
 //! - `HEAD` answers like `GET` without the body; any other method 405; any
 //!   other path 404; a request header over 8 KiB 431; one not complete
-//!   within 5 s is closed. Every answer closes its connection: what a
+//!   within a second of the accept is closed ([`HEADER_TIMEOUT`]). Every answer closes its connection: what a
 //!   client sends after its first request's header is never read as a
 //!   request.
 
@@ -39,8 +39,16 @@ const FIRST: usize = METRICS_CLIENTS;
 /// The largest request header. Reading stops once more than this has
 /// come, header or not.
 const MAX_REQUEST: usize = 8 * 1024;
-/// How long a request may take to arrive.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the whole request header may take to arrive, from the accept,
+/// however it trickles in. Those who ask here are machines nearby (a
+/// Prometheus, a balancer's health check), whose request is one small
+/// segment sent with the handshake's last ACK: a second is an RTT plus
+/// several retransmissions (Linux's RTO is 200 ms at least) and as long
+/// as a Kubernetes probe waits for the whole answer by default. It bounds
+/// how long a client that never finishes holds a place (issue 19: 5 s
+/// made 64 of them a 5 s outage of `/healthz`). Too short to type a
+/// request by hand: `printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc`.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// At most this many scrapes at once; more wait in the backlog.
 pub const MAX_CLIENTS: usize = 64;
 
@@ -165,7 +173,7 @@ impl Metrics {
                     {
                         continue;
                     }
-                    let due = now + REQUEST_TIMEOUT;
+                    let due = now + HEADER_TIMEOUT;
                     entry.insert(Client {
                         stream,
                         request: Vec::new(),
