@@ -22,9 +22,13 @@
 //!   within a second of the accept is closed ([`HEADER_TIMEOUT`]). Every
 //!   answer closes its connection: what a client sends after its first
 //!   request's header is never read as a request.
+//! - At most [`MAX_CLIENTS`] clients at once; a newcomer beyond them takes
+//!   the place of the oldest whose request is not whole ([`victim`]), so
+//!   that connections held open cannot keep a health check out.
 
 mod text;
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -46,15 +50,20 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// How long the whole request header may take to arrive, from the accept,
 /// however it trickles in. Those who ask here are machines nearby (a
 /// Prometheus, a balancer's health check), whose request is one small
-/// segment sent with the handshake's last ACK: a second is an RTT plus
+/// segment sent as soon as the connection is up: a second is an RTT plus
 /// several retransmissions (Linux's RTO is 200 ms at least) and as long
 /// as a Kubernetes probe waits for the whole answer by default. It bounds
 /// how long a client that never finishes holds a place (issue 19: 5 s
 /// made 64 of them a 5 s outage of `/healthz`). Too short to type a
 /// request by hand: `printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc`.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
-/// At most this many scrapes at once; more wait in the backlog.
+/// At most this many clients at once. A newcomer beyond them is not left
+/// to wait: it takes the place of the one that matters least ([`victim`]).
 pub const MAX_CLIENTS: usize = 64;
+/// Accepts per listener event: one table's worth. Beyond it, each newcomer
+/// would take the place of one accepted in the same event before that one
+/// could say a word; the rest of the backlog is accepted at the next event.
+const ACCEPTS_PER_EVENT: usize = MAX_CLIENTS;
 
 /// What a scrape shows: the server's figures, summed over workers.
 #[derive(Debug, Default, Clone)]
@@ -71,14 +80,198 @@ pub struct Figures {
     pub tls: bool,
 }
 
-/// One scrape in progress.
+/// Where a client is in its one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reading the request's header, for [`HEADER_TIMEOUT`] at most.
+    Request,
+    /// Writing the answer.
+    Answering,
+}
+
+impl Stage {
+    /// Who makes room for a newcomer first: the lowest. A request not yet
+    /// whole goes before an answer being written, which is owed to a
+    /// request that did arrive.
+    fn eviction_rank(self) -> u8 {
+        match self {
+            Stage::Request => 0,
+            Stage::Answering => 1,
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Request => "REQUEST",
+            Stage::Answering => "ANSWERING",
+        })
+    }
+}
+
+/// A client's place: its stage, when it came, when it is due. No socket,
+/// so that the policy ([`victim`]) is tested on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    stage: Stage,
+    /// The listener's how-manieth accept it was: the order of arrival. (A
+    /// time would not do: a whole backlog is accepted at one `now`.)
+    arrival: u64,
+    /// When it is closed, whatever it is doing.
+    due: Instant,
+}
+
+impl Place {
+    /// The listener's `arrival`th client, accepted at `now`.
+    fn new(arrival: u64, now: Instant) -> Self {
+        Self {
+            stage: Stage::Request,
+            arrival,
+            due: now + HEADER_TIMEOUT,
+        }
+    }
+}
+
+/// The client that makes room when every place is taken and a newcomer is
+/// here: the lowest stage ([`Stage::eviction_rank`]), and in it the oldest,
+/// the one that has had the longest to finish. The newcomer is never the
+/// one turned away: an attacker who holds the places cannot keep a scrape
+/// or a health check out, only make it take the place of one of his.
+fn victim<'a>(places: impl IntoIterator<Item = (usize, &'a Place)>) -> Option<usize> {
+    places
+        .into_iter()
+        .min_by_key(|(_, p)| (p.stage.eviction_rank(), p.arrival))
+        .map(|(key, _)| key)
+}
+
+/// What a client's socket said when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Nothing more for now, or as much as is read at once.
+    Waiting,
+    /// The client's FIN: it will send nothing more.
+    Ended,
+    /// An error (a reset): the client is gone.
+    Failed,
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// All written.
+    Done,
+    /// The socket is full: WRITABLE brings us back.
+    Blocked,
+    /// An error: the client is gone.
+    Failed,
+}
+
+/// What becomes of a client after its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It waits for its socket, or its deadline.
+    Wait,
+    /// Its exchange is over, or failed: it is dropped, which closes it.
+    Close,
+}
+
+/// One client: its socket, its place, and its one exchange.
 #[derive(Debug)]
 struct Client {
     stream: TcpStream,
+    place: Place,
     request: Vec<u8>,
     answer: Vec<u8>,
     written: usize,
-    due: Instant,
+}
+
+impl Client {
+    fn new(stream: TcpStream, place: Place) -> Self {
+        Self {
+            stream,
+            place,
+            request: Vec::new(),
+            answer: Vec::new(),
+            written: 0,
+        }
+    }
+
+    /// Moves the exchange on as far as the socket lets it: reads the
+    /// request, answers it, writes the answer.
+    fn step(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        figures: impl FnOnce() -> Figures,
+    ) -> Step {
+        if self.place.stage == Stage::Request {
+            let input = self.read_request();
+            if input == Input::Failed {
+                return Step::Close;
+            }
+            match answer(&self.request, figures) {
+                Some(a) => self.answer = a,
+                // Not whole yet: wait for the rest, unless there will be
+                // none.
+                None if input == Input::Ended => return Step::Close,
+                None => return Step::Wait,
+            }
+            self.set_stage(Stage::Answering);
+            let _ = registry.reregister(&mut self.stream, token, Interest::WRITABLE);
+        }
+        match self.write_answer() {
+            Output::Blocked => Step::Wait,
+            Output::Failed => Step::Close,
+            Output::Done => {
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                Step::Close
+            }
+        }
+    }
+
+    /// The one place a client's stage changes, traced as `old -> new`.
+    fn set_stage(&mut self, stage: Stage) {
+        let Place {
+            arrival,
+            stage: old,
+            ..
+        } = self.place;
+        log::trace!("metrics client #{arrival}: {old} -> {stage}");
+        self.place.stage = stage;
+    }
+
+    /// Reads what the client sent, until the socket is empty or more than
+    /// the limit has come.
+    fn read_request(&mut self) -> Input {
+        let mut buf = [0u8; 2048];
+        while self.request.len() <= MAX_REQUEST {
+            match self.stream.read(&mut buf) {
+                // The client said all it will: what it said is answered,
+                // if it is whole (`nc -N` sends its request, then FIN).
+                Ok(0) => return Input::Ended,
+                Ok(n) => self.request.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Input::Failed,
+            }
+        }
+        Input::Waiting
+    }
+
+    /// Writes what is left of the answer.
+    fn write_answer(&mut self) -> Output {
+        while self.written < self.answer.len() {
+            match self.stream.write(&self.answer[self.written..]) {
+                Ok(0) => return Output::Failed,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Output::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Output::Failed,
+            }
+        }
+        Output::Done
+    }
 }
 
 /// The listener and its clients.
@@ -86,9 +279,13 @@ struct Client {
 pub struct Metrics {
     listener: TcpListener,
     clients: Slab<Client>,
-    /// Accepting stopped at `MAX_CLIENTS` with scrapes perhaps still in
-    /// the backlog: accept again as soon as a client goes.
-    full: bool,
+    /// Accepts so far: the next client's [`Place::arrival`].
+    arrivals: u64,
+    /// An event's accepts stopped at `ACCEPTS_PER_EVENT` with newcomers
+    /// perhaps still in the backlog: accept again at this module's next
+    /// event or deadline (the listener is edge-triggered: it reports only
+    /// newer arrivals).
+    backlogged: bool,
 }
 
 /// What the loop should do after an event.
@@ -106,7 +303,8 @@ impl Metrics {
         Ok(Self {
             listener,
             clients: Slab::new(),
-            full: false,
+            arrivals: 0,
+            backlogged: false,
         })
     }
 
@@ -136,7 +334,7 @@ impl Metrics {
     /// A client's deadline passed: close it if it is still there.
     pub fn expire(&mut self, token: Token, registry: &Registry, now: Instant) -> Vec<After> {
         if let Some(key) = slot(token) {
-            if self.clients.get(key).is_some_and(|c| now >= c.due) {
+            if self.clients.get(key).is_some_and(|c| now >= c.place.due) {
                 self.clients.remove(key);
             }
         }
@@ -145,109 +343,80 @@ impl Metrics {
 
     /// When the client of `token` is due, if it is still there.
     pub fn due(&self, token: Token) -> Option<Instant> {
-        self.clients.get(slot(token)?).map(|c| c.due)
+        self.clients.get(slot(token)?).map(|c| c.place.due)
     }
 
-    /// After a client went: if accepting had stopped at the limit, accept
-    /// what waits in the backlog (the listener is edge-triggered: no new
-    /// event would say so).
+    /// If an event's accepts stopped at the budget, accepts the rest of
+    /// the backlog now.
     fn refill(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
-        if self.full && self.clients.len() < MAX_CLIENTS {
+        if self.backlogged {
             self.accept(registry, now)
         } else {
             Vec::new()
         }
     }
 
+    /// Accepts newcomers, `ACCEPTS_PER_EVENT` at most; each finds a place,
+    /// made for it if need be ([`make_room`](Self::make_room)). Returns
+    /// their deadlines.
     fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
         let mut after = Vec::new();
-        self.full = false;
-        loop {
-            if self.clients.len() >= MAX_CLIENTS {
-                self.full = true;
-                break;
-            }
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let entry = self.clients.vacant_entry();
-                    let token = reserved(FIRST + entry.key());
-                    if registry
-                        .register(&mut stream, token, Interest::READABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let due = now + HEADER_TIMEOUT;
-                    entry.insert(Client {
-                        stream,
-                        request: Vec::new(),
-                        answer: Vec::new(),
-                        written: 0,
-                        due,
-                    });
-                    after.push(After::Deadline(token, due));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // WouldBlock: all taken. Anything else: try at the next
                 // event; the server's own clients are unaffected.
-                Err(_) => break,
+                Err(_) => {
+                    self.backlogged = false;
+                    return after;
+                }
+            };
+            if self.clients.len() >= MAX_CLIENTS {
+                self.make_room();
             }
+            let entry = self.clients.vacant_entry();
+            let token = reserved(FIRST + entry.key());
+            if registry
+                .register(&mut stream, token, Interest::READABLE)
+                .is_err()
+            {
+                continue;
+            }
+            self.arrivals += 1;
+            let place = Place::new(self.arrivals, now);
+            after.push(After::Deadline(token, place.due));
+            entry.insert(Client::new(stream, place));
         }
+        self.backlogged = true;
         after
     }
 
-    /// Reads the request, answers it, writes the answer, closes.
+    /// Every place is taken and a newcomer is here: the [`victim`] is
+    /// closed to make room, as nginx, out of connections, closes its
+    /// oldest idle ones (`ngx_drain_connections`) rather than refuse new
+    /// ones. A request still trickling in goes as an idle one would: the
+    /// newcomer's may be whole a moment later, and the trickler has had
+    /// longer than anyone.
+    fn make_room(&mut self) {
+        let places = self.clients.iter().map(|(key, c)| (key, &c.place));
+        if let Some(key) = victim(places) {
+            let gone = self.clients.remove(key).place;
+            log::debug!(
+                "metrics: all {MAX_CLIENTS} places taken; client #{} ({}) closed to make room",
+                gone.arrival,
+                gone.stage
+            );
+        }
+    }
+
+    /// Serves one client's event; drops it once its exchange is over.
     fn serve(&mut self, key: usize, registry: &Registry, figures: impl FnOnce() -> Figures) {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
-        if client.answer.is_empty() {
-            let mut buf = [0u8; 2048];
-            loop {
-                match client.stream.read(&mut buf) {
-                    // The client said all it will: answer what it said, if
-                    // anything (`nc -N` sends its request, then FIN).
-                    Ok(0) if !client.request.is_empty() => break,
-                    Ok(0) => {
-                        self.clients.remove(key);
-                        return;
-                    }
-                    Ok(n) => client.request.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.clients.remove(key);
-                        return;
-                    }
-                }
-                if client.request.len() > MAX_REQUEST {
-                    break;
-                }
-            }
-            match answer(&client.request, figures) {
-                Some(a) => client.answer = a,
-                None => return, // not complete yet
-            }
-            let token = reserved(FIRST + key);
-            let _ = registry.reregister(&mut client.stream, token, Interest::WRITABLE);
-        }
-        loop {
-            match client.stream.write(&client.answer[client.written..]) {
-                Ok(n) => {
-                    client.written += n;
-                    if client.written == client.answer.len() {
-                        let _ = client.stream.shutdown(std::net::Shutdown::Write);
-                        self.clients.remove(key);
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.clients.remove(key);
-                    return;
-                }
-            }
+        if client.step(reserved(FIRST + key), registry, figures) == Step::Close {
+            self.clients.remove(key);
         }
     }
 }
@@ -264,6 +433,50 @@ fn slot(token: Token) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client at `stage`, the listener's `arrival`th, accepted at `at`.
+    fn place(stage: Stage, arrival: u64, at: Instant) -> Place {
+        Place {
+            stage,
+            ..Place::new(arrival, at)
+        }
+    }
+
+    /// Who makes room, among `places` (slab key, place).
+    fn victim_of(places: &[(usize, Place)]) -> Option<usize> {
+        victim(places.iter().map(|(key, p)| (*key, p)))
+    }
+
+    #[test]
+    fn a_request_is_due_a_second_after_the_accept() {
+        let now = Instant::now();
+        let p = Place::new(1, now);
+        assert_eq!((p.stage, p.due), (Stage::Request, now + HEADER_TIMEOUT));
+    }
+
+    #[test]
+    fn the_oldest_unfinished_request_makes_room_first() {
+        let (now, later) = (Instant::now(), Instant::now() + HEADER_TIMEOUT / 2);
+        // Slab keys say nothing of age (places are reused); arrivals do,
+        // even among clients accepted at one `now`.
+        let places = [
+            (7, place(Stage::Answering, 1, now)),
+            (3, place(Stage::Request, 4, later)),
+            (5, place(Stage::Request, 2, now)),
+            (9, place(Stage::Request, 3, now)),
+        ];
+        // Not the older answer being written: the oldest request.
+        assert_eq!(victim_of(&places), Some(5));
+        assert_eq!(victim_of(&places[1..]), Some(5));
+        assert_eq!(victim_of(&[places[1], places[3]]), Some(9));
+        // Only answers left: the oldest of them, rather than refuse.
+        let answers = [
+            (2, place(Stage::Answering, 6, later)),
+            (4, place(Stage::Answering, 5, later)),
+        ];
+        assert_eq!(victim_of(&answers), Some(4));
+        assert_eq!(victim_of(&[]), None);
+    }
 
     #[test]
     fn client_tokens_are_told_apart() {

@@ -207,6 +207,42 @@ fn health_is_answered_at_once_beside_70_slow_clients() {
 }
 
 #[test]
+fn a_full_listener_closes_its_oldest_client_for_a_newcomer() {
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    // 64 silent clients fill the places, one after the other, so the
+    // server accepts them in this order.
+    let connected = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..64).map(|_| connect(m)).collect();
+    std::thread::sleep(Duration::from_millis(150));
+    // A newcomer is answered at once, not once a place frees up...
+    let (answer, took) = timed(m, "/healthz", GIVE_UP);
+    assert!(answer.ends_with("ok\n"), "{answer:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // ... in the place of the oldest, which is closed; the next is not.
+    idle[0]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(idle[0].read(&mut buf), Ok(0) | Err(_)),
+        "the oldest is still open"
+    );
+    idle[1]
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let second = idle[1].read(&mut buf);
+    assert!(
+        second
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
+        "the second oldest was closed too: {second:?}"
+    );
+    // All this before the header deadline could have closed any of them.
+    assert!(connected.elapsed() < Duration::from_millis(950));
+}
+
+#[test]
 fn a_request_header_must_arrive_within_a_second() {
     let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
     let m = metrics_addr(&mut server);
