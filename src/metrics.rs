@@ -21,7 +21,8 @@
 //!   other path 404; a request header over 8 KiB 431; one not complete
 //!   within a second of the accept is closed ([`HEADER_TIMEOUT`]). Every
 //!   answer closes its connection: what a client sends after its first
-//!   request's header is never read as a request.
+//!   request's header is never read as a request, only thrown away until
+//!   the client has the answer (a close in stages, [`Stage::Lingering`]).
 //! - At most [`MAX_CLIENTS`] clients at once; a newcomer beyond them takes
 //!   the place of the oldest whose request is not whole ([`victim`]), so
 //!   that connections held open cannot keep a health check out.
@@ -30,6 +31,7 @@ mod text;
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -37,6 +39,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::stats::Stats;
+use crate::sys;
 use crate::tokens::{reserved, METRICS, METRICS_CLIENTS};
 use text::answer;
 
@@ -57,6 +60,16 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// made 64 of them a 5 s outage of `/healthz`). Too short to type a
 /// request by hand: `printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc`.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// From the moment a request is answered, how long writing the answer and
+/// closing in stages (our FIN, then the client's input read and discarded
+/// until it has the answer) may take: as long as the server gives its own
+/// connections (`CLOSE_GRACE`). A client that holds on to it gives its
+/// place to a newcomer first ([`victim`]).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes a lingering client's event reads and discards at most, so that
+/// one client streaming at it cannot hold the loop; more brings another
+/// event.
+const DISCARD_PER_EVENT: usize = 16 * 1024;
 /// At most this many clients at once. A newcomer beyond them is not left
 /// to wait: it takes the place of the one that matters least ([`victim`]).
 pub const MAX_CLIENTS: usize = 64;
@@ -87,16 +100,24 @@ enum Stage {
     Request,
     /// Writing the answer.
     Answering,
+    /// Answered, and our FIN sent: reading and discarding until the client
+    /// has the whole answer (or its FIN comes), so that close() does not
+    /// turn input left unread into a reset that destroys the answer's
+    /// tail (RFC 9112, 9.6).
+    Lingering,
 }
 
 impl Stage {
     /// Who makes room for a newcomer first: the lowest. A request not yet
-    /// whole goes before an answer being written, which is owed to a
-    /// request that did arrive.
+    /// whole goes first: it cost nothing yet, and the oldest is the least
+    /// likely ever to be. Then a lingering client, whose answer is written
+    /// and most likely delivered (closing risks only its unacknowledged
+    /// tail). Last an answer being written.
     fn eviction_rank(self) -> u8 {
         match self {
             Stage::Request => 0,
-            Stage::Answering => 1,
+            Stage::Lingering => 1,
+            Stage::Answering => 2,
         }
     }
 }
@@ -106,6 +127,7 @@ impl fmt::Display for Stage {
         f.write_str(match self {
             Stage::Request => "REQUEST",
             Stage::Answering => "ANSWERING",
+            Stage::Lingering => "LINGERING",
         })
     }
 }
@@ -130,6 +152,12 @@ impl Place {
             arrival,
             due: now + HEADER_TIMEOUT,
         }
+    }
+
+    /// Its request was answered at `now`: the answer and the close have
+    /// [`CLOSE_TIMEOUT`] from here.
+    fn answered(&mut self, now: Instant) {
+        self.due = now + CLOSE_TIMEOUT;
     }
 }
 
@@ -184,6 +212,8 @@ struct Client {
     request: Vec<u8>,
     answer: Vec<u8>,
     written: usize,
+    /// The client's FIN came: nothing is left unread, no need to linger.
+    peer_eof: bool,
 }
 
 impl Client {
@@ -194,21 +224,25 @@ impl Client {
             request: Vec::new(),
             answer: Vec::new(),
             written: 0,
+            peer_eof: false,
         }
     }
 
     /// Moves the exchange on as far as the socket lets it: reads the
-    /// request, answers it, writes the answer.
+    /// request, answers it, writes the answer, closes in stages.
     fn step(
         &mut self,
         token: Token,
         registry: &Registry,
+        now: Instant,
         figures: impl FnOnce() -> Figures,
     ) -> Step {
         if self.place.stage == Stage::Request {
             let input = self.read_request();
-            if input == Input::Failed {
-                return Step::Close;
+            match input {
+                Input::Failed => return Step::Close,
+                Input::Ended => self.peer_eof = true,
+                Input::Waiting => {}
             }
             match answer(&self.request, figures) {
                 Some(a) => self.answer = a,
@@ -217,16 +251,31 @@ impl Client {
                 None if input == Input::Ended => return Step::Close,
                 None => return Step::Wait,
             }
+            self.request = Vec::new();
+            self.place.answered(now);
             self.set_stage(Stage::Answering);
             let _ = registry.reregister(&mut self.stream, token, Interest::WRITABLE);
         }
-        match self.write_answer() {
-            Output::Blocked => Step::Wait,
-            Output::Failed => Step::Close,
-            Output::Done => {
-                let _ = self.stream.shutdown(std::net::Shutdown::Write);
-                Step::Close
+        if self.place.stage == Stage::Answering {
+            match self.write_answer() {
+                Output::Done => {}
+                Output::Blocked => return Step::Wait,
+                Output::Failed => return Step::Close,
             }
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            if self.peer_eof {
+                return Step::Close;
+            }
+            self.set_stage(Stage::Lingering);
+            // Input already waiting makes this report READABLE at once.
+            let _ = registry.reregister(&mut self.stream, token, Interest::READABLE);
+        }
+        match self.discard() {
+            Input::Ended | Input::Failed => Step::Close,
+            // Everything we said has arrived: closing cannot destroy it,
+            // whatever the client still sends.
+            Input::Waiting if sys::unacked(self.stream.as_raw_fd()) == 0 => Step::Close,
+            Input::Waiting => Step::Wait,
         }
     }
 
@@ -251,6 +300,22 @@ impl Client {
                 // if it is whole (`nc -N` sends its request, then FIN).
                 Ok(0) => return Input::Ended,
                 Ok(n) => self.request.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Input::Failed,
+            }
+        }
+        Input::Waiting
+    }
+
+    /// Reads and throws away what a lingering client sends, up to
+    /// `DISCARD_PER_EVENT`.
+    fn discard(&mut self) -> Input {
+        let mut buf = [0u8; 4096];
+        for _ in 0..DISCARD_PER_EVENT / buf.len() {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Input::Ended,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Input::Failed,
@@ -292,7 +357,8 @@ pub struct Metrics {
 #[derive(Debug, PartialEq, Eq)]
 pub enum After {
     Nothing,
-    /// A client was accepted: arm a timer for it at this time.
+    /// A client was accepted, or answered: arm a timer for it at this
+    /// time.
     Deadline(Token, Instant),
 }
 
@@ -325,10 +391,12 @@ impl Metrics {
         if token == LISTENER {
             return self.accept(registry, now);
         }
+        let mut after = Vec::new();
         if let Some(key) = slot(token) {
-            self.serve(key, registry, figures);
+            after.extend(self.serve(key, registry, now, figures));
         }
-        self.refill(registry, now)
+        after.extend(self.refill(registry, now));
+        after
     }
 
     /// A client's deadline passed: close it if it is still there.
@@ -411,12 +479,24 @@ impl Metrics {
     }
 
     /// Serves one client's event; drops it once its exchange is over.
-    fn serve(&mut self, key: usize, registry: &Registry, figures: impl FnOnce() -> Figures) {
-        let Some(client) = self.clients.get_mut(key) else {
-            return;
-        };
-        if client.step(reserved(FIRST + key), registry, figures) == Step::Close {
-            self.clients.remove(key);
+    /// Returns its new deadline if its request was answered.
+    fn serve(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        now: Instant,
+        figures: impl FnOnce() -> Figures,
+    ) -> Option<After> {
+        let client = self.clients.get_mut(key)?;
+        let (token, due) = (reserved(FIRST + key), client.place.due);
+        match client.step(token, registry, now, figures) {
+            Step::Close => {
+                self.clients.remove(key);
+                None
+            }
+            Step::Wait => {
+                (client.place.due != due).then_some(After::Deadline(token, client.place.due))
+            }
         }
     }
 }
@@ -469,13 +549,28 @@ mod tests {
         assert_eq!(victim_of(&places), Some(5));
         assert_eq!(victim_of(&places[1..]), Some(5));
         assert_eq!(victim_of(&[places[1], places[3]]), Some(9));
-        // Only answers left: the oldest of them, rather than refuse.
-        let answers = [
+        // No request left: a lingering client, whose answer is written,
+        // before an answer being written; the oldest, rather than refuse.
+        let answered = [
             (2, place(Stage::Answering, 6, later)),
             (4, place(Stage::Answering, 5, later)),
+            (6, place(Stage::Lingering, 8, later)),
+            (8, place(Stage::Lingering, 7, later)),
         ];
-        assert_eq!(victim_of(&answers), Some(4));
+        assert_eq!(victim_of(&answered), Some(8));
+        assert_eq!(victim_of(&answered[..2]), Some(4));
         assert_eq!(victim_of(&[]), None);
+    }
+
+    #[test]
+    fn an_answer_and_its_close_have_their_own_deadline() {
+        let now = Instant::now();
+        let mut p = Place::new(1, now);
+        // Answered near the end of the header's second: the close is not
+        // cut short by it.
+        let answered = now + HEADER_TIMEOUT - Duration::from_millis(1);
+        p.answered(answered);
+        assert_eq!(p.due, answered + CLOSE_TIMEOUT);
     }
 
     #[test]

@@ -315,6 +315,42 @@ fn a_request_followed_by_other_bytes_is_answered_then_closed() {
 }
 
 #[test]
+fn an_answer_is_not_cut_short_by_the_bytes_after_its_request() {
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    // A client with a small window, which sends a request and 100 KB more,
+    // then reads late: the answer cannot all be delivered until it reads.
+    // Closed with its input unread, the socket would reset, and the
+    // kernel would drop the rest of the answer; the listener closes in
+    // stages instead (our FIN, then it reads and discards until the
+    // client has it all).
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    socket
+        .connect_timeout(&m.into(), Duration::from_secs(5))
+        .unwrap();
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    let mut bytes = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    bytes.resize(bytes.len() + 100_000, b'x');
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&bytes).is_ok());
+    std::thread::sleep(Duration::from_millis(300));
+    let (answer, _) = read_to_eof(&mut s);
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a whole header");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("a length");
+    assert_eq!(body.len(), length, "the answer was cut short");
+    writer.join().unwrap();
+}
+
+#[test]
 fn idle_workers_make_no_wakeups_for_the_metrics() {
     let mut server = Server::start(&["echo", "--workers", "2", "--metrics", "127.0.0.1:0"]);
     let m = metrics_addr(&mut server);
