@@ -466,6 +466,12 @@ impl Metrics {
     /// ones. A request still trickling in goes as an idle one would: the
     /// newcomer's may be whole a moment later, and the trickler has had
     /// longer than anyone.
+    ///
+    /// The newcomer takes the victim's slot, and so its token, in the same
+    /// turn (clients' tokens have no generation). An event left for the
+    /// victim then reaches the newcomer as the spurious wakeup mio allows
+    /// (a read that would block); a timer entry left for it closes only a
+    /// client whose own deadline has passed (`expire` compares).
     fn make_room(&mut self) {
         let places = self.clients.iter().map(|(key, c)| (key, &c.place));
         if let Some(key) = victim(places) {

@@ -1,6 +1,9 @@
 //! `--metrics ADDR` over real sockets: the Prometheus text, exact against
 //! what the test did; `/healthz` before and during a drain; the answers to
-//! everything else; `promtool` where it is installed.
+//! everything else; `promtool` where it is installed; and the listener's
+//! limits under attack (issue 19): a header deadline, room made for a
+//! newcomer beside clients that never finish, only the first request
+//! answered, and a close that does not cut the answer short.
 
 mod common;
 
