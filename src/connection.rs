@@ -555,14 +555,7 @@ impl Connection {
     /// included (SIOCOUTQ). Zero means everything we said has arrived, so
     /// closing now cannot destroy any of it.
     pub fn unacked(&self) -> usize {
-        let mut n: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`, ours.
-        let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if rc == 0 {
-            n.max(0) as usize
-        } else {
-            0
-        }
+        crate::sys::unacked(self.stream.as_raw_fd())
     }
 
     /// Makes the coming close a reset (SO_LINGER 0) rather than a FIN: the

@@ -2,13 +2,15 @@
 //! `/metrics`, and `/healthz` for a load balancer, over HTTP/1.1, served by
 //! the loop itself (worker 0's, with several).
 //!
-//! This module owns the listener, its few connections (a slab of its own,
-//! outside the server's table: they never take a `--max-connections` slot
-//! and are not counted in the server's figures), the parsing of a request
-//! (`httparse`, which does no I/O) and the text of each answer. The loop
-//! (`event_loop/report.rs`) hands it events for its tokens and the figures to
-//! show ([`Figures`]); counting stays where it was, in the loop's plain
-//! integers, summed only when a scrape asks.
+//! This module owns the listener and its few connections (a slab of its
+//! own, outside the server's table: they never take a `--max-connections`
+//! slot and are not counted in the server's figures): reading a request,
+//! writing its answer, and the limits. What an answer says, the parsing of
+//! a request (`httparse`, which does no I/O) and the Prometheus text, is
+//! `metrics/text.rs`'s. The loop (`event_loop/report.rs`) hands it events
+//! for its tokens and the figures to show ([`Figures`]); counting stays
+//! where it was, in the loop's plain integers, summed only when a scrape
+//! asks.
 //!
 //! - `GET /metrics`: 200, `text/plain; version=0.0.4`, every family with
 //!   `# HELP` and `# TYPE`, base units, counters ending in `_total`.
@@ -16,11 +18,20 @@
 //!   once a shutdown has begun, so that a balancer stops sending clients
 //!   before the listener closes.
 //! - `HEAD` answers like `GET` without the body; any other method 405; any
-//!   other path 404; a request over 8 KiB 431; one not complete within 5 s
-//!   is closed. Every answer closes its connection.
+//!   other path 404; a request header over 8 KiB 431; one not complete
+//!   within a second of the accept is closed ([`HEADER_TIMEOUT`]). Every
+//!   answer closes its connection: what a client sends after its first
+//!   request's header is never read as a request, only thrown away until
+//!   the client has the answer (a close in stages, [`Stage::Lingering`]).
+//! - At most [`MAX_CLIENTS`] clients at once; a newcomer beyond them takes
+//!   the place of the oldest whose request is not whole ([`victim`]), so
+//!   that connections held open cannot keep a health check out.
 
-use std::fmt::Write as _;
+mod text;
+
+use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -28,18 +39,44 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::stats::Stats;
+use crate::sys;
 use crate::tokens::{reserved, METRICS, METRICS_CLIENTS};
+use text::answer;
 
 /// The metrics listener's token (`tokens.rs`).
 pub const LISTENER: Token = METRICS;
 /// Metrics clients' tokens are `reserved(FIRST + slot)` (`tokens.rs`).
 const FIRST: usize = METRICS_CLIENTS;
-/// The largest request read.
+/// The largest request header. Reading stops once more than this has
+/// come, header or not.
 const MAX_REQUEST: usize = 8 * 1024;
-/// How long a request may take to arrive.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// At most this many scrapes at once; more wait in the backlog.
+/// How long the whole request header may take to arrive, from the accept,
+/// however it trickles in. Those who ask here are machines nearby (a
+/// Prometheus, a balancer's health check), whose request is one small
+/// segment sent as soon as the connection is up: a second is an RTT plus
+/// several retransmissions (Linux's RTO is 200 ms at least) and as long
+/// as a Kubernetes probe waits for the whole answer by default. It bounds
+/// how long a client that never finishes holds a place (issue 19: 5 s
+/// made 64 of them a 5 s outage of `/healthz`). Too short to type a
+/// request by hand: `printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc`.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// From the moment a request is answered, how long writing the answer and
+/// closing in stages (our FIN, then the client's input read and discarded
+/// until it has the answer) may take: as long as the server gives its own
+/// connections (`CLOSE_GRACE`). A client that holds on to it gives its
+/// place to a newcomer first ([`victim`]).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes a lingering client's event reads and discards at most, so that
+/// one client streaming at it cannot hold the loop; more brings another
+/// event.
+const DISCARD_PER_EVENT: usize = 16 * 1024;
+/// At most this many clients at once. A newcomer beyond them is not left
+/// to wait: it takes the place of the one that matters least ([`victim`]).
 pub const MAX_CLIENTS: usize = 64;
+/// Accepts per listener event: one table's worth. Beyond it, each newcomer
+/// would take the place of one accepted in the same event before that one
+/// could say a word; the rest of the backlog is accepted at the next event.
+const ACCEPTS_PER_EVENT: usize = MAX_CLIENTS;
 
 /// What a scrape shows: the server's figures, summed over workers.
 #[derive(Debug, Default, Clone)]
@@ -56,14 +93,250 @@ pub struct Figures {
     pub tls: bool,
 }
 
-/// One scrape in progress.
+/// Where a client is in its one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reading the request's header, for [`HEADER_TIMEOUT`] at most.
+    Request,
+    /// Writing the answer.
+    Answering,
+    /// Answered, and our FIN sent: reading and discarding until the client
+    /// has the whole answer (or its FIN comes), so that close() does not
+    /// turn input left unread into a reset that destroys the answer's
+    /// tail (RFC 9112, 9.6).
+    Lingering,
+}
+
+impl Stage {
+    /// Who makes room for a newcomer first: the lowest. A request not yet
+    /// whole goes first: it cost nothing yet, and the oldest is the least
+    /// likely ever to be. Then a lingering client, whose answer is written
+    /// and most likely delivered (closing risks only its unacknowledged
+    /// tail). Last an answer being written.
+    fn eviction_rank(self) -> u8 {
+        match self {
+            Stage::Request => 0,
+            Stage::Lingering => 1,
+            Stage::Answering => 2,
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Request => "REQUEST",
+            Stage::Answering => "ANSWERING",
+            Stage::Lingering => "LINGERING",
+        })
+    }
+}
+
+/// A client's place: its stage, when it came, when it is due. No socket,
+/// so that the policy ([`victim`]) is tested on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    stage: Stage,
+    /// The listener's how-manieth accept it was: the order of arrival. (A
+    /// time would not do: a whole backlog is accepted at one `now`.)
+    arrival: u64,
+    /// When it is closed, whatever it is doing.
+    due: Instant,
+}
+
+impl Place {
+    /// The listener's `arrival`th client, accepted at `now`.
+    fn new(arrival: u64, now: Instant) -> Self {
+        Self {
+            stage: Stage::Request,
+            arrival,
+            due: now + HEADER_TIMEOUT,
+        }
+    }
+
+    /// Its request was answered at `now`: the answer and the close have
+    /// [`CLOSE_TIMEOUT`] from here.
+    fn answered(&mut self, now: Instant) {
+        self.due = now + CLOSE_TIMEOUT;
+    }
+}
+
+/// The client that makes room when every place is taken and a newcomer is
+/// here: the lowest stage ([`Stage::eviction_rank`]), and in it the oldest,
+/// the one that has had the longest to finish. The newcomer is never the
+/// one turned away: an attacker who holds the places cannot keep a scrape
+/// or a health check out, only make it take the place of one of his.
+fn victim<'a>(places: impl IntoIterator<Item = (usize, &'a Place)>) -> Option<usize> {
+    places
+        .into_iter()
+        .min_by_key(|(_, p)| (p.stage.eviction_rank(), p.arrival))
+        .map(|(key, _)| key)
+}
+
+/// What a client's socket said when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Nothing more for now, or as much as is read at once.
+    Waiting,
+    /// The client's FIN: it will send nothing more.
+    Ended,
+    /// An error (a reset): the client is gone.
+    Failed,
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// All written.
+    Done,
+    /// The socket is full: WRITABLE brings us back.
+    Blocked,
+    /// An error: the client is gone.
+    Failed,
+}
+
+/// What becomes of a client after its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It waits for its socket, or its deadline.
+    Wait,
+    /// Its exchange is over, or failed: it is dropped, which closes it.
+    Close,
+}
+
+/// One client: its socket, its place, and its one exchange.
 #[derive(Debug)]
 struct Client {
     stream: TcpStream,
+    place: Place,
     request: Vec<u8>,
     answer: Vec<u8>,
     written: usize,
-    due: Instant,
+    /// The client's FIN came: nothing is left unread, no need to linger.
+    peer_eof: bool,
+}
+
+impl Client {
+    fn new(stream: TcpStream, place: Place) -> Self {
+        Self {
+            stream,
+            place,
+            request: Vec::new(),
+            answer: Vec::new(),
+            written: 0,
+            peer_eof: false,
+        }
+    }
+
+    /// Moves the exchange on as far as the socket lets it: reads the
+    /// request, answers it, writes the answer, closes in stages.
+    fn step(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        figures: impl FnOnce() -> Figures,
+    ) -> Step {
+        if self.place.stage == Stage::Request {
+            let input = self.read_request();
+            match input {
+                Input::Failed => return Step::Close,
+                Input::Ended => self.peer_eof = true,
+                Input::Waiting => {}
+            }
+            match answer(&self.request, figures) {
+                Some(a) => self.answer = a,
+                // Not whole yet: wait for the rest, unless there will be
+                // none.
+                None if input == Input::Ended => return Step::Close,
+                None => return Step::Wait,
+            }
+            self.request = Vec::new();
+            self.place.answered(now);
+            self.set_stage(Stage::Answering);
+            let _ = registry.reregister(&mut self.stream, token, Interest::WRITABLE);
+        }
+        if self.place.stage == Stage::Answering {
+            match self.write_answer() {
+                Output::Done => {}
+                Output::Blocked => return Step::Wait,
+                Output::Failed => return Step::Close,
+            }
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            if self.peer_eof {
+                return Step::Close;
+            }
+            self.set_stage(Stage::Lingering);
+            // Input already waiting makes this report READABLE at once.
+            let _ = registry.reregister(&mut self.stream, token, Interest::READABLE);
+        }
+        match self.discard() {
+            Input::Ended | Input::Failed => Step::Close,
+            // Everything we said has arrived: closing cannot destroy it,
+            // whatever the client still sends.
+            Input::Waiting if sys::unacked(self.stream.as_raw_fd()) == 0 => Step::Close,
+            Input::Waiting => Step::Wait,
+        }
+    }
+
+    /// The one place a client's stage changes, traced as `old -> new`.
+    fn set_stage(&mut self, stage: Stage) {
+        let Place {
+            arrival,
+            stage: old,
+            ..
+        } = self.place;
+        log::trace!("metrics client #{arrival}: {old} -> {stage}");
+        self.place.stage = stage;
+    }
+
+    /// Reads what the client sent, until the socket is empty or more than
+    /// the limit has come.
+    fn read_request(&mut self) -> Input {
+        let mut buf = [0u8; 2048];
+        while self.request.len() <= MAX_REQUEST {
+            match self.stream.read(&mut buf) {
+                // The client said all it will: what it said is answered,
+                // if it is whole (`nc -N` sends its request, then FIN).
+                Ok(0) => return Input::Ended,
+                Ok(n) => self.request.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Input::Failed,
+            }
+        }
+        Input::Waiting
+    }
+
+    /// Reads and throws away what a lingering client sends, up to
+    /// `DISCARD_PER_EVENT`.
+    fn discard(&mut self) -> Input {
+        let mut buf = [0u8; 4096];
+        for _ in 0..DISCARD_PER_EVENT / buf.len() {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Input::Ended,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Input::Failed,
+            }
+        }
+        Input::Waiting
+    }
+
+    /// Writes what is left of the answer.
+    fn write_answer(&mut self) -> Output {
+        while self.written < self.answer.len() {
+            match self.stream.write(&self.answer[self.written..]) {
+                Ok(0) => return Output::Failed,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Output::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Output::Failed,
+            }
+        }
+        Output::Done
+    }
 }
 
 /// The listener and its clients.
@@ -71,16 +344,21 @@ struct Client {
 pub struct Metrics {
     listener: TcpListener,
     clients: Slab<Client>,
-    /// Accepting stopped at `MAX_CLIENTS` with scrapes perhaps still in
-    /// the backlog: accept again as soon as a client goes.
-    full: bool,
+    /// Accepts so far: the next client's [`Place::arrival`].
+    arrivals: u64,
+    /// An event's accepts stopped at `ACCEPTS_PER_EVENT` with newcomers
+    /// perhaps still in the backlog: accept again at this module's next
+    /// event or deadline (the listener is edge-triggered: it reports only
+    /// newer arrivals).
+    backlogged: bool,
 }
 
 /// What the loop should do after an event.
 #[derive(Debug, PartialEq, Eq)]
 pub enum After {
     Nothing,
-    /// A client was accepted: arm a timer for it at this time.
+    /// A client was accepted, or answered: arm a timer for it at this
+    /// time.
     Deadline(Token, Instant),
 }
 
@@ -91,7 +369,8 @@ impl Metrics {
         Ok(Self {
             listener,
             clients: Slab::new(),
-            full: false,
+            arrivals: 0,
+            backlogged: false,
         })
     }
 
@@ -112,16 +391,18 @@ impl Metrics {
         if token == LISTENER {
             return self.accept(registry, now);
         }
+        let mut after = Vec::new();
         if let Some(key) = slot(token) {
-            self.serve(key, registry, figures);
+            after.extend(self.serve(key, registry, now, figures));
         }
-        self.refill(registry, now)
+        after.extend(self.refill(registry, now));
+        after
     }
 
     /// A client's deadline passed: close it if it is still there.
     pub fn expire(&mut self, token: Token, registry: &Registry, now: Instant) -> Vec<After> {
         if let Some(key) = slot(token) {
-            if self.clients.get(key).is_some_and(|c| now >= c.due) {
+            if self.clients.get(key).is_some_and(|c| now >= c.place.due) {
                 self.clients.remove(key);
             }
         }
@@ -130,108 +411,97 @@ impl Metrics {
 
     /// When the client of `token` is due, if it is still there.
     pub fn due(&self, token: Token) -> Option<Instant> {
-        self.clients.get(slot(token)?).map(|c| c.due)
+        self.clients.get(slot(token)?).map(|c| c.place.due)
     }
 
-    /// After a client went: if accepting had stopped at the limit, accept
-    /// what waits in the backlog (the listener is edge-triggered: no new
-    /// event would say so).
+    /// If an event's accepts stopped at the budget, accepts the rest of
+    /// the backlog now.
     fn refill(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
-        if self.full && self.clients.len() < MAX_CLIENTS {
+        if self.backlogged {
             self.accept(registry, now)
         } else {
             Vec::new()
         }
     }
 
+    /// Accepts newcomers, `ACCEPTS_PER_EVENT` at most; each finds a place,
+    /// made for it if need be ([`make_room`](Self::make_room)). Returns
+    /// their deadlines.
     fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
         let mut after = Vec::new();
-        self.full = false;
-        loop {
-            if self.clients.len() >= MAX_CLIENTS {
-                self.full = true;
-                break;
-            }
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let entry = self.clients.vacant_entry();
-                    let token = reserved(FIRST + entry.key());
-                    if registry
-                        .register(&mut stream, token, Interest::READABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let due = now + REQUEST_TIMEOUT;
-                    entry.insert(Client {
-                        stream,
-                        request: Vec::new(),
-                        answer: Vec::new(),
-                        written: 0,
-                        due,
-                    });
-                    after.push(After::Deadline(token, due));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // WouldBlock: all taken. Anything else: try at the next
                 // event; the server's own clients are unaffected.
-                Err(_) => break,
+                Err(_) => {
+                    self.backlogged = false;
+                    return after;
+                }
+            };
+            if self.clients.len() >= MAX_CLIENTS {
+                self.make_room();
             }
+            let entry = self.clients.vacant_entry();
+            let token = reserved(FIRST + entry.key());
+            if registry
+                .register(&mut stream, token, Interest::READABLE)
+                .is_err()
+            {
+                continue;
+            }
+            self.arrivals += 1;
+            let place = Place::new(self.arrivals, now);
+            after.push(After::Deadline(token, place.due));
+            entry.insert(Client::new(stream, place));
         }
+        self.backlogged = true;
         after
     }
 
-    /// Reads the request, answers it, writes the answer, closes.
-    fn serve(&mut self, key: usize, registry: &Registry, figures: impl FnOnce() -> Figures) {
-        let Some(client) = self.clients.get_mut(key) else {
-            return;
-        };
-        if client.answer.is_empty() {
-            let mut buf = [0u8; 2048];
-            loop {
-                match client.stream.read(&mut buf) {
-                    // The client said all it will: answer what it said, if
-                    // anything (`nc -N` sends its request, then FIN).
-                    Ok(0) if !client.request.is_empty() => break,
-                    Ok(0) => {
-                        self.clients.remove(key);
-                        return;
-                    }
-                    Ok(n) => client.request.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.clients.remove(key);
-                        return;
-                    }
-                }
-                if client.request.len() > MAX_REQUEST {
-                    break;
-                }
-            }
-            match answer(&client.request, figures) {
-                Some(a) => client.answer = a,
-                None => return, // not complete yet
-            }
-            let token = reserved(FIRST + key);
-            let _ = registry.reregister(&mut client.stream, token, Interest::WRITABLE);
+    /// Every place is taken and a newcomer is here: the [`victim`] is
+    /// closed to make room, as nginx, out of connections, closes its
+    /// oldest idle ones (`ngx_drain_connections`) rather than refuse new
+    /// ones. A request still trickling in goes as an idle one would: the
+    /// newcomer's may be whole a moment later, and the trickler has had
+    /// longer than anyone.
+    ///
+    /// The newcomer takes the victim's slot, and so its token, in the same
+    /// turn (clients' tokens have no generation). An event left for the
+    /// victim then reaches the newcomer as the spurious wakeup mio allows
+    /// (a read that would block); a timer entry left for it closes only a
+    /// client whose own deadline has passed (`expire` compares).
+    fn make_room(&mut self) {
+        let places = self.clients.iter().map(|(key, c)| (key, &c.place));
+        if let Some(key) = victim(places) {
+            let gone = self.clients.remove(key).place;
+            log::debug!(
+                "metrics: all {MAX_CLIENTS} places taken; client #{} ({}) closed to make room",
+                gone.arrival,
+                gone.stage
+            );
         }
-        loop {
-            match client.stream.write(&client.answer[client.written..]) {
-                Ok(n) => {
-                    client.written += n;
-                    if client.written == client.answer.len() {
-                        let _ = client.stream.shutdown(std::net::Shutdown::Write);
-                        self.clients.remove(key);
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.clients.remove(key);
-                    return;
-                }
+    }
+
+    /// Serves one client's event; drops it once its exchange is over.
+    /// Returns its new deadline if its request was answered.
+    fn serve(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        now: Instant,
+        figures: impl FnOnce() -> Figures,
+    ) -> Option<After> {
+        let client = self.clients.get_mut(key)?;
+        let (token, due) = (reserved(FIRST + key), client.place.due);
+        match client.step(token, registry, now, figures) {
+            Step::Close => {
+                self.clients.remove(key);
+                None
+            }
+            Step::Wait => {
+                (client.place.due != due).then_some(After::Deadline(token, client.place.due))
             }
         }
     }
@@ -246,378 +516,67 @@ fn slot(token: Token) -> Option<usize> {
     (token.0 >> 32).checked_sub(FIRST)
 }
 
-/// The answer to a request, once it is complete: `None` while it is not.
-pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u8>> {
-    if request.len() > MAX_REQUEST {
-        return Some(response(
-            431,
-            "Request Header Fields Too Large",
-            "text/plain",
-            "request too large\n",
-            true,
-        ));
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(request) {
-        Ok(httparse::Status::Partial) => return None,
-        Err(_) => {
-            return Some(response(
-                400,
-                "Bad Request",
-                "text/plain",
-                "bad request\n",
-                true,
-            ))
-        }
-        Ok(httparse::Status::Complete(_)) => {}
-    }
-    let head = match req.method {
-        Some("GET") => false,
-        Some("HEAD") => true,
-        _ => {
-            return Some(response(
-                405,
-                "Method Not Allowed",
-                "text/plain",
-                "method not allowed\n",
-                true,
-            ))
-        }
-    };
-    let path = req.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
-    let (code, reason, kind, body) = match path {
-        "/metrics" => (
-            200,
-            "OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            exposition(&figures()),
-        ),
-        "/healthz" => {
-            if figures().draining {
-                (
-                    503,
-                    "Service Unavailable",
-                    "text/plain",
-                    "draining\n".to_string(),
-                )
-            } else {
-                (200, "OK", "text/plain", "ok\n".to_string())
-            }
-        }
-        _ => (404, "Not Found", "text/plain", "not found\n".to_string()),
-    };
-    let mut out = response(code, reason, kind, &body, true);
-    if head {
-        let end = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(out.len(), |p| p + 4);
-        out.truncate(end);
-    }
-    Some(out)
-}
-
-fn response(code: u16, reason: &str, kind: &str, body: &str, close: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{}\r\n",
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" }
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
-    out
-}
-
-/// Appends one family: its help, its type, and its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    }
-}
-
-/// The Prometheus text for `f`, and the process's own families.
-pub fn exposition(f: &Figures) -> String {
-    let s = &f.stats;
-    let mut out = String::with_capacity(4096);
-    let one = |v: u64| vec![("", v.to_string())];
-    family(
-        &mut out,
-        "monoloop_connections_active",
-        "gauge",
-        "Connections being served now.",
-        &[("", f.active.to_string())],
-    );
-    family(
-        &mut out,
-        "monoloop_connections_accepted_total",
-        "counter",
-        "Connections accepted and served.",
-        &one(s.accepted),
-    );
-    family(
-        &mut out,
-        "monoloop_connections_rejected_total",
-        "counter",
-        "Connections turned away, by reason.",
-        &[
-            ("reason=\"full\"", s.rejected.to_string()),
-            ("reason=\"denied\"", s.denied.to_string()),
-            ("reason=\"per_ip\"", s.per_ip_rejected.to_string()),
-            ("reason=\"proxy\"", s.proxy_errors.to_string()),
-        ],
-    );
-    family(
-        &mut out,
-        "monoloop_idle_timeouts_total",
-        "counter",
-        "Connections closed for silence or an unanswered prompt.",
-        &one(s.timed_out),
-    );
-    family(
-        &mut out,
-        "monoloop_slow_consumers_total",
-        "counter",
-        "Receivers cut off for not reading.",
-        &one(s.slow_consumers),
-    );
-    family(
-        &mut out,
-        "monoloop_received_bytes_total",
-        "counter",
-        "Application bytes read from clients.",
-        &one(s.bytes_in),
-    );
-    family(
-        &mut out,
-        "monoloop_sent_bytes_total",
-        "counter",
-        "Application bytes written to clients.",
-        &one(s.bytes_out),
-    );
-    family(
-        &mut out,
-        "monoloop_tls_handshakes_total",
-        "counter",
-        "TLS handshakes completed, full or resumed.",
-        &[
-            ("resumed=\"false\"", s.tls_full.to_string()),
-            ("resumed=\"true\"", s.tls_resumed.to_string()),
-        ],
-    );
-    family(
-        &mut out,
-        "monoloop_tls_reload_failures_total",
-        "counter",
-        "SIGHUP reloads of the TLS files that failed.",
-        &one(s.tls_reload_failures),
-    );
-    family(
-        &mut out,
-        "monoloop_tls_handshake_failures_total",
-        "counter",
-        "TLS handshakes that failed or timed out.",
-        &one(s.tls_failures),
-    );
-    family(
-        &mut out,
-        "monoloop_write_queue_bytes",
-        "gauge",
-        "Bytes owed to clients now.",
-        &one(f.queued),
-    );
-    family(
-        &mut out,
-        "monoloop_loop_turns_total",
-        "counter",
-        "Turns of the readiness loop (wakeups).",
-        &one(f.turns),
-    );
-    family(
-        &mut out,
-        "monoloop_loop_busy_seconds_total",
-        "counter",
-        "Time the loop spent outside epoll_wait.",
-        &[("", seconds_micro(f.busy))],
-    );
-    if !f.per_worker.is_empty() {
-        let labels: Vec<String> = (0..f.per_worker.len())
-            .map(|w| format!("worker=\"{w}\""))
-            .collect();
-        let samples: Vec<(&str, String)> = labels
-            .iter()
-            .zip(&f.per_worker)
-            .map(|(l, n)| (l.as_str(), n.to_string()))
-            .collect();
-        family(
-            &mut out,
-            "monoloop_worker_connections_active",
-            "gauge",
-            "Connections being served now, per worker.",
-            &samples,
-        );
-    }
-    process(&mut out);
-    out
-}
-
-/// `d` in seconds with six decimals, rounded to the nearest microsecond,
-/// as `{:.6}` prints it, in whole numbers (no floating point: its
-/// formatting is 10 KB of the binary).
-fn seconds_micro(d: Duration) -> String {
-    let micros = (d.as_nanos() + 500) / 1000;
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-}
-
-/// `ticks` of the kernel's clock (USER_HZ, 100 a second on Linux) in
-/// seconds, with two decimals.
-fn tick_seconds(ticks: u64) -> String {
-    format!("{}.{:02}", ticks / 100, ticks % 100)
-}
-
-/// The usual `process_*` families, from /proc.
-fn process(out: &mut String) {
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            family(
-                out,
-                "process_cpu_seconds_total",
-                "counter",
-                "User and system CPU time spent.",
-                &[("", tick_seconds(num(11) + num(12)))],
-            );
-            family(
-                out,
-                "process_start_time_seconds",
-                "gauge",
-                "Start time of the process since the Unix epoch.",
-                &[("", tick_seconds(boot_time() * 100 + num(19)))],
-            );
-            // SAFETY: sysconf only reads a configuration value.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-            family(
-                out,
-                "process_resident_memory_bytes",
-                "gauge",
-                "Resident memory size.",
-                &[("", (num(21) * page).to_string())],
-            );
-        }
-    }
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1));
-    family(
-        out,
-        "process_open_fds",
-        "gauge",
-        "Open file descriptors.",
-        &[("", fds.to_string())],
-    );
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    family(
-        out,
-        "process_max_fds",
-        "gauge",
-        "The file descriptor limit.",
-        &[("", lim.rlim_cur.to_string())],
-    );
-}
-
-/// The boot time, in seconds since the epoch (`btime` in /proc/stat).
-fn boot_time() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn seconds_are_written_without_floating_point_as_it_would() {
-        assert_eq!(
-            seconds_micro(Duration::from_nanos(1_234_567_890)),
-            "1.234568"
-        );
-        assert_eq!(seconds_micro(Duration::from_nanos(499)), "0.000000");
-        assert_eq!(seconds_micro(Duration::ZERO), "0.000000");
-        assert_eq!(tick_seconds(7), "0.07");
-        assert_eq!(tick_seconds(12_345), "123.45");
-    }
-
-    fn figures() -> Figures {
-        Figures {
-            stats: Stats {
-                accepted: 3,
-                bytes_in: 10,
-                ..Stats::default()
-            },
-            active: 2,
-            ..Figures::default()
+    /// A client at `stage`, the listener's `arrival`th, accepted at `at`.
+    fn place(stage: Stage, arrival: u64, at: Instant) -> Place {
+        Place {
+            stage,
+            ..Place::new(arrival, at)
         }
     }
 
-    fn text(a: Option<Vec<u8>>) -> String {
-        String::from_utf8(a.expect("complete")).unwrap()
+    /// Who makes room, among `places` (slab key, place).
+    fn victim_of(places: &[(usize, Place)]) -> Option<usize> {
+        victim(places.iter().map(|(key, p)| (*key, p)))
     }
 
     #[test]
-    fn requests_are_answered_once_complete() {
-        assert_eq!(
-            answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n", figures),
-            None
-        );
-        let a = text(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", figures));
-        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
-        assert!(a.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
-        assert!(a.contains("\nmonoloop_connections_accepted_total 3\n"));
-        assert!(a.contains("\nmonoloop_connections_rejected_total{reason=\"per_ip\"} 0\n"));
-        assert!(a.contains("# TYPE monoloop_received_bytes_total counter\n"));
-        let head = text(answer(b"HEAD /metrics HTTP/1.1\r\n\r\n", figures));
-        assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
-        assert!(
-            text(answer(b"POST /metrics HTTP/1.1\r\n\r\n", figures)).starts_with("HTTP/1.1 405")
-        );
-        assert!(text(answer(b"GET /nope HTTP/1.1\r\n\r\n", figures)).starts_with("HTTP/1.1 404"));
-        assert!(text(answer(b"\x01\x02 garbage\r\n\r\n", figures)).starts_with("HTTP/1.1 400"));
-        let big = vec![b'a'; MAX_REQUEST + 1];
-        assert!(text(answer(&big, figures)).starts_with("HTTP/1.1 431"));
+    fn a_request_is_due_a_second_after_the_accept() {
+        let now = Instant::now();
+        let p = Place::new(1, now);
+        assert_eq!((p.stage, p.due), (Stage::Request, now + HEADER_TIMEOUT));
     }
 
     #[test]
-    fn health_says_draining_once_a_shutdown_began() {
-        let ok = text(answer(b"GET /healthz HTTP/1.1\r\n\r\n", figures));
-        assert!(
-            ok.starts_with("HTTP/1.1 200") && ok.ends_with("\r\n\r\nok\n"),
-            "{ok}"
-        );
-        let draining = || Figures {
-            draining: true,
-            ..figures()
-        };
-        let d = text(answer(b"GET /healthz HTTP/1.1\r\n\r\n", draining));
-        assert!(
-            d.starts_with("HTTP/1.1 503") && d.ends_with("draining\n"),
-            "{d}"
-        );
+    fn the_oldest_unfinished_request_makes_room_first() {
+        let (now, later) = (Instant::now(), Instant::now() + HEADER_TIMEOUT / 2);
+        // Slab keys say nothing of age (places are reused); arrivals do,
+        // even among clients accepted at one `now`.
+        let places = [
+            (7, place(Stage::Answering, 1, now)),
+            (3, place(Stage::Request, 4, later)),
+            (5, place(Stage::Request, 2, now)),
+            (9, place(Stage::Request, 3, now)),
+        ];
+        // Not the older answer being written: the oldest request.
+        assert_eq!(victim_of(&places), Some(5));
+        assert_eq!(victim_of(&places[1..]), Some(5));
+        assert_eq!(victim_of(&[places[1], places[3]]), Some(9));
+        // No request left: a lingering client, whose answer is written,
+        // before an answer being written; the oldest, rather than refuse.
+        let answered = [
+            (2, place(Stage::Answering, 6, later)),
+            (4, place(Stage::Answering, 5, later)),
+            (6, place(Stage::Lingering, 8, later)),
+            (8, place(Stage::Lingering, 7, later)),
+        ];
+        assert_eq!(victim_of(&answered), Some(8));
+        assert_eq!(victim_of(&answered[..2]), Some(4));
+        assert_eq!(victim_of(&[]), None);
+    }
+
+    #[test]
+    fn an_answer_and_its_close_have_their_own_deadline() {
+        let now = Instant::now();
+        let mut p = Place::new(1, now);
+        // Answered near the end of the header's second: the close is not
+        // cut short by it.
+        let answered = now + HEADER_TIMEOUT - Duration::from_millis(1);
+        p.answered(answered);
+        assert_eq!(p.due, answered + CLOSE_TIMEOUT);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Everything here runs once, at start-up, before the loop, but for two
 //! things: the classifiers of OS errors (which errors mean the peer left,
-//! which mean the process ran out of something), and [`recv`] and
-//! [`send`], the two system calls of every message. The loop itself
+//! which mean the process ran out of something), [`recv`] and [`send`],
+//! the two system calls of every message, and [`unacked`], which a
+//! lingering close asks. The loop itself
 //! (`event_loop/admission.rs`) only sees a ready `mio::net::TcpListener`.
 
 use std::fmt;
@@ -243,6 +244,21 @@ pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// Bytes sent on socket `fd` that the peer has not acknowledged yet, our
+/// FIN included (SIOCOUTQ). Zero means everything we said has arrived, so
+/// closing now cannot destroy any of it, even with the peer's input
+/// unread (a close that then resets).
+pub fn unacked(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`, ours.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        n.max(0) as usize
+    } else {
+        0
     }
 }
 
