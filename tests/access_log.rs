@@ -136,3 +136,36 @@ fn debug_lines_say_one_thing_each_in_words() {
         );
     }
 }
+
+/// Bytes read and thrown away while a connection closes (after its error
+/// line, until the peer's FIN) count in its access line exactly as in the
+/// stats line. They used to count only in the stats.
+#[test]
+fn bytes_discarded_while_closing_count_in_the_access_line_as_in_the_stats() {
+    let mut server = Server::start(&[
+        "echo",
+        "--prefix",
+        "E: ",
+        "--max-line",
+        "16",
+        "--access-log",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut s = connect(server.addr);
+    s.write_all(&[b'a'; 20]).unwrap();
+    // The error, then the server's FIN: it is closing, and reads only to
+    // discard.
+    let (got, _) = read_to_eof(&mut s);
+    assert_eq!(got, b"ERROR: line too long\n");
+    s.write_all(&[b'b'; 10_000]).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let line = server.wait_for_log("access conn=");
+    let bytes_in: u64 = field(&line, "bytes_in").parse().unwrap();
+    assert!(
+        bytes_in > 20,
+        "the discarded bytes are not in the access line: {line}"
+    );
+    let stats = server.wait_for_log_where("stats:", |l| stat(l, "bytes_in") >= bytes_in);
+    assert_eq!(stat(&stats, "bytes_in"), bytes_in, "{stats}\n{line}");
+}
