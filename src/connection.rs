@@ -402,8 +402,9 @@ impl Connection {
     /// 0-byte read or the error, which may raise no further edge.
     ///
     /// Every read that returns bytes moves the idle clock to `now`; over
-    /// TLS any ciphertext does, even when it yields no plaintext yet (a
-    /// record still arriving).
+    /// TLS, ciphertext that completes a record or begins a new one does
+    /// (plaintext or not), but more bytes of a record begun earlier do not:
+    /// a record must complete within the idle timeout of its first byte.
     #[inline(always)]
     pub fn read(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
         #[cfg(feature = "tls")]

@@ -358,7 +358,8 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
 fn a_descriptor_limit_episode_logs_one_warning_however_many_clients_cycle() {
     let mut server = Server::start_cmd(with_fd_limit(32), &["echo"]);
     server.wait_for_log("needs about");
-    let mut clients: std::collections::VecDeque<_> = (0..40).map(|_| connect(server.addr)).collect();
+    let mut clients: std::collections::VecDeque<_> =
+        (0..40).map(|_| connect(server.addr)).collect();
     for (i, s) in clients.iter_mut().enumerate() {
         s.write_all(&[b'a' + (i % 26) as u8]).unwrap();
     }
@@ -367,7 +368,8 @@ fn a_descriptor_limit_episode_logs_one_warning_however_many_clients_cycle() {
     let waiting = clients
         .iter_mut()
         .position(|s| {
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             let mut b = [0u8; 1];
             let answered = matches!(s.read(&mut b), Ok(1));
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -8,6 +8,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::tls::*;
@@ -210,27 +212,107 @@ fn server_full_and_idle_timeout_are_said_through_tls() {
     assert!(clean);
 }
 
-/// A record that arrives slowly is a client talking, not an idle one: the
-/// idle timeout counts from the last bytes read, ciphertext included.
-#[test]
-fn a_record_trickling_in_over_the_idle_timeout_is_not_idle() {
-    let pki = Pki::new("trickle");
-    let server = tls_server(&pki, &["echo", "--idle-timeout", "1"], &[]);
-    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
-    s.write_all(b"hi").unwrap();
-    tls_expect(&mut s, b"hi");
-    // One 3,000-byte record, sent 100 bytes every 100 ms: 3 s in all,
-    // never silent for as long as the 1 s timeout.
-    let payload = vec![b'x'; 3000];
-    s.conn.writer().write_all(&payload).unwrap();
+/// Writes `payload` as one record, a piece of it every `every` from another
+/// thread (on a clone of the socket), until the server closes or `stop`.
+fn trickle_record(
+    s: &mut TlsStream,
+    payload: &[u8],
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    s.conn.writer().write_all(payload).unwrap();
     let mut record = Vec::new();
     while s.conn.wants_write() {
         s.conn.write_tls(&mut record).unwrap();
     }
-    for piece in record.chunks(100) {
-        s.sock.write_all(piece).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+    let mut sock = s.sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for piece in record.chunks(20) {
+            if stop.load(Ordering::SeqCst) || sock.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    })
+}
+
+/// Issue 19, defect 1: ciphertext used to move the idle clock, and the
+/// line deadline starts at the first decrypted byte, so a client trickling
+/// one record held its slot for as long as it liked. A record must now
+/// complete within the idle timeout of its first byte: the trickler is
+/// told `Connection timeout` and closed after about the idle timeout, in
+/// raw and line echo and in chat, and the slot it held serves the next
+/// client. A record that arrives whole is served as before.
+#[test]
+fn a_record_trickling_in_over_the_idle_timeout_is_closed_and_frees_its_slot() {
+    let pki = Pki::new("trickle");
+    let modes: [&[&str]; 3] = [&["echo"], &["echo", "--prefix", "E: "], &["chat"]];
+    for mode in modes {
+        let limits = ["--idle-timeout", "1", "--max-connections", "1"];
+        let server = tls_server(&pki, mode, &limits);
+        let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+        if mode == ["chat"] {
+            tls_expect(&mut s, b"Enter your username: ");
+            s.write_all(b"mallory\n").unwrap();
+            tls_expect(&mut s, b"Welcome to the chat!\n");
+        } else {
+            s.write_all(b"hi\n").unwrap();
+            let reply: &[u8] = if mode.len() > 1 { b"E: hi\n" } else { b"hi\n" };
+            tls_expect(&mut s, reply);
+        }
+        // A record announcing 16 KiB, 20 bytes of it every 100 ms: it would
+        // take 80 s to complete.
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let t = trickle_record(
+            &mut s,
+            &[b'x'; 16_000],
+            Duration::from_millis(100),
+            stop.clone(),
+        );
+        let (said, _) = tls_read_to_end(&mut s);
+        let took = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+        assert!(
+            String::from_utf8_lossy(&said).ends_with("Connection timeout\n"),
+            "{mode:?}: {said:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(4),
+            "{mode:?}: the trickler was closed after {took:?}"
+        );
+        // Its slot serves the next client (after the close's grace at most).
+        let mut next = tls_connect(server.addr, client_config(&pki, false, &[]));
+        let greeting: &[u8] = if mode == ["chat"] {
+            b"Enter your username: "
+        } else {
+            next.write_all(b"yo\n").unwrap();
+            if mode.len() > 1 {
+                b"E: yo\n"
+            } else {
+                b"yo\n"
+            }
+        };
+        tls_expect(&mut next, greeting);
     }
+}
+
+/// A whole record, however slowly its bytes came in under the idle
+/// timeout, is served: only a record that takes longer than the idle
+/// timeout from its first byte is not.
+#[test]
+fn a_record_that_completes_within_the_idle_timeout_is_served() {
+    let pki = Pki::new("slow-record");
+    let server = tls_server(&pki, &["echo", "--idle-timeout", "2"], &[]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"hi").unwrap();
+    tls_expect(&mut s, b"hi");
+    // 600 bytes in 20-byte pieces every 30 ms: about 0.9 s.
+    let payload = vec![b'y'; 570];
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = trickle_record(&mut s, &payload, Duration::from_millis(30), stop);
+    t.join().unwrap();
     tls_expect(&mut s, &payload);
 }
 

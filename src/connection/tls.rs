@@ -80,11 +80,19 @@ impl Connection {
                 return ReadOutcome::Drained;
             }
             match tls.read_records(&mut self.stream, buf) {
-                Input::Read { plaintext, drained } => {
+                Input::Read {
+                    plaintext,
+                    drained,
+                    advanced,
+                } => {
                     self.heard = true;
-                    // Ciphertext moved, plaintext or not (a record still
-                    // arriving, a KeyUpdate): the peer is not idle.
-                    self.last_activity = now;
+                    // A record completed (plaintext or not: a KeyUpdate) or
+                    // a new one began: the peer is not idle. More bytes of
+                    // a record begun earlier do not count, so a record must
+                    // complete within the idle timeout of its first byte.
+                    if advanced {
+                        self.last_activity = now;
+                    }
                     // A close_notify just read is reported on the next
                     // call, which must come without a further event.
                     if drained && !self.read_closed_hint && !tls.ended() {

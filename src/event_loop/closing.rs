@@ -342,9 +342,7 @@ impl Server {
                     metrics.as_ref().is_some_and(|m| m.due(*token) == Some(at))
                 }
                 TimerKey::AcceptRetry => retry_due == Some(at),
-                TimerKey::Drain
-                | TimerKey::Recheck
-                | TimerKey::Watchdog => true,
+                TimerKey::Drain | TimerKey::Recheck | TimerKey::Watchdog => true,
             });
     }
 }

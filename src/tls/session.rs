@@ -34,7 +34,16 @@ pub enum Input {
     /// the front of the buffer (possibly none: handshake messages, a
     /// record's beginning). `drained`: the socket gave less than was asked,
     /// so it had no more (the short-read rule of `Connection::read`).
-    Read { plaintext: usize, drained: bool },
+    /// `advanced`: a record was completed or a new one began; false when
+    /// the bytes only continued a record begun in an earlier read. Only an
+    /// advance moves the idle clock, so a record must complete within the
+    /// idle timeout of its first byte (a client cannot hold its connection
+    /// by trickling one record forever).
+    Read {
+        plaintext: usize,
+        drained: bool,
+        advanced: bool,
+    },
     /// The socket has nothing now.
     WouldBlock,
     /// The peer closed TCP ([`ServerSession::ended`] is now true).
@@ -150,7 +159,11 @@ impl ServerSession {
         match self.process(filled, plain) {
             Ok((used, plaintext)) => {
                 self.hold(&filled[used..]);
-                Input::Read { plaintext, drained }
+                Input::Read {
+                    plaintext,
+                    drained,
+                    advanced: used > 0 || held == 0,
+                }
             }
             Err(e) => Input::Rejected(self.reject(e)),
         }
@@ -181,6 +194,7 @@ impl ServerSession {
                 Input::Read {
                     plaintext,
                     drained: got < MAX_RECORD,
+                    advanced: used > 0,
                 }
             }
             Err(e) => Input::Rejected(self.reject(e)),
@@ -668,16 +682,34 @@ mod tests {
         client.writer().write_all(&[7u8; 1000]).unwrap();
         let mut wire = from_client(&mut client);
         let record: Vec<u8> = wire.0.drain(..).collect();
+        // Its first bytes begin a record: an advance (the idle clock moves).
         let mut first = Pipe(record[..300].iter().copied().collect());
         match server.read_records(&mut first, &mut buf) {
-            Input::Read { plaintext: 0, .. } => {}
+            Input::Read {
+                plaintext: 0,
+                advanced: true,
+                ..
+            } => {}
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(server.incoming.len(), 300, "the record's start is kept");
-        let mut rest = Pipe(record[300..].iter().copied().collect());
+        // More of the same record: not an advance (a trickle).
+        let mut more = Pipe(record[300..600].iter().copied().collect());
+        match server.read_records(&mut more, &mut buf) {
+            Input::Read {
+                plaintext: 0,
+                advanced: false,
+                ..
+            } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        // Its end completes it: an advance.
+        let mut rest = Pipe(record[600..].iter().copied().collect());
         match server.read_records(&mut rest, &mut buf) {
             Input::Read {
-                plaintext: 1000, ..
+                plaintext: 1000,
+                advanced: true,
+                ..
             } => assert!(buf[..1000].iter().all(|&b| b == 7)),
             other => panic!("unexpected {other:?}"),
         }
