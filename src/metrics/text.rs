@@ -1,7 +1,8 @@
 //! What the metrics listener says: the answer to a request, parsed with
 //! `httparse` (which does no I/O), and the Prometheus text of the
 //! figures, with the process's own families from /proc. Pure but for
-//! /proc: `metrics.rs` reads the request and writes the answer.
+//! /proc and the clocks: `metrics.rs` reads the request and writes the
+//! answer.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -307,21 +308,45 @@ fn process(out: &mut String) {
     );
 }
 
-/// The boot time, in seconds since the epoch (`btime` in /proc/stat).
+/// The boot time, in whole seconds since the epoch: the wall clock less
+/// the time since boot, as the kernel computes `btime` in /proc/stat. Read
+/// from the clocks rather than from /proc/stat, which the shipped units
+/// hide (`ProcSubset=pid`: only /proc/PID is left).
 fn boot_time() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
+    let now = |clock| {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the struct we own; no other
+        // memory. Both clocks exist on every Linux monoloop runs on.
+        unsafe { libc::clock_gettime(clock, &mut t) };
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let since_boot = now(libc::CLOCK_BOOTTIME);
+    now(libc::CLOCK_REALTIME)
+        .saturating_sub(since_boot)
+        .as_secs()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::Stats;
+
+    #[test]
+    fn the_boot_time_from_the_clocks_is_the_kernels_btime() {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return;
+        };
+        let btime: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+            .expect("btime in /proc/stat");
+        // The kernel rounds down as we do; a second's slack covers a tick
+        // of the wall clock between the two readings.
+        assert!(boot_time().abs_diff(btime) <= 1, "{} {btime}", boot_time());
+    }
 
     #[test]
     fn seconds_are_written_without_floating_point_as_it_would() {
