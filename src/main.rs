@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            to_stdout(&format!("monoloop {}\n", env!("CARGO_PKG_VERSION")));
+            to_stdout(&format!("{}\n", monoloop::version::line()));
             return ExitCode::SUCCESS;
         }
         // One line and a hint, so that the problem stays on screen; the

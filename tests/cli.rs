@@ -237,3 +237,39 @@ fn a_listen_name_that_does_not_resolve_is_one_line_exit_1() {
         "{stderr}"
     );
 }
+
+#[test]
+fn version_names_the_commit_and_whether_tls_is_built_in() {
+    let tls = if cfg!(feature = "tls") {
+        "tls"
+    } else {
+        "no-tls"
+    };
+    for flag in ["--version", "-V"] {
+        let out = run(&[flag]);
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert!(out.stderr.is_empty(), "{flag}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("monoloop {} (commit ", env!("CARGO_PKG_VERSION"));
+        let suffix = format!(", {tls})\n");
+        let commit = text
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(&suffix))
+            .unwrap_or_else(|| panic!("{flag}: {text:?}"));
+        // In a git checkout (CI's is a fresh clone) the commit is the one
+        // checked out; elsewhere build.rs says it does not know.
+        let head = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        match head {
+            Some(head) => assert!(
+                commit.len() >= 7 && head.starts_with(commit),
+                "{flag}: commit {commit:?}, HEAD {head}"
+            ),
+            None => assert_eq!(commit, "unknown", "{flag}"),
+        }
+    }
+}
