@@ -164,7 +164,10 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
         "--listen HOST:PORT",
         "--max-connections",
         "--log-level",
-    ] {
+    ]
+    .into_iter()
+    .filter(in_this_build)
+    {
         assert!(text.contains(wanted), "echo --help lacks {wanted}:\n{text}");
     }
     for unwanted in ["MODES:", "--root", "BROADCAST OPTIONS", "CLIENT OPTIONS"] {
@@ -179,7 +182,10 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
         "--timeout",
         "--insecure",
         "--log-level",
-    ] {
+    ]
+    .into_iter()
+    .filter(in_this_build)
+    {
         assert!(
             text.contains(wanted),
             "client --help lacks {wanted}:\n{text}"
@@ -208,7 +214,10 @@ fn help_without_a_mode_is_the_whole_usage() {
         "TLS (ANY SERVER MODE):",
         "CLIENT OPTIONS:",
         "OPTIONS FOR EVERY SERVER MODE:",
-    ] {
+    ]
+    .into_iter()
+    .filter(in_this_build)
+    {
         assert!(text.contains(wanted), "--help lacks {wanted}");
     }
     // An unknown mode gets the whole usage too: it is what would help.
@@ -270,6 +279,71 @@ fn version_names_the_commit_and_whether_tls_is_built_in() {
                 "{flag}: commit {commit:?}, HEAD {head}"
             ),
             None => assert_eq!(commit, "unknown", "{flag}"),
+        }
+    }
+}
+
+/// The options a help text lists: on each line that starts with an
+/// option, the options before its description (`--cert FILE --key FILE`
+/// lists two; `-h, --help` two).
+fn listed_options(help: &str) -> Vec<String> {
+    let mut listed = Vec::new();
+    for line in help.lines().filter(|l| l.starts_with("    -")) {
+        for word in line.split_whitespace() {
+            if word.starts_with('-') {
+                listed.push(word.trim_end_matches(',').to_string());
+            } else if !word.starts_with(|c: char| c.is_ascii_uppercase()) {
+                // The description: options come before it, each maybe
+                // followed by its value's name (FILE, N|auto).
+                break;
+            }
+        }
+    }
+    listed
+}
+
+/// Whether this build's help has `wanted`: a build without TLS lists no TLS
+/// option, nor their section.
+fn in_this_build(wanted: &&str) -> bool {
+    cfg!(feature = "tls") || !(wanted.contains("TLS") || TLS_OPTIONS.contains(wanted))
+}
+
+/// Every TLS option, the servers' and the client's.
+const TLS_OPTIONS: &[&str] = &[
+    "--tls-cert",
+    "--tls-key",
+    "--tls-client-ca",
+    "--handshake-timeout",
+    "--alpn",
+    "--tls",
+    "--ca",
+    "--server-name",
+    "--cert",
+    "--key",
+    "--insecure",
+];
+
+#[test]
+fn help_lists_the_tls_options_only_in_a_build_with_tls() {
+    let whole = listed_options(&String::from_utf8_lossy(&run(&["--help"]).stdout));
+    assert!(whole.contains(&"--listen".to_string()) && whole.contains(&"-h".to_string()));
+    for option in TLS_OPTIONS {
+        assert_eq!(
+            whole.contains(&option.to_string()),
+            cfg!(feature = "tls"),
+            "{option} in --help"
+        );
+    }
+    if !cfg!(feature = "tls") {
+        for mode in ["echo", "broadcast", "chat", "file", "client"] {
+            let out = run(&[mode, "--help"]);
+            let listed = listed_options(&String::from_utf8_lossy(&out.stdout));
+            assert!(!listed.is_empty(), "{mode}");
+            let tls: Vec<_> = listed
+                .iter()
+                .filter(|o| TLS_OPTIONS.contains(&o.as_str()))
+                .collect();
+            assert!(tls.is_empty(), "'{mode} --help' lists {tls:?}");
         }
     }
 }

@@ -11,7 +11,9 @@
 //! command line that leaves the option out. What the options mean is
 //! decided by `parse.rs`; printing is `main.rs`'s.
 
-use super::model::{Command, DEFAULT_PORT, DEFAULT_TLS_PORT};
+#[cfg(feature = "tls")]
+use super::model::DEFAULT_TLS_PORT;
+use super::model::{Command, DEFAULT_PORT};
 
 // The usage, in sections that `usage` assembles: all of them for
 // `monoloop --help`, one command's for `monoloop MODE --help`.
@@ -37,10 +39,12 @@ FILE OPTIONS:
                            `sendfile off`); TLS always reads and encrypts
 ";
 
-/// The TLS options, and the port TLS listens on by default.
+/// The TLS options (after a blank line), and the port TLS listens on by
+/// default; nothing in a build without TLS, which refuses them.
+#[cfg(feature = "tls")]
 fn tls_options() -> String {
     format!(
-        "\
+        "
 TLS (ANY SERVER MODE):
     --tls-cert FILE        PEM certificate chain; turns TLS on
     --tls-key FILE         PEM private key (PKCS#8, PKCS#1 or SEC1)
@@ -52,13 +56,23 @@ TLS (ANY SERVER MODE):
 "
     )
 }
+#[cfg(not(feature = "tls"))]
+fn tls_options() -> String {
+    String::new()
+}
 
 const CLIENT_OPTIONS: &str = "\
 CLIENT OPTIONS:
     --timeout SECS         give up connecting (with --tls: and finishing
                            the handshake) after this long; 0: wait as
                            long as the kernel does            [default: 10]
-    --tls                  speak TLS; verify the server against the system's
+";
+
+/// The client's TLS options, after its others; in a build without TLS,
+/// which refuses them, a line saying so instead.
+#[cfg(feature = "tls")]
+const CLIENT_TLS_OPTIONS: &str =
+    "    --tls                  speak TLS; verify the server against the system's
                            trust store
     --ca FILE              verify against this CA only
     --server-name NAME     name to check and send as SNI [default: HOST]
@@ -66,13 +80,11 @@ CLIENT OPTIONS:
     --insecure             do not verify the server (says so on stderr)
 ";
 
-/// Said under the TLS options of a build without them.
 #[cfg(not(feature = "tls"))]
-const NO_TLS: &str = "    This monoloop was built without TLS (cargo feature \"tls\"):
-    these options are refused.
+const CLIENT_TLS_OPTIONS: &str =
+    "    This monoloop was built without TLS (cargo feature \"tls\"): no mode
+    takes a TLS option.
 ";
-#[cfg(feature = "tls")]
-const NO_TLS: &str = "";
 
 /// The options every server mode takes, `--listen`'s default port put in.
 fn server_options() -> String {
@@ -138,12 +150,10 @@ pub fn usage(command: Option<Command>) -> String {
                 out.push_str(options);
             }
             if c == Command::Client {
-                out.push_str(NO_TLS);
+                out.push_str(CLIENT_TLS_OPTIONS);
             }
             if c == Command::File {
-                out.push('\n');
                 out.push_str(&tls_options());
-                out.push_str(NO_TLS);
             }
         }
         out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
@@ -162,13 +172,11 @@ pub fn usage(command: Option<Command>) -> String {
         out.push_str(options);
     }
     if command == Command::Client {
-        out.push_str(NO_TLS);
+        out.push_str(CLIENT_TLS_OPTIONS);
         out.push_str(GENERAL_OPTIONS);
         return out;
     }
-    out.push('\n');
     out.push_str(&tls_options());
-    out.push_str(NO_TLS);
     out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
     out.push_str(&server_options());
     out.push_str(GENERAL_OPTIONS);
@@ -282,7 +290,7 @@ mod tests {
                 // No name given: the client sends and checks the target's
                 // host (client.rs).
                 let server_name = c.tls.unwrap_or_default().server_name;
-                return vec![
+                let mut used = vec![
                     ("--timeout", secs(c.timeout)),
                     (
                         "--server-name",
@@ -290,6 +298,8 @@ mod tests {
                     ),
                     ("--log-level", level(c.log_level)),
                 ];
+                without_tls_options(&mut used);
+                return used;
             }
             other => panic!("{command:?}: expected a run, got {other:?}"),
         };
@@ -321,7 +331,15 @@ mod tests {
         if let Mode::Broadcast { prefix } = &c.mode {
             used.push(("--prefix", format!("\"{prefix}\"")));
         }
+        without_tls_options(&mut used);
         used
+    }
+
+    /// A build without TLS lists no TLS option, so states none's default.
+    fn without_tls_options(used: &mut Vec<(&'static str, String)>) {
+        if !cfg!(feature = "tls") {
+            used.retain(|(o, _)| !matches!(*o, "--handshake-timeout" | "--server-name"));
+        }
     }
 
     #[test]
@@ -382,17 +400,19 @@ mod tests {
     #[test]
     fn the_whole_usage_has_every_section_and_a_commands_has_its_own() {
         let all = usage(None);
+        let tls = "TLS (ANY SERVER MODE):";
         for section in [
             "USAGE:",
             "MODES:",
             "ECHO OPTIONS:",
             "BROADCAST OPTIONS:",
             "FILE OPTIONS:",
-            "TLS (ANY SERVER MODE):",
+            tls,
             "CLIENT OPTIONS:",
             "OPTIONS FOR EVERY SERVER MODE:",
         ] {
-            assert_eq!(all.matches(section).count(), 1, "{section}");
+            let once = usize::from(section != tls || cfg!(feature = "tls"));
+            assert_eq!(all.matches(section).count(), once, "{section}");
         }
         assert!(all.contains(
             "    client      connect: standard input to the server, the server to\n                standard output (like nc)\n"
@@ -400,7 +420,8 @@ mod tests {
         let echo = usage(Some(Command::Echo));
         assert!(echo.starts_with("monoloop echo: send every byte back, in order (RFC 862)\n"));
         assert!(echo.contains("ECHO OPTIONS:") && echo.contains("--listen HOST:PORT"));
-        assert!(echo.contains("TLS (ANY SERVER MODE):") && echo.contains("--log-level"));
+        assert_eq!(echo.contains(tls), cfg!(feature = "tls"));
+        assert!(echo.contains("--log-level"));
         assert!(!echo.contains("BROADCAST OPTIONS") && !echo.contains("CLIENT OPTIONS"));
         let chat = usage(Some(Command::Chat));
         assert!(chat.contains("monoloop chat [OPTIONS]") && chat.contains("--max-line"));
