@@ -31,7 +31,8 @@
 //!    [`quote`] (log fields a client cannot break), [`logging`] (a log that never kills the
 //!    server, and that clients cannot write), [`sys`] (resolving
 //!    `--listen`, listeners, descriptor limit), [`config`] (the command
-//!    line), [`version`] (what `--version` says).
+//!    line, and its help read back into a man page and shell completions),
+//!    [`version`] (what `--version` says).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's

@@ -32,6 +32,14 @@ fn main() -> ExitCode {
             to_stdout(&format!("{}\n", monoloop::version::line()));
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Man) => {
+            to_stdout(&config::man_page());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Completions(shell)) => {
+            to_stdout(&config::completions(shell));
+            return ExitCode::SUCCESS;
+        }
         // One line and a hint, so that the problem stays on screen; the
         // help is a command away.
         Err(e) => {

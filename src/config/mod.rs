@@ -18,7 +18,9 @@
 //! - `values.rs`: one option's value from its text (seconds, counts,
 //!   addresses, ...);
 //! - `usage.rs`: the help text, with the test that its defaults are the
-//!   code's.
+//!   code's;
+//! - `manual.rs`: the help read back into a man page and shell completion
+//!   scripts (the hidden `--man` and `--completions SHELL`).
 //!
 //! Everything the rest of the crate uses is re-exported here, so it is
 //! `crate::config::Config`, not `crate::config::model::Config`.
@@ -28,11 +30,13 @@
 //! `Limits` (built by [`ServerOptions::limits`]) and broadcast's default
 //! prefix. It knows nothing of the loop, connections or sockets.
 
+mod manual;
 mod model;
 mod parse;
 mod usage;
 mod values;
 
+pub use manual::{completions, man_page, Shell};
 pub use model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls, Workers,
     DEFAULT_PORT, DEFAULT_TLS_PORT,

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use crate::edge::{Cidr, EdgeOptions, Policy};
 
+use super::manual::Shell;
 use super::model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls,
     DEFAULT_BROADCAST_PREFIX, DEFAULT_CLIENT_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_TLS_PORT,
@@ -33,6 +34,10 @@ pub enum Parsed {
     /// all of it when none (or no valid one) was.
     Help(Option<Command>),
     Version,
+    /// `--man` and `--completions SHELL`, which the help leaves out: what
+    /// README's Install section runs, not options of a run.
+    Man,
+    Completions(Shell),
 }
 
 /// A command line that cannot run, and why: `main` prints the problem on
@@ -82,6 +87,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     }
     if args.contains(["-V", "--version"]) {
         return Ok(Parsed::Version);
+    }
+    if args.contains("--man") {
+        return Ok(Parsed::Man);
+    }
+    if let Some(shell) = opt(&mut args, "--completions", str::parse).map_err(usage_error)? {
+        return Ok(Parsed::Completions(shell));
     }
     let word: Option<String> = args
         .subcommand()
