@@ -32,10 +32,12 @@ fn main() -> ExitCode {
             to_stdout(&format!("{}\n", monoloop::version::line()));
             return ExitCode::SUCCESS;
         }
+        #[cfg(feature = "manual")]
         Ok(Parsed::Man) => {
             to_stdout(&config::man_page());
             return ExitCode::SUCCESS;
         }
+        #[cfg(feature = "manual")]
         Ok(Parsed::Completions(shell)) => {
             to_stdout(&config::completions(shell));
             return ExitCode::SUCCESS;

@@ -348,136 +348,151 @@ fn help_lists_the_tls_options_only_in_a_build_with_tls() {
     }
 }
 
-/// What `monoloop ARGS` prints, which must succeed.
-fn stdout_of(args: &[&str]) -> String {
-    let out = run(args);
-    assert_eq!(out.status.code(), Some(0), "{args:?}");
-    assert!(out.stderr.is_empty(), "{args:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
+/// `--man` and `--completions`, with the default `manual` feature.
+#[cfg(feature = "manual")]
+mod manual {
+    use super::*;
 
-/// Whether `tool` runs here; if not, says that this part is skipped.
-fn installed(tool: &str, package: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        eprintln!("skipped: {tool} is not installed (apt-get install {package})");
+    /// What `monoloop ARGS` prints, which must succeed.
+    fn stdout_of(args: &[&str]) -> String {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
-    found
-}
 
-/// Runs `tool ARGS` on `script` (written to a file), and returns what it
-/// printed; it must succeed.
-fn run_on(tool: &str, args: &[&str], script: &str) -> String {
-    let path = std::env::temp_dir().join(format!("monoloop-cli-{}-{tool}", std::process::id()));
-    std::fs::write(&path, script).unwrap();
-    let out = std::process::Command::new(tool)
-        .args(args)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&path);
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{tool} {args:?}: {said}");
-    said
-}
+    /// Whether `tool` runs here; if not, says that this part is skipped.
+    fn installed(tool: &str, package: &str) -> bool {
+        let found = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            eprintln!("skipped: {tool} is not installed (apt-get install {package})");
+        }
+        found
+    }
 
-#[test]
-fn the_man_page_and_the_completions_name_every_option_each_mode_lists() {
-    let man = stdout_of(&["--man"]);
-    let bash = stdout_of(&["--completions", "bash"]);
-    let zsh = stdout_of(&["--completions", "zsh"]);
-    let fish = stdout_of(&["--completions", "fish"]);
-    for mode in ["echo", "broadcast", "chat", "file", "client"] {
-        let listed = listed_options(&stdout_of(&[mode, "--help"]));
-        // Each script's part for the mode: bash's line, zsh's block,
-        // fish's lines.
-        let bash_line = bash
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{mode}) options='")))
-            .unwrap_or_else(|| panic!("bash: no line for {mode}"));
-        let bash_words: Vec<&str> = bash_line.split([' ', '\'']).collect();
-        let zsh_block = zsh
-            .split(&format!("({mode}) spec=("))
-            .nth(1)
-            .and_then(|rest| rest.split(") ;;").next())
-            .unwrap_or_else(|| panic!("zsh: no block for {mode}"));
-        let when = format!("'__fish_seen_subcommand_from {mode}' ");
-        let fish_lines: String = fish
-            .lines()
-            .filter(|l| l.contains(&when))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        for option in &listed {
-            let roff = option.replace('-', "\\-");
-            assert!(man.contains(&format!("\\fB{roff}\\fR")), "man: {option}");
-            assert!(
-                bash_words.contains(&option.as_str()),
-                "bash {mode}: {option}"
-            );
-            assert!(
-                zsh_block.contains(&format!("'{option}["))
-                    || zsh_block.contains(&format!("'*{option}[")),
-                "zsh {mode}: {option}"
-            );
-            let fish_name = match option.strip_prefix("--") {
-                Some(long) => format!("-l {long} "),
-                None => format!("-s {} ", option.trim_start_matches('-')),
-            };
-            assert!(fish_lines.contains(&fish_name), "fish {mode}: {option}");
+    /// Runs `tool ARGS` on `script` (written to a file), and returns what it
+    /// printed; it must succeed.
+    fn run_on(tool: &str, args: &[&str], script: &str) -> String {
+        let path = std::env::temp_dir().join(format!("monoloop-cli-{}-{tool}", std::process::id()));
+        std::fs::write(&path, script).unwrap();
+        let out = std::process::Command::new(tool)
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{tool} {args:?}: {said}");
+        said
+    }
+
+    #[test]
+    fn the_man_page_and_the_completions_name_every_option_each_mode_lists() {
+        let man = stdout_of(&["--man"]);
+        let bash = stdout_of(&["--completions", "bash"]);
+        let zsh = stdout_of(&["--completions", "zsh"]);
+        let fish = stdout_of(&["--completions", "fish"]);
+        for mode in ["echo", "broadcast", "chat", "file", "client"] {
+            let listed = listed_options(&stdout_of(&[mode, "--help"]));
+            // Each script's part for the mode: bash's line, zsh's block,
+            // fish's lines.
+            let bash_line = bash
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{mode}) options='")))
+                .unwrap_or_else(|| panic!("bash: no line for {mode}"));
+            let bash_words: Vec<&str> = bash_line.split([' ', '\'']).collect();
+            let zsh_block = zsh
+                .split(&format!("({mode}) spec=("))
+                .nth(1)
+                .and_then(|rest| rest.split(") ;;").next())
+                .unwrap_or_else(|| panic!("zsh: no block for {mode}"));
+            let when = format!("'__fish_seen_subcommand_from {mode}' ");
+            let fish_lines: String = fish
+                .lines()
+                .filter(|l| l.contains(&when))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            for option in &listed {
+                let roff = option.replace('-', "\\-");
+                assert!(man.contains(&format!("\\fB{roff}\\fR")), "man: {option}");
+                assert!(
+                    bash_words.contains(&option.as_str()),
+                    "bash {mode}: {option}"
+                );
+                assert!(
+                    zsh_block.contains(&format!("'{option}["))
+                        || zsh_block.contains(&format!("'*{option}[")),
+                    "zsh {mode}: {option}"
+                );
+                let fish_name = match option.strip_prefix("--") {
+                    Some(long) => format!("-l {long} "),
+                    None => format!("-s {} ", option.trim_start_matches('-')),
+                };
+                assert!(fish_lines.contains(&fish_name), "fish {mode}: {option}");
+            }
+        }
+        // Nothing a build lacks: the scripts are made from its own help.
+        for option in TLS_OPTIONS {
+            let word = format!(" {option} ");
+            let in_bash = bash.replace(['\'', '|', ')'], " ").contains(&word);
+            assert_eq!(in_bash, cfg!(feature = "tls"), "bash: {option}");
         }
     }
-    // Nothing a build lacks: the scripts are made from its own help.
-    for option in TLS_OPTIONS {
-        let word = format!(" {option} ");
-        let in_bash = bash.replace(['\'', '|', ')'], " ").contains(&word);
-        assert_eq!(in_bash, cfg!(feature = "tls"), "bash: {option}");
+
+    #[test]
+    fn the_scripts_parse_and_bash_completes_as_the_help_says() {
+        let bash = stdout_of(&["--completions", "bash"]);
+        run_on("bash", &["-n"], &bash);
+        // Source it and ask, as bash does on a tab: COMP_WORDS, COMP_CWORD.
+        let ask = format!(
+            "{bash}\nask() {{ COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); \
+             _monoloop; echo \"${{COMPREPLY[*]}}\"; }}\n\
+             ask monoloop ''\nask monoloop echo --gr\nask monoloop chat --log-level d\n\
+             ask monoloop client --ins\nask monoloop echo --listen ''\n"
+        );
+        let said = run_on("bash", &[], &ask);
+        let said: Vec<&str> = said.lines().collect();
+        assert_eq!(
+            said,
+            [
+                "echo broadcast chat file client -h --help -V --version",
+                "--greeting",
+                "debug",
+                if cfg!(feature = "tls") {
+                    "--insecure"
+                } else {
+                    ""
+                },
+                "",
+            ]
+        );
+        if installed("zsh", "zsh") {
+            run_on("zsh", &["-n"], &stdout_of(&["--completions", "zsh"]));
+        }
+        if installed("fish", "fish") {
+            run_on("fish", &["-n"], &stdout_of(&["--completions", "fish"]));
+        }
+        if installed("groff", "groff-base") {
+            // -ww: every warning; -z: no output but them.
+            let said = run_on(
+                "groff",
+                &["-man", "-z", "-ww", "-Tutf8"],
+                &stdout_of(&["--man"]),
+            );
+            assert!(said.is_empty(), "{said}");
+        }
     }
 }
 
+#[cfg(not(feature = "manual"))]
 #[test]
-fn the_scripts_parse_and_bash_completes_as_the_help_says() {
-    let bash = stdout_of(&["--completions", "bash"]);
-    run_on("bash", &["-n"], &bash);
-    // Source it and ask, as bash does on a tab: COMP_WORDS, COMP_CWORD.
-    let ask = format!(
-        "{bash}\nask() {{ COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); \
-         _monoloop; echo \"${{COMPREPLY[*]}}\"; }}\n\
-         ask monoloop ''\nask monoloop echo --gr\nask monoloop chat --log-level d\n\
-         ask monoloop client --ins\nask monoloop echo --listen ''\n"
-    );
-    let said = run_on("bash", &[], &ask);
-    let said: Vec<&str> = said.lines().collect();
-    assert_eq!(
-        said,
-        [
-            "echo broadcast chat file client -h --help -V --version",
-            "--greeting",
-            "debug",
-            if cfg!(feature = "tls") {
-                "--insecure"
-            } else {
-                ""
-            },
-            "",
-        ]
-    );
-    if installed("zsh", "zsh") {
-        run_on("zsh", &["-n"], &stdout_of(&["--completions", "zsh"]));
-    }
-    if installed("fish", "fish") {
-        run_on("fish", &["-n"], &stdout_of(&["--completions", "fish"]));
-    }
-    if installed("groff", "groff-base") {
-        // -ww: every warning; -z: no output but them.
-        let said = run_on(
-            "groff",
-            &["-man", "-z", "-ww", "-Tutf8"],
-            &stdout_of(&["--man"]),
-        );
-        assert!(said.is_empty(), "{said}");
-    }
+fn without_the_manual_feature_man_and_completions_say_so() {
+    let out = run(&["--man"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("cargo feature \"manual\""), "{said}");
 }

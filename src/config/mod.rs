@@ -19,8 +19,9 @@
 //!   addresses, ...);
 //! - `usage.rs`: the help text, with the test that its defaults are the
 //!   code's;
-//! - `manual.rs`: the help read back into a man page and shell completion
-//!   scripts (the hidden `--man` and `--completions SHELL`).
+//! - `manual.rs` (with the default `manual` feature): the help read back
+//!   into a man page and shell completion scripts (the hidden `--man` and
+//!   `--completions SHELL`).
 //!
 //! Everything the rest of the crate uses is re-exported here, so it is
 //! `crate::config::Config`, not `crate::config::model::Config`.
@@ -30,12 +31,14 @@
 //! `Limits` (built by [`ServerOptions::limits`]) and broadcast's default
 //! prefix. It knows nothing of the loop, connections or sockets.
 
+#[cfg(feature = "manual")]
 mod manual;
 mod model;
 mod parse;
 mod usage;
 mod values;
 
+#[cfg(feature = "manual")]
 pub use manual::{completions, man_page, Shell};
 pub use model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls, Workers,

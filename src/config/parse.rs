@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use crate::edge::{Cidr, EdgeOptions, Policy};
 
+#[cfg(feature = "manual")]
 use super::manual::Shell;
 use super::model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls,
@@ -36,7 +37,9 @@ pub enum Parsed {
     Version,
     /// `--man` and `--completions SHELL`, which the help leaves out: what
     /// README's Install section runs, not options of a run.
+    #[cfg(feature = "manual")]
     Man,
+    #[cfg(feature = "manual")]
     Completions(Shell),
 }
 
@@ -88,11 +91,23 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
     if args.contains(["-V", "--version"]) {
         return Ok(Parsed::Version);
     }
-    if args.contains("--man") {
-        return Ok(Parsed::Man);
+    #[cfg(feature = "manual")]
+    {
+        if args.contains("--man") {
+            return Ok(Parsed::Man);
+        }
+        if let Some(shell) = opt(&mut args, "--completions", str::parse).map_err(usage_error)? {
+            return Ok(Parsed::Completions(shell));
+        }
     }
-    if let Some(shell) = opt(&mut args, "--completions", str::parse).map_err(usage_error)? {
-        return Ok(Parsed::Completions(shell));
+    #[cfg(not(feature = "manual"))]
+    for flag in ["--man", "--completions"] {
+        if args.contains(flag) {
+            return Err(usage_error(format!(
+                "{flag} needs the man page and completions, but this monoloop was built \
+                 without them (cargo feature \"manual\")"
+            )));
+        }
     }
     let word: Option<String> = args
         .subcommand()
