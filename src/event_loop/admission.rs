@@ -9,8 +9,10 @@
 //! server's (`worker_link::Slots`); with one there is no atomic.
 //!
 //! Who may connect (`--allow`, `--deny`, `--max-per-ip`, PROXY) is the
-//! gate's (`edge.rs`), asked in `entry.rs`; what a client turned away is
-//! told, and when, is `entry.rs` too. This file only takes the socket.
+//! gate's (`edge.rs`), asked in `entry.rs`, and here only of a client the
+//! limit turns away, so that a denied one is told nothing; what a client
+//! turned away is told, and when, is `entry.rs`'s. This file only takes
+//! the socket.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
+use crate::protocol::CloseReason;
 use crate::sys;
 use crate::worker_link::Slots;
 
@@ -275,20 +278,35 @@ impl Server {
     }
 
     /// Takes in one accepted client: it takes a slot, or is turned away if
-    /// the server is full. Plain TCP without PROXY says so at once and
-    /// goes; a client that must first finish a TLS handshake or send its
-    /// PROXY header gets a bounded place in the table (`MAX_REJECTING`),
-    /// and beyond it is closed without a word: a TLS listener never sends
-    /// plaintext, and a PROXY listener reads the header first.
+    /// the server is full. A client the gate refuses at accept is then
+    /// closed without a word (denied); otherwise plain TCP without PROXY
+    /// says so at once and goes; a client that must first finish a TLS
+    /// handshake or send its PROXY header gets a bounded place in the
+    /// table (`MAX_REJECTING`), and beyond it is closed without a word: a
+    /// TLS listener never sends plaintext, and a PROXY listener reads the
+    /// header first.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let full = !self.admission.limit.take();
+        // A denial wins over the limit: a peer the gate refuses at accept
+        // is told nothing, not even that the server is full, and is
+        // counted as denied (`edge.rs`, `Gate::refuses`). Dropped: closed
+        // without a word.
+        if full && self.gate.as_ref().is_some_and(|g| g.refuses(peer)) {
+            self.tally.stats.denied += 1;
+            log::debug!("denied {peer}");
+            if self.tally.access.is_some() {
+                log::info!("{}", access_log::turned_away(peer, CloseReason::Denied));
+            }
+            return;
+        }
         if full {
             self.tally.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
                 if self.tally.access.is_some() {
-                    log::info!("{}", access_log::server_full(peer));
+                    let line = access_log::turned_away(peer, CloseReason::ServerFull);
+                    log::info!("{line}");
                 }
                 if !waits {
                     reject(stream);
