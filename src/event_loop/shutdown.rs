@@ -105,15 +105,17 @@ impl Server {
         log::info!("SIGHUP: nothing to reload (no TLS)");
     }
 
-    /// Closes the listener and starts a bounded, graceful close of every
+    /// Closes the listeners and starts a bounded, graceful close of every
     /// connection: each gets the protocol's last words and what it is owed.
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
         crate::systemd::notify("STOPPING=1");
         let deadline = now + self.opts.drain_timeout;
         self.draining = Some(deadline);
         self.admission.accepting = Accepting::Stopped;
-        // Dropping the listener closes it: new clients are refused by the
-        // kernel rather than left waiting in a backlog nobody serves.
+        // Dropping a listener this process opened closes it: new clients
+        // are refused by the kernel rather than left waiting in a backlog
+        // nobody serves. Under socket activation these are copies, and
+        // systemd keeps the socket: new clients wait for the next process.
         self.admission.listeners.clear();
         self.timers.schedule(deadline, TimerKey::Drain);
         for token in self.conns.tokens() {
