@@ -4,7 +4,10 @@
 //! [`Server`]: its own `mio::Poll`, connection table, timers, write queues
 //! and protocol state, and its own listening socket on the shared address
 //! (`sys::listen_group`, SO_REUSEPORT: the kernel spreads new connections
-//! over the workers). What the workers share is each one's link
+//! over the workers by a hash). Under socket activation every worker
+//! serves copies of the sockets systemd passed instead, one accept queue
+//! for all, and whichever worker accepts first takes a new connection
+//! (`lib.rs::activated_parts`). What the workers share is each one's link
 //! (`worker_link.rs`): the connection count, the figures board, the
 //! holding flags and the report channel; the relays' hub (`hub.rs`) and
 //! the TLS configuration besides. This module starts the workers and is
