@@ -200,7 +200,8 @@ pub struct Connection {
     pub refusing: Option<Refusal>,
     /// The connection holds a `--max-connections` slot
     /// (`event_loop/admission.rs`, `Limit`): from its admission until it
-    /// starts a bounded close, is turned away, or is reaped.
+    /// starts a bounded close, is turned away, starts lingering, or is
+    /// reaped.
     pub holds_slot: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]

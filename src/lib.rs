@@ -39,8 +39,8 @@
 //!    where they are called.
 //! 9. [`workers`], [`worker_link`] and [`hub`]: `--workers N`, N loops
 //!    behaving as one server: the supervisor that runs them, what each
-//!    loop shares with the others (the connection count, the figures), and
-//!    what the relays send across them.
+//!    loop shares with the others (the connection count, the figures, the
+//!    holding flags), and what the relays send across them.
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.

@@ -4,14 +4,22 @@
 //! the supervisor.
 //!
 //! - [`Slots`]: the one `--max-connections` count for the whole server, an
-//!   atomic taken at accept and given back when a connection starts a
-//!   bounded close or is reaped (`event_loop/admission.rs`): per
-//!   connection, never per message;
+//!   atomic taken at accept and given back once (`event_loop/admission.rs`,
+//!   `Limit`): when a connection starts a bounded close, is turned away,
+//!   starts its linger after an unbounded flush, or at the latest when it
+//!   is reaped; per connection, never per message;
 //! - the [`Board`]: each worker's figures for the metrics, posted at most
-//!   every 100 ms;
+//!   every 100 ms and once after the last change, a mutex per worker;
 //! - the holding flags: per worker, whether its relay receivers hold
-//!   senders back (read on a relay's reads, `pacing.rs`);
+//!   senders back, stored when that changes (`event_loop/relay.rs`,
+//!   `post_holding`) and read on every read of a relay's connection
+//!   (`event_loop/visit.rs`, `read_input`): per message, relays only;
 //! - the report channel to the supervisor, which writes the stats line.
+//!
+//! Shared across workers but not here: the count per address
+//! (`edge::PerIp`), the relays' hub (`hub.rs`) and the TLS configuration;
+//! docs/architecture.md ("Workers") lists all of it and how often each is
+//! touched.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};

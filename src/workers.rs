@@ -9,8 +9,9 @@
 //! for all, and whichever worker accepts first takes a new connection
 //! (`lib.rs::activated_parts`). What the workers share is each one's link
 //! (`worker_link.rs`): the connection count, the figures board, the
-//! holding flags and the report channel; the relays' hub (`hub.rs`) and
-//! the TLS configuration besides. This module starts the workers and is
+//! holding flags and the report channel; the count per address
+//! (`edge::PerIp`), the relays' hub (`hub.rs`) and the TLS configuration
+//! besides. This module starts the workers and is
 //! the supervisor: it writes the one `stats:` line for the whole server
 //! from the workers' reports, at most once per interval, and the final one
 //! when every worker has stopped.
@@ -21,7 +22,9 @@
 //! waits: it makes no wakeups of its own while the server is idle.
 //!
 //! With one worker none of this exists: `lib.rs` builds one `Server` on the
-//! main thread exactly as before, with no thread, channel or atomic.
+//! main thread exactly as before, with no thread, channel or atomic (the
+//! loop still tests its `Option<Worker>`: each turn, and on a relay's
+//! reads).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};

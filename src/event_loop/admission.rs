@@ -4,9 +4,11 @@
 //! The connection limit is one type, [`Limit`], the same with one worker or
 //! many: a connection takes a slot when it is admitted and gives it back
 //! exactly once (`Connection::holds_slot` says whether it still holds one),
-//! when it starts a bounded close, when it is turned away, or at the latest
-//! when it is reaped. With several workers the count is also the whole
-//! server's (`worker_link::Slots`); with one there is no atomic.
+//! when it starts a bounded close, when it is turned away, when its
+//! unbounded flush ends and its (bounded) linger begins, or at the latest
+//! when it is reaped (`closing.rs`: `mark_closing`, `reap`). With several
+//! workers the count is also the whole server's (`worker_link::Slots`);
+//! with one there is no atomic.
 //!
 //! Who may connect (`--allow`, `--deny`, `--max-per-ip`, PROXY) is the
 //! gate's (`edge.rs`), asked in `entry.rs`, and here only of a client the
