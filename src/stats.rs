@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 /// Totals since the server started.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections accepted and served (rejected ones not included).
+    /// Connections let in to be served, past the limit and the gate
+    /// (`event_loop/entry.rs`, `let_in`): before any TLS handshake, so one
+    /// that fails is counted here and in `tls_failures`. Those turned
+    /// away are not: they are counted by reason below.
     pub accepted: u64,
     /// Connections turned away because the server was full.
     pub rejected: u64,

@@ -17,7 +17,8 @@
 //! TLS's `cfg`s are gathered here.
 //!
 //! `accepted` counts a connection when it is let in to be served: the
-//! gate said go (or there is no gate) and it holds a slot. Those the gate
+//! gate said go (or there is no gate) and it holds a slot, before any TLS
+//! handshake (one that then fails is also a `tls_failures`). Those the gate
 //! turned away are counted in their own counters (`denied`,
 //! `per_ip_rejected`, `proxy_errors`), those the limit turned away in
 //! `rejected`.
