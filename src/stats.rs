@@ -1,14 +1,17 @@
 //! Counters, the one line that reports them, and when to report.
 //!
 //! The loop bumps these as things happen (`event_loop/`); the stats timer
-//! logs [`Stats::line`] every `--stats-interval`, and once more at shutdown.
+//! logs [`Stats::line`] at most every `--stats-interval`, when
+//! [`Reporter`] says so, and once more at shutdown.
 //! Counting is a few integer adds per event: no clock reads, no syscalls.
 //!
 //! [`Reporter`] decides when a line is worth writing: the first one after
 //! any change, then nothing while the figures stand still (but one line an
 //! hour, so that a silent log still says the server is alive). While
-//! nothing changes its timer is not even armed until the hour is up, so an
-//! idle server with the default settings makes no wakeups at all.
+//! nothing changes its timer is not armed again until the hour is up, so
+//! an idle server with the default settings wakes for it twice after start
+//! (the baseline line, then the tick that finds nothing moved), then once
+//! an hour.
 
 use std::time::{Duration, Instant};
 

@@ -112,7 +112,8 @@ impl Server {
     ///
     /// 1. sleep in `epoll_wait` until an event or the nearest deadline
     ///    (zero if work is left from the last turn, forever if nothing is
-    ///    scheduled: an idle server makes no wakeups);
+    ///    scheduled; docs/architecture.md lists what an idle server wakes
+    ///    for);
     /// 2. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
     ///    already or the turn's budget is spent; the others are the signal
