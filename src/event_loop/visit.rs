@@ -1,8 +1,10 @@
 //! The visit: one connection served for one go. Read what is waiting (one
-//! read), hand it to the protocol and send its answer at once, write what
-//! is owed (within a share), let a producing protocol generate more, then
-//! settle: the stage moves on, the interest is made to match, the timer is
-//! armed. A connection with work left goes to the back of the ready queue.
+//! read: over TLS, `Connection::read` may read the socket up to four times
+//! while no plaintext comes), hand it to the protocol and send its answer
+//! at once, write what is owed (within a share), let a producing protocol
+//! generate more, then settle: the stage moves on, the interest is made to
+//! match, the timer is armed. A connection with work left goes to the back
+//! of the ready queue.
 //!
 //! Bytes are counted in one place ([`Server::moved`]): the stats, the
 //! access log and the turn's budget all learn from it, and a visit returns
@@ -106,9 +108,10 @@ impl Server {
         self.spent += moved.max(VISIT_COST);
     }
 
-    /// Serves one connection for one visit: read what is waiting (one read),
-    /// write what is owed (up to `WRITE_PER_VISIT`), let a producing protocol
-    /// generate more, then settle its stage, interest and timer. A
+    /// Serves one connection for one visit: read what is waiting (one read,
+    /// `READS_PER_VISIT`), write what is owed (up to `WRITE_PER_VISIT`),
+    /// let a producing protocol generate more, then settle its stage,
+    /// interest and timer. A
     /// connection with work left is queued for another visit. Returns the
     /// bytes it moved, both ways.
     pub(super) fn drive(&mut self, token: Token, now: Instant) -> usize {
