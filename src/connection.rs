@@ -12,7 +12,11 @@
 //! # Stages
 //!
 //! ```text
-//!            accept ----- TLS listener ----> HANDSHAKE --done--+
+//!            accept --PROXY listener--> HEADER --whole------+
+//!              |    (timeout, bad header or denied: CLOSED)     |
+//!              |<-----------------------------------------------+
+//!              |
+//!              +------ TLS listener ----> HANDSHAKE --done--+
 //!              |                  (timeout or bad TLS: CLOSED) |
 //!              v                                               |
 //!  +-------> OPEN <--------------------------------------------+

@@ -13,7 +13,9 @@
 //!
 //! [`Gate`] puts them together for the loop (`event_loop/entry.rs`), which asks
 //! at accept, or, behind a PROXY protocol header (`proxy.rs`), once the
-//! header has named the client. The loop has a gate only when one of these
+//! header has named the client; of a client the connection limit turns
+//! away, the loop asks only [`Gate::refuses`] (`event_loop/admission.rs`),
+//! so that a denied one is told nothing. The loop has a gate only when one of these
 //! options is given: without them, accepting costs what it always did.
 
 use std::collections::HashMap;

@@ -25,7 +25,8 @@
 //!    [`protocol::room`] is what both relays do with their room.
 //! 6. [`event_loop`]: the loop itself, one file per layer of a turn: its
 //!    `mod.rs` is the turn (poll, dispatch); then admission, entry (PROXY,
-//!    TLS, open), the visit, closing, relays, time, reporting, shutdown.
+//!    TLS, open), the visit, output (emit, flush, settle), closing, relays,
+//!    time, reporting, shutdown, and the start-up that opens its parts.
 //! 7. [`pacing`] (a relay's senders paced to the receivers that keep up),
 //!    [`stats`], [`access_log`], [`close`] (why a connection ended),
 //!    [`quote`] (log fields a client cannot break), [`logging`] (a log that never kills the

@@ -2,8 +2,8 @@
 //! a `--listen` host name stands for, a listening socket with deliberate
 //! options, and the file-descriptor limit.
 //!
-//! Everything here runs once, at start-up, before the loop, but for two
-//! things: the classifiers of OS errors (which errors mean the peer left,
+//! Everything here runs once, at start-up, before the loop, but for these:
+//! the classifiers of OS errors (which errors mean the peer left,
 //! which mean the process ran out of something), [`recv`] and [`send`],
 //! the two system calls of every message, and [`unacked`], which a
 //! lingering close asks. The loop itself

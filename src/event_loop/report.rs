@@ -1,9 +1,13 @@
-//! Reporting: the periodic stats line, the figures a scrape shows
-//! (`metrics.rs` serves them), and with several workers this worker's
-//! figures posted for the others (`worker_link.rs`).
+//! Reporting: what is counted and the one call that counts bytes
+//! ([`Tally::count`]: the stats, the access log, the visit's total), the
+//! stats reporter woken when figures move (its timer's handler is in
+//! `time.rs`), the figures a scrape shows (`metrics.rs` serves them), and
+//! with several workers this worker's figures posted for the others
+//! (`worker_link.rs`).
 //!
 //! Counting itself happens where things happen, in plain integers
-//! (`Server::stats`); this file only reads them.
+//! (`Tally::stats`, bumped by every layer; bytes through `Tally::count`);
+//! the rest of this file only reads them.
 
 use std::time::{Duration, Instant};
 

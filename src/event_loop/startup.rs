@@ -46,7 +46,7 @@ impl std::fmt::Display for StartError {
 
 /// What a server needs from the OS before it can run, opened up front so
 /// that every start error is reported before any worker starts: the poll,
-/// the listener registered in it, and the signal pipe. `Send`, so that the
+/// the listeners registered in it, and the signal pipe. `Send`, so that the
 /// main thread can open each worker's and hand them over.
 pub struct Parts {
     poll: Poll,

@@ -3,7 +3,7 @@
 //! on it, or finds it stale and does nothing.
 //!
 //! A connection's deadlines (idle, the protocol's own, a stage's bound) are
-//! combined in one place, [`Server::conn_deadline`], and its one live entry
+//! combined in one place, `next_due` (`output.rs`), and its one live entry
 //! re-arms itself when the real deadline moved later (see `timer.rs`).
 
 use std::time::Instant;

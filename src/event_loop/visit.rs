@@ -6,9 +6,9 @@
 //! match, the timer is armed. A connection with work left goes to the back
 //! of the ready queue.
 //!
-//! Bytes are counted in one place ([`Server::moved`]): the stats, the
-//! access log and the turn's budget all learn from it, and a visit returns
-//! what it moved.
+//! Bytes are counted in one place (`Tally::count`, `report.rs`): the stats,
+//! the access log and the turn's budget all learn from it, and a visit
+//! returns what it moved.
 
 use std::time::Instant;
 
@@ -127,7 +127,8 @@ impl Server {
         if self.fans_out && self.relay.pacing.watching() {
             self.judge_receiver(token, wrote > 0, now);
         }
-        // Compiled out for protocols that never produce (all but file).
+        // One test of a flag for protocols that never produce (all but
+        // file): the loop is compiled once for every protocol.
         if self.produces {
             self.produce(token, now);
         }

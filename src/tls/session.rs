@@ -17,7 +17,7 @@
 //!
 //! What an idle session still holds is rustls's own state: the keys, the
 //! state machine, and the connection struct; docs/architecture.md has the
-//! measured breakdown. `connection.rs` decides when to call these moves;
+//! measured breakdown. `connection/tls.rs` decides when to call these moves;
 //! this file knows nothing of stages or interest.
 
 use std::io::{self, Read, Write};
