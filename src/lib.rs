@@ -36,7 +36,7 @@
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
-//!    unbuffered API) keeps no buffer while idle. `connection.rs` shows
+//!    unbuffered API) keeps no buffer while idle. `connection/tls.rs` shows
 //!    where they are called.
 //! 9. [`workers`], [`worker_link`] and [`hub`]: `--workers N`, N loops
 //!    behaving as one server: the supervisor that runs them, what each

@@ -15,9 +15,9 @@
 //! [`ServerSession`] (src/tls/session.rs): the same two moves, with the
 //! ciphertext read into the loop's shared buffer rather than into a buffer
 //! of rustls's own per connection, so that an idle TLS connection holds
-//! only its session's state. The connection (`connection.rs`) decides when
-//! to call them and what interest that needs; the handshake is the
-//! connection's HANDSHAKE stage.
+//! only its session's state. The connection decides when to call them
+//! (`connection/tls.rs`) and what interest that needs (`connection.rs`);
+//! the handshake is the connection's HANDSHAKE stage.
 //!
 //! Before the server starts, `leaf` (src/tls/leaf.rs) checks its own certificate for what
 //! rustls does not check when it loads one (the dates, and that it is not a

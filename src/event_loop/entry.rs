@@ -14,7 +14,10 @@
 //! address), says why and closes. The words go the way the listener
 //! speaks: through TLS after a handshake on a TLS listener, after the
 //! PROXY header on a PROXY listener, never as plaintext on a TLS socket.
-//! TLS's `cfg`s are gathered here.
+//! Starting and finishing a handshake is this file's; the loop's other
+//! TLS `cfg`s are its configuration (`mod.rs`, `startup.rs`), the reload
+//! (`shutdown.rs`), a refused session's close (`closing.rs`) and a refused
+//! read (`visit.rs`).
 //!
 //! `accepted` counts a connection when it is let in to be served: the
 //! gate said go (or there is no gate) and it holds a slot, before any TLS
