@@ -34,8 +34,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
-    /// Turned away at `--max-connections` (on a TLS listener, after the
-    /// handshake that lets it be told so).
+    /// Turned away at `--max-connections` (on a TLS or PROXY listener,
+    /// after the handshake or header that lets it be told so).
     ServerFull,
     /// Turned away at `--max-per-ip`.
     TooManyFromAddress,
