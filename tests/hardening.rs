@@ -266,8 +266,10 @@ fn a_closed_log_pipe_leaves_the_server_serving() {
 fn closed_pipe() -> std::fs::File {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
-    // SAFETY: pipe(2) writes two fresh descriptors into our array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: pipe2(2) writes two fresh descriptors into our array.
+    // Close-on-exec, as std's own: a server another test starts meanwhile
+    // must not inherit them.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: fds[0] is ours and closed once, here.
     unsafe { libc::close(fds[0]) };
     // SAFETY: fds[1] is a fresh descriptor nobody else owns.

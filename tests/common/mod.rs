@@ -242,14 +242,26 @@ impl Drop for Server {
     }
 }
 
-/// The binary, to be run with a hard descriptor limit of `limit`.
+/// The binary, to be run with a hard descriptor limit of `limit` and
+/// nothing open but its standard streams.
+///
+/// A descriptor the test runner inherited without close-on-exec (from a
+/// shell, an IDE, a CI runner's `make -j`) would otherwise pass on to the
+/// server and take one of its `limit` numbers: one such descriptor made
+/// the server hold one client fewer, and a test that counted on it waited
+/// for an echo that could never come.
 pub fn with_fd_limit(limit: u64) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = binary();
-    // SAFETY: setrlimit is async-signal-safe, and runs in the forked child
-    // before exec, touching only a struct on its stack.
+    // SAFETY: setrlimit and fcntl are async-signal-safe, and run in the
+    // forked child before exec (after its standard streams are in place),
+    // touching only a struct on its stack.
     unsafe {
         cmd.pre_exec(move || {
+            // Closed at exec; a number that is not open fails harmlessly.
+            for fd in 3..limit.min(4096) as i32 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
             let lim = libc::rlimit {
                 rlim_cur: limit,
                 rlim_max: limit,
