@@ -225,7 +225,7 @@ fn allow_and_deny_refuse_at_accept_quietly() {
 #[test]
 fn ipv6_and_mapped_addresses_are_matched() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: IPv6 loopback is not available here");
+        skip::skip("no IPv6 loopback (::1) here");
         return;
     }
     let server = Server::start(&["echo", "--listen", "[::1]:0", "--deny", "::1"]);
@@ -337,11 +337,7 @@ struct Haproxy {
 
 impl Haproxy {
     fn start(backend: SocketAddr, send_proxy: &str) -> Option<Haproxy> {
-        if Command::new("haproxy").arg("-v").output().is_err() {
-            eprintln!(
-                "skipped: haproxy is not installed (apt-get install haproxy); \
-                 .ci/run installs it"
-            );
+        if !skip::have("haproxy", "-v", "haproxy") {
             return None;
         }
         let port = free_port();

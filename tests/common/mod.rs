@@ -3,11 +3,13 @@
 //! and talk to it over real sockets with deadlines everywhere, so that a hung
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
-//! at run time and drives a rustls client.
+//! at run time and drives a rustls client; [`skip`] says, where a person
+//! sees it, that a test cannot run here.
 
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod metrics;
+pub mod skip;
 #[cfg(feature = "tls")]
 pub mod tls;
 
