@@ -33,12 +33,17 @@ pub struct Server {
 /// Runs `cmd` (stdout and stderr piped) to its end. A process that runs on
 /// instead, a server that started when it should have refused to, is
 /// killed after `PATIENCE` and fails the test rather than hanging it.
-pub fn output_within(mut cmd: Command) -> std::process::Output {
+pub fn output_within(cmd: Command) -> std::process::Output {
+    try_output_within(cmd).unwrap()
+}
+
+/// [`output_within`], but a command that cannot be started is an error
+/// for the caller, not a failed test.
+pub fn try_output_within(mut cmd: Command) -> std::io::Result<std::process::Output> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn()?;
     let deadline = Instant::now() + PATIENCE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -47,7 +52,7 @@ pub fn output_within(mut cmd: Command) -> std::process::Output {
         }
         thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().unwrap()
+    child.wait_with_output()
 }
 
 /// The binary under test.
