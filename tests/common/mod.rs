@@ -4,16 +4,22 @@
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
 //! at run time and drives a rustls client; [`skip`] says, where a person
-//! sees it, that a test cannot run here.
+//! sees it, that a test cannot run here. A read that fails names the client
+//! and the step, and shows what arrived and the server's log ([`client`]).
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod client;
 pub mod metrics;
 pub mod skip;
+pub mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+#[allow(unused_imports)] // as dead_code above
+pub use {client::Client, stats::Stats};
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,9 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread that copies the server's stderr into `log`: done once
+    /// the server has exited and every line is in.
+    reader: thread::JoinHandle<()>,
 }
 
 /// Runs `cmd` (stdout and stderr piped) to its end. A process that runs on
@@ -40,10 +49,7 @@ pub fn output_within(cmd: Command) -> std::process::Output {
 /// [`output_within`], but a command that cannot be started is an error
 /// for the caller, not a failed test.
 pub fn try_output_within(mut cmd: Command) -> std::io::Result<std::process::Output> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let deadline = Instant::now() + PATIENCE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -85,7 +91,7 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("MONOLOOP_TEST_ECHO_LOG").is_some() {
@@ -98,6 +104,7 @@ impl Server {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             log,
+            reader,
         };
         let line = server.wait_for_log("listening on ");
         // `... listening on ADDR`, or `... listening on ADDR (4 workers)`.
@@ -107,6 +114,7 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap();
         server.addr = addr.parse().expect("address in the listening line");
+        client::register(server.addr, &server.log);
         server
     }
 
@@ -140,9 +148,8 @@ impl Server {
                 return l;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the reader thread a moment to collect the last lines.
-                thread::sleep(Duration::from_millis(100));
-                if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                self.log_complete();
+                if let Some(l) = self.log().into_iter().find(|l| l.contains(needle) && ok(l)) {
                     return l;
                 }
                 panic!(
@@ -191,7 +198,7 @@ impl Server {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(100)); // let the log reader finish
+                self.log_complete();
                 return status;
             }
             assert!(
@@ -200,6 +207,16 @@ impl Server {
                 self.log().join("\n")
             );
             thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// After the process has exited: waits until the reader has taken in
+    /// the last of its log (its stderr is at an end), for at most a second
+    /// (a process it started may still hold the pipe).
+    pub(super) fn log_complete(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -304,47 +321,37 @@ pub fn stuck_client(addr: SocketAddr) -> TcpStream {
     stuck
 }
 
-/// Reads exactly `n` bytes (or fails on timeout, EOF or error).
+/// Reads exactly `n` bytes (or fails on timeout, EOF or error, saying
+/// which client, what arrived, and what the server logged last).
+#[track_caller]
 pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut buf = vec![0; n];
-    s.read_exact(&mut buf)
-        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
-    buf
+    let step = format!("read {n} bytes");
+    client::read_exactly(s, n, &client::Reader::of(s, &step))
 }
 
 /// Reads until `expected.len()` bytes have come and asserts they match.
+#[track_caller]
 pub fn expect(s: &mut TcpStream, expected: &[u8]) {
-    let got = read_n(s, expected.len());
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(expected)
-    );
+    let step = format!("expect {}", client::shown(expected));
+    client::expect_exactly(s, expected, &client::Reader::of(s, &step));
 }
 
 /// Reads until EOF; fails on timeout. A reset after some data ends the read
 /// like EOF does, and is reported as the second value.
+#[track_caller]
 pub fn read_to_eof(s: &mut TcpStream) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, false),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (out, true),
-            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
-        }
-    }
+    let reader = client::Reader::of(s, "read to the end");
+    client::read_until_eof(s, &reader)
 }
 
 /// Asserts the peer closes: EOF (or reset) with no further bytes.
+#[track_caller]
 pub fn expect_eof(s: &mut TcpStream) {
-    let (rest, _) = read_to_eof(s);
-    assert!(
-        rest.is_empty(),
-        "expected EOF, got {} more bytes",
-        rest.len()
-    );
+    let reader = client::Reader::of(s, "expect the end, and no more bytes");
+    let (rest, _) = client::read_until_eof(s, &reader);
+    if !rest.is_empty() {
+        reader.fail("bytes came before the end", &rest);
+    }
 }
 
 /// A deterministic, non-repeating-looking byte pattern: byte `i` of a stream.

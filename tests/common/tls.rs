@@ -186,13 +186,13 @@ pub fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsSt
     rustls::StreamOwned::new(conn, sock)
 }
 
+/// Reads until `expected` has come over TLS; a failure names the client,
+/// shows what arrived and the server's log (`common::client`).
+#[track_caller]
 pub fn tls_expect(s: &mut TlsStream, expected: &[u8]) {
-    let mut got = vec![0u8; expected.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(expected)
-    );
+    let step = format!("expect {} over TLS", super::client::shown(expected));
+    let reader = super::client::Reader::of(&s.sock, &step);
+    super::client::expect_exactly(s, expected, &reader);
 }
 
 /// Reads to the end; true if the end was a clean close_notify.
