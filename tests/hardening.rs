@@ -381,8 +381,8 @@ fn short_connections_leave_no_timer_garbage() {
     };
     let settle = |server: &mut Server, total: u64| {
         // A few clients' resets beat their accept (ECONNABORTED): not counted.
-        server.wait_for_log_where("stats:", |l| {
-            stat(l, "total") + stat(l, "rejected") + 50 >= total && stat(l, "active") == 0
+        server.wait_stats_where(&format!("total+rejected>={total}-50 active=0"), |s| {
+            s.get("total") + s.get("rejected") + 50 >= total && s.get("active") == 0
         });
     };
     churn(5_000);
@@ -452,6 +452,6 @@ fn an_idle_server_with_a_stats_interval_goes_quiet_and_wakes_on_change() {
     let mut s = connect(server.addr);
     s.write_all(b"hi").unwrap();
     expect(&mut s, b"hi");
-    server.wait_for_log_where("stats:", |l| stat(l, "total") == 1);
+    server.wait_stats(&[("total", 1)]);
     s.shutdown(Shutdown::Both).unwrap();
 }

@@ -29,9 +29,9 @@ fn sixth_client_is_turned_away_while_five_keep_working() {
         expect(s, format!("again {i}\n").as_bytes());
     }
     // Rejected, never active.
-    let line = server.wait_for_log_where("stats:", |l| stat(l, "rejected") == 1);
-    assert_eq!(stat(&line, "active"), 5, "{line}");
-    assert_eq!(stat(&line, "total"), 5, "{line}");
+    let line = server.wait_stats(&[("rejected", 1)]);
+    assert_eq!(line.get("active"), 5, "{line}");
+    assert_eq!(line.get("total"), 5, "{line}");
     // A slot frees when one of the five leaves.
     drop(five.pop());
     eventually("a free slot", || {
@@ -252,20 +252,18 @@ fn stats_lines_count_connections_rejections_timeouts_and_bytes() {
     let mut c = connect(server.addr);
     let (full, _) = read_to_eof(&mut c);
     assert_eq!(full, b"Server is full. Try again later.\n");
-    let line = server.wait_for_log_where("stats:", |l| stat(l, "rejected") == 1);
-    assert_eq!(stat(&line, "total"), 2, "{line}");
-    assert_eq!(stat(&line, "active"), 2, "{line}");
-    assert_eq!(stat(&line, "bytes_in"), 12, "{line}");
-    assert_eq!(stat(&line, "bytes_out"), 12, "{line}");
+    let line = server.wait_stats(&[("rejected", 1)]);
+    assert_eq!(line.get("total"), 2, "{line}");
+    assert_eq!(line.get("active"), 2, "{line}");
+    assert_eq!(line.get("bytes_in"), 12, "{line}");
+    assert_eq!(line.get("bytes_out"), 12, "{line}");
     // Both time out; each was sent the 19-byte timeout message.
     expect(&mut a, b"Connection timeout\n");
     expect(&mut b, b"Connection timeout\n");
-    let line = server.wait_for_log_where("stats:", |l| {
-        stat(l, "timed_out") == 2 && stat(l, "active") == 0
-    });
-    assert_eq!(stat(&line, "total"), 2, "{line}");
-    assert_eq!(stat(&line, "rejected"), 1, "{line}");
-    assert_eq!(stat(&line, "bytes_out"), 12 + 2 * 19, "{line}");
+    let line = server.wait_stats(&[("timed_out", 2), ("active", 0)]);
+    assert_eq!(line.get("total"), 2, "{line}");
+    assert_eq!(line.get("rejected"), 1, "{line}");
+    assert_eq!(line.get("bytes_out"), 12 + 2 * 19, "{line}");
     server.signal(libc::SIGTERM);
     server.wait_exit(Duration::from_secs(5));
     let last = server.wait_for_log("(final)");

@@ -169,7 +169,7 @@ fn the_handshake_timeout_closes_a_silent_client() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "closed after {waited:?}"
     );
-    server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
+    server.wait_stats(&[("tls_failures", 1)]);
 }
 
 #[test]
@@ -186,8 +186,8 @@ fn plain_text_on_a_tls_port_is_refused_and_nobody_else_notices() {
     assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");
     good.write_all(b"after").unwrap();
     tls_expect(&mut good, b"after");
-    let line = server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
-    assert_eq!(stat(&line, "active"), 1, "{line}");
+    let line = server.wait_stats(&[("tls_failures", 1)]);
+    assert_eq!(line.get("active"), 1, "{line}");
 }
 
 #[test]
@@ -705,9 +705,7 @@ fn clients_cannot_write_the_servers_log() {
         let mut rest = Vec::new();
         let _ = sock.read_to_end(&mut rest);
     }
-    server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 400 && stat(l, "active") == 0
-    });
+    server.wait_stats(&[("total", 400), ("active", 0)]);
     let loud = loud_lines(&server);
     assert!(
         loud.len() <= 3,
@@ -735,10 +733,8 @@ fn tls_failures_count_half_handshakes_but_not_port_checks() {
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = read_to_eof(&mut s);
     }
-    let line = server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 20 && stat(l, "active") == 0
-    });
-    assert_eq!(stat(&line, "tls_failures"), 10, "{line}");
+    let line = server.wait_stats(&[("total", 20), ("active", 0)]);
+    assert_eq!(line.get("tls_failures"), 10, "{line}");
 }
 
 #[test]
