@@ -275,11 +275,11 @@ fn tls_default_port_is_8443() {
 #[test]
 fn shutdown_over_tls_says_goodbye_and_does_not_wait_for_half_done_handshakes() {
     let pki = Pki::new("shutdown");
-    let mut server = tls_server(&pki, &["chat"], &[]);
+    let mut server = tls_server(&pki, &["chat", "--log-level", "debug"], &[]);
     let mut alice = tls_connect(server.addr, client_config(&pki, false, &[]));
     tls_expect(&mut alice, b"Enter your username: ");
     let _silent = connect(server.addr); // never says hello
-    std::thread::sleep(Duration::from_millis(100));
+    server.wait_accepted(2);
     let asked = Instant::now();
     server.signal(libc::SIGTERM);
     let (said, clean) = tls_read_to_end(&mut alice);
@@ -657,7 +657,11 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
     const IDLE: usize = 500;
     const BOUND: u64 = 6 * 1024;
     let pki = Pki::new("idle-rss");
-    let server = tls_server(&pki, &["echo"], &["--max-connections", "1000"]);
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--stats-interval", "0.1"],
+        &["--max-connections", "1000"],
+    );
     let config = client_config(&pki, false, &[]);
     // One-time allocations (the slab, the timer heap, the session cache)
     // are warmed up first, with connections that then close.
@@ -666,7 +670,7 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
         s.write_all(b"warm").unwrap();
         tls_expect(&mut s, b"warm");
     }
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_stats(&[("total", 20), ("active", 0)]);
     let before = server.rss_kib();
     let mut held = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
@@ -675,7 +679,7 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
         tls_expect(&mut s, b"ping");
         held.push(s);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_stats(&[("total", 20 + IDLE as u64), ("active", IDLE as u64)]);
     let per_connection = server.rss_kib().saturating_sub(before) * 1024 / IDLE as u64;
     eprintln!("{IDLE} idle TLS connections: {per_connection} bytes of server RSS each");
     assert!(
