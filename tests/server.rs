@@ -1,109 +1,14 @@
-//! The loop's behaviour, whatever the protocol (echo serves as the probe):
-//! connection limit, idle timeout, backpressure and memory, stats, signals,
-//! start-up errors, resets, idleness, and running out of descriptors.
+//! The loop as a whole, whatever the protocol (echo serves as the probe):
+//! start-up errors, the stats line, and resets. Its time limits are
+//! tests/deadlines.rs, what it holds tests/resources.rs, and stopping
+//! tests/shutdown.rs.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use common::*;
-
-#[test]
-fn sixth_client_is_turned_away_while_five_keep_working() {
-    let mut server = Server::start(&["echo", "--max-connections", "5", "--stats-interval", "0.2"]);
-    let mut five: Vec<_> = (0..5).map(|_| connect(server.addr)).collect();
-    // Make sure all five are accepted before the sixth arrives.
-    for (i, s) in five.iter_mut().enumerate() {
-        s.write_all(format!("hi {i}\n").as_bytes()).unwrap();
-        expect(s, format!("hi {i}\n").as_bytes());
-    }
-    let mut sixth = connect(server.addr);
-    let (got, _) = read_to_eof(&mut sixth);
-    assert_eq!(got, b"Server is full. Try again later.\n");
-    for (i, s) in five.iter_mut().enumerate() {
-        s.write_all(format!("again {i}\n").as_bytes()).unwrap();
-        expect(s, format!("again {i}\n").as_bytes());
-    }
-    // Rejected, never active.
-    let line = server.wait_stats(&[("rejected", 1)]);
-    assert_eq!(line.get("active"), 5, "{line}");
-    assert_eq!(line.get("total"), 5, "{line}");
-    // A slot frees when one of the five leaves.
-    drop(five.pop());
-    eventually("a free slot", || {
-        let mut s = connect(server.addr);
-        s.write_all(b"x").unwrap();
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).is_ok() && b == *b"x"
-    });
-}
-
-#[test]
-fn idle_timeout_fires_with_its_message_and_spares_active_clients() {
-    let server = Server::start(&["echo", "--idle-timeout", "1"]);
-    let mut idle = connect(server.addr);
-    let mut busy = connect(server.addr);
-    let started = Instant::now();
-    let chatter = thread::spawn(move || {
-        // Talk every 300 ms for 2.5 s: never idle for a second.
-        while started.elapsed() < Duration::from_millis(2500) {
-            busy.write_all(b"tick").unwrap();
-            expect(&mut busy, b"tick");
-            thread::sleep(Duration::from_millis(300));
-        }
-        busy
-    });
-    let (got, _) = read_to_eof(&mut idle);
-    let waited = started.elapsed();
-    assert_eq!(got, b"Connection timeout\n");
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
-        "timed out after {waited:?}"
-    );
-    let mut busy = chatter.join().unwrap();
-    busy.write_all(b"still open").unwrap();
-    expect(&mut busy, b"still open");
-}
-
-#[test]
-fn a_client_that_does_not_read_cannot_grow_server_memory() {
-    const LIMIT: u64 = 1024 * 1024;
-    const TOTAL: u64 = 50 * 1024 * 1024;
-    let server = Server::start(&["echo", "--write-limit", &LIMIT.to_string()]);
-    // Warm up the shared read buffer and the allocator with a small echo.
-    let mut warm = connect(server.addr);
-    warm.write_all(&[1u8; 100_000]).unwrap();
-    read_n(&mut warm, 100_000);
-    drop(warm);
-    thread::sleep(Duration::from_millis(200));
-    let before = server.rss_kib();
-
-    let mut s = connect(server.addr);
-    let sent = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let s = s.try_clone().unwrap();
-        let sent = sent.clone();
-        thread::spawn(move || write_pattern(s, TOTAL, sent))
-    };
-    // The writer stalls once the server stops reading (backpressure) and
-    // every kernel buffer between them is full.
-    let stalled_at = settles(&sent, Duration::from_millis(700));
-    assert!(stalled_at < TOTAL, "server never pushed back");
-    let grown = server.rss_kib().saturating_sub(before) * 1024;
-    eprintln!("writer stalled after {stalled_at} bytes; server RSS grew {grown} bytes");
-    assert!(
-        grown <= 2 * LIMIT,
-        "server RSS grew {grown} bytes with a write limit of {LIMIT}"
-    );
-    // Now read: every byte comes back, in order.
-    assert_eq!(read_pattern(&mut s, TOTAL), TOTAL);
-    writer.join().unwrap();
-    assert_eq!(sent.load(Ordering::SeqCst), TOTAL);
-}
 
 #[test]
 fn address_in_use_exits_1_with_the_address() {
@@ -167,72 +72,6 @@ fn bad_arguments_exit_2_with_the_problem_and_a_hint() {
 }
 
 #[test]
-fn sigterm_lets_a_pending_reply_drain_then_exits_0() {
-    const LIMIT: u64 = 1024 * 1024;
-    let mut server = Server::start(&["echo", "--write-limit", &LIMIT.to_string()]);
-    let mut s = connect(server.addr);
-    let sent = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let s = s.try_clone().unwrap();
-        let sent = sent.clone();
-        thread::spawn(move || write_pattern(s, 32 * 1024 * 1024, sent))
-    };
-    // Not reading: the server owes us at least a write limit's worth.
-    settles(&sent, Duration::from_millis(500));
-    server.signal(libc::SIGTERM);
-    server.wait_for_log("SIGTERM");
-    let (got, _) = read_to_eof(&mut s);
-    writer.join().unwrap();
-    let status = server.wait_exit(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}");
-    assert!(
-        got.len() as u64 > LIMIT,
-        "only {} bytes came back",
-        got.len()
-    );
-    for (i, &b) in got.iter().enumerate() {
-        assert_eq!(b, pattern(i as u64), "byte {i}");
-    }
-    let last = server.wait_for_log("(final)");
-    assert_eq!(stat(&last, "bytes_out"), got.len() as u64, "{last}");
-}
-
-#[test]
-fn a_second_signal_exits_at_once() {
-    let mut server = Server::start(&["echo", "--drain-timeout", "30"]);
-    let s = connect(server.addr);
-    // A client that never reads keeps the drain busy.
-    let sent = Arc::new(AtomicU64::new(0));
-    {
-        let s = s.try_clone().unwrap();
-        let sent = sent.clone();
-        thread::spawn(move || write_pattern(s, 64 * 1024 * 1024, sent));
-    }
-    settles(&sent, Duration::from_millis(500));
-    server.signal(libc::SIGINT);
-    server.wait_for_log("SIGINT: no longer accepting");
-    thread::sleep(Duration::from_millis(300));
-    assert!(server.running(), "the drain should still be waiting");
-    let asked = Instant::now();
-    server.signal(libc::SIGINT);
-    let status = server.wait_exit(Duration::from_secs(2));
-    assert!(asked.elapsed() < Duration::from_secs(2));
-    assert_eq!(status.code(), Some(1));
-    drop(s);
-}
-
-#[test]
-fn shutdown_refuses_new_clients_and_exits_when_idle() {
-    let mut server = Server::start(&["echo"]);
-    let addr = server.addr;
-    server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(5));
-    assert!(status.success());
-    assert!(std::net::TcpStream::connect(addr).is_err());
-    assert_eq!(server.log_lines("(final)").len(), 1);
-}
-
-#[test]
 fn stats_lines_count_connections_rejections_timeouts_and_bytes() {
     let mut server = Server::start(&[
         "echo",
@@ -293,71 +132,4 @@ fn a_reset_client_is_a_debug_line_and_nobody_else_notices() {
         .collect();
     assert!(bad.is_empty(), "resets logged as problems: {bad:?}");
     assert!(server.running());
-}
-
-#[test]
-fn an_idle_server_makes_no_wakeups() {
-    let server = Server::start(&["echo", "--stats-interval", "0"]);
-    thread::sleep(Duration::from_millis(200));
-    let before = server.context_switches();
-    thread::sleep(Duration::from_secs(2));
-    let after = server.context_switches();
-    assert_eq!(
-        before,
-        after,
-        "the idle server woke up {} times",
-        after - before
-    );
-}
-
-#[test]
-fn out_of_descriptors_neither_spins_nor_stops_serving() {
-    const CLIENTS: usize = 40;
-    let mut server = Server::start_cmd(with_fd_limit(32), &["echo", "--log-level", "debug"]);
-    server.wait_for_log("needs about");
-    // About 25 fit under 32 descriptors; the rest wait in the backlog.
-    let mut clients: Vec<_> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    for (i, s) in clients.iter_mut().enumerate() {
-        s.write_all(format!("{i:02}").as_bytes()).unwrap();
-    }
-    let warning = server.wait_for_log("cannot accept");
-    // How many it holds: the accepts it logged before the warning. Counted,
-    // not assumed: every descriptor the server has besides its clients
-    // (today stdio, epoll, the listener, a signal pair) is one client fewer.
-    let held = server
-        .log()
-        .iter()
-        .take_while(|l| **l != warning)
-        .filter(|l| l.contains("conn #") && l.contains(" from "))
-        .count();
-    let waiting = CLIENTS - held;
-    // Free two descriptors more than clients wait, from those it holds.
-    let freed = waiting + 2;
-    assert!(
-        waiting >= 5 && freed <= held,
-        "{held} of {CLIENTS} clients held under 32 descriptors: the test needs \
-         some waiting and as many held to free"
-    );
-    // Accepted clients are still served.
-    expect(&mut clients[0], b"00");
-    // And the loop is not spinning on the failing accept.
-    let cpu_before = server.cpu_ticks();
-    thread::sleep(Duration::from_secs(1));
-    let cpu = server.cpu_ticks() - cpu_before;
-    eprintln!("{cpu} CPU ticks in 1 s while out of descriptors");
-    assert!(
-        cpu <= 10,
-        "{cpu} ticks of CPU in 1 s while out of descriptors"
-    );
-    assert_eq!(
-        server.log_lines("cannot accept").len(),
-        1,
-        "one warning per episode"
-    );
-    // Free descriptors: every waiting client gets served.
-    clients.drain(..freed);
-    for (i, s) in clients.iter_mut().enumerate() {
-        expect(s, format!("{:02}", i + freed).as_bytes());
-    }
-    server.wait_for_log("accepting connections again");
 }
