@@ -49,13 +49,20 @@ fn sixth_client_is_turned_away_while_five_keep_working() {
 fn a_client_that_does_not_read_cannot_grow_server_memory() {
     const LIMIT: u64 = 1024 * 1024;
     const TOTAL: u64 = 50 * 1024 * 1024;
-    let server = Server::start(&["echo", "--write-limit", &LIMIT.to_string()]);
-    // Warm up the shared read buffer and the allocator with a small echo.
+    let mut server = Server::start(&[
+        "echo",
+        "--write-limit",
+        &LIMIT.to_string(),
+        "--stats-interval",
+        "0.1",
+    ]);
+    // Warm up the shared read buffer and the allocator with a small echo,
+    // and let the server close that client.
     let mut warm = connect(server.addr);
     warm.write_all(&[1u8; 100_000]).unwrap();
     read_n(&mut warm, 100_000);
     drop(warm);
-    thread::sleep(Duration::from_millis(200));
+    server.wait_stats(&[("total", 1), ("active", 0)]);
     let before = server.rss_kib();
 
     let mut s = connect(server.addr);
@@ -106,16 +113,11 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
     for (i, s) in clients.iter_mut().enumerate() {
         s.write_all(format!("{i:02}").as_bytes()).unwrap();
     }
-    let warning = server.wait_for_log("cannot accept");
+    server.wait_for_log("cannot accept");
     // How many it holds: the accepts it logged before the warning. Counted,
     // not assumed: every descriptor the server has besides its clients
     // (today stdio, epoll, the listener, a signal pair) is one client fewer.
-    let held = server
-        .log()
-        .iter()
-        .take_while(|l| **l != warning)
-        .filter(|l| l.contains("conn #") && l.contains(" from "))
-        .count();
+    let held = server.accepts_before("cannot accept");
     let waiting = CLIENTS - held;
     // Free two descriptors more than clients wait, from those it holds.
     let freed = waiting + 2;
@@ -264,7 +266,7 @@ fn short_connections_leave_no_timer_garbage() {
 #[test]
 fn the_descriptor_warning_predicts_what_is_served() {
     let cmd = with_fd_limit(64);
-    let mut server = Server::start_cmd(cmd, &["echo"]);
+    let mut server = Server::start_cmd(cmd, &["echo", "--log-level", "debug"]);
     let warning = server.wait_for_log("needs about");
     let predicted: usize = warning
         .split("beyond about ")
@@ -275,17 +277,25 @@ fn the_descriptor_warning_predicts_what_is_served() {
     let mut clients: Vec<_> = (0..80).map(|_| connect(server.addr)).collect();
     for s in &mut clients {
         s.write_all(b"?").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
     }
     server.wait_for_log("cannot accept");
-    let served = clients
-        .iter_mut()
-        .filter_map(|s| {
-            let mut b = [0u8; 1];
-            matches!(s.read(&mut b), Ok(1)).then_some(())
-        })
-        .count();
+    let served = server.accepts_before("cannot accept");
+    // Those it took are served; the others wait in the backlog, and nothing
+    // has come to them (asked without waiting: the server is already
+    // failing to accept them).
+    for s in &mut clients[..served] {
+        expect(s, b"?");
+    }
+    for (i, s) in clients.iter_mut().enumerate().skip(served) {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let got = s.read(&mut b);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "client {i} of those waiting: {got:?}"
+        );
+    }
     assert!(
         served.abs_diff(predicted) <= 2,
         "predicted about {predicted}, served {served}"

@@ -186,6 +186,17 @@ impl Server {
         }
     }
 
+    /// How many accepts were logged before the first line containing
+    /// `needle` (with `--log-level debug`): the clients a server held when
+    /// it said something, such as `cannot accept`.
+    pub fn accepts_before(&self, needle: &str) -> usize {
+        self.log()
+            .iter()
+            .take_while(|l| !l.contains(needle))
+            .filter(|l| l.contains("conn #") && l.contains(" from "))
+            .count()
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
