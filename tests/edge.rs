@@ -271,7 +271,9 @@ fn the_limit_per_address_counts_the_client_behind_the_header() {
     );
     server.wait_stats(&[("per_ip_rejected", 1)]);
     drop(kept.pop());
-    thread::sleep(Duration::from_millis(200));
+    // The server has counted the close, and with it the address's slot
+    // (only after the refusal was active 1).
+    server.wait_stats(&[("active", 1), ("per_ip_rejected", 1)]);
     let mut again = connect(server.addr);
     again.write_all(b"ok").unwrap();
     expect(&mut again, b"ok");

@@ -112,13 +112,22 @@ fn one_stats_line_sums_the_workers_and_adds_up() {
 
 #[test]
 fn sigterm_drains_every_worker_and_a_second_signal_stops_them() {
-    let mut server = Server::start(&["echo", "--workers", "2", "--prefix", "> "]);
+    let mut server = Server::start(&[
+        "echo",
+        "--workers",
+        "2",
+        "--prefix",
+        "> ",
+        "--stats-interval",
+        "0.1",
+    ]);
     let mut clients: Vec<_> = (0..6).map(|_| connect(server.addr)).collect();
     for s in &mut clients {
         // An unfinished line: shutdown sends it back, then closes.
         s.write_all(b"pending").unwrap();
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Every unfinished line has been read.
+    server.wait_stats(&[("bytes_in", 6 * 7)]);
     server.signal(libc::SIGTERM);
     for s in &mut clients {
         let (said, _) = read_to_eof(s);

@@ -328,8 +328,21 @@ pub fn stuck_client(addr: SocketAddr) -> TcpStream {
         .unwrap();
     let mut w = stuck.try_clone().unwrap();
     w.write_all(&[b'z'; 1 << 20]).ok();
-    thread::sleep(Duration::from_millis(300));
+    // The server is answering it: bytes wait unread on our side.
+    eventually("the server's first answer to the stuck client", || {
+        unread(&stuck) > 0
+    });
     stuck
+}
+
+/// Bytes received on `s` and not yet read (`FIONREAD`).
+pub fn unread(s: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, into `n`, which we own.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
 }
 
 /// Reads exactly `n` bytes (or fails on timeout, EOF or error, saying

@@ -47,7 +47,9 @@ impl fmt::Debug for Stats {
 
 impl Server {
     /// Waits for a stats line whose figures include every `key=N` of
-    /// `want`; returns it.
+    /// `want`; returns it. Every line so far counts, the earliest first:
+    /// name figures that only the moment awaited shows (`active=1` alone
+    /// may be a line from before the second client came).
     #[track_caller]
     pub fn wait_stats(&mut self, want: &[(&str, u64)]) -> Stats {
         let what: Vec<String> = want.iter().map(|(k, n)| format!("{k}={n}")).collect();
