@@ -109,10 +109,13 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
     let mut server = Server::start_cmd(with_fd_limit(32), &["echo", "--log-level", "debug"]);
     server.wait_for_log("needs about");
     // About 25 fit under 32 descriptors; the rest wait in the backlog.
-    let mut clients: Vec<_> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    for (i, s) in clients.iter_mut().enumerate() {
-        s.write_all(format!("{i:02}").as_bytes()).unwrap();
-    }
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = server.client(&format!("client {i:02}"));
+            c.send(format!("{i:02}"));
+            c
+        })
+        .collect();
     server.wait_for_log("cannot accept");
     // How many it holds: the accepts it logged before the warning. Counted,
     // not assumed: every descriptor the server has besides its clients
@@ -127,7 +130,7 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
          some waiting and as many held to free"
     );
     // Accepted clients are still served.
-    expect(&mut clients[0], b"00");
+    clients[0].expect("00");
     // And the loop is not spinning on the failing accept.
     let cpu_before = server.cpu_ticks();
     thread::sleep(Duration::from_secs(1));
@@ -144,8 +147,8 @@ fn out_of_descriptors_neither_spins_nor_stops_serving() {
     );
     // Free descriptors: every waiting client gets served.
     clients.drain(..freed);
-    for (i, s) in clients.iter_mut().enumerate() {
-        expect(s, format!("{:02}", i + freed).as_bytes());
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.expect(format!("{:02}", i + freed));
     }
     server.wait_for_log("accepting connections again");
 }
