@@ -23,11 +23,14 @@ const LOG_TAIL: usize = 20;
 /// How many of the bytes that arrived a failure shows.
 const SHOWN: usize = 512;
 
+/// A server's log, as `Server` keeps it.
 type Log = Arc<Mutex<Vec<String>>>;
+/// A server's address and its log, which dies with the server.
+type Entry = (SocketAddr, Weak<Mutex<Vec<String>>>);
 
 /// The log of every server started, by the address it listens on; a
 /// server that has been dropped leaves a dead entry.
-static LOGS: Mutex<Vec<(SocketAddr, Weak<Mutex<Vec<String>>>)>> = Mutex::new(Vec::new());
+static LOGS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 /// Makes `log` the one a failed read from a client of `addr` shows.
 pub(super) fn register(addr: SocketAddr, log: &Log) {
