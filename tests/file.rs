@@ -217,7 +217,7 @@ fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
     let t = Tree::new("many");
     pattern_file(&t.root().join("big.bin"), 16_000_000);
     fs::write(t.root().join("small.txt"), b"small").unwrap();
-    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let server = Server::start(&["file", "--root", &t.root_arg(), "--log-level", "debug"]);
     let addr = server.addr;
     let downloads: Vec<_> = (0..8)
         .map(|_| {
@@ -228,7 +228,10 @@ fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(50));
+    // All eight are under way before the small request comes.
+    eventually("eight downloads under way", || {
+        server.log_lines("sending \"big.bin\"").len() == 8
+    });
     let started = Instant::now();
     assert_eq!(fetch(&server, b"small.txt"), b"small");
     let small = started.elapsed();
