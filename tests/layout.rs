@@ -1,11 +1,14 @@
 //! The shape of the source, checked: what docs/architecture.md and
 //! `src/event_loop/mod.rs` say about the layout stays true.
 //!
-//! - no file in src/ passes 900 lines;
+//! - no file in src/ or tests/ passes 900 lines;
 //! - the modules of src/, drawn from their imports (`crate::…`, tests
 //!   left out), have no circle;
 //! - the files of `src/event_loop/` (one `impl Server` each) call only the
-//!   layers below them, in the order `mod.rs` gives.
+//!   layers below them, in the order `mod.rs` gives;
+//! - a test that skips says so through `common::skip`, which shows in
+//!   `cargo test`'s output, not with a `println!` it captures;
+//! - CI (`.ci/run`) runs the test command README gives.
 //!
 //! It reads the source as text, simply: a method is a `fn` at four spaces
 //! inside an `impl Server {` block, a call is `self.name(`.
@@ -34,6 +37,10 @@ const QUERIES: &[&str] = &["active", "is_tls"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -83,9 +90,10 @@ fn calls(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn no_file_in_src_passes_900_lines() {
+fn no_file_in_src_or_tests_passes_900_lines() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    rust_files(&tests(), &mut files);
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
@@ -177,4 +185,47 @@ fn the_loops_layers_call_only_those_below() {
     upward.sort();
     upward.dedup();
     assert!(upward.is_empty(), "calls up a layer: {upward:#?}");
+}
+
+#[test]
+fn skips_are_said_where_cargo_test_shows_them() {
+    let mut files = Vec::new();
+    rust_files(&tests(), &mut files);
+    let mut quiet = Vec::new();
+    // skip.rs is the one place that writes the line; this file names the
+    // macros it looks for.
+    let exempt = |f: &PathBuf| f.ends_with("common/skip.rs") || f.ends_with("layout.rs");
+    for f in files.iter().filter(|f| !exempt(f)) {
+        let text = fs::read_to_string(f).unwrap();
+        // `println!(` and `eprintln!(` alike.
+        for (i, _) in text.match_indices("println!(") {
+            let call = &text[i..];
+            let call = &call[..call.find(");").unwrap_or(call.len())];
+            if call.to_lowercase().contains("skip") {
+                let line = text[..i].lines().count();
+                quiet.push(format!("{}:{line}", f.display()));
+            }
+        }
+    }
+    assert!(
+        quiet.is_empty(),
+        "a skip printed where libtest captures it; use common::skip: {quiet:?}"
+    );
+}
+
+#[test]
+fn ci_runs_the_test_command_readme_gives() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    // The indented line after "Test it:".
+    let command = readme
+        .split("Test it:")
+        .nth(1)
+        .and_then(|rest| rest.lines().map(str::trim).find(|l| !l.is_empty()))
+        .expect("README says 'Test it:' and then the command");
+    let ci = fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == command),
+        "README's test command `{command}` is not a line of .ci/run"
+    );
 }

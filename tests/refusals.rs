@@ -63,9 +63,9 @@ fn counted_apart(server: &mut Server, m: SocketAddr, (label, key): (&str, &str),
         1.0,
         "accepted_total counts the {n} clients turned away as {label}"
     );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(&format!(" {key}={n}")));
+    let line = server.wait_stats(&[(key, n)]);
     assert_eq!(
-        stat(&line, "total"),
+        line.get("total"),
         1,
         "the stats line counts clients turned away as {key}: {line}"
     );
