@@ -157,9 +157,9 @@ fn a_client_that_never_reads_is_cut_off_without_delaying_the_others() {
         "readers were held up: {took:?}"
     );
     server.wait_for_log("slow consumer");
-    let line = server.wait_for_log_where("stats:", |l| stat(l, "slow_consumers") >= 1);
+    let line = server.wait_stats_where("slow_consumers>=1", |s| s.get("slow_consumers") >= 1);
     assert_eq!(
-        stat(&line, "slow_consumers"),
+        line.get("slow_consumers"),
         1,
         "only the stuck client: {line}"
     );

@@ -1,11 +1,14 @@
 //! The shape of the source, checked: what docs/architecture.md and
 //! `src/event_loop/mod.rs` say about the layout stays true.
 //!
-//! - no file in src/ passes 900 lines;
+//! - no file in src/ or tests/ passes 900 lines;
 //! - the modules of src/, drawn from their imports (`crate::…`, tests
 //!   left out), have no circle;
 //! - the files of `src/event_loop/` (one `impl Server` each) call only the
 //!   layers below them, in the order `mod.rs` gives;
+//! - a test that skips says so through `common::skip`, which shows in
+//!   `cargo test`'s output, not with a `println!` it captures;
+//! - CI (`.ci/run`) runs the test command README gives;
 //! - what README.md and docs/ cite exists: every `src/`, `tests/`,
 //!   `docs/` or `benches/` path they name, and every function a
 //!   `file.rs::name` citation names in that file.
@@ -37,6 +40,10 @@ const QUERIES: &[&str] = &["active", "is_tls"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -86,9 +93,10 @@ fn calls(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn no_file_in_src_passes_900_lines() {
+fn no_file_in_src_or_tests_passes_900_lines() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    rust_files(&tests(), &mut files);
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
@@ -182,6 +190,49 @@ fn the_loops_layers_call_only_those_below() {
     assert!(upward.is_empty(), "calls up a layer: {upward:#?}");
 }
 
+#[test]
+fn skips_are_said_where_cargo_test_shows_them() {
+    let mut files = Vec::new();
+    rust_files(&tests(), &mut files);
+    let mut quiet = Vec::new();
+    // skip.rs is the one place that writes the line; this file names the
+    // macros it looks for.
+    let exempt = |f: &PathBuf| f.ends_with("common/skip.rs") || f.ends_with("layout.rs");
+    for f in files.iter().filter(|f| !exempt(f)) {
+        let text = fs::read_to_string(f).unwrap();
+        // `println!(` and `eprintln!(` alike.
+        for (i, _) in text.match_indices("println!(") {
+            let call = &text[i..];
+            let call = &call[..call.find(");").unwrap_or(call.len())];
+            if call.to_lowercase().contains("skip") {
+                let line = text[..i].lines().count();
+                quiet.push(format!("{}:{line}", f.display()));
+            }
+        }
+    }
+    assert!(
+        quiet.is_empty(),
+        "a skip printed where libtest captures it; use common::skip: {quiet:?}"
+    );
+}
+
+#[test]
+fn ci_runs_the_test_command_readme_gives() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    // The indented line after "Test it:".
+    let command = readme
+        .split("Test it:")
+        .nth(1)
+        .and_then(|rest| rest.lines().map(str::trim).find(|l| !l.is_empty()))
+        .expect("README says 'Test it:' and then the command");
+    let ci = fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == command),
+        "README's test command `{command}` is not a line of .ci/run"
+    );
+}
+
 /// README.md and docs/*.md, as text.
 fn docs() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -235,7 +286,7 @@ fn the_docs_cite_paths_and_functions_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = Vec::new();
     rust_files(&src(), &mut sources);
-    rust_files(&root.join("tests"), &mut sources);
+    rust_files(&tests(), &mut sources);
     let mut missing = Vec::new();
     for (doc, text) in docs() {
         for path in cited_paths(&text, &["src/", "tests/", "docs/", "benches/"]) {

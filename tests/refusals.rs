@@ -63,9 +63,9 @@ fn counted_apart(server: &mut Server, m: SocketAddr, (label, key): (&str, &str),
         1.0,
         "accepted_total counts the {n} clients turned away as {label}"
     );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(&format!(" {key}={n}")));
+    let line = server.wait_stats(&[(key, n)]);
     assert_eq!(
-        stat(&line, "total"),
+        line.get("total"),
         1,
         "the stats line counts clients turned away as {key}: {line}"
     );
@@ -127,8 +127,7 @@ fn a_denied_client_is_told_nothing_even_when_the_server_is_full() {
         "a denied client at a full server was told {:?}",
         String::from_utf8_lossy(&said)
     );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(" denied=1"));
-    assert_eq!(stat(&line, "rejected"), 0, "{line}");
+    server.wait_stats(&[("denied", 1), ("rejected", 0)]);
     server.wait_for_log_where("access conn=0", |l| l.contains("end=denied"));
 }
 

@@ -70,9 +70,7 @@ fn the_connection_limit_is_the_whole_servers() {
     }
     drop(kept.pop());
     // Each worker reports on its own tick: wait for the sum to be whole.
-    server.wait_for_log_where("stats:", |l| {
-        stat(l, "active") == 2 && stat(l, "rejected") == 4
-    });
+    server.wait_stats(&[("active", 2), ("rejected", 4)]);
     let mut s = connect(server.addr);
     s.write_all(b"room again").unwrap();
     expect(&mut s, b"room again");
@@ -99,10 +97,8 @@ fn one_stats_line_sums_the_workers_and_adds_up() {
         s.write_all(b"x").unwrap();
         expect(&mut s, b"x");
     }
-    let line = server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 12 && stat(l, "active") == 5
-    });
-    assert_eq!(stat(&line, "bytes_in"), 5 * 5 + 7, "{line}");
+    let line = server.wait_stats(&[("total", 12), ("active", 5)]);
+    assert_eq!(line.get("bytes_in"), 5 * 5 + 7, "{line}");
     assert!(workers_seen(&server).len() >= 2);
     open.clear();
     server.signal(libc::SIGTERM);
@@ -116,13 +112,22 @@ fn one_stats_line_sums_the_workers_and_adds_up() {
 
 #[test]
 fn sigterm_drains_every_worker_and_a_second_signal_stops_them() {
-    let mut server = Server::start(&["echo", "--workers", "2", "--prefix", "> "]);
+    let mut server = Server::start(&[
+        "echo",
+        "--workers",
+        "2",
+        "--prefix",
+        "> ",
+        "--stats-interval",
+        "0.1",
+    ]);
     let mut clients: Vec<_> = (0..6).map(|_| connect(server.addr)).collect();
     for s in &mut clients {
         // An unfinished line: shutdown sends it back, then closes.
         s.write_all(b"pending").unwrap();
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Every unfinished line has been read.
+    server.wait_stats(&[("bytes_in", 6 * 7)]);
     server.signal(libc::SIGTERM);
     for s in &mut clients {
         let (said, _) = read_to_eof(s);
