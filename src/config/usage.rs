@@ -87,7 +87,9 @@ fn server_options() -> String {
     --write-limit BYTES    bytes queued for one client before the server
                            stops reading from it (backpressure) [default: 1048576]
     --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
-                           each client is owed                [default: 5]
+                           each client is owed and finish downloads under
+                           way; what is still owed then ends with a reset
+                                                              [default: 5]
     --stats-interval SECS  log a stats line this often (at least 0.1);
                            0 disables                         [default: 10]
     --request-timeout SECS close a client that has not answered the chat

@@ -96,10 +96,23 @@ impl Server {
                     }
                 }
                 TimerKey::Drain => {
+                    // Those still owed output (a download under way, bytes
+                    // queued) end with a reset: a FIN would tell their
+                    // peers they had it all.
+                    let cut: Vec<_> = self
+                        .conns
+                        .tokens()
+                        .into_iter()
+                        .filter(|&t| self.owes_output(t))
+                        .collect();
                     log::info!(
-                        "drain timeout: closing {} that did not finish",
-                        connections(self.conns.len())
+                        "drain timeout: closing {} that did not finish ({} cut short, with a reset)",
+                        connections(self.conns.len()),
+                        cut.len()
                     );
+                    for token in cut {
+                        self.cut_short(token);
+                    }
                     for token in self.conns.tokens() {
                         self.close(token, CloseReason::Shutdown);
                     }
