@@ -117,6 +117,41 @@ fn chat_and_file_over_tls() {
     assert!(out == content);
 }
 
+/// Issue 21, over TLS: a download the drain timeout cuts short ends with
+/// a reset, neither close_notify nor a bare FIN (which the monoloop client
+/// takes for the end too), and the server warns which file it was.
+#[test]
+fn a_tls_download_the_drain_timeout_cuts_short_ends_with_a_reset() {
+    const SIZE: usize = 50 << 20;
+    let pki = Pki::new("drain-cut");
+    let root = pki.0.join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut content = vec![0u8; SIZE];
+    fill_pattern(&mut content, 0);
+    std::fs::write(root.join("big.bin"), &content).unwrap();
+    let root = root.to_string_lossy();
+    let mut server = tls_server(&pki, &["file", "--root", &root], &["--drain-timeout", "1"]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"big.bin\n").unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut buf = vec![0u8; 1 << 16];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "close_notify".to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    assert_eq!(end, "ConnectionReset", "after {} bytes", got.len());
+    assert!(got.len() < SIZE && got[..] == content[..got.len()]);
+    let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+    assert!(warning.contains("\"big.bin\""), "{warning}");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
 #[test]
 fn mutual_tls_admits_the_right_certificate_and_refuses_none() {
     let pki = Pki::new("mtls");
