@@ -135,6 +135,17 @@ impl Server {
             signals,
         } = parts;
         let now = Instant::now();
+        // A room's quiet members are spared the idle timeout; the kernel
+        // checks instead that their machines are still there, probing after
+        // as much silence as the idle timeout allows (`sys::keepalive`).
+        // Set on the listeners, it holds for every connection they accept.
+        if let (true, Some(silence)) = (protocol.quiet_members(), opts.idle_timeout) {
+            for listener in &listeners {
+                if let Err(e) = sys::keepalive(listener, sys::Keepalive::after(silence)) {
+                    log::warn!("cannot set TCP keepalive: {e}; a vanished member stays");
+                }
+            }
+        }
         Self {
             poll,
             signals,
@@ -143,6 +154,7 @@ impl Server {
             fans_out: protocol.fans_out(),
             produces: protocol.produces(),
             deadlines: protocol.has_deadlines(),
+            quiet_members: protocol.quiet_members(),
             protocol,
             tally: Tally::new(opts.access_log),
             admission: Admission::new(listeners, local_addr, opts.max_connections),

@@ -188,6 +188,20 @@ impl Server {
                         Some(due) if due <= now => CloseReason::RequestTimeout,
                         _ => CloseReason::IdleTimeout,
                     };
+                    // A room's member who only reads, with everything it
+                    // was sent: quiet, not idle. It stays, without an idle
+                    // deadline until bytes move again (keepalive watches
+                    // its machine); the protocol's deadline still stands.
+                    if reason == CloseReason::IdleTimeout && self.quiet_members && conn.caught_up()
+                    {
+                        log::trace!("conn #{}: quiet, has everything: stays", conn.number());
+                        conn.spare_idle();
+                        if let Some(due) = next_due(conn, protocol_due, self.opts.idle_timeout) {
+                            conn.timer_at = Some(due);
+                            self.timers.schedule(due, TimerKey::Conn(token));
+                        }
+                        return;
+                    }
                     self.timeout(token, reason, now)
                 }
                 Stage::Lingering { until, .. } => {
@@ -219,8 +233,9 @@ impl Server {
         }
     }
 
-    /// No bytes either way for `--idle-timeout`, or the protocol's deadline
-    /// passed (an unanswered prompt, an unfinished line): say so, and close.
+    /// No bytes either way for `--idle-timeout` (and, in a room, bytes
+    /// still outstanding), or the protocol's deadline passed (an
+    /// unanswered prompt, an unfinished line): say so, and close.
     pub(super) fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
         self.tally.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {

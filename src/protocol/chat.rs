@@ -349,6 +349,8 @@ fn on_line(
 impl Protocol for Chat {
     type Session = ChatSession;
     const FANS_OUT: bool = true;
+    /// A member may only read: silence is not idleness in a room.
+    const QUIET_MEMBERS: bool = true;
 
     fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> ChatSession {
         ctx.write(PROMPT);

@@ -361,6 +361,15 @@ pub trait Protocol {
     /// (`pacing.rs`). Compiled out for protocols that do not.
     const FANS_OUT: bool = false;
 
+    /// True if a client may stay silent for as long as it likes while the
+    /// server speaks to it unprompted: a room's member who only reads. The
+    /// idle timeout then spares a connection that has everything it was
+    /// sent (acknowledged by its TCP) and is in the middle of nothing,
+    /// and TCP keepalive checks instead that its machine is still there
+    /// (docs/architecture.md, "Quiet members"). Echo and file answer what
+    /// the client asks, so a silent client there is an idle one.
+    const QUIET_MEMBERS: bool = false;
+
     /// A connection was accepted. Returns its session; may greet via `ctx`.
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> Self::Session;
 

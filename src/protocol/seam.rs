@@ -34,6 +34,8 @@ use crate::conn_table::slot;
 pub trait DynProtocol {
     /// [`Protocol::FANS_OUT`], asked once when the loop starts.
     fn fans_out(&self) -> bool;
+    /// [`Protocol::QUIET_MEMBERS`], asked once when the loop starts.
+    fn quiet_members(&self) -> bool;
     /// [`Protocol::PRODUCES`], asked once when the loop starts.
     fn produces(&self) -> bool;
     /// [`Protocol::has_deadlines`], asked once when the loop starts.
@@ -108,6 +110,10 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
 
     fn produces(&self) -> bool {
         P::PRODUCES
+    }
+
+    fn quiet_members(&self) -> bool {
+        P::QUIET_MEMBERS
     }
 
     fn has_deadlines(&self) -> bool {
