@@ -349,3 +349,37 @@ fn a_download_cut_by_the_drain_timeout_exits_1() {
     assert!(head.iter().chain(&rest).eq(content[..got].iter()));
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// Issue 21: a server that closes the connection for a timeout
+/// (`Connection timeout`, then its FIN) is an error, not a clean end: an
+/// idle echo client, and a chat user who never gave a name. The line is
+/// still printed. A stream that merely ends with those bytes after our
+/// own input ended (the server echoing them back) is a clean end.
+#[test]
+fn a_server_timeout_is_an_error_not_a_clean_end() {
+    for (args, said) in [
+        (
+            &["echo", "--idle-timeout", "0.5"][..],
+            "Connection timeout\n",
+        ),
+        (
+            &["chat", "--request-timeout", "0.5"],
+            "Enter your username: Connection timeout\n",
+        ),
+    ] {
+        let server = Server::start(args);
+        let mut child = client(&server.addr.to_string(), &[]);
+        let _stdin = child.stdin.take(); // input stays open: the server ends it
+        let out = finish(child);
+        assert_fails_with(&out, "the server closed the connection after a timeout");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), said, "{args:?}");
+    }
+    let server = Server::start(&["echo"]);
+    let out = run_with_input(&server.addr.to_string(), b"Connection timeout\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"Connection timeout\n");
+}

@@ -117,6 +117,23 @@ fn chat_and_file_over_tls() {
     assert!(out == content);
 }
 
+/// Issue 21: `monoloop client` without `--tls` on a TLS port printed the
+/// server's alert as raw bytes and exited 0. It says the server answered
+/// with TLS and to add `--tls`, prints nothing, and exits 1.
+#[test]
+fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
+    let pki = Pki::new("plain-client");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let (code, out, err) = run_client(&[&server.addr.to_string()], b"hello\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "printed {out:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: the server answered with TLS: add --tls"),
+        "{err}"
+    );
+}
+
 /// Issue 21, over TLS: a download the drain timeout cuts short ends with
 /// a reset, neither close_notify nor a bare FIN (which the monoloop client
 /// takes for the end too), and the server warns which file it was.
