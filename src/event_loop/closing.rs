@@ -195,15 +195,13 @@ impl Server {
     }
 
     /// True if the connection is still owed output: bytes queued or held
-    /// by its TLS session, a `sendfile` the socket refused, or a protocol
-    /// still producing (a download under way). Closed now, its peer would
+    /// by its TLS session, or a protocol still producing (a download under
+    /// way, whose next bytes wait in the file). Closed now, its peer would
     /// not have everything.
     pub(super) fn owes_output(&self, token: Token) -> bool {
         self.conns.get(token).is_some_and(|conn| {
             !matches!(conn.stage(), Stage::Closed)
-                && (!conn.all_sent()
-                    || conn.write_blocked()
-                    || (conn.accepts_output() && self.protocol.producing(token)))
+                && (!conn.all_sent() || (conn.accepts_output() && self.protocol.producing(token)))
         })
     }
 
