@@ -95,28 +95,7 @@ impl Server {
                         }
                     }
                 }
-                TimerKey::Drain => {
-                    // Those still owed output (a download under way, bytes
-                    // queued) end with a reset: a FIN would tell their
-                    // peers they had it all.
-                    let cut: Vec<_> = self
-                        .conns
-                        .tokens()
-                        .into_iter()
-                        .filter(|&t| self.owes_output(t))
-                        .collect();
-                    log::info!(
-                        "drain timeout: closing {} that did not finish ({} cut short, with a reset)",
-                        connections(self.conns.len()),
-                        cut.len()
-                    );
-                    for token in cut {
-                        self.cut_short(token);
-                    }
-                    for token in self.conns.tokens() {
-                        self.close(token, CloseReason::Shutdown);
-                    }
-                }
+                TimerKey::Drain => self.drain_timed_out(),
                 TimerKey::Pacing => {
                     if self.relay.pacing_due == Some(at) {
                         self.relay.pacing_due = None;
@@ -158,6 +137,33 @@ impl Server {
                 }
                 TimerKey::AcceptRetry => self.retry_accepting(at, now),
             }
+        }
+    }
+
+    /// The shutdown's drain timeout passed: every connection left closes
+    /// now. Those still owed output (a download under way, bytes queued)
+    /// end with a reset (`cut_short`): a FIN would tell their peers they
+    /// had it all.
+    pub(super) fn drain_timed_out(&mut self) {
+        let tokens = self.conns.tokens();
+        let cut: Vec<_> = tokens
+            .iter()
+            .copied()
+            .filter(|&t| self.owes_output(t))
+            .collect();
+        log::info!(
+            "drain timeout: closing {} that did not finish{}",
+            connections(tokens.len()),
+            match cut.len() {
+                0 => String::new(),
+                n => format!(", {n} still owed output (reset)"),
+            }
+        );
+        for token in cut {
+            self.cut_short(token);
+        }
+        for token in tokens {
+            self.close(token, CloseReason::Shutdown);
         }
     }
 
