@@ -71,6 +71,58 @@ fn chat_and_file_over_tls() {
     assert!(out == content);
 }
 
+/// Issue 21: `monoloop client` without `--tls` on a TLS port printed the
+/// server's alert as raw bytes and exited 0. It says the server answered
+/// with TLS and to add `--tls`, prints nothing, and exits 1.
+#[test]
+fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
+    let pki = Pki::new("plain-client");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let (code, out, err) = run_client(&[&server.addr.to_string()], b"hello\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "printed {out:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: the server answered with TLS: add --tls"),
+        "{err}"
+    );
+}
+
+/// Issue 21, over TLS: a download the drain timeout cuts short ends with
+/// a reset, neither close_notify nor a bare FIN (which the monoloop client
+/// takes for the end too), and the server warns which file it was.
+#[test]
+fn a_tls_download_the_drain_timeout_cuts_short_ends_with_a_reset() {
+    const SIZE: usize = 50 << 20;
+    let pki = Pki::new("drain-cut");
+    let root = pki.0.join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut content = vec![0u8; SIZE];
+    fill_pattern(&mut content, 0);
+    std::fs::write(root.join("big.bin"), &content).unwrap();
+    let root = root.to_string_lossy();
+    let mut server = tls_server(&pki, &["file", "--root", &root], &["--drain-timeout", "1"]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"big.bin\n").unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut buf = vec![0u8; 1 << 16];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "close_notify".to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    assert_eq!(end, "ConnectionReset", "after {} bytes", got.len());
+    assert!(got.len() < SIZE && got[..] == content[..got.len()]);
+    let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+    assert!(warning.contains("\"big.bin\""), "{warning}");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
 #[test]
 fn mutual_tls_admits_the_right_certificate_and_refuses_none() {
     let pki = Pki::new("mtls");

@@ -58,6 +58,9 @@ pub struct Server {
     /// The protocol may set deadlines of its own (`Protocol::has_deadlines`):
     /// if not, it is never asked for one.
     deadlines: bool,
+    /// Its clients may only listen (`Protocol::QUIET_MEMBERS`): the idle
+    /// timeout spares one that has everything it was sent.
+    quiet_members: bool,
     opts: ServerOptions,
     /// The counters and the access log: bytes are counted in one call.
     tally: Tally,

@@ -12,7 +12,7 @@ use super::time::TimerKey;
 use super::{connections, step_ctx, Exit, Server};
 use crate::connection::Stage;
 use crate::logging;
-use crate::protocol::CloseReason;
+use crate::protocol::{CloseReason, Drain};
 
 impl Server {
     /// The loop is over: the final stats line (with several workers the
@@ -67,6 +67,14 @@ impl Server {
                     "{name} again: exiting now, dropping {}",
                     connections(self.conns.len())
                 );
+                // Dropped with the loop; those still owed output end with
+                // a reset, as at the drain timeout, not a FIN that would
+                // pass for the end.
+                for token in self.conns.tokens() {
+                    if self.owes_output(token) {
+                        self.cut_short(token);
+                    }
+                }
                 self.aborted = true;
                 return;
             }
@@ -107,6 +115,9 @@ impl Server {
 
     /// Closes the listeners and starts a bounded, graceful close of every
     /// connection: each gets the protocol's last words and what it is owed.
+    /// One whose protocol has output of its own under way (a download:
+    /// [`Drain::Finish`]) stays open and goes on producing it; the drain
+    /// timeout ends whatever has not finished by then (`time.rs`).
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
         crate::systemd::notify("STOPPING=1");
         let deadline = now + self.opts.drain_timeout;
@@ -128,8 +139,12 @@ impl Server {
                 }
                 if conn.accepts_output() {
                     let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
-                    self.protocol.shutdown(token, &mut ctx);
+                    let drain = self.protocol.shutdown(token, &mut ctx);
                     self.emit(token, now);
+                    if drain == Drain::Finish {
+                        self.settle(token, now);
+                        continue;
+                    }
                 }
             }
             self.begin_close(token, CloseReason::Shutdown, Some(deadline));

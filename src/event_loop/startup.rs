@@ -135,6 +135,17 @@ impl Server {
             signals,
         } = parts;
         let now = Instant::now();
+        // A room's quiet members are spared the idle timeout; the kernel
+        // checks instead that their machines are still there, probing after
+        // as much silence as the idle timeout allows (`sys::keepalive`).
+        // Set on the listeners, it holds for every connection they accept.
+        if let (true, Some(silence)) = (protocol.quiet_members(), opts.idle_timeout) {
+            for listener in &listeners {
+                if let Err(e) = sys::keepalive(listener, sys::Keepalive::after(silence)) {
+                    log::warn!("cannot set TCP keepalive: {e}; a vanished member stays");
+                }
+            }
+        }
         Self {
             poll,
             signals,
@@ -143,6 +154,7 @@ impl Server {
             fans_out: protocol.fans_out(),
             produces: protocol.produces(),
             deadlines: protocol.has_deadlines(),
+            quiet_members: protocol.quiet_members(),
             protocol,
             tally: Tally::new(opts.access_log),
             admission: Admission::new(listeners, local_addr, opts.max_connections),
@@ -205,5 +217,58 @@ impl Server {
     ) -> Self {
         self.tls = Some((config, files));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Parts, Server};
+    use crate::config::ServerOptions;
+    use crate::protocol::broadcast::Broadcast;
+    use crate::protocol::chat::Chat;
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::{DynProtocol, Sessions};
+    use crate::protocol::Limits;
+
+    /// Issue 21: a room's listeners carry TCP keepalive sized from the
+    /// idle timeout (and so every connection they accept: `sys::tests`);
+    /// echo's do not, and nor do a room's with `--idle-timeout 0`.
+    #[test]
+    fn a_rooms_listeners_carry_keepalive_and_echos_do_not() {
+        let limits = Limits::lines(64);
+        let cases: [(Box<dyn DynProtocol + Send>, Option<Duration>, bool); 4] = [
+            (
+                Sessions::boxed(Chat::new(limits)),
+                Some(Duration::from_secs(30)),
+                true,
+            ),
+            (
+                Sessions::boxed(Broadcast::new("", limits)),
+                Some(Duration::from_secs(30)),
+                true,
+            ),
+            (Sessions::boxed(Chat::new(limits)), None, false),
+            (
+                Sessions::boxed(Echo::new(None, None, limits)),
+                Some(Duration::from_secs(30)),
+                false,
+            ),
+        ];
+        for (protocol, idle_timeout, expected) in cases {
+            let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            let opts = ServerOptions {
+                idle_timeout,
+                ..ServerOptions::default()
+            };
+            let server = Server::new(Parts::open(listener).unwrap(), opts, protocol);
+            let l = socket2::SockRef::from(&server.admission.listeners[0]);
+            assert_eq!(l.keepalive().unwrap(), expected, "{idle_timeout:?}");
+            if expected {
+                assert_eq!(l.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+                assert_eq!(l.tcp_user_timeout().unwrap(), Some(Duration::from_secs(60)));
+            }
+        }
     }
 }

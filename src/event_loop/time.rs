@@ -95,15 +95,7 @@ impl Server {
                         }
                     }
                 }
-                TimerKey::Drain => {
-                    log::info!(
-                        "drain timeout: closing {} that did not finish",
-                        connections(self.conns.len())
-                    );
-                    for token in self.conns.tokens() {
-                        self.close(token, CloseReason::Shutdown);
-                    }
-                }
+                TimerKey::Drain => self.drain_timed_out(),
                 TimerKey::Pacing => {
                     if self.relay.pacing_due == Some(at) {
                         self.relay.pacing_due = None;
@@ -148,6 +140,33 @@ impl Server {
         }
     }
 
+    /// The shutdown's drain timeout passed: every connection left closes
+    /// now. Those still owed output (a download under way, bytes queued)
+    /// end with a reset (`cut_short`): a FIN would tell their peers they
+    /// had it all.
+    pub(super) fn drain_timed_out(&mut self) {
+        let tokens = self.conns.tokens();
+        let cut: Vec<_> = tokens
+            .iter()
+            .copied()
+            .filter(|&t| self.owes_output(t))
+            .collect();
+        log::info!(
+            "drain timeout: closing {} that did not finish{}",
+            connections(tokens.len()),
+            match cut.len() {
+                0 => String::new(),
+                n => format!(", {n} still owed output (reset)"),
+            }
+        );
+        for token in cut {
+            self.cut_short(token);
+        }
+        for token in tokens {
+            self.close(token, CloseReason::Shutdown);
+        }
+    }
+
     /// A connection's timer entry fired: re-arm it if its deadline moved
     /// later, otherwise act on the deadline.
     pub(super) fn connection_timer(&mut self, token: Token, at: Instant, now: Instant) {
@@ -175,6 +194,20 @@ impl Server {
                         Some(due) if due <= now => CloseReason::RequestTimeout,
                         _ => CloseReason::IdleTimeout,
                     };
+                    // A room's member who only reads, with everything it
+                    // was sent: quiet, not idle. It stays, without an idle
+                    // deadline until bytes move again (keepalive watches
+                    // its machine); the protocol's deadline still stands.
+                    if reason == CloseReason::IdleTimeout && self.quiet_members && conn.caught_up()
+                    {
+                        log::trace!("conn #{}: quiet, has everything: stays", conn.number());
+                        conn.spare_idle();
+                        if let Some(due) = next_due(conn, protocol_due, self.opts.idle_timeout) {
+                            conn.timer_at = Some(due);
+                            self.timers.schedule(due, TimerKey::Conn(token));
+                        }
+                        return;
+                    }
                     self.timeout(token, reason, now)
                 }
                 Stage::Lingering { until, .. } => {
@@ -206,8 +239,9 @@ impl Server {
         }
     }
 
-    /// No bytes either way for `--idle-timeout`, or the protocol's deadline
-    /// passed (an unanswered prompt, an unfinished line): say so, and close.
+    /// No bytes either way for `--idle-timeout` (and, in a room, bytes
+    /// still outstanding), or the protocol's deadline passed (an
+    /// unanswered prompt, an unfinished line): say so, and close.
     pub(super) fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
         self.tally.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {
