@@ -14,36 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `monoloop ARGS` started the way systemd starts a socket-activated
-/// service: `listener` as descriptor 3, `LISTEN_FDS=1`, and `LISTEN_PID`
-/// the server's own pid (a shell sets it to `$$`, then `exec`s, which keeps
-/// the pid).
-fn activated(listener: &impl AsRawFd, args: &[&str]) -> Command {
-    let fd = listener.as_raw_fd();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_monoloop"))
-        .args(args);
-    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec,
-    // and the new descriptor 3 does not close on exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Already 3: only its close-on-exec flag must go.
-            let ok = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0) >= 0
-            } else {
-                libc::dup2(fd, 3) >= 0
-            };
-            if !ok {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
-
 #[test]
 fn a_socket_activated_server_serves_the_socket_it_was_given() {
     for workers in ["1", "3"] {
