@@ -6,7 +6,10 @@
 //! - [`Slots`]: the one `--max-connections` count for the whole server, an
 //!   atomic taken at accept and given back when a connection starts a
 //!   bounded close or is reaped (`event_loop/admission.rs`): per
-//!   connection, never per message;
+//!   connection, never per message; and each worker's part of it, its
+//!   load, which decides where a new connection is served (`spread.rs`);
+//! - the handoff (`spread::Handoff`): a connection accepted by one worker
+//!   and served by another travels through it;
 //! - the [`Board`]: each worker's figures for the metrics, posted at most
 //!   every 100 ms;
 //! - the holding flags: per worker, whether its relay receivers hold
@@ -17,42 +20,75 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::metrics::Figures;
+use crate::spread::{Handed, Handoff, Route};
 use crate::stats::Stats;
 
-/// The connection count shared by the workers of one server.
+/// The connection count shared by the workers of one server, and each
+/// worker's load: the slots it holds, plus the connections handed to it
+/// that it has not taken in yet.
 #[derive(Debug, Clone)]
 pub struct Slots {
     taken: Arc<AtomicUsize>,
     max: usize,
+    loads: Arc<[AtomicUsize]>,
 }
 
 impl Slots {
-    pub fn new(max: usize) -> Self {
+    /// `max` connections for the whole server of `workers` workers.
+    pub fn new(max: usize, workers: usize) -> Self {
         Self {
             taken: Arc::new(AtomicUsize::new(0)),
             max,
+            loads: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
-    /// Takes a slot for a new connection; false if the server is full.
-    pub fn take(&self) -> bool {
+    /// Takes a slot for a new connection of `worker`; false if the server
+    /// is full.
+    pub fn take(&self, worker: usize) -> bool {
         // Never above the limit, even for an instant: a client is refused
         // only when the server is really full.
-        self.taken
+        let took = self
+            .taken
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        if took {
+            self.add(worker);
+        }
+        took
     }
 
-    /// Gives a slot back.
-    pub fn free(&self) {
+    /// Gives a slot of `worker`'s back.
+    pub fn free(&self, worker: usize) {
         self.taken.fetch_sub(1, Ordering::AcqRel);
+        self.sub(worker);
     }
 
     /// Slots taken now.
     pub fn taken(&self) -> usize {
         self.taken.load(Ordering::Acquire)
+    }
+
+    /// Each worker's load now, into `out` (one entry per worker).
+    pub fn loads(&self, out: &mut Vec<usize>) {
+        out.clear();
+        out.extend(self.loads.iter().map(|l| l.load(Ordering::Acquire)));
+    }
+
+    /// One more for `worker`'s load.
+    fn add(&self, worker: usize) {
+        if let Some(load) = self.loads.get(worker) {
+            load.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// One fewer for `worker`'s load.
+    fn sub(&self, worker: usize) {
+        if let Some(load) = self.loads.get(worker) {
+            load.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -124,9 +160,38 @@ pub struct Worker {
     /// every worker's senders wait (`pacing.rs`, across workers).
     pub(crate) holding: Arc<Vec<AtomicBool>>,
     pub(crate) reports: mpsc::Sender<Report>,
+    /// Connections to and from the other workers (`spread.rs`).
+    pub(crate) handoff: Handoff,
+    /// Every worker's load, read at accept (kept to save an allocation).
+    pub(crate) loads: Vec<usize>,
 }
 
 impl Worker {
+    /// Where a connection this worker has just accepted is served
+    /// (`spread::choose`, on every worker's load now).
+    pub fn route(&mut self) -> Route {
+        self.slots.loads(&mut self.loads);
+        crate::spread::choose(self.id, &self.loads)
+    }
+
+    /// Hands a connection to worker `to`, counted in its load from now on.
+    /// Gives it back if that worker's loop has ended.
+    pub fn hand(&self, to: usize, handed: Handed) -> Result<(), Handed> {
+        self.slots.add(to);
+        self.handoff
+            .send(to, handed)
+            .inspect_err(|_| self.slots.sub(to))
+    }
+
+    /// A connection another worker handed to this one, if one is waiting.
+    /// It no longer counts as on its way: taking it in takes a slot, which
+    /// counts it again.
+    pub fn take_handed(&self) -> Option<Handed> {
+        let handed = self.handoff.take()?;
+        self.slots.sub(self.id);
+        Some(handed)
+    }
+
     /// Says whether this worker's relay receivers hold senders back.
     pub fn set_holding(&self, on: bool) {
         if let Some(flag) = self.holding.get(self.id) {
@@ -160,22 +225,29 @@ mod tests {
 
     #[test]
     fn slots_are_shared_and_never_oversold() {
-        let slots = Slots::new(3);
+        let slots = Slots::new(3, 4);
         let other = slots.clone();
-        assert!(slots.take());
-        assert!(other.take());
-        assert!(slots.take());
-        assert!(!other.take(), "the fourth anywhere is refused");
+        assert!(slots.take(0));
+        assert!(other.take(1));
+        assert!(slots.take(0));
+        assert!(!other.take(1), "the fourth anywhere is refused");
         assert_eq!(slots.taken(), 3);
-        other.free();
-        assert!(slots.take());
+        other.free(1);
+        assert!(slots.take(0));
         let threads: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|w| {
                 let s = slots.clone();
-                std::thread::spawn(move || (0..1000).filter(|_| s.take()).count())
+                std::thread::spawn(move || (0..1000).filter(|_| s.take(w)).count())
             })
             .collect();
         let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(won, 0, "full stays full under contention");
+        let mut loads = Vec::new();
+        slots.loads(&mut loads);
+        assert_eq!(
+            loads,
+            [3, 0, 0, 0],
+            "each worker's part, refusals not counted"
+        );
     }
 }

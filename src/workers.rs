@@ -3,11 +3,12 @@
 //! With `--workers N` (N > 1) the process runs N threads, each a complete
 //! [`Server`]: its own `mio::Poll`, connection table, timers, write queues
 //! and protocol state, and its own listening socket on the shared address
-//! (`sys::listen_group`, SO_REUSEPORT: the kernel spreads new connections
-//! over the workers). What the workers share is each one's link
-//! (`worker_link.rs`): the connection count, the figures board, the
-//! holding flags and the report channel; the relays' hub (`hub.rs`) and
-//! the TLS configuration besides. This module starts the workers and is
+//! (`sys::listen_group`, SO_REUSEPORT), or copies of the sockets systemd
+//! passed; a worker that serves more than its share hands what it accepts
+//! to one that serves fewer (`spread.rs`). What the workers share is each
+//! one's link (`worker_link.rs`): the connection count and each worker's
+//! load, the handoff, the figures board, the holding flags and the report
+//! channel; the relays' hub (`hub.rs`) and the TLS configuration besides. This module starts the workers and is
 //! the supervisor: it writes the one `stats:` line for the whole server
 //! from the workers' reports, at most once per interval, and the final one
 //! when every worker has stopped.
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::event_loop::{Exit, Parts, Server};
 use crate::hub::Hub;
 use crate::protocol::seam::DynProtocol;
+use crate::spread::Handoff;
 use crate::stats::Stats;
 use crate::worker_link::{Board, Report, Slots, Worker};
 
@@ -36,7 +38,8 @@ pub struct Outcome {
 }
 
 /// Runs one worker per prepared [`Parts`] (listener, poll, signal pipe),
-/// each with its protocol, until all have stopped. Writes the server's
+/// each with its protocol, its hub and its handoff (both made on the
+/// workers' wakers), until all have stopped. Writes the server's
 /// stats lines. `tls` configures every worker alike (one shared
 /// configuration, so that sessions resume on any worker).
 /// `metrics`, if given, is served by worker 0, from every worker's posted
@@ -45,6 +48,7 @@ pub fn run(
     parts: Vec<Parts>,
     protocols: Vec<Box<dyn DynProtocol + Send>>,
     hubs: Vec<Hub>,
+    handoffs: Vec<Handoff>,
     metrics: Option<mio::net::TcpListener>,
     opts: &crate::config::ServerOptions,
     #[cfg(feature = "tls")] tls: Option<(
@@ -53,7 +57,7 @@ pub fn run(
     )>,
 ) -> std::io::Result<Outcome> {
     let n = parts.len();
-    let slots = Slots::new(opts.max_connections);
+    let slots = Slots::new(opts.max_connections, n);
     let board = Arc::new(Board::new(n));
     let holding: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     // `--max-per-ip` is the whole server's too.
@@ -61,8 +65,8 @@ pub fn run(
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(n);
     let mut metrics = metrics;
-    let loops = parts.into_iter().zip(protocols).zip(hubs);
-    for (id, ((parts, protocol), hub)) in loops.enumerate() {
+    let loops = parts.into_iter().zip(protocols).zip(hubs).zip(handoffs);
+    for (id, (((parts, protocol), hub), handoff)) in loops.enumerate() {
         let metrics = metrics.take();
         let worker = Worker {
             id,
@@ -70,6 +74,8 @@ pub fn run(
             board: board.clone(),
             holding: holding.clone(),
             reports: tx.clone(),
+            handoff,
+            loads: Vec::with_capacity(n),
         };
         let opts = opts.clone();
         let per_ip = per_ip.clone();

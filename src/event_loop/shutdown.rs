@@ -156,7 +156,7 @@ mod tests {
         let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let parts = Parts::open(listener).unwrap();
         let addr = parts.local_addr();
-        let slots = Slots::new(10);
+        let slots = Slots::new(10, 1);
         let (reports, _rx) = mpsc::channel();
         let worker = Worker {
             id: 0,
@@ -164,6 +164,10 @@ mod tests {
             board: Arc::new(Board::new(1)),
             holding: Arc::new(vec![AtomicBool::new(false)]),
             reports,
+            handoff: crate::spread::Handoff::mesh(&[parts.waker().unwrap()])
+                .pop()
+                .unwrap(),
+            loads: Vec::new(),
         };
         let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
         let mut server = Server::new(parts, ServerOptions::default(), protocol).in_worker(worker);
