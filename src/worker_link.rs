@@ -14,14 +14,21 @@
 //!   every 100 ms;
 //! - the holding flags: per worker, whether its relay receivers hold
 //!   senders back (read on a relay's reads, `pacing.rs`);
-//! - the report channel to the supervisor, which writes the stats line.
+//! - the report channel to the supervisor, which writes the stats line and
+//!   the lines about the whole server ([`Event`]): a signal reaches every
+//!   worker, and each tells the supervisor what it did, so that the log
+//!   says it once;
+//! - the TLS configuration worker 0 reloads for all ([`Latest`]): SIGHUP is
+//!   one reload, one line and one count, and every worker serves its
+//!   result.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use crate::metrics::Figures;
 use crate::spread::{Handed, Handoff, Route};
-use crate::stats::Stats;
+use crate::stats::{connections, Stats};
 
 /// The connection count shared by the workers of one server, and each
 /// worker's load: the slots it holds, plus the connections handed to it
@@ -94,11 +101,120 @@ impl Slots {
 
 /// What a worker sends the supervisor.
 #[derive(Debug, Clone)]
-pub struct Report {
-    pub worker: usize,
-    pub stats: Stats,
-    /// Connections it is serving now.
-    pub active: usize,
+pub enum Report {
+    /// Its counters, when they moved (its stats tick), and once more when
+    /// its loop has ended (`last`).
+    Figures {
+        worker: usize,
+        stats: Stats,
+        /// Connections it is serving now.
+        active: usize,
+        last: bool,
+    },
+    /// Its part of an event of the whole server: `conns` connections of
+    /// its own were concerned.
+    Event {
+        worker: usize,
+        event: Event,
+        conns: usize,
+    },
+}
+
+/// Something that happens to the whole server, said in one line. With
+/// several workers each sees it and tells the supervisor, which adds up
+/// their connections and writes the line (`workers.rs`); with one, the
+/// loop writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The first SIGINT or SIGTERM: no longer accepting, draining.
+    Draining { signal: &'static str },
+    /// A second one during the drain: stopping now.
+    Aborting { signal: &'static str },
+    /// The drain timeout passed with connections left.
+    DrainTimedOut,
+}
+
+impl Event {
+    /// Logs the event's line, `conns` connections concerned (`drain`:
+    /// `--drain-timeout`).
+    pub fn log(self, conns: usize, drain: Duration) {
+        let n = connections(conns);
+        match self {
+            Event::Draining { signal } => {
+                log::info!("{signal}: no longer accepting; draining {n} for up to {drain:?}")
+            }
+            Event::Aborting { signal } => {
+                log::warn!("{signal} again: exiting now, dropping {n}")
+            }
+            Event::DrainTimedOut => {
+                log::info!("drain timeout: closing {n} that did not finish")
+            }
+        }
+    }
+}
+
+/// A value one worker replaces and the others follow ([`Follower`]): the
+/// TLS configuration, after worker 0 reloads it. A follower pays one atomic
+/// load per look while nothing changed, and the lock only when it did.
+#[derive(Debug)]
+pub struct Latest<T> {
+    version: AtomicU64,
+    value: Mutex<Option<T>>,
+}
+
+impl<T: Clone> Latest<T> {
+    pub fn new() -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            value: Mutex::new(None),
+        }
+    }
+
+    /// Replaces the value: every follower takes it at its next look.
+    pub fn set(&self, value: T) {
+        let mut slot = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(value);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl<T: Clone> Default for Latest<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One worker's view of a [`Latest`]: the version it last took.
+#[derive(Debug)]
+pub struct Follower<T> {
+    latest: Arc<Latest<T>>,
+    seen: u64,
+}
+
+impl<T: Clone> Follower<T> {
+    pub fn new(latest: Arc<Latest<T>>) -> Self {
+        Self { latest, seen: 0 }
+    }
+
+    /// Replaces `current` with the latest value, if one was set since the
+    /// last look.
+    pub fn follow(&mut self, current: &mut T) {
+        let version = self.latest.version.load(Ordering::Acquire);
+        if version == self.seen {
+            return;
+        }
+        self.seen = version;
+        let slot = self.latest.value.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = slot.as_ref() {
+            *current = value.clone();
+        }
+    }
+
+    /// Sets the latest value for every follower (this one has it already).
+    pub fn publish(&mut self, value: T) {
+        self.latest.set(value);
+        self.seen = self.latest.version.load(Ordering::Acquire);
+    }
 }
 
 /// Every worker's figures as each last posted them, for the worker that
@@ -164,6 +280,51 @@ pub struct Worker {
     pub(crate) handoff: Handoff,
     /// Every worker's load, read at accept (kept to save an allocation).
     pub(crate) loads: Vec<usize>,
+    /// The TLS configuration worker 0 last reloaded for every worker.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Follower<Arc<rustls::ServerConfig>>,
+}
+
+/// What the workers of one server share, made once by the supervisor; each
+/// worker's [`Worker`] is made from it.
+#[derive(Debug)]
+pub struct Shared {
+    pub slots: Slots,
+    pub board: Arc<Board>,
+    pub holding: Arc<Vec<AtomicBool>>,
+    pub reports: mpsc::Sender<Report>,
+    #[cfg(feature = "tls")]
+    pub tls: Arc<Latest<Arc<rustls::ServerConfig>>>,
+}
+
+impl Shared {
+    /// For `n` workers, at most `max` connections in all; their reports go
+    /// to `reports`.
+    pub fn new(n: usize, max: usize, reports: mpsc::Sender<Report>) -> Self {
+        Self {
+            slots: Slots::new(max, n),
+            board: Arc::new(Board::new(n)),
+            holding: Arc::new((0..n).map(|_| AtomicBool::new(false)).collect()),
+            reports,
+            #[cfg(feature = "tls")]
+            tls: Arc::new(Latest::new()),
+        }
+    }
+
+    /// Worker `id`'s link, with its end of the handoff.
+    pub fn worker(&self, id: usize, handoff: Handoff) -> Worker {
+        Worker {
+            id,
+            slots: self.slots.clone(),
+            board: self.board.clone(),
+            holding: self.holding.clone(),
+            reports: self.reports.clone(),
+            handoff,
+            loads: Vec::with_capacity(self.holding.len()),
+            #[cfg(feature = "tls")]
+            tls: Follower::new(self.tls.clone()),
+        }
+    }
 }
 
 impl Worker {
@@ -207,14 +368,26 @@ impl Worker {
             .any(|(i, f)| i != self.id && f.load(Ordering::Acquire))
     }
 
-    /// Sends this worker's counters to the supervisor.
-    pub fn report(&self, stats: &Stats, active: usize) {
+    /// Sends this worker's counters to the supervisor; `last` once its
+    /// loop has ended.
+    pub fn report(&self, stats: &Stats, active: usize, last: bool) {
         // The supervisor outlives every worker; if it is gone, so is the
         // process.
-        let _ = self.reports.send(Report {
+        let _ = self.reports.send(Report::Figures {
             worker: self.id,
             stats: stats.clone(),
             active,
+            last,
+        });
+    }
+
+    /// Tells the supervisor this worker's part of `event`: `conns` of its
+    /// connections.
+    pub fn tell(&self, event: Event, conns: usize) {
+        let _ = self.reports.send(Report::Event {
+            worker: self.id,
+            event,
+            conns,
         });
     }
 }
@@ -222,6 +395,28 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn followers_take_the_latest_value_once() {
+        let latest = Arc::new(Latest::new());
+        let mut zero = Follower::new(latest.clone());
+        let mut one = Follower::new(latest.clone());
+        let mut current = "old";
+        one.follow(&mut current);
+        assert_eq!(current, "old", "nothing set yet");
+        zero.publish("new");
+        let mut zeros = "old";
+        zero.follow(&mut zeros);
+        assert_eq!(zeros, "old", "the publisher had it already");
+        one.follow(&mut current);
+        assert_eq!(current, "new");
+        current = "changed here";
+        one.follow(&mut current);
+        assert_eq!(current, "changed here", "taken once, not again");
+        latest.set("newer");
+        one.follow(&mut current);
+        assert_eq!(current, "newer");
+    }
 
     #[test]
     fn slots_are_shared_and_never_oversold() {

@@ -223,6 +223,38 @@ fn sigterm_drains_every_worker_and_a_second_signal_stops_them() {
     server.signal(libc::SIGINT);
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(1), "{status}");
+    let again = server.log_lines("again: exiting now");
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].ends_with("dropping 1 connection"), "{}", again[0]);
+}
+
+/// Issue 21: a signal, and the drain timeout, are one line each for the
+/// whole server, counting every worker's connections.
+#[test]
+fn shutdown_is_one_line_per_event_whatever_the_workers() {
+    let mut server = Server::start(&["echo", "--workers", "4", "--drain-timeout", "0.5"]);
+    // Four clients that never read what they are owed, spread over at
+    // least two workers (none serves more than two more than another).
+    let stuck: Vec<_> = (0..4).map(|_| stuck_client(server.addr)).collect();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let draining = server.log_lines("no longer accepting");
+    assert_eq!(draining.len(), 1, "{draining:?}");
+    assert!(
+        draining[0]
+            .ends_with("SIGTERM: no longer accepting; draining 4 connections for up to 500ms"),
+        "{}",
+        draining[0]
+    );
+    let timed_out = server.log_lines("drain timeout");
+    assert_eq!(timed_out.len(), 1, "{timed_out:?}");
+    assert!(
+        timed_out[0].ends_with("drain timeout: closing 4 connections that did not finish"),
+        "{}",
+        timed_out[0]
+    );
+    drop(stuck);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::edge::Gate;
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
 use crate::protocol::Ctx;
-use crate::stats::Stats;
+use crate::stats::{connections, Stats};
 use crate::timer::Timers;
 use crate::tokens::{is_listener, LISTENER, SIGNALS, WAKER};
 use crate::worker_link::Worker;
@@ -287,14 +287,5 @@ fn peer_name(gate: Option<&Gate>, token: Token, conn: &Connection) -> String {
     match gate.and_then(|g| g.client(token)) {
         Some(client) => client.to_string(),
         None => conn.peer(),
-    }
-}
-
-/// `1 connection`, `3 connections`: for log lines a person reads.
-fn connections(n: usize) -> String {
-    if n == 1 {
-        "1 connection".into()
-    } else {
-        format!("{n} connections")
     }
 }

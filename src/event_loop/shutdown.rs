@@ -13,6 +13,7 @@ use super::{connections, step_ctx, Exit, Server};
 use crate::connection::Stage;
 use crate::logging;
 use crate::protocol::CloseReason;
+use crate::worker_link::Event;
 
 impl Server {
     /// The loop is over: the final stats line (with several workers the
@@ -26,7 +27,7 @@ impl Server {
                 "stats: {} (final)",
                 self.tally.stats.line(active, self.is_tls())
             ),
-            Some(worker) => worker.report(&self.tally.stats, active),
+            Some(worker) => worker.report(&self.tally.stats, active, true),
         }
         if self.aborted {
             Exit::Aborted
@@ -61,20 +62,13 @@ impl Server {
                 self.reload();
                 continue;
             }
-            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            let signal = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.draining.is_some() {
-                log::warn!(
-                    "{name} again: exiting now, dropping {}",
-                    connections(self.conns.len())
-                );
+                self.say(Event::Aborting { signal });
                 self.aborted = true;
                 return;
             }
-            log::info!(
-                "{name}: no longer accepting; draining {} for up to {:?}",
-                connections(self.conns.len()),
-                self.opts.drain_timeout
-            );
+            self.say(Event::Draining { signal });
             self.begin_shutdown(now);
         }
     }
@@ -84,7 +78,15 @@ impl Server {
     /// under way, keep the configuration they began with (each session
     /// holds its own `Arc`). If anything is wrong the old configuration
     /// stays, and the error names the file.
+    ///
+    /// With several workers, every one gets the signal and worker 0 alone
+    /// reloads, for all: one reading of the files, one line, one count. It
+    /// publishes the new configuration, and each worker takes it up before
+    /// its next handshake (`entry.rs`, `Follower::follow`).
     pub(super) fn reload(&mut self) {
+        if self.worker.as_ref().is_some_and(|w| w.id != 0) {
+            return;
+        }
         #[cfg(feature = "tls")]
         if let Some((current, files)) = &mut self.tls {
             crate::systemd::reloading();
@@ -92,6 +94,9 @@ impl Server {
             crate::systemd::notify("READY=1");
             match result {
                 Ok((config, described)) => {
+                    if let Some(worker) = self.worker.as_mut() {
+                        worker.tls.publish(config.clone());
+                    }
                     *current = config;
                     log::info!("SIGHUP: TLS reloaded: {described}");
                 }
@@ -138,8 +143,7 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{mpsc, Arc};
+    use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
     use super::super::{Parts, Server};
@@ -147,7 +151,8 @@ mod tests {
     use crate::protocol::echo::Echo;
     use crate::protocol::seam::Sessions;
     use crate::protocol::Limits;
-    use crate::worker_link::{Board, Slots, Worker};
+    use crate::spread::Handoff;
+    use crate::worker_link::Shared;
 
     /// Issue 18, defect 4: a worker whose loop fails gives back the slots
     /// its connections held in the whole server's limit.
@@ -156,19 +161,11 @@ mod tests {
         let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let parts = Parts::open(listener).unwrap();
         let addr = parts.local_addr();
-        let slots = Slots::new(10, 1);
         let (reports, _rx) = mpsc::channel();
-        let worker = Worker {
-            id: 0,
-            slots: slots.clone(),
-            board: Arc::new(Board::new(1)),
-            holding: Arc::new(vec![AtomicBool::new(false)]),
-            reports,
-            handoff: crate::spread::Handoff::mesh(&[parts.waker().unwrap()])
-                .pop()
-                .unwrap(),
-            loads: Vec::new(),
-        };
+        let shared = Shared::new(1, 10, reports);
+        let slots = shared.slots.clone();
+        let handoff = Handoff::mesh(&[parts.waker().unwrap()]).pop().unwrap();
+        let worker = shared.worker(0, handoff);
         let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
         let mut server = Server::new(parts, ServerOptions::default(), protocol).in_worker(worker);
         let clients: Vec<_> = (0..3)

@@ -12,13 +12,14 @@ use mio::Token;
 
 use super::closing::{CLOSE_GRACE, LINGER_CHECK};
 use super::output::{next_due, protocol_due};
-use super::{connections, peer_name, Server};
+use super::{peer_name, Server};
 use crate::connection::Stage;
 use crate::logging;
 use crate::metrics;
 use crate::pacing::Standing;
 use crate::protocol::CloseReason;
 use crate::stats::Reporter;
+use crate::worker_link::Event;
 
 /// Sent to a client before the idle timeout closes it.
 pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
@@ -85,7 +86,7 @@ impl Server {
                         if let Some(line) = reporter.tick(at, now, &self.tally.stats, active, tls) {
                             match &self.worker {
                                 None => log::info!("stats: {line}"),
-                                Some(worker) => worker.report(&self.tally.stats, active),
+                                Some(worker) => worker.report(&self.tally.stats, active, false),
                             }
                         }
                         // A stale entry changes nothing; a real tick moves
@@ -96,10 +97,7 @@ impl Server {
                     }
                 }
                 TimerKey::Drain => {
-                    log::info!(
-                        "drain timeout: closing {} that did not finish",
-                        connections(self.conns.len())
-                    );
+                    self.say(Event::DrainTimedOut);
                     for token in self.conns.tokens() {
                         self.close(token, CloseReason::Shutdown);
                     }
