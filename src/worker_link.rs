@@ -20,7 +20,10 @@
 //!   says it once;
 //! - the TLS configuration worker 0 reloads for all ([`Latest`]): SIGHUP is
 //!   one reload, one line and one count, and every worker serves its
-//!   result.
+//!   result;
+//! - the beats ([`Beats`]): each worker's loop counts its watchdog ticks,
+//!   and worker 0 tells systemd's watchdog the server is alive only when
+//!   every loop has turned since it last looked ([`Watch`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -265,6 +268,108 @@ impl Board {
     }
 }
 
+/// Every worker's watchdog beats: a count each worker's loop bumps at
+/// each of its watchdog ticks (so a loop that stopped turning stops
+/// bumping it), or [`Beats::STOPPED`] once its loop has ended.
+#[derive(Debug, Clone)]
+pub struct Beats {
+    counts: Arc<[AtomicU64]>,
+}
+
+impl Beats {
+    /// A worker whose loop has ended: nothing to wait for.
+    pub const STOPPED: u64 = u64::MAX;
+
+    pub fn new(n: usize) -> Self {
+        Self {
+            counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn beat(&self, worker: usize) {
+        if let Some(c) = self.counts.get(worker) {
+            c.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn stop(&self, worker: usize) {
+        if let Some(c) = self.counts.get(worker) {
+            c.store(Self::STOPPED, Ordering::Release);
+        }
+    }
+
+    /// Every worker's count now.
+    fn now(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .collect()
+    }
+}
+
+/// What worker 0 finds when it looks at the beats ([`Watch::look`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Look {
+    /// Every loop still running turned since the last look: tell the
+    /// watchdog.
+    pub all_turned: bool,
+    /// Workers that have now missed [`Watch::STALLED`] looks in a row:
+    /// say so, once.
+    pub stalled: Vec<usize>,
+    /// Workers that had stalled and turn again.
+    pub recovered: Vec<usize>,
+}
+
+/// Worker 0's view of the beats: each worker's count at the last look, and
+/// how many looks in a row it has not moved. Pure: the counts are passed
+/// in.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    seen: Vec<u64>,
+    missed: Vec<u32>,
+}
+
+impl Watch {
+    /// Looks in a row without a beat after which a worker is said to be
+    /// stuck: one can be a late timer, two is a loop that stands still.
+    pub const STALLED: u32 = 2;
+
+    pub fn new(n: usize) -> Self {
+        Self {
+            seen: vec![0; n],
+            missed: vec![0; n],
+        }
+    }
+
+    /// Compares `now` (every worker's count) with the last look.
+    pub fn look(&mut self, now: &[u64]) -> Look {
+        let mut look = Look {
+            all_turned: true,
+            ..Look::default()
+        };
+        for (i, (&count, (seen, missed))) in now
+            .iter()
+            .zip(self.seen.iter_mut().zip(self.missed.iter_mut()))
+            .enumerate()
+        {
+            if count == Beats::STOPPED || count != *seen {
+                if *missed >= Self::STALLED {
+                    look.recovered.push(i);
+                }
+                *missed = 0;
+                *seen = count;
+                continue;
+            }
+            look.all_turned = false;
+            *missed += 1;
+            if *missed == Self::STALLED {
+                look.stalled.push(i);
+            }
+        }
+        look
+    }
+}
+
 /// One worker's link to the rest of the server, held by its `Server`.
 #[derive(Debug)]
 pub struct Worker {
@@ -283,6 +388,9 @@ pub struct Worker {
     /// The TLS configuration worker 0 last reloaded for every worker.
     #[cfg(feature = "tls")]
     pub(crate) tls: Follower<Arc<rustls::ServerConfig>>,
+    /// Every worker's watchdog beats, and what worker 0 last saw of them.
+    pub(crate) beats: Beats,
+    pub(crate) watch: Watch,
 }
 
 /// What the workers of one server share, made once by the supervisor; each
@@ -295,6 +403,7 @@ pub struct Shared {
     pub reports: mpsc::Sender<Report>,
     #[cfg(feature = "tls")]
     pub tls: Arc<Latest<Arc<rustls::ServerConfig>>>,
+    pub beats: Beats,
 }
 
 impl Shared {
@@ -308,6 +417,7 @@ impl Shared {
             reports,
             #[cfg(feature = "tls")]
             tls: Arc::new(Latest::new()),
+            beats: Beats::new(n),
         }
     }
 
@@ -323,6 +433,8 @@ impl Shared {
             loads: Vec::with_capacity(self.holding.len()),
             #[cfg(feature = "tls")]
             tls: Follower::new(self.tls.clone()),
+            beats: self.beats.clone(),
+            watch: Watch::new(self.holding.len()),
         }
     }
 }
@@ -381,6 +493,21 @@ impl Worker {
         });
     }
 
+    /// A watchdog tick of this worker's loop: it turned.
+    pub fn beat(&self) {
+        self.beats.beat(self.id);
+    }
+
+    /// This worker's loop has ended: the watchdog no longer waits for it.
+    pub fn stop_beating(&self) {
+        self.beats.stop(self.id);
+    }
+
+    /// Worker 0's look at every worker's beats (`Watch::look`).
+    pub fn look(&mut self) -> Look {
+        self.watch.look(&self.beats.now())
+    }
+
     /// Tells the supervisor this worker's part of `event`: `conns` of its
     /// connections.
     pub fn tell(&self, event: Event, conns: usize) {
@@ -395,6 +522,29 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_waits_for_every_running_loop() {
+        let mut watch = Watch::new(3);
+        let look = |w: &mut Watch, now: &[u64]| w.look(now);
+        assert!(look(&mut watch, &[1, 1, 1]).all_turned);
+        // Worker 2 late once: not told this time, nobody said stuck yet.
+        let l = look(&mut watch, &[2, 2, 1]);
+        assert!(!l.all_turned && l.stalled.is_empty());
+        assert!(look(&mut watch, &[3, 3, 3]).all_turned);
+        // Worker 1 stands still: said once, on its second missed look.
+        assert!(!look(&mut watch, &[4, 3, 4]).all_turned);
+        let l = look(&mut watch, &[5, 3, 5]);
+        assert_eq!((l.all_turned, l.stalled.clone()), (false, vec![1]));
+        assert_eq!(look(&mut watch, &[6, 3, 6]).stalled, Vec::<usize>::new());
+        // It turns again.
+        let l = look(&mut watch, &[7, 4, 7]);
+        assert!(l.all_turned);
+        assert_eq!(l.recovered, vec![1]);
+        // A loop that has ended is not waited for.
+        assert!(look(&mut watch, &[8, Beats::STOPPED, 8]).all_turned);
+        assert!(look(&mut watch, &[9, Beats::STOPPED, 9]).all_turned);
+    }
 
     #[test]
     fn followers_take_the_latest_value_once() {

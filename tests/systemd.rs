@@ -155,6 +155,109 @@ fn readiness_reload_stopping_and_the_watchdog_are_told() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The thread of process `pid` named `name` (`/proc/PID/task/*/comm`).
+fn thread_named(pid: u32, name: &str) -> i32 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim() == name).then(|| t.file_name().to_str()?.parse().ok())?
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no thread {name} in process {pid}"))
+}
+
+/// One thread of another process, stopped as a loop stuck in a long
+/// computation stands still, while the process's other threads run on:
+/// ptrace(2)'s PTRACE_SEIZE, then PTRACE_INTERRUPT, stop that thread alone.
+/// Dropping it lets the thread go (from the thread that froze it, as
+/// ptrace requires).
+struct Frozen(libc::pid_t);
+
+impl Frozen {
+    /// `None` where this process may not trace (a sandbox that forbids
+    /// ptrace).
+    fn new(tid: libc::pid_t) -> Option<Frozen> {
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: ptrace on a thread of our own child process, with no
+        // memory of ours passed; waitpid writes into the int we own.
+        unsafe {
+            if libc::ptrace(libc::PTRACE_SEIZE, tid, null, null) != 0 {
+                return None;
+            }
+            assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null), 0);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
+        }
+        Some(Frozen(tid))
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: as in `new`; the thread is in a ptrace stop.
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, null, null) };
+    }
+}
+
+/// Issue 21: with several workers, the watchdog is told the server is
+/// alive only while every worker's loop turns; a worker that stands still
+/// stops it, and says so, and one that turns again resumes it.
+#[test]
+fn the_watchdog_hears_from_every_worker_or_not_at_all() {
+    let dir = std::env::temp_dir().join(format!("monoloop-watchdog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut cmd = binary();
+    // Told every 200 ms while all is well.
+    cmd.env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID");
+    let mut server = Server::start_cmd(cmd, &["echo", "--workers", "2"]);
+    wait_for(&socket, "READY=1");
+    let started = Instant::now();
+    for _ in 0..3 {
+        wait_for(&socket, "WATCHDOG=1");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let Some(frozen) = Frozen::new(thread_named(server.pid(), "worker-1")) else {
+        eprintln!("skipped: this sandbox does not allow ptrace(2), needed to stop one worker");
+        return;
+    };
+    server.wait_for_log("worker 1's loop has not turned");
+    // What was sent before the line is read and forgotten; after it,
+    // nothing for a second (five of the periods in which it was told).
+    let mut buf = [0u8; 512];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while socket.recv(&mut buf).is_ok() {}
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    match socket.recv(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+        Ok(n) => panic!(
+            "told {:?} while worker 1 stood still",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+    drop(frozen);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    wait_for(&socket, "WATCHDOG=1");
+    server.wait_for_log("worker 1's loop turns again");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn an_abstract_notify_socket_works_too() {
     use std::os::linux::net::SocketAddrExt;

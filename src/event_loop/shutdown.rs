@@ -27,7 +27,10 @@ impl Server {
                 "stats: {} (final)",
                 self.tally.stats.line(active, self.is_tls())
             ),
-            Some(worker) => worker.report(&self.tally.stats, active, true),
+            Some(worker) => {
+                worker.stop_beating();
+                worker.report(&self.tally.stats, active, true);
+            }
         }
         if self.aborted {
             Exit::Aborted

@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::pacing::Standing;
 use crate::protocol::CloseReason;
 use crate::stats::Reporter;
-use crate::worker_link::Event;
+use crate::worker_link::{Event, Watch};
 
 /// Sent to a client before the idle timeout closes it.
 pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
@@ -44,7 +44,8 @@ pub(super) enum TimerKey {
     Publish,
     /// Look again at senders held by another worker's receivers.
     Recheck,
-    /// Tell systemd's watchdog the loop is turning.
+    /// Tell systemd's watchdog the loop is turning (with several workers:
+    /// this loop's beat, and worker 0's look at every loop's).
     Watchdog,
 }
 
@@ -55,14 +56,12 @@ impl TimerKey {
 }
 
 impl Server {
-    /// The timers a loop starts with: systemd's watchdog (fed by one loop,
-    /// with several: a loop that stops turning is restarted) and the stats
-    /// line.
+    /// The timers a loop starts with: systemd's watchdog (with several
+    /// workers every loop beats, so that any loop that stops turning is
+    /// noticed) and the stats line.
     pub(super) fn start_timers(&mut self, now: Instant) {
-        if let Some(every) = crate::systemd::watchdog() {
-            if self.worker.as_ref().is_none_or(|w| w.id == 0) {
-                self.timers.schedule(now + every, TimerKey::Watchdog);
-            }
+        if let Some(every) = self.watchdog_every() {
+            self.timers.schedule(now + every, TimerKey::Watchdog);
         }
         if let Some(every) = self.opts.stats_interval {
             let reporter = Reporter::new(every, now);
@@ -113,8 +112,8 @@ impl Server {
                     }
                 }
                 TimerKey::Watchdog => {
-                    crate::systemd::notify("WATCHDOG=1");
-                    if let Some(every) = crate::systemd::watchdog() {
+                    self.watchdog_tick();
+                    if let Some(every) = self.watchdog_every() {
                         self.timers.schedule(now + every, TimerKey::Watchdog);
                     }
                 }
@@ -143,6 +142,52 @@ impl Server {
                 }
                 TimerKey::AcceptRetry => self.retry_accepting(at, now),
             }
+        }
+    }
+
+    /// How often this loop's watchdog tick comes: with one worker, every
+    /// half of `WATCHDOG_USEC` (`systemd::watchdog`); with several, twice
+    /// as often, so that between two of worker 0's looks every loop that
+    /// turns has beaten at least once, even a little late.
+    fn watchdog_every(&self) -> Option<std::time::Duration> {
+        let every = crate::systemd::watchdog()?;
+        Some(if self.worker.is_some() {
+            every / 2
+        } else {
+            every
+        })
+    }
+
+    /// A watchdog tick: this loop turned. With one worker that is the
+    /// whole server, and systemd is told. With several, the tick is this
+    /// worker's beat, and worker 0 tells systemd only if every loop still
+    /// running has beaten since its last look: a worker that stands still
+    /// stops the watchdog's food, and the service is restarted
+    /// (`WatchdogSec=`). Worker 0 says once which loop stands still, and
+    /// when it turns again.
+    fn watchdog_tick(&mut self) {
+        let Some(worker) = self.worker.as_mut() else {
+            crate::systemd::notify("WATCHDOG=1");
+            return;
+        };
+        worker.beat();
+        if worker.id != 0 {
+            return;
+        }
+        let look = worker.look();
+        let every = crate::systemd::watchdog().unwrap_or_default();
+        for w in look.stalled {
+            log::error!(
+                "worker {w}'s loop has not turned for {:?}: no longer telling systemd's \
+                 watchdog that the server is alive",
+                every * Watch::STALLED / 2
+            );
+        }
+        for w in look.recovered {
+            log::info!("worker {w}'s loop turns again: telling the watchdog again");
+        }
+        if look.all_turned {
+            crate::systemd::notify("WATCHDOG=1");
         }
     }
 
