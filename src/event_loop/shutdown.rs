@@ -86,31 +86,39 @@ impl Server {
     /// reloads, for all: one reading of the files, one line, one count. It
     /// publishes the new configuration, and each worker takes it up before
     /// its next handshake (`entry.rs`, `Follower::follow`).
+    ///
+    /// systemd hears `RELOADING=1` before and `READY=1` after, with nothing
+    /// to reload too (under `Type=notify-reload` it waits for both), and
+    /// the outcome as the service's `STATUS=`, so that `systemctl status`
+    /// says why a reload failed.
     pub(super) fn reload(&mut self) {
         if self.worker.as_ref().is_some_and(|w| w.id != 0) {
             return;
         }
+        crate::systemd::reloading();
         #[cfg(feature = "tls")]
         if let Some((current, files)) = &mut self.tls {
-            crate::systemd::reloading();
-            let result = crate::tls::reload(files, current);
-            crate::systemd::notify("READY=1");
-            match result {
+            let status = match crate::tls::reload(files, current) {
                 Ok((config, described)) => {
                     if let Some(worker) = self.worker.as_mut() {
                         worker.tls.publish(config.clone());
                     }
                     *current = config;
                     log::info!("SIGHUP: TLS reloaded: {described}");
+                    format!("TLS reloaded: {described}")
                 }
                 Err(e) => {
                     self.tally.stats.tls_reload_failures += 1;
-                    log::error!("SIGHUP: TLS not reloaded, the old certificate stays: {e}");
+                    let why = format!("TLS not reloaded, the old certificate stays: {e}");
+                    log::error!("SIGHUP: {why}");
+                    why
                 }
-            }
+            };
+            crate::systemd::ready(Some(&status));
             return;
         }
         log::info!("SIGHUP: nothing to reload (no TLS)");
+        crate::systemd::ready(None);
     }
 
     /// Closes the listener and starts a bounded, graceful close of every

@@ -77,6 +77,24 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start monoloop");
         let stderr = child.stderr.take().unwrap();
+        Self::watch(child, stderr)
+    }
+
+    /// Starts a command whose standard error is already set (to a pipe the
+    /// test made, say) and waits for it to listen; `log` is where its
+    /// standard error can be read.
+    pub fn start_logging_to(mut cmd: Command, log: impl Read + Send + 'static) -> Server {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd.spawn().expect("start monoloop");
+        // The command's copy of the write end goes with it, so that the
+        // log ends when the server does.
+        drop(cmd);
+        Self::watch(child, log)
+    }
+
+    /// Collects `child`'s log lines from `stderr`, and waits for it to
+    /// listen.
+    fn watch(child: Child, stderr: impl Read + Send + 'static) -> Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         thread::spawn(move || {
