@@ -12,8 +12,9 @@
 //!   once listening, `STOPPING=1` when a drain begins, `RELOADING=1` (with
 //!   `MONOTONIC_USEC`) and `READY=1` around a SIGHUP reload, as
 //!   `Type=notify-reload` requires, the reload's outcome as `STATUS=`, and
-//!   `WATCHDOG=1` at half of `WATCHDOG_USEC` from the loops' own timers
-//!   ([`watchdog`]), so that a loop that stops turning is restarted.
+//!   `WATCHDOG=1` at least every half of `WATCHDOG_USEC` from the loops' own
+//!   timers ([`watchdog`]), so that a loop that stops turning is restarted
+//!   (with several workers, any loop: `event_loop/time.rs`).
 //!
 //! Without the variables nothing here does anything. A failed notification
 //! is ignored: the service manager's problem is never the server's.
