@@ -1,8 +1,8 @@
 //! The server's TLS on every mode, over real sockets: handshakes and their
 //! timeout, client certificates, ALPN, refusals said through TLS, bad
 //! certificates at start, attacks on the log, workers sharing sessions,
-//! PROXY before TLS, reloading on SIGHUP, and the memory an idle connection
-//! costs. The peers are a rustls client driven from the test, the monoloop
+//! PROXY before TLS, and the memory an idle connection costs (reloading
+//! on SIGHUP is tests/tls_reload.rs). The peers are a rustls client driven from the test, the monoloop
 //! client, and raw TCP; certificates are made at run time (`common::tls`).
 //! The client's own TLS is tests/tls_client.rs.
 
@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::*;
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 #[test]
 fn greeting_and_half_close_over_tls() {
@@ -699,86 +698,6 @@ fn a_proxy_header_comes_first_then_the_tls_handshake() {
     drop(s);
     let line = server.wait_for_log("peer=192.0.2.44:4444 ");
     assert!(line.contains("bytes_in=8"), "{line}");
-}
-
-/// The DER of the certificate the server presented on `s`.
-fn presented(s: &TlsStream) -> Vec<u8> {
-    s.conn.peer_certificates().unwrap()[0].to_vec()
-}
-
-/// The DER of the first certificate in a PEM file.
-fn der(path: &str) -> Vec<u8> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
-}
-
-#[test]
-fn sighup_reloads_the_certificate_for_new_handshakes_only() {
-    let pki = Pki::new("reload");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
-    let mut server = Server::start(&[
-        "echo",
-        "--tls-cert",
-        &live,
-        "--tls-key",
-        &live_key,
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
-    let resuming = client_config(&pki, false, &[]);
-    let mut first = tls_connect(server.addr, resuming.clone());
-    first.write_all(b"one").unwrap();
-    tls_expect(&mut first, b"one");
-    assert_eq!(presented(&first), der(&pki.path("server.pem")));
-    // The new certificate goes in place; SIGHUP.
-    std::fs::copy(pki.path("server2.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server2-key.pem"), &live_key).unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS reloaded");
-    assert!(line.contains("CN=localhost, valid until "), "{line}");
-    let mut fresh = tls_connect(server.addr, client_config(&pki, false, &[]));
-    fresh.write_all(b"two").unwrap();
-    tls_expect(&mut fresh, b"two");
-    assert_eq!(presented(&fresh), der(&pki.path("server2.pem")));
-    // The established connection is untouched; a session from before the
-    // reload still resumes.
-    first.write_all(b"still").unwrap();
-    tls_expect(&mut first, b"still");
-    let mut again = tls_connect(server.addr, resuming);
-    again.write_all(b"back").unwrap();
-    tls_expect(&mut again, b"back");
-    assert_eq!(
-        again.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
-    // A broken reload keeps the old configuration, and says so.
-    std::fs::write(&live_key, "not a key\n").unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS not reloaded");
-    assert!(line.contains("live-key.pem"), "{line}");
-    assert!(line.contains(" ERROR "), "{line}");
-    let mut after = tls_connect(server.addr, client_config(&pki, false, &[]));
-    after.write_all(b"ok").unwrap();
-    tls_expect(&mut after, b"ok");
-    assert_eq!(presented(&after), der(&pki.path("server2.pem")));
-    assert!(server.running());
-}
-
-#[test]
-fn sighup_without_tls_says_there_is_nothing_to_reload() {
-    let mut server = Server::start(&["echo"]);
-    server.signal(libc::SIGHUP);
-    server.wait_for_log("nothing to reload");
-    let mut s = connect(server.addr);
-    s.write_all(b"alive").unwrap();
-    expect(&mut s, b"alive");
 }
 
 /// An idle TLS connection costs the server its session's state and no

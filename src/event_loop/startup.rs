@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
 use crate::sys::{self, ListenError};
 use crate::timer::Timers;
-use crate::tokens::{listener_token, HUB, LISTENER, MAX_LISTENERS, SIGNALS};
+use crate::tokens::{listener_token, LISTENER, MAX_LISTENERS, SIGNALS, WAKER};
 use crate::worker_link::Worker;
 
 /// Why the server could not start.
@@ -104,12 +104,13 @@ impl Parts {
         self.local_addr
     }
 
-    /// A waker for this poll, for the hub: other workers use it to say
-    /// that they sent this one messages.
+    /// A waker for this poll (mio allows one): other workers use it to say
+    /// that they sent this one messages (`hub.rs`) or connections
+    /// (`spread.rs`).
     pub fn waker(&self) -> Result<std::sync::Arc<mio::Waker>, StartError> {
-        mio::Waker::new(self.poll.registry(), HUB)
+        mio::Waker::new(self.poll.registry(), WAKER)
             .map(std::sync::Arc::new)
-            .map_err(|e| StartError::Io("cannot create the hub's waker", e))
+            .map_err(|e| StartError::Io("cannot create the worker's waker", e))
     }
 }
 
@@ -195,7 +196,7 @@ impl Server {
     /// Makes this server one of several workers (`workers.rs`): the
     /// connection limit and the stats line become the whole server's.
     pub fn in_worker(mut self, worker: Worker) -> Self {
-        self.admission.limit.share(worker.slots.clone());
+        self.admission.limit.share(worker.slots.clone(), worker.id);
         self.worker = Some(worker);
         self
     }
