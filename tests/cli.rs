@@ -361,18 +361,6 @@ mod manual {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Whether `tool` runs here; if not, says that this part is skipped.
-    fn installed(tool: &str, package: &str) -> bool {
-        let found = std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok();
-        if !found {
-            eprintln!("skipped: {tool} is not installed (apt-get install {package})");
-        }
-        found
-    }
-
     /// Runs `tool ARGS` on `script` (written to a file), and returns what it
     /// printed; it must succeed.
     fn run_on(tool: &str, args: &[&str], script: &str) -> String {
@@ -470,13 +458,13 @@ mod manual {
                 "",
             ]
         );
-        if installed("zsh", "zsh") {
+        if common::skip::have("zsh", "--version", "zsh") {
             run_on("zsh", &["-n"], &stdout_of(&["--completions", "zsh"]));
         }
-        if installed("fish", "fish") {
+        if common::skip::have("fish", "--version", "fish") {
             run_on("fish", &["-n"], &stdout_of(&["--completions", "fish"]));
         }
-        if installed("groff", "groff-base") {
+        if common::skip::have("groff", "--version", "groff-base") {
             // -ww: every warning; -z: no output but them.
             let said = run_on(
                 "groff",
