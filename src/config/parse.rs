@@ -21,7 +21,7 @@ use super::model::{
 };
 use super::values::{
     alpn_list, directory, metrics_addr, parse_level, parse_listen, path, positive, seconds,
-    seconds_or_off, stats_interval, text, whole, workers,
+    seconds_or_off, size, stats_interval, text, whole, workers,
 };
 
 /// What the command line asked for.
@@ -140,12 +140,12 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
             .unwrap_or(defaults.max_connections),
         idle_timeout: opt(&mut args, "--idle-timeout", seconds_or_off)?
             .unwrap_or(defaults.idle_timeout),
-        write_limit: opt(&mut args, "--write-limit", positive)?.unwrap_or(defaults.write_limit),
+        write_limit: opt(&mut args, "--write-limit", size)?.unwrap_or(defaults.write_limit),
         drain_timeout: opt(&mut args, "--drain-timeout", seconds)?
             .unwrap_or(defaults.drain_timeout),
         stats_interval: opt(&mut args, "--stats-interval", stats_interval)?
             .unwrap_or(defaults.stats_interval),
-        max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
+        max_line: opt(&mut args, "--max-line", size)?.unwrap_or(defaults.max_line),
         handshake_timeout: opt(&mut args, "--handshake-timeout", seconds)?
             .unwrap_or(defaults.handshake_timeout),
         request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
@@ -439,6 +439,19 @@ mod tests {
                 greeting: Some("hi".into()),
                 prefix: Some("Echo: ".into())
             }
+        );
+    }
+
+    #[test]
+    fn sizes_take_k_m_and_g() {
+        let c = config(&["chat", "--write-limit", "64K", "--max-line", "1m"]);
+        assert_eq!(c.server.write_limit, 65_536);
+        assert_eq!(c.server.max_line, 1_048_576);
+        let e = run(&["chat", "--max-line", "8KB"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "invalid value '8KB' for --max-line: expected a number of bytes, \
+             such as 65536, 64K, 1M or 1G"
         );
     }
 

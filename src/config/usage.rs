@@ -85,7 +85,8 @@ fn server_options() -> String {
     --idle-timeout SECS    close a connection silent both ways this long;
                            0 disables                         [default: 30]
     --write-limit BYTES    bytes queued for one client before the server
-                           stops reading from it (backpressure) [default: 1048576]
+                           stops reading from it (backpressure); any BYTES
+                           may end in K, M or G (1024-based)  [default: 1M]
     --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
                            each client is owed                [default: 5]
     --stats-interval SECS  log a stats line this often (at least 0.1);
@@ -93,7 +94,7 @@ fn server_options() -> String {
     --request-timeout SECS close a client that has not answered the chat
                            username prompt or sent the file request by
                            then; 0 disables                   [default: 30]
-    --max-line BYTES       longest line in line modes         [default: 8192]
+    --max-line BYTES       longest line in line modes         [default: 8K]
     --access-log           log one line per connection when it ends (info)
     --workers N|auto       loops, one per thread, sharing the port; auto:
                            one per core                       [default: 1]
@@ -267,6 +268,19 @@ mod tests {
         args.into_iter().map(OsString::from).collect()
     }
 
+    /// Bytes as the help writes them: in the largest unit that divides
+    /// them (`8K`, `1M`).
+    fn bytes(mut n: usize) -> String {
+        let mut units = ["", "K", "M", "G"].iter();
+        let mut unit = units.next().unwrap();
+        while n >= 1024 && n % 1024 == 0 {
+            let Some(next) = units.next() else { break };
+            n /= 1024;
+            unit = next;
+        }
+        format!("{n}{unit}")
+    }
+
     /// Seconds as the help writes them (`30`, `0.5`); off is `0`.
     fn secs(d: Option<Duration>) -> String {
         d.map_or(0.0, |d| d.as_secs_f64()).to_string()
@@ -299,11 +313,11 @@ mod tests {
             ("--listen", s.listen.to_string()),
             ("--max-connections", s.max_connections.to_string()),
             ("--idle-timeout", secs(s.idle_timeout)),
-            ("--write-limit", s.write_limit.to_string()),
+            ("--write-limit", bytes(s.write_limit)),
             ("--drain-timeout", secs(Some(s.drain_timeout))),
             ("--stats-interval", secs(s.stats_interval)),
             ("--request-timeout", secs(s.request_timeout)),
-            ("--max-line", s.max_line.to_string()),
+            ("--max-line", bytes(s.max_line)),
             (
                 "--workers",
                 match s.workers {

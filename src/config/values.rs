@@ -64,6 +64,26 @@ pub(super) fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A size in bytes, from 1: a whole number, or one followed by `K`, `M` or
+/// `G` (either case), 1024-based as buffer sizes are in nginx (`1m`) and
+/// `head -c 1M`: `64K` is 65536 bytes.
+pub(super) fn size(s: &str) -> Result<usize, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a number of bytes, such as 65536, 64K, 1M or 1G".into());
+    }
+    match digits.parse::<usize>().ok().and_then(|n| n.checked_mul(unit)) {
+        Some(0) => Err("must be at least 1".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".into()),
+    }
+}
+
 /// `--workers`: a whole number from 1 to 1024, or `auto`.
 pub(super) fn workers(s: &str) -> Result<Workers, String> {
     if s == "auto" {
@@ -178,6 +198,26 @@ mod tests {
             workers("0"),
             Err("expected a whole number from 1, or auto".into())
         );
+    }
+
+    #[test]
+    fn sizes_take_k_m_and_g_1024_based() {
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("64K"), Ok(65_536));
+        assert_eq!(size("64k"), Ok(65_536));
+        assert_eq!(size("1M"), Ok(1_048_576));
+        assert_eq!(size("2g"), Ok(2 << 30));
+        assert_eq!(size("0"), Err("must be at least 1".into()));
+        assert_eq!(size("0K"), Err("must be at least 1".into()));
+        for bad in ["", "K", "1.5M", "-1K", "+1", "1 M", "1MB", "1T", "lots"] {
+            assert_eq!(
+                size(bad),
+                Err("expected a number of bytes, such as 65536, 64K, 1M or 1G".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(size("99999999999999999999"), Err("too large".into()));
+        assert_eq!(size(&format!("{}G", usize::MAX >> 20)), Err("too large".into()));
     }
 
     #[test]
