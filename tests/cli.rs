@@ -10,13 +10,12 @@ use std::process::Output;
 use common::*;
 
 /// Runs `monoloop ARGS` that should exit at once (no server starts: each
-/// case fails before listening, or prints help).
+/// case fails before listening, or prints help). One that starts a server
+/// instead fails the test after `PATIENCE`, rather than hanging it.
 fn run(args: &[&str]) -> Output {
-    binary()
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    let mut cmd = binary();
+    cmd.args(args).stdin(std::process::Stdio::null());
+    output_within(cmd)
 }
 
 /// Asserts an argument error: exit 2, nothing on stdout, and on stderr
@@ -50,9 +49,10 @@ fn argument_errors_are_one_line_and_a_hint_exit_2() {
             "invalid value 'zero' for --max-connections: expected a whole number",
             echo,
         ),
+        (&["echo", "--bogus"], "unknown option '--bogus' for echo", echo),
         (
-            &["echo", "--bogus"],
-            "unexpected argument '--bogus' for mode echo",
+            &["echo", "stray"],
+            "unexpected argument 'stray' for mode echo",
             echo,
         ),
         (
@@ -79,6 +79,56 @@ fn argument_errors_are_one_line_and_a_hint_exit_2() {
             &["client"],
             "client needs HOST:PORT, such as 127.0.0.1:8080",
             client,
+        ),
+    ];
+    for (args, problem, hint) in cases {
+        assert_usage_error(args, problem, hint);
+    }
+}
+
+#[test]
+fn a_mistyped_mode_or_option_suggests_the_nearest() {
+    assert_usage_error(
+        &["ecoh", "--listen", "127.0.0.1:0"],
+        "unknown mode 'ecoh': did you mean echo?",
+        "see 'monoloop --help'",
+    );
+    assert_usage_error(
+        &["chat", "--idle-timout", "5"],
+        "unknown option '--idle-timout' for chat: did you mean --idle-timeout?",
+        "see 'monoloop chat --help'",
+    );
+    assert_usage_error(
+        &["echo", "--listen=127.0.0.1:0"],
+        "'--listen=127.0.0.1:0': give the value after a space: --listen 127.0.0.1:0",
+        "see 'monoloop echo --help'",
+    );
+}
+
+/// An option the mode would ignore is refused, where it used to be
+/// accepted and silently do nothing (echo took --request-timeout).
+#[test]
+fn a_mode_refuses_an_option_it_does_not_use() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["echo", "--request-timeout", "5"],
+            "echo does not use --request-timeout (chat and file do)",
+            "see 'monoloop echo --help'",
+        ),
+        (
+            &["broadcast", "--greeting", "hi"],
+            "broadcast does not use --greeting (echo does)",
+            "see 'monoloop broadcast --help'",
+        ),
+        (
+            &["client", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
+            "client does not use --listen (the server modes do)",
+            "see 'monoloop client --help'",
+        ),
+        (
+            &["echo", "--max-line", "64"],
+            "--max-line needs --prefix: plain echo does not cut lines",
+            "see 'monoloop echo --help'",
         ),
     ];
     for (args, problem, hint) in cases {
@@ -167,9 +217,18 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
     ] {
         assert!(text.contains(wanted), "echo --help lacks {wanted}:\n{text}");
     }
-    for unwanted in ["MODES:", "--root", "BROADCAST OPTIONS", "CLIENT OPTIONS"] {
+    // Only what echo uses: not the prompts' timeout, nor another mode's.
+    for unwanted in [
+        "MODES:",
+        "--root",
+        "--request-timeout",
+        "BROADCAST OPTIONS",
+        "CLIENT OPTIONS",
+    ] {
         assert!(!text.contains(unwanted), "echo --help has {unwanted}");
     }
+    let chat = run(&["chat", "--help"]);
+    assert!(String::from_utf8_lossy(&chat.stdout).contains("--request-timeout SECS"));
 
     let out = run(&["client", "--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -207,7 +266,7 @@ fn help_without_a_mode_is_the_whole_usage() {
         "FILE OPTIONS:",
         "TLS (ANY SERVER MODE):",
         "CLIENT OPTIONS:",
-        "OPTIONS FOR EVERY SERVER MODE:",
+        "SERVER OPTIONS:",
     ] {
         assert!(text.contains(wanted), "--help lacks {wanted}");
     }

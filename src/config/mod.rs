@@ -17,6 +17,8 @@
 //!   worded;
 //! - `values.rs`: one option's value from its text (seconds, counts,
 //!   addresses, ...);
+//! - `options.rs`: which command takes which option, and what to say of
+//!   one given to the wrong command or mistyped;
 //! - `usage.rs`: the help text, with the test that its defaults are the
 //!   code's.
 //!
@@ -29,6 +31,7 @@
 //! prefix. It knows nothing of the loop, connections or sockets.
 
 mod model;
+mod options;
 mod parse;
 mod usage;
 mod values;

@@ -19,6 +19,7 @@ use super::model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls,
     DEFAULT_BROADCAST_PREFIX, DEFAULT_CLIENT_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_TLS_PORT,
 };
+use super::options;
 use super::values::{
     alpn_list, directory, metrics_addr, parse_level, parse_listen, path, positive, seconds,
     seconds_or_off, size, stats_interval, text, whole, workers,
@@ -96,9 +97,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         }));
     };
     let Some(command) = Command::from_word(&word) else {
-        return Err(usage_error(format!(
-            "unknown mode '{word}': expected {MODE_LIST}"
-        )));
+        let names = Command::ALL.map(Command::name);
+        return Err(usage_error(match options::nearest(&word, names) {
+            Some(near) => format!("unknown mode '{word}': did you mean {near}?"),
+            None => format!("unknown mode '{word}': expected {MODE_LIST}"),
+        }));
     };
     let parsed = match command {
         Command::Client => parse_client(args),
@@ -134,6 +137,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
         None => defaults.listen,
     }));
+    let max_line = opt(&mut args, "--max-line", size)?;
     let server = ServerOptions {
         listen: listen.stand_in(),
         max_connections: opt(&mut args, "--max-connections", positive)?
@@ -145,11 +149,16 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
             .unwrap_or(defaults.drain_timeout),
         stats_interval: opt(&mut args, "--stats-interval", stats_interval)?
             .unwrap_or(defaults.stats_interval),
-        max_line: opt(&mut args, "--max-line", size)?.unwrap_or(defaults.max_line),
+        max_line: max_line.unwrap_or(defaults.max_line),
         handshake_timeout: opt(&mut args, "--handshake-timeout", seconds)?
             .unwrap_or(defaults.handshake_timeout),
-        request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
-            .unwrap_or(defaults.request_timeout),
+        // Read only for the modes with a prompt: given to another, it is
+        // left over, and refused by `leftovers`.
+        request_timeout: match options::takes(command, "--request-timeout") {
+            true => opt(&mut args, "--request-timeout", seconds_or_off)?,
+            false => None,
+        }
+        .unwrap_or(defaults.request_timeout),
         access_log: args.contains("--access-log"),
         workers: opt(&mut args, "--workers", workers)?.unwrap_or(defaults.workers),
         edge: edge_options(&mut args, &defaults.edge)?,
@@ -173,7 +182,10 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         },
         Command::Client => unreachable!("parse sends the client to parse_client"),
     };
-    no_leftovers(args, mode.name())?;
+    if let (Mode::Echo { prefix: None, .. }, Some(_)) = (&mode, max_line) {
+        return Err("--max-line needs --prefix: plain echo does not cut lines".into());
+    }
+    leftovers(args, command)?;
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
@@ -255,8 +267,8 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
     let target: String = args
         .free_from_str()
         .map_err(|_| "client needs HOST:PORT, such as 127.0.0.1:8080".to_string())?;
-    if target.starts_with('-') {
-        return Err(format!("unknown option '{target}' for client"));
+    if let Some(problem) = options::misplaced(Command::Client, &target) {
+        return Err(problem);
     }
     match target.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
@@ -266,7 +278,7 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
             ))
         }
     }
-    no_leftovers(args, "client")?;
+    leftovers(args, Command::Client)?;
     Ok(Parsed::Client(ClientConfig {
         target,
         timeout,
@@ -275,15 +287,19 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
     }))
 }
 
-/// Refuses arguments nothing consumed.
-fn no_leftovers(args: pico_args::Arguments, mode: &str) -> Result<(), String> {
-    match args.finish().first() {
-        Some(first) => Err(format!(
-            "unexpected argument '{}' for mode {mode}",
-            first.to_string_lossy()
-        )),
-        None => Ok(()),
-    }
+/// Refuses arguments nothing consumed: an option `command` does not use
+/// (or nobody does, with the nearest it does), or a stray word.
+fn leftovers(args: pico_args::Arguments, command: Command) -> Result<(), String> {
+    let Some(first) = args.finish().into_iter().next() else {
+        return Ok(());
+    };
+    let first = first.to_string_lossy();
+    Err(options::misplaced(command, &first).unwrap_or_else(|| {
+        format!(
+            "unexpected argument '{first}' for mode {}",
+            command.name()
+        )
+    }))
 }
 
 /// Reads an optional `--name VALUE`, converting it with `f`. A missing value,
@@ -493,6 +509,67 @@ mod tests {
         let e = run(&["echo", "--frobnicate"]).unwrap_err();
         assert!(e.problem.contains("--frobnicate"), "{e}");
         assert_eq!(e.hint(), "see 'monoloop echo --help'");
+    }
+
+    #[test]
+    fn a_mistyped_mode_or_option_gets_the_nearest() {
+        let e = run(&["ecoh"]).unwrap_err();
+        assert_eq!(e.problem, "unknown mode 'ecoh': did you mean echo?");
+        assert_eq!(e.hint(), "see 'monoloop --help'");
+        let e = run(&["chat", "--idle-timout", "5"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--idle-timout' for chat: did you mean --idle-timeout?"
+        );
+        assert_eq!(e.hint(), "see 'monoloop chat --help'");
+        let e = run(&["client", "h:1", "--timout", "5"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--timout' for client: did you mean --timeout?"
+        );
+        let e = run(&["client", "--insecur", "h:1"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--insecur' for client: did you mean --insecure?"
+        );
+        let e = run(&["echo", "stray"]).unwrap_err();
+        assert_eq!(e.problem, "unexpected argument 'stray' for mode echo");
+    }
+
+    #[test]
+    fn a_mode_refuses_the_options_it_does_not_use() {
+        for (args, problem) in [
+            (
+                &["echo", "--request-timeout", "5"][..],
+                "echo does not use --request-timeout (chat and file do)",
+            ),
+            (
+                &["broadcast", "--request-timeout", "5"],
+                "broadcast does not use --request-timeout (chat and file do)",
+            ),
+            (&["chat", "--prefix", "> "], "chat does not use --prefix (echo and broadcast do)"),
+            (&["echo", "--root", "/"], "echo does not use --root (file does)"),
+            (&["chat", "--no-sendfile"], "chat does not use --no-sendfile (file does)"),
+            (&["echo", "--timeout", "1"], "echo does not use --timeout (client does)"),
+            (
+                &["client", "h:1", "--workers", "2"],
+                "client does not use --workers (the server modes do)",
+            ),
+            (
+                &["echo", "--max-line", "100"],
+                "--max-line needs --prefix: plain echo does not cut lines",
+            ),
+        ] {
+            assert_eq!(run(args).unwrap_err().problem, problem, "{args:?}");
+        }
+        // The modes that use them still take them.
+        assert_eq!(
+            config(&["file", "--root", "/", "--request-timeout", "5"])
+                .server
+                .request_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(config(&["echo", "--prefix", "> ", "--max-line", "9"]).server.max_line, 9);
     }
 
     #[test]

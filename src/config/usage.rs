@@ -12,6 +12,7 @@
 //! decided by `parse.rs`; printing is `main.rs`'s.
 
 use super::model::{Command, DEFAULT_PORT, DEFAULT_TLS_PORT};
+use super::options;
 
 // The usage, in sections that `usage` assembles: all of them for
 // `monoloop --help`, one command's for `monoloop MODE --help`.
@@ -91,10 +92,11 @@ fn server_options() -> String {
                            each client is owed                [default: 5]
     --stats-interval SECS  log a stats line this often (at least 0.1);
                            0 disables                         [default: 10]
-    --request-timeout SECS close a client that has not answered the chat
-                           username prompt or sent the file request by
-                           then; 0 disables                   [default: 30]
-    --max-line BYTES       longest line in line modes         [default: 8K]
+    --request-timeout SECS chat, file: close a client that has not
+                           answered the username prompt or sent the
+                           request by then; 0 disables        [default: 30]
+    --max-line BYTES       longest line in line modes (broadcast, chat,
+                           file, and echo with --prefix)      [default: 8K]
     --access-log           log one line per connection when it ends (info)
     --workers N|auto       loops, one per thread, sharing the port; auto:
                            one per core                       [default: 1]
@@ -119,8 +121,9 @@ const GENERAL_OPTIONS: &str =
     -V, --version          print the version
 ";
 
-/// The help text: everything for `None`, else what `command` accepts (its
-/// own options, then the TLS and common server options for a server mode).
+/// The help text: everything for `None`, else what `command` uses (its
+/// own options, then the TLS and the other server options for a server
+/// mode, less those it does not use: `options.rs` says which).
 pub fn usage(command: Option<Command>) -> String {
     let mut out = String::new();
     let Some(command) = command else {
@@ -147,11 +150,12 @@ pub fn usage(command: Option<Command>) -> String {
                 out.push_str(NO_TLS);
             }
         }
-        out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
+        out.push_str("\nSERVER OPTIONS:\n");
         out.push_str(&server_options());
         out.push_str(GENERAL_OPTIONS);
         return out;
     };
+    let only = |text: &str| only_for(command, text);
     // The summary's second line, if any, lines up under its first.
     let title = format!("monoloop {}: ", command.name());
     let indent = format!("\n{}", " ".repeat(title.len()));
@@ -160,20 +164,51 @@ pub fn usage(command: Option<Command>) -> String {
     out.push_str(&format!("\nUSAGE:\n    {}\n", command.synopsis()));
     if let Some(options) = command.options() {
         out.push('\n');
-        out.push_str(options);
+        out.push_str(&only(options));
     }
     if command == Command::Client {
         out.push_str(NO_TLS);
-        out.push_str(GENERAL_OPTIONS);
+        out.push_str(&only(GENERAL_OPTIONS));
         return out;
     }
     out.push('\n');
-    out.push_str(&tls_options());
+    out.push_str(&only(&tls_options()));
     out.push_str(NO_TLS);
-    out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
-    out.push_str(&server_options());
-    out.push_str(GENERAL_OPTIONS);
+    out.push_str("\nSERVER OPTIONS:\n");
+    out.push_str(&only(&server_options()));
+    out.push_str(&only(GENERAL_OPTIONS));
     out
+}
+
+/// `text`, a section of the help, with only the entries of the options
+/// `command` uses. An entry is its first line (`    --NAME ...`) and the
+/// lines indented deeper under it; any other line (a note such as the
+/// TLS port's) stays.
+fn only_for(command: Command, text: &str) -> String {
+    let mut out = String::new();
+    let mut keep = true;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("    -") {
+            keep = names(line).any(|name| options::takes(command, name));
+        } else if !line.starts_with("     ") {
+            keep = true;
+        }
+        if keep {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The options an entry's first line names before its text starts (at
+/// column 27, or sooner): `-h, --help` is two, and so is `--cert FILE --key
+/// FILE`.
+fn names(line: &str) -> impl Iterator<Item = &str> {
+    line.get(..27)
+        .unwrap_or(line)
+        .split_whitespace()
+        .filter(|word| word.starts_with('-'))
+        .map(|word| word.trim_end_matches(','))
 }
 
 /// A command's lines in the help.
@@ -308,7 +343,7 @@ mod tests {
             other => panic!("{command:?}: expected a run, got {other:?}"),
         };
         let s = &c.server;
-        let mut used = vec![
+        let mut used: Vec<(&str, String)> = vec![
             ("--handshake-timeout", secs(Some(s.handshake_timeout))),
             ("--listen", s.listen.to_string()),
             ("--max-connections", s.max_connections.to_string()),
@@ -335,6 +370,7 @@ mod tests {
         if let Mode::Broadcast { prefix } = &c.mode {
             used.push(("--prefix", format!("\"{prefix}\"")));
         }
+        used.retain(|(option, _)| options::takes(command, option));
         used
     }
 
@@ -393,6 +429,41 @@ mod tests {
         }
     }
 
+    /// The options the help names (each entry's first line), in order.
+    fn named(help: &str) -> Vec<&str> {
+        help.lines()
+            .filter(|l| l.starts_with("    -"))
+            .flat_map(names)
+            .collect()
+    }
+
+    #[test]
+    fn each_help_names_exactly_the_options_its_command_takes() {
+        let table: Vec<&str> = options::OPTIONS.iter().map(|(o, _)| *o).collect();
+        let whole = usage(None);
+        let mut all = named(&whole);
+        all.sort_unstable();
+        all.dedup();
+        let mut sorted = table.clone();
+        sorted.sort_unstable();
+        assert_eq!(all, sorted, "'monoloop --help' and options.rs disagree");
+        for command in Command::ALL {
+            let help = usage(Some(command));
+            let mut named = named(&help);
+            named.sort_unstable();
+            let mut taken: Vec<&str> = table
+                .iter()
+                .copied()
+                .filter(|o| options::takes(command, o))
+                .collect();
+            taken.sort_unstable();
+            assert_eq!(named, taken, "'monoloop {} --help'", command.name());
+        }
+        let echo = usage(Some(Command::Echo));
+        assert!(!echo.contains("--request-timeout"), "{echo}");
+        assert!(usage(Some(Command::Chat)).contains("--request-timeout SECS chat, file: "));
+    }
+
     #[test]
     fn the_whole_usage_has_every_section_and_a_commands_has_its_own() {
         let all = usage(None);
@@ -404,7 +475,7 @@ mod tests {
             "FILE OPTIONS:",
             "TLS (ANY SERVER MODE):",
             "CLIENT OPTIONS:",
-            "OPTIONS FOR EVERY SERVER MODE:",
+            "SERVER OPTIONS:",
         ] {
             assert_eq!(all.matches(section).count(), 1, "{section}");
         }
