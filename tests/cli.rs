@@ -1,10 +1,13 @@
 //! The command line as a user meets it, through the real binary: argument
 //! errors (one line, a hint, exit 2), help for one command or all of them,
-//! and `--listen` with a host name, resolved at start.
+//! `--listen` (repeated, a host name resolved at start, a port alone) and
+//! `--metrics`, and the start errors that name their listener and say
+//! what to do (exit 1).
 
 mod common;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::Output;
 
 use common::*;
@@ -49,16 +52,38 @@ fn argument_errors_are_one_line_and_a_hint_exit_2() {
             "invalid value 'zero' for --max-connections: expected a whole number",
             echo,
         ),
-        (&["echo", "--bogus"], "unknown option '--bogus' for echo", echo),
+        (
+            &["echo", "--bogus"],
+            "unknown option '--bogus' for echo",
+            echo,
+        ),
         (
             &["echo", "stray"],
             "unexpected argument 'stray' for mode echo",
             echo,
         ),
         (
-            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"],
-            "--listen was given twice",
+            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:1"],
+            "--listen 127.0.0.1:1 was given twice",
             echo,
+        ),
+        (
+            &["echo", "--listen", "127.0.0.1:99999"],
+            "invalid value '127.0.0.1:99999' for --listen: \
+             port 99999 is out of range: ports are 0 to 65535",
+            echo,
+        ),
+        (
+            &["echo", "--write-limit", "2X"],
+            "invalid value '2X' for --write-limit: \
+             expected a number of bytes, such as 65536, 64K, 1M or 1G",
+            echo,
+        ),
+        (
+            &["client", "127.0.0.1:70000"],
+            "invalid target '127.0.0.1:70000': port 70000 is out of range: \
+             ports are 1 to 65535",
+            client,
         ),
         (
             &["file", "--root", "/", "--root", "/"],
@@ -295,4 +320,166 @@ fn a_listen_name_that_does_not_resolve_is_one_line_exit_1() {
         stderr.starts_with("error: cannot resolve --listen 'nosuch.invalid:8080': "),
         "{stderr}"
     );
+}
+
+/// True if this machine has IPv6 loopback (some containers do not).
+fn has_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Waits for the `listening on` line naming `ip` (each listener has one,
+/// in the order of the command line), and returns its address.
+fn listening_on(server: &mut Server, ip: &str) -> SocketAddr {
+    let line = server.wait_for_log_where("listening on ", |l| l.contains(ip));
+    let rest = line.rsplit("listening on ").next().unwrap();
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Sends a line and expects it back.
+fn echoes(addr: SocketAddr) {
+    let mut s = connect(addr);
+    s.write_all(b"hi\n").unwrap();
+    expect(&mut s, b"hi\n");
+}
+
+#[test]
+fn listen_may_be_given_more_than_once() {
+    if !has_ipv6() {
+        eprintln!("skipped: IPv6 loopback is not available here");
+        return;
+    }
+    for workers in ["1", "2"] {
+        let mut server = Server::start(&[
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:0",
+            "--workers",
+            workers,
+        ]);
+        let v4 = listening_on(&mut server, "127.0.0.1:");
+        let v6 = listening_on(&mut server, "[::1]:");
+        assert_eq!(v4, server.addr, "the first line is the first --listen");
+        echoes(v4);
+        echoes(v6);
+    }
+}
+
+#[test]
+fn a_port_alone_listens_on_every_address() {
+    let mut server = Server::start(&["echo", "--listen", ":0"]);
+    // One socket for both families, [::] (0.0.0.0 on a kernel without
+    // IPv6).
+    let line = server.wait_for_log("listening on ");
+    assert!(
+        line.contains("listening on [::]:") || line.contains("listening on 0.0.0.0:"),
+        "{line}"
+    );
+    let port = server.addr.port();
+    echoes(SocketAddr::from(([127, 0, 0, 1], port)));
+    if has_ipv6() {
+        echoes(format!("[::1]:{port}").parse().unwrap());
+    }
+}
+
+#[test]
+fn metrics_takes_a_host_name() {
+    let mut server = Server::start(&["echo", "--metrics", "localhost:0"]);
+    let addr = common::metrics::metrics_addr(&mut server);
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let answer = common::metrics::get(addr, "/healthz");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.trim_end().ends_with("ok"),
+        "{answer}"
+    );
+}
+
+/// An address in use names the option whose address it is, so that with
+/// two listeners the operator knows which to change.
+#[test]
+fn a_listener_in_use_is_named() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    for option in ["--listen", "--metrics"] {
+        let out = run(&["echo", "--listen", "127.0.0.1:0", option, &taken]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{option}: {stderr}");
+        assert_eq!(stderr, format!("error: {option} {taken}: already in use\n"));
+    }
+}
+
+/// A port below 1024 without the privilege says how to get it. The tests
+/// run as root here, so the binary runs as nobody (65534), from a copy in
+/// the temporary directory (the checkout may be where nobody cannot go,
+/// under /root); not as root, it runs as the tester, who lacks the
+/// privilege already.
+#[test]
+fn a_privileged_port_says_how_to_get_the_privilege() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let first = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if first <= 1 {
+        eprintln!(
+            "skipped: net.ipv4.ip_unprivileged_port_start is {first}: no port is privileged here"
+        );
+        return;
+    }
+    // SAFETY: geteuid reads the process's own id; no memory is involved.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = std::env::temp_dir().join(format!("monoloop-nobody-{}", std::process::id()));
+    let mut cmd = if root {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("monoloop");
+        std::fs::copy(env!("CARGO_BIN_EXE_monoloop"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new(&copy);
+        cmd.uid(65534).gid(65534).current_dir(&dir);
+        cmd
+    } else {
+        binary()
+    };
+    cmd.args(["echo", "--listen", "127.0.0.1:1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("skipped: cannot run the binary as nobody (65534) here: {e}");
+            return;
+        }
+    };
+    // A server that did get the port would run on: fail, not hang.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("monoloop listened on port 1 without the privilege");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!(
+        "error: --listen 127.0.0.1:1: permission denied: a port below {first} needs \
+         the CAP_NET_BIND_SERVICE capability: give it to the binary \
+         (setcap 'cap_net_bind_service=+ep' "
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    for how in [
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "socket activation: docs/deploy/monoloop.socket",
+    ] {
+        assert!(stderr.contains(how), "{stderr}");
+    }
 }

@@ -16,7 +16,9 @@
 //! - `parse.rs`: the arguments read into the model, and every problem
 //!   worded;
 //! - `values.rs`: one option's value from its text (seconds, counts,
-//!   addresses, ...);
+//!   sizes, ...);
+//! - `listen.rs`: `--listen` (repeated) and `--metrics`: an address, a
+//!   host name or a port alone;
 //! - `options.rs`: which command takes which option, and what to say of
 //!   one given to the wrong command or mistyped;
 //! - `usage.rs`: the help text, with the test that its defaults are the
@@ -30,6 +32,7 @@
 //! `Limits` (built by [`ServerOptions::limits`]) and broadcast's default
 //! prefix. It knows nothing of the loop, connections or sockets.
 
+mod listen;
 mod model;
 mod options;
 mod parse;

@@ -5,7 +5,7 @@
 //! assembles; [`Command`]'s lines in it (synopsis, summary, options
 //! section) are here too. The defaults it states are `model.rs`'s. The two
 //! ports are put in from its constants, so that each is written once (the
-//! plain one is stated twice, in `--listen`'s entry); the other defaults
+//! plain one is stated several times, in `--listen`'s entry); the other defaults
 //! are written out where they print, and a test below checks each
 //! `[default: X]` (and `off by default`) against what `parse` gives a
 //! command line that leaves the option out. What the options mean is
@@ -78,9 +78,11 @@ const NO_TLS: &str = "";
 /// The options every server mode takes, `--listen`'s default port put in.
 fn server_options() -> String {
     format!(
-        "    --listen HOST:PORT     address and port to listen on    [default: 127.0.0.1:{DEFAULT_PORT}]
-                           (IPv6: [::1]:{DEFAULT_PORT}; port 0 picks a free port;
-                           a host name listens on its first address only)
+        "    --listen HOST:PORT     address and port to listen on; repeat it for
+                           more (127.0.0.1:{DEFAULT_PORT} and [::1]:{DEFAULT_PORT}, say);
+                           :{DEFAULT_PORT} or {DEFAULT_PORT}: every address, IPv4 and IPv6;
+                           port 0 picks a free port; a host name listens
+                           on its first address     [default: 127.0.0.1:{DEFAULT_PORT}]
     --max-connections N    clients served at once; more get
                            \"Server is full. Try again later.\"  [default: 1024]
     --idle-timeout SECS    close a connection silent both ways this long;
@@ -104,8 +106,9 @@ fn server_options() -> String {
     --deny CIDR            peers in these ranges may not (repeat)
     --max-per-ip N         connections one address may hold; 0: no
                            limit                              [default: 0]
-    --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics
-                           and health at /healthz (off by default)
+    --metrics HOST:PORT    serve Prometheus metrics at /metrics and health
+                           at /healthz there, HOST:PORT as for --listen
+                           (off by default)
     --proxy-protocol       every connection starts with a PROXY protocol
                            header (v1 or v2) naming the client
     --proxy-from CIDR      only these peers may send it (repeat); without
@@ -345,7 +348,14 @@ mod tests {
         let s = &c.server;
         let mut used: Vec<(&str, String)> = vec![
             ("--handshake-timeout", secs(Some(s.handshake_timeout))),
-            ("--listen", s.listen.to_string()),
+            (
+                "--listen",
+                c.listen
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             ("--max-connections", s.max_connections.to_string()),
             ("--idle-timeout", secs(s.idle_timeout)),
             ("--write-limit", bytes(s.write_limit)),
@@ -363,7 +373,7 @@ mod tests {
             ("--max-per-ip", s.edge.max_per_ip.to_string()),
             (
                 "--metrics",
-                s.metrics.map_or("off".into(), |a| a.to_string()),
+                c.metrics.as_ref().map_or("off".into(), |a| a.to_string()),
             ),
             ("--log-level", level(c.log_level)),
         ];
@@ -423,7 +433,7 @@ mod tests {
         let Ok(Parsed::Run(c)) = parse(args.into_iter().map(OsString::from).collect()) else {
             panic!("expected a run");
         };
-        let note = format!("With TLS the default port is {}.\n", c.server.listen.port());
+        let note = format!("With TLS the default port is {}.\n", c.listen[0].port());
         for command in [None, Some(Command::Echo), Some(Command::File)] {
             assert!(usage(command).contains(&note), "{command:?}");
         }
