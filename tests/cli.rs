@@ -483,3 +483,72 @@ fn a_privileged_port_says_how_to_get_the_privilege() {
         assert!(stderr.contains(how), "{stderr}");
     }
 }
+
+/// A certificate or key in a format monoloop does not read (DER, or a key
+/// under a passphrase) is named, with the `openssl` command that converts
+/// it, by the server (exit 2, before listening) and by the client (exit 1).
+#[cfg(feature = "tls")]
+#[test]
+fn a_certificate_or_key_in_another_format_names_the_command_that_converts_it() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let pki = common::tls::Pki::new("formats");
+    let (cert, key) = (pki.path("server.pem"), pki.path("server-key.pem"));
+    let dir = pki.0.display().to_string();
+    let cert_der = pki.path("server.der");
+    let der = CertificateDer::from_pem_file(&cert).unwrap();
+    std::fs::write(&cert_der, der.as_ref()).unwrap();
+    let key_der = pki.path("server-key.der");
+    let der = PrivateKeyDer::from_pem_file(&key).unwrap();
+    std::fs::write(&key_der, der.secret_der()).unwrap();
+    // What `openssl pkey -aes256` writes: the header is what tells.
+    let encrypted = pki.path("locked-key.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\
+         MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAgAAAAAAAAAAAICCAAw\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            vec!["echo", "--tls-cert", &cert_der, "--tls-key", &key],
+            format!(
+                "--tls-cert {cert_der}: this is DER (binary), not PEM: convert it with \
+                 `openssl x509 -inform DER -in {cert_der} -out {dir}/server.pem`"
+            ),
+        ),
+        (
+            vec!["echo", "--tls-cert", &cert, "--tls-key", &key_der],
+            format!(
+                "--tls-key {key_der}: this is DER (binary), not PEM: convert it with \
+                 `openssl pkey -inform DER -in {key_der} -out {dir}/server-key.pem`"
+            ),
+        ),
+        (
+            vec!["chat", "--tls-cert", &cert, "--tls-key", &encrypted],
+            format!(
+                "--tls-key {encrypted}: the private key is encrypted, and monoloop \
+                 cannot ask for its passphrase: write it out unencrypted with \
+                 `openssl pkey -in {encrypted} -out {dir}/locked-key-plain.pem` (it asks \
+                 for the passphrase once), readable by the server's user only"
+            ),
+        ),
+    ];
+    for (args, problem) in cases {
+        let out = run(&[&args[..], &["--listen", "127.0.0.1:0"]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr, format!("error: {problem}\n"));
+    }
+    let out = run(&["client", "127.0.0.1:1", "--tls", "--ca", &cert_der]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: TLS: --ca {cert_der}: this is DER (binary)"
+        )),
+        "{stderr}"
+    );
+}
