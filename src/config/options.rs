@@ -64,6 +64,19 @@ pub(super) const OPTIONS: &[(&str, &[Command])] = &[
     ("--version", &Command::ALL),
 ];
 
+/// The options that take no value: flags.
+pub(super) const FLAGS: &[&str] = &[
+    "--no-sendfile",
+    "--tls",
+    "--insecure",
+    "--access-log",
+    "--proxy-protocol",
+    "-h",
+    "--help",
+    "-V",
+    "--version",
+];
+
 /// The commands that use `option`; `None` for an option nobody uses.
 fn users(option: &str) -> Option<&'static [Command]> {
     OPTIONS
@@ -86,9 +99,10 @@ pub(super) fn misplaced(command: Command, arg: &str) -> Option<String> {
     let name = command.name();
     if let Some((option, value)) = arg.split_once('=') {
         if takes(command, option) {
-            return Some(format!(
-                "'{arg}': give the value after a space: {option} {value}"
-            ));
+            return Some(match FLAGS.contains(&option) {
+                true => format!("'{arg}': {option} takes no value"),
+                false => format!("'{arg}': give the value after a space: {option} {value}"),
+            });
         }
     }
     if let Some(users) = users(arg) {
@@ -214,7 +228,18 @@ mod tests {
             misplaced(Echo, "--listen=:8080").as_deref(),
             Some("'--listen=:8080': give the value after a space: --listen :8080")
         );
+        assert_eq!(
+            misplaced(Echo, "--access-log=yes").as_deref(),
+            Some("'--access-log=yes': --access-log takes no value")
+        );
         assert_eq!(misplaced(Echo, "stray"), None);
+    }
+
+    #[test]
+    fn every_flag_is_an_option() {
+        for flag in FLAGS {
+            assert!(users(flag).is_some(), "{flag}");
+        }
     }
 
     #[test]

@@ -474,6 +474,30 @@ mod tests {
         assert!(usage(Some(Command::Chat)).contains("--request-timeout SECS chat, file: "));
     }
 
+    /// The flags `options.rs` lists are exactly the options the help
+    /// shows without a value after them (`--access-log`, not `--root DIR`).
+    #[test]
+    fn the_help_shows_a_value_for_every_option_but_the_flags() {
+        let help = usage(None);
+        let mut flags: Vec<&str> = Vec::new();
+        for line in help.lines().filter(|l| l.starts_with("    -")) {
+            let words: Vec<&str> = line.get(..27).unwrap_or(line).split_whitespace().collect();
+            for (i, word) in words.iter().enumerate() {
+                let name = word.trim_end_matches(',');
+                let valued = words
+                    .get(i + 1)
+                    .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_uppercase()));
+                if name.starts_with('-') && !valued && !flags.contains(&name) {
+                    flags.push(name);
+                }
+            }
+        }
+        flags.sort_unstable();
+        let mut listed = options::FLAGS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
+    }
+
     #[test]
     fn the_whole_usage_has_every_section_and_a_commands_has_its_own() {
         let all = usage(None);
