@@ -11,13 +11,13 @@
 //!
 //! | field | what |
 //! | --- | --- |
-//! | `conn` | the connection's number, as in the debug log |
+//! | `conn` | the connection's number, as in the debug log (0 for a client turned away at accept, [`turned_away`]) |
 //! | `peer` | the client's address |
 //! | `duration_ms` | from accept to close |
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
-//! | `end` | how it ended: a [`CloseReason`] word, or `server_full` |
+//! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
 //! | `error` | why, when the end was a TLS failure or a socket error |
-//! | the mode's own | chat: `user=NAME`; file: `file="NAME" sent=N` (see `Protocol::summary`) |
+//! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused` (see `Protocol::summary`) |
 //!
 //! The log costs next to nothing while it is off: its records live in a
 //! table of their own, indexed like the connection table, that exists only
@@ -141,10 +141,11 @@ impl AccessLog {
     }
 }
 
-/// The line for a client turned away at `--max-connections`, which never
-/// has a record.
-pub fn server_full(peer: SocketAddr) -> String {
-    line(Token(0), peer, 0, (0, 0), "server_full", None, None)
+/// The line for a client turned away at accept, which never has a record:
+/// at `--max-connections` (`end=server_full`), or denied while the server
+/// is full (`end=denied`).
+pub fn turned_away(peer: SocketAddr, end: CloseReason) -> String {
+    line(Token(0), peer, 0, (0, 0), end.word(), None, None)
 }
 
 fn line(
@@ -229,7 +230,7 @@ mod tests {
     #[test]
     fn a_turned_away_client_has_its_own_line() {
         assert_eq!(
-            server_full(peer()),
+            turned_away(peer(), CloseReason::ServerFull),
             "access conn=0 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 bytes_out=0 \
              end=server_full"
         );

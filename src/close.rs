@@ -34,8 +34,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
-    /// Turned away at `--max-connections` (on a TLS listener, after the
-    /// handshake that lets it be told so).
+    /// Turned away at `--max-connections` (on a TLS or PROXY listener,
+    /// after the handshake or header that lets it be told so).
     ServerFull,
     /// Turned away at `--max-per-ip`.
     TooManyFromAddress,
@@ -43,7 +43,8 @@ pub enum CloseReason {
     Denied,
     /// The PROXY protocol header was bad, or did not arrive in time.
     ProxyError,
-    /// The output is incomplete (a file shrank while it was sent): the
+    /// The output is incomplete (a file shrank while it was sent, or the
+    /// shutdown's drain timeout came while output was still owed): the
     /// connection ends with a reset, so the peer cannot take it for whole.
     Truncated,
 }

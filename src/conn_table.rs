@@ -17,7 +17,8 @@
 //! connection's number in the logs). [`ConnTable::get_mut`] finds the slot by
 //! key and then checks the whole token; a stale token finds nothing.
 //! Tokens with all 32 low bits set are never handed out: [`reserved`] makes
-//! them for the listener and the signal pipe.
+//! them for the listeners, the signal pipe, the hub's waker and the
+//! metrics listener and clients (`tokens.rs` maps them all).
 
 use mio::Token;
 use slab::Slab;

@@ -12,7 +12,11 @@
 //! # Stages
 //!
 //! ```text
-//!            accept ----- TLS listener ----> HANDSHAKE --done--+
+//!            accept --PROXY listener--> HEADER --whole------+
+//!              |    (timeout, bad header or denied: CLOSED)     |
+//!              |<-----------------------------------------------+
+//!              |
+//!              +------ TLS listener ----> HANDSHAKE --done--+
 //!              |                  (timeout or bad TLS: CLOSED) |
 //!              v                                               |
 //!  +-------> OPEN <--------------------------------------------+
@@ -72,6 +76,8 @@ use mio::{Interest, Registry, Token};
 use crate::buffer::WriteQueue;
 use crate::close::CloseReason;
 
+/// The idle clock, and quiet members spared it.
+mod idle;
 /// The TLS half of a connection's reads and writes.
 #[cfg(feature = "tls")]
 mod tls;
@@ -188,8 +194,12 @@ pub struct Connection {
     registered: Option<Interest>,
     /// When bytes last moved either way (the idle timeout counts from
     /// here). Moved only by this connection's own reads, writes and
-    /// `sendfile`s, and restarted when it opens.
+    /// `sendfile`s, and restarted when it opens (`idle.rs`: `touch`).
     last_activity: Instant,
+    /// The idle deadline passed while the connection was caught up, and
+    /// its protocol lets quiet members stay: no idle deadline until bytes
+    /// move again (`idle.rs`).
+    idle_spared: bool,
     /// The deadline of this connection's one live timer entry, if armed.
     pub timer_at: Option<Instant>,
     /// Why a graceful close began, for the log line when it ends.
@@ -200,7 +210,8 @@ pub struct Connection {
     pub refusing: Option<Refusal>,
     /// The connection holds a `--max-connections` slot
     /// (`event_loop/admission.rs`, `Limit`): from its admission until it
-    /// starts a bounded close, is turned away, or is reaped.
+    /// starts a bounded close, is turned away, starts lingering, or is
+    /// reaped.
     pub holds_slot: bool,
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
@@ -239,6 +250,7 @@ impl Connection {
             peer_eof: false,
             registered: None,
             last_activity: now,
+            idle_spared: false,
             timer_at: None,
             close_reason: None,
             refusing: None,
@@ -422,7 +434,7 @@ impl Connection {
                     if n < buf.len() && !self.read_closed_hint {
                         self.read_ready = false;
                     }
-                    self.last_activity = now;
+                    self.touch(now);
                     ReadOutcome::Data(n)
                 }
                 // The OS saying "not now".
@@ -448,7 +460,7 @@ impl Connection {
     pub fn send(&mut self, bytes: &[u8], now: Instant) -> (WriteOutcome, usize) {
         let (outcome, n) = self.send_now(bytes);
         if n > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         (outcome, n)
     }
@@ -497,7 +509,7 @@ impl Connection {
     pub fn flush(&mut self, limit: usize, now: Instant) -> (WriteOutcome, usize) {
         let (outcome, n) = self.flush_now(limit);
         if n > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         (outcome, n)
     }
@@ -611,7 +623,7 @@ impl Connection {
     /// writable event before the next.
     pub fn sent_directly(&mut self, sent: usize, blocked: bool, now: Instant) {
         if sent > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         if blocked {
             self.write_blocked = true;
@@ -625,7 +637,7 @@ impl Connection {
     /// when it fires).
     pub fn open(&mut self, now: Instant) {
         self.set_stage(Stage::Open);
-        self.last_activity = now;
+        self.touch(now);
         self.timer_at = None;
     }
 
@@ -677,7 +689,7 @@ impl Connection {
     /// When this connection's timer is due: the idle deadline (bytes last
     /// moved + `idle`) or the stage's own bound, whichever is first.
     pub fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
-        let idle_at = idle.map(|d| self.last_activity + d);
+        let idle_at = self.idle_due(idle);
         let stage_at = match self.stage {
             // The handshake has its own clock; idleness starts after it.
             Stage::Header { until } | Stage::Handshake { until } => return Some(until),

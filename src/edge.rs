@@ -13,7 +13,9 @@
 //!
 //! [`Gate`] puts them together for the loop (`event_loop/entry.rs`), which asks
 //! at accept, or, behind a PROXY protocol header (`proxy.rs`), once the
-//! header has named the client. The loop has a gate only when one of these
+//! header has named the client; of a client the connection limit turns
+//! away, the loop asks only [`Gate::refuses`] (`event_loop/admission.rs`),
+//! so that a denied one is told nothing. The loop has a gate only when one of these
 //! options is given: without them, accepting costs what it always did.
 
 use std::collections::HashMap;
@@ -266,16 +268,27 @@ impl Gate {
 
     /// A connection was accepted from `peer`.
     pub fn at_accept(&mut self, token: Token, peer: SocketAddr) -> Entry {
+        if self.refuses(peer) {
+            return Entry::Refuse;
+        }
+        if self.opts.proxy_protocol {
+            return Entry::WaitHeader;
+        }
+        self.admit(token, peer.ip())
+    }
+
+    /// True if a connection from `peer` is refused at accept, before a
+    /// byte is read: a peer outside `--proxy-from`, or without
+    /// `--proxy-protocol`, one `--allow` and `--deny` refuse. Counts
+    /// nothing, so that the loop may ask it of a client it turns away at
+    /// `--max-connections` (a denial wins: a denied peer is told nothing).
+    pub fn refuses(&self, peer: SocketAddr) -> bool {
         if self.opts.proxy_protocol {
             let trusted = self.opts.proxy_from.is_empty()
                 || self.opts.proxy_from.iter().any(|c| c.contains(peer.ip()));
-            return if trusted {
-                Entry::WaitHeader
-            } else {
-                Entry::Refuse
-            };
+            return !trusted;
         }
-        self.admit(token, peer.ip())
+        !self.opts.policy.admits(peer.ip())
     }
 
     /// Applies allow, deny and the limit per address to `client`.
@@ -427,6 +440,7 @@ mod tests {
         let mut gate = Gate::new(&opts, Some(PerIp::new(1))).unwrap();
         let lb: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let stranger: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+        assert!(gate.refuses(stranger) && !gate.refuses(lb));
         assert_eq!(gate.at_accept(Token(1), stranger), Entry::Refuse);
         assert_eq!(gate.at_accept(Token(1), lb), Entry::WaitHeader);
         assert!(matches!(

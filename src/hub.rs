@@ -17,8 +17,8 @@
 //!   ([`Hub::flush`]): one channel send per message and peer, and one wake
 //!   per peer per turn. The peer's loop sees the wake as an event like any
 //!   other and hands the messages to its protocol ([`Hub::take`]), which
-//!   delivers them to its own connections, one write per receiver per turn
-//!   as for local lines. A line is encoded once, into an `Arc` that every
+//!   delivers them to its own connections, one flush per receiver per
+//!   delivery pass as for local lines. A line is encoded once, into an `Arc` that every
 //!   worker's receivers share. A room message is heard by whoever was in
 //!   the room where it arrives when it arrived: it is stamped as it enters
 //!   the receiving worker's inbox ([`Hub::flush`], by this process's

@@ -25,7 +25,8 @@
 //!    [`protocol::room`] is what both relays do with their room.
 //! 6. [`event_loop`]: the loop itself, one file per layer of a turn: its
 //!    `mod.rs` is the turn (poll, dispatch); then admission, entry (PROXY,
-//!    TLS, open), the visit, closing, relays, time, reporting, shutdown.
+//!    TLS, open), the visit, output (emit, flush, settle), closing, relays,
+//!    time, reporting, shutdown, and the start-up that opens its parts.
 //! 7. [`pacing`] (a relay's senders paced to the receivers that keep up),
 //!    [`stats`], [`access_log`], [`close`] (why a connection ended),
 //!    [`quote`] (log fields a client cannot break), [`logging`] (a log that never kills the
@@ -35,12 +36,13 @@
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
-//!    unbuffered API) keeps no buffer while idle. `connection.rs` shows
+//!    unbuffered API) keeps no buffer while idle. `connection/tls.rs` shows
 //!    where they are called.
-//! 9. [`workers`], [`worker_link`] and [`hub`]: `--workers N`, N loops
-//!    behaving as one server: the supervisor that runs them, what each
-//!    loop shares with the others (the connection count, the figures), and
-//!    what the relays send across them.
+//! 9. [`workers`], [`worker_link`], [`spread`] and [`hub`]: `--workers N`,
+//!    N loops behaving as one server: the supervisor that runs them, what
+//!    each loop shares with the others (the connection count, the
+//!    figures, the holding flags), how new connections are spread over
+//!    them, and what the relays send across them.
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.
@@ -70,6 +72,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod quote;
 pub mod sendfile;
+pub mod spread;
 pub mod stats;
 pub mod sys;
 pub mod systemd;
@@ -242,16 +245,18 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
         return Ok(exit);
     }
-    // Relays reach each other's members through a hub; the others share
-    // nothing.
+    // Every worker may be handed connections (`spread.rs`); relays also
+    // reach each other's members through a hub. Both wake a worker with
+    // its one waker.
     let fans_out = first.fans_out();
     drop(first);
+    let wakers = parts
+        .iter()
+        .map(Parts::waker)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Start)?;
+    let handoffs = spread::Handoff::mesh(&wakers);
     let hubs = if fans_out {
-        let wakers = parts
-            .iter()
-            .map(Parts::waker)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RunError::Start)?;
         Hub::mesh(wakers)
     } else {
         (0..workers).map(|_| Hub::Local).collect()
@@ -265,6 +270,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         parts,
         protocols,
         hubs,
+        handoffs,
         metrics,
         &options,
         #[cfg(feature = "tls")]

@@ -18,14 +18,16 @@
 //!   once a shutdown has begun, so that a balancer stops sending clients
 //!   before the listener closes.
 //! - `HEAD` answers like `GET` without the body; any other method 405; any
-//!   other path 404; a request header over 8 KiB 431; one not complete
-//!   within a second of the accept is closed ([`HEADER_TIMEOUT`]). Every
+//!   other path 404; a request `httparse` refuses 400; a request header
+//!   over 8 KiB 431; one not complete within a second of the accept is
+//!   closed ([`HEADER_TIMEOUT`]). Every
 //!   answer closes its connection: what a client sends after its first
 //!   request's header is never read as a request, only thrown away until
 //!   the client has the answer (a close in stages, [`Stage::Lingering`]).
 //! - At most [`MAX_CLIENTS`] clients at once; a newcomer beyond them takes
-//!   the place of the oldest whose request is not whole ([`victim`]), so
-//!   that connections held open cannot keep a health check out.
+//!   the place of the oldest whose request is not whole (if none, of a
+//!   lingering one, then of one being answered: [`victim`]), so that
+//!   connections held open cannot keep a health check out.
 
 mod text;
 

@@ -41,8 +41,9 @@
 //!   it again.
 //!
 //! Only protocols that fan out (`Protocol::FANS_OUT`) consult this; echo and
-//! file never touch it, and while nobody is behind it costs one comparison
-//! per read. Time is passed in; the loop owns the one timer entry, due at
+//! file never touch it, and while nobody is behind it costs two comparisons
+//! per read ([`Pacing::may_read`]; with several workers the loop also
+//! reads the other workers' holding flags, `worker_link.rs`). Time is passed in; the loop owns the one timer entry, due at
 //! [`Pacing::next_check`].
 
 use std::time::{Duration, Instant};

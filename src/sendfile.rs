@@ -24,8 +24,9 @@
 //!   write would; any other error is the file's (`EIO`, say), and the
 //!   protocol ends the transfer with a reset.
 //!
-//! One call sends at most the loop's per-visit share, so a fast reader of a
-//! large file takes its turn like every other connection.
+//! One step sends at most the loop's per-visit limit for it
+//! (`DIRECT_PER_VISIT` in `event_loop/visit.rs`, 1 MiB), so a fast reader
+//! of a large file takes its turn like every other connection.
 
 use std::fs::File;
 use std::io;

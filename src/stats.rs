@@ -1,21 +1,27 @@
 //! Counters, the one line that reports them, and when to report.
 //!
 //! The loop bumps these as things happen (`event_loop/`); the stats timer
-//! logs [`Stats::line`] every `--stats-interval`, and once more at shutdown.
+//! logs [`Stats::line`] at most every `--stats-interval`, when
+//! [`Reporter`] says so, and once more at shutdown.
 //! Counting is a few integer adds per event: no clock reads, no syscalls.
 //!
 //! [`Reporter`] decides when a line is worth writing: the first one after
 //! any change, then nothing while the figures stand still (but one line an
 //! hour, so that a silent log still says the server is alive). While
-//! nothing changes its timer is not even armed until the hour is up, so an
-//! idle server with the default settings makes no wakeups at all.
+//! nothing changes its timer is not armed again until the hour is up, so
+//! an idle server with the default settings wakes for it twice after start
+//! (the baseline line, then the tick that finds nothing moved), then once
+//! an hour.
 
 use std::time::{Duration, Instant};
 
 /// Totals since the server started.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections accepted and served (rejected ones not included).
+    /// Connections let in to be served, past the limit and the gate
+    /// (`event_loop/entry.rs`, `let_in`): before any TLS handshake, so one
+    /// that fails is counted here and in `tls_failures`. Those turned
+    /// away are not: they are counted by reason below.
     pub accepted: u64,
     /// Connections turned away because the server was full.
     pub rejected: u64,
@@ -103,6 +109,15 @@ impl Stats {
 /// How long a server whose figures do not move stays silent: one line an
 /// hour says it is still there.
 pub const HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// `1 connection`, `3 connections`: for log lines a person reads.
+pub fn connections(n: usize) -> String {
+    if n == 1 {
+        "1 connection".into()
+    } else {
+        format!("{n} connections")
+    }
+}
 
 /// When to write the periodic stats line. Pure: time and figures are
 /// passed in. The loop keeps one timer entry for it, due at

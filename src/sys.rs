@@ -1,10 +1,11 @@
 //! What the server needs from the operating system beyond mio: the address
 //! a `--listen` host name stands for, a listening socket with deliberate
-//! options (and, when it cannot be had, an error that says what to do),
-//! and the file-descriptor limit.
+//! options (TCP keepalive among them, for a room's quiet members; and,
+//! when one cannot be had, an error that says what to do), and the
+//! file-descriptor limit.
 //!
-//! Everything here runs once, at start-up, before the loop, but for two
-//! things: the classifiers of OS errors (which errors mean the peer left,
+//! Everything here runs once, at start-up, before the loop, but for these:
+//! the classifiers of OS errors (which errors mean the peer left,
 //! which mean the process ran out of something), [`recv`] and [`send`],
 //! the two system calls of every message, and [`unacked`], which a
 //! lingering close asks. The loop itself
@@ -14,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -364,6 +366,57 @@ pub fn unacked(fd: RawFd) -> usize {
     }
 }
 
+/// TCP keepalive, as the kernel is told it: after `idle` with no segment
+/// from the peer, up to `probes` probes `interval` apart; a peer that
+/// answers none is closed (the socket fails with ETIMEDOUT). Bytes the
+/// peer leaves unacknowledged for [`gives_up`](Self::gives_up) close it
+/// too (TCP_USER_TIMEOUT): keepalive probes only a connection with
+/// nothing in flight, and without it a machine gone while it was owed
+/// bytes would be retried for about 15 minutes (`tcp_retries2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+impl Keepalive {
+    /// Sized from one span of silence, Redis's `tcp-keepalive` rule: the
+    /// first probe after `silence` (whole seconds, at least 1, at most the
+    /// kernel's 32767), then three, a third of it apart (at least 1 s). A
+    /// peer whose machine is gone is closed about `2 × silence` after it
+    /// last said anything.
+    pub fn after(silence: Duration) -> Self {
+        let idle = silence.as_secs_f64().ceil().clamp(1.0, 32767.0) as u64;
+        Self {
+            idle: Duration::from_secs(idle),
+            interval: Duration::from_secs((idle / 3).max(1)),
+            probes: 3,
+        }
+    }
+
+    /// How long a peer may stay silent to every probe, or leave bytes
+    /// unacknowledged, before it is closed.
+    pub fn gives_up(&self) -> Duration {
+        self.idle + self.interval * self.probes
+    }
+}
+
+/// Turns on TCP keepalive, as `k` says, on `socket`. Set on a listener, it
+/// holds for every socket the listener accepts: Linux copies a listener's
+/// socket options to each connection `accept` returns (the test below
+/// checks it), so a connection costs no system call for it.
+pub fn keepalive(socket: &impl std::os::fd::AsFd, k: Keepalive) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(k.idle)
+            .with_interval(k.interval)
+            .with_retries(k.probes),
+    )?;
+    socket.set_tcp_user_timeout(Some(k.gives_up()))
+}
+
 /// True for the errors that just mean the peer went away: logged at debug,
 /// never as a server error.
 pub fn is_disconnect(e: &io::Error) -> bool {
@@ -496,6 +549,50 @@ mod tests {
         let group = listen_group(Bind::Any(0), 2).unwrap();
         let port = group[0].local_addr().unwrap().port();
         assert_eq!(group[1].local_addr().unwrap().port(), port);
+    }
+
+    #[test]
+    fn keepalive_is_sized_from_the_silence_it_allows() {
+        let k = Keepalive::after(Duration::from_secs(30));
+        assert_eq!(
+            (k.idle, k.interval, k.probes),
+            (Duration::from_secs(30), Duration::from_secs(10), 3)
+        );
+        assert_eq!(k.gives_up(), Duration::from_secs(60));
+        // Fractions round up; the kernel counts whole seconds, at least 1.
+        let k = Keepalive::after(Duration::from_millis(500));
+        assert_eq!(
+            (k.idle, k.interval),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        let k = Keepalive::after(Duration::from_secs(1 << 20));
+        assert_eq!(k.idle, Duration::from_secs(32767));
+    }
+
+    /// Set on the listener, the options hold on the sockets it accepts:
+    /// read back from one with getsockopt.
+    #[test]
+    fn keepalive_set_on_a_listener_holds_on_what_it_accepts() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let k = Keepalive::after(Duration::from_secs(7));
+        keepalive(&listener, k).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let s = socket2::SockRef::from(&accepted);
+        assert!(s.keepalive().unwrap(), "SO_KEEPALIVE");
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(2));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(s.tcp_user_timeout().unwrap(), Some(Duration::from_secs(13)));
     }
 
     #[test]

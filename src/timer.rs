@@ -1,8 +1,10 @@
-//! Deadlines: one min-heap for every timer in the process.
+//! Deadlines: one min-heap for every timer of a loop (each worker has its
+//! own).
 //!
 //! Idle timeouts, the closing linger, the shutdown drain, the accept retry
-//! after running out of descriptors, and the periodic stats line all live in
-//! one [`Timers`]. The event loop asks it for the nearest deadline to compute
+//! after running out of descriptors, the periodic stats line and the rest
+//! of the loop's keys (`event_loop/time.rs`, `TimerKey`) all live in one
+//! [`Timers`]. The event loop asks it for the nearest deadline to compute
 //! the poll timeout, and for the expired entries after each wakeup.
 //!
 //! The heap is pure: it never reads the clock. Every call that needs the time
@@ -32,7 +34,9 @@
 //! many entries as there are live ones (plus a little slack), it drops every
 //! stale entry in one O(n) pass. Each pass at least halves the heap, so its
 //! cost is paid for by the pushes that grew it, and the heap never holds
-//! more than about twice the live entries.
+//! more than about twice the live entries (plus [`COMPACT_SLACK`]). Until
+//! then a stale entry fires at its deadline, a wakeup that finds nothing
+//! to do.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

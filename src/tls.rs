@@ -15,9 +15,9 @@
 //! [`ServerSession`] (src/tls/session.rs): the same two moves, with the
 //! ciphertext read into the loop's shared buffer rather than into a buffer
 //! of rustls's own per connection, so that an idle TLS connection holds
-//! only its session's state. The connection (`connection.rs`) decides when
-//! to call them and what interest that needs; the handshake is the
-//! connection's HANDSHAKE stage.
+//! only its session's state. The connection decides when to call them
+//! (`connection/tls.rs`) and what interest that needs (`connection.rs`);
+//! the handshake is the connection's HANDSHAKE stage.
 //!
 //! Every file is read once, and `formats` (src/tls/formats.rs) says what
 //! it is when it is not PEM (DER, PKCS#12, an encrypted key) and the
@@ -134,6 +134,14 @@ fn load_roots(option: &str, path: &Path) -> Result<RootCertStore, TlsError> {
 /// certificate is refused, and one outside its validity period is logged
 /// as a warning.
 pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_and_leaf(opts).map(|(config, _)| Arc::new(config))
+}
+
+/// [`server_config`], and the leaf certificate it serves, so that a reload
+/// describes the certificate it loaded without reading the file again.
+fn server_config_and_leaf(
+    opts: &ServerTls,
+) -> Result<(ServerConfig, CertificateDer<'static>), TlsError> {
     let (cert, key) = match (&opts.cert, &opts.key) {
         (Some(c), Some(k)) => (c, k),
         (Some(c), None) => {
@@ -156,7 +164,8 @@ pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let chain = load_certs("--tls-cert", cert)?;
     let private = load_key("--tls-key", key)?;
-    let verdict = leaf::check(&chain[0], SystemTime::now());
+    let leaf = chain[0].clone();
+    let verdict = leaf::check(&leaf, SystemTime::now());
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -187,28 +196,24 @@ pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     // already sets up for TLS 1.2 and 1.3. One configuration serves every
     // worker, so a session resumes on any of them.
     config.ticketer = ring::Ticketer::new().map_err(|e| TlsError(format!("TLS set-up: {e}")))?;
-    Ok(Arc::new(config))
+    Ok((config, leaf))
 }
 
 /// Builds the configuration again from the same files (SIGHUP), keeping
 /// the old one's session cache and ticket keys, so that sessions made
 /// before the reload still resume. Returns it with a description of the
 /// certificate now served, for the log; the old configuration is untouched
-/// if anything is wrong.
+/// if anything is wrong. Each file is read once: the description is of
+/// the certificate just loaded, not of a second reading of its file.
 pub fn reload(
     opts: &ServerTls,
     old: &Arc<ServerConfig>,
 ) -> Result<(Arc<ServerConfig>, String), TlsError> {
-    let fresh = server_config(opts)?;
-    let mut config = Arc::unwrap_or_clone(fresh);
+    let (mut config, leaf) = server_config_and_leaf(opts)?;
     config.session_storage = old.session_storage.clone();
     config.ticketer = old.ticketer.clone();
-    let described = opts
-        .cert
-        .as_ref()
-        .and_then(|c| load_certs("--tls-cert", c).ok())
-        .and_then(|chain| chain.first().and_then(|leaf| leaf::describe(leaf)))
-        .unwrap_or_else(|| "certificate details unreadable".into());
+    let described =
+        leaf::describe(&leaf).unwrap_or_else(|| "certificate details unreadable".into());
     Ok((Arc::new(config), described))
 }
 

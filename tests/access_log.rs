@@ -102,9 +102,7 @@ fn without_the_option_there_is_no_access_line() {
     s.write_all(b"x").unwrap();
     expect(&mut s, b"x");
     drop(s);
-    server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 1 && stat(l, "active") == 0
-    });
+    server.wait_stats(&[("total", 1), ("active", 0)]);
     assert!(server.log_lines("access").is_empty());
 }
 

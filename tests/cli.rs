@@ -345,7 +345,7 @@ fn echoes(addr: SocketAddr) {
 #[test]
 fn listen_may_be_given_more_than_once() {
     if !has_ipv6() {
-        eprintln!("skipped: IPv6 loopback is not available here");
+        skip::skip("no IPv6 loopback (::1) here");
         return;
     }
     for workers in ["1", "2"] {
@@ -424,9 +424,9 @@ fn a_privileged_port_says_how_to_get_the_privilege() {
         .and_then(|s| s.trim().parse::<u16>().ok())
         .unwrap_or(1024);
     if first <= 1 {
-        eprintln!(
-            "skipped: net.ipv4.ip_unprivileged_port_start is {first}: no port is privileged here"
-        );
+        skip::skip(&format!(
+            "net.ipv4.ip_unprivileged_port_start is {first}: no port is privileged here"
+        ));
         return;
     }
     // SAFETY: geteuid reads the process's own id; no memory is involved.
@@ -453,7 +453,9 @@ fn a_privileged_port_says_how_to_get_the_privilege() {
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("skipped: cannot run the binary as nobody (65534) here: {e}");
+            skip::skip(&format!(
+                "cannot run the binary as nobody (65534) here: {e}"
+            ));
             return;
         }
     };

@@ -130,9 +130,8 @@ fn overlong_line_is_refused_and_only_that_client_closed() {
 
 #[test]
 fn ipv6_loopback_works() {
-    // Skip quietly where the machine has no IPv6 loopback.
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no ::1 here; skipping");
+        skip::skip("no IPv6 loopback (::1) here");
         return;
     }
     let server = Server::start(&["echo", "--listen", "[::1]:0"]);

@@ -217,7 +217,7 @@ fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
     let t = Tree::new("many");
     pattern_file(&t.root().join("big.bin"), 16_000_000);
     fs::write(t.root().join("small.txt"), b"small").unwrap();
-    let server = Server::start(&["file", "--root", &t.root_arg()]);
+    let server = Server::start(&["file", "--root", &t.root_arg(), "--log-level", "debug"]);
     let addr = server.addr;
     let downloads: Vec<_> = (0..8)
         .map(|_| {
@@ -228,7 +228,10 @@ fn many_downloads_share_the_loop_and_small_requests_are_not_starved() {
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(50));
+    // All eight are under way before the small request comes.
+    eventually("eight downloads under way", || {
+        server.log_lines("sending \"big.bin\"").len() == 8
+    });
     let started = Instant::now();
     assert_eq!(fetch(&server, b"small.txt"), b"small");
     let small = started.elapsed();
@@ -312,16 +315,27 @@ fn a_root_the_server_cannot_search_is_refused_at_start() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let t = Tree::new("nosearch");
+    // The tree's own directory is open to all, whatever the umask: only the
+    // root below it is closed.
+    fs::set_permissions(&t.0, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(t.root(), fs::Permissions::from_mode(0o000)).unwrap();
-    let mut cmd = binary();
-    cmd.args(["file", "--root", &t.root_arg(), "--listen", "127.0.0.1:0"]);
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
         // Root may search anything: run as nobody, like a server started
-        // as another user than the one who owns the files.
-        cmd.uid(65534).gid(65534);
-    }
-    let out = cmd.output().unwrap();
+        // as another user than the one who owns the files. Nobody may not
+        // reach the binary where the checkout is (under /root, say): it
+        // runs a link or a copy in the tree.
+        let Some(exe) = runnable_by_nobody(&t) else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.uid(NOBODY).gid(NOBODY);
+        cmd
+    } else {
+        binary()
+    };
+    cmd.args(["file", "--root", &t.root_arg(), "--listen", "127.0.0.1:0"]);
+    let out = output_within(cmd);
     fs::set_permissions(t.root(), fs::Permissions::from_mode(0o755)).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -329,4 +343,117 @@ fn a_root_the_server_cannot_search_is_refused_at_start() {
         stderr.contains("cannot search it, so no file could be served"),
         "{stderr}"
     );
+}
+
+/// The user and group `nobody` (65534 on Linux).
+const NOBODY: u32 = 65534;
+
+/// The binary under test, at a path in `t` that [`NOBODY`] may run: a hard
+/// link where the tree is on the checkout's filesystem, else a copy. `None`,
+/// with the test skipped in one line, where nobody cannot run even that
+/// (a temporary directory nobody may not enter).
+fn runnable_by_nobody(t: &Tree) -> Option<PathBuf> {
+    use std::os::unix::process::CommandExt;
+    let exe = t.0.join("monoloop");
+    let original = env!("CARGO_BIN_EXE_monoloop");
+    if fs::hard_link(original, &exe).is_err() {
+        fs::copy(original, &exe).unwrap();
+    }
+    let mut attempts = 0;
+    loop {
+        let mut probe = std::process::Command::new(&exe);
+        probe.arg("--help").uid(NOBODY).gid(NOBODY);
+        match try_output_within(probe) {
+            Ok(out) if out.status.success() => return Some(exe),
+            Ok(out) => panic!("{} --help as nobody: {out:?}", exe.display()),
+            // A copy's descriptor still open in a child another test forked
+            // this instant (it closes at that child's exec): try again.
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                skip::skip(&format!(
+                    "user {NOBODY} cannot run {}: {e} (TMPDIR must be open to all)",
+                    exe.display()
+                ));
+                return None;
+            }
+        }
+    }
+}
+
+/// Issue 21: a download under way when SIGTERM comes goes on streaming
+/// through the drain, and one that finishes in time ends as any
+/// complete one does: every byte, then a clean end, and the server exits
+/// 0. (Before, the drain ended it at once with a FIN, a few MiB in.)
+#[test]
+fn a_download_under_way_at_sigterm_finishes_within_the_drain() {
+    const SIZE: u64 = 50 << 20;
+    let t = Tree::new("drain-finish");
+    pattern_file(&t.root().join("big.bin"), SIZE);
+    for path in PATHS {
+        let root = t.root_arg();
+        let args = [&["file", "--root", &root, "--drain-timeout", "20"], path].concat();
+        let mut server = Server::start(&args);
+        let mut s = connect(server.addr);
+        s.write_all(b"big.bin\n").unwrap();
+        let head = read_pattern(&mut s, 1 << 20);
+        server.signal(libc::SIGTERM);
+        server.wait_for_log("SIGTERM");
+        // The rest comes after the signal, and then the end.
+        let mut rest = vec![0u8; (SIZE - head) as usize];
+        s.read_exact(&mut rest)
+            .unwrap_or_else(|e| panic!("{path:?}: the download stopped: {e}"));
+        assert!(
+            rest.iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern(head + i as u64)),
+            "{path:?}"
+        );
+        let (extra, reset) = read_to_eof(&mut s);
+        assert!(extra.is_empty() && !reset, "{path:?}: not a clean end");
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{path:?}: exit status {status}");
+    }
+}
+
+/// Issue 21: a download the drain timeout cuts short ends with a reset,
+/// never with the FIN of a complete one, and a warning names the file,
+/// the bytes sent and its size (without the access log too).
+#[test]
+fn a_download_the_drain_timeout_cuts_short_ends_with_a_reset_and_a_warning() {
+    const SIZE: u64 = 50 << 20;
+    let t = Tree::new("drain-cut");
+    pattern_file(&t.root().join("big.bin"), SIZE);
+    for path in PATHS {
+        let root = t.root_arg();
+        let args = [&["file", "--root", &root, "--drain-timeout", "1"], path].concat();
+        let mut server = Server::start(&args);
+        let mut s = connect(server.addr);
+        s.write_all(b"big.bin\n").unwrap();
+        let head = read_pattern(&mut s, 1 << 20);
+        let signalled = Instant::now();
+        server.signal(libc::SIGTERM);
+        // A slow reader: nothing read for longer than the drain.
+        thread::sleep(Duration::from_millis(1500));
+        let (rest, reset) = read_to_eof(&mut s);
+        assert!(reset, "{path:?}: a cut transfer ended with a FIN");
+        let total = head + rest.len() as u64;
+        assert!(total < SIZE, "{path:?}: all {total} bytes came");
+        assert!(
+            rest.iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern(head + i as u64)),
+            "{path:?}"
+        );
+        let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+        assert!(
+            warning.contains("\"big.bin\"") && warning.contains(&format!("of {SIZE} bytes sent")),
+            "{path:?}: {warning}"
+        );
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{path:?}: exit status {status}");
+        assert!(signalled.elapsed() < Duration::from_secs(8));
+    }
 }

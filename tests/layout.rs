@@ -1,11 +1,17 @@
 //! The shape of the source, checked: what docs/architecture.md and
 //! `src/event_loop/mod.rs` say about the layout stays true.
 //!
-//! - no file in src/ passes 900 lines;
+//! - no file in src/ or tests/ passes 900 lines;
 //! - the modules of src/, drawn from their imports (`crate::…`, tests
 //!   left out), have no circle;
 //! - the files of `src/event_loop/` (one `impl Server` each) call only the
-//!   layers below them, in the order `mod.rs` gives.
+//!   layers below them, in the order `mod.rs` gives;
+//! - a test that skips says so through `common::skip`, which shows in
+//!   `cargo test`'s output, not with a `println!` it captures;
+//! - CI (`.ci/run`) runs the test command README gives;
+//! - what README.md and docs/ cite exists: every `src/`, `tests/`,
+//!   `docs/` or `benches/` path they name, and every function a
+//!   `file.rs::name` citation names in that file.
 //!
 //! It reads the source as text, simply: a method is a `fn` at four spaces
 //! inside an `impl Server {` block, a call is `self.name(`.
@@ -34,6 +40,10 @@ const QUERIES: &[&str] = &["active", "is_tls"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -83,9 +93,10 @@ fn calls(text: &str) -> Vec<&str> {
 }
 
 #[test]
-fn no_file_in_src_passes_900_lines() {
+fn no_file_in_src_or_tests_passes_900_lines() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    rust_files(&tests(), &mut files);
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
@@ -177,4 +188,145 @@ fn the_loops_layers_call_only_those_below() {
     upward.sort();
     upward.dedup();
     assert!(upward.is_empty(), "calls up a layer: {upward:#?}");
+}
+
+#[test]
+fn skips_are_said_where_cargo_test_shows_them() {
+    let mut files = Vec::new();
+    rust_files(&tests(), &mut files);
+    let mut quiet = Vec::new();
+    // skip.rs is the one place that writes the line; this file names the
+    // macros it looks for.
+    let exempt = |f: &PathBuf| f.ends_with("common/skip.rs") || f.ends_with("layout.rs");
+    for f in files.iter().filter(|f| !exempt(f)) {
+        let text = fs::read_to_string(f).unwrap();
+        // `println!(` and `eprintln!(` alike.
+        for (i, _) in text.match_indices("println!(") {
+            let call = &text[i..];
+            let call = &call[..call.find(");").unwrap_or(call.len())];
+            if call.to_lowercase().contains("skip") {
+                let line = text[..i].lines().count();
+                quiet.push(format!("{}:{line}", f.display()));
+            }
+        }
+    }
+    assert!(
+        quiet.is_empty(),
+        "a skip printed where libtest captures it; use common::skip: {quiet:?}"
+    );
+}
+
+#[test]
+fn ci_runs_the_test_command_readme_gives() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    // The indented line after "Test it:".
+    let command = readme
+        .split("Test it:")
+        .nth(1)
+        .and_then(|rest| rest.lines().map(str::trim).find(|l| !l.is_empty()))
+        .expect("README says 'Test it:' and then the command");
+    let ci = fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == command),
+        "README's test command `{command}` is not a line of .ci/run"
+    );
+}
+
+/// README.md and docs/*.md, as text.
+fn docs() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for entry in fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(root).unwrap().display().to_string();
+            (name, fs::read_to_string(&f).unwrap())
+        })
+        .collect()
+}
+
+/// True for the characters of a path as the docs write one.
+fn path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
+/// Paths in `text` that start with one of `roots` (`src/`, ...), at a word
+/// boundary, without a trailing full stop. Only those that name a file (an
+/// extension) or a directory (a trailing `/`) are citations; others are
+/// examples (`docs/link`, a symlink in the file server's section).
+fn cited_paths<'a>(text: &'a str, roots: &[&str]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for root in roots {
+        for (i, _) in text.match_indices(root) {
+            if text[..i].chars().next_back().is_some_and(path_char) {
+                continue;
+            }
+            let rest = &text[i..];
+            let end = rest.find(|c| !path_char(c)).unwrap_or(rest.len());
+            let path = rest[..end].trim_end_matches('.');
+            let file = Path::new(path).extension().is_some();
+            if file || path.ends_with('/') {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_docs_cite_paths_and_functions_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    rust_files(&src(), &mut sources);
+    rust_files(&tests(), &mut sources);
+    let mut missing = Vec::new();
+    for (doc, text) in docs() {
+        for path in cited_paths(&text, &["src/", "tests/", "docs/", "benches/"]) {
+            if !root.join(path).exists() {
+                missing.push(format!("{doc}: {path} does not exist"));
+            }
+        }
+        // `file.rs::name`: `tests/server.rs::a_test`, `lib.rs::serve`. A
+        // file named without its directory may be any of that name.
+        for (i, _) in text.match_indices(".rs::") {
+            let start = text[..i]
+                .rfind(|c: char| !path_char(c))
+                .map_or(0, |j| j + 1);
+            let file = &text[start..i + 3];
+            let name: String = text[i + 5..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let homes: Vec<&PathBuf> = sources.iter().filter(|s| s.ends_with(file)).collect();
+            if homes.is_empty() {
+                missing.push(format!("{doc}: {file} (in {file}::{name}) does not exist"));
+                continue;
+            }
+            let defined = homes.iter().any(|h| {
+                let text = fs::read_to_string(h).unwrap();
+                ["fn ", "struct ", "enum ", "const ", "mod "]
+                    .iter()
+                    .any(|kind| {
+                        text.match_indices(&format!("{kind}{name}")).any(|(j, _)| {
+                            let after = text[j + kind.len() + name.len()..].chars().next();
+                            !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                        })
+                    })
+            });
+            if !defined {
+                missing.push(format!("{doc}: {file}::{name} names nothing in {file}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "stale citations: {missing:#?}");
 }

@@ -118,10 +118,7 @@ fn several_workers_are_summed_and_listed() {
 
 #[test]
 fn promtool_accepts_the_text() {
-    if Command::new("promtool").arg("--version").output().is_err() {
-        eprintln!(
-            "skipped: promtool is not installed (apt-get install prometheus); .ci/run installs it"
-        );
+    if !skip::have("promtool", "--version", "prometheus") {
         return;
     }
     let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);

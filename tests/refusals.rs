@@ -63,9 +63,9 @@ fn counted_apart(server: &mut Server, m: SocketAddr, (label, key): (&str, &str),
         1.0,
         "accepted_total counts the {n} clients turned away as {label}"
     );
-    let line = server.wait_for_log_where("stats:", |l| l.contains(&format!(" {key}={n}")));
+    let line = server.wait_stats(&[(key, n)]);
     assert_eq!(
-        stat(&line, "total"),
+        line.get("total"),
         1,
         "the stats line counts clients turned away as {key}: {line}"
     );
@@ -101,6 +101,34 @@ fn denied_clients_are_counted_as_denied_not_accepted() {
         assert!(said.is_empty(), "a denied client was told {said:?}");
     }
     counted_apart(&mut server, m, ("denied", "denied"), 5);
+}
+
+/// Issue 20, item 7: a denial wins over the limit. A denied client that
+/// comes while the server is full is told nothing, not `Server is full`,
+/// and is counted as denied, not rejected.
+#[test]
+fn a_denied_client_is_told_nothing_even_when_the_server_is_full() {
+    let mut server = Server::start(&[
+        "echo",
+        "--deny",
+        "127.0.0.2",
+        "--max-connections",
+        "1",
+        "--access-log",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let _kept = served(server.addr, b"", b"served");
+    let from: IpAddr = "127.0.0.2".parse().unwrap();
+    let mut s = connect_from(from, server.addr);
+    let (said, _) = read_to_eof(&mut s);
+    assert!(
+        said.is_empty(),
+        "a denied client at a full server was told {:?}",
+        String::from_utf8_lossy(&said)
+    );
+    server.wait_stats(&[("denied", 1), ("rejected", 0)]);
+    server.wait_for_log_where("access conn=0", |l| l.contains("end=denied"));
 }
 
 /// Issue 18, defect 3: clients over `--max-per-ip` are counted there, not

@@ -85,13 +85,17 @@ fn server_options() -> String {
                            on its first address     [default: 127.0.0.1:{DEFAULT_PORT}]
     --max-connections N    clients served at once; more get
                            \"Server is full. Try again later.\"  [default: 1024]
-    --idle-timeout SECS    close a connection silent both ways this long;
-                           0 disables                         [default: 30]
+    --idle-timeout SECS    close a connection silent both ways this long
+                           (chat, broadcast: unless it has everything it
+                           was sent; TCP keepalive probes it after this
+                           long instead); 0 disables          [default: 30]
     --write-limit BYTES    bytes queued for one client before the server
                            stops reading from it (backpressure); any BYTES
                            may end in K, M or G (1024-based)  [default: 1M]
     --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
-                           each client is owed                [default: 5]
+                           each client is owed and finish downloads under
+                           way; what is still owed then ends with a reset
+                                                              [default: 5]
     --stats-interval SECS  log a stats line this often (at least 0.1);
                            0 disables                         [default: 10]
     --request-timeout SECS chat, file: close a client that has not

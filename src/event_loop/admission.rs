@@ -4,13 +4,22 @@
 //! The connection limit is one type, [`Limit`], the same with one worker or
 //! many: a connection takes a slot when it is admitted and gives it back
 //! exactly once (`Connection::holds_slot` says whether it still holds one),
-//! when it starts a bounded close, when it is turned away, or at the latest
-//! when it is reaped. With several workers the count is also the whole
-//! server's (`worker_link::Slots`); with one there is no atomic.
+//! when it starts a bounded close, when it is turned away, when its
+//! unbounded flush ends and its (bounded) linger begins, or at the latest
+//! when it is reaped (`closing.rs`: `mark_closing`, `reap`). With several
+//! workers the count is also the whole server's (`worker_link::Slots`);
+//! with one there is no atomic.
+//!
+//! With several workers, a client this worker accepts may be served by
+//! another that serves fewer (`spread.rs`): it is handed over before
+//! anything else happens to it ([`Server::arrive`]), and the receiver
+//! admits it as if it had accepted it ([`Server::take_handed`]).
 //!
 //! Who may connect (`--allow`, `--deny`, `--max-per-ip`, PROXY) is the
-//! gate's (`edge.rs`), asked in `entry.rs`; what a client turned away is
-//! told, and when, is `entry.rs` too. This file only takes the socket.
+//! gate's (`edge.rs`), asked in `entry.rs`, and here only of a client the
+//! limit turns away, so that a denied one is told nothing; what a client
+//! turned away is told, and when, is `entry.rs`'s. This file only takes
+//! the socket.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +30,8 @@ use mio::net::{TcpListener, TcpStream};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
+use crate::protocol::CloseReason;
+use crate::spread::{Handed, Route};
 use crate::sys;
 use crate::worker_link::Slots;
 
@@ -59,8 +70,9 @@ pub(super) struct Limit {
     max: usize,
     /// This loop's connections that hold a slot: the ones it serves.
     held: usize,
-    /// With several workers, the whole server's count.
-    shared: Option<Slots>,
+    /// With several workers, the whole server's count, and this worker's
+    /// number in it.
+    shared: Option<(Slots, usize)>,
 }
 
 impl Limit {
@@ -72,9 +84,10 @@ impl Limit {
         }
     }
 
-    /// Counts against the whole server's `slots` from now on.
-    pub(super) fn share(&mut self, slots: Slots) {
-        self.shared = Some(slots);
+    /// Counts against the whole server's `slots` from now on, as worker
+    /// `worker`.
+    pub(super) fn share(&mut self, slots: Slots, worker: usize) {
+        self.shared = Some((slots, worker));
     }
 
     /// Takes a slot, if one is free; false if the server is full. The
@@ -83,7 +96,7 @@ impl Limit {
     pub(super) fn take(&mut self) -> bool {
         let free = match &self.shared {
             None => self.held < self.max,
-            Some(slots) => slots.take(),
+            Some((slots, worker)) => slots.take(*worker),
         };
         self.held += usize::from(free);
         free
@@ -93,8 +106,8 @@ impl Limit {
     pub(super) fn give_back(&mut self, conn: &mut Connection) {
         if std::mem::take(&mut conn.holds_slot) {
             self.held -= 1;
-            if let Some(slots) = &self.shared {
-                slots.free();
+            if let Some((slots, worker)) = &self.shared {
+                slots.free(*worker);
             }
         }
     }
@@ -181,7 +194,7 @@ impl Server {
                 };
                 budget -= 1;
                 match listener.accept() {
-                    Ok((stream, peer)) => self.admit(stream, peer, now),
+                    Ok((stream, peer)) => self.arrive(stream, peer, now),
                     // Every client waiting here is accepted.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -274,21 +287,65 @@ impl Server {
         self.timers.schedule(at, super::TimerKey::AcceptRetry);
     }
 
+    /// A client this worker has just accepted: served here, or, with
+    /// several workers, handed to one that serves fewer (`spread.rs`).
+    fn arrive(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let Some(worker) = self.worker.as_mut() else {
+            return self.admit(stream, peer, now);
+        };
+        let Route::HandTo(to) = worker.route() else {
+            return self.admit(stream, peer, now);
+        };
+        match worker.hand(to, Handed { stream, peer }) {
+            Ok(()) => log::debug!("{peer}: handed to worker {to}"),
+            // Its loop has ended (shutdown): served here after all.
+            Err(back) => self.admit(back.stream, back.peer, now),
+        }
+    }
+
+    /// Other workers handed this one connections (its waker woke it): each
+    /// is admitted as if accepted here; once shutting down, each is closed,
+    /// as a client arriving at a closed listener would be refused.
+    pub(super) fn take_handed(&mut self, now: Instant) {
+        while let Some(handed) = self.worker.as_ref().and_then(|w| w.take_handed()) {
+            if self.admission.accepting == Accepting::Stopped {
+                log::debug!("{}: handed over during shutdown, closed", handed.peer);
+                continue;
+            }
+            self.admit(handed.stream, handed.peer, now);
+        }
+    }
+
     /// Takes in one accepted client: it takes a slot, or is turned away if
-    /// the server is full. Plain TCP without PROXY says so at once and
-    /// goes; a client that must first finish a TLS handshake or send its
-    /// PROXY header gets a bounded place in the table (`MAX_REJECTING`),
-    /// and beyond it is closed without a word: a TLS listener never sends
-    /// plaintext, and a PROXY listener reads the header first.
+    /// the server is full. A client the gate refuses at accept is then
+    /// closed without a word (denied); otherwise plain TCP without PROXY
+    /// says so at once and goes; a client that must first finish a TLS
+    /// handshake or send its PROXY header gets a bounded place in the
+    /// table (`MAX_REJECTING`), and beyond it is closed without a word: a
+    /// TLS listener never sends plaintext, and a PROXY listener reads the
+    /// header first.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
         let full = !self.admission.limit.take();
+        // A denial wins over the limit: a peer the gate refuses at accept
+        // is told nothing, not even that the server is full, and is
+        // counted as denied (`edge.rs`, `Gate::refuses`). Dropped: closed
+        // without a word.
+        if full && self.gate.as_ref().is_some_and(|g| g.refuses(peer)) {
+            self.tally.stats.denied += 1;
+            log::debug!("denied {peer}");
+            if self.tally.access.is_some() {
+                log::info!("{}", access_log::turned_away(peer, CloseReason::Denied));
+            }
+            return;
+        }
         if full {
             self.tally.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
                 if self.tally.access.is_some() {
-                    log::info!("{}", access_log::server_full(peer));
+                    let line = access_log::turned_away(peer, CloseReason::ServerFull);
+                    log::info!("{line}");
                 }
                 if !waits {
                     reject(stream);

@@ -27,7 +27,8 @@ use crate::sys::is_disconnect;
 /// linger, when no shutdown drain bounds it.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long a connection whose TLS session failed may take to send its
-/// alert and see it acknowledged before it is closed.
+/// alert and see it acknowledged before it is closed: its flush and its
+/// linger together (`refused`, `finish_writing`).
 #[cfg(feature = "tls")]
 const ALERT_GRACE: Duration = Duration::from_secs(1);
 /// How often a lingering connection checks whether the peer has
@@ -92,8 +93,7 @@ impl Server {
         };
         // Incomplete output ends with a reset, not a FIN (file.rs).
         if conn.close_reason == Some(CloseReason::Truncated) {
-            conn.abort();
-            self.close(token, CloseReason::Truncated);
+            self.cut_short(token);
             return;
         }
         match conn.close_write() {
@@ -109,10 +109,18 @@ impl Server {
             self.close(token, CloseReason::Done);
             return;
         }
-        let until = match self.draining {
+        let mut until = match self.draining {
             Some(drain) => drain.min(now + CLOSE_GRACE),
             None => now + CLOSE_GRACE,
         };
+        // A failed TLS session's close, its alert and the linger that lets
+        // the client read it, takes `ALERT_GRACE` in all: the flush's bound
+        // holds for the linger too.
+        if conn.close_reason == Some(CloseReason::TlsFailure) {
+            if let Stage::Flushing { until: Some(bound) } = conn.stage() {
+                until = until.min(bound);
+            }
+        }
         conn.set_stage(Stage::Lingering {
             until,
             check: now + LINGER_CHECK,
@@ -162,8 +170,9 @@ impl Server {
     /// TLS: the peer broke the protocol (plain text on a TLS port, a record
     /// that does not decrypt) or failed verification (an unknown CA). The
     /// alert is on its way and the session is gone (`connection.rs`); our
-    /// FIN follows it, and the connection lingers, briefly, so that the
-    /// client reads the alert rather than a reset. The caller settles it.
+    /// FIN follows it, and the connection lingers, so that the client reads
+    /// the alert rather than a reset: all of it within `ALERT_GRACE`. The
+    /// caller settles it.
     #[cfg(feature = "tls")]
     pub(super) fn refused(&mut self, token: Token, e: &rustls::Error, now: Instant) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -193,6 +202,28 @@ impl Server {
             access.error(token, &why);
         }
         self.release_session(token, CloseReason::TlsFailure);
+    }
+
+    /// True if the connection is still owed output: bytes queued or held
+    /// by its TLS session, or a protocol still producing (a download under
+    /// way, whose next bytes wait in the file). Closed now, its peer would
+    /// not have everything.
+    pub(super) fn owes_output(&self, token: Token) -> bool {
+        self.conns.get(token).is_some_and(|conn| {
+            !matches!(conn.stage(), Stage::Closed)
+                && (!conn.all_sent() || (conn.accepts_output() && self.protocol.producing(token)))
+        })
+    }
+
+    /// Ends a connection whose output is incomplete with a reset
+    /// (SO_LINGER 0) rather than a FIN, so that its peer cannot take what
+    /// it got for the whole: a file that shrank, or a transfer the drain
+    /// timeout cut short. Closes at once, as [`close`](Self::close).
+    pub(super) fn cut_short(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.abort();
+        }
+        self.close(token, CloseReason::Truncated);
     }
 
     /// Closes at once; the socket is dropped at the end of the turn.
@@ -359,5 +390,60 @@ fn mark_closing(limit: &mut Limit, conn: &mut Connection, reason: CloseReason, b
     // could otherwise hold any number of connections outside the limit.
     if bounded {
         limit.give_back(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::super::{Parts, Server};
+    use super::CLOSE_GRACE;
+    use crate::config::ServerOptions;
+    use crate::connection::Stage;
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::Sessions;
+    use crate::protocol::{CloseReason, Limits};
+
+    /// Issue 20, item 4: a failed TLS session's linger ends by its flush's
+    /// bound (`ALERT_GRACE` from the failure); any other close lingers up
+    /// to `CLOSE_GRACE` from the end of its flush.
+    #[test]
+    fn after_a_tls_failure_the_linger_keeps_the_alerts_bound() {
+        let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let parts = Parts::open(listener).unwrap();
+        let addr = parts.local_addr();
+        let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
+        let mut server = Server::new(parts, ServerOptions::default(), protocol);
+        let _clients: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.conns.len() < 2 && Instant::now() < deadline {
+            server.accept(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let tokens = server.conns.tokens();
+        assert_eq!(tokens.len(), 2);
+        let t0 = Instant::now();
+        let bound = t0 + Duration::from_millis(300);
+        let flushed = t0 + Duration::from_millis(100);
+        for (&token, reason) in tokens
+            .iter()
+            .zip([CloseReason::TlsFailure, CloseReason::IdleTimeout])
+        {
+            let conn = server.conns.get_mut(token).unwrap();
+            conn.close_reason = Some(reason);
+            conn.set_stage(Stage::Flushing { until: Some(bound) });
+            server.finish_writing(token, flushed);
+            let until = match server.conns.get(token).unwrap().stage() {
+                Stage::Lingering { until, .. } => until,
+                other => panic!("{reason}: {other} after the flush"),
+            };
+            let expected = match reason {
+                CloseReason::TlsFailure => bound,
+                _ => flushed + CLOSE_GRACE,
+            };
+            assert_eq!(until, expected, "{reason}");
+        }
     }
 }

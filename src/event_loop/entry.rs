@@ -14,10 +14,14 @@
 //! address), says why and closes. The words go the way the listener
 //! speaks: through TLS after a handshake on a TLS listener, after the
 //! PROXY header on a PROXY listener, never as plaintext on a TLS socket.
-//! TLS's `cfg`s are gathered here.
+//! Starting and finishing a handshake is this file's; the loop's other
+//! TLS `cfg`s are its configuration (`mod.rs`, `startup.rs`), the reload
+//! (`shutdown.rs`), a refused session's close (`closing.rs`) and a refused
+//! read (`visit.rs`).
 //!
 //! `accepted` counts a connection when it is let in to be served: the
-//! gate said go (or there is no gate) and it holds a slot. Those the gate
+//! gate said go (or there is no gate) and it holds a slot, before any TLS
+//! handshake (one that then fails is also a `tls_failures`). Those the gate
 //! turned away are counted in their own counters (`denied`,
 //! `per_ip_rejected`, `proxy_errors`), those the limit turned away in
 //! `rejected`.
@@ -151,7 +155,12 @@ impl Server {
     /// first bytes if some were already read (after a PROXY header).
     pub(super) fn begin(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
         #[cfg(feature = "tls")]
-        if let Some((config, _)) = &self.tls {
+        if let Some((config, _)) = &mut self.tls {
+            // With several workers: the configuration worker 0 last
+            // reloaded, if it is newer (one atomic load while it is not).
+            if let Some(worker) = self.worker.as_mut() {
+                worker.tls.follow(config);
+            }
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };

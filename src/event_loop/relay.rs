@@ -132,7 +132,9 @@ impl Server {
     }
 
     /// Queues what protocols sent to other connections, then flushes each
-    /// receiver once: many messages to one peer become one write.
+    /// receiver once: many messages to one peer become one `writev` of up
+    /// to 64 chunks, repeated only while the socket takes more (up to
+    /// `WRITE_PER_VISIT`, `output.rs`).
     ///
     /// A receiver still owing more than `--write-limit` after that write is
     /// not reading; it is disconnected as a slow consumer (the policy of

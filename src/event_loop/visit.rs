@@ -1,12 +1,14 @@
 //! The visit: one connection served for one go. Read what is waiting (one
-//! read), hand it to the protocol and send its answer at once, write what
-//! is owed (within a share), let a producing protocol generate more, then
-//! settle: the stage moves on, the interest is made to match, the timer is
-//! armed. A connection with work left goes to the back of the ready queue.
+//! read: over TLS, `Connection::read` may read the socket up to four times
+//! while no plaintext comes), hand it to the protocol and send its answer
+//! at once, write what is owed (within a share), let a producing protocol
+//! generate more, then settle: the stage moves on, the interest is made to
+//! match, the timer is armed. A connection with work left goes to the back
+//! of the ready queue.
 //!
-//! Bytes are counted in one place ([`Server::moved`]): the stats, the
-//! access log and the turn's budget all learn from it, and a visit returns
-//! what it moved.
+//! Bytes are counted in one place (`Tally::count`, `report.rs`): the stats,
+//! the access log and the turn's budget all learn from it, and a visit
+//! returns what it moved.
 
 use std::time::Instant;
 
@@ -106,9 +108,10 @@ impl Server {
         self.spent += moved.max(VISIT_COST);
     }
 
-    /// Serves one connection for one visit: read what is waiting (one read),
-    /// write what is owed (up to `WRITE_PER_VISIT`), let a producing protocol
-    /// generate more, then settle its stage, interest and timer. A
+    /// Serves one connection for one visit: read what is waiting (one read,
+    /// `READS_PER_VISIT`), write what is owed (up to `WRITE_PER_VISIT`),
+    /// let a producing protocol generate more, then settle its stage,
+    /// interest and timer. A
     /// connection with work left is queued for another visit. Returns the
     /// bytes it moved, both ways.
     pub(super) fn drive(&mut self, token: Token, now: Instant) -> usize {
@@ -124,7 +127,8 @@ impl Server {
         if self.fans_out && self.relay.pacing.watching() {
             self.judge_receiver(token, wrote > 0, now);
         }
-        // Compiled out for protocols that never produce (all but file).
+        // One test of a flag for protocols that never produce (all but
+        // file): the loop is compiled once for every protocol.
         if self.produces {
             self.produce(token, now);
         }

@@ -130,7 +130,7 @@ pub fn exposition(f: &Figures) -> String {
         &mut out,
         "monoloop_connections_accepted_total",
         "counter",
-        "Connections accepted and served.",
+        "Connections let in past the limit and the gate.",
         &one(s.accepted),
     );
     family(

@@ -12,9 +12,10 @@
 //! `Rc<[u8]>` that sits in every receiver's write queue; 1,000 receivers
 //! cost 1,000 pointers per read, not 1,000 copies per line. Lines from different senders never interleave mid-line, because
 //! a line is only ever queued whole. A receiver that stops reading is the
-//! loop's business: past `--write-limit` it is disconnected as a slow
-//! consumer (`event_loop/relay.rs`, `deliver`), so it never holds up the sender or
-//! anyone else.
+//! loop's business: pacing holds the senders back for it at most 250 ms,
+//! once (`pacing.rs`, `STALL`), and past `--write-limit` it is disconnected
+//! as a slow consumer (`event_loop/relay.rs`, `judge_receiver`), so it
+//! holds up nobody for longer.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -69,6 +70,8 @@ impl Broadcast {
 impl Protocol for Broadcast {
     type Session = BroadcastSession;
     const FANS_OUT: bool = true;
+    /// A member may only read: silence is not idleness in a room.
+    const QUIET_MEMBERS: bool = true;
 
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> BroadcastSession {
         self.members.insert(id, ctx.now);

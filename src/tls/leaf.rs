@@ -1,5 +1,5 @@
-//! The server's own certificate, checked once at start: is it valid now, and
-//! is it a leaf? rustls loads a certificate without asking either question;
+//! The server's own certificate, checked at start and at each reload
+//! (`tls::server_config`): is it valid now, and is it a leaf? rustls loads a certificate without asking either question;
 //! a client that verifies asks both at every handshake, so a mistake here
 //! would otherwise show only as every verifying client failing.
 //!

@@ -17,7 +17,7 @@
 //!
 //! What an idle session still holds is rustls's own state: the keys, the
 //! state machine, and the connection struct; docs/architecture.md has the
-//! measured breakdown. `connection.rs` decides when to call these moves;
+//! measured breakdown. `connection/tls.rs` decides when to call these moves;
 //! this file knows nothing of stages or interest.
 
 use std::io::{self, Read, Write};
@@ -105,6 +105,13 @@ impl ServerSession {
     /// True if records are waiting for the socket.
     pub fn wants_write(&self) -> bool {
         self.sent < self.outgoing.len()
+    }
+
+    /// True while the peer is part-way through a record: its start is
+    /// held until the rest comes. (A quiet member is never spared the idle
+    /// timeout in the middle of one: `Connection::caught_up`.)
+    pub fn mid_record(&self) -> bool {
+        !self.incoming.is_empty()
     }
 
     /// True once the peer has said it sends nothing more: close_notify, or

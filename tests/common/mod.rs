@@ -1,17 +1,26 @@
 //! Shared helpers for the integration tests: start the real binary on
-//! 127.0.0.1:0, learn its port from the `listening on` line, watch its log,
+//! 127.0.0.1:0 (or as systemd starts it, on a socket the test made:
+//! [`activated`]), learn its port from the `listening on` line, watch its log,
 //! and talk to it over real sockets with deadlines everywhere, so that a hung
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
-//! at run time and drives a rustls client.
+//! at run time and drives a rustls client; [`skip`] says, where a person
+//! sees it, that a test cannot run here. A read that fails names the client
+//! and the step, and shows what arrived and the server's log ([`client`]).
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod client;
 pub mod metrics;
+pub mod skip;
+pub mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+#[allow(unused_imports)] // as dead_code above
+pub use {client::Client, stats::Stats};
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,17 +35,22 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread that copies the server's stderr into `log`: done once
+    /// the server has exited and every line is in.
+    reader: thread::JoinHandle<()>,
 }
 
 /// Runs `cmd` (stdout and stderr piped) to its end. A process that runs on
 /// instead, a server that started when it should have refused to, is
 /// killed after `PATIENCE` and fails the test rather than hanging it.
-pub fn output_within(mut cmd: Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn output_within(cmd: Command) -> std::process::Output {
+    try_output_within(cmd).unwrap()
+}
+
+/// [`output_within`], but a command that cannot be started is an error
+/// for the caller, not a failed test.
+pub fn try_output_within(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let deadline = Instant::now() + PATIENCE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -45,7 +59,7 @@ pub fn output_within(mut cmd: Command) -> std::process::Output {
         }
         thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().unwrap()
+    child.wait_with_output()
 }
 
 /// The binary under test.
@@ -76,9 +90,27 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start monoloop");
         let stderr = child.stderr.take().unwrap();
+        Self::watch(child, stderr)
+    }
+
+    /// Starts a command whose standard error is already set (to a pipe the
+    /// test made, say) and waits for it to listen; `log` is where its
+    /// standard error can be read.
+    pub fn start_logging_to(mut cmd: Command, log: impl Read + Send + 'static) -> Server {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd.spawn().expect("start monoloop");
+        // The command's copy of the write end goes with it, so that the
+        // log ends when the server does.
+        drop(cmd);
+        Self::watch(child, log)
+    }
+
+    /// Collects `child`'s log lines from `stderr`, and waits for it to
+    /// listen.
+    fn watch(child: Child, stderr: impl Read + Send + 'static) -> Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("MONOLOOP_TEST_ECHO_LOG").is_some() {
@@ -91,6 +123,7 @@ impl Server {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             log,
+            reader,
         };
         let line = server.wait_for_log("listening on ");
         // `... listening on ADDR`, or `... listening on ADDR (4 workers)`.
@@ -100,6 +133,7 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap();
         server.addr = addr.parse().expect("address in the listening line");
+        client::register(server.addr, &server.log);
         server
     }
 
@@ -133,9 +167,8 @@ impl Server {
                 return l;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the reader thread a moment to collect the last lines.
-                thread::sleep(Duration::from_millis(100));
-                if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                self.log_complete();
+                if let Some(l) = self.log().into_iter().find(|l| l.contains(needle) && ok(l)) {
                     return l;
                 }
                 panic!(
@@ -172,6 +205,17 @@ impl Server {
         }
     }
 
+    /// How many accepts were logged before the first line containing
+    /// `needle` (with `--log-level debug`): the clients a server held when
+    /// it said something, such as `cannot accept`.
+    pub fn accepts_before(&self, needle: &str) -> usize {
+        self.log()
+            .iter()
+            .take_while(|l| !l.contains(needle))
+            .filter(|l| l.contains("conn #") && l.contains(" from "))
+            .count()
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
@@ -184,7 +228,7 @@ impl Server {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(100)); // let the log reader finish
+                self.log_complete();
                 return status;
             }
             assert!(
@@ -193,6 +237,16 @@ impl Server {
                 self.log().join("\n")
             );
             thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// After the process has exited: waits until the reader has taken in
+    /// the last of its log (its stderr is at an end), for at most a second
+    /// (a process it started may still hold the pipe).
+    pub(super) fn log_complete(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -242,14 +296,26 @@ impl Drop for Server {
     }
 }
 
-/// The binary, to be run with a hard descriptor limit of `limit`.
+/// The binary, to be run with a hard descriptor limit of `limit` and
+/// nothing open but its standard streams.
+///
+/// A descriptor the test runner inherited without close-on-exec (from a
+/// shell, an IDE, a CI runner's `make -j`) would otherwise pass on to the
+/// server and take one of its `limit` numbers: one such descriptor made
+/// the server hold one client fewer, and a test that counted on it waited
+/// for an echo that could never come.
 pub fn with_fd_limit(limit: u64) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = binary();
-    // SAFETY: setrlimit is async-signal-safe, and runs in the forked child
-    // before exec, touching only a struct on its stack.
+    // SAFETY: setrlimit and fcntl are async-signal-safe, and run in the
+    // forked child before exec (after its standard streams are in place),
+    // touching only a struct on its stack.
     unsafe {
         cmd.pre_exec(move || {
+            // Closed at exec; a number that is not open fails harmlessly.
+            for fd in 3..limit.min(4096) as i32 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
             let lim = libc::rlimit {
                 rlim_cur: limit,
                 rlim_max: limit,
@@ -281,51 +347,54 @@ pub fn stuck_client(addr: SocketAddr) -> TcpStream {
         .unwrap();
     let mut w = stuck.try_clone().unwrap();
     w.write_all(&[b'z'; 1 << 20]).ok();
-    thread::sleep(Duration::from_millis(300));
+    // The server is answering it: bytes wait unread on our side.
+    eventually("the server's first answer to the stuck client", || {
+        unread(&stuck) > 0
+    });
     stuck
 }
 
-/// Reads exactly `n` bytes (or fails on timeout, EOF or error).
+/// Bytes received on `s` and not yet read (`FIONREAD`).
+pub fn unread(s: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, into `n`, which we own.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// Reads exactly `n` bytes (or fails on timeout, EOF or error, saying
+/// which client, what arrived, and what the server logged last).
+#[track_caller]
 pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut buf = vec![0; n];
-    s.read_exact(&mut buf)
-        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
-    buf
+    let step = format!("read {n} bytes");
+    client::read_exactly(s, n, &client::Reader::of(s, &step))
 }
 
 /// Reads until `expected.len()` bytes have come and asserts they match.
+#[track_caller]
 pub fn expect(s: &mut TcpStream, expected: &[u8]) {
-    let got = read_n(s, expected.len());
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(expected)
-    );
+    let step = format!("expect {}", client::shown(expected));
+    client::expect_exactly(s, expected, &client::Reader::of(s, &step));
 }
 
 /// Reads until EOF; fails on timeout. A reset after some data ends the read
 /// like EOF does, and is reported as the second value.
+#[track_caller]
 pub fn read_to_eof(s: &mut TcpStream) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, false),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (out, true),
-            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
-        }
-    }
+    let reader = client::Reader::of(s, "read to the end");
+    client::read_until_eof(s, &reader)
 }
 
 /// Asserts the peer closes: EOF (or reset) with no further bytes.
+#[track_caller]
 pub fn expect_eof(s: &mut TcpStream) {
-    let (rest, _) = read_to_eof(s);
-    assert!(
-        rest.is_empty(),
-        "expected EOF, got {} more bytes",
-        rest.len()
-    );
+    let reader = client::Reader::of(s, "expect the end, and no more bytes");
+    let (rest, _) = client::read_until_eof(s, &reader);
+    if !rest.is_empty() {
+        reader.fail("bytes came before the end", &rest);
+    }
 }
 
 /// A deterministic, non-repeating-looking byte pattern: byte `i` of a stream.
@@ -418,4 +487,34 @@ pub fn stat(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         .parse()
         .unwrap()
+}
+
+/// `monoloop ARGS` started the way systemd starts a socket-activated
+/// service: `listener` as descriptor 3, `LISTEN_FDS=1`, and `LISTEN_PID`
+/// the server's own pid (a shell sets it to `$$`, then `exec`s, which keeps
+/// the pid).
+pub fn activated(listener: &impl std::os::fd::AsRawFd, args: &[&str]) -> Command {
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_monoloop"))
+        .args(args);
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec,
+    // and the new descriptor 3 does not close on exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // Already 3: only its close-on-exec flag must go.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, 3) >= 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }

@@ -1,11 +1,15 @@
 //! TLS peers for the integration tests: certificates made at run time with
-//! rcgen ([`Pki`]), a TLS server started on them, and a rustls client over a
-//! blocking socket with the deadlines of [`super::connect`].
+//! rcgen ([`Pki`]), a TLS server started on them, a rustls client over a
+//! blocking socket with the deadlines of [`super::connect`], and the
+//! monoloop client run to its end ([`run_client`]).
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -14,7 +18,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::{connect, Server};
+use super::{binary, connect, Server, PATIENCE};
 
 /// A directory of PEM files: a CA, a server certificate it signed for
 /// localhost and 127.0.0.1, a client certificate it signed, an expired
@@ -186,13 +190,13 @@ pub fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsSt
     rustls::StreamOwned::new(conn, sock)
 }
 
+/// Reads until `expected` has come over TLS; a failure names the client,
+/// shows what arrived and the server's log (`common::client`).
+#[track_caller]
 pub fn tls_expect(s: &mut TlsStream, expected: &[u8]) {
-    let mut got = vec![0u8; expected.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(expected)
-    );
+    let step = format!("expect {} over TLS", super::client::shown(expected));
+    let reader = super::client::Reader::of(&s.sock, &step);
+    super::client::expect_exactly(s, expected, &reader);
 }
 
 /// Reads to the end; true if the end was a clean close_notify.
@@ -207,4 +211,42 @@ pub fn tls_read_to_end(s: &mut TlsStream) -> (Vec<u8>, bool) {
             Err(e) => panic!("TLS read failed after {} bytes: {e}", out.len()),
         }
     }
+}
+
+/// Runs `monoloop client ARGS` with `input` on stdin (a file) to its end;
+/// returns (exit code, stdout, stderr). A client still running after
+/// `PATIENCE` fails the test.
+pub fn run_client(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
+    let path = std::env::temp_dir().join(format!(
+        "monoloop-tls-in-{}-{:?}",
+        std::process::id(),
+        thread::current().id()
+    ));
+    std::fs::write(&path, input).unwrap();
+    let mut child = binary()
+        .arg("client")
+        .args(args)
+        .stdin(std::fs::File::open(&path).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "client hung");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    (
+        out.status.code(),
+        reader.join().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

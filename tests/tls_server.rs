@@ -1,6 +1,10 @@
-//! TLS on every mode, over real sockets: certificates are made at run time
-//! with rcgen; the peers are the monoloop client, a rustls client driven
-//! from the test, and raw TCP.
+//! The server's TLS on every mode, over real sockets: handshakes and their
+//! timeout, client certificates, ALPN, refusals said through TLS, bad
+//! certificates at start, attacks on the log, workers sharing sessions,
+//! PROXY before TLS, and the memory an idle connection costs (reloading
+//! on SIGHUP is tests/tls_reload.rs). The peers are a rustls client driven from the test, the monoloop
+//! client, and raw TCP; certificates are made at run time (`common::tls`).
+//! The client's own TLS is tests/tls_client.rs.
 
 #![cfg(feature = "tls")]
 
@@ -14,58 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::*;
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-
-/// Runs `monoloop client ARGS` with `input` on stdin (a file); returns
-/// (exit code, stdout, stderr).
-fn run_client(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
-    let path = std::env::temp_dir().join(format!(
-        "monoloop-tls-in-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::write(&path, input).unwrap();
-    let mut child = binary()
-        .arg("client")
-        .args(args)
-        .stdin(std::fs::File::open(&path).unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
-        v
-    });
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "client hung");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    std::fs::remove_file(&path).unwrap();
-    (
-        out.status.code(),
-        reader.join().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn ten_mib_echo_byte_exact_through_the_client() {
-    let pki = Pki::new("echo10");
-    let server = tls_server(&pki, &["echo"], &[]);
-    let mut input = vec![0u8; 10 << 20];
-    fill_pattern(&mut input, 0);
-    let target = server.addr.to_string();
-    let (code, out, err) = run_client(&[&target, "--tls", "--ca", &pki.path("ca.pem")], &input);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.len(), input.len());
-    assert!(out == input);
-}
+use rustls::pki_types::ServerName;
 
 #[test]
 fn greeting_and_half_close_over_tls() {
@@ -115,6 +68,58 @@ fn chat_and_file_over_tls() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out == content);
+}
+
+/// Issue 21: `monoloop client` without `--tls` on a TLS port printed the
+/// server's alert as raw bytes and exited 0. It says the server answered
+/// with TLS and to add `--tls`, prints nothing, and exits 1.
+#[test]
+fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
+    let pki = Pki::new("plain-client");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let (code, out, err) = run_client(&[&server.addr.to_string()], b"hello\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "printed {out:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: the server answered with TLS: add --tls"),
+        "{err}"
+    );
+}
+
+/// Issue 21, over TLS: a download the drain timeout cuts short ends with
+/// a reset, neither close_notify nor a bare FIN (which the monoloop client
+/// takes for the end too), and the server warns which file it was.
+#[test]
+fn a_tls_download_the_drain_timeout_cuts_short_ends_with_a_reset() {
+    const SIZE: usize = 50 << 20;
+    let pki = Pki::new("drain-cut");
+    let root = pki.0.join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut content = vec![0u8; SIZE];
+    fill_pattern(&mut content, 0);
+    std::fs::write(root.join("big.bin"), &content).unwrap();
+    let root = root.to_string_lossy();
+    let mut server = tls_server(&pki, &["file", "--root", &root], &["--drain-timeout", "1"]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"big.bin\n").unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut buf = vec![0u8; 1 << 16];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "close_notify".to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    assert_eq!(end, "ConnectionReset", "after {} bytes", got.len());
+    assert!(got.len() < SIZE && got[..] == content[..got.len()]);
+    let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+    assert!(warning.contains("\"big.bin\""), "{warning}");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
 
 #[test]
@@ -171,7 +176,7 @@ fn the_handshake_timeout_closes_a_silent_client() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "closed after {waited:?}"
     );
-    server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
+    server.wait_stats(&[("tls_failures", 1)]);
 }
 
 #[test]
@@ -188,8 +193,8 @@ fn plain_text_on_a_tls_port_is_refused_and_nobody_else_notices() {
     assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");
     good.write_all(b"after").unwrap();
     tls_expect(&mut good, b"after");
-    let line = server.wait_for_log_where("stats:", |l| stat(l, "tls_failures") == 1);
-    assert_eq!(stat(&line, "active"), 1, "{line}");
+    let line = server.wait_stats(&[("tls_failures", 1)]);
+    assert_eq!(line.get("active"), 1, "{line}");
 }
 
 #[test]
@@ -334,49 +339,6 @@ fn alpn_is_offered_and_a_mismatch_fails_the_handshake() {
 }
 
 #[test]
-fn the_client_says_why_verification_failed() {
-    let pki = Pki::new("verify");
-    let server = tls_server(&pki, &["echo"], &[]);
-    let target = server.addr.to_string();
-    let ca = pki.path("ca.pem");
-    let other = pki.path("other-ca.pem");
-    for (args, why) in [
-        (vec![&target[..], "--tls", "--ca", &other], "unknown issuer"),
-        (
-            vec![
-                &target[..],
-                "--tls",
-                "--ca",
-                &ca,
-                "--server-name",
-                "elsewhere.test",
-            ],
-            "name mismatch",
-        ),
-    ] {
-        let (code, out, err) = run_client(&args, b"x\n");
-        assert_eq!(code, Some(1), "{args:?}: {err}");
-        assert!(out.is_empty());
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(why), "{args:?}: {err}");
-    }
-    let expired = Server::start(&[
-        "echo",
-        "--tls-cert",
-        &pki.path("expired.pem"),
-        "--tls-key",
-        &pki.path("expired-key.pem"),
-    ]);
-    let (code, _, err) = run_client(&[&expired.addr.to_string(), "--tls", "--ca", &ca], b"x\n");
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("expired"), "{err}");
-    // --insecure connects anyway, and says so.
-    let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"anyway\n");
-    assert_eq!((code, out.as_slice()), (Some(0), &b"anyway\n"[..]));
-    assert!(err.contains("not verified"), "{err}");
-}
-
-#[test]
 fn bad_certificate_and_key_arguments_exit_2_naming_the_file() {
     let pki = Pki::new("badargs");
     let (cert, key) = (pki.path("server.pem"), pki.path("server-key.pem"));
@@ -446,11 +408,11 @@ fn tls_default_port_is_8443() {
 #[test]
 fn shutdown_over_tls_says_goodbye_and_does_not_wait_for_half_done_handshakes() {
     let pki = Pki::new("shutdown");
-    let mut server = tls_server(&pki, &["chat"], &[]);
+    let mut server = tls_server(&pki, &["chat", "--log-level", "debug"], &[]);
     let mut alice = tls_connect(server.addr, client_config(&pki, false, &[]));
     tls_expect(&mut alice, b"Enter your username: ");
     let _silent = connect(server.addr); // never says hello
-    std::thread::sleep(Duration::from_millis(100));
+    server.wait_accepted(2);
     let asked = Instant::now();
     server.signal(libc::SIGTERM);
     let (said, clean) = tls_read_to_end(&mut alice);
@@ -537,178 +499,6 @@ fn a_good_certificate_starts_without_a_warning() {
     assert!(server.log_lines("WARN").is_empty(), "{:?}", server.log());
 }
 
-#[test]
-fn the_client_names_the_alert_when_the_server_refuses_its_certificate() {
-    let pki = Pki::new("refused");
-    let server = tls_server(&pki, &["echo"], &["--tls-client-ca", &pki.path("ca.pem")]);
-    let target = server.addr.to_string();
-    let ca = pki.path("ca.pem");
-    let (rogue, rogue_key) = (
-        pki.path("rogue-client.pem"),
-        pki.path("rogue-client-key.pem"),
-    );
-    for (args, alert) in [
-        (
-            vec![&target[..], "--tls", "--ca", &ca],
-            "certificate required",
-        ),
-        (
-            vec![
-                &target[..],
-                "--tls",
-                "--ca",
-                &ca,
-                "--cert",
-                &rogue,
-                "--key",
-                &rogue_key,
-            ],
-            "unknown CA",
-        ),
-    ] {
-        let (code, out, err) = run_client(&args, b"let me in\n");
-        assert_eq!(code, Some(1), "{args:?}: {err}");
-        assert!(out.is_empty());
-        assert_eq!(
-            err,
-            format!("error: the server refused the TLS handshake: {alert}\n"),
-            "{args:?}"
-        );
-    }
-}
-
-#[test]
-fn a_tls_client_against_a_plain_server_says_so_in_one_line() {
-    // An echo server sends our ClientHello back; a greeting is text.
-    for mode in [&["echo"][..], &["echo", "--greeting", "hello"], &["chat"]] {
-        let server = Server::start(mode);
-        let target = server.addr.to_string();
-        let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"hi\n");
-        assert_eq!(code, Some(1), "{mode:?}: {err}");
-        assert!(out.is_empty(), "{mode:?}");
-        assert_eq!(
-            err, "error: the server did not answer with TLS (is it a plain-TCP server?)\n",
-            "{mode:?}"
-        );
-    }
-}
-
-#[test]
-fn a_server_that_closes_during_the_handshake_is_an_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().to_string();
-    let closer = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut hello = [0u8; 4096];
-        let _ = s.read(&mut hello); // the ClientHello, unanswered
-    });
-    let (code, out, err) = run_client(&[&target, "--tls", "--insecure"], b"");
-    closer.join().unwrap();
-    assert_eq!(code, Some(1), "{err}");
-    assert!(out.is_empty());
-    assert_eq!(
-        err,
-        "error: TLS: the server closed the connection during the handshake\n"
-    );
-}
-
-#[test]
-fn a_silent_server_ends_the_tls_client_at_its_timeout() {
-    // A plain server that waits for a request says nothing to a ClientHello;
-    // `--timeout` bounds the handshake as it bounds the connect.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = listener.local_addr().unwrap().to_string();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let silent = std::thread::spawn(move || {
-        let (_s, _) = listener.accept().unwrap();
-        let _ = done_rx.recv_timeout(PATIENCE);
-    });
-    let started = Instant::now();
-    let (code, out, err) = run_client(&[&target, "--tls", "--insecure", "--timeout", "0.5"], b"");
-    let took = started.elapsed();
-    done_tx.send(()).unwrap();
-    silent.join().unwrap();
-    assert_eq!(code, Some(1), "{err}");
-    assert!(out.is_empty());
-    assert_eq!(
-        err,
-        format!(
-            "error: connected to {target}, but the TLS handshake had not finished after 0.5s \
-             (a plain-TCP server waits silently for data)\n"
-        )
-    );
-    assert!(
-        took >= Duration::from_millis(450),
-        "gave up early: {took:?}"
-    );
-}
-
-#[test]
-fn the_tls_client_handshakes_before_input_and_its_timeout_ends_there() {
-    // The greeting arrives while standard input is silent (the ClientHello
-    // used to wait for the first input), and `--timeout` does not apply
-    // once the handshake is done.
-    let pki = Pki::new("hs-timeout");
-    let server = tls_server(&pki, &["echo", "--greeting", "hi there"], &[]);
-    let target = server.addr.to_string();
-    let ca = pki.path("ca.pem");
-    let mut child = binary()
-        .args(["client", &target, "--tls", "--ca", &ca, "--timeout", "0.3"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        while let Ok(n @ 1..) = stdout.read(&mut buf) {
-            if tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let greeting = rx
-        .recv_timeout(PATIENCE)
-        .expect("no greeting before any input");
-    assert_eq!(greeting, b"hi there\n");
-    // Well past the timeout, then a line and the end of input.
-    std::thread::sleep(Duration::from_millis(600));
-    stdin.write_all(b"still here\n").unwrap();
-    drop(stdin);
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "client hung");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    let rest: Vec<u8> = rx.try_iter().flatten().collect();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_eq!(rest, b"still here\n");
-}
-
-#[test]
-fn a_tls_client_with_no_input_still_reads_the_greeting() {
-    // Input ends before the handshake does: close_notify must wait for it.
-    let pki = Pki::new("noinput");
-    let server = tls_server(&pki, &["echo", "--greeting", "hi there"], &[]);
-    let target = server.addr.to_string();
-    for _ in 0..3 {
-        let (code, out, err) = run_client(&[&target, "--tls", "--ca", &pki.path("ca.pem")], b"");
-        assert_eq!(
-            (code, out.as_slice()),
-            (Some(0), &b"hi there\n"[..]),
-            "{err}"
-        );
-        assert!(err.is_empty(), "{err}");
-    }
-}
-
 /// A TLS 1.2 ClientHello (ECDHE-ECDSA with AES-128-GCM, P-256 and x25519,
 /// ECDSA-SHA256) whose SNI extension holds `host`, built by hand: rustls as
 /// a client never puts an IP address there, an attacker does.
@@ -787,9 +577,7 @@ fn clients_cannot_write_the_servers_log() {
         let mut rest = Vec::new();
         let _ = sock.read_to_end(&mut rest);
     }
-    server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 400 && stat(l, "active") == 0
-    });
+    server.wait_stats(&[("total", 400), ("active", 0)]);
     let loud = loud_lines(&server);
     assert!(
         loud.len() <= 3,
@@ -817,10 +605,8 @@ fn tls_failures_count_half_handshakes_but_not_port_checks() {
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = read_to_eof(&mut s);
     }
-    let line = server.wait_for_log_where("stats:", |l| {
-        stat(l, "total") == 20 && stat(l, "active") == 0
-    });
-    assert_eq!(stat(&line, "tls_failures"), 10, "{line}");
+    let line = server.wait_stats(&[("total", 20), ("active", 0)]);
+    assert_eq!(line.get("tls_failures"), 10, "{line}");
 }
 
 #[test]
@@ -914,86 +700,6 @@ fn a_proxy_header_comes_first_then_the_tls_handshake() {
     assert!(line.contains("bytes_in=8"), "{line}");
 }
 
-/// The DER of the certificate the server presented on `s`.
-fn presented(s: &TlsStream) -> Vec<u8> {
-    s.conn.peer_certificates().unwrap()[0].to_vec()
-}
-
-/// The DER of the first certificate in a PEM file.
-fn der(path: &str) -> Vec<u8> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
-}
-
-#[test]
-fn sighup_reloads_the_certificate_for_new_handshakes_only() {
-    let pki = Pki::new("reload");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
-    let mut server = Server::start(&[
-        "echo",
-        "--tls-cert",
-        &live,
-        "--tls-key",
-        &live_key,
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
-    let resuming = client_config(&pki, false, &[]);
-    let mut first = tls_connect(server.addr, resuming.clone());
-    first.write_all(b"one").unwrap();
-    tls_expect(&mut first, b"one");
-    assert_eq!(presented(&first), der(&pki.path("server.pem")));
-    // The new certificate goes in place; SIGHUP.
-    std::fs::copy(pki.path("server2.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server2-key.pem"), &live_key).unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS reloaded");
-    assert!(line.contains("CN=localhost, valid until "), "{line}");
-    let mut fresh = tls_connect(server.addr, client_config(&pki, false, &[]));
-    fresh.write_all(b"two").unwrap();
-    tls_expect(&mut fresh, b"two");
-    assert_eq!(presented(&fresh), der(&pki.path("server2.pem")));
-    // The established connection is untouched; a session from before the
-    // reload still resumes.
-    first.write_all(b"still").unwrap();
-    tls_expect(&mut first, b"still");
-    let mut again = tls_connect(server.addr, resuming);
-    again.write_all(b"back").unwrap();
-    tls_expect(&mut again, b"back");
-    assert_eq!(
-        again.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
-    // A broken reload keeps the old configuration, and says so.
-    std::fs::write(&live_key, "not a key\n").unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS not reloaded");
-    assert!(line.contains("live-key.pem"), "{line}");
-    assert!(line.contains(" ERROR "), "{line}");
-    let mut after = tls_connect(server.addr, client_config(&pki, false, &[]));
-    after.write_all(b"ok").unwrap();
-    tls_expect(&mut after, b"ok");
-    assert_eq!(presented(&after), der(&pki.path("server2.pem")));
-    assert!(server.running());
-}
-
-#[test]
-fn sighup_without_tls_says_there_is_nothing_to_reload() {
-    let mut server = Server::start(&["echo"]);
-    server.signal(libc::SIGHUP);
-    server.wait_for_log("nothing to reload");
-    let mut s = connect(server.addr);
-    s.write_all(b"alive").unwrap();
-    expect(&mut s, b"alive");
-}
-
 /// An idle TLS connection costs the server its session's state and no
 /// buffer: about 3.8 KB of RSS each, where rustls's buffered connection kept
 /// a 4 KiB receive buffer per connection and cost about 7.9 KB (see
@@ -1004,7 +710,11 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
     const IDLE: usize = 500;
     const BOUND: u64 = 6 * 1024;
     let pki = Pki::new("idle-rss");
-    let server = tls_server(&pki, &["echo"], &["--max-connections", "1000"]);
+    let mut server = tls_server(
+        &pki,
+        &["echo", "--stats-interval", "0.1"],
+        &["--max-connections", "1000"],
+    );
     let config = client_config(&pki, false, &[]);
     // One-time allocations (the slab, the timer heap, the session cache)
     // are warmed up first, with connections that then close.
@@ -1013,7 +723,7 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
         s.write_all(b"warm").unwrap();
         tls_expect(&mut s, b"warm");
     }
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_stats(&[("total", 20), ("active", 0)]);
     let before = server.rss_kib();
     let mut held = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
@@ -1022,7 +732,7 @@ fn an_idle_tls_connection_costs_under_6_kib_of_server_memory() {
         tls_expect(&mut s, b"ping");
         held.push(s);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_stats(&[("total", 20 + IDLE as u64), ("active", IDLE as u64)]);
     let per_connection = server.rss_kib().saturating_sub(before) * 1024 / IDLE as u64;
     eprintln!("{IDLE} idle TLS connections: {per_connection} bytes of server RSS each");
     assert!(
