@@ -95,7 +95,8 @@ impl fmt::Display for ListenError {
                     "{b}: permission denied: a port below {first} needs the \
                      CAP_NET_BIND_SERVICE capability: give it to the binary \
                      (setcap 'cap_net_bind_service=+ep' {exe}) or, under systemd, \
-                     to the service (AmbientCapabilities=CAP_NET_BIND_SERVICE), or \
+                     to the service (AmbientCapabilities=CAP_NET_BIND_SERVICE, and \
+                     the same in CapabilityBoundingSet= if the unit sets it), or \
                      let systemd open the port (socket activation: \
                      docs/deploy/monoloop.socket)"
                 )
