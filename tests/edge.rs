@@ -335,9 +335,9 @@ fn ipv6_and_mapped_addresses_are_matched() {
     let server = Server::start(&["echo", "--listen", "[::1]:0", "--deny", "::1"]);
     let mut s = connect(server.addr);
     assert!(read_to_eof(&mut s).0.is_empty());
-    // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1: matched
-    // as IPv4.
-    let server = Server::start(&["echo", "--listen", "[::]:0", "--deny", "127.0.0.1"]);
+    // A dual-stack listener (`:PORT`, every address) sees 127.0.0.1 as
+    // ::ffff:127.0.0.1: matched as IPv4.
+    let server = Server::start(&["echo", "--listen", ":0", "--deny", "127.0.0.1"]);
     let port = server.addr.port();
     let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
     assert!(

@@ -402,7 +402,7 @@ fn tls_default_port_is_8443() {
         Ok(monoloop::config::Parsed::Run(c)) => c,
         other => panic!("{other:?}"),
     };
-    assert_eq!(config.server.listen.port(), 8443);
+    assert_eq!(config.listen[0].port(), 8443);
 }
 
 #[test]

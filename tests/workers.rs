@@ -273,7 +273,10 @@ fn a_second_server_on_the_same_port_is_refused() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "--workers {workers}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("is already in use"), "{err}");
+        assert!(
+            err.contains(&format!("--listen {port}: already in use")),
+            "{err}"
+        );
     }
 }
 

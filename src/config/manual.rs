@@ -2,10 +2,14 @@
 //! completions (`monoloop --completions bash|zsh|fish`), both generated
 //! from the help text at run time.
 //!
-//! The options are defined in one place, the help (`usage.rs`): this module
-//! reads that text back instead of keeping a second list, so a new option,
-//! a mode's own list, or a build without TLS shows up here as it shows up
-//! in `--help`. What it relies on is the help's layout:
+//! The options are named once, with the commands that use them, in
+//! `options.rs`, and described once, in the help (`usage.rs`), which a
+//! test there keeps in step with that table. This module reads the help
+//! back, since it alone says what each option's value is and what it does,
+//! instead of keeping a second list: a new option, a mode's own list, or a
+//! build without TLS shows up here as it shows up in `--help`, and a test
+//! below checks that each command's options, read back, are the table's.
+//! What it relies on is the help's layout:
 //! - a section title starts at the margin and ends in `:`;
 //! - an entry starts four spaces in with its options, each perhaps
 //!   followed by its value's name in capitals (`--cert FILE --key FILE`,
@@ -16,7 +20,8 @@
 //!
 //! tests/cli.rs checks the outcome against the help: every option it lists
 //! is in the man page and in each completion script. Printing is
-//! `main.rs`'s; the flags are read by `parse.rs`, and are not in the help.
+//! `main.rs`'s; `--man` and `--completions` are read by `parse.rs`, and
+//! are not in the help.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -639,13 +644,45 @@ mod tests {
             .find(|(n, _, _)| n == "--listen")
             .expect("--listen");
         assert_eq!(listen.1.as_deref(), Some("HOST:PORT"));
-        assert!(listen
-            .2
-            .starts_with("address and port to listen on [default: 127.0.0.1:8080] (IPv6"));
+        assert!(
+            listen
+                .2
+                .starts_with("address and port to listen on; repeat it for more (127")
+                && listen
+                    .2
+                    .ends_with(" on its first address [default: 127.0.0.1:8080]"),
+            "{}",
+            listen.2
+        );
         assert_eq!(positionals(Command::Client), ["HOST:PORT"]);
         assert!(positionals(Command::File).is_empty());
         let everywhere: Vec<String> = everywhere().into_iter().map(|(n, _)| n).collect();
         assert_eq!(everywhere, ["-h", "--help", "-V", "--version"]);
+    }
+
+    #[test]
+    fn each_commands_options_are_the_ones_options_rs_gives_it() {
+        use crate::config::options;
+        for c in Command::ALL {
+            let read = command_options(c);
+            let mut names: Vec<&str> = read.iter().map(|(n, _, _)| n.as_str()).collect();
+            names.sort_unstable();
+            let mut table: Vec<&str> = options::OPTIONS
+                .iter()
+                .map(|(o, _)| *o)
+                .filter(|o| options::listed(c, o))
+                .collect();
+            table.sort_unstable();
+            assert_eq!(names, table, "{}", c.name());
+            // And a value after every option but the flags.
+            for (name, value, _) in &read {
+                assert_eq!(
+                    value.is_none(),
+                    options::FLAGS.contains(&name.as_str()),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -23,22 +23,21 @@ use crate::conn_table::ConnTable;
 use crate::edge::{Gate, PerIp};
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
-use crate::sys::{self, ListenError};
+use crate::sys;
 use crate::timer::Timers;
 use crate::tokens::{listener_token, LISTENER, MAX_LISTENERS, SIGNALS, WAKER};
 use crate::worker_link::Worker;
 
-/// Why the server could not start.
+/// Why the server could not start, once its listeners are open (`lib.rs`
+/// opens them, and says which option's could not be).
 #[derive(Debug)]
 pub enum StartError {
-    Listen(ListenError),
     Io(&'static str, io::Error),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Listen(e) => e.fmt(f),
             StartError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -115,19 +114,8 @@ impl Parts {
 }
 
 impl Server {
-    /// Opens the listener and the signal pipe. Nothing is served until
-    /// [`run`](Self::run). One worker: the whole server on this thread.
-    pub fn bind(
-        opts: ServerOptions,
-        protocol: Box<dyn DynProtocol + Send>,
-    ) -> Result<Self, StartError> {
-        sys::raise_fd_limit(opts.max_connections);
-        let listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
-        let parts = Parts::open(listener)?;
-        Ok(Self::new(parts, opts, protocol))
-    }
-
-    /// A server on prepared [`Parts`] (a worker's, or `bind`'s).
+    /// A server on prepared [`Parts`] (the one worker's, or each of
+    /// several). Nothing is served until [`run`](Self::run).
     pub fn new(parts: Parts, opts: ServerOptions, protocol: Box<dyn DynProtocol + Send>) -> Self {
         let Parts {
             poll,
