@@ -2,7 +2,7 @@
 //! it ends.
 //!
 //! ```text
-//! access conn=7 peer=127.0.0.1:51234 duration_ms=1520 bytes_in=12 bytes_out=31 end=done user=alice
+//! access conn=7 worker=0 peer=127.0.0.1:51234 duration_ms=1520 bytes_in=12 bytes_out=31 end=done user=alice
 //! ```
 //!
 //! `key=value` fields in a fixed order, so that a line can be parsed with a
@@ -11,13 +11,18 @@
 //!
 //! | field | what |
 //! | --- | --- |
-//! | `conn` | the connection's number, as in the debug log (0 for a client turned away at accept, [`turned_away`]) |
+//! | `conn` | the connection's number, as in the debug log, unique in the process (`conn_table.rs`, `number_from`; 0 for a client turned away at accept, [`AccessLog::turned_away`]) |
+//! | `worker` | the worker that served it (0 with one) |
 //! | `peer` | the client's address |
 //! | `duration_ms` | from accept to close |
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
 //! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
 //! | `error` | why, when the end was a TLS failure or a socket error |
 //! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused` (see `Protocol::summary`) |
+//!
+//! A line has this one shape with one worker or many: it names its worker
+//! in a field, so the logger does not put `worker N:` before it
+//! ([`write`]).
 //!
 //! The log costs next to nothing while it is off: its records live in a
 //! table of their own, indexed like the connection table, that exists only
@@ -55,6 +60,8 @@ struct Record {
 pub struct AccessLog {
     /// Indexed by the connection's slab key (the token's low 32 bits).
     records: Vec<Option<Record>>,
+    /// The worker whose connections these are, for `worker=`.
+    worker: usize,
 }
 
 /// A connection's slot in the table.
@@ -65,6 +72,11 @@ fn slot(token: Token) -> usize {
 impl AccessLog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The connections are worker `id`'s.
+    pub fn in_worker(&mut self, id: usize) {
+        self.worker = id;
     }
 
     /// A connection was accepted from `peer` at `now`.
@@ -129,46 +141,51 @@ impl AccessLog {
             return None;
         }
         let r = r.take()?;
-        Some(line(
-            token,
-            r.peer,
-            now.saturating_duration_since(r.start).as_millis(),
-            (r.bytes_in, r.bytes_out),
-            reason.word(),
-            r.error.as_deref(),
-            r.summary.as_deref(),
-        ))
+        let duration_ms = now.saturating_duration_since(r.start).as_millis();
+        Some(line(self.worker, &r, duration_ms, reason))
+    }
+
+    /// The line for a client turned away at accept, which never has a
+    /// record: at `--max-connections` (`end=server_full`), or denied while
+    /// the server is full (`end=denied`).
+    pub fn turned_away(&self, peer: SocketAddr, end: CloseReason, now: Instant) -> String {
+        let r = Record {
+            token: Token(0),
+            peer,
+            start: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            summary: None,
+            error: None,
+        };
+        line(self.worker, &r, 0, end)
     }
 }
 
-/// The line for a client turned away at accept, which never has a record:
-/// at `--max-connections` (`end=server_full`), or denied while the server
-/// is full (`end=denied`).
-pub fn turned_away(peer: SocketAddr, end: CloseReason) -> String {
-    line(Token(0), peer, 0, (0, 0), end.word(), None, None)
+/// Writes an access line, at info. Its worker is a field of its own, so
+/// the logger's `worker N:` is left out: one shape, however many workers.
+pub fn write(line: &str) {
+    crate::logging::info_unmarked(format_args!("{line}"));
 }
 
-fn line(
-    token: Token,
-    peer: SocketAddr,
-    duration_ms: u128,
-    (bytes_in, bytes_out): (u64, u64),
-    end: &str,
-    error: Option<&str>,
-    summary: Option<&str>,
-) -> String {
+/// The line of connection `r`, served by `worker`, which ended for `end`.
+fn line(worker: usize, r: &Record, duration_ms: u128, end: CloseReason) -> String {
     let mut out = String::with_capacity(128);
     let _ = write!(
         out,
-        "access conn={} peer={peer} duration_ms={duration_ms} bytes_in={bytes_in} \
-         bytes_out={bytes_out} end={end}",
-        token.0 >> 32
+        "access conn={} worker={worker} peer={} duration_ms={duration_ms} \
+         bytes_in={} bytes_out={} end={}",
+        r.token.0 >> 32,
+        r.peer,
+        r.bytes_in,
+        r.bytes_out,
+        end.word()
     );
-    if let Some(e) = error {
+    if let Some(e) = &r.error {
         out.push_str(" error=");
         quote_into(&mut out, e);
     }
-    if let Some(s) = summary {
+    if let Some(s) = &r.summary {
         out.push(' ');
         out.push_str(s);
     }
@@ -203,8 +220,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             line,
-            "access conn=7 peer=127.0.0.1:5555 duration_ms=1520 bytes_in=12 bytes_out=31 \
-             end=idle_timeout user=alice"
+            "access conn=7 worker=0 peer=127.0.0.1:5555 duration_ms=1520 bytes_in=12 \
+             bytes_out=31 end=idle_timeout user=alice"
         );
         assert_eq!(log.close(token, CloseReason::Done, t0), None, "logged once");
     }
@@ -229,10 +246,12 @@ mod tests {
 
     #[test]
     fn a_turned_away_client_has_its_own_line() {
+        let mut log = AccessLog::new();
+        log.in_worker(2);
         assert_eq!(
-            turned_away(peer(), CloseReason::ServerFull),
-            "access conn=0 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 bytes_out=0 \
-             end=server_full"
+            log.turned_away(peer(), CloseReason::ServerFull, Instant::now()),
+            "access conn=0 worker=2 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 \
+             bytes_out=0 end=server_full"
         );
         assert_eq!(quoted("a b"), "\"a b\"");
     }

@@ -135,6 +135,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// How many workers the server has (one holding flag each).
+    pub fn workers(&self) -> usize {
+        self.holding.len()
+    }
+
     /// Says whether this worker's relay receivers hold senders back.
     pub fn set_holding(&self, on: bool) {
         if let Some(flag) = self.holding.get(self.id) {

@@ -30,6 +30,11 @@ fn each_connection_gets_one_line_with_its_bytes_and_end() {
     assert_eq!(field(&line, "bytes_in"), "5", "{line}");
     assert_eq!(field(&line, "bytes_out"), "5", "{line}");
     assert_eq!(field(&line, "end"), "done", "{line}");
+    assert_eq!(
+        field(&line, "worker"),
+        "0",
+        "one worker is worker 0: {line}"
+    );
     assert!(line.contains(" INFO "), "{line}");
     // The fields come in a fixed order.
     let keys: Vec<&str> = line
@@ -43,6 +48,7 @@ fn each_connection_gets_one_line_with_its_bytes_and_end() {
         keys,
         [
             "conn",
+            "worker",
             "peer",
             "duration_ms",
             "bytes_in",

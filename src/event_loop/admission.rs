@@ -296,8 +296,8 @@ impl Server {
         if full && self.gate.as_ref().is_some_and(|g| g.refuses(peer)) {
             self.tally.stats.denied += 1;
             log::debug!("denied {peer}");
-            if self.tally.access.is_some() {
-                log::info!("{}", access_log::turned_away(peer, CloseReason::Denied));
+            if let Some(access) = &self.tally.access {
+                access_log::write(&access.turned_away(peer, CloseReason::Denied, now));
             }
             return;
         }
@@ -306,9 +306,8 @@ impl Server {
             log::debug!("rejected {peer}: server full");
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
-                if self.tally.access.is_some() {
-                    let line = access_log::turned_away(peer, CloseReason::ServerFull);
-                    log::info!("{line}");
+                if let Some(access) = &self.tally.access {
+                    access_log::write(&access.turned_away(peer, CloseReason::ServerFull, now));
                 }
                 if !waits {
                     reject(stream);

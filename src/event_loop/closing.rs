@@ -235,7 +235,7 @@ impl Server {
                 .as_mut()
                 .and_then(|a| a.close(token, reason, Instant::now()))
             {
-                log::info!("{line}");
+                crate::access_log::write(&line);
             }
         }
         let Some(conn) = self.conns.get_mut(token) else {
