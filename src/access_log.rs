@@ -13,7 +13,7 @@
 //! | --- | --- |
 //! | `conn` | the connection's number, as in the debug log, unique in the process (`conn_table.rs`, `number_from`; 0 for a client turned away at accept, [`AccessLog::turned_away`]) |
 //! | `worker` | the worker that served it (0 with one) |
-//! | `peer` | the client's address |
+//! | `peer` | the client's address; an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`, an IPv4 client of a dual-stack listener) as the IPv4 address it carries |
 //! | `duration_ms` | from accept to close |
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
 //! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
@@ -81,6 +81,7 @@ impl AccessLog {
 
     /// A connection was accepted from `peer` at `now`.
     pub fn open(&mut self, token: Token, peer: SocketAddr, now: Instant) {
+        let peer = ipv4_if_mapped(peer);
         let i = slot(token);
         if self.records.len() <= i {
             self.records.resize_with(i + 1, || None);
@@ -106,7 +107,7 @@ impl AccessLog {
     /// The client behind a PROXY header: the address the line names.
     pub fn peer(&mut self, token: Token, client: SocketAddr) {
         if let Some(r) = self.get(token) {
-            r.peer = client;
+            r.peer = ipv4_if_mapped(client);
         }
     }
 
@@ -151,7 +152,7 @@ impl AccessLog {
     pub fn turned_away(&self, peer: SocketAddr, end: CloseReason, now: Instant) -> String {
         let r = Record {
             token: Token(0),
-            peer,
+            peer: ipv4_if_mapped(peer),
             start: now,
             bytes_in: 0,
             bytes_out: 0,
@@ -160,6 +161,13 @@ impl AccessLog {
         };
         line(self.worker, &r, 0, end)
     }
+}
+
+/// `addr`, written as IPv4 if it is an IPv4-mapped IPv6 address: how a
+/// dual-stack listener sees an IPv4 client (`edge::canonical`, as allow
+/// and deny match it).
+fn ipv4_if_mapped(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(crate::edge::canonical(addr.ip()), addr.port())
 }
 
 /// Writes an access line, at info. Its worker is a field of its own, so
@@ -242,6 +250,19 @@ mod tests {
         let new = Token(2 << 32);
         log.count(new, 1, 1);
         assert_eq!(log.close(new, CloseReason::Done, t0), None);
+    }
+
+    #[test]
+    fn a_mapped_address_is_written_as_ipv4() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let token = Token(3 << 32);
+        log.open(token, "[::ffff:192.0.2.1]:80".parse().unwrap(), t0);
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.contains(" peer=192.0.2.1:80 "), "{line}");
+        log.open(token, "[2001:db8::1]:80".parse().unwrap(), t0);
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.contains(" peer=[2001:db8::1]:80 "), "{line}");
     }
 
     #[test]

@@ -349,6 +349,40 @@ fn ipv6_and_mapped_addresses_are_matched() {
     expect(&mut s, b"v6");
 }
 
+/// Issue 21: the access log writes an IPv4 client of a dual-stack listener
+/// as IPv4 (`127.0.0.1:PORT`, not `[::ffff:127.0.0.1]:PORT`), as allow and
+/// deny already match it; and so an IPv4-mapped client a PROXY header names.
+#[test]
+fn the_access_log_writes_mapped_addresses_as_ipv4() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        skip::skip("no IPv6 loopback (::1) here");
+        return;
+    }
+    let mut server = Server::start(&["echo", "--listen", "[::]:0", "--access-log"]);
+    let port = server.addr.port();
+    let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    let me = s.local_addr().unwrap();
+    s.write_all(b"v4").unwrap();
+    expect(&mut s, b"v4");
+    drop(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.contains(&format!(" peer={me} ")), "{line}");
+    let mut server = Server::start(&[
+        "echo",
+        "--listen",
+        "[::]:0",
+        "--proxy-protocol",
+        "--access-log",
+    ]);
+    let mut s = connect(format!("[::1]:{}", server.addr.port()).parse().unwrap());
+    s.write_all(b"PROXY TCP6 ::ffff:192.0.2.7 ::1 5555 80\r\nhi")
+        .unwrap();
+    expect(&mut s, b"hi");
+    drop(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.contains(" peer=192.0.2.7:5555 "), "{line}");
+}
+
 #[test]
 fn the_limit_per_address_counts_the_client_behind_the_header() {
     let mut server = Server::start(&[
