@@ -275,6 +275,42 @@ fn no_header_or_a_bad_one_closes_without_a_byte_and_counts() {
     assert_eq!(line.get("proxy_errors"), 6, "{line}");
 }
 
+/// Issue 21: `end=proxy_error` says why in its access line's `error=`: a
+/// bad header, one cut short by the client's FIN, one not whole in time.
+#[test]
+fn a_proxy_error_says_why_in_the_access_log() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--access-log",
+        "--handshake-timeout",
+        "0.5",
+    ]);
+    let mut bad = connect(server.addr);
+    bad.write_all(b"hello, no header\n").unwrap();
+    assert!(read_to_eof(&mut bad).0.is_empty());
+    let line = server.wait_for_log("end=proxy_error");
+    assert!(line.contains(" error=\"not a PROXY"), "{line}");
+    let mut cut = connect(server.addr);
+    cut.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut cut).0.is_empty());
+    let line = server.wait_for_log_where("end=proxy_error", |l| l.contains("cut short"));
+    assert!(
+        line.ends_with(r#"error="the client closed with its PROXY header cut short""#),
+        "{line}"
+    );
+    let mut slow = connect(server.addr);
+    slow.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    assert!(read_to_eof(&mut slow).0.is_empty());
+    let line = server.wait_for_log_where("end=proxy_error", |l| l.contains("in time"));
+    assert!(
+        line.ends_with(r#"error="no whole PROXY header in time (--handshake-timeout)""#),
+        "{line}"
+    );
+    assert_eq!(server.log_lines("end=proxy_error").len(), 3);
+}
+
 #[test]
 fn only_trusted_peers_may_send_a_header() {
     let mut server = Server::start(&[

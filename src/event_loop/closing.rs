@@ -279,6 +279,18 @@ impl Server {
         self.close(token, reason);
     }
 
+    /// The connection's PROXY header was bad (`why`), cut short, or late:
+    /// counted, said at debug and in the access line's `error=`, and the
+    /// connection closed without a word.
+    pub(super) fn proxy_error(&mut self, token: Token, why: &str) {
+        self.tally.stats.proxy_errors += 1;
+        log::debug!("conn #{}: {why}", token.0 >> 32);
+        if let Some(access) = self.tally.access.as_mut() {
+            access.error(token, why);
+        }
+        self.close(token, CloseReason::ProxyError);
+    }
+
     /// A TLS handshake ended without finishing: plain text on a TLS port,
     /// an unknown CA, no common protocol, or the client gave up. The
     /// client's problem: counted, and logged at debug. A client that never

@@ -230,8 +230,7 @@ impl Server {
                 // A balancer's TCP health check connects and closes without
                 // a byte: nobody's error. Part of a header, then a close, is.
                 if gate.header_started(token) {
-                    self.tally.stats.proxy_errors += 1;
-                    self.close(token, CloseReason::ProxyError);
+                    self.proxy_error(token, "the client closed with its PROXY header cut short");
                 } else {
                     self.close(token, CloseReason::Done);
                 }
@@ -249,11 +248,7 @@ impl Server {
         match gate.header(token, &self.scratch[..n], peer) {
             // More of it later (read_input queues what is waiting now).
             HeaderStep::Partial => {}
-            HeaderStep::Bad(why) => {
-                self.tally.stats.proxy_errors += 1;
-                log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
-                self.close(token, CloseReason::ProxyError);
-            }
+            HeaderStep::Bad(why) => self.proxy_error(token, &why),
             HeaderStep::Done {
                 entry,
                 client,

@@ -197,9 +197,7 @@ impl Server {
                     self.close(token, CloseReason::HandshakeTimeout);
                 }
                 Stage::Header { .. } => {
-                    self.tally.stats.proxy_errors += 1;
-                    log::debug!("conn #{}: no PROXY header in time", token.0 >> 32);
-                    self.close(token, CloseReason::ProxyError);
+                    self.proxy_error(token, "no whole PROXY header in time (--handshake-timeout)")
                 }
                 _ => self.close(token, CloseReason::Expired),
             },
