@@ -18,7 +18,7 @@
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
 //! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
 //! | `error` | why, when the end was a TLS failure, a socket error or a PROXY header's error |
-//! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused` (see `Protocol::summary`) |
+//! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused=WHY` (see `Protocol::summary`) |
 //!
 //! A line has this one shape with one worker or many: it names its worker
 //! in a field, so the logger does not put `worker N:` before it

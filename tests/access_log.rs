@@ -97,7 +97,16 @@ fn chat_and_file_add_their_own_fields() {
     s.write_all(b"../etc/passwd\n").unwrap();
     let _ = read_to_eof(&mut s);
     let line = files.wait_for_log(r#"file="../etc/passwd""#);
-    assert!(line.ends_with("refused"), "{line}");
+    // Why, as a key=value field like the others (issue 21).
+    assert!(line.ends_with(" refused=dot_dot"), "{line}");
+    let mut s = connect(files.addr);
+    s.write_all(b"missing.txt\n").unwrap();
+    let _ = read_to_eof(&mut s);
+    let line = files.wait_for_log(r#"file="missing.txt""#);
+    assert!(
+        line.ends_with(r#"file="missing.txt" refused=not_found"#),
+        "{line}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
