@@ -18,6 +18,7 @@
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
 //! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
 //! | `error` | why, when the end was a TLS failure, a socket error or a PROXY header's error |
+//! | `tls`, `sni`, `alpn`, `client_subject` | on TLS, once the handshake is done: the version, and the name the client asked for, the protocol agreed and its certificate's subject, each when there is one ([`TlsFields`]) |
 //! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused=WHY` (see `Protocol::summary`) |
 //!
 //! A line has this one shape with one worker or many: it names its worker
@@ -36,7 +37,7 @@ use std::time::Instant;
 use mio::Token;
 
 use crate::close::CloseReason;
-use crate::quote::quote_into;
+use crate::quote::{quote_into, token_into};
 
 /// What the access log keeps of one open connection.
 #[derive(Debug)]
@@ -53,6 +54,23 @@ struct Record {
     summary: Option<String>,
     /// Why it failed, in words, for `error=`.
     error: Option<String>,
+    /// What its TLS handshake negotiated, once it is done.
+    tls: Option<Box<TlsFields>>,
+}
+
+/// What a finished TLS handshake negotiated, for the access log's TLS
+/// fields (`connection/tls.rs` reads them from the session).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFields {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The name the client asked for (SNI), if it named one.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// The subject of the client's certificate, if it sent one
+    /// (`--tls-client-ca`).
+    pub client_subject: Option<String>,
 }
 
 /// The access log's table of open connections.
@@ -94,6 +112,7 @@ impl AccessLog {
             bytes_out: 0,
             summary: None,
             error: None,
+            tls: None,
         });
     }
 
@@ -128,6 +147,13 @@ impl AccessLog {
         }
     }
 
+    /// Notes what the connection's TLS handshake negotiated.
+    pub fn tls(&mut self, token: Token, fields: TlsFields) {
+        if let Some(r) = self.get(token) {
+            r.tls = Some(Box::new(fields));
+        }
+    }
+
     /// Notes why the connection failed (the first reason wins).
     pub fn error(&mut self, token: Token, why: &str) {
         if let Some(r) = self.get(token) {
@@ -158,6 +184,7 @@ impl AccessLog {
             bytes_out: 0,
             summary: None,
             error: None,
+            tls: None,
         };
         line(self.worker, &r, 0, end)
     }
@@ -192,6 +219,20 @@ fn line(worker: usize, r: &Record, duration_ms: u128, end: CloseReason) -> Strin
     if let Some(e) = &r.error {
         out.push_str(" error=");
         quote_into(&mut out, e);
+    }
+    if let Some(tls) = &r.tls {
+        out.push_str(" tls=");
+        token_into(&mut out, &tls.version);
+        for (key, value) in [("sni", &tls.sni), ("alpn", &tls.alpn)] {
+            if let Some(v) = value {
+                let _ = write!(out, " {key}=");
+                token_into(&mut out, v);
+            }
+        }
+        if let Some(subject) = &tls.client_subject {
+            out.push_str(" client_subject=");
+            quote_into(&mut out, subject);
+        }
     }
     if let Some(s) = &r.summary {
         out.push(' ');
@@ -250,6 +291,41 @@ mod tests {
         let new = Token(2 << 32);
         log.count(new, 1, 1);
         assert_eq!(log.close(new, CloseReason::Done, t0), None);
+    }
+
+    #[test]
+    fn tls_fields_come_after_the_end_and_only_when_known() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let token = Token(4 << 32);
+        log.open(token, peer(), t0);
+        log.tls(
+            token,
+            TlsFields {
+                version: "TLSv1.3".into(),
+                sni: Some("example.org".into()),
+                alpn: Some("my proto".into()),
+                client_subject: Some("CN=alice,O=Example\\, Inc.".into()),
+            },
+        );
+        log.summary(token, "user=alice".into());
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(
+            line.ends_with(
+                r#"end=done tls=TLSv1.3 sni=example.org alpn="my proto" client_subject="CN=alice,O=Example\\, Inc." user=alice"#
+            ),
+            "{line}"
+        );
+        log.open(token, peer(), t0);
+        log.tls(
+            token,
+            TlsFields {
+                version: "TLSv1.2".into(),
+                ..TlsFields::default()
+            },
+        );
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.ends_with("end=done tls=TLSv1.2"), "{line}");
     }
 
     #[test]

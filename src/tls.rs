@@ -28,7 +28,9 @@
 
 mod leaf;
 mod session;
+mod sni;
 
+pub use leaf::subject;
 pub use session::{Encrypting, Input, ServerSession};
 
 use std::fmt;
@@ -172,6 +174,8 @@ fn server_config_and_leaf(
         TlsError(format!("--tls-key {}: {why}", key.display()))
     })?;
     judge_leaf(cert, verdict)?;
+    // The name each client asks for, noted for the access log (`sni.rs`).
+    config.cert_resolver = Arc::new(sni::NotesServerName(config.cert_resolver.clone()));
     config.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Resumption: TLS 1.3 tickets, encrypted with keys rustls rotates every
     // six hours, beside the stateful cache (256 sessions) the builder

@@ -591,6 +591,64 @@ fn the_access_log_names_a_tls_failure_and_its_reason() {
     assert!(line.contains("bytes_out=4"), "{line}");
 }
 
+/// Ends a TLS client as `nc -N` would: close_notify, then reads the
+/// server's answer to its end, so that the server ends it `done`.
+fn finish(mut s: TlsStream) {
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    let _ = tls_read_to_end(&mut s);
+}
+
+/// Issue 21: a TLS connection's access line says what was negotiated:
+/// `tls=` (the version), then `sni=` (the name the client asked for),
+/// `alpn=` and `client_subject=` (its certificate's subject), each only
+/// when there is one; a plain connection's line has none of them.
+#[test]
+fn the_access_log_records_tls_version_sni_alpn_and_client_subject() {
+    let pki = Pki::new("accessfields");
+    let ca = pki.path("ca.pem");
+    let extra = ["--tls-client-ca", &ca, "--alpn", "echo,h2"];
+    let mut server = tls_server(&pki, &["echo", "--access-log"], &extra);
+    let config = client_config(&pki, true, &["h2"]);
+    // A full handshake, then one that resumes: the same fields.
+    for (conn, kind) in [
+        (1, rustls::HandshakeKind::Full),
+        (2, rustls::HandshakeKind::Resumed),
+    ] {
+        let mut s = tls_connect(server.addr, config.clone());
+        s.write_all(b"ping").unwrap();
+        tls_expect(&mut s, b"ping");
+        assert_eq!(s.conn.handshake_kind(), Some(kind));
+        finish(s);
+        let line = server.wait_for_log(&format!("access conn={conn} "));
+        assert!(
+            line.ends_with(
+                r#"end=done tls=TLSv1.3 sni=localhost alpn=h2 client_subject="CN=client""#
+            ),
+            "{kind:?}: {line}"
+        );
+    }
+    // No name (an IP address is never sent as SNI), no ALPN, no client
+    // certificate: the version alone.
+    let mut server = tls_server(&pki, &["echo", "--access-log"], &[]);
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(client_config(&pki, false, &[]), name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, connect(server.addr));
+    s.write_all(b"ping").unwrap();
+    tls_expect(&mut s, b"ping");
+    finish(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.ends_with(" end=done tls=TLSv1.3"), "{line}");
+    let mut plain = Server::start(&["echo", "--access-log"]);
+    let mut s = connect(plain.addr);
+    s.write_all(b"ping").unwrap();
+    expect(&mut s, b"ping");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    expect_eof(&mut s);
+    let line = plain.wait_for_log("access conn=");
+    assert!(line.ends_with(" end=done"), "{line}");
+}
+
 #[test]
 fn workers_share_one_tls_configuration_and_sessions_resume_on_any() {
     let pki = Pki::new("workers");

@@ -281,6 +281,11 @@ impl Server {
                 Some(false) => self.tally.stats.tls_full += 1,
                 None => {}
             }
+            if let Some(access) = self.tally.access.as_mut() {
+                if let Some(fields) = conn.tls_fields() {
+                    access.tls(token, fields);
+                }
+            }
         }
         if let Some(refusal) = conn.refusing {
             let (words, reason) = match refusal {
