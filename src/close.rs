@@ -46,6 +46,11 @@ pub enum CloseReason {
     /// The output is incomplete (a file shrank while it was sent): the
     /// connection ends with a reset, so the peer cannot take it for whole.
     Truncated,
+    /// A health check: the peer closed (FIN or reset) without a byte of its
+    /// own, before its TCP had acknowledged a byte of ours, so before it
+    /// could have read one (`event_loop/closing.rs`, `ends_as_check`).
+    /// Counted in `checks`, not as a client.
+    Check,
 }
 
 impl CloseReason {
@@ -68,6 +73,7 @@ impl CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ProxyError => "proxy_error",
             CloseReason::Truncated => "truncated",
+            CloseReason::Check => "check",
         }
     }
 }
@@ -91,6 +97,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ProxyError => "bad or missing PROXY header",
             CloseReason::Truncated => "output cut short: reset sent",
+            CloseReason::Check => "a health check: closed without a byte either way",
         })
     }
 }

@@ -186,6 +186,15 @@ fn a_v2_local_header_is_served_whatever_its_family_and_block() {
     });
     assert!(!line.contains("proxy_errors"), "{line}");
     assert!(server.log_lines("192.0.2.7").is_empty());
+    // The check itself: the header, then the close, and not a byte of its
+    // own. A check, not a client (issue 21).
+    let mut s = connect(server.addr);
+    s.write_all(&v2_local()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = read_to_eof(&mut s);
+    let line = server.wait_for_log("end=check");
+    assert!(line.contains(" bytes_in=0 bytes_out=0 "), "{line}");
+    server.wait_stats(&[("total", 2), ("checks", 1), ("active", 0)]);
 }
 
 #[test]
@@ -590,6 +599,43 @@ fn behind_a_real_haproxy_the_log_names_the_real_client() {
         drop(s);
         let line = access_line(&mut server, &me.to_string());
         assert!(line.contains("peer=127.0.0.3:"), "{send_proxy}: {line}");
+    }
+}
+
+/// Issue 21: HAProxy's health checks as docs/deploy/haproxy.cfg sets them
+/// up (a connect, a PROXY v2 LOCAL header with `check-send-proxy`, then a
+/// reset) are logged `end=check` and counted in `checks`, never as
+/// clients: over a stretch of checks every 100 ms and no client, `total`
+/// does not move. So on a mode that speaks first (chat's prompt goes out
+/// as soon as the header is read): the check resets the connection
+/// without reading it. (A plain `check`, without `check-send-proxy`,
+/// never reaches the server: HAProxy resets it before its handshake's
+/// last ACK.)
+#[test]
+fn a_real_haproxys_health_checks_are_checks_not_clients() {
+    for mode in ["echo", "chat"] {
+        let args = [
+            mode,
+            "--proxy-protocol",
+            "--access-log",
+            "--stats-interval",
+            "0.1",
+        ];
+        let mut server = Server::start(&args);
+        let server_line = "send-proxy-v2 check check-send-proxy inter 100ms";
+        let Some(_ha) = Haproxy::start(server.addr, server_line) else {
+            return;
+        };
+        // `Haproxy::start` connected through the balancer once, to see it
+        // listen: a client of its own, which may have read chat's prompt.
+        // From a baseline taken after it, checks alone.
+        let base = server.wait_stats_where("checks >= 2", |s| s.get("checks") >= 2);
+        let (total, checks) = (base.get("total"), base.get("checks"));
+        let line = server.wait_stats_where("5 more checks", |s| s.get("checks") >= checks + 5);
+        assert_eq!(line.get("total"), total, "{mode}: {line}");
+        let lines = server.log_lines("access conn=");
+        let clients: Vec<_> = lines.iter().filter(|l| !l.contains(" end=check")).collect();
+        assert!(clients.len() as u64 <= total, "{mode}: {clients:#?}");
     }
 }
 

@@ -19,6 +19,15 @@ use common::*;
 fn the_metrics_count_exactly_what_happened() {
     let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0", "--max-connections", "2"]);
     let m = metrics_addr(&mut server);
+    // A health check (connect, close without a byte) is not a client
+    // (issue 21): counted on its own, not in accepted_total.
+    let check = connect(server.addr);
+    check.shutdown(std::net::Shutdown::Both).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !get(m, "/metrics").contains("\nmonoloop_health_checks_total 1\n") {
+        assert!(Instant::now() < deadline, "no check counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut a = connect(server.addr);
     a.write_all(b"12345").unwrap();
     expect(&mut a, b"12345");
@@ -53,6 +62,10 @@ fn the_metrics_count_exactly_what_happened() {
     }
     let again = get(m, "/metrics");
     assert!(again.contains("\nmonoloop_connections_accepted_total 2\n"));
+    assert!(
+        again.contains("\nmonoloop_health_checks_total 1\n"),
+        "{again}"
+    );
     // The rest of HTTP, briefly.
     assert!(http(m, "HEAD /metrics HTTP/1.1\r\n\r\n").ends_with("\r\n\r\n"));
     assert!(http(m, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));

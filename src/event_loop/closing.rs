@@ -35,6 +35,28 @@ const ALERT_GRACE: Duration = Duration::from_secs(1);
 /// acknowledged everything, after which it may close.
 pub(super) const LINGER_CHECK: Duration = Duration::from_millis(100);
 
+/// How a peer ended its connection, for telling a health check
+/// (`ends_as_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerEnd {
+    /// Its FIN: it said all it will, and may have read what it was sent.
+    Fin,
+    /// A reset (or a write that found one): an abortive close, with what
+    /// it was sent unread, or unwanted.
+    Reset,
+}
+
+impl PeerEnd {
+    /// How a socket error says the peer went: a reset, or (it vanished,
+    /// say) as if by FIN, judged by what it acknowledged.
+    fn of(e: &io::Error) -> PeerEnd {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => PeerEnd::Reset,
+            _ => PeerEnd::Fin,
+        }
+    }
+}
+
 /// Where a protocol's [`Step`] came from, which decides what `Close`
 /// means and whether the close that follows is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +240,14 @@ impl Server {
             (CloseReason::Done, Some(first)) => first,
             _ => reason,
         };
+        // A connection let in is counted once: as a health check, or as a
+        // client (if its first byte has not counted it already).
+        if reason == CloseReason::Check {
+            conn.unproven = false;
+            self.tally.stats.checks += 1;
+        } else {
+            self.tally.client(conn);
+        }
         log::debug!(
             "conn #{} closed: {reason}{}",
             conn.number(),
@@ -268,7 +298,11 @@ impl Server {
         // decrypt) is the peer's doing or the network's: a client must not
         // be able to write the server's log, so this is debug only.
         let reason = if is_disconnect(e) {
-            CloseReason::Reset
+            if self.ends_as_check(token, PeerEnd::of(e)) {
+                CloseReason::Check
+            } else {
+                CloseReason::Reset
+            }
         } else {
             if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, &e.to_string());
@@ -312,7 +346,41 @@ impl Server {
             self.close(token, CloseReason::TlsFailure);
         } else {
             log::debug!("conn #{}: closed before sending anything", conn.number());
-            self.close(token, CloseReason::Done);
+            let reason = if self.ends_as_check(token, PeerEnd::Fin) {
+                CloseReason::Check
+            } else {
+                CloseReason::Done
+            };
+            self.close(token, reason);
+        }
+    }
+
+    /// True if connection `token`, whose peer has just ended it (`how`),
+    /// was a health check: it sent no byte of its own (a PROXY header is
+    /// the balancer's, not its own), and it went before it could have read
+    /// a byte of ours. A server that speaks first (a greeting, chat's
+    /// prompt) may have sent some; a peer that read them and left has been
+    /// served. So the peer must have reset the connection (an abortive
+    /// close: what it was sent went unread, or it did not care, as
+    /// HAProxy's checks do), or sent its FIN before its TCP acknowledged a
+    /// byte of ours. Asked once per connection that ends so, never per
+    /// message. A client turned away (`refusing`) is not one: it is
+    /// counted where it was turned away.
+    pub(super) fn ends_as_check(&self, token: Token, how: PeerEnd) -> bool {
+        let Some(conn) = self.conns.get(token) else {
+            return false;
+        };
+        if conn.refusing.is_some() {
+            return false;
+        }
+        match conn.stage() {
+            // Nothing is sent before the header, nor before the ClientHello.
+            Stage::Header { .. } => !self.gate.as_ref().is_some_and(|g| g.header_started(token)),
+            Stage::Handshake { .. } => !conn.tls_heard(),
+            Stage::Open | Stage::HalfClosed => {
+                conn.unproven && (how == PeerEnd::Reset || conn.nothing_acked())
+            }
+            _ => false,
         }
     }
 

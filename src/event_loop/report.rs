@@ -16,6 +16,7 @@ use mio::Token;
 use super::time::TimerKey;
 use super::Server;
 use crate::access_log::AccessLog;
+use crate::connection::Connection;
 use crate::logging;
 use crate::metrics::{self, Figures, Metrics};
 use crate::stats::{Reporter, Stats};
@@ -55,6 +56,16 @@ impl Tally {
         self.moved += bytes_in + bytes_out;
         if let Some(access) = self.access.as_mut() {
             access.count(token, bytes_in as u64, bytes_out as u64);
+        }
+    }
+
+    /// Connection `conn`, let in, has shown it is a client (a byte of its
+    /// own, or an end that is not a health check's): counted in
+    /// `accepted`, once.
+    #[inline]
+    pub(super) fn client(&mut self, conn: &mut Connection) {
+        if std::mem::take(&mut conn.unproven) {
+            self.stats.accepted += 1;
         }
     }
 

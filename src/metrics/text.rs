@@ -130,7 +130,7 @@ pub fn exposition(f: &Figures) -> String {
         &mut out,
         "monoloop_connections_accepted_total",
         "counter",
-        "Connections let in past the limit and the gate.",
+        "Clients let in past the limit and the gate (not health checks).",
         &one(s.accepted),
     );
     family(
@@ -144,6 +144,13 @@ pub fn exposition(f: &Figures) -> String {
             ("reason=\"per_ip\"", s.per_ip_rejected.to_string()),
             ("reason=\"proxy\"", s.proxy_errors.to_string()),
         ],
+    );
+    family(
+        &mut out,
+        "monoloop_health_checks_total",
+        "counter",
+        "Connections closed by the peer without a byte either way: health checks, not clients.",
+        &one(s.checks),
     );
     family(
         &mut out,
