@@ -32,7 +32,8 @@
 //!    [`quote`] (log fields a client cannot break), [`logging`] (a log that never kills the
 //!    server, and that clients cannot write), [`sys`] (resolving
 //!    `--listen`, listeners, descriptor limit), [`config`] (the command
-//!    line).
+//!    line), [`build`] (the version and commit the start line and the
+//!    metrics name).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
@@ -56,6 +57,7 @@
 
 pub mod access_log;
 pub mod buffer;
+pub mod build;
 pub mod client;
 pub mod close;
 pub mod config;
@@ -194,6 +196,16 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         None => None,
     };
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    // What runs, and with which limits: written once every start error is
+    // behind, just before the `listening on` line.
+    #[cfg(feature = "tls")]
+    let certificate = tls
+        .as_ref()
+        .and_then(|_| tls::served())
+        .map(|c| c.described);
+    #[cfg(not(feature = "tls"))]
+    let certificate: Option<String> = None;
+    let started = start_line(name, tls_note, &options, workers, certificate.as_deref());
     let metrics_line = || {
         if let Some(addr) = metrics_addr {
             log::info!("metrics on http://{addr}/metrics");
@@ -216,6 +228,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             Some(tls) => server.with_tls(tls, config.tls.clone().unwrap_or_default()),
             None => server,
         };
+        log::info!("{started}");
         log::info!(
             "{name} server{tls_note} listening on {}{how}",
             server.local_addr()
@@ -261,6 +274,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     let protocols = (0..workers)
         .map(|_| make())
         .collect::<Result<Vec<_>, _>>()?;
+    log::info!("{started}");
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
@@ -281,6 +295,41 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// The start-up line: `monoloop 0.1.0 (commit 9524292, tls): echo
+/// server, up to 1024 connections, no limit per address, idle timeout 30s,
+/// 1 worker`, and with TLS `; certificate CN=NAME, valid until DATE`, as a
+/// reload says it.
+fn start_line(
+    mode: &str,
+    tls_note: &str,
+    options: &config::ServerOptions,
+    workers: usize,
+    certificate: Option<&str>,
+) -> String {
+    let per_ip = match options.edge.max_per_ip {
+        0 => "no limit per address".to_string(),
+        n => format!("at most {n} per address"),
+    };
+    let idle = match options.idle_timeout {
+        Some(d) => format!("idle timeout {d:?}"),
+        None => "no idle timeout".to_string(),
+    };
+    let workers = match workers {
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
+    let mut line = format!(
+        "{}: {mode} server{tls_note}, up to {} connections, {per_ip}, {idle}, {workers}",
+        build::describe(),
+        options.max_connections
+    );
+    if let Some(c) = certificate {
+        line.push_str("; certificate ");
+        line.push_str(c);
+    }
+    line
 }
 
 /// The listening sockets systemd passed (`LISTEN_FDS`), if this process

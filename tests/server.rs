@@ -23,6 +23,57 @@ fn address_in_use_exits_1_with_the_address() {
     );
 }
 
+/// The line a server writes before it listens (issue 21): the version
+/// and commit, whether TLS is built in, the mode, and the limits an
+/// operator alerts on.
+fn start_line(server: &Server) -> String {
+    let lines = server.log_lines(&format!("monoloop {} (commit ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let tls = if cfg!(feature = "tls") {
+        "tls"
+    } else {
+        "no-tls"
+    };
+    assert!(lines[0].contains(&format!(", {tls}): ")), "{}", lines[0]);
+    lines[0].clone()
+}
+
+#[test]
+fn the_start_line_says_the_version_the_mode_and_the_limits() {
+    let server = Server::start(&[
+        "chat",
+        "--max-connections",
+        "50",
+        "--max-per-ip",
+        "3",
+        "--idle-timeout",
+        "7.5",
+        "--workers",
+        "2",
+    ]);
+    let line = start_line(&server);
+    assert!(
+        line.ends_with(
+            "): chat server, up to 50 connections, at most 3 per address, \
+             idle timeout 7.5s, 2 workers"
+        ),
+        "{line}"
+    );
+    let server = Server::start(&["echo", "--idle-timeout", "0"]);
+    let line = start_line(&server);
+    assert!(
+        line.ends_with(
+            "): echo server, up to 1024 connections, no limit per address, \
+             no idle timeout, 1 worker"
+        ),
+        "{line}"
+    );
+    // Before the line scripts wait for.
+    let log = server.log();
+    let at = |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap();
+    assert!(at(" (commit ") < at("listening on"));
+}
+
 #[test]
 fn bad_arguments_exit_2_with_the_problem_and_a_hint() {
     // One line and a hint, not the usage: the problem stays on screen.

@@ -493,6 +493,8 @@ fn loud_lines(server: &Server) -> Vec<String> {
         .into_iter()
         .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
         .filter(|l| !l.contains("listening on") && !l.contains("stats:"))
+        // The start line (issue 21), which no peer wrote.
+        .filter(|l| !l.contains(" (commit "))
         .collect()
 }
 
@@ -648,6 +650,26 @@ fn the_access_log_records_tls_version_sni_alpn_and_client_subject() {
     expect_eof(&mut s);
     let line = plain.wait_for_log("access conn=");
     assert!(line.ends_with(" end=done"), "{line}");
+}
+
+/// Issue 21: with TLS the start line names the certificate served and
+/// when it expires, as a SIGHUP's reload does.
+#[test]
+fn the_start_line_names_the_certificate_and_its_expiry() {
+    let pki = Pki::new("startline");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let lines = server.log_lines(" (commit ");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert!(
+        line.contains("): echo server (TLS), up to 1024 connections, "),
+        "{line}"
+    );
+    assert!(
+        line.contains(", 1 worker; certificate CN=localhost, valid until "),
+        "{line}"
+    );
+    assert!(line.ends_with(" UTC"), "{line}");
 }
 
 #[test]

@@ -373,6 +373,12 @@ fn attribute_value(tag: u8, value: &[u8]) -> String {
     out
 }
 
+/// A certificate's notAfter, in seconds since the Unix epoch (for the
+/// metrics); `None` if it cannot be read.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    read_certificate(der).map(|facts| facts.not_after.unix())
+}
+
 /// What the log says of a certificate that was loaded: `CN=NAME, valid
 /// until DATE`; `None` if it cannot be read.
 pub fn describe(der: &[u8]) -> Option<String> {
@@ -609,6 +615,7 @@ mod tests {
         let facts = read_certificate(&der).unwrap();
         assert_eq!(facts.not_before, midnight(1975, 1, 1));
         assert_eq!(facts.not_after, midnight(4096, 1, 1));
+        assert_eq!(not_after(&der), Some(midnight(4096, 1, 1).unix()));
         assert!(!facts.ca);
         assert_eq!(check(&der, at(2026, 6, 1)), Verdict::Fine);
         // basicConstraints present with cA FALSE.
