@@ -160,6 +160,33 @@ fn stats_lines_count_connections_rejections_timeouts_and_bytes() {
     assert_eq!(stat(&last, "timed_out"), 2, "{last}");
 }
 
+/// Issue 21: a full server says so, at warn, the first time in a minute,
+/// with how many it turned away since it last said so; not once per
+/// client turned away.
+#[test]
+fn a_full_server_says_so_once_a_minute() {
+    let mut server = Server::start(&["echo", "--max-connections", "1", "--stats-interval", "0.1"]);
+    let mut kept = connect(server.addr);
+    kept.write_all(b"in").unwrap();
+    expect(&mut kept, b"in");
+    for _ in 0..5 {
+        let mut s = connect(server.addr);
+        assert_eq!(read_to_eof(&mut s).0, b"Server is full. Try again later.\n");
+    }
+    server.wait_stats(&[("rejected", 5)]);
+    let said = server.log_lines("server full");
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains(" WARN "), "{}", said[0]);
+    assert!(
+        said[0].ends_with(
+            "server full (--max-connections 1): turning clients away \
+             (1 turned away since the last such line; at most one a minute)"
+        ),
+        "{}",
+        said[0]
+    );
+}
+
 #[test]
 fn a_reset_client_is_a_debug_line_and_nobody_else_notices() {
     let mut server = Server::start(&["echo", "--log-level", "debug"]);

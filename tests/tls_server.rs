@@ -538,6 +538,37 @@ fn clients_cannot_write_the_servers_log() {
     assert!(server.running());
 }
 
+/// Issue 21: failed handshakes are said where an operator sees them, with
+/// their reason, but at most once a minute (a client must not be able to
+/// write the log): the first at warn, the rest counted in `tls_failures`
+/// and in the next such line.
+#[test]
+fn handshake_failures_are_said_at_most_once_a_minute_with_the_reason() {
+    let pki = Pki::new("hsnotice");
+    let mut server = tls_server(&pki, &["echo", "--stats-interval", "0.1"], &[]);
+    for _ in 0..10 {
+        let mut s = connect(server.addr);
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = read_to_eof(&mut s);
+    }
+    server.wait_stats(&[("tls_failures", 10), ("active", 0)]);
+    let said = server.log_lines("TLS handshake failed");
+    let loud: Vec<_> = said.iter().filter(|l| !l.contains(" DEBUG ")).collect();
+    assert_eq!(loud.len(), 1, "{said:#?}");
+    assert!(loud[0].contains(" WARN "), "{}", loud[0]);
+    assert!(
+        loud[0].contains("TLS handshake failed from 127.0.0.1:")
+            && loud[0].contains(": received corrupt message"),
+        "{}",
+        loud[0]
+    );
+    assert!(
+        loud[0].ends_with("(1 failed since the last such line; at most one a minute)"),
+        "{}",
+        loud[0]
+    );
+}
+
 #[test]
 fn tls_failures_count_half_handshakes_but_not_port_checks() {
     let pki = Pki::new("halfhs");

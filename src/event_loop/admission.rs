@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 
+use super::report::{since_last, NOTICE_EVERY};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
+use crate::logging::Verdict;
 use crate::protocol::CloseReason;
 use crate::sys;
 use crate::worker_link::Slots;
@@ -304,6 +306,15 @@ impl Server {
         if full {
             self.tally.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
+            // Said where an operator sees it, but at most once a minute:
+            // a flood of clients must not write a line each.
+            if let Verdict::Log { held } = self.report.full_notice.check(now, NOTICE_EVERY) {
+                log::warn!(
+                    "server full (--max-connections {}): turning clients away {}",
+                    self.opts.max_connections,
+                    since_last(held, "turned away")
+                );
+            }
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
                 if let Some(access) = &self.tally.access {

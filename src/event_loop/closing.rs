@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::admission::{Accepting, Limit};
+use super::report::{since_last, NOTICE_EVERY};
 use super::time::TimerKey;
 use super::{peer_name, step_ctx, Server};
 use crate::connection::{Connection, Stage, WriteOutcome};
+use crate::logging::Verdict;
 use crate::protocol::{CloseReason, Step};
 use crate::stats::Reporter;
 use crate::sys::is_disconnect;
@@ -203,15 +205,13 @@ impl Server {
         };
         let why = crate::tls::explain(e);
         if matches!(conn.stage(), Stage::Handshake { .. }) {
-            self.tally.stats.tls_failures += 1;
-            log::debug!(
-                "conn #{} {}: TLS handshake failed: {why}",
-                conn.number(),
-                peer_name(self.gate.as_ref(), token, conn)
-            );
+            self.handshake_failure(token, &why, now);
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
         }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         mark_closing(
             &mut self.admission.limit,
             conn,
@@ -334,12 +334,8 @@ impl Server {
             return;
         };
         if conn.tls_heard() {
-            self.tally.stats.tls_failures += 1;
-            log::debug!(
-                "conn #{} {}: TLS handshake failed: {why}",
-                conn.number(),
-                peer_name(self.gate.as_ref(), token, conn)
-            );
+            // A failure, not a message: the rare path may read the clock.
+            self.handshake_failure(token, why, Instant::now());
             if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, why);
             }
@@ -352,6 +348,29 @@ impl Server {
                 CloseReason::Done
             };
             self.close(token, reason);
+        }
+    }
+
+    /// A TLS handshake failed (`why`; or timed out): counted in
+    /// `tls_failures`, said at debug for the connection, and said where an
+    /// operator sees it, at warn, at most once a minute for them all
+    /// (`NOTICE_EVERY`), with how many failed since: a client can fail as
+    /// many handshakes as it likes, and must not write a line each.
+    pub(super) fn handshake_failure(&mut self, token: Token, why: &str, now: Instant) {
+        self.tally.stats.tls_failures += 1;
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let peer = peer_name(self.gate.as_ref(), token, conn);
+        log::debug!(
+            "conn #{} {peer}: TLS handshake failed: {why}",
+            conn.number()
+        );
+        if let Verdict::Log { held } = self.report.handshake_notice.check(now, NOTICE_EVERY) {
+            log::warn!(
+                "TLS handshake failed from {peer}: {why} {}",
+                since_last(held, "failed")
+            );
         }
     }
 

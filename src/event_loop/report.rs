@@ -17,7 +17,7 @@ use super::time::TimerKey;
 use super::Server;
 use crate::access_log::AccessLog;
 use crate::connection::Connection;
-use crate::logging;
+use crate::logging::{self, Throttle};
 use crate::metrics::{self, Figures, Metrics};
 use crate::stats::{Reporter, Stats};
 
@@ -95,6 +95,25 @@ pub(super) struct Report {
     pub(super) publish_armed: bool,
     /// The figures last posted (counters and active connections).
     posted: Option<(Stats, usize)>,
+    /// Conditions clients cause at any rate, said at most once per
+    /// `NOTICE_EVERY` each: the server full, a TLS handshake failed.
+    pub(super) full_notice: Throttle,
+    pub(super) handshake_notice: Throttle,
+}
+
+/// How often a condition clients can cause at any rate (the server full, a
+/// failed TLS handshake) is said above debug, at most: once a minute, so
+/// that no client can write the log, and an operator still learns of it
+/// within a minute (the counters have every occurrence).
+pub(super) const NOTICE_EVERY: Duration = Duration::from_secs(60);
+
+/// `N turned away`-style counts for a throttled line: the `held` held back
+/// since the last such line, and this one.
+pub(super) fn since_last(held: u64, what: &str) -> String {
+    format!(
+        "({} {what} since the last such line; at most one a minute)",
+        held + 1
+    )
 }
 
 impl Report {
@@ -107,6 +126,8 @@ impl Report {
             publish_next: now,
             publish_armed: false,
             posted: None,
+            full_notice: Throttle::default(),
+            handshake_notice: Throttle::default(),
         }
     }
 }

@@ -193,7 +193,8 @@ impl Server {
                     }
                 }
                 Stage::Handshake { .. } => {
-                    self.tally.stats.tls_failures += 1;
+                    let why = "no whole handshake in time (--handshake-timeout)";
+                    self.handshake_failure(token, why, now);
                     self.close(token, CloseReason::HandshakeTimeout);
                 }
                 Stage::Header { .. } => {
