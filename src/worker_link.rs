@@ -111,6 +111,7 @@ impl Board {
             let f = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
             total.stats.add(&f.stats);
             total.active += f.active;
+            total.draining_conns += f.draining_conns;
             total.per_worker.push(f.active);
             total.queued += f.queued;
             total.turns += f.turns;

@@ -96,7 +96,12 @@ impl Server {
                     log::info!("SIGHUP: TLS reloaded: {described}");
                 }
                 Err(e) => {
-                    self.tally.stats.tls_reload_failures += 1;
+                    // One reload of the server, one count: every worker
+                    // gets the signal, and worker 0 (or the only loop)
+                    // counts its failure for all.
+                    if self.worker.as_ref().is_none_or(|w| w.id == 0) {
+                        self.tally.stats.tls_reload_failures += 1;
+                    }
                     log::error!("SIGHUP: TLS not reloaded, the old certificate stays: {e}");
                 }
             }
