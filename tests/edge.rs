@@ -639,6 +639,36 @@ fn a_real_haproxys_health_checks_are_checks_not_clients() {
     }
 }
 
+/// A client the limit turned away is counted there (`rejected`), never as
+/// a health check too, however it goes: here a balancer's check that
+/// arrives while the server is full, its header then a reset.
+#[test]
+fn a_check_turned_away_by_a_full_server_is_a_rejection_only() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--max-connections",
+        "1",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut kept = connect(server.addr);
+    kept.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\nin")
+        .unwrap();
+    expect(&mut kept, b"in");
+    for _ in 0..5 {
+        let check = connect(server.addr);
+        (&check).write_all(&v2_local()).unwrap();
+        socket2::SockRef::from(&check)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(check);
+    }
+    let line = server.wait_stats(&[("rejected", 5)]);
+    assert_eq!(line.get("checks"), 0, "{line}");
+    assert_eq!(line.get("total"), 1, "{line}");
+}
+
 #[test]
 fn the_idle_timeout_starts_when_the_header_is_done() {
     // The header's deadline (8 s) must not stand in for the idle one (1 s).

@@ -267,7 +267,7 @@ impl Server {
             // A balancer's health check (HAProxy's `check-send-proxy`):
             // the header, then a reset, and not a byte of its own.
             HeaderStep::Done { rest, .. } if peer.is_none() => {
-                let reason = if rest.is_empty() {
+                let reason = if rest.is_empty() && self.ends_as_check(token, PeerEnd::Reset) {
                     CloseReason::Check
                 } else {
                     CloseReason::Reset
