@@ -197,7 +197,8 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     };
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
     // What runs, and with which limits: written once every start error is
-    // behind, just before the `listening on` line.
+    // behind, after the `listening on` line (the first, which scripts
+    // read) and before the metrics line.
     #[cfg(feature = "tls")]
     let certificate = tls
         .as_ref()
@@ -228,7 +229,6 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             Some(tls) => server.with_tls(tls, config.tls.clone().unwrap_or_default()),
             None => server,
         };
-        log::info!("{started}");
         log::info!(
             "{name} server{tls_note} listening on {}{how}",
             server.local_addr()
@@ -236,6 +236,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         if let Some(sockets) = &activated {
             more_listening_lines(sockets, name, tls_note);
         }
+        log::info!("{started}");
         metrics_line();
         systemd::notify("READY=1");
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
@@ -274,7 +275,6 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     let protocols = (0..workers)
         .map(|_| make())
         .collect::<Result<Vec<_>, _>>()?;
-    log::info!("{started}");
     log::info!(
         "{name} server{tls_note} listening on {} ({workers} workers){how}",
         parts[0].local_addr()
@@ -282,6 +282,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     if let Some(sockets) = &activated {
         more_listening_lines(sockets, name, tls_note);
     }
+    log::info!("{started}");
     metrics_line();
     systemd::notify("READY=1");
     let outcome = workers::run(

@@ -23,7 +23,7 @@ fn address_in_use_exits_1_with_the_address() {
     );
 }
 
-/// The line a server writes before it listens (issue 21): the version
+/// The line a server writes as it starts (issue 21): the version
 /// and commit, whether TLS is built in, the mode, and the limits an
 /// operator alerts on.
 fn start_line(server: &Server) -> String {
@@ -68,10 +68,11 @@ fn the_start_line_says_the_version_the_mode_and_the_limits() {
         ),
         "{line}"
     );
-    // Before the line scripts wait for.
+    // After the line scripts read first (`... 2>&1 | head -1`).
     let log = server.log();
     let at = |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap();
-    assert!(at(" (commit ") < at("listening on"));
+    assert_eq!(at("listening on"), 0, "{log:#?}");
+    assert_eq!(at(" (commit "), 1, "{log:#?}");
 }
 
 #[test]
