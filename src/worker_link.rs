@@ -173,6 +173,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_board_sums_every_workers_figures() {
+        let board = Board::new(2);
+        for (id, (active, draining)) in [(3, 0), (0, 2)].into_iter().enumerate() {
+            board.post(
+                id,
+                Figures {
+                    active,
+                    draining_conns: draining,
+                    ..Figures::default()
+                },
+            );
+        }
+        let sum = board.sum(true, false);
+        assert_eq!((sum.active, sum.draining_conns), (3, 2));
+        assert_eq!(sum.per_worker, [3, 0]);
+        assert!(sum.draining);
+    }
+
+    #[test]
     fn slots_are_shared_and_never_oversold() {
         let slots = Slots::new(3);
         let other = slots.clone();
