@@ -12,6 +12,11 @@
 //! is decided on the server's first bytes, peeked before rustls sees them,
 //! so that rustls never gets to log its own complaint about them.
 //!
+//! Two endings the socket calls clean are failures too, told from the
+//! server's bytes (`client/watch.rs`): a TLS server answering a plain
+//! client (an alert, not printed), and the server closing the connection
+//! for a timeout (`Connection timeout` as its last words).
+//!
 //! The loop polls two sources: the socket, and standard input when it is a
 //! terminal or a pipe. A regular file (or `/dev/null`) cannot be polled
 //! (epoll refuses it with EPERM) and is always ready anyway, so it is read
@@ -35,6 +40,10 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::buffer::WriteQueue;
 use crate::config::ClientConfig;
+
+/// What the server's bytes say about how the session went.
+mod watch;
+use watch::{Ending, Seen, Watch};
 
 const SOCKET: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -67,6 +76,11 @@ pub enum ClientError {
     },
     /// With `--tls`, the server's first bytes were not a TLS server's.
     NotTls,
+    /// Without `--tls`, the server's first bytes were a TLS record (its
+    /// alert, most likely, for our plain text).
+    AnsweredWithTls,
+    /// The server closed the connection after its timeout line.
+    ServerTimedOut,
     Io(&'static str, io::Error),
 }
 
@@ -106,6 +120,17 @@ impl fmt::Display for ClientError {
             ClientError::NotTls => {
                 f.write_str("the server did not answer with TLS (is it a plain-TCP server?)")
             }
+            #[cfg(feature = "tls")]
+            ClientError::AnsweredWithTls => {
+                f.write_str("the server answered with TLS: add --tls (and --ca FILE if its certificate is not in the system's store)")
+            }
+            #[cfg(not(feature = "tls"))]
+            ClientError::AnsweredWithTls => f.write_str(
+                "the server answered with TLS, which this monoloop was built without (cargo feature \"tls\")",
+            ),
+            ClientError::ServerTimedOut => {
+                f.write_str("the server closed the connection after a timeout (\"Connection timeout\")")
+            }
             ClientError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -144,7 +169,7 @@ pub fn run(cfg: &ClientConfig) -> Result<(), ClientError> {
     let timeout = cfg.timeout.unwrap_or_default();
     let (mut stream, peer) = connect(&mut poll, &addrs, &cfg.target, deadline, timeout)?;
     log::debug!("connected to {peer}");
-    let mut session = Session::new(&mut poll, peer)?;
+    let mut session = Session::new(&mut poll, peer, cfg.tls.is_none())?;
     #[cfg(feature = "tls")]
     {
         session.tls = tls;
@@ -275,6 +300,8 @@ struct Session {
     /// Our FIN is sent.
     shut: bool,
     buf: Vec<u8>,
+    /// What the server's bytes have said so far.
+    watch: Watch,
     /// The TLS session, with `--tls`.
     #[cfg(feature = "tls")]
     tls: Option<TlsClient>,
@@ -307,7 +334,8 @@ fn read_failure(peer: SocketAddr, e: io::Error) -> ClientError {
 }
 
 impl Session {
-    fn new(poll: &mut Poll, peer: SocketAddr) -> Result<Self, ClientError> {
+    /// `plain`: without `--tls`, so that a TLS answer is looked for.
+    fn new(poll: &mut Poll, peer: SocketAddr, plain: bool) -> Result<Self, ClientError> {
         let mut s = Session {
             peer,
             stdin: stdin_kind(),
@@ -315,6 +343,7 @@ impl Session {
             queue: WriteQueue::new(),
             shut: false,
             buf: vec![0; CHUNK],
+            watch: Watch::new(plain),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -401,29 +430,40 @@ impl Session {
     }
 
     /// Copies what the server sent to standard output. True once the server
-    /// has closed.
+    /// has closed; an error if it answered a plain client with TLS, or
+    /// closed after its timeout line (`client/watch.rs`).
     fn server_readable(
         &mut self,
         stream: &mut TcpStream,
         stdout: &mut io::StdoutLock,
     ) -> Result<bool, ClientError> {
         loop {
-            match self.read_server(stream) {
-                FromServer::Closed => return Ok(true),
-                FromServer::Data(n) => {
-                    if let Err(e) = stdout
-                        .write_all(&self.buf[..n])
-                        .and_then(|_| stdout.flush())
-                    {
-                        // Whoever read our output has gone (`| head`): done.
-                        if e.kind() == io::ErrorKind::BrokenPipe {
-                            return Ok(true);
-                        }
-                        return Err(ClientError::Io("cannot write to standard output", e));
-                    }
-                }
+            let (held, now, closed) = match self.read_server(stream) {
+                FromServer::Closed => match self.watch.end(!self.shut) {
+                    Ending::Clean(held) => (held, &[][..], true),
+                    Ending::TimedOut => return Err(ClientError::ServerTimedOut),
+                },
+                FromServer::Data(n) => match self.watch.seen(&self.buf[..n]) {
+                    Seen::Print(held, now) => (held, now, false),
+                    Seen::Held => continue,
+                    Seen::Tls => return Err(ClientError::AnsweredWithTls),
+                },
                 FromServer::WouldBlock => return Ok(false),
                 FromServer::Failed(e) => return Err(e),
+            };
+            if let Err(e) = stdout
+                .write_all(held)
+                .and_then(|_| stdout.write_all(now))
+                .and_then(|_| stdout.flush())
+            {
+                // Whoever read our output has gone (`| head`): done.
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    return Ok(true);
+                }
+                return Err(ClientError::Io("cannot write to standard output", e));
+            }
+            if closed {
+                return Ok(true);
             }
         }
     }

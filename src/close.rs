@@ -43,7 +43,8 @@ pub enum CloseReason {
     Denied,
     /// The PROXY protocol header was bad, or did not arrive in time.
     ProxyError,
-    /// The output is incomplete (a file shrank while it was sent): the
+    /// The output is incomplete (a file shrank while it was sent, or the
+    /// shutdown's drain timeout came while output was still owed): the
     /// connection ends with a reset, so the peer cannot take it for whole.
     Truncated,
     /// A health check: the peer closed (FIN or reset) without a byte of its

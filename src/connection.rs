@@ -76,6 +76,8 @@ use mio::{Interest, Registry, Token};
 use crate::buffer::WriteQueue;
 use crate::close::CloseReason;
 
+/// The idle clock, and quiet members spared it.
+mod idle;
 /// The TLS half of a connection's reads and writes.
 #[cfg(feature = "tls")]
 mod tls;
@@ -192,8 +194,12 @@ pub struct Connection {
     registered: Option<Interest>,
     /// When bytes last moved either way (the idle timeout counts from
     /// here). Moved only by this connection's own reads, writes and
-    /// `sendfile`s, and restarted when it opens.
+    /// `sendfile`s, and restarted when it opens (`idle.rs`: `touch`).
     last_activity: Instant,
+    /// The idle deadline passed while the connection was caught up, and
+    /// its protocol lets quiet members stay: no idle deadline until bytes
+    /// move again (`idle.rs`).
+    idle_spared: bool,
     /// The deadline of this connection's one live timer entry, if armed.
     pub timer_at: Option<Instant>,
     /// Why a graceful close began, for the log line when it ends.
@@ -248,6 +254,7 @@ impl Connection {
             peer_eof: false,
             registered: None,
             last_activity: now,
+            idle_spared: false,
             timer_at: None,
             close_reason: None,
             refusing: None,
@@ -438,7 +445,7 @@ impl Connection {
                     if n < buf.len() && !self.read_closed_hint {
                         self.read_ready = false;
                     }
-                    self.last_activity = now;
+                    self.touch(now);
                     ReadOutcome::Data(n)
                 }
                 // The OS saying "not now".
@@ -464,7 +471,7 @@ impl Connection {
     pub fn send(&mut self, bytes: &[u8], now: Instant) -> (WriteOutcome, usize) {
         let (outcome, n) = self.send_now(bytes);
         if n > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         (outcome, n)
     }
@@ -513,7 +520,7 @@ impl Connection {
     pub fn flush(&mut self, limit: usize, now: Instant) -> (WriteOutcome, usize) {
         let (outcome, n) = self.flush_now(limit);
         if n > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         (outcome, n)
     }
@@ -627,7 +634,7 @@ impl Connection {
     /// writable event before the next.
     pub fn sent_directly(&mut self, sent: usize, blocked: bool, now: Instant) {
         if sent > 0 {
-            self.last_activity = now;
+            self.touch(now);
         }
         if blocked {
             self.write_blocked = true;
@@ -641,7 +648,7 @@ impl Connection {
     /// when it fires).
     pub fn open(&mut self, now: Instant) {
         self.set_stage(Stage::Open);
-        self.last_activity = now;
+        self.touch(now);
         self.timer_at = None;
     }
 
@@ -693,7 +700,7 @@ impl Connection {
     /// When this connection's timer is due: the idle deadline (bytes last
     /// moved + `idle`) or the stage's own bound, whichever is first.
     pub fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
-        let idle_at = idle.map(|d| self.last_activity + d);
+        let idle_at = self.idle_due(idle);
         let stage_at = match self.stage {
             // The handshake has its own clock; idleness starts after it.
             Stage::Header { until } | Stage::Handshake { until } => return Some(until),

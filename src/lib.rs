@@ -39,10 +39,11 @@
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
 //!    unbuffered API) keeps no buffer while idle. `connection/tls.rs` shows
 //!    where they are called.
-//! 9. [`workers`], [`worker_link`] and [`hub`]: `--workers N`, N loops
-//!    behaving as one server: the supervisor that runs them, what each
-//!    loop shares with the others (the connection count, the figures, the
-//!    holding flags), and what the relays send across them.
+//! 9. [`workers`], [`worker_link`], [`spread`] and [`hub`]: `--workers N`,
+//!    N loops behaving as one server: the supervisor that runs them, what
+//!    each loop shares with the others (the connection count, the
+//!    figures, the holding flags), how new connections are spread over
+//!    them, and what the relays send across them.
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.
@@ -73,6 +74,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod quote;
 pub mod sendfile;
+pub mod spread;
 pub mod stats;
 pub mod sys;
 pub mod systemd;
@@ -93,6 +95,7 @@ use protocol::chat::Chat;
 use protocol::echo::Echo;
 use protocol::file::FileServer;
 use protocol::seam::Sessions;
+use sys::{Bind, ListenError};
 
 /// How a run ended, for `main` to turn into an exit code.
 #[derive(Debug)]
@@ -100,13 +103,16 @@ pub enum RunError {
     /// A TLS option that cannot work (a missing file, a key that does not
     /// match its certificate, ...): exit 2, before listening.
     Tls(String),
-    /// Could not start (address in use, ...): exit 1.
+    /// Could not start: exit 1.
     Start(StartError),
-    /// The `--listen` host name (as given) did not resolve: exit 1, like
-    /// the other start errors, since the name was well formed (`config`
-    /// refuses one that is not, exit 2) and whether it resolves is up to
-    /// this machine's resolver.
-    Resolve(String, std::io::Error),
+    /// Could not listen where this option (`--listen`, `--metrics`) said:
+    /// the address is in use, the port is privileged, ...: exit 1.
+    Listen(&'static str, ListenError),
+    /// The host name this option was given (as given) did not resolve:
+    /// exit 1, like the other start errors, since the name was well formed
+    /// (`config` refuses one that is not, exit 2) and whether it resolves
+    /// is up to this machine's resolver.
+    Resolve(&'static str, String, std::io::Error),
     /// The loop failed (epoll itself): exit 1.
     Loop(std::io::Error),
     /// The command line cannot work with how the process was started (say,
@@ -119,7 +125,10 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Tls(e) => f.write_str(e),
             RunError::Start(e) => e.fmt(f),
-            RunError::Resolve(given, e) => write!(f, "cannot resolve --listen '{given}': {e}"),
+            RunError::Listen(option, e) => write!(f, "{option} {e}"),
+            RunError::Resolve(option, given, e) => {
+                write!(f, "cannot resolve {option} '{given}': {e}")
+            }
             RunError::Loop(e) => write!(f, "event loop failed: {e}"),
             RunError::Usage(e) => f.write_str(e),
         }
@@ -176,10 +185,7 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             "this monoloop was built without TLS (cargo feature \"tls\")".into(),
         ));
     }
-    let mut options = config.server.clone();
-    if activated.is_none() {
-        options.listen = listen_addr(config)?;
-    }
+    let options = config.server.clone();
     let workers = options.workers.resolve();
     let name = config.mode.name();
     let tls_note = if config.tls.is_some() { " (TLS)" } else { "" };
@@ -188,17 +194,33 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     } else {
         ""
     };
-    // The metrics listener is opened with the others, before anything
-    // runs; its line comes after the `listening on` line, which scripts
-    // parse.
-    let metrics = match options.metrics {
-        Some(addr) => Some(sys::listen(addr).map_err(|e| RunError::Start(StartError::Listen(e)))?),
+    // Every listener and poll is opened here, before anything runs, in
+    // the command line's order (--listen, then --metrics), so that any
+    // start error is one message and one exit code.
+    sys::raise_fd_limit(options.max_connections);
+    let (parts, addrs) = match &activated {
+        // Every worker serves systemd's sockets: copies of them share
+        // their accept queues.
+        Some(sockets) => (
+            (0..workers)
+                .map(|_| activated_parts(sockets))
+                .collect::<Result<Vec<_>, _>>()?,
+            sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+        ),
+        None => listening_parts(config, workers)?,
+    };
+    let metrics = match &config.metrics {
+        Some(given) => {
+            let bind = bind_for("--metrics", given)?;
+            let mut one =
+                sys::listen_group(bind, 1).map_err(|e| RunError::Listen("--metrics", e))?;
+            Some(one.remove(0))
+        }
         None => None,
     };
-    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
-    // What runs, and with which limits: written once every start error is
-    // behind, after the `listening on` line (the first, which scripts
-    // read) and before the metrics line.
+    // What runs, and with which limits (issue 21): after the `listening
+    // on` lines, the first of which scripts parse, and before the metrics
+    // line.
     #[cfg(feature = "tls")]
     let certificate = tls
         .as_ref()
@@ -207,19 +229,23 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     #[cfg(not(feature = "tls"))]
     let certificate: Option<String> = None;
     let started = start_line(name, tls_note, &options, workers, certificate.as_deref());
-    let metrics_line = || {
+    // The `listening on` lines, the first (which scripts parse) with the
+    // workers; the start line and the metrics line after them.
+    let listening = |workers_note: &str| {
+        for (i, addr) in addrs.iter().enumerate() {
+            let note = if i == 0 { workers_note } else { "" };
+            log::info!("{name} server{tls_note} listening on {addr}{note}{how}");
+        }
+        log::info!("{started}");
+        let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(addr) = metrics_addr {
             log::info!("metrics on http://{addr}/metrics");
         }
     };
     if workers == 1 {
-        let server = match &activated {
-            Some(sockets) => {
-                sys::raise_fd_limit(options.max_connections);
-                Server::new(activated_parts(sockets)?, options, first)
-            }
-            None => Server::bind(options, first).map_err(RunError::Start)?,
-        };
+        let parts = parts.into_iter().next().expect("one worker's parts");
+        listening("");
+        let server = Server::new(parts, options, first);
         let server = match metrics {
             Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
             None => server,
@@ -229,45 +255,22 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             Some(tls) => server.with_tls(tls, config.tls.clone().unwrap_or_default()),
             None => server,
         };
-        log::info!(
-            "{name} server{tls_note} listening on {}{how}",
-            server.local_addr()
-        );
-        if let Some(sockets) = &activated {
-            more_listening_lines(sockets, name, tls_note);
-        }
-        log::info!("{started}");
-        metrics_line();
         systemd::notify("READY=1");
         let (exit, _stats) = server.run().map_err(RunError::Loop)?;
         return Ok(exit);
     }
-    // Several workers: every listener and poll opened here, first, so that
-    // any start error is one message and one exit code.
-    sys::raise_fd_limit(options.max_connections);
-    let parts = match &activated {
-        // Every worker serves systemd's sockets: copies of them share
-        // their accept queues.
-        Some(sockets) => (0..workers)
-            .map(|_| activated_parts(sockets))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => sys::listen_group(options.listen, workers)
-            .map_err(|e| RunError::Start(StartError::Listen(e)))?
-            .into_iter()
-            .map(Parts::open)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RunError::Start)?,
-    };
-    // Relays reach each other's members through a hub; the others share
-    // nothing.
+    // Every worker may be handed connections (`spread.rs`); relays also
+    // reach each other's members through a hub. Both wake a worker with
+    // its one waker.
     let fans_out = first.fans_out();
     drop(first);
+    let wakers = parts
+        .iter()
+        .map(Parts::waker)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Start)?;
+    let handoffs = spread::Handoff::mesh(&wakers);
     let hubs = if fans_out {
-        let wakers = parts
-            .iter()
-            .map(Parts::waker)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RunError::Start)?;
         Hub::mesh(wakers)
     } else {
         (0..workers).map(|_| Hub::Local).collect()
@@ -275,20 +278,13 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     let protocols = (0..workers)
         .map(|_| make())
         .collect::<Result<Vec<_>, _>>()?;
-    log::info!(
-        "{name} server{tls_note} listening on {} ({workers} workers){how}",
-        parts[0].local_addr()
-    );
-    if let Some(sockets) = &activated {
-        more_listening_lines(sockets, name, tls_note);
-    }
-    log::info!("{started}");
-    metrics_line();
+    listening(&format!(" ({workers} workers)"));
     systemd::notify("READY=1");
     let outcome = workers::run(
         parts,
         protocols,
         hubs,
+        handoffs,
         metrics,
         &options,
         #[cfg(feature = "tls")]
@@ -333,6 +329,41 @@ fn start_line(
     line
 }
 
+/// Opens every `--listen`, one socket per worker each (`sys::listen_group`:
+/// with several workers, SO_REUSEPORT groups), and gives each worker its
+/// [`Parts`], one socket of every `--listen`, in order. Returns them with
+/// the addresses listened on.
+fn listening_parts(
+    config: &Config,
+    workers: usize,
+) -> Result<(Vec<Parts>, Vec<SocketAddr>), RunError> {
+    let mut each: Vec<Vec<mio::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for given in &config.listen {
+        let bind = bind_for("--listen", given)?;
+        let group =
+            sys::listen_group(bind, workers).map_err(|e| RunError::Listen("--listen", e))?;
+        for (mine, listener) in each.iter_mut().zip(group) {
+            mine.push(listener);
+        }
+    }
+    let addrs = each[0].iter().filter_map(|l| l.local_addr().ok()).collect();
+    let parts = each
+        .into_iter()
+        .map(|listeners| {
+            let mut listeners = listeners.into_iter();
+            let first = listeners
+                .next()
+                .expect("config gives at least one --listen");
+            let mut parts = Parts::open(first).map_err(RunError::Start)?;
+            for more in listeners {
+                parts.add_listener(more).map_err(RunError::Start)?;
+            }
+            Ok(parts)
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    Ok((parts, addrs))
+}
+
 /// The listening sockets systemd passed (`LISTEN_FDS`), if this process
 /// was socket-activated: every one is served (an IPv4 and an IPv6 socket of
 /// one unit, say). `--listen` at the same time is an argument error: exit 2.
@@ -370,16 +401,6 @@ fn activated_parts(sockets: &[std::net::TcpListener]) -> Result<Parts, RunError>
     Ok(parts)
 }
 
-/// Logs `listening on` for every socket beyond the first (the first's line
-/// is the one scripts parse).
-fn more_listening_lines(sockets: &[std::net::TcpListener], name: &str, tls_note: &str) {
-    for s in sockets.iter().skip(1) {
-        if let Ok(addr) = s.local_addr() {
-            log::info!("{name} server{tls_note} listening on {addr} (socket activation)");
-        }
-    }
-}
-
 /// A non-blocking copy of an activated socket, for one loop.
 fn activated_copy(socket: &std::net::TcpListener) -> Result<mio::net::TcpListener, RunError> {
     let copy = socket
@@ -389,25 +410,28 @@ fn activated_copy(socket: &std::net::TcpListener) -> Result<mio::net::TcpListene
     Ok(mio::net::TcpListener::from_std(copy))
 }
 
-/// The address to listen on: `server.listen`, or for a `--listen` host name,
-/// the first address the resolver returns for it, resolved now, before
-/// binding. The loop has one listener, so the other addresses of a name
-/// that has several are not listened on; the log says which was chosen.
-fn listen_addr(config: &Config) -> Result<SocketAddr, RunError> {
-    let Listen::Host { host, port } = &config.listen else {
-        return Ok(config.server.listen);
+/// Where `option` (`--listen`, `--metrics`), given as `given`, listens: the
+/// address, every address, or for a host name the first address the
+/// resolver returns for it, resolved now, before binding. The other
+/// addresses of a name that has several are not listened on (give each
+/// its own `--listen` for that); the log says which was chosen.
+fn bind_for(option: &'static str, given: &Listen) -> Result<Bind, RunError> {
+    let (host, port) = match given {
+        Listen::Addr(addr) => return Ok(Bind::Addr(*addr)),
+        Listen::Any(port) => return Ok(Bind::Any(*port)),
+        Listen::Host { host, port } => (host, *port),
     };
-    let given = config.listen.to_string();
-    let resolved = sys::resolve(host, *port).map_err(|e| RunError::Resolve(given.clone(), e))?;
+    let resolved =
+        sys::resolve(host, port).map_err(|e| RunError::Resolve(option, given.to_string(), e))?;
     if !resolved.others.is_empty() {
         let others: Vec<String> = resolved.others.iter().map(|a| a.to_string()).collect();
         log::info!(
-            "--listen {given} resolved to {} addresses: listening on the first, {}, \
+            "{option} {given} resolved to {} addresses: listening on the first, {}, \
              and not on {}",
             resolved.others.len() + 1,
             resolved.first,
             others.join(", ")
         );
     }
-    Ok(resolved.first)
+    Ok(Bind::Addr(resolved.first))
 }

@@ -25,9 +25,18 @@
 //! The line format is `2026-11-26T00:27:30.446Z INFO  [monoloop] message`,
 //! in UTC: a local offset cannot be read reliably once a process may have
 //! threads, and logs compare better in UTC.
+//!
+//! Under systemd, when standard error is the journal's stream
+//! (`JOURNAL_STREAM` names its device and inode, systemd.exec(5)), each
+//! line starts instead with its syslog priority as sd-daemon(3) prefixes
+//! it, `<4>WARN  [monoloop] message`, and carries no timestamp: the
+//! journal stamps every line itself, and files it under that priority, so
+//! that `journalctl -p warning` finds monoloop's warnings
+//! ([`journal`]).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
@@ -61,9 +70,11 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// The logger: a level, and this crate's name to tell its records apart.
+/// The logger: a level, this crate's name to tell its records apart, and
+/// whether standard error is the journal.
 struct Logger {
     level: LevelFilter,
+    journal: bool,
 }
 
 impl Log for Logger {
@@ -81,16 +92,17 @@ impl Log for Logger {
             t if t.starts_with(env!("CARGO_CRATE_NAME")) => env!("CARGO_CRATE_NAME"),
             t => t,
         };
+        // The journal stamps lines itself, and reads their priority from
+        // the prefix.
+        let head = if self.journal {
+            format!("<{}>", priority(record.level()))
+        } else {
+            format!("{} ", utc_timestamp(SystemTime::now()))
+        };
         let line = match WORKER.with(|w| w.get()) {
-            None => format!(
-                "{} {:<5} [{target}] {}\n",
-                utc_timestamp(SystemTime::now()),
-                record.level(),
-                record.args()
-            ),
+            None => format!("{head}{:<5} [{target}] {}\n", record.level(), record.args()),
             Some(id) => format!(
-                "{} {:<5} [{target}] worker {id}: {}\n",
-                utc_timestamp(SystemTime::now()),
+                "{head}{:<5} [{target}] worker {id}: {}\n",
                 record.level(),
                 record.args()
             ),
@@ -119,7 +131,10 @@ fn foreign(level: LevelFilter) -> LevelFilter {
 pub fn init(level: LevelFilter) {
     // One small allocation that lives as long as the process, as `log`
     // requires of a logger.
-    let logger: &'static Logger = Box::leak(Box::new(Logger { level }));
+    let logger: &'static Logger = Box::leak(Box::new(Logger {
+        level,
+        journal: journal(),
+    }));
     // Fails only if a logger is already set, which `main` never does.
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
@@ -132,6 +147,57 @@ pub fn init(level: LevelFilter) {
 pub fn to_stderr(text: &str) {
     if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
         DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Like [`to_stderr`], for the error that ends the process: under the
+/// journal each of its lines is filed at error priority (`<3>`).
+pub fn error_to_stderr(text: &str) {
+    if !journal() {
+        return to_stderr(text);
+    }
+    let lines: String = text.lines().map(|l| format!("<3>{l}\n")).collect();
+    to_stderr(&lines);
+}
+
+/// True if standard error is the systemd journal's stream: `JOURNAL_STREAM`
+/// is set and names standard error's device and inode (a variable
+/// inherited by a process whose standard error went elsewhere does not
+/// count, as systemd.exec(5) asks). Read once.
+pub fn journal() -> bool {
+    static JOURNAL: OnceLock<bool> = OnceLock::new();
+    *JOURNAL.get_or_init(|| {
+        let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+            return false;
+        };
+        // SAFETY: fstat writes into the struct we own; a closed standard
+        // error only makes it fail.
+        let stat = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            (libc::fstat(libc::STDERR_FILENO, &mut st) == 0).then_some(st)
+        };
+        stat.is_some_and(|st| names(&stream, st.st_dev, st.st_ino))
+    })
+}
+
+/// True if `stream` (`JOURNAL_STREAM`'s `DEVICE:INODE`, in decimal) names
+/// the file `dev`, `ino`.
+fn names(stream: &str, dev: u64, ino: u64) -> bool {
+    let Some((d, i)) = stream.trim().split_once(':') else {
+        return false;
+    };
+    d.parse() == Ok(dev) && i.parse() == Ok(ino)
+}
+
+/// A level's syslog priority, as the journal reads it from a `<N>` prefix
+/// (sd-daemon(3): `SD_ERR` 3, `SD_WARNING` 4, `SD_INFO` 6, `SD_DEBUG` 7;
+/// trace is debug too).
+fn priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
     }
 }
 
@@ -253,6 +319,7 @@ mod tests {
         assert_eq!(foreign(LevelFilter::Trace), LevelFilter::Trace);
         let logger = Logger {
             level: LevelFilter::Debug,
+            journal: false,
         };
         let rustls = Metadata::builder()
             .level(log::Level::Warn)
@@ -282,6 +349,21 @@ mod tests {
         );
         assert_eq!(held_note(199), " (199 more like it were not logged)");
         assert_eq!(held_note(0), "");
+    }
+
+    #[test]
+    fn the_journal_is_standard_error_only_if_its_device_and_inode_say_so() {
+        assert!(names("64769:1234", 64769, 1234));
+        assert!(names("64769:1234\n", 64769, 1234));
+        assert!(!names("64769:1235", 64769, 1234), "another file");
+        assert!(!names("64769", 64769, 1234));
+        assert!(!names("", 64769, 1234));
+        assert!(!names("x:1234", 64769, 1234));
+        assert_eq!(priority(log::Level::Error), 3);
+        assert_eq!(priority(log::Level::Warn), 4);
+        assert_eq!(priority(log::Level::Info), 6);
+        assert_eq!(priority(log::Level::Debug), 7);
+        assert_eq!(priority(log::Level::Trace), 7);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //!
 //! Every message here goes through `logging::to_stderr` / `to_stdout`, which
 //! never panic: a closed pipe on either must not turn an exit status into a
-//! SIGABRT.
+//! SIGABRT. The error that ends a server goes through `error_to_stderr`,
+//! which the journal files at error priority.
 
 use std::process::ExitCode;
 
 use monoloop::config::{self, Parsed};
 use monoloop::event_loop::Exit;
-use monoloop::logging::{self, to_stderr, to_stdout};
+use monoloop::logging::{self, error_to_stderr, to_stderr, to_stdout};
 
 fn main() -> ExitCode {
     let config = match config::parse(std::env::args_os().skip(1).collect()) {
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         // One line and a hint, so that the problem stays on screen; the
         // help is a command away.
         Err(e) => {
-            to_stderr(&format!("error: {e}\n{}\n", e.hint()));
+            error_to_stderr(&format!("error: {e}\n{}\n", e.hint()));
             return ExitCode::from(2);
         }
     };
@@ -44,11 +45,11 @@ fn main() -> ExitCode {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Aborted) => ExitCode::from(1),
         Err(e @ (monoloop::RunError::Tls(_) | monoloop::RunError::Usage(_))) => {
-            to_stderr(&format!("error: {e}\n"));
+            error_to_stderr(&format!("error: {e}\n"));
             ExitCode::from(2)
         }
         Err(e) => {
-            to_stderr(&format!("error: {e}\n"));
+            error_to_stderr(&format!("error: {e}\n"));
             ExitCode::FAILURE
         }
     }

@@ -118,6 +118,15 @@ impl Stats {
 /// hour says it is still there.
 pub const HEARTBEAT: Duration = Duration::from_secs(3600);
 
+/// `1 connection`, `3 connections`: for log lines a person reads.
+pub fn connections(n: usize) -> String {
+    if n == 1 {
+        "1 connection".into()
+    } else {
+        format!("{n} connections")
+    }
+}
+
 /// When to write the periodic stats line. Pure: time and figures are
 /// passed in. The loop keeps one timer entry for it, due at
 /// [`due`](Reporter::due).

@@ -1,6 +1,8 @@
 //! What the server needs from the operating system beyond mio: the address
 //! a `--listen` host name stands for, a listening socket with deliberate
-//! options, and the file-descriptor limit.
+//! options (TCP keepalive among them, for a room's quiet members; and,
+//! when one cannot be had, an error that says what to do), and the
+//! file-descriptor limit.
 //!
 //! Everything here runs once, at start-up, before the loop, but for these:
 //! the classifiers of OS errors (which errors mean the peer left,
@@ -12,8 +14,9 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -23,18 +26,88 @@ use socket2::{Domain, Socket, Type};
 /// it at `net.core.somaxconn` (4096 on current kernels).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Why the server could not listen.
+/// Where a listening socket is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    /// This address. An IPv6 one takes IPv6 clients only (IPV6_V6ONLY),
+    /// as nginx's `listen [::]:80` does, so that `0.0.0.0:P` and `[::]:P`
+    /// can both be listened on, as two listeners.
+    Addr(SocketAddr),
+    /// Every address on this port, IPv4 and IPv6 (`--listen :PORT`): one
+    /// `[::]` socket with IPV6_V6ONLY off, whatever the
+    /// `net.ipv6.bindv6only` sysctl says, as systemd's `ListenStream=PORT`
+    /// and Go's `:PORT` are; IPv4 clients arrive on it as IPv4-mapped
+    /// addresses (`edge.rs` rules on them as IPv4). On a kernel without
+    /// IPv6, `0.0.0.0`.
+    Any(u16),
+}
+
+impl Bind {
+    /// The same place on `port` (the port a first socket of a group got).
+    fn on(self, port: u16) -> Bind {
+        match self {
+            Bind::Addr(a) => Bind::Addr(SocketAddr::new(a.ip(), port)),
+            Bind::Any(_) => Bind::Any(port),
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Bind::Addr(a) => a.port(),
+            Bind::Any(port) => port,
+        }
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bind::Addr(a) => a.fmt(f),
+            Bind::Any(port) => write!(f, ":{port}"),
+        }
+    }
+}
+
+/// Why the server could not listen, in words that say what to do; the
+/// caller puts the option in front (`--metrics 127.0.0.1:9100: already in
+/// use`).
 #[derive(Debug)]
 pub enum ListenError {
-    InUse(SocketAddr),
-    Other(SocketAddr, io::Error),
+    /// Another socket holds the address (EADDRINUSE).
+    InUse(Bind),
+    /// A port below the first unprivileged one, without the capability
+    /// (EACCES). The number is that first port (1024 unless the
+    /// `net.ipv4.ip_unprivileged_port_start` sysctl moved it).
+    Privileged(Bind, u16),
+    /// The address is none of this machine's (EADDRNOTAVAIL).
+    NotHere(Bind),
+    Other(Bind, io::Error),
 }
 
 impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ListenError::InUse(a) => write!(f, "{a} is already in use"),
-            ListenError::Other(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            ListenError::InUse(b) => write!(f, "{b}: already in use"),
+            ListenError::Privileged(b, first) => {
+                let exe = std::env::current_exe()
+                    .map_or_else(|_| "monoloop".into(), |p| p.display().to_string());
+                write!(
+                    f,
+                    "{b}: permission denied: a port below {first} needs the \
+                     CAP_NET_BIND_SERVICE capability: give it to the binary \
+                     (setcap 'cap_net_bind_service=+ep' {exe}) or, under systemd, \
+                     to the service (AmbientCapabilities=CAP_NET_BIND_SERVICE, and \
+                     the same in CapabilityBoundingSet= if the unit sets it), or \
+                     let systemd open the port (socket activation: \
+                     docs/deploy/monoloop.socket)"
+                )
+            }
+            ListenError::NotHere(b) => write!(
+                f,
+                "{b}: not an address of this machine (ip addr lists them; \
+                 0.0.0.0 or :PORT is every address)"
+            ),
+            ListenError::Other(b, e) => write!(f, "{b}: {e}"),
         }
     }
 }
@@ -72,26 +145,49 @@ fn first_of(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<Resolved> {
     Some(Resolved { first, others })
 }
 
-/// Opens a non-blocking listening socket on `addr`.
+/// Opens a non-blocking listening socket on `addr` ([`Bind::Addr`]).
 ///
 /// SO_REUSEADDR lets a restarted server bind while old connections sit in
 /// TIME_WAIT (it does not let two servers share a port on Linux: that is
 /// SO_REUSEPORT, which is left off so that "address in use" is reported).
 pub fn listen(addr: SocketAddr) -> Result<mio::net::TcpListener, ListenError> {
-    listen_with(addr, false)
+    listen_with(Bind::Addr(addr), false)
 }
 
 /// A listening socket, with SO_REUSEPORT if `shared` (one of several
 /// workers' sockets on one port).
-fn listen_with(addr: SocketAddr, shared: bool) -> Result<mio::net::TcpListener, ListenError> {
-    let fail = |e: io::Error| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            ListenError::InUse(addr)
-        } else {
-            ListenError::Other(addr, e)
+fn listen_with(bind: Bind, shared: bool) -> Result<mio::net::TcpListener, ListenError> {
+    let fail = |e: io::Error| match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => ListenError::InUse(bind),
+        Some(libc::EACCES) if bind.port() < unprivileged_start() => {
+            ListenError::Privileged(bind, unprivileged_start())
         }
+        Some(libc::EADDRNOTAVAIL) => ListenError::NotHere(bind),
+        _ => ListenError::Other(bind, e),
     };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    let (socket, addr) = match bind {
+        Bind::Addr(addr) => {
+            let socket =
+                Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true).map_err(fail)?;
+            }
+            (socket, addr)
+        }
+        Bind::Any(port) => match Socket::new(Domain::IPV6, Type::STREAM, None) {
+            Ok(socket) => {
+                socket.set_only_v6(false).map_err(fail)?;
+                (socket, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+            }
+            // A kernel without IPv6 (ipv6.disable=1): every address is
+            // every IPv4 address.
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(fail)?;
+                (socket, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+            }
+            Err(e) => return Err(fail(e)),
+        },
+    };
     socket.set_reuse_address(true).map_err(fail)?;
     if shared {
         socket.set_reuse_port(true).map_err(fail)?;
@@ -102,10 +198,19 @@ fn listen_with(addr: SocketAddr, shared: bool) -> Result<mio::net::TcpListener, 
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-/// Opens `n` listening sockets on `addr` for `n` workers, all before any
+/// The first port an unprivileged process may listen on: Linux's
+/// `net.ipv4.ip_unprivileged_port_start` (for IPv6 too), 1024 unless moved.
+fn unprivileged_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Opens `n` listening sockets at `bind` for `n` workers, all before any
 /// worker starts, so that every start error is reported once.
 ///
-/// One worker gets [`listen`]'s socket: no SO_REUSEPORT, exactly as before.
+/// One worker gets one socket as [`listen`] makes it: no SO_REUSEPORT.
 /// Several get one socket each with SO_REUSEPORT, which lets them share the
 /// port while the kernel spreads new connections over them (by a hash of
 /// the connection's addresses and ports). SO_REUSEPORT would also let a
@@ -114,23 +219,23 @@ fn listen_with(addr: SocketAddr, shared: bool) -> Result<mio::net::TcpListener, 
 /// socket without the option is bound to it first, and "address in use" is
 /// reported as it is for one worker. With port 0 the first socket picks the
 /// port and the others join it.
-pub fn listen_group(addr: SocketAddr, n: usize) -> Result<Vec<mio::net::TcpListener>, ListenError> {
+pub fn listen_group(bind: Bind, n: usize) -> Result<Vec<mio::net::TcpListener>, ListenError> {
     if n <= 1 {
-        return Ok(vec![listen(addr)?]);
+        return Ok(vec![listen_with(bind, false)?]);
     }
-    if addr.port() != 0 {
+    if bind.port() != 0 {
         // Dropped at once: it only asks whether anyone holds the port.
-        drop(listen(addr)?);
+        drop(listen_with(bind, false)?);
     }
-    let first = listen_with(addr, true)?;
+    let first = listen_with(bind, true)?;
     let port = first
         .local_addr()
-        .map_err(|e| ListenError::Other(addr, e))?
+        .map_err(|e| ListenError::Other(bind, e))?
         .port();
-    let addr = SocketAddr::new(addr.ip(), port);
+    let bind = bind.on(port);
     let mut all = vec![first];
     for _ in 1..n {
-        all.push(listen_with(addr, true)?);
+        all.push(listen_with(bind, true)?);
     }
     Ok(all)
 }
@@ -288,6 +393,57 @@ pub fn bytes_acked(fd: RawFd) -> u64 {
     }
 }
 
+/// TCP keepalive, as the kernel is told it: after `idle` with no segment
+/// from the peer, up to `probes` probes `interval` apart; a peer that
+/// answers none is closed (the socket fails with ETIMEDOUT). Bytes the
+/// peer leaves unacknowledged for [`gives_up`](Self::gives_up) close it
+/// too (TCP_USER_TIMEOUT): keepalive probes only a connection with
+/// nothing in flight, and without it a machine gone while it was owed
+/// bytes would be retried for about 15 minutes (`tcp_retries2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+impl Keepalive {
+    /// Sized from one span of silence, Redis's `tcp-keepalive` rule: the
+    /// first probe after `silence` (whole seconds, at least 1, at most the
+    /// kernel's 32767), then three, a third of it apart (at least 1 s). A
+    /// peer whose machine is gone is closed about `2 × silence` after it
+    /// last said anything.
+    pub fn after(silence: Duration) -> Self {
+        let idle = silence.as_secs_f64().ceil().clamp(1.0, 32767.0) as u64;
+        Self {
+            idle: Duration::from_secs(idle),
+            interval: Duration::from_secs((idle / 3).max(1)),
+            probes: 3,
+        }
+    }
+
+    /// How long a peer may stay silent to every probe, or leave bytes
+    /// unacknowledged, before it is closed.
+    pub fn gives_up(&self) -> Duration {
+        self.idle + self.interval * self.probes
+    }
+}
+
+/// Turns on TCP keepalive, as `k` says, on `socket`. Set on a listener, it
+/// holds for every socket the listener accepts: Linux copies a listener's
+/// socket options to each connection `accept` returns (the test below
+/// checks it), so a connection costs no system call for it.
+pub fn keepalive(socket: &impl std::os::fd::AsFd, k: Keepalive) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(k.idle)
+            .with_interval(k.interval)
+            .with_retries(k.probes),
+    )?;
+    socket.set_tcp_user_timeout(Some(k.gives_up()))
+}
+
 /// True for the errors that just mean the peer went away: logged at debug,
 /// never as a server error.
 pub fn is_disconnect(e: &io::Error) -> bool {
@@ -341,16 +497,82 @@ mod tests {
         assert_eq!(bytes_acked(server.as_raw_fd()), 5);
     }
 
+    fn at(addr: &str) -> Bind {
+        Bind::Addr(addr.parse().unwrap())
+    }
+
+    /// One listener at `bind`.
+    fn one(bind: Bind) -> Result<mio::net::TcpListener, ListenError> {
+        listen_group(bind, 1).map(|mut group| group.remove(0))
+    }
+
     #[test]
     fn second_listener_on_the_same_port_is_in_use() {
         let first = listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = first.local_addr().unwrap();
         match listen(addr) {
             Err(e @ ListenError::InUse(_)) => {
-                assert_eq!(e.to_string(), format!("{addr} is already in use"))
+                assert_eq!(e.to_string(), format!("{addr}: already in use"))
             }
             other => panic!("expected InUse, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_address_is_one_socket_for_both_families() {
+        let any = one(Bind::Any(0)).unwrap();
+        let port = any.local_addr().unwrap().port();
+        for client in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+            if client.starts_with('[') && std::net::TcpListener::bind("[::1]:0").is_err() {
+                eprintln!("skipped: IPv6 loopback is not available here");
+                continue;
+            }
+            std::net::TcpStream::connect(&client).unwrap();
+        }
+        // Both families' wildcards are taken.
+        assert!(matches!(one(Bind::Any(port)), Err(ListenError::InUse(_))));
+        let v4 = format!("0.0.0.0:{port}");
+        assert!(matches!(one(at(&v4)), Err(ListenError::InUse(_))));
+    }
+
+    #[test]
+    fn an_ipv6_wildcard_leaves_ipv4_to_its_own_listener() {
+        let Ok(v6) = one(at("[::]:0")) else {
+            eprintln!("skipped: IPv6 is not available here");
+            return;
+        };
+        let port = v6.local_addr().unwrap().port();
+        // As in nginx: 0.0.0.0:P beside [::]:P.
+        one(at(&format!("0.0.0.0:{port}"))).unwrap();
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let privileged = ListenError::Privileged(at("0.0.0.0:80"), 1024).to_string();
+        assert!(
+            privileged.starts_with(
+                "0.0.0.0:80: permission denied: a port below 1024 needs the \
+                 CAP_NET_BIND_SERVICE capability: give it to the binary (setcap \
+                 'cap_net_bind_service=+ep' /"
+            ),
+            "{privileged}"
+        );
+        assert!(privileged.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
+        assert!(privileged.contains("socket activation"));
+        assert!(!privileged.contains('\n'));
+        assert!(matches!(
+            one(at("192.0.2.1:0")),
+            Err(ListenError::NotHere(_))
+        ));
+        assert_eq!(
+            ListenError::NotHere(at("192.0.2.1:80")).to_string(),
+            "192.0.2.1:80: not an address of this machine (ip addr lists them; \
+             0.0.0.0 or :PORT is every address)"
+        );
+        assert_eq!(
+            ListenError::InUse(Bind::Any(80)).to_string(),
+            ":80: already in use"
+        );
     }
 
     #[test]
@@ -372,16 +594,64 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_a_stranger_cannot_join_it() {
-        let group = listen_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let group = listen_group(at("127.0.0.1:0"), 3).unwrap();
         let ports: Vec<u16> = group
             .iter()
             .map(|l| l.local_addr().unwrap().port())
             .collect();
         assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
-        let addr = group[0].local_addr().unwrap();
+        let addr = Bind::Addr(group[0].local_addr().unwrap());
         // A second server, with several workers or one, is refused.
         assert!(matches!(listen_group(addr, 2), Err(ListenError::InUse(_))));
         assert!(matches!(listen_group(addr, 1), Err(ListenError::InUse(_))));
+        // Every address, with several workers: one port.
+        let group = listen_group(Bind::Any(0), 2).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert_eq!(group[1].local_addr().unwrap().port(), port);
+    }
+
+    #[test]
+    fn keepalive_is_sized_from_the_silence_it_allows() {
+        let k = Keepalive::after(Duration::from_secs(30));
+        assert_eq!(
+            (k.idle, k.interval, k.probes),
+            (Duration::from_secs(30), Duration::from_secs(10), 3)
+        );
+        assert_eq!(k.gives_up(), Duration::from_secs(60));
+        // Fractions round up; the kernel counts whole seconds, at least 1.
+        let k = Keepalive::after(Duration::from_millis(500));
+        assert_eq!(
+            (k.idle, k.interval),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        let k = Keepalive::after(Duration::from_secs(1 << 20));
+        assert_eq!(k.idle, Duration::from_secs(32767));
+    }
+
+    /// Set on the listener, the options hold on the sockets it accepts:
+    /// read back from one with getsockopt.
+    #[test]
+    fn keepalive_set_on_a_listener_holds_on_what_it_accepts() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let k = Keepalive::after(Duration::from_secs(7));
+        keepalive(&listener, k).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let s = socket2::SockRef::from(&accepted);
+        assert!(s.keepalive().unwrap(), "SO_KEEPALIVE");
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(2));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(s.tcp_user_timeout().unwrap(), Some(Duration::from_secs(13)));
     }
 
     #[test]

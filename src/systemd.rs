@@ -10,9 +10,11 @@
 //! - Notification ([`notify`]): when `NOTIFY_SOCKET` is set (a path, or
 //!   `@name` for an abstract socket), one datagram per state: `READY=1`
 //!   once listening, `STOPPING=1` when a drain begins, `RELOADING=1` (with
-//!   `MONOTONIC_USEC`) and `READY=1` around a SIGHUP reload, and `WATCHDOG=1`
-//!   at half of `WATCHDOG_USEC` from the loop's own timers ([`watchdog`]),
-//!   so that a loop that stops turning is restarted.
+//!   `MONOTONIC_USEC`) and `READY=1` around a SIGHUP reload, as
+//!   `Type=notify-reload` requires, the reload's outcome as `STATUS=`, and
+//!   `WATCHDOG=1` at least every half of `WATCHDOG_USEC` from the loops' own
+//!   timers ([`watchdog`]), so that a loop that stops turning is restarted
+//!   (with several workers, any loop: `event_loop/time.rs`).
 //!
 //! Without the variables nothing here does anything. A failed notification
 //! is ignored: the service manager's problem is never the server's.
@@ -144,6 +146,16 @@ pub fn reloading() {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+}
+
+/// `READY=1` at the end of a reload, with `status` (one line) as the
+/// service's status text if given (`systemctl status` shows it).
+pub fn ready(status: Option<&str>) {
+    match status {
+        // A status is one line: a newline would end it.
+        Some(s) => notify(&format!("READY=1\nSTATUS={}", s.replace('\n', " "))),
+        None => notify("READY=1"),
+    }
 }
 
 /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, if it is set

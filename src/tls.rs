@@ -19,6 +19,10 @@
 //! (`connection/tls.rs`) and what interest that needs (`connection.rs`);
 //! the handshake is the connection's HANDSHAKE stage.
 //!
+//! Every file is read once, and `formats` (src/tls/formats.rs) says what
+//! it is when it is not PEM (DER, PKCS#12, an encrypted key) and the
+//! `openssl` command that converts it.
+//!
 //! Before the server starts, `leaf` (src/tls/leaf.rs) checks its own certificate for what
 //! rustls does not check when it loads one (the dates, and that it is not a
 //! CA); [`server_config`] warns or refuses accordingly.
@@ -31,6 +35,7 @@
 //! The crypto provider is *ring*: it builds with the C compiler every machine
 //! here has and no other tool, where aws-lc-rs would need CMake.
 
+mod formats;
 mod leaf;
 mod session;
 mod sni;
@@ -70,11 +75,23 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// The bytes of a file given to `option`, if they are PEM that can hold
+/// what the option wants; else what the file is instead, and the
+/// `openssl` command that converts it (`formats.rs`).
+fn read_pem(option: &str, path: &Path, holds: formats::Holds) -> Result<Vec<u8>, TlsError> {
+    let fail = |why: String| TlsError(format!("{option} {}: {why}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    match formats::problem(&bytes, path, holds) {
+        Some(why) => Err(fail(why)),
+        None => Ok(bytes),
+    }
+}
+
 /// Every certificate in a PEM file; an error if there is none.
 fn load_certs(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let fail = |why: String| TlsError(format!("{option} {}: {why}", path.display()));
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(pem_problem(e)))?
+    let pem = read_pem(option, path, formats::Holds::Certificates)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(pem_problem(e)))?;
     if certs.is_empty() {
@@ -85,7 +102,8 @@ fn load_certs(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
 fn load_key(option: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+    let pem = read_pem(option, path, formats::Holds::Key)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         let why = match e {
             rustls::pki_types::pem::Error::NoItemsFound => {
                 "no private key (PKCS#8, PKCS#1 or SEC1) in it".to_string()

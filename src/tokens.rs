@@ -9,7 +9,8 @@
 //! | -------------------------- | ------------------------------------------ |
 //! | `reserved(0)`              | the (first) listener                       |
 //! | `reserved(1)`              | the signal pipe                            |
-//! | `reserved(2)`              | the hub's waker: other workers sent words  |
+//! | `reserved(2)`              | the waker: other workers sent words or     |
+//! |                            | connections (`hub.rs`, `spread.rs`)        |
 //! | `reserved(3)`              | the metrics listener (`metrics.rs`)        |
 //! | `reserved(8 + i)`, i ≥ 1   | further listeners (socket activation)      |
 //! | `reserved(65536 + k)`      | metrics client `k` (`metrics.rs`)          |
@@ -22,8 +23,9 @@ pub use crate::conn_table::{is_reserved, reserved};
 pub const LISTENER: Token = reserved(0);
 /// The signal pipe's token.
 pub const SIGNALS: Token = reserved(1);
-/// The hub's waker: other workers sent messages (`hub.rs`).
-pub const HUB: Token = reserved(2);
+/// The worker's waker: other workers sent messages (`hub.rs`) or
+/// connections (`spread.rs`).
+pub const WAKER: Token = reserved(2);
 /// The metrics listener.
 pub const METRICS: Token = reserved(3);
 /// The tokens of further listeners (sockets systemd passed beside the
@@ -54,7 +56,7 @@ mod tests {
 
     #[test]
     fn no_two_uses_share_a_token() {
-        let mut all = vec![LISTENER, SIGNALS, HUB, METRICS];
+        let mut all = vec![LISTENER, SIGNALS, WAKER, METRICS];
         all.extend((1..MAX_LISTENERS).map(listener_token));
         all.push(reserved(METRICS_CLIENTS));
         let mut seen = all.clone();

@@ -165,3 +165,50 @@ fn a_client_that_never_reads_is_cut_off_without_delaying_the_others() {
     );
     drop(stuck);
 }
+
+/// Issue 21: in broadcast too, a member who only reads stays past the idle
+/// timeout however quiet the room, and so does one who only talks; one
+/// that takes nothing of what it is owed (a machine gone looks the same:
+/// bytes outstanding, unacknowledged) is still closed for it.
+#[test]
+fn a_reader_with_everything_stays_and_one_with_bytes_outstanding_is_cut() {
+    let mut server = Server::start(&["broadcast", "--idle-timeout", "1", "--log-level", "debug"]);
+    let reader = connect(server.addr);
+    let mut talker = connect(server.addr);
+    let stuck = connect(server.addr);
+    socket2::SockRef::from(&stuck)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    server.wait_accepted(3);
+    // 200 KB: more than the stuck member's buffers hold, far less than
+    // the write limit (so it is not cut as a slow consumer).
+    let line = format!("{}\n", "x".repeat(999));
+    for _ in 0..200 {
+        talker.write_all(line.as_bytes()).unwrap();
+    }
+    let mut lines = BufReader::new(reader.try_clone().unwrap());
+    for _ in 0..200 {
+        let mut got = String::new();
+        lines.read_line(&mut got).unwrap();
+        assert_eq!(got.len(), 1000 + "[Broadcast] ".len());
+    }
+    let quiet = Instant::now();
+    // The stuck member is closed for idleness (its access line may then
+    // say `end=reset`: keepalive's TCP_USER_TIMEOUT can end the close)...
+    let port = stuck.local_addr().unwrap().port();
+    let cut = server.wait_for_log(": idle timeout");
+    assert!(cut.contains(&format!(":{port}: ")), "{cut}");
+    assert!(quiet.elapsed() < Duration::from_secs(5), "{cut}");
+    // ...and no one else, though nothing moved for longer than the idle
+    // timeout: both can still talk and hear.
+    thread::sleep(Duration::from_millis(1500));
+    talker.write_all(b"anyone?\n").unwrap();
+    let mut got = String::new();
+    lines.read_line(&mut got).unwrap();
+    assert_eq!(got, "[Broadcast] anyone?\n");
+    let mut reader = reader;
+    reader.write_all(b"yes\n").unwrap();
+    expect(&mut talker, b"[Broadcast] yes\n");
+    assert_eq!(server.log_lines(": idle timeout").len(), 1);
+    drop(stuck);
+}

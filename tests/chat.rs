@@ -216,19 +216,66 @@ fn idle_timeout_and_reset_each_announce_the_leave_once() {
     let mut alice = join(&server, "alice");
     let mut bob = join(&server, "bob");
     expect(&mut alice, b"bob joined the chat\n");
+    // Bob stops reading, and alice says more than his buffers hold: with
+    // bytes outstanding, his silence is idleness (a member who reads
+    // everything stays: members_who_only_read_stay_past_the_idle_timeout).
+    socket2::SockRef::from(&bob)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let line = format!("{}\n", "z".repeat(1000));
+    for _ in 0..300 {
+        say(&mut alice, &line);
+    }
     // Keep alice active while bob idles out.
-    for _ in 0..6 {
+    for _ in 0..40 {
         std::thread::sleep(Duration::from_millis(250));
         say(&mut alice, "/who\n");
         let line = read_until_newline(&mut alice);
         if line == "bob left the chat\n" {
-            expect(&mut bob, b"Connection timeout\n");
+            // What bob was owed, then the reason, then the end.
+            let (said, _) = read_to_eof(&mut bob);
+            assert!(said.ends_with(b"Connection timeout\n"));
             return_after_reset(&server, &mut alice);
             return;
         }
         assert!(line.starts_with("Users online"), "{line:?}");
     }
     panic!("bob never timed out");
+}
+
+/// Issue 21: in a quiet room every member who only reads was cut with
+/// `Connection timeout` at each idle timeout. Silence both ways is no sign
+/// of trouble in a room: a member who has everything it was sent stays,
+/// however long nobody speaks, and can still talk; the name prompt keeps
+/// its own deadline.
+#[test]
+fn members_who_only_read_stay_past_the_idle_timeout() {
+    let server = Server::start(&["chat", "--idle-timeout", "0.5", "--request-timeout", "2"]);
+    let mut alice = join(&server, "alice");
+    let mut bob = join(&server, "bob");
+    expect(&mut alice, b"bob joined the chat\n");
+    say(&mut alice, "hi bob\n");
+    expect(&mut bob, b"alice: hi bob\n");
+    // Carol never gives her name.
+    let mut carol = connect(server.addr);
+    let prompted = std::time::Instant::now();
+    expect(&mut carol, b"Enter your username: ");
+    // Nobody says anything for three idle timeouts.
+    std::thread::sleep(Duration::from_millis(1500));
+    say(&mut alice, "/who\n");
+    expect(&mut alice, b"Users online: alice, bob\n");
+    say(&mut bob, "still here\n");
+    expect(&mut alice, b"bob: still here\n");
+    expect_silence(&mut bob);
+    // The prompt's deadline is its own: carol goes at 2 s, not at 0.5.
+    let (said, _) = read_to_eof(&mut carol);
+    let waited = prompted.elapsed();
+    assert_eq!(said, b"Connection timeout\n");
+    assert!(
+        waited >= Duration::from_millis(1800) && waited < Duration::from_secs(5),
+        "carol was closed after {waited:?}"
+    );
+    expect_silence(&mut alice);
 }
 
 fn return_after_reset(server: &Server, alice: &mut TcpStream) {

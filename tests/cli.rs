@@ -1,22 +1,24 @@
 //! The command line as a user meets it, through the real binary: argument
 //! errors (one line, a hint, exit 2), help for one command or all of them,
-//! and `--listen` with a host name, resolved at start.
+//! `--listen` (repeated, a host name resolved at start, a port alone) and
+//! `--metrics`, and the start errors that name their listener and say
+//! what to do (exit 1).
 
 mod common;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::Output;
 
 use common::*;
 
 /// Runs `monoloop ARGS` that should exit at once (no server starts: each
-/// case fails before listening, or prints help).
+/// case fails before listening, or prints help). One that starts a server
+/// instead fails the test after `PATIENCE`, rather than hanging it.
 fn run(args: &[&str]) -> Output {
-    binary()
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    let mut cmd = binary();
+    cmd.args(args).stdin(std::process::Stdio::null());
+    output_within(cmd)
 }
 
 /// Asserts an argument error: exit 2, nothing on stdout, and on stderr
@@ -52,13 +54,36 @@ fn argument_errors_are_one_line_and_a_hint_exit_2() {
         ),
         (
             &["echo", "--bogus"],
-            "unexpected argument '--bogus' for mode echo",
+            "unknown option '--bogus' for echo",
             echo,
         ),
         (
-            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"],
-            "--listen was given twice",
+            &["echo", "stray"],
+            "unexpected argument 'stray' for mode echo",
             echo,
+        ),
+        (
+            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:1"],
+            "--listen 127.0.0.1:1 was given twice",
+            echo,
+        ),
+        (
+            &["echo", "--listen", "127.0.0.1:99999"],
+            "invalid value '127.0.0.1:99999' for --listen: \
+             port 99999 is out of range: ports are 0 to 65535",
+            echo,
+        ),
+        (
+            &["echo", "--write-limit", "2X"],
+            "invalid value '2X' for --write-limit: \
+             expected a number of bytes, such as 65536, 64K, 1M or 1G",
+            echo,
+        ),
+        (
+            &["client", "127.0.0.1:70000"],
+            "invalid target '127.0.0.1:70000': port 70000 is out of range: \
+             ports are 1 to 65535",
+            client,
         ),
         (
             &["file", "--root", "/", "--root", "/"],
@@ -79,6 +104,56 @@ fn argument_errors_are_one_line_and_a_hint_exit_2() {
             &["client"],
             "client needs HOST:PORT, such as 127.0.0.1:8080",
             client,
+        ),
+    ];
+    for (args, problem, hint) in cases {
+        assert_usage_error(args, problem, hint);
+    }
+}
+
+#[test]
+fn a_mistyped_mode_or_option_suggests_the_nearest() {
+    assert_usage_error(
+        &["ecoh", "--listen", "127.0.0.1:0"],
+        "unknown mode 'ecoh': did you mean echo?",
+        "see 'monoloop --help'",
+    );
+    assert_usage_error(
+        &["chat", "--idle-timout", "5"],
+        "unknown option '--idle-timout' for chat: did you mean --idle-timeout?",
+        "see 'monoloop chat --help'",
+    );
+    assert_usage_error(
+        &["echo", "--listen=127.0.0.1:0"],
+        "'--listen=127.0.0.1:0': give the value after a space: --listen 127.0.0.1:0",
+        "see 'monoloop echo --help'",
+    );
+}
+
+/// An option the mode would ignore is refused, where it used to be
+/// accepted and silently do nothing (echo took --request-timeout).
+#[test]
+fn a_mode_refuses_an_option_it_does_not_use() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["echo", "--request-timeout", "5"],
+            "echo does not use --request-timeout (chat and file do)",
+            "see 'monoloop echo --help'",
+        ),
+        (
+            &["broadcast", "--greeting", "hi"],
+            "broadcast does not use --greeting (echo does)",
+            "see 'monoloop broadcast --help'",
+        ),
+        (
+            &["client", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
+            "client does not use --listen (the server modes do)",
+            "see 'monoloop client --help'",
+        ),
+        (
+            &["echo", "--max-line", "64"],
+            "--max-line needs --prefix: plain echo does not cut lines",
+            "see 'monoloop echo --help'",
         ),
     ];
     for (args, problem, hint) in cases {
@@ -167,9 +242,18 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
     ] {
         assert!(text.contains(wanted), "echo --help lacks {wanted}:\n{text}");
     }
-    for unwanted in ["MODES:", "--root", "BROADCAST OPTIONS", "CLIENT OPTIONS"] {
+    // Only what echo uses: not the prompts' timeout, nor another mode's.
+    for unwanted in [
+        "MODES:",
+        "--root",
+        "--request-timeout",
+        "BROADCAST OPTIONS",
+        "CLIENT OPTIONS",
+    ] {
         assert!(!text.contains(unwanted), "echo --help has {unwanted}");
     }
+    let chat = run(&["chat", "--help"]);
+    assert!(String::from_utf8_lossy(&chat.stdout).contains("--request-timeout SECS"));
 
     let out = run(&["client", "--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -207,7 +291,7 @@ fn help_without_a_mode_is_the_whole_usage() {
         "FILE OPTIONS:",
         "TLS (ANY SERVER MODE):",
         "CLIENT OPTIONS:",
-        "OPTIONS FOR EVERY SERVER MODE:",
+        "SERVER OPTIONS:",
     ] {
         assert!(text.contains(wanted), "--help lacks {wanted}");
     }
@@ -234,6 +318,239 @@ fn a_listen_name_that_does_not_resolve_is_one_line_exit_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("error: cannot resolve --listen 'nosuch.invalid:8080': "),
+        "{stderr}"
+    );
+}
+
+/// True if this machine has IPv6 loopback (some containers do not).
+fn has_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Waits for the `listening on` line naming `ip` (each listener has one,
+/// in the order of the command line), and returns its address.
+fn listening_on(server: &mut Server, ip: &str) -> SocketAddr {
+    let line = server.wait_for_log_where("listening on ", |l| l.contains(ip));
+    let rest = line.rsplit("listening on ").next().unwrap();
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Sends a line and expects it back.
+fn echoes(addr: SocketAddr) {
+    let mut s = connect(addr);
+    s.write_all(b"hi\n").unwrap();
+    expect(&mut s, b"hi\n");
+}
+
+#[test]
+fn listen_may_be_given_more_than_once() {
+    if !has_ipv6() {
+        skip::skip("no IPv6 loopback (::1) here");
+        return;
+    }
+    for workers in ["1", "2"] {
+        let mut server = Server::start(&[
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:0",
+            "--workers",
+            workers,
+        ]);
+        let v4 = listening_on(&mut server, "127.0.0.1:");
+        let v6 = listening_on(&mut server, "[::1]:");
+        assert_eq!(v4, server.addr, "the first line is the first --listen");
+        echoes(v4);
+        echoes(v6);
+    }
+}
+
+#[test]
+fn a_port_alone_listens_on_every_address() {
+    let mut server = Server::start(&["echo", "--listen", ":0"]);
+    // One socket for both families, [::] (0.0.0.0 on a kernel without
+    // IPv6).
+    let line = server.wait_for_log("listening on ");
+    assert!(
+        line.contains("listening on [::]:") || line.contains("listening on 0.0.0.0:"),
+        "{line}"
+    );
+    let port = server.addr.port();
+    echoes(SocketAddr::from(([127, 0, 0, 1], port)));
+    if has_ipv6() {
+        echoes(format!("[::1]:{port}").parse().unwrap());
+    }
+}
+
+#[test]
+fn metrics_takes_a_host_name() {
+    let mut server = Server::start(&["echo", "--metrics", "localhost:0"]);
+    let addr = common::metrics::metrics_addr(&mut server);
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let answer = common::metrics::get(addr, "/healthz");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.trim_end().ends_with("ok"),
+        "{answer}"
+    );
+}
+
+/// An address in use names the option whose address it is, so that with
+/// two listeners the operator knows which to change.
+#[test]
+fn a_listener_in_use_is_named() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    for option in ["--listen", "--metrics"] {
+        let out = run(&["echo", "--listen", "127.0.0.1:0", option, &taken]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{option}: {stderr}");
+        assert_eq!(stderr, format!("error: {option} {taken}: already in use\n"));
+    }
+}
+
+/// A port below 1024 without the privilege says how to get it. The tests
+/// run as root here, so the binary runs as nobody (65534), from a copy in
+/// the temporary directory (the checkout may be where nobody cannot go,
+/// under /root); not as root, it runs as the tester, who lacks the
+/// privilege already.
+#[test]
+fn a_privileged_port_says_how_to_get_the_privilege() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let first = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if first <= 1 {
+        skip::skip(&format!(
+            "net.ipv4.ip_unprivileged_port_start is {first}: no port is privileged here"
+        ));
+        return;
+    }
+    // SAFETY: geteuid reads the process's own id; no memory is involved.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = std::env::temp_dir().join(format!("monoloop-nobody-{}", std::process::id()));
+    let mut cmd = if root {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("monoloop");
+        std::fs::copy(env!("CARGO_BIN_EXE_monoloop"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new(&copy);
+        cmd.uid(65534).gid(65534).current_dir(&dir);
+        cmd
+    } else {
+        binary()
+    };
+    cmd.args(["echo", "--listen", "127.0.0.1:1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            skip::skip(&format!(
+                "cannot run the binary as nobody (65534) here: {e}"
+            ));
+            return;
+        }
+    };
+    // A server that did get the port would run on: fail, not hang.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("monoloop listened on port 1 without the privilege");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!(
+        "error: --listen 127.0.0.1:1: permission denied: a port below {first} needs \
+         the CAP_NET_BIND_SERVICE capability: give it to the binary \
+         (setcap 'cap_net_bind_service=+ep' "
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    for how in [
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "socket activation: docs/deploy/monoloop.socket",
+    ] {
+        assert!(stderr.contains(how), "{stderr}");
+    }
+}
+
+/// A certificate or key in a format monoloop does not read (DER, or a key
+/// under a passphrase) is named, with the `openssl` command that converts
+/// it, by the server (exit 2, before listening) and by the client (exit 1).
+#[cfg(feature = "tls")]
+#[test]
+fn a_certificate_or_key_in_another_format_names_the_command_that_converts_it() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let pki = common::tls::Pki::new("formats");
+    let (cert, key) = (pki.path("server.pem"), pki.path("server-key.pem"));
+    let dir = pki.0.display().to_string();
+    let cert_der = pki.path("server.der");
+    let der = CertificateDer::from_pem_file(&cert).unwrap();
+    std::fs::write(&cert_der, der.as_ref()).unwrap();
+    let key_der = pki.path("server-key.der");
+    let der = PrivateKeyDer::from_pem_file(&key).unwrap();
+    std::fs::write(&key_der, der.secret_der()).unwrap();
+    // What `openssl pkey -aes256` writes: the header is what tells.
+    let encrypted = pki.path("locked-key.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\
+         MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAgAAAAAAAAAAAICCAAw\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            vec!["echo", "--tls-cert", &cert_der, "--tls-key", &key],
+            format!(
+                "--tls-cert {cert_der}: this is DER (binary), not PEM: convert it with \
+                 `openssl x509 -inform DER -in {cert_der} -out {dir}/server.pem`"
+            ),
+        ),
+        (
+            vec!["echo", "--tls-cert", &cert, "--tls-key", &key_der],
+            format!(
+                "--tls-key {key_der}: this is DER (binary), not PEM: convert it with \
+                 `openssl pkey -inform DER -in {key_der} -out {dir}/server-key.pem`"
+            ),
+        ),
+        (
+            vec!["chat", "--tls-cert", &cert, "--tls-key", &encrypted],
+            format!(
+                "--tls-key {encrypted}: the private key is encrypted, and monoloop \
+                 cannot ask for its passphrase: write it out unencrypted with \
+                 `openssl pkey -in {encrypted} -out {dir}/locked-key-plain.pem` (it asks \
+                 for the passphrase once), readable by the server's user only"
+            ),
+        ),
+    ];
+    for (args, problem) in cases {
+        let out = run(&[&args[..], &["--listen", "127.0.0.1:0"]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr, format!("error: {problem}\n"));
+    }
+    let out = run(&["client", "127.0.0.1:1", "--tls", "--ca", &cert_der]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: TLS: --ca {cert_der}: this is DER (binary)"
+        )),
         "{stderr}"
     );
 }

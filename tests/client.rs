@@ -25,14 +25,17 @@ fn client(addr: &str, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits for the child with a deadline, collecting its output.
+/// Waits for the child with a deadline, collecting its output (none on
+/// stdout if the test took it to read itself).
 fn finish(mut child: Child) -> Output {
     let deadline = Instant::now() + PATIENCE;
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take().unwrap();
     let out = thread::spawn(move || {
         let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
+        if let Some(mut stdout) = stdout {
+            stdout.read_to_end(&mut v).unwrap();
+        }
         v
     });
     let err = thread::spawn(move || {
@@ -303,4 +306,80 @@ fn connect_timeout_is_honoured() {
     let took = started.elapsed();
     assert_fails_with(&out, "timed out connecting");
     assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// Issue 21: a download that a server's shutdown cuts short is an error
+/// (the server resets it), never a clean exit with part of the file: a
+/// user downloads a 50 MiB file into a slow pipe, the server gets SIGTERM
+/// with a 1 s drain, and the client says the connection was reset.
+#[test]
+fn a_download_cut_by_the_drain_timeout_exits_1() {
+    const SIZE: usize = 50 << 20;
+    let dir = std::env::temp_dir().join(format!("monoloop-client-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut content = vec![0u8; SIZE];
+    fill_pattern(&mut content, 0);
+    std::fs::write(dir.join("big.bin"), &content).unwrap();
+    let mut server = Server::start(&[
+        "file",
+        "--root",
+        &dir.to_string_lossy(),
+        "--drain-timeout",
+        "1",
+    ]);
+    let mut child = client(&server.addr.to_string(), &[]);
+    child.stdin.take().unwrap().write_all(b"big.bin\n").unwrap();
+    // Read the first MiB, then stop reading for longer than the drain.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    stdout.read_exact(&mut head).unwrap();
+    server.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(1500));
+    let reader = thread::spawn(move || {
+        let mut rest = Vec::new();
+        stdout.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    let out = finish(child);
+    let rest = reader.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_fails_with(&out, "connection reset by");
+    let got = head.len() + rest.len();
+    assert!(got < SIZE, "all {got} bytes came");
+    assert!(head.iter().chain(&rest).eq(content[..got].iter()));
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// Issue 21: a server that closes the connection for a timeout
+/// (`Connection timeout`, then its FIN) is an error, not a clean end: an
+/// idle echo client, and a chat user who never gave a name. The line is
+/// still printed. A stream that merely ends with those bytes after our
+/// own input ended (the server echoing them back) is a clean end.
+#[test]
+fn a_server_timeout_is_an_error_not_a_clean_end() {
+    for (args, said) in [
+        (
+            &["echo", "--idle-timeout", "0.5"][..],
+            "Connection timeout\n",
+        ),
+        (
+            &["chat", "--request-timeout", "0.5"],
+            "Enter your username: Connection timeout\n",
+        ),
+    ] {
+        let server = Server::start(args);
+        let mut child = client(&server.addr.to_string(), &[]);
+        let _stdin = child.stdin.take(); // input stays open: the server ends it
+        let out = finish(child);
+        assert_fails_with(&out, "the server closed the connection after a timeout");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), said, "{args:?}");
+    }
+    let server = Server::start(&["echo"]);
+    let out = run_with_input(&server.addr.to_string(), b"Connection timeout\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"Connection timeout\n");
 }

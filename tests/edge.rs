@@ -380,9 +380,9 @@ fn ipv6_and_mapped_addresses_are_matched() {
     let server = Server::start(&["echo", "--listen", "[::1]:0", "--deny", "::1"]);
     let mut s = connect(server.addr);
     assert!(read_to_eof(&mut s).0.is_empty());
-    // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1: matched
-    // as IPv4.
-    let server = Server::start(&["echo", "--listen", "[::]:0", "--deny", "127.0.0.1"]);
+    // A dual-stack listener (`:PORT`, every address) sees 127.0.0.1 as
+    // ::ffff:127.0.0.1: matched as IPv4.
+    let server = Server::start(&["echo", "--listen", ":0", "--deny", "127.0.0.1"]);
     let port = server.addr.port();
     let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
     assert!(
@@ -395,15 +395,16 @@ fn ipv6_and_mapped_addresses_are_matched() {
 }
 
 /// Issue 21: the access log writes an IPv4 client of a dual-stack listener
-/// as IPv4 (`127.0.0.1:PORT`, not `[::ffff:127.0.0.1]:PORT`), as allow and
-/// deny already match it; and so an IPv4-mapped client a PROXY header names.
+/// (`:PORT`) as IPv4 (`127.0.0.1:PORT`, not `[::ffff:127.0.0.1]:PORT`), as
+/// allow and deny already match it; and so an IPv4-mapped client a PROXY
+/// header names.
 #[test]
 fn the_access_log_writes_mapped_addresses_as_ipv4() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
         skip::skip("no IPv6 loopback (::1) here");
         return;
     }
-    let mut server = Server::start(&["echo", "--listen", "[::]:0", "--access-log"]);
+    let mut server = Server::start(&["echo", "--listen", ":0", "--access-log"]);
     let port = server.addr.port();
     let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
     let me = s.local_addr().unwrap();
@@ -412,13 +413,7 @@ fn the_access_log_writes_mapped_addresses_as_ipv4() {
     drop(s);
     let line = server.wait_for_log("access conn=");
     assert!(line.contains(&format!(" peer={me} ")), "{line}");
-    let mut server = Server::start(&[
-        "echo",
-        "--listen",
-        "[::]:0",
-        "--proxy-protocol",
-        "--access-log",
-    ]);
+    let mut server = Server::start(&["echo", "--listen", ":0", "--proxy-protocol", "--access-log"]);
     let mut s = connect(format!("[::1]:{}", server.addr.port()).parse().unwrap());
     s.write_all(b"PROXY TCP6 ::ffff:192.0.2.7 ::1 5555 80\r\nhi")
         .unwrap();

@@ -382,3 +382,78 @@ fn runnable_by_nobody(t: &Tree) -> Option<PathBuf> {
         }
     }
 }
+
+/// Issue 21: a download under way when SIGTERM comes goes on streaming
+/// through the drain, and one that finishes in time ends as any
+/// complete one does: every byte, then a clean end, and the server exits
+/// 0. (Before, the drain ended it at once with a FIN, a few MiB in.)
+#[test]
+fn a_download_under_way_at_sigterm_finishes_within_the_drain() {
+    const SIZE: u64 = 50 << 20;
+    let t = Tree::new("drain-finish");
+    pattern_file(&t.root().join("big.bin"), SIZE);
+    for path in PATHS {
+        let root = t.root_arg();
+        let args = [&["file", "--root", &root, "--drain-timeout", "20"], path].concat();
+        let mut server = Server::start(&args);
+        let mut s = connect(server.addr);
+        s.write_all(b"big.bin\n").unwrap();
+        let head = read_pattern(&mut s, 1 << 20);
+        server.signal(libc::SIGTERM);
+        server.wait_for_log("SIGTERM");
+        // The rest comes after the signal, and then the end.
+        let mut rest = vec![0u8; (SIZE - head) as usize];
+        s.read_exact(&mut rest)
+            .unwrap_or_else(|e| panic!("{path:?}: the download stopped: {e}"));
+        assert!(
+            rest.iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern(head + i as u64)),
+            "{path:?}"
+        );
+        let (extra, reset) = read_to_eof(&mut s);
+        assert!(extra.is_empty() && !reset, "{path:?}: not a clean end");
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{path:?}: exit status {status}");
+    }
+}
+
+/// Issue 21: a download the drain timeout cuts short ends with a reset,
+/// never with the FIN of a complete one, and a warning names the file,
+/// the bytes sent and its size (without the access log too).
+#[test]
+fn a_download_the_drain_timeout_cuts_short_ends_with_a_reset_and_a_warning() {
+    const SIZE: u64 = 50 << 20;
+    let t = Tree::new("drain-cut");
+    pattern_file(&t.root().join("big.bin"), SIZE);
+    for path in PATHS {
+        let root = t.root_arg();
+        let args = [&["file", "--root", &root, "--drain-timeout", "1"], path].concat();
+        let mut server = Server::start(&args);
+        let mut s = connect(server.addr);
+        s.write_all(b"big.bin\n").unwrap();
+        let head = read_pattern(&mut s, 1 << 20);
+        let signalled = Instant::now();
+        server.signal(libc::SIGTERM);
+        // A slow reader: nothing read for longer than the drain.
+        thread::sleep(Duration::from_millis(1500));
+        let (rest, reset) = read_to_eof(&mut s);
+        assert!(reset, "{path:?}: a cut transfer ended with a FIN");
+        let total = head + rest.len() as u64;
+        assert!(total < SIZE, "{path:?}: all {total} bytes came");
+        assert!(
+            rest.iter()
+                .enumerate()
+                .all(|(i, &b)| b == pattern(head + i as u64)),
+            "{path:?}"
+        );
+        let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+        assert!(
+            warning.contains("\"big.bin\"") && warning.contains(&format!("of {SIZE} bytes sent")),
+            "{path:?}: {warning}"
+        );
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{path:?}: exit status {status}");
+        assert!(signalled.elapsed() < Duration::from_secs(8));
+    }
+}

@@ -18,7 +18,7 @@ fn address_in_use_exits_1_with_the_address() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("error: {addr} is already in use")),
+        stderr.contains(&format!("error: --listen {addr}: already in use")),
         "stderr: {stderr}"
     );
 }

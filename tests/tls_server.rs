@@ -1,8 +1,8 @@
 //! The server's TLS on every mode, over real sockets: handshakes and their
 //! timeout, client certificates, ALPN, refusals said through TLS, bad
 //! certificates at start, attacks on the log, workers sharing sessions,
-//! PROXY before TLS, reloading on SIGHUP, and the memory an idle connection
-//! costs. The peers are a rustls client driven from the test, the monoloop
+//! PROXY before TLS, and the memory an idle connection costs (reloading
+//! on SIGHUP is tests/tls_reload.rs). The peers are a rustls client driven from the test, the monoloop
 //! client, and raw TCP; certificates are made at run time (`common::tls`).
 //! The client's own TLS is tests/tls_client.rs.
 
@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::tls::*;
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 #[test]
 fn greeting_and_half_close_over_tls() {
@@ -69,6 +68,58 @@ fn chat_and_file_over_tls() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out == content);
+}
+
+/// Issue 21: `monoloop client` without `--tls` on a TLS port printed the
+/// server's alert as raw bytes and exited 0. It says the server answered
+/// with TLS and to add `--tls`, prints nothing, and exits 1.
+#[test]
+fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
+    let pki = Pki::new("plain-client");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let (code, out, err) = run_client(&[&server.addr.to_string()], b"hello\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "printed {out:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: the server answered with TLS: add --tls"),
+        "{err}"
+    );
+}
+
+/// Issue 21, over TLS: a download the drain timeout cuts short ends with
+/// a reset, neither close_notify nor a bare FIN (which the monoloop client
+/// takes for the end too), and the server warns which file it was.
+#[test]
+fn a_tls_download_the_drain_timeout_cuts_short_ends_with_a_reset() {
+    const SIZE: usize = 50 << 20;
+    let pki = Pki::new("drain-cut");
+    let root = pki.0.join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut content = vec![0u8; SIZE];
+    fill_pattern(&mut content, 0);
+    std::fs::write(root.join("big.bin"), &content).unwrap();
+    let root = root.to_string_lossy();
+    let mut server = tls_server(&pki, &["file", "--root", &root], &["--drain-timeout", "1"]);
+    let mut s = tls_connect(server.addr, client_config(&pki, false, &[]));
+    s.write_all(b"big.bin\n").unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut buf = vec![0u8; 1 << 16];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "close_notify".to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    assert_eq!(end, "ConnectionReset", "after {} bytes", got.len());
+    assert!(got.len() < SIZE && got[..] == content[..got.len()]);
+    let warning = server.wait_for_log_where("cut short", |l| l.contains("WARN"));
+    assert!(warning.contains("\"big.bin\""), "{warning}");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
 
 #[test]
@@ -351,7 +402,7 @@ fn tls_default_port_is_8443() {
         Ok(monoloop::config::Parsed::Run(c)) => c,
         other => panic!("{other:?}"),
     };
-    assert_eq!(config.server.listen.port(), 8443);
+    assert_eq!(config.listen[0].port(), 8443);
 }
 
 #[test]
@@ -759,86 +810,6 @@ fn a_proxy_header_comes_first_then_the_tls_handshake() {
     drop(s);
     let line = server.wait_for_log("peer=192.0.2.44:4444 ");
     assert!(line.contains("bytes_in=8"), "{line}");
-}
-
-/// The DER of the certificate the server presented on `s`.
-fn presented(s: &TlsStream) -> Vec<u8> {
-    s.conn.peer_certificates().unwrap()[0].to_vec()
-}
-
-/// The DER of the first certificate in a PEM file.
-fn der(path: &str) -> Vec<u8> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
-}
-
-#[test]
-fn sighup_reloads_the_certificate_for_new_handshakes_only() {
-    let pki = Pki::new("reload");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
-    let mut server = Server::start(&[
-        "echo",
-        "--tls-cert",
-        &live,
-        "--tls-key",
-        &live_key,
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
-    let resuming = client_config(&pki, false, &[]);
-    let mut first = tls_connect(server.addr, resuming.clone());
-    first.write_all(b"one").unwrap();
-    tls_expect(&mut first, b"one");
-    assert_eq!(presented(&first), der(&pki.path("server.pem")));
-    // The new certificate goes in place; SIGHUP.
-    std::fs::copy(pki.path("server2.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server2-key.pem"), &live_key).unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS reloaded");
-    assert!(line.contains("CN=localhost, valid until "), "{line}");
-    let mut fresh = tls_connect(server.addr, client_config(&pki, false, &[]));
-    fresh.write_all(b"two").unwrap();
-    tls_expect(&mut fresh, b"two");
-    assert_eq!(presented(&fresh), der(&pki.path("server2.pem")));
-    // The established connection is untouched; a session from before the
-    // reload still resumes.
-    first.write_all(b"still").unwrap();
-    tls_expect(&mut first, b"still");
-    let mut again = tls_connect(server.addr, resuming);
-    again.write_all(b"back").unwrap();
-    tls_expect(&mut again, b"back");
-    assert_eq!(
-        again.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
-    // A broken reload keeps the old configuration, and says so.
-    std::fs::write(&live_key, "not a key\n").unwrap();
-    server.signal(libc::SIGHUP);
-    let line = server.wait_for_log("TLS not reloaded");
-    assert!(line.contains("live-key.pem"), "{line}");
-    assert!(line.contains(" ERROR "), "{line}");
-    let mut after = tls_connect(server.addr, client_config(&pki, false, &[]));
-    after.write_all(b"ok").unwrap();
-    tls_expect(&mut after, b"ok");
-    assert_eq!(presented(&after), der(&pki.path("server2.pem")));
-    assert!(server.running());
-}
-
-#[test]
-fn sighup_without_tls_says_there_is_nothing_to_reload() {
-    let mut server = Server::start(&["echo"]);
-    server.signal(libc::SIGHUP);
-    server.wait_for_log("nothing to reload");
-    let mut s = connect(server.addr);
-    s.write_all(b"alive").unwrap();
-    expect(&mut s, b"alive");
 }
 
 /// An idle TLS connection costs the server its session's state and no

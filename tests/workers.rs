@@ -42,6 +42,92 @@ fn connections_spread_over_the_workers_of_one_port() {
         .all(|w| ["0", "1", "2", "3"].contains(&w.as_str())));
 }
 
+/// Connections per worker, from the debug log's accept lines
+/// (`worker N: conn #K from ADDR`): the worker that serves each one.
+fn per_worker(server: &Server) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for l in server.log_lines(" from ") {
+        let Some(w) = l.split("worker ").nth(1).and_then(|w| w.split(':').next()) else {
+            continue;
+        };
+        *counts.entry(w.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// How the clients arrive.
+#[derive(Debug, Clone, Copy)]
+enum Arrival {
+    /// One every 20 ms: the kernel has time to wake whichever worker it
+    /// likes for each.
+    Spaced,
+    /// All at once, as fast as one thread connects.
+    Burst,
+}
+
+/// A listening socket as systemd's socket unit makes one (Backlog=4096).
+fn systemd_socket() -> std::net::TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(4096).unwrap();
+    socket.into()
+}
+
+/// Connects `n` clients to a 2-worker echo server, keeps them open, and
+/// returns how many each worker serves. `activated`: the server is started
+/// as systemd starts it, on one socket it is given (the workers share its
+/// accept queue); otherwise on its own sockets (SO_REUSEPORT, one each).
+fn spread(n: usize, arrival: Arrival, activated: bool) -> BTreeMap<String, usize> {
+    let args = ["echo", "--workers", "2", "--log-level", "debug"];
+    let socket = systemd_socket();
+    let mut server = if activated {
+        Server::start_exact(common::activated(&socket, &args))
+    } else {
+        Server::start(&args)
+    };
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(connect(server.addr));
+        if let Arrival::Spaced = arrival {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    server.wait_accepted(n);
+    let counts = per_worker(&server);
+    assert_eq!(counts.values().sum::<usize>(), n, "{counts:?}");
+    counts
+}
+
+/// Issue 21: neither of two workers serves more than 60 % of the clients,
+/// whether the kernel spreads them over the workers' own sockets (a hash)
+/// or the workers share systemd's one socket (whoever wakes first).
+#[test]
+fn connections_are_spread_evenly_over_two_workers() {
+    for activated in [false, true] {
+        for (n, arrival) in [(40, Arrival::Spaced), (200, Arrival::Burst)] {
+            let counts = spread(n, arrival, activated);
+            let most = counts.values().copied().max().unwrap_or(0);
+            let how = if activated {
+                "socket activation"
+            } else {
+                "own sockets"
+            };
+            assert!(
+                most * 100 <= n * 60,
+                "{n} clients, {arrival:?}, {how}: {counts:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_connection_limit_is_the_whole_servers() {
     let mut server = Server::start(&[
@@ -142,6 +228,38 @@ fn sigterm_drains_every_worker_and_a_second_signal_stops_them() {
     server.signal(libc::SIGINT);
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(1), "{status}");
+    let again = server.log_lines("again: exiting now");
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].ends_with("dropping 1 connection"), "{}", again[0]);
+}
+
+/// Issue 21: a signal, and the drain timeout, are one line each for the
+/// whole server, counting every worker's connections.
+#[test]
+fn shutdown_is_one_line_per_event_whatever_the_workers() {
+    let mut server = Server::start(&["echo", "--workers", "4", "--drain-timeout", "0.5"]);
+    // Four clients that never read what they are owed, spread over at
+    // least two workers (none serves more than two more than another).
+    let stuck: Vec<_> = (0..4).map(|_| stuck_client(server.addr)).collect();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let draining = server.log_lines("no longer accepting");
+    assert_eq!(draining.len(), 1, "{draining:?}");
+    assert!(
+        draining[0]
+            .ends_with("SIGTERM: no longer accepting; draining 4 connections for up to 500ms"),
+        "{}",
+        draining[0]
+    );
+    let timed_out = server.log_lines("drain timeout");
+    assert_eq!(timed_out.len(), 1, "{timed_out:?}");
+    assert!(
+        timed_out[0].ends_with("drain timeout: closing 4 connections that did not finish"),
+        "{}",
+        timed_out[0]
+    );
+    drop(stuck);
 }
 
 #[test]
@@ -155,7 +273,10 @@ fn a_second_server_on_the_same_port_is_refused() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "--workers {workers}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("is already in use"), "{err}");
+        assert!(
+            err.contains(&format!("--listen {port}: already in use")),
+            "{err}"
+        );
     }
 }
 

@@ -3,11 +3,12 @@
 //! [`parse()`] turns the arguments into a [`Config`] (or a [`ClientConfig`],
 //! or a request for the help or the version) or says exactly what is
 //! wrong, in one line. It opens no socket, reads no file and resolves no
-//! name (a `--listen` host name is kept as given: `lib.rs` resolves it at
-//! start); the one look outside is `file --root`, which must name an
-//! existing directory, so that a typo exits 2 at once. `main.rs` decides
-//! what to do with the outcome (print the help, print the problem and a
-//! hint and exit 2, or run), and `event_loop/` uses the values.
+//! name (a `--listen` or `--metrics` host name is kept as given: `lib.rs`
+//! resolves it at start); the one look outside is `file --root`, which
+//! must name an existing directory, so that a typo exits 2 at once.
+//! `main.rs` decides what to do with the outcome (print the help, print
+//! the problem and a hint and exit 2, or run), and `event_loop/` uses the
+//! values.
 //! [`usage()`] assembles the help, whole or for one command.
 //!
 //! By concern, in reading order:
@@ -16,7 +17,11 @@
 //! - `parse.rs`: the arguments read into the model, and every problem
 //!   worded;
 //! - `values.rs`: one option's value from its text (seconds, counts,
-//!   addresses, ...);
+//!   sizes, ...);
+//! - `listen.rs`: `--listen` (repeated) and `--metrics`: an address, a
+//!   host name or a port alone;
+//! - `options.rs`: which command takes which option, and what to say of
+//!   one given to the wrong command or mistyped;
 //! - `usage.rs`: the help text, with the test that its defaults are the
 //!   code's.
 //!
@@ -25,10 +30,13 @@
 //!
 //! Below the command line, this module reads only plain types of other
 //! modules: `edge.rs`'s options (allow, deny, PROXY), `protocol`'s
-//! `Limits` (built by [`ServerOptions::limits`]) and broadcast's default
-//! prefix. It knows nothing of the loop, connections or sockets.
+//! `Limits` (built by [`ServerOptions::limits`]), broadcast's default
+//! prefix and how many listeners a loop can hold (`tokens.rs`). It knows
+//! nothing of the loop, connections or sockets.
 
+mod listen;
 mod model;
+mod options;
 mod parse;
 mod usage;
 mod values;

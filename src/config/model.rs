@@ -2,7 +2,8 @@
 //! the rest of the crate reads.
 //!
 //! A server run is a [`Config`] (its [`Mode`], the [`ServerOptions`] every
-//! mode shares, `--listen` as given, the TLS files); a client run is a
+//! mode shares, `--listen` and `--metrics` as given, the TLS files); a
+//! client run is a
 //! [`ClientConfig`]. [`Command`] is the word after `monoloop` that chooses
 //! between them. Each default is written once, here: in
 //! [`ServerOptions::default`], or as a `DEFAULT_*` constant for a value that
@@ -13,11 +14,11 @@
 //! Nothing here reads the command line (`parse.rs`, with the converters in
 //! `values.rs`), and nothing here is checked: the types say what a valid
 //! command line means, `parse.rs` makes sure that is what they hold. The
-//! TLS files are loaded by `tls.rs`, a `--listen` host name is resolved by
-//! `lib.rs`, and the edge options are `edge.rs`'s type.
+//! TLS files are loaded by `tls.rs`, a `--listen` or `--metrics` host name
+//! is resolved by `lib.rs`, and the edge options are `edge.rs`'s type.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ use std::time::Duration;
 /// states both from these.
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_TLS_PORT: u16 = 8443;
+
+/// The address listened on when `--listen` is not given: loopback only,
+/// so that a first run exposes nothing.
+const DEFAULT_LISTEN_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// `--log-level`, for the servers and the client alike.
 pub(super) const DEFAULT_LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
@@ -41,11 +46,14 @@ pub(super) const DEFAULT_BROADCAST_PREFIX: &str = crate::protocol::broadcast::DE
 pub struct Config {
     pub mode: Mode,
     pub server: ServerOptions,
-    /// `--listen` as given; `server.listen` is its address once resolved.
-    pub listen: Listen,
+    /// Every `--listen`, as given and in order (the default when none
+    /// was): never empty. `lib.rs` resolves and binds them.
+    pub listen: Vec<Listen>,
     /// True if `--listen` was given (not the default): systemd's socket
     /// activation and `--listen` cannot both say where to listen.
     pub listen_given: bool,
+    /// `--metrics HOST:PORT`: where to serve /metrics and /healthz.
+    pub metrics: Option<Listen>,
     /// `Some` when any `--tls-*` option was given.
     pub tls: Option<ServerTls>,
     pub log_level: log::LevelFilter,
@@ -79,24 +87,33 @@ impl Mode {
     }
 }
 
-/// `--listen` as given on the command line.
+/// One `--listen` (or `--metrics`) as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
-    /// An IP address and port (`127.0.0.1:8080`, `[::1]:8080`): bound as is.
+    /// An IP address and port (`127.0.0.1:8080`, `[::1]:8080`): bound as
+    /// is (an IPv6 one takes IPv6 clients only, as in nginx: `sys.rs`).
     Addr(SocketAddr),
     /// A host name and port (`localhost:8080`), resolved at start; the
     /// first address the resolver returns is bound.
     Host { host: String, port: u16 },
+    /// A port alone (`:8080` or `8080`): every address, IPv4 and IPv6, on
+    /// one dual-stack socket (`sys.rs` says how).
+    Any(u16),
 }
 
 impl Listen {
-    /// The address to put in [`ServerOptions::listen`] until this is
-    /// resolved: the address itself, or for a host name, 127.0.0.1 with its
-    /// port (loopback, so that a forgotten resolution exposes nothing).
-    pub(super) fn stand_in(&self) -> SocketAddr {
+    /// Where a server listens when `--listen` is not given: loopback, on
+    /// the plain or the TLS port.
+    pub(super) fn default_for(tls: bool) -> Self {
+        let port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        Listen::Addr(SocketAddr::from((DEFAULT_LISTEN_IP, port)))
+    }
+
+    /// The port given.
+    pub fn port(&self) -> u16 {
         match self {
-            Listen::Addr(a) => *a,
-            Listen::Host { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+            Listen::Addr(a) => a.port(),
+            Listen::Host { port, .. } | Listen::Any(port) => *port,
         }
     }
 }
@@ -106,6 +123,7 @@ impl fmt::Display for Listen {
         match self {
             Listen::Addr(a) => a.fmt(f),
             Listen::Host { host, port } => write!(f, "{host}:{port}"),
+            Listen::Any(port) => write!(f, ":{port}"),
         }
     }
 }
@@ -147,10 +165,6 @@ pub struct ClientConfig {
 /// The options every server mode shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
-    /// The address bound. When `--listen` named a host, this is a stand-in
-    /// until `lib.rs` resolves [`Config::listen`] and puts the address here,
-    /// before binding: the loop only ever sees a resolved address.
-    pub listen: SocketAddr,
     pub max_connections: usize,
     /// `None`: connections never time out.
     pub idle_timeout: Option<Duration>,
@@ -170,8 +184,6 @@ pub struct ServerOptions {
     pub workers: Workers,
     /// Who may connect: PROXY protocol, allow and deny, limit per address.
     pub edge: crate::edge::EdgeOptions,
-    /// `--metrics ADDR`: where to serve /metrics and /healthz.
-    pub metrics: Option<SocketAddr>,
 }
 
 impl ServerOptions {
@@ -187,12 +199,11 @@ impl ServerOptions {
 }
 
 /// The defaults of every server option: what a server mode uses for an
-/// option its command line leaves out (`--listen` with TLS aside: that is
-/// [`DEFAULT_TLS_PORT`]).
+/// option its command line leaves out. (`--listen`'s is
+/// [`Listen::default_for`]; `--metrics` is off.)
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             max_connections: 1024,
             idle_timeout: Some(Duration::from_secs(30)),
             write_limit: 1024 * 1024,
@@ -204,7 +215,6 @@ impl Default for ServerOptions {
             access_log: false,
             workers: Workers::Count(1),
             edge: crate::edge::EdgeOptions::default(),
-            metrics: None,
         }
     }
 }
@@ -269,16 +279,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_name_stands_in_as_loopback_with_its_port() {
+    fn a_listen_prints_as_it_is_given() {
         let host = Listen::Host {
             host: "example.org".into(),
             port: 7,
         };
-        assert_eq!(host.stand_in().to_string(), "127.0.0.1:7");
-        assert_eq!(host.to_string(), "example.org:7");
+        assert_eq!((host.to_string(), host.port()), ("example.org:7".into(), 7));
         let addr = Listen::Addr("[::1]:9".parse().unwrap());
-        assert_eq!(addr.stand_in().to_string(), "[::1]:9");
-        assert_eq!(addr.to_string(), "[::1]:9");
+        assert_eq!((addr.to_string(), addr.port()), ("[::1]:9".into(), 9));
+        assert_eq!(
+            (Listen::Any(8).to_string(), Listen::Any(8).port()),
+            (":8".into(), 8)
+        );
+        assert_eq!(Listen::default_for(false).to_string(), "127.0.0.1:8080");
+        assert_eq!(Listen::default_for(true).to_string(), "127.0.0.1:8443");
     }
 
     #[test]

@@ -9,19 +9,19 @@
 //! out option means is `model.rs`'s (the defaults); the help is
 //! `usage.rs`'s.
 
+use crate::edge::{Cidr, EdgeOptions, Policy};
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 
-use crate::edge::{Cidr, EdgeOptions, Policy};
-
+use super::listen::{listens, parse_listen, port_number};
 use super::model::{
     ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls,
-    DEFAULT_BROADCAST_PREFIX, DEFAULT_CLIENT_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_TLS_PORT,
+    DEFAULT_BROADCAST_PREFIX, DEFAULT_CLIENT_TIMEOUT, DEFAULT_LOG_LEVEL,
 };
+use super::options;
 use super::values::{
-    alpn_list, directory, metrics_addr, parse_level, parse_listen, path, positive, seconds,
-    seconds_or_off, stats_interval, text, whole, workers,
+    alpn_list, directory, parse_level, path, positive, seconds, seconds_or_off, size,
+    stats_interval, text, whole, workers,
 };
 
 /// What the command line asked for.
@@ -96,9 +96,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, UsageError> {
         }));
     };
     let Some(command) = Command::from_word(&word) else {
-        return Err(usage_error(format!(
-            "unknown mode '{word}': expected {MODE_LIST}"
-        )));
+        let names = Command::ALL.map(Command::name);
+        return Err(usage_error(match options::nearest(&word, names) {
+            Some(near) => format!("unknown mode '{word}': did you mean {near}?"),
+            None => format!("unknown mode '{word}': expected {MODE_LIST}"),
+        }));
     };
     let parsed = match command {
         Command::Client => parse_client(args),
@@ -128,32 +130,37 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         check_server_tls(tls)?;
     }
     let defaults = ServerOptions::default();
-    let given = opt(&mut args, "--listen", parse_listen)?;
-    let listen_given = given.is_some();
-    let listen = given.unwrap_or(Listen::Addr(match tls {
-        Some(_) => SocketAddr::new(defaults.listen.ip(), DEFAULT_TLS_PORT),
-        None => defaults.listen,
-    }));
+    let given = listens(&mut args)?;
+    let listen_given = !given.is_empty();
+    let listen = match listen_given {
+        true => given,
+        false => vec![Listen::default_for(tls.is_some())],
+    };
+    let metrics = opt(&mut args, "--metrics", parse_listen)?;
+    let max_line = opt(&mut args, "--max-line", size)?;
     let server = ServerOptions {
-        listen: listen.stand_in(),
         max_connections: opt(&mut args, "--max-connections", positive)?
             .unwrap_or(defaults.max_connections),
         idle_timeout: opt(&mut args, "--idle-timeout", seconds_or_off)?
             .unwrap_or(defaults.idle_timeout),
-        write_limit: opt(&mut args, "--write-limit", positive)?.unwrap_or(defaults.write_limit),
+        write_limit: opt(&mut args, "--write-limit", size)?.unwrap_or(defaults.write_limit),
         drain_timeout: opt(&mut args, "--drain-timeout", seconds)?
             .unwrap_or(defaults.drain_timeout),
         stats_interval: opt(&mut args, "--stats-interval", stats_interval)?
             .unwrap_or(defaults.stats_interval),
-        max_line: opt(&mut args, "--max-line", positive)?.unwrap_or(defaults.max_line),
+        max_line: max_line.unwrap_or(defaults.max_line),
         handshake_timeout: opt(&mut args, "--handshake-timeout", seconds)?
             .unwrap_or(defaults.handshake_timeout),
-        request_timeout: opt(&mut args, "--request-timeout", seconds_or_off)?
-            .unwrap_or(defaults.request_timeout),
+        // Read only for the modes with a prompt: given to another, it is
+        // left over, and refused by `leftovers`.
+        request_timeout: match options::takes(command, "--request-timeout") {
+            true => opt(&mut args, "--request-timeout", seconds_or_off)?,
+            false => None,
+        }
+        .unwrap_or(defaults.request_timeout),
         access_log: args.contains("--access-log"),
         workers: opt(&mut args, "--workers", workers)?.unwrap_or(defaults.workers),
         edge: edge_options(&mut args, &defaults.edge)?,
-        metrics: opt(&mut args, "--metrics", metrics_addr)?.or(defaults.metrics),
     };
 
     let mode = match command {
@@ -173,12 +180,16 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         },
         Command::Client => unreachable!("parse sends the client to parse_client"),
     };
-    no_leftovers(args, mode.name())?;
+    if let (Mode::Echo { prefix: None, .. }, Some(_)) = (&mode, max_line) {
+        return Err("--max-line needs --prefix: plain echo does not cut lines".into());
+    }
+    leftovers(args, command)?;
     Ok(Parsed::Run(Box::new(Config {
         mode,
         server,
         listen,
         listen_given,
+        metrics,
         tls,
         log_level,
     })))
@@ -255,18 +266,29 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
     let target: String = args
         .free_from_str()
         .map_err(|_| "client needs HOST:PORT, such as 127.0.0.1:8080".to_string())?;
-    if target.starts_with('-') {
-        return Err(format!("unknown option '{target}' for client"));
+    if let Some(problem) = options::misplaced(Command::Client, &target) {
+        return Err(problem);
     }
-    match target.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-        _ => {
+    let port = match target.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => port,
+        _ => "",
+    };
+    match port_number(port) {
+        Ok(1..) => {}
+        // A port to connect to is 1 to 65535: 0 only ever means "any" to
+        // a listener.
+        Ok(0) | Err(Some(_)) => {
+            return Err(format!(
+                "invalid target '{target}': port {port} is out of range: ports are 1 to 65535"
+            ))
+        }
+        Err(None) => {
             return Err(format!(
                 "invalid target '{target}': expected HOST:PORT, such as 127.0.0.1:8080"
             ))
         }
     }
-    no_leftovers(args, "client")?;
+    leftovers(args, Command::Client)?;
     Ok(Parsed::Client(ClientConfig {
         target,
         timeout,
@@ -275,15 +297,15 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
     }))
 }
 
-/// Refuses arguments nothing consumed.
-fn no_leftovers(args: pico_args::Arguments, mode: &str) -> Result<(), String> {
-    match args.finish().first() {
-        Some(first) => Err(format!(
-            "unexpected argument '{}' for mode {mode}",
-            first.to_string_lossy()
-        )),
-        None => Ok(()),
-    }
+/// Refuses arguments nothing consumed: an option `command` does not use
+/// (or nobody does, with the nearest it does), or a stray word.
+fn leftovers(args: pico_args::Arguments, command: Command) -> Result<(), String> {
+    let Some(first) = args.finish().into_iter().next() else {
+        return Ok(());
+    };
+    let first = first.to_string_lossy();
+    Err(options::misplaced(command, &first)
+        .unwrap_or_else(|| format!("unexpected argument '{first}' for mode {}", command.name())))
 }
 
 /// Reads an optional `--name VALUE`, converting it with `f`. A missing value,
@@ -307,7 +329,7 @@ fn opt<T>(
 }
 
 /// The value of `--name VALUE`, unconverted.
-fn raw_value(
+pub(super) fn raw_value(
     args: &mut pico_args::Arguments,
     name: &'static str,
 ) -> Result<Option<String>, String> {
@@ -390,7 +412,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = config(&["echo"]);
         assert_eq!(c.server, ServerOptions::default());
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listen, [Listen::Addr("127.0.0.1:8080".parse().unwrap())]);
         assert_eq!(
             c.mode,
             Mode::Echo {
@@ -425,7 +447,7 @@ mod tests {
             "--prefix",
             "Echo: ",
         ]);
-        assert_eq!(c.server.listen.to_string(), "[::1]:0");
+        assert_eq!(c.listen, [Listen::Addr("[::1]:0".parse().unwrap())]);
         assert_eq!(c.server.max_connections, 5);
         assert_eq!(c.server.idle_timeout, None);
         assert_eq!(c.server.write_limit, 4096);
@@ -439,6 +461,19 @@ mod tests {
                 greeting: Some("hi".into()),
                 prefix: Some("Echo: ".into())
             }
+        );
+    }
+
+    #[test]
+    fn sizes_take_k_m_and_g() {
+        let c = config(&["chat", "--write-limit", "64K", "--max-line", "1m"]);
+        assert_eq!(c.server.write_limit, 65_536);
+        assert_eq!(c.server.max_line, 1_048_576);
+        let e = run(&["chat", "--max-line", "8KB"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "invalid value '8KB' for --max-line: expected a number of bytes, \
+             such as 65536, 64K, 1M or 1G"
         );
     }
 
@@ -483,6 +518,84 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_mode_or_option_gets_the_nearest() {
+        let e = run(&["ecoh"]).unwrap_err();
+        assert_eq!(e.problem, "unknown mode 'ecoh': did you mean echo?");
+        assert_eq!(e.hint(), "see 'monoloop --help'");
+        let e = run(&["chat", "--idle-timout", "5"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--idle-timout' for chat: did you mean --idle-timeout?"
+        );
+        assert_eq!(e.hint(), "see 'monoloop chat --help'");
+        let e = run(&["client", "h:1", "--timout", "5"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--timout' for client: did you mean --timeout?"
+        );
+        let e = run(&["client", "--insecur", "h:1"]).unwrap_err();
+        assert_eq!(
+            e.problem,
+            "unknown option '--insecur' for client: did you mean --insecure?"
+        );
+        let e = run(&["echo", "stray"]).unwrap_err();
+        assert_eq!(e.problem, "unexpected argument 'stray' for mode echo");
+    }
+
+    #[test]
+    fn a_mode_refuses_the_options_it_does_not_use() {
+        for (args, problem) in [
+            (
+                &["echo", "--request-timeout", "5"][..],
+                "echo does not use --request-timeout (chat and file do)",
+            ),
+            (
+                &["broadcast", "--request-timeout", "5"],
+                "broadcast does not use --request-timeout (chat and file do)",
+            ),
+            (
+                &["chat", "--prefix", "> "],
+                "chat does not use --prefix (echo and broadcast do)",
+            ),
+            (
+                &["echo", "--root", "/"],
+                "echo does not use --root (file does)",
+            ),
+            (
+                &["chat", "--no-sendfile"],
+                "chat does not use --no-sendfile (file does)",
+            ),
+            (
+                &["echo", "--timeout", "1"],
+                "echo does not use --timeout (client does)",
+            ),
+            (
+                &["client", "h:1", "--workers", "2"],
+                "client does not use --workers (the server modes do)",
+            ),
+            (
+                &["echo", "--max-line", "100"],
+                "--max-line needs --prefix: plain echo does not cut lines",
+            ),
+        ] {
+            assert_eq!(run(args).unwrap_err().problem, problem, "{args:?}");
+        }
+        // The modes that use them still take them.
+        assert_eq!(
+            config(&["file", "--root", "/", "--request-timeout", "5"])
+                .server
+                .request_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            config(&["echo", "--prefix", "> ", "--max-line", "9"])
+                .server
+                .max_line,
+            9
+        );
+    }
+
+    #[test]
     fn help_and_version_win_over_everything() {
         assert!(matches!(
             run(&["echo", "--help"]),
@@ -500,15 +613,15 @@ mod tests {
     #[test]
     fn an_option_given_twice_says_so() {
         for args in [
-            &["echo", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"][..],
-            &["echo", "--listen", "127.0.0.1:1", "--listen"],
-            &["chat", "--idle-timeout", "1", "--idle-timeout", "1"],
+            &["chat", "--idle-timeout", "1", "--idle-timeout", "1"][..],
             &["echo", "--prefix", "a", "--prefix", "b"],
         ] {
             let e = run(args).unwrap_err();
             let name = args[1];
             assert_eq!(e.problem, format!("{name} was given twice"), "{args:?}");
         }
+        let e = run(&["echo", "--listen", "127.0.0.1:1", "--listen"]).unwrap_err();
+        assert_eq!(e.problem, "--listen needs a value");
         let e = run(&["client", "h:1", "--tls", "--tls"]).unwrap_err();
         assert_eq!(e.problem, "--tls was given twice");
         let e = run(&["client", "h:1", "--tls", "--insecure", "--insecure"]).unwrap_err();
@@ -519,36 +632,25 @@ mod tests {
     }
 
     #[test]
-    fn listen_takes_an_address_or_a_host_name() {
-        let c = config(&["echo", "--listen", "localhost:0"]);
-        assert_eq!(
-            c.listen,
-            Listen::Host {
-                host: "localhost".into(),
-                port: 0
-            }
-        );
-        assert_eq!(c.listen.to_string(), "localhost:0");
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:0");
-        let c = config(&["echo", "--listen", "[::1]:8080"]);
-        assert_eq!(c.listen, Listen::Addr("[::1]:8080".parse().unwrap()));
-        assert_eq!(c.server.listen.to_string(), "[::1]:8080");
-        let c = config(&["echo"]);
-        assert_eq!(c.listen, Listen::Addr(c.server.listen));
-        for bad in [
-            "localhost",
-            "bad!host:80",
-            ":80",
-            "::1:80",
-            "host:99999",
-            "host:",
-        ] {
-            let e = run(&["echo", "--listen", bad]).unwrap_err();
+    fn an_out_of_range_port_says_so() {
+        for (option, value) in [("--listen", "host:99999"), ("--metrics", "127.0.0.1:65536")] {
+            let e = run(&["echo", option, value]).unwrap_err();
+            let port = value.rsplit(':').next().unwrap();
             assert_eq!(
                 e.problem,
                 format!(
-                    "invalid value '{bad}' for --listen: expected HOST:PORT, \
-                     such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+                    "invalid value '{value}' for {option}: \
+                     port {port} is out of range: ports are 0 to 65535"
+                )
+            );
+        }
+        for (target, port) in [("h:65536", "65536"), ("h:0", "0")] {
+            let e = run(&["client", target]).unwrap_err();
+            assert_eq!(
+                e.problem,
+                format!(
+                    "invalid target '{target}': port {port} is out of range: \
+                     ports are 1 to 65535"
                 )
             );
         }
@@ -615,7 +717,7 @@ mod tests {
             "--alpn",
             "h2",
         ]);
-        assert_eq!(c.server.listen.port(), DEFAULT_TLS_PORT);
+        assert_eq!(c.listen[0].port(), crate::config::DEFAULT_TLS_PORT);
     }
 
     #[cfg(not(feature = "tls"))]

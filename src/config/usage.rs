@@ -5,13 +5,14 @@
 //! assembles; [`Command`]'s lines in it (synopsis, summary, options
 //! section) are here too. The defaults it states are `model.rs`'s. The two
 //! ports are put in from its constants, so that each is written once (the
-//! plain one is stated twice, in `--listen`'s entry); the other defaults
+//! plain one is stated several times, in `--listen`'s entry); the other defaults
 //! are written out where they print, and a test below checks each
 //! `[default: X]` (and `off by default`) against what `parse` gives a
 //! command line that leaves the option out. What the options mean is
 //! decided by `parse.rs`; printing is `main.rs`'s.
 
 use super::model::{Command, DEFAULT_PORT, DEFAULT_TLS_PORT};
+use super::options;
 
 // The usage, in sections that `usage` assembles: all of them for
 // `monoloop --help`, one command's for `monoloop MODE --help`.
@@ -77,23 +78,31 @@ const NO_TLS: &str = "";
 /// The options every server mode takes, `--listen`'s default port put in.
 fn server_options() -> String {
     format!(
-        "    --listen HOST:PORT     address and port to listen on    [default: 127.0.0.1:{DEFAULT_PORT}]
-                           (IPv6: [::1]:{DEFAULT_PORT}; port 0 picks a free port;
-                           a host name listens on its first address only)
+        "    --listen HOST:PORT     address and port to listen on; repeat it for
+                           more (127.0.0.1:{DEFAULT_PORT} and [::1]:{DEFAULT_PORT}, say);
+                           :{DEFAULT_PORT} or {DEFAULT_PORT}: every address, IPv4 and IPv6;
+                           port 0 picks a free port; a host name listens
+                           on its first address     [default: 127.0.0.1:{DEFAULT_PORT}]
     --max-connections N    clients served at once; more get
                            \"Server is full. Try again later.\"  [default: 1024]
-    --idle-timeout SECS    close a connection silent both ways this long;
-                           0 disables                         [default: 30]
+    --idle-timeout SECS    close a connection silent both ways this long
+                           (chat, broadcast: unless it has everything it
+                           was sent; TCP keepalive probes it after this
+                           long instead); 0 disables          [default: 30]
     --write-limit BYTES    bytes queued for one client before the server
-                           stops reading from it (backpressure) [default: 1048576]
+                           stops reading from it (backpressure); any BYTES
+                           may end in K, M or G (1024-based)  [default: 1M]
     --drain-timeout SECS   on SIGINT/SIGTERM, time allowed to flush what
-                           each client is owed                [default: 5]
+                           each client is owed and finish downloads under
+                           way; what is still owed then ends with a reset
+                                                              [default: 5]
     --stats-interval SECS  log a stats line this often (at least 0.1);
                            0 disables                         [default: 10]
-    --request-timeout SECS close a client that has not answered the chat
-                           username prompt or sent the file request by
-                           then; 0 disables                   [default: 30]
-    --max-line BYTES       longest line in line modes         [default: 8192]
+    --request-timeout SECS chat, file: close a client that has not
+                           answered the username prompt or sent the
+                           request by then; 0 disables        [default: 30]
+    --max-line BYTES       longest line in line modes (broadcast, chat,
+                           file, and echo with --prefix)      [default: 8K]
     --access-log           log one line per connection when it ends (info)
     --workers N|auto       loops, one per thread, sharing the port; auto:
                            one per core                       [default: 1]
@@ -101,8 +110,9 @@ fn server_options() -> String {
     --deny CIDR            peers in these ranges may not (repeat)
     --max-per-ip N         connections one address may hold; 0: no
                            limit                              [default: 0]
-    --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics
-                           and health at /healthz (off by default)
+    --metrics HOST:PORT    serve Prometheus metrics at /metrics and health
+                           at /healthz there, HOST:PORT as for --listen
+                           (off by default)
     --proxy-protocol       every connection starts with a PROXY protocol
                            header (v1 or v2) naming the client
     --proxy-from CIDR      only these peers may send it (repeat); without
@@ -118,8 +128,9 @@ const GENERAL_OPTIONS: &str =
     -V, --version          print the version
 ";
 
-/// The help text: everything for `None`, else what `command` accepts (its
-/// own options, then the TLS and common server options for a server mode).
+/// The help text: everything for `None`, else what `command` uses (its
+/// own options, then the TLS and the other server options for a server
+/// mode, less those it does not use: `options.rs` says which).
 pub fn usage(command: Option<Command>) -> String {
     let mut out = String::new();
     let Some(command) = command else {
@@ -146,11 +157,12 @@ pub fn usage(command: Option<Command>) -> String {
                 out.push_str(NO_TLS);
             }
         }
-        out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
+        out.push_str("\nSERVER OPTIONS:\n");
         out.push_str(&server_options());
         out.push_str(GENERAL_OPTIONS);
         return out;
     };
+    let only = |text: &str| only_for(command, text);
     // The summary's second line, if any, lines up under its first.
     let title = format!("monoloop {}: ", command.name());
     let indent = format!("\n{}", " ".repeat(title.len()));
@@ -159,20 +171,51 @@ pub fn usage(command: Option<Command>) -> String {
     out.push_str(&format!("\nUSAGE:\n    {}\n", command.synopsis()));
     if let Some(options) = command.options() {
         out.push('\n');
-        out.push_str(options);
+        out.push_str(&only(options));
     }
     if command == Command::Client {
         out.push_str(NO_TLS);
-        out.push_str(GENERAL_OPTIONS);
+        out.push_str(&only(GENERAL_OPTIONS));
         return out;
     }
     out.push('\n');
-    out.push_str(&tls_options());
+    out.push_str(&only(&tls_options()));
     out.push_str(NO_TLS);
-    out.push_str("\nOPTIONS FOR EVERY SERVER MODE:\n");
-    out.push_str(&server_options());
-    out.push_str(GENERAL_OPTIONS);
+    out.push_str("\nSERVER OPTIONS:\n");
+    out.push_str(&only(&server_options()));
+    out.push_str(&only(GENERAL_OPTIONS));
     out
+}
+
+/// `text`, a section of the help, with only the entries of the options
+/// `command` uses. An entry is its first line (`    --NAME ...`) and the
+/// lines indented deeper under it; any other line (a note such as the
+/// TLS port's) stays.
+fn only_for(command: Command, text: &str) -> String {
+    let mut out = String::new();
+    let mut keep = true;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("    -") {
+            keep = names(line).any(|name| options::takes(command, name));
+        } else if !line.starts_with("     ") {
+            keep = true;
+        }
+        if keep {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The options an entry's first line names before its text starts (at
+/// column 27, or sooner): `-h, --help` is two, and so is `--cert FILE --key
+/// FILE`.
+fn names(line: &str) -> impl Iterator<Item = &str> {
+    line.get(..27)
+        .unwrap_or(line)
+        .split_whitespace()
+        .filter(|word| word.starts_with('-'))
+        .map(|word| word.trim_end_matches(','))
 }
 
 /// A command's lines in the help.
@@ -267,6 +310,19 @@ mod tests {
         args.into_iter().map(OsString::from).collect()
     }
 
+    /// Bytes as the help writes them: in the largest unit that divides
+    /// them (`8K`, `1M`).
+    fn bytes(mut n: usize) -> String {
+        let mut units = ["", "K", "M", "G"].iter();
+        let mut unit = units.next().unwrap();
+        while n >= 1024 && n % 1024 == 0 {
+            let Some(next) = units.next() else { break };
+            n /= 1024;
+            unit = next;
+        }
+        format!("{n}{unit}")
+    }
+
     /// Seconds as the help writes them (`30`, `0.5`); off is `0`.
     fn secs(d: Option<Duration>) -> String {
         d.map_or(0.0, |d| d.as_secs_f64()).to_string()
@@ -294,16 +350,23 @@ mod tests {
             other => panic!("{command:?}: expected a run, got {other:?}"),
         };
         let s = &c.server;
-        let mut used = vec![
+        let mut used: Vec<(&str, String)> = vec![
             ("--handshake-timeout", secs(Some(s.handshake_timeout))),
-            ("--listen", s.listen.to_string()),
+            (
+                "--listen",
+                c.listen
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             ("--max-connections", s.max_connections.to_string()),
             ("--idle-timeout", secs(s.idle_timeout)),
-            ("--write-limit", s.write_limit.to_string()),
+            ("--write-limit", bytes(s.write_limit)),
             ("--drain-timeout", secs(Some(s.drain_timeout))),
             ("--stats-interval", secs(s.stats_interval)),
             ("--request-timeout", secs(s.request_timeout)),
-            ("--max-line", s.max_line.to_string()),
+            ("--max-line", bytes(s.max_line)),
             (
                 "--workers",
                 match s.workers {
@@ -314,13 +377,14 @@ mod tests {
             ("--max-per-ip", s.edge.max_per_ip.to_string()),
             (
                 "--metrics",
-                s.metrics.map_or("off".into(), |a| a.to_string()),
+                c.metrics.as_ref().map_or("off".into(), |a| a.to_string()),
             ),
             ("--log-level", level(c.log_level)),
         ];
         if let Mode::Broadcast { prefix } = &c.mode {
             used.push(("--prefix", format!("\"{prefix}\"")));
         }
+        used.retain(|(option, _)| options::takes(command, option));
         used
     }
 
@@ -373,10 +437,69 @@ mod tests {
         let Ok(Parsed::Run(c)) = parse(args.into_iter().map(OsString::from).collect()) else {
             panic!("expected a run");
         };
-        let note = format!("With TLS the default port is {}.\n", c.server.listen.port());
+        let note = format!("With TLS the default port is {}.\n", c.listen[0].port());
         for command in [None, Some(Command::Echo), Some(Command::File)] {
             assert!(usage(command).contains(&note), "{command:?}");
         }
+    }
+
+    /// The options the help names (each entry's first line), in order.
+    fn named(help: &str) -> Vec<&str> {
+        help.lines()
+            .filter(|l| l.starts_with("    -"))
+            .flat_map(names)
+            .collect()
+    }
+
+    #[test]
+    fn each_help_names_exactly_the_options_its_command_takes() {
+        let table: Vec<&str> = options::OPTIONS.iter().map(|(o, _)| *o).collect();
+        let whole = usage(None);
+        let mut all = named(&whole);
+        all.sort_unstable();
+        all.dedup();
+        let mut sorted = table.clone();
+        sorted.sort_unstable();
+        assert_eq!(all, sorted, "'monoloop --help' and options.rs disagree");
+        for command in Command::ALL {
+            let help = usage(Some(command));
+            let mut named = named(&help);
+            named.sort_unstable();
+            let mut taken: Vec<&str> = table
+                .iter()
+                .copied()
+                .filter(|o| options::takes(command, o))
+                .collect();
+            taken.sort_unstable();
+            assert_eq!(named, taken, "'monoloop {} --help'", command.name());
+        }
+        let echo = usage(Some(Command::Echo));
+        assert!(!echo.contains("--request-timeout"), "{echo}");
+        assert!(usage(Some(Command::Chat)).contains("--request-timeout SECS chat, file: "));
+    }
+
+    /// The flags `options.rs` lists are exactly the options the help
+    /// shows without a value after them (`--access-log`, not `--root DIR`).
+    #[test]
+    fn the_help_shows_a_value_for_every_option_but_the_flags() {
+        let help = usage(None);
+        let mut flags: Vec<&str> = Vec::new();
+        for line in help.lines().filter(|l| l.starts_with("    -")) {
+            let words: Vec<&str> = line.get(..27).unwrap_or(line).split_whitespace().collect();
+            for (i, word) in words.iter().enumerate() {
+                let name = word.trim_end_matches(',');
+                let valued = words
+                    .get(i + 1)
+                    .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_uppercase()));
+                if name.starts_with('-') && !valued && !flags.contains(&name) {
+                    flags.push(name);
+                }
+            }
+        }
+        flags.sort_unstable();
+        let mut listed = options::FLAGS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
     }
 
     #[test]
@@ -390,7 +513,7 @@ mod tests {
             "FILE OPTIONS:",
             "TLS (ANY SERVER MODE):",
             "CLIENT OPTIONS:",
-            "OPTIONS FOR EVERY SERVER MODE:",
+            "SERVER OPTIONS:",
         ] {
             assert_eq!(all.matches(section).count(), 1, "{section}");
         }

@@ -1,6 +1,8 @@
 //! One option's value from its text: seconds, counts, addresses, paths,
 //! log levels.
 //!
+//! (`--listen` and `--metrics` are `listen.rs`'s.)
+//!
 //! Each converter takes the text that followed the option and returns the
 //! value, or what it expected instead, in a few words; `parse.rs` (`opt`)
 //! reads the arguments and puts `invalid value 'TEXT' for --OPTION: ` in
@@ -9,46 +11,10 @@
 //! [`directory`], which checks that the directory exists. A CIDR is parsed
 //! by `edge.rs`'s own `FromStr`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::model::{Listen, Workers};
-
-/// `--listen`: an IP address and port, or a host name and port, resolved
-/// at start. A host name is checked for DNS syntax here, so that a typo
-/// is an argument error rather than a failed lookup.
-pub(super) fn parse_listen(s: &str) -> Result<Listen, String> {
-    const EXPECTED: &str =
-        "expected HOST:PORT, such as 127.0.0.1:8080, [::1]:8080 or localhost:8080";
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(Listen::Addr(addr));
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(EXPECTED.into());
-    };
-    let Ok(port) = port.parse::<u16>() else {
-        return Err(EXPECTED.into());
-    };
-    let plausible = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !plausible {
-        return Err(EXPECTED.into());
-    }
-    Ok(Listen::Host {
-        host: host.to_string(),
-        port,
-    })
-}
-
-/// `--metrics`: an IP address and port.
-pub(super) fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| "expected IP:PORT, such as 127.0.0.1:9100".to_string())
-}
+use super::model::Workers;
 
 /// A whole number, 0 included.
 pub(super) fn whole(s: &str) -> Result<usize, String> {
@@ -61,6 +27,30 @@ pub(super) fn positive(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err("expected a whole number".into()),
+    }
+}
+
+/// A size in bytes, from 1: a whole number, or one followed by `K`, `M` or
+/// `G` (either case), 1024-based as buffer sizes are in nginx (`1m`) and
+/// `head -c 1M`: `64K` is 65536 bytes.
+pub(super) fn size(s: &str) -> Result<usize, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a number of bytes, such as 65536, 64K, 1M or 1G".into());
+    }
+    match digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+    {
+        Some(0) => Err("must be at least 1".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".into()),
     }
 }
 
@@ -181,6 +171,29 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_k_m_and_g_1024_based() {
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("64K"), Ok(65_536));
+        assert_eq!(size("64k"), Ok(65_536));
+        assert_eq!(size("1M"), Ok(1_048_576));
+        assert_eq!(size("2g"), Ok(2 << 30));
+        assert_eq!(size("0"), Err("must be at least 1".into()));
+        assert_eq!(size("0K"), Err("must be at least 1".into()));
+        for bad in ["", "K", "1.5M", "-1K", "+1", "1 M", "1MB", "1T", "lots"] {
+            assert_eq!(
+                size(bad),
+                Err("expected a number of bytes, such as 65536, 64K, 1M or 1G".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(size("99999999999999999999"), Err("too large".into()));
+        assert_eq!(
+            size(&format!("{}G", usize::MAX >> 20)),
+            Err("too large".into())
+        );
+    }
+
+    #[test]
     fn names_and_lists() {
         assert_eq!(parse_level("DEBUG"), Ok(log::LevelFilter::Debug));
         assert!(parse_level("loud").is_err());
@@ -195,13 +208,5 @@ mod tests {
             Err("not a directory".into())
         );
         assert!(directory(env!("CARGO_MANIFEST_DIR")).is_ok());
-        assert!(metrics_addr("localhost:9100").is_err());
-        assert_eq!(
-            parse_listen("localhost:1"),
-            Ok(Listen::Host {
-                host: "localhost".into(),
-                port: 1
-            })
-        );
     }
 }

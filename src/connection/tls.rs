@@ -115,7 +115,9 @@ impl Connection {
                     // a record begun earlier do not count, so a record must
                     // complete within the idle timeout of its first byte.
                     if advanced {
+                        // (`touch`, field by field: `tls` is borrowed.)
                         self.last_activity = now;
+                        self.idle_spared = false;
                     }
                     // A close_notify just read is reported on the next
                     // call, which must come without a further event.

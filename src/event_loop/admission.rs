@@ -10,6 +10,11 @@
 //! workers the count is also the whole server's (`worker_link::Slots`);
 //! with one there is no atomic.
 //!
+//! With several workers, a client this worker accepts may be served by
+//! another that serves fewer (`spread.rs`): it is handed over before
+//! anything else happens to it ([`Server::arrive`]), and the receiver
+//! admits it as if it had accepted it ([`Server::take_handed`]).
+//!
 //! Who may connect (`--allow`, `--deny`, `--max-per-ip`, PROXY) is the
 //! gate's (`edge.rs`), asked in `entry.rs`, and here only of a client the
 //! limit turns away, so that a denied one is told nothing; what a client
@@ -28,6 +33,7 @@ use crate::access_log;
 use crate::connection::{Connection, Refusal};
 use crate::logging::Verdict;
 use crate::protocol::CloseReason;
+use crate::spread::{Handed, Route};
 use crate::sys;
 use crate::worker_link::Slots;
 
@@ -66,8 +72,9 @@ pub(super) struct Limit {
     max: usize,
     /// This loop's connections that hold a slot: the ones it serves.
     held: usize,
-    /// With several workers, the whole server's count.
-    shared: Option<Slots>,
+    /// With several workers, the whole server's count, and this worker's
+    /// number in it.
+    shared: Option<(Slots, usize)>,
 }
 
 impl Limit {
@@ -79,9 +86,10 @@ impl Limit {
         }
     }
 
-    /// Counts against the whole server's `slots` from now on.
-    pub(super) fn share(&mut self, slots: Slots) {
-        self.shared = Some(slots);
+    /// Counts against the whole server's `slots` from now on, as worker
+    /// `worker`.
+    pub(super) fn share(&mut self, slots: Slots, worker: usize) {
+        self.shared = Some((slots, worker));
     }
 
     /// Takes a slot, if one is free; false if the server is full. The
@@ -90,7 +98,7 @@ impl Limit {
     pub(super) fn take(&mut self) -> bool {
         let free = match &self.shared {
             None => self.held < self.max,
-            Some(slots) => slots.take(),
+            Some((slots, worker)) => slots.take(*worker),
         };
         self.held += usize::from(free);
         free
@@ -100,8 +108,8 @@ impl Limit {
     pub(super) fn give_back(&mut self, conn: &mut Connection) {
         if std::mem::take(&mut conn.holds_slot) {
             self.held -= 1;
-            if let Some(slots) = &self.shared {
-                slots.free();
+            if let Some((slots, worker)) = &self.shared {
+                slots.free(*worker);
             }
         }
     }
@@ -188,7 +196,7 @@ impl Server {
                 };
                 budget -= 1;
                 match listener.accept() {
-                    Ok((stream, peer)) => self.admit(stream, peer, now),
+                    Ok((stream, peer)) => self.arrive(stream, peer, now),
                     // Every client waiting here is accepted.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -279,6 +287,35 @@ impl Server {
         }
         self.admission.retry_due = Some(at);
         self.timers.schedule(at, super::TimerKey::AcceptRetry);
+    }
+
+    /// A client this worker has just accepted: served here, or, with
+    /// several workers, handed to one that serves fewer (`spread.rs`).
+    fn arrive(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let Some(worker) = self.worker.as_mut() else {
+            return self.admit(stream, peer, now);
+        };
+        let Route::HandTo(to) = worker.route() else {
+            return self.admit(stream, peer, now);
+        };
+        match worker.hand(to, Handed { stream, peer }) {
+            Ok(()) => log::debug!("{peer}: handed to worker {to}"),
+            // Its loop has ended (shutdown): served here after all.
+            Err(back) => self.admit(back.stream, back.peer, now),
+        }
+    }
+
+    /// Other workers handed this one connections (its waker woke it): each
+    /// is admitted as if accepted here; once shutting down, each is closed,
+    /// as a client arriving at a closed listener would be refused.
+    pub(super) fn take_handed(&mut self, now: Instant) {
+        while let Some(handed) = self.worker.as_ref().and_then(|w| w.take_handed()) {
+            if self.admission.accepting == Accepting::Stopped {
+                log::debug!("{}: handed over during shutdown, closed", handed.peer);
+                continue;
+            }
+            self.admit(handed.stream, handed.peer, now);
+        }
     }
 
     /// Takes in one accepted client: it takes a slot, or is turned away if

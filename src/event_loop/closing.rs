@@ -117,8 +117,7 @@ impl Server {
         };
         // Incomplete output ends with a reset, not a FIN (file.rs).
         if conn.close_reason == Some(CloseReason::Truncated) {
-            conn.abort();
-            self.close(token, CloseReason::Truncated);
+            self.cut_short(token);
             return;
         }
         match conn.close_write() {
@@ -225,6 +224,28 @@ impl Server {
             access.error(token, &why);
         }
         self.release_session(token, CloseReason::TlsFailure);
+    }
+
+    /// True if the connection is still owed output: bytes queued or held
+    /// by its TLS session, or a protocol still producing (a download under
+    /// way, whose next bytes wait in the file). Closed now, its peer would
+    /// not have everything.
+    pub(super) fn owes_output(&self, token: Token) -> bool {
+        self.conns.get(token).is_some_and(|conn| {
+            !matches!(conn.stage(), Stage::Closed)
+                && (!conn.all_sent() || (conn.accepts_output() && self.protocol.producing(token)))
+        })
+    }
+
+    /// Ends a connection whose output is incomplete with a reset
+    /// (SO_LINGER 0) rather than a FIN, so that its peer cannot take what
+    /// it got for the whole: a file that shrank, or a transfer the drain
+    /// timeout cut short. Closes at once, as [`close`](Self::close).
+    pub(super) fn cut_short(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.abort();
+        }
+        self.close(token, CloseReason::Truncated);
     }
 
     /// Closes at once; the socket is dropped at the end of the turn.

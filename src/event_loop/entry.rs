@@ -159,7 +159,12 @@ impl Server {
     /// first bytes if some were already read (after a PROXY header).
     pub(super) fn begin(&mut self, token: Token, until: Instant, first: &[u8], now: Instant) {
         #[cfg(feature = "tls")]
-        if let Some((config, _)) = &self.tls {
+        if let Some((config, _)) = &mut self.tls {
+            // With several workers: the configuration worker 0 last
+            // reloaded, if it is newer (one atomic load while it is not).
+            if let Some(worker) = self.worker.as_mut() {
+                worker.tls.follow(config);
+            }
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };

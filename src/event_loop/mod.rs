@@ -25,9 +25,9 @@ use crate::edge::Gate;
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
 use crate::protocol::Ctx;
-use crate::stats::Stats;
+use crate::stats::{connections, Stats};
 use crate::timer::Timers;
-use crate::tokens::{is_listener, HUB, LISTENER, SIGNALS};
+use crate::tokens::{is_listener, LISTENER, SIGNALS, WAKER};
 use crate::worker_link::Worker;
 
 use admission::{Accepting, Admission};
@@ -58,6 +58,9 @@ pub struct Server {
     /// The protocol may set deadlines of its own (`Protocol::has_deadlines`):
     /// if not, it is never asked for one.
     deadlines: bool,
+    /// Its clients may only listen (`Protocol::QUIET_MEMBERS`): the idle
+    /// timeout spares one that has everything it was sent.
+    quiet_members: bool,
     opts: ServerOptions,
     /// The counters and the access log: bytes are counted in one call.
     tally: Tally,
@@ -117,8 +120,9 @@ impl Server {
     /// 2. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
     ///    already or the turn's budget is spent; the others are the signal
-    ///    pipe (`shutdown.rs`), the hub's waker (`relay.rs`) and the
-    ///    metrics listener (`report.rs`);
+    ///    pipe (`shutdown.rs`), the waker (other workers sent connections,
+    ///    `admission.rs`, or messages, `relay.rs`) and the metrics listener
+    ///    (`report.rs`);
     /// 3. serve the ready queue, round-robin, one visit each, until the
     ///    turn has moved `TURN_BUDGET` bytes (fairness);
     /// 4. fire the expired timers (`time.rs`);
@@ -159,7 +163,10 @@ impl Server {
                 match token {
                     LISTENER => self.accept(now),
                     SIGNALS => self.signal(now),
-                    HUB => self.remote(now),
+                    WAKER => {
+                        self.take_handed(now);
+                        self.remote(now);
+                    }
                     token if Metrics::owns(token) => self.scrape(token, now),
                     token if is_listener(token) => self.accept(now),
                     _ => {}
@@ -284,14 +291,5 @@ fn peer_name(gate: Option<&Gate>, token: Token, conn: &Connection) -> String {
     match gate.and_then(|g| g.client(token)) {
         Some(client) => client.to_string(),
         None => conn.peer(),
-    }
-}
-
-/// `1 connection`, `3 connections`: for log lines a person reads.
-fn connections(n: usize) -> String {
-    if n == 1 {
-        "1 connection".into()
-    } else {
-        format!("{n} connections")
     }
 }

@@ -1,9 +1,10 @@
 //! Reporting: what is counted and the one call that counts bytes
 //! ([`Tally::count`]: the stats, the access log, the visit's total), the
 //! stats reporter woken when figures move (its timer's handler is in
-//! `time.rs`), the figures a scrape shows (`metrics.rs` serves them), and
-//! with several workers this worker's figures posted for the others
-//! (`worker_link.rs`).
+//! `time.rs`), the figures a scrape shows (`metrics.rs` serves them), with
+//! several workers this worker's figures posted for the others
+//! (`worker_link.rs`), and the lines about the whole server
+//! ([`Server::say`]).
 //!
 //! Counting itself happens where things happen, in plain integers
 //! (`Tally::stats`, bumped by every layer; bytes through `Tally::count`);
@@ -20,6 +21,7 @@ use crate::connection::Connection;
 use crate::logging::{self, Throttle};
 use crate::metrics::{self, Figures, Metrics, Settings};
 use crate::stats::{Reporter, Stats};
+use crate::worker_link::Event;
 
 /// With several workers, how stale the metrics' view of another worker
 /// may be.
@@ -238,6 +240,17 @@ impl Server {
             self.report.publish_armed = true;
             self.timers
                 .schedule(self.report.publish_next, TimerKey::Publish);
+        }
+    }
+
+    /// Says an event of the whole server (a signal, the drain timeout): with
+    /// one worker, its line; with several, this worker's part of it to the
+    /// supervisor, which writes one line for all (`workers.rs`).
+    pub(super) fn say(&self, event: Event) {
+        let conns = self.conns.len();
+        match &self.worker {
+            None => event.log(conns, self.opts.drain_timeout),
+            Some(worker) => worker.tell(event, conns),
         }
     }
 

@@ -12,7 +12,8 @@ use super::time::TimerKey;
 use super::{connections, step_ctx, Exit, Server};
 use crate::connection::Stage;
 use crate::logging;
-use crate::protocol::CloseReason;
+use crate::protocol::{CloseReason, Drain};
+use crate::worker_link::Event;
 
 impl Server {
     /// The loop is over: the final stats line (with several workers the
@@ -26,7 +27,10 @@ impl Server {
                 "stats: {} (final)",
                 self.tally.stats.line(active, self.is_tls())
             ),
-            Some(worker) => worker.report(&self.tally.stats, active),
+            Some(worker) => {
+                worker.stop_beating();
+                worker.report(&self.tally.stats, active, true);
+            }
         }
         if self.aborted {
             Exit::Aborted
@@ -61,20 +65,21 @@ impl Server {
                 self.reload();
                 continue;
             }
-            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            let signal = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.draining.is_some() {
-                log::warn!(
-                    "{name} again: exiting now, dropping {}",
-                    connections(self.conns.len())
-                );
+                self.say(Event::Aborting { signal });
+                // Dropped with the loop; those still owed output end with
+                // a reset, as at the drain timeout, not a FIN that would
+                // pass for the end.
+                for token in self.conns.tokens() {
+                    if self.owes_output(token) {
+                        self.cut_short(token);
+                    }
+                }
                 self.aborted = true;
                 return;
             }
-            log::info!(
-                "{name}: no longer accepting; draining {} for up to {:?}",
-                connections(self.conns.len()),
-                self.opts.drain_timeout
-            );
+            self.say(Event::Draining { signal });
             self.begin_shutdown(now);
         }
     }
@@ -84,34 +89,51 @@ impl Server {
     /// under way, keep the configuration they began with (each session
     /// holds its own `Arc`). If anything is wrong the old configuration
     /// stays, and the error names the file.
+    ///
+    /// With several workers, every one gets the signal and worker 0 alone
+    /// reloads, for all: one reading of the files, one line, one count. It
+    /// publishes the new configuration, and each worker takes it up before
+    /// its next handshake (`entry.rs`, `Follower::follow`).
+    ///
+    /// systemd hears `RELOADING=1` before and `READY=1` after, with nothing
+    /// to reload too (under `Type=notify-reload` it waits for both), and
+    /// the outcome as the service's `STATUS=`, so that `systemctl status`
+    /// says why a reload failed.
     pub(super) fn reload(&mut self) {
+        if self.worker.as_ref().is_some_and(|w| w.id != 0) {
+            return;
+        }
+        crate::systemd::reloading();
         #[cfg(feature = "tls")]
         if let Some((current, files)) = &mut self.tls {
-            crate::systemd::reloading();
-            let result = crate::tls::reload(files, current);
-            crate::systemd::notify("READY=1");
-            match result {
+            let status = match crate::tls::reload(files, current) {
                 Ok((config, described)) => {
+                    if let Some(worker) = self.worker.as_mut() {
+                        worker.tls.publish(config.clone());
+                    }
                     *current = config;
                     log::info!("SIGHUP: TLS reloaded: {described}");
+                    format!("TLS reloaded: {described}")
                 }
                 Err(e) => {
-                    // One reload of the server, one count: every worker
-                    // gets the signal, and worker 0 (or the only loop)
-                    // counts its failure for all.
-                    if self.worker.as_ref().is_none_or(|w| w.id == 0) {
-                        self.tally.stats.tls_reload_failures += 1;
-                    }
-                    log::error!("SIGHUP: TLS not reloaded, the old certificate stays: {e}");
+                    self.tally.stats.tls_reload_failures += 1;
+                    let why = format!("TLS not reloaded, the old certificate stays: {e}");
+                    log::error!("SIGHUP: {why}");
+                    why
                 }
-            }
+            };
+            crate::systemd::ready(Some(&status));
             return;
         }
         log::info!("SIGHUP: nothing to reload (no TLS)");
+        crate::systemd::ready(None);
     }
 
     /// Closes the listeners and starts a bounded, graceful close of every
     /// connection: each gets the protocol's last words and what it is owed.
+    /// One whose protocol has output of its own under way (a download:
+    /// [`Drain::Finish`]) stays open and goes on producing it; the drain
+    /// timeout ends whatever has not finished by then (`time.rs`).
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
         crate::systemd::notify("STOPPING=1");
         let deadline = now + self.opts.drain_timeout;
@@ -133,8 +155,12 @@ impl Server {
                 }
                 if conn.accepts_output() {
                     let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);
-                    self.protocol.shutdown(token, &mut ctx);
+                    let drain = self.protocol.shutdown(token, &mut ctx);
                     self.emit(token, now);
+                    if drain == Drain::Finish {
+                        self.settle(token, now);
+                        continue;
+                    }
                 }
             }
             self.begin_close(token, CloseReason::Shutdown, Some(deadline));
@@ -145,8 +171,7 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{mpsc, Arc};
+    use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
     use super::super::{Parts, Server};
@@ -154,7 +179,8 @@ mod tests {
     use crate::protocol::echo::Echo;
     use crate::protocol::seam::Sessions;
     use crate::protocol::Limits;
-    use crate::worker_link::{Board, Slots, Worker};
+    use crate::spread::Handoff;
+    use crate::worker_link::Shared;
 
     /// Issue 18, defect 4: a worker whose loop fails gives back the slots
     /// its connections held in the whole server's limit.
@@ -163,15 +189,11 @@ mod tests {
         let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let parts = Parts::open(listener).unwrap();
         let addr = parts.local_addr();
-        let slots = Slots::new(10);
         let (reports, _rx) = mpsc::channel();
-        let worker = Worker {
-            id: 0,
-            slots: slots.clone(),
-            board: Arc::new(Board::new(1)),
-            holding: Arc::new(vec![AtomicBool::new(false)]),
-            reports,
-        };
+        let shared = Shared::new(1, 10, reports);
+        let slots = shared.slots.clone();
+        let handoff = Handoff::mesh(&[parts.waker().unwrap()]).pop().unwrap();
+        let worker = shared.worker(0, handoff);
         let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
         let mut server = Server::new(parts, ServerOptions::default(), protocol).in_worker(worker);
         let clients: Vec<_> = (0..3)

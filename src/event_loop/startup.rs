@@ -23,22 +23,21 @@ use crate::conn_table::ConnTable;
 use crate::edge::{Gate, PerIp};
 use crate::metrics::Metrics;
 use crate::protocol::seam::DynProtocol;
-use crate::sys::{self, ListenError};
+use crate::sys;
 use crate::timer::Timers;
-use crate::tokens::{listener_token, HUB, LISTENER, MAX_LISTENERS, SIGNALS};
+use crate::tokens::{listener_token, LISTENER, MAX_LISTENERS, SIGNALS, WAKER};
 use crate::worker_link::Worker;
 
-/// Why the server could not start.
+/// Why the server could not start, once its listeners are open (`lib.rs`
+/// opens them, and says which option's could not be).
 #[derive(Debug)]
 pub enum StartError {
-    Listen(ListenError),
     Io(&'static str, io::Error),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Listen(e) => e.fmt(f),
             StartError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -104,29 +103,19 @@ impl Parts {
         self.local_addr
     }
 
-    /// A waker for this poll, for the hub: other workers use it to say
-    /// that they sent this one messages.
+    /// A waker for this poll (mio allows one): other workers use it to say
+    /// that they sent this one messages (`hub.rs`) or connections
+    /// (`spread.rs`).
     pub fn waker(&self) -> Result<std::sync::Arc<mio::Waker>, StartError> {
-        mio::Waker::new(self.poll.registry(), HUB)
+        mio::Waker::new(self.poll.registry(), WAKER)
             .map(std::sync::Arc::new)
-            .map_err(|e| StartError::Io("cannot create the hub's waker", e))
+            .map_err(|e| StartError::Io("cannot create the worker's waker", e))
     }
 }
 
 impl Server {
-    /// Opens the listener and the signal pipe. Nothing is served until
-    /// [`run`](Self::run). One worker: the whole server on this thread.
-    pub fn bind(
-        opts: ServerOptions,
-        protocol: Box<dyn DynProtocol + Send>,
-    ) -> Result<Self, StartError> {
-        sys::raise_fd_limit(opts.max_connections);
-        let listener = sys::listen(opts.listen).map_err(StartError::Listen)?;
-        let parts = Parts::open(listener)?;
-        Ok(Self::new(parts, opts, protocol))
-    }
-
-    /// A server on prepared [`Parts`] (a worker's, or `bind`'s).
+    /// A server on prepared [`Parts`] (the one worker's, or each of
+    /// several). Nothing is served until [`run`](Self::run).
     pub fn new(parts: Parts, opts: ServerOptions, protocol: Box<dyn DynProtocol + Send>) -> Self {
         let Parts {
             poll,
@@ -135,6 +124,17 @@ impl Server {
             signals,
         } = parts;
         let now = Instant::now();
+        // A room's quiet members are spared the idle timeout; the kernel
+        // checks instead that their machines are still there, probing after
+        // as much silence as the idle timeout allows (`sys::keepalive`).
+        // Set on the listeners, it holds for every connection they accept.
+        if let (true, Some(silence)) = (protocol.quiet_members(), opts.idle_timeout) {
+            for listener in &listeners {
+                if let Err(e) = sys::keepalive(listener, sys::Keepalive::after(silence)) {
+                    log::warn!("cannot set TCP keepalive: {e}; a vanished member stays");
+                }
+            }
+        }
         Self {
             poll,
             signals,
@@ -143,6 +143,7 @@ impl Server {
             fans_out: protocol.fans_out(),
             produces: protocol.produces(),
             deadlines: protocol.has_deadlines(),
+            quiet_members: protocol.quiet_members(),
             protocol,
             tally: Tally::new(opts.access_log),
             admission: Admission::new(listeners, local_addr, opts.max_connections),
@@ -184,7 +185,7 @@ impl Server {
     /// connection limit and the stats line become the whole server's, and
     /// its connections' numbers its share of the process's.
     pub fn in_worker(mut self, worker: Worker) -> Self {
-        self.admission.limit.share(worker.slots.clone());
+        self.admission.limit.share(worker.slots.clone(), worker.id);
         // Numbers unique in the process, with nothing shared to count them:
         // worker W of N numbers its connections W+1, W+1+N, ...
         self.conns
@@ -213,5 +214,58 @@ impl Server {
     ) -> Self {
         self.tls = Some((config, files));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Parts, Server};
+    use crate::config::ServerOptions;
+    use crate::protocol::broadcast::Broadcast;
+    use crate::protocol::chat::Chat;
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::{DynProtocol, Sessions};
+    use crate::protocol::Limits;
+
+    /// Issue 21: a room's listeners carry TCP keepalive sized from the
+    /// idle timeout (and so every connection they accept: `sys::tests`);
+    /// echo's do not, and nor do a room's with `--idle-timeout 0`.
+    #[test]
+    fn a_rooms_listeners_carry_keepalive_and_echos_do_not() {
+        let limits = Limits::lines(64);
+        let cases: [(Box<dyn DynProtocol + Send>, Option<Duration>, bool); 4] = [
+            (
+                Sessions::boxed(Chat::new(limits)),
+                Some(Duration::from_secs(30)),
+                true,
+            ),
+            (
+                Sessions::boxed(Broadcast::new("", limits)),
+                Some(Duration::from_secs(30)),
+                true,
+            ),
+            (Sessions::boxed(Chat::new(limits)), None, false),
+            (
+                Sessions::boxed(Echo::new(None, None, limits)),
+                Some(Duration::from_secs(30)),
+                false,
+            ),
+        ];
+        for (protocol, idle_timeout, expected) in cases {
+            let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+            let opts = ServerOptions {
+                idle_timeout,
+                ..ServerOptions::default()
+            };
+            let server = Server::new(Parts::open(listener).unwrap(), opts, protocol);
+            let l = socket2::SockRef::from(&server.admission.listeners[0]);
+            assert_eq!(l.keepalive().unwrap(), expected, "{idle_timeout:?}");
+            if expected {
+                assert_eq!(l.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+                assert_eq!(l.tcp_user_timeout().unwrap(), Some(Duration::from_secs(60)));
+            }
+        }
     }
 }

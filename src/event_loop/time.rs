@@ -19,6 +19,7 @@ use crate::metrics;
 use crate::pacing::Standing;
 use crate::protocol::CloseReason;
 use crate::stats::Reporter;
+use crate::worker_link::{Event, Watch};
 
 /// Sent to a client before the idle timeout closes it.
 pub const IDLE_TIMEOUT: &[u8] = b"Connection timeout\n";
@@ -43,7 +44,8 @@ pub(super) enum TimerKey {
     Publish,
     /// Look again at senders held by another worker's receivers.
     Recheck,
-    /// Tell systemd's watchdog the loop is turning.
+    /// Tell systemd's watchdog the loop is turning (with several workers:
+    /// this loop's beat, and worker 0's look at every loop's).
     Watchdog,
 }
 
@@ -54,14 +56,12 @@ impl TimerKey {
 }
 
 impl Server {
-    /// The timers a loop starts with: systemd's watchdog (fed by one loop,
-    /// with several: a loop that stops turning is restarted) and the stats
-    /// line.
+    /// The timers a loop starts with: systemd's watchdog (with several
+    /// workers every loop beats, so that any loop that stops turning is
+    /// noticed) and the stats line.
     pub(super) fn start_timers(&mut self, now: Instant) {
-        if let Some(every) = crate::systemd::watchdog() {
-            if self.worker.as_ref().is_none_or(|w| w.id == 0) {
-                self.timers.schedule(now + every, TimerKey::Watchdog);
-            }
+        if let Some(every) = self.watchdog_every() {
+            self.timers.schedule(now + every, TimerKey::Watchdog);
         }
         if let Some(every) = self.opts.stats_interval {
             let reporter = Reporter::new(every, now);
@@ -85,7 +85,7 @@ impl Server {
                         if let Some(line) = reporter.tick(at, now, &self.tally.stats, active, tls) {
                             match &self.worker {
                                 None => log::info!("stats: {line}"),
-                                Some(worker) => worker.report(&self.tally.stats, active),
+                                Some(worker) => worker.report(&self.tally.stats, active, false),
                             }
                         }
                         // A stale entry changes nothing; a real tick moves
@@ -95,15 +95,7 @@ impl Server {
                         }
                     }
                 }
-                TimerKey::Drain => {
-                    log::info!(
-                        "drain timeout: closing {} that did not finish",
-                        connections(self.conns.len())
-                    );
-                    for token in self.conns.tokens() {
-                        self.close(token, CloseReason::Shutdown);
-                    }
-                }
+                TimerKey::Drain => self.drain_timed_out(),
                 TimerKey::Pacing => {
                     if self.relay.pacing_due == Some(at) {
                         self.relay.pacing_due = None;
@@ -115,8 +107,8 @@ impl Server {
                     }
                 }
                 TimerKey::Watchdog => {
-                    crate::systemd::notify("WATCHDOG=1");
-                    if let Some(every) = crate::systemd::watchdog() {
+                    self.watchdog_tick();
+                    if let Some(every) = self.watchdog_every() {
                         self.timers.schedule(now + every, TimerKey::Watchdog);
                     }
                 }
@@ -148,6 +140,78 @@ impl Server {
         }
     }
 
+    /// The shutdown's drain timeout passed: every connection left closes
+    /// now. Those still owed output (a download under way, bytes queued)
+    /// end with a reset (`cut_short`): a FIN would tell their peers they
+    /// had it all.
+    pub(super) fn drain_timed_out(&mut self) {
+        let tokens = self.conns.tokens();
+        let cut: Vec<_> = tokens
+            .iter()
+            .copied()
+            .filter(|&t| self.owes_output(t))
+            .collect();
+        self.say(Event::DrainTimedOut);
+        if !cut.is_empty() {
+            log::debug!(
+                "drain timeout: {} still owed output, ended with a reset",
+                connections(cut.len())
+            );
+        }
+        for token in cut {
+            self.cut_short(token);
+        }
+        for token in tokens {
+            self.close(token, CloseReason::Shutdown);
+        }
+    }
+
+    /// How often this loop's watchdog tick comes: with one worker, every
+    /// half of `WATCHDOG_USEC` (`systemd::watchdog`); with several, twice
+    /// as often, so that between two of worker 0's looks every loop that
+    /// turns has beaten at least once, even a little late.
+    fn watchdog_every(&self) -> Option<std::time::Duration> {
+        let every = crate::systemd::watchdog()?;
+        Some(if self.worker.is_some() {
+            every / 2
+        } else {
+            every
+        })
+    }
+
+    /// A watchdog tick: this loop turned. With one worker that is the
+    /// whole server, and systemd is told. With several, the tick is this
+    /// worker's beat, and worker 0 tells systemd only if every loop still
+    /// running has beaten since its last look: a worker that stands still
+    /// stops the watchdog's food, and the service is restarted
+    /// (`WatchdogSec=`). Worker 0 says once which loop stands still, and
+    /// when it turns again.
+    fn watchdog_tick(&mut self) {
+        let Some(worker) = self.worker.as_mut() else {
+            crate::systemd::notify("WATCHDOG=1");
+            return;
+        };
+        worker.beat();
+        if worker.id != 0 {
+            return;
+        }
+        let look = worker.look();
+        let every = crate::systemd::watchdog().unwrap_or_default();
+        for w in look.stalled {
+            log::error!(
+                "worker {w}'s loop has not turned for {:?}: no longer telling systemd's \
+                 watchdog that the server is alive",
+                every * Watch::STALLED / 2
+            );
+        }
+        for w in look.recovered {
+            log::info!("worker {w}'s loop turns again: telling the watchdog again");
+        }
+        if look.all_turned {
+            crate::systemd::notify("WATCHDOG=1");
+        }
+    }
+
     /// A connection's timer entry fired: re-arm it if its deadline moved
     /// later, otherwise act on the deadline.
     pub(super) fn connection_timer(&mut self, token: Token, at: Instant, now: Instant) {
@@ -175,6 +239,20 @@ impl Server {
                         Some(due) if due <= now => CloseReason::RequestTimeout,
                         _ => CloseReason::IdleTimeout,
                     };
+                    // A room's member who only reads, with everything it
+                    // was sent: quiet, not idle. It stays, without an idle
+                    // deadline until bytes move again (keepalive watches
+                    // its machine); the protocol's deadline still stands.
+                    if reason == CloseReason::IdleTimeout && self.quiet_members && conn.caught_up()
+                    {
+                        log::trace!("conn #{}: quiet, has everything: stays", conn.number());
+                        conn.spare_idle();
+                        if let Some(due) = next_due(conn, protocol_due, self.opts.idle_timeout) {
+                            conn.timer_at = Some(due);
+                            self.timers.schedule(due, TimerKey::Conn(token));
+                        }
+                        return;
+                    }
                     self.timeout(token, reason, now)
                 }
                 Stage::Lingering { until, .. } => {
@@ -205,8 +283,9 @@ impl Server {
         }
     }
 
-    /// No bytes either way for `--idle-timeout`, or the protocol's deadline
-    /// passed (an unanswered prompt, an unfinished line): say so, and close.
+    /// No bytes either way for `--idle-timeout` (and, in a room, bytes
+    /// still outstanding), or the protocol's deadline passed (an
+    /// unanswered prompt, an unfinished line): say so, and close.
     pub(super) fn timeout(&mut self, token: Token, reason: CloseReason, now: Instant) {
         self.tally.stats.timed_out += 1;
         if let Some(conn) = self.conns.get(token) {

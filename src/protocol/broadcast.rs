@@ -70,6 +70,8 @@ impl Broadcast {
 impl Protocol for Broadcast {
     type Session = BroadcastSession;
     const FANS_OUT: bool = true;
+    /// A member may only read: silence is not idleness in a room.
+    const QUIET_MEMBERS: bool = true;
 
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> BroadcastSession {
         self.members.insert(id, ctx.now);

@@ -37,7 +37,9 @@ use super::room;
 
 /// What a user may be called, and what of what they say reaches others.
 mod text;
-use super::{earliest, Address, Claim, CloseReason, ConnId, Ctx, Limits, Protocol, Remote, Step};
+use super::{
+    earliest, Address, Claim, CloseReason, ConnId, Ctx, Drain, Limits, Protocol, Remote, Step,
+};
 use crate::hub::Holder;
 use text::{as_typed, key};
 pub use text::{sanitize, valid_name};
@@ -347,6 +349,8 @@ fn on_line(
 impl Protocol for Chat {
     type Session = ChatSession;
     const FANS_OUT: bool = true;
+    /// A member may only read: silence is not idleness in a room.
+    const QUIET_MEMBERS: bool = true;
 
     fn open(&mut self, _id: ConnId, ctx: &mut Ctx) -> ChatSession {
         ctx.write(PROMPT);
@@ -469,8 +473,9 @@ impl Protocol for Chat {
         self.data(s, id, &held, ctx)
     }
 
-    fn shutdown(&mut self, _s: &mut ChatSession, _id: ConnId, ctx: &mut Ctx) {
+    fn shutdown(&mut self, _s: &mut ChatSession, _id: ConnId, ctx: &mut Ctx) -> Drain {
         ctx.write(SHUTTING_DOWN);
+        Drain::Close
     }
 
     /// `user=NAME` once named (the access log's field for this mode).
@@ -861,8 +866,9 @@ mod tests {
     fn shutdown_says_so() {
         let mut r = Room::new();
         r.join(1, "alice");
-        let (_, out, _) = r.run(|c, s, ctx| c.shutdown(s.get_mut(&1).unwrap(), Token(1), ctx));
+        let (drain, out, _) = r.run(|c, s, ctx| c.shutdown(s.get_mut(&1).unwrap(), Token(1), ctx));
         assert_eq!(out, "Server shutting down\n");
+        assert_eq!(drain, Drain::Close, "nothing of chat's own to finish");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use super::lines::{Lines, TooLong, LINE_TOO_LONG};
-use super::{ConnId, Ctx, Limits, Protocol, Step};
+use super::{ConnId, Ctx, Drain, Limits, Protocol, Step};
 
 /// Echo, configured once for the whole server.
 #[derive(Debug, Clone)]
@@ -103,8 +103,9 @@ impl Protocol for Echo {
         Step::Close
     }
 
-    fn shutdown(&mut self, s: &mut EchoSession, _id: ConnId, ctx: &mut Ctx) {
+    fn shutdown(&mut self, s: &mut EchoSession, _id: ConnId, ctx: &mut Ctx) -> Drain {
         self.flush_partial(s, ctx);
+        Drain::Close
     }
 
     /// Raw mode has no lines, so never a deadline.

@@ -56,6 +56,15 @@
 //! shrinks while it is sent, or whose read fails, ends the connection with
 //! a reset instead of a FIN ([`Step::Abort`]): the client sees an error,
 //! not a clean end. A file that grows is sent to its end as found.
+//!
+//! # Shutdown
+//!
+//! A transfer under way when the server begins to shut down goes on
+//! ([`Drain::Finish`]): the loop keeps producing it through the drain.
+//! If the drain timeout cuts it short, the loop ends it with a reset and
+//! tells this protocol so ([`CloseReason::Truncated`] while still
+//! streaming), and a warning names the file, the bytes sent and its size.
+//! A connection still waiting for its request is closed at once.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -68,7 +77,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::lines::{content, Lines, TooLong, LINE_TOO_LONG};
-use super::{ConnId, Ctx, FileSend, Limits, Protocol, Step};
+use super::{CloseReason, ConnId, Ctx, Drain, FileSend, Limits, Protocol, Step};
 
 /// The one refusal, whatever the reason.
 pub const NOT_FOUND: &[u8] = b"ERROR: File not found\n";
@@ -369,6 +378,32 @@ impl Protocol for FileServer {
             Some(size) => format!("file={name} size={size} sent={}", t.sent),
             None => format!("file={name} refused={}", t.refused.unwrap_or("unknown")),
         })
+    }
+
+    /// A transfer under way finishes, within the drain timeout; a request
+    /// not yet made is not waited for.
+    fn shutdown(&mut self, s: &mut FileSession, _id: ConnId, _ctx: &mut Ctx) -> Drain {
+        match s {
+            FileSession::Streaming(_) => Drain::Finish,
+            FileSession::Request { .. } | FileSession::Done(_) => Drain::Close,
+        }
+    }
+
+    /// A transfer the loop cut short (the drain timeout passed while it
+    /// was still streaming) ended with a reset: the operator hears which
+    /// file, and how far it went, whether the access log is on or not. A
+    /// client that goes away mid-transfer is its own business (debug, in
+    /// the loop's log), and a file that shrank was warned of already.
+    fn closed(&mut self, s: FileSession, id: ConnId, reason: CloseReason, _ctx: &mut Ctx) {
+        if let (FileSession::Streaming(t), CloseReason::Truncated) = (s, reason) {
+            log::warn!(
+                "conn #{}: {:?} cut short: {} of {} bytes sent; ended with a reset",
+                id.0 >> 32,
+                t.name,
+                t.sent,
+                t.size.unwrap_or(0)
+            );
+        }
     }
 
     /// The request line must come within `--request-timeout` of the

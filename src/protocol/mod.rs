@@ -89,6 +89,21 @@ pub enum Step {
     Abort,
 }
 
+/// What a connection does when the server begins to shut down, as its
+/// protocol says ([`Protocol::shutdown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Close now: what the protocol just wrote (its last words) and
+    /// everything owed before them are delivered within the drain
+    /// timeout, then the FIN.
+    Close,
+    /// Output of the protocol's own is under way (a file being sent):
+    /// keep the connection open and producing until the output ends, or
+    /// until the drain timeout cuts it short, which ends it with a reset,
+    /// so that the peer never takes a part for the whole.
+    Finish,
+}
+
 /// The protocol's side of one step: where its output goes.
 ///
 /// `out` is the loop's staging buffer for the connection being served; the
@@ -346,6 +361,15 @@ pub trait Protocol {
     /// (`pacing.rs`). Compiled out for protocols that do not.
     const FANS_OUT: bool = false;
 
+    /// True if a client may stay silent for as long as it likes while the
+    /// server speaks to it unprompted: a room's member who only reads. The
+    /// idle timeout then spares a connection that has everything it was
+    /// sent (acknowledged by its TCP) and is in the middle of nothing,
+    /// and TCP keepalive checks instead that its machine is still there
+    /// (docs/architecture.md, "Quiet members"). Echo and file answer what
+    /// the client asks, so a silent client there is an idle one.
+    const QUIET_MEMBERS: bool = false;
+
     /// A connection was accepted. Returns its session; may greet via `ctx`.
     fn open(&mut self, id: ConnId, ctx: &mut Ctx) -> Self::Session;
 
@@ -437,11 +461,14 @@ pub trait Protocol {
         None
     }
 
-    /// The server is shutting down: last words for this connection. Reading
-    /// stops after this call; what is written is delivered within the drain
-    /// timeout.
-    fn shutdown(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) {
+    /// The server is shutting down: last words for this connection, and
+    /// whether it closes now ([`Drain::Close`], the default: reading stops
+    /// after this call, and what is written is delivered within the drain
+    /// timeout) or finishes the output under way first ([`Drain::Finish`]:
+    /// the session stays, and [`produce`](Self::produce) goes on).
+    fn shutdown(&mut self, session: &mut Self::Session, id: ConnId, ctx: &mut Ctx) -> Drain {
         let _ = (session, id, ctx);
+        Drain::Close
     }
 
     /// The connection is gone (for `reason`). Writes to `ctx` for this

@@ -26,7 +26,7 @@
 
 use std::time::Instant;
 
-use super::{Claim, CloseReason, ConnId, Ctx, Protocol, Remote, Step};
+use super::{Claim, CloseReason, ConnId, Ctx, Drain, Protocol, Remote, Step};
 use crate::conn_table::slot;
 
 /// A protocol as the loop sees it: one method per [`Protocol`] callback,
@@ -34,6 +34,8 @@ use crate::conn_table::slot;
 pub trait DynProtocol {
     /// [`Protocol::FANS_OUT`], asked once when the loop starts.
     fn fans_out(&self) -> bool;
+    /// [`Protocol::QUIET_MEMBERS`], asked once when the loop starts.
+    fn quiet_members(&self) -> bool;
     /// [`Protocol::PRODUCES`], asked once when the loop starts.
     fn produces(&self) -> bool;
     /// [`Protocol::has_deadlines`], asked once when the loop starts.
@@ -50,8 +52,8 @@ pub trait DynProtocol {
     fn produce(&mut self, id: ConnId, ctx: &mut Ctx) -> Step;
     /// [`Protocol::deadline`]; none without a session.
     fn deadline(&self, id: ConnId) -> Option<Instant>;
-    /// [`Protocol::shutdown`]; nothing without a session.
-    fn shutdown(&mut self, id: ConnId, ctx: &mut Ctx);
+    /// [`Protocol::shutdown`]; `Close` without a session.
+    fn shutdown(&mut self, id: ConnId, ctx: &mut Ctx) -> Drain;
     /// Ends the session, if there is one: the access log's summary first
     /// (asked only when `summary` is true, and returned), then
     /// [`Protocol::closed`]. Later calls for the same connection find no
@@ -110,6 +112,10 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
         P::PRODUCES
     }
 
+    fn quiet_members(&self) -> bool {
+        P::QUIET_MEMBERS
+    }
+
     fn has_deadlines(&self) -> bool {
         self.protocol.has_deadlines()
     }
@@ -154,11 +160,11 @@ impl<P: Protocol> DynProtocol for Sessions<P> {
         self.get(id).and_then(|s| self.protocol.deadline(s))
     }
 
-    fn shutdown(&mut self, id: ConnId, ctx: &mut Ctx) {
+    fn shutdown(&mut self, id: ConnId, ctx: &mut Ctx) -> Drain {
         let Some(session) = self.by_slot.get_mut(slot(id)).and_then(Option::as_mut) else {
-            return;
+            return Drain::Close;
         };
-        self.protocol.shutdown(session, id, ctx);
+        self.protocol.shutdown(session, id, ctx)
     }
 
     fn closed(

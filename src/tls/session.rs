@@ -116,6 +116,13 @@ impl ServerSession {
         self.sent < self.outgoing.len()
     }
 
+    /// True while the peer is part-way through a record: its start is
+    /// held until the rest comes. (A quiet member is never spared the idle
+    /// timeout in the middle of one: `Connection::caught_up`.)
+    pub fn mid_record(&self) -> bool {
+        !self.incoming.is_empty()
+    }
+
     /// True once the peer has said it sends nothing more: close_notify, or
     /// its FIN.
     pub fn ended(&self) -> bool {

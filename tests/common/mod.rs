@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: start the real binary on
-//! 127.0.0.1:0, learn its port from the `listening on` line, watch its log,
+//! 127.0.0.1:0 (or as systemd starts it, on a socket the test made:
+//! [`activated`]), learn its port from the `listening on` line, watch its log,
 //! and talk to it over real sockets with deadlines everywhere, so that a hung
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
@@ -89,6 +90,24 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start monoloop");
         let stderr = child.stderr.take().unwrap();
+        Self::watch(child, stderr)
+    }
+
+    /// Starts a command whose standard error is already set (to a pipe the
+    /// test made, say) and waits for it to listen; `log` is where its
+    /// standard error can be read.
+    pub fn start_logging_to(mut cmd: Command, log: impl Read + Send + 'static) -> Server {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd.spawn().expect("start monoloop");
+        // The command's copy of the write end goes with it, so that the
+        // log ends when the server does.
+        drop(cmd);
+        Self::watch(child, log)
+    }
+
+    /// Collects `child`'s log lines from `stderr`, and waits for it to
+    /// listen.
+    fn watch(child: Child, stderr: impl Read + Send + 'static) -> Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let reader = thread::spawn(move || {
@@ -468,4 +487,34 @@ pub fn stat(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         .parse()
         .unwrap()
+}
+
+/// `monoloop ARGS` started the way systemd starts a socket-activated
+/// service: `listener` as descriptor 3, `LISTEN_FDS=1`, and `LISTEN_PID`
+/// the server's own pid (a shell sets it to `$$`, then `exec`s, which keeps
+/// the pid).
+pub fn activated(listener: &impl std::os::fd::AsRawFd, args: &[&str]) -> Command {
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_monoloop"))
+        .args(args);
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec,
+    // and the new descriptor 3 does not close on exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // Already 3: only its close-on-exec flag must go.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, 3) >= 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
