@@ -1,5 +1,6 @@
-//! Build script: the commit this binary is built from, for `--version`
-//! (`src/version.rs` reads it as `MONOLOOP_COMMIT`).
+//! Build script: the commit this binary is built from, for `--version`,
+//! the start-up line and the metrics (`src/build.rs`, the module, reads it
+//! as `MONOLOOP_COMMIT`).
 //!
 //! From a git checkout, `git rev-parse --short HEAD`; from a packaged crate
 //! (`cargo package`, a crates.io download), the commit cargo wrote into

@@ -2,7 +2,7 @@
 //! it ends.
 //!
 //! ```text
-//! access conn=7 peer=127.0.0.1:51234 duration_ms=1520 bytes_in=12 bytes_out=31 end=done user=alice
+//! access conn=7 worker=0 peer=127.0.0.1:51234 duration_ms=1520 bytes_in=12 bytes_out=31 end=done user=alice
 //! ```
 //!
 //! `key=value` fields in a fixed order, so that a line can be parsed with a
@@ -11,13 +11,19 @@
 //!
 //! | field | what |
 //! | --- | --- |
-//! | `conn` | the connection's number, as in the debug log (0 for a client turned away at accept, [`turned_away`]) |
-//! | `peer` | the client's address |
+//! | `conn` | the connection's number, as in the debug log, unique in the process (`conn_table.rs`, `number_from`; 0 for a client turned away at accept, [`AccessLog::turned_away`]) |
+//! | `worker` | the worker that served it (0 with one) |
+//! | `peer` | the client's address; an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`, an IPv4 client of a dual-stack listener) as the IPv4 address it carries |
 //! | `duration_ms` | from accept to close |
 //! | `bytes_in`, `bytes_out` | application bytes read from the client and written to it, as the stats line counts them (on a TLS listener: plaintext, not records) |
 //! | `end` | how it ended: a [`CloseReason`] word ([`CloseReason::word`]) |
-//! | `error` | why, when the end was a TLS failure or a socket error |
-//! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused` (see `Protocol::summary`) |
+//! | `error` | why, when the end was a TLS failure, a socket error or a PROXY header's error |
+//! | `tls`, `sni`, `alpn`, `client_subject` | on TLS, once the handshake is done: the version, and the name the client asked for, the protocol agreed and its certificate's subject, each when there is one ([`TlsFields`]) |
+//! | the mode's own | chat: `user=NAME`; file: `file="NAME" size=N sent=N`, or `file="NAME" refused=WHY` (see `Protocol::summary`) |
+//!
+//! A line has this one shape with one worker or many: it names its worker
+//! in a field, so the logger does not put `worker N:` before it
+//! ([`write`]).
 //!
 //! The log costs next to nothing while it is off: its records live in a
 //! table of their own, indexed like the connection table, that exists only
@@ -31,7 +37,7 @@ use std::time::Instant;
 use mio::Token;
 
 use crate::close::CloseReason;
-use crate::quote::quote_into;
+use crate::quote::{quote_into, token_into};
 
 /// What the access log keeps of one open connection.
 #[derive(Debug)]
@@ -48,6 +54,23 @@ struct Record {
     summary: Option<String>,
     /// Why it failed, in words, for `error=`.
     error: Option<String>,
+    /// What its TLS handshake negotiated, once it is done.
+    tls: Option<Box<TlsFields>>,
+}
+
+/// What a finished TLS handshake negotiated, for the access log's TLS
+/// fields (`connection/tls.rs` reads them from the session).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFields {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The name the client asked for (SNI), if it named one.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// The subject of the client's certificate, if it sent one
+    /// (`--tls-client-ca`).
+    pub client_subject: Option<String>,
 }
 
 /// The access log's table of open connections.
@@ -55,6 +78,8 @@ struct Record {
 pub struct AccessLog {
     /// Indexed by the connection's slab key (the token's low 32 bits).
     records: Vec<Option<Record>>,
+    /// The worker whose connections these are, for `worker=`.
+    worker: usize,
 }
 
 /// A connection's slot in the table.
@@ -67,8 +92,14 @@ impl AccessLog {
         Self::default()
     }
 
+    /// The connections are worker `id`'s.
+    pub fn in_worker(&mut self, id: usize) {
+        self.worker = id;
+    }
+
     /// A connection was accepted from `peer` at `now`.
     pub fn open(&mut self, token: Token, peer: SocketAddr, now: Instant) {
+        let peer = ipv4_if_mapped(peer);
         let i = slot(token);
         if self.records.len() <= i {
             self.records.resize_with(i + 1, || None);
@@ -81,6 +112,7 @@ impl AccessLog {
             bytes_out: 0,
             summary: None,
             error: None,
+            tls: None,
         });
     }
 
@@ -94,7 +126,7 @@ impl AccessLog {
     /// The client behind a PROXY header: the address the line names.
     pub fn peer(&mut self, token: Token, client: SocketAddr) {
         if let Some(r) = self.get(token) {
-            r.peer = client;
+            r.peer = ipv4_if_mapped(client);
         }
     }
 
@@ -115,6 +147,13 @@ impl AccessLog {
         }
     }
 
+    /// Notes what the connection's TLS handshake negotiated.
+    pub fn tls(&mut self, token: Token, fields: TlsFields) {
+        if let Some(r) = self.get(token) {
+            r.tls = Some(Box::new(fields));
+        }
+    }
+
     /// Notes why the connection failed (the first reason wins).
     pub fn error(&mut self, token: Token, why: &str) {
         if let Some(r) = self.get(token) {
@@ -129,46 +168,73 @@ impl AccessLog {
             return None;
         }
         let r = r.take()?;
-        Some(line(
-            token,
-            r.peer,
-            now.saturating_duration_since(r.start).as_millis(),
-            (r.bytes_in, r.bytes_out),
-            reason.word(),
-            r.error.as_deref(),
-            r.summary.as_deref(),
-        ))
+        let duration_ms = now.saturating_duration_since(r.start).as_millis();
+        Some(line(self.worker, &r, duration_ms, reason))
+    }
+
+    /// The line for a client turned away at accept, which never has a
+    /// record: at `--max-connections` (`end=server_full`), or denied while
+    /// the server is full (`end=denied`).
+    pub fn turned_away(&self, peer: SocketAddr, end: CloseReason, now: Instant) -> String {
+        let r = Record {
+            token: Token(0),
+            peer: ipv4_if_mapped(peer),
+            start: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            summary: None,
+            error: None,
+            tls: None,
+        };
+        line(self.worker, &r, 0, end)
     }
 }
 
-/// The line for a client turned away at accept, which never has a record:
-/// at `--max-connections` (`end=server_full`), or denied while the server
-/// is full (`end=denied`).
-pub fn turned_away(peer: SocketAddr, end: CloseReason) -> String {
-    line(Token(0), peer, 0, (0, 0), end.word(), None, None)
+/// `addr`, written as IPv4 if it is an IPv4-mapped IPv6 address: how a
+/// dual-stack listener sees an IPv4 client (`edge::canonical`, as allow
+/// and deny match it).
+fn ipv4_if_mapped(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(crate::edge::canonical(addr.ip()), addr.port())
 }
 
-fn line(
-    token: Token,
-    peer: SocketAddr,
-    duration_ms: u128,
-    (bytes_in, bytes_out): (u64, u64),
-    end: &str,
-    error: Option<&str>,
-    summary: Option<&str>,
-) -> String {
+/// Writes an access line, at info. Its worker is a field of its own, so
+/// the logger's `worker N:` is left out: one shape, however many workers.
+pub fn write(line: &str) {
+    crate::logging::info_unmarked(format_args!("{line}"));
+}
+
+/// The line of connection `r`, served by `worker`, which ended for `end`.
+fn line(worker: usize, r: &Record, duration_ms: u128, end: CloseReason) -> String {
     let mut out = String::with_capacity(128);
     let _ = write!(
         out,
-        "access conn={} peer={peer} duration_ms={duration_ms} bytes_in={bytes_in} \
-         bytes_out={bytes_out} end={end}",
-        token.0 >> 32
+        "access conn={} worker={worker} peer={} duration_ms={duration_ms} \
+         bytes_in={} bytes_out={} end={}",
+        r.token.0 >> 32,
+        r.peer,
+        r.bytes_in,
+        r.bytes_out,
+        end.word()
     );
-    if let Some(e) = error {
+    if let Some(e) = &r.error {
         out.push_str(" error=");
         quote_into(&mut out, e);
     }
-    if let Some(s) = summary {
+    if let Some(tls) = &r.tls {
+        out.push_str(" tls=");
+        token_into(&mut out, &tls.version);
+        for (key, value) in [("sni", &tls.sni), ("alpn", &tls.alpn)] {
+            if let Some(v) = value {
+                let _ = write!(out, " {key}=");
+                token_into(&mut out, v);
+            }
+        }
+        if let Some(subject) = &tls.client_subject {
+            out.push_str(" client_subject=");
+            quote_into(&mut out, subject);
+        }
+    }
+    if let Some(s) = &r.summary {
         out.push(' ');
         out.push_str(s);
     }
@@ -203,8 +269,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             line,
-            "access conn=7 peer=127.0.0.1:5555 duration_ms=1520 bytes_in=12 bytes_out=31 \
-             end=idle_timeout user=alice"
+            "access conn=7 worker=0 peer=127.0.0.1:5555 duration_ms=1520 bytes_in=12 \
+             bytes_out=31 end=idle_timeout user=alice"
         );
         assert_eq!(log.close(token, CloseReason::Done, t0), None, "logged once");
     }
@@ -228,11 +294,61 @@ mod tests {
     }
 
     #[test]
+    fn tls_fields_come_after_the_end_and_only_when_known() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let token = Token(4 << 32);
+        log.open(token, peer(), t0);
+        log.tls(
+            token,
+            TlsFields {
+                version: "TLSv1.3".into(),
+                sni: Some("example.org".into()),
+                alpn: Some("my proto".into()),
+                client_subject: Some("CN=alice,O=Example\\, Inc.".into()),
+            },
+        );
+        log.summary(token, "user=alice".into());
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(
+            line.ends_with(
+                r#"end=done tls=TLSv1.3 sni=example.org alpn="my proto" client_subject="CN=alice,O=Example\\, Inc." user=alice"#
+            ),
+            "{line}"
+        );
+        log.open(token, peer(), t0);
+        log.tls(
+            token,
+            TlsFields {
+                version: "TLSv1.2".into(),
+                ..TlsFields::default()
+            },
+        );
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.ends_with("end=done tls=TLSv1.2"), "{line}");
+    }
+
+    #[test]
+    fn a_mapped_address_is_written_as_ipv4() {
+        let t0 = Instant::now();
+        let mut log = AccessLog::new();
+        let token = Token(3 << 32);
+        log.open(token, "[::ffff:192.0.2.1]:80".parse().unwrap(), t0);
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.contains(" peer=192.0.2.1:80 "), "{line}");
+        log.open(token, "[2001:db8::1]:80".parse().unwrap(), t0);
+        let line = log.close(token, CloseReason::Done, t0).unwrap();
+        assert!(line.contains(" peer=[2001:db8::1]:80 "), "{line}");
+    }
+
+    #[test]
     fn a_turned_away_client_has_its_own_line() {
+        let mut log = AccessLog::new();
+        log.in_worker(2);
         assert_eq!(
-            turned_away(peer(), CloseReason::ServerFull),
-            "access conn=0 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 bytes_out=0 \
-             end=server_full"
+            log.turned_away(peer(), CloseReason::ServerFull, Instant::now()),
+            "access conn=0 worker=2 peer=127.0.0.1:5555 duration_ms=0 bytes_in=0 \
+             bytes_out=0 end=server_full"
         );
         assert_eq!(quoted("a b"), "\"a b\"");
     }

@@ -47,6 +47,11 @@ pub enum CloseReason {
     /// shutdown's drain timeout came while output was still owed): the
     /// connection ends with a reset, so the peer cannot take it for whole.
     Truncated,
+    /// A health check: the peer closed (FIN or reset) without a byte of its
+    /// own, before its TCP had acknowledged a byte of ours, so before it
+    /// could have read one (`event_loop/closing.rs`, `ends_as_check`).
+    /// Counted in `checks`, not as a client.
+    Check,
 }
 
 impl CloseReason {
@@ -69,6 +74,7 @@ impl CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ProxyError => "proxy_error",
             CloseReason::Truncated => "truncated",
+            CloseReason::Check => "check",
         }
     }
 }
@@ -92,6 +98,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ProxyError => "bad or missing PROXY header",
             CloseReason::Truncated => "output cut short: reset sent",
+            CloseReason::Check => "a health check: closed without a byte either way",
         })
     }
 }

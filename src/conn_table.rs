@@ -15,7 +15,10 @@
 //!
 //! `generation` is a counter bumped at every insert (it doubles as the
 //! connection's number in the logs). [`ConnTable::get_mut`] finds the slot by
-//! key and then checks the whole token; a stale token finds nothing.
+//! key and then checks the whole token; a stale token finds nothing. With
+//! several workers each table counts in steps of the number of workers,
+//! from an offset of its own ([`ConnTable::number_from`]), so that a
+//! connection's number is unique in the process without anything shared.
 //! Tokens with all 32 low bits set are never handed out: [`reserved`] makes
 //! them for the listeners, the signal pipe, the hub's waker and the
 //! metrics listener and clients (`tokens.rs` maps them all).
@@ -58,7 +61,11 @@ pub trait Tokened {
 #[derive(Debug)]
 pub struct ConnTable<T> {
     slab: Slab<T>,
+    /// The last number given (0 before the first).
     generation: u32,
+    /// How far apart the numbers are: 1, or with several workers, their
+    /// number.
+    step: u32,
 }
 
 impl<T: Tokened> ConnTable<T> {
@@ -66,13 +73,23 @@ impl<T: Tokened> ConnTable<T> {
         Self {
             slab: Slab::new(),
             generation: 0,
+            step: 1,
         }
+    }
+
+    /// Numbers the connections from now on `first`, `first + step`,
+    /// `first + 2 step`, ...: worker W of N takes `number_from(W + 1, N)`,
+    /// so that no two workers give one number (until the count wraps, past
+    /// four billion connections), and no atomic is shared for it.
+    pub fn number_from(&mut self, first: u32, step: u32) {
+        self.step = step.max(1);
+        self.generation = first.wrapping_sub(self.step);
     }
 
     /// The token the next insert will be given; `make` builds the value with
     /// it, so the value can know its own token.
     pub fn insert_with(&mut self, make: impl FnOnce(Token, u32) -> T) -> Token {
-        self.generation = self.generation.wrapping_add(1);
+        self.generation = self.generation.wrapping_add(self.step);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         assert!(key < KEY_MASK, "connection table full");
@@ -168,6 +185,17 @@ mod tests {
         assert_eq!(gens, [1, 2, 3]);
         assert_eq!(t.len(), 3);
         assert_eq!(t.tokens().len(), 3);
+    }
+
+    #[test]
+    fn a_workers_table_numbers_from_its_offset_in_steps() {
+        let mut t: ConnTable<Item> = ConnTable::new();
+        // Worker 1 of 3.
+        t.number_from(2, 3);
+        let numbers: Vec<usize> = (0..3)
+            .map(|_| t.insert_with(|tok, _| Item(tok, "x")).0 >> KEY_BITS)
+            .collect();
+        assert_eq!(numbers, [2, 5, 8]);
     }
 
     #[test]

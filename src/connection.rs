@@ -208,6 +208,10 @@ pub struct Connection {
     /// the handshake, so it can be said through TLS. Such a connection was
     /// never active.
     pub refusing: Option<Refusal>,
+    /// Let in, but not yet counted as a client (`accepted`): it has sent
+    /// no byte of its own, and may be a health check
+    /// (`event_loop/closing.rs`, `ends_as_check`).
+    pub unproven: bool,
     /// The connection holds a `--max-connections` slot
     /// (`event_loop/admission.rs`, `Limit`): from its admission until it
     /// starts a bounded close, is turned away, starts lingering, or is
@@ -254,6 +258,7 @@ impl Connection {
             timer_at: None,
             close_reason: None,
             refusing: None,
+            unproven: false,
             holds_slot: false,
             queued: false,
             #[cfg(feature = "tls")]
@@ -313,6 +318,12 @@ impl Connection {
             Ok(a) => a.to_string(),
             Err(_) => "(gone)".into(),
         }
+    }
+
+    /// True if the peer's TCP has acknowledged none of what we sent: it
+    /// cannot have read any of it.
+    pub fn nothing_acked(&self) -> bool {
+        crate::sys::bytes_acked(self.stream.as_raw_fd()) == 0
     }
 
     /// The peer's address, as the kernel has it (`None` once it is gone).

@@ -33,7 +33,8 @@
 //!    server, and that clients cannot write), [`sys`] (resolving
 //!    `--listen`, listeners, descriptor limit), [`config`] (the command
 //!    line, and its help read back into a man page and shell completions),
-//!    [`version`] (what `--version` says).
+//!    [`build`] (the version and commit that `--version`, the start line
+//!    and the metrics name).
 //! 8. `tls` (with the default `tls` feature): rustls configurations from
 //!    PEM files, and the two moves that drive a TLS session from a
 //!    non-blocking socket; the server's session (`tls/session.rs`, rustls's
@@ -58,6 +59,7 @@
 
 pub mod access_log;
 pub mod buffer;
+pub mod build;
 pub mod client;
 pub mod close;
 pub mod config;
@@ -81,7 +83,6 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tokens;
-pub mod version;
 pub mod worker_link;
 pub mod workers;
 
@@ -218,13 +219,25 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         }
         None => None,
     };
+    // What runs, and with which limits (issue 21): after the `listening
+    // on` lines, the first of which scripts parse, and before the metrics
+    // line.
+    #[cfg(feature = "tls")]
+    let certificate = tls
+        .as_ref()
+        .and_then(|_| tls::served())
+        .map(|c| c.described);
+    #[cfg(not(feature = "tls"))]
+    let certificate: Option<String> = None;
+    let started = start_line(name, tls_note, &options, workers, certificate.as_deref());
     // The `listening on` lines, the first (which scripts parse) with the
-    // workers; the metrics line after them.
+    // workers; the start line and the metrics line after them.
     let listening = |workers_note: &str| {
         for (i, addr) in addrs.iter().enumerate() {
             let note = if i == 0 { workers_note } else { "" };
             log::info!("{name} server{tls_note} listening on {addr}{note}{how}");
         }
+        log::info!("{started}");
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(addr) = metrics_addr {
             log::info!("metrics on http://{addr}/metrics");
@@ -280,6 +293,41 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// The start-up line: `monoloop 0.1.0 (commit 9524292, tls): echo
+/// server, up to 1024 connections, no limit per address, idle timeout 30s,
+/// 1 worker`, and with TLS `; certificate CN=NAME, valid until DATE`, as a
+/// reload says it.
+fn start_line(
+    mode: &str,
+    tls_note: &str,
+    options: &config::ServerOptions,
+    workers: usize,
+    certificate: Option<&str>,
+) -> String {
+    let per_ip = match options.edge.max_per_ip {
+        0 => "no limit per address".to_string(),
+        n => format!("at most {n} per address"),
+    };
+    let idle = match options.idle_timeout {
+        Some(d) => format!("idle timeout {d:?}"),
+        None => "no idle timeout".to_string(),
+    };
+    let workers = match workers {
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
+    let mut line = format!(
+        "{}: {mode} server{tls_note}, up to {} connections, {per_ip}, {idle}, {workers}",
+        build::describe(),
+        options.max_connections
+    );
+    if let Some(c) = certificate {
+        line.push_str("; certificate ");
+        line.push_str(c);
+    }
+    line
 }
 
 /// Opens every `--listen`, one socket per worker each (`sys::listen_group`:

@@ -52,6 +52,15 @@ pub fn set_worker(id: usize) {
     WORKER.with(|w| w.set(Some(id)));
 }
 
+/// Logs `args` at info without the `worker N: ` before it: for lines that
+/// name their worker in a field of their own (the access log's,
+/// `access_log.rs`), so that they have one shape with one worker or many.
+pub fn info_unmarked(args: std::fmt::Arguments<'_>) {
+    let worker = WORKER.with(|w| w.take());
+    log::info!("{args}");
+    WORKER.with(|w| w.set(worker));
+}
+
 /// Lines that could not be written since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 

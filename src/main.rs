@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            to_stdout(&format!("{}\n", monoloop::version::line()));
+            to_stdout(&format!("{}\n", monoloop::build::describe()));
             return ExitCode::SUCCESS;
         }
         #[cfg(feature = "manual")]

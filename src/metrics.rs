@@ -85,6 +85,13 @@ const ACCEPTS_PER_EVENT: usize = MAX_CLIENTS;
 pub struct Figures {
     pub stats: Stats,
     pub active: usize,
+    /// Connections a shutdown's drain still waits for (0 unless draining):
+    /// `active` no longer counts them, as each gave its slot back when the
+    /// drain began.
+    pub draining_conns: usize,
+    /// What the server was set up with, the same on every worker: the
+    /// scraped worker's.
+    pub settings: Settings,
     /// Connections active per worker, with several.
     pub per_worker: Vec<usize>,
     /// Bytes owed to clients now.
@@ -93,6 +100,21 @@ pub struct Figures {
     pub busy: Duration,
     pub draining: bool,
     pub tls: bool,
+}
+
+/// The limits an operator compares the figures with, and the certificate
+/// served: what the server was set up with, not what it counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub max_connections: usize,
+    /// `--max-per-ip`; 0: no limit.
+    pub max_per_ip: usize,
+    /// `None`: no idle timeout.
+    pub idle_timeout: Option<Duration>,
+    pub workers: usize,
+    /// The served certificate's notAfter, in seconds since the Unix epoch
+    /// (`tls::served`); `None` on a plain server.
+    pub certificate_expiry: Option<i64>,
 }
 
 /// Where a client is in its one exchange.

@@ -25,6 +25,22 @@ pub fn quote_into(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// Appends `value` as it is if it is a plain token (ASCII letters, digits
+/// and `-._:/+`, not empty), else quoted as [`quote_into`] does: for values
+/// that are almost always tokens (a host name, a protocol's name) but
+/// could be anything.
+pub fn token_into(out: &mut String, value: &str) {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/+".contains(c));
+    if plain {
+        out.push_str(value);
+    } else {
+        quote_into(out, value);
+    }
+}
+
 /// `value` quoted as [`quote_into`] does.
 pub fn quoted(value: &str) -> String {
     let mut s = String::new();

@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 /// Totals since the server started.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections let in to be served, past the limit and the gate
-    /// (`event_loop/entry.rs`, `let_in`): before any TLS handshake, so one
-    /// that fails is counted here and in `tls_failures`. Those turned
-    /// away are not: they are counted by reason below.
+    /// Clients: connections let in to be served, past the limit and the
+    /// gate (`event_loop/entry.rs`, `let_in`), counted once they prove not
+    /// to be a health check: at their first byte (of a TLS handshake, too,
+    /// so one that then fails is counted here and in `tls_failures`; not
+    /// of a PROXY header, which is the balancer's), or when they end
+    /// otherwise than as a check. Those turned away are not: they are
+    /// counted by reason below; health checks in `checks`.
     pub accepted: u64,
     /// Connections turned away because the server was full.
     pub rejected: u64,
@@ -49,6 +52,9 @@ pub struct Stats {
     pub tls_resumed: u64,
     /// SIGHUP reloads of the TLS files that failed.
     pub tls_reload_failures: u64,
+    /// Health checks: connections closed by the peer without a byte of
+    /// its own, before it could have read one of ours (`CloseReason::Check`).
+    pub checks: u64,
 }
 
 impl Stats {
@@ -67,6 +73,7 @@ impl Stats {
         self.tls_full += other.tls_full;
         self.tls_resumed += other.tls_resumed;
         self.tls_reload_failures += other.tls_reload_failures;
+        self.checks += other.checks;
     }
 
     /// The report, given how many connections are open now:
@@ -86,6 +93,7 @@ impl Stats {
             ("denied", self.denied),
             ("per_ip_rejected", self.per_ip_rejected),
             ("proxy_errors", self.proxy_errors),
+            ("checks", self.checks),
             ("log_dropped", self.log_dropped),
         ] {
             if n > 0 {

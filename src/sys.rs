@@ -7,8 +7,9 @@
 //! Everything here runs once, at start-up, before the loop, but for these:
 //! the classifiers of OS errors (which errors mean the peer left,
 //! which mean the process ran out of something), [`recv`] and [`send`],
-//! the two system calls of every message, and [`unacked`], which a
-//! lingering close asks. The loop itself
+//! the two system calls of every message, [`unacked`], which a
+//! lingering close asks, and [`bytes_acked`], which a connection that
+//! ends without a byte from its peer asks (a health check, or not?). The loop itself
 //! (`event_loop/admission.rs`) only sees a ready `mio::net::TcpListener`.
 
 use std::fmt;
@@ -368,6 +369,31 @@ pub fn unacked(fd: RawFd) -> usize {
     }
 }
 
+/// Bytes sent on socket `fd` that the peer's TCP has acknowledged
+/// (`tcpi_bytes_acked` of TCP_INFO, Linux 4.1 and later; still there after
+/// a reset). Zero means the peer cannot have read a byte of ours yet. Read
+/// only when a connection ends without a byte from its peer.
+pub fn bytes_acked(fd: RawFd) -> u64 {
+    // SAFETY: tcp_info is plain integers, for which zero is a value;
+    // getsockopt writes at most `len` bytes into it and says how many.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        if rc == 0 {
+            info.tcpi_bytes_acked
+        } else {
+            0
+        }
+    }
+}
+
 /// TCP keepalive, as the kernel is told it: after `idle` with no segment
 /// from the peer, up to `probes` probes `interval` apart; a peer that
 /// answers none is closed (the socket fails with ETIMEDOUT). Bytes the
@@ -439,6 +465,38 @@ mod tests {
     }
 
     use super::*;
+
+    /// What `bytes_acked` says of a health check: nothing until the peer's
+    /// TCP acknowledges a byte of ours, the handshake aside, and what it
+    /// acknowledged still after it reset the connection.
+    #[test]
+    fn bytes_acked_counts_only_acknowledged_data() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut server, _) = l.accept().unwrap();
+        assert_eq!(
+            bytes_acked(server.as_raw_fd()),
+            0,
+            "the handshake is not data"
+        );
+        server.write_all(b"hello").unwrap();
+        let mut got = [0u8; 5];
+        client.read_exact(&mut got).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while bytes_acked(server.as_raw_fd()) < 5 {
+            assert!(std::time::Instant::now() < deadline, "never acknowledged");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let mut buf = [0u8; 8];
+        assert!(server.read(&mut buf).is_err(), "a reset");
+        assert_eq!(bytes_acked(server.as_raw_fd()), 5);
+    }
 
     fn at(addr: &str) -> Bind {
         Bind::Addr(addr.parse().unwrap())

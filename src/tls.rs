@@ -27,19 +27,26 @@
 //! rustls does not check when it loads one (the dates, and that it is not a
 //! CA); [`server_config`] warns or refuses accordingly.
 //!
+//! The certificate served is a fact of the whole process (one
+//! configuration serves every worker): [`served`] says what it is, for the
+//! start-up line and the metrics, as set by the last configuration built
+//! to serve, at start or by a reload that succeeded.
+//!
 //! The crypto provider is *ring*: it builds with the C compiler every machine
 //! here has and no other tool, where aws-lc-rs would need CMake.
 
 mod formats;
 mod leaf;
 mod session;
+mod sni;
 
+pub use leaf::subject;
 pub use session::{Encrypting, Input, ServerSession};
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -126,6 +133,41 @@ fn load_roots(option: &str, path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The certificate being served, as the log and the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// `CN=NAME, valid until DATE` (`leaf::describe`).
+    pub described: String,
+    /// Its notAfter, in seconds since the Unix epoch.
+    pub not_after: Option<i64>,
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.described)
+    }
+}
+
+/// The certificate of the configuration last built to serve.
+static SERVED: Mutex<Option<Served>> = Mutex::new(None);
+
+/// The certificate being served: the leaf of the configuration last built
+/// by [`server_config`] or a [`reload`] that succeeded (each of which is
+/// served from then on); `None` before any, or on a plain server.
+pub fn served() -> Option<Served> {
+    SERVED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Notes `leaf` as the certificate served from now on, and returns it.
+fn serve(leaf: &CertificateDer<'_>) -> Served {
+    let served = Served {
+        described: leaf::describe(leaf).unwrap_or_else(|| "certificate details unreadable".into()),
+        not_after: leaf::not_after(leaf),
+    };
+    *SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(served.clone());
+    served
+}
+
 /// Builds the server's configuration: TLS 1.2 and 1.3 only (rustls's safe
 /// defaults), the certificate chain and its key (which must match), client
 /// certificates required when a client CA is given, and ALPN.
@@ -134,7 +176,9 @@ fn load_roots(option: &str, path: &Path) -> Result<RootCertStore, TlsError> {
 /// certificate is refused, and one outside its validity period is logged
 /// as a warning.
 pub fn server_config(opts: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_and_leaf(opts).map(|(config, _)| Arc::new(config))
+    let (config, leaf) = server_config_and_leaf(opts)?;
+    serve(&leaf);
+    Ok(Arc::new(config))
 }
 
 /// [`server_config`], and the leaf certificate it serves, so that a reload
@@ -190,6 +234,8 @@ fn server_config_and_leaf(
         TlsError(format!("--tls-key {}: {why}", key.display()))
     })?;
     judge_leaf(cert, verdict)?;
+    // The name each client asks for, noted for the access log (`sni.rs`).
+    config.cert_resolver = Arc::new(sni::NotesServerName(config.cert_resolver.clone()));
     config.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Resumption: TLS 1.3 tickets, encrypted with keys rustls rotates every
     // six hours, beside the stateful cache (256 sessions) the builder
@@ -201,20 +247,18 @@ fn server_config_and_leaf(
 
 /// Builds the configuration again from the same files (SIGHUP), keeping
 /// the old one's session cache and ticket keys, so that sessions made
-/// before the reload still resume. Returns it with a description of the
-/// certificate now served, for the log; the old configuration is untouched
-/// if anything is wrong. Each file is read once: the description is of
-/// the certificate just loaded, not of a second reading of its file.
+/// before the reload still resume. Returns it with the certificate now
+/// served, for the log and the metrics ([`served`]); the old configuration
+/// is untouched if anything is wrong. Each file is read once: what is said
+/// is of the certificate just loaded, not of a second reading of its file.
 pub fn reload(
     opts: &ServerTls,
     old: &Arc<ServerConfig>,
-) -> Result<(Arc<ServerConfig>, String), TlsError> {
+) -> Result<(Arc<ServerConfig>, Served), TlsError> {
     let (mut config, leaf) = server_config_and_leaf(opts)?;
     config.session_storage = old.session_storage.clone();
     config.ticketer = old.ticketer.clone();
-    let described =
-        leaf::describe(&leaf).unwrap_or_else(|| "certificate details unreadable".into());
-    Ok((Arc::new(config), described))
+    Ok((Arc::new(config), serve(&leaf)))
 }
 
 /// What the start-up check of the leaf certificate (the first in

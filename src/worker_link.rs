@@ -266,6 +266,7 @@ impl Board {
             let f = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
             total.stats.add(&f.stats);
             total.active += f.active;
+            total.draining_conns += f.draining_conns;
             total.per_worker.push(f.active);
             total.queued += f.queued;
             total.turns += f.turns;
@@ -448,6 +449,11 @@ impl Shared {
 }
 
 impl Worker {
+    /// How many workers the server has (one holding flag each).
+    pub fn workers(&self) -> usize {
+        self.holding.len()
+    }
+
     /// Where a connection this worker has just accepted is served
     /// (`spread::choose`, on every worker's load now).
     pub fn route(&mut self) -> Route {
@@ -530,6 +536,25 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_board_sums_every_workers_figures() {
+        let board = Board::new(2);
+        for (id, (active, draining)) in [(3, 0), (0, 2)].into_iter().enumerate() {
+            board.post(
+                id,
+                Figures {
+                    active,
+                    draining_conns: draining,
+                    ..Figures::default()
+                },
+            );
+        }
+        let sum = board.sum(true, false);
+        assert_eq!((sum.active, sum.draining_conns), (3, 2));
+        assert_eq!(sum.per_worker, [3, 0]);
+        assert!(sum.draining);
+    }
 
     #[test]
     fn the_watchdog_waits_for_every_running_loop() {

@@ -30,6 +30,11 @@ fn each_connection_gets_one_line_with_its_bytes_and_end() {
     assert_eq!(field(&line, "bytes_in"), "5", "{line}");
     assert_eq!(field(&line, "bytes_out"), "5", "{line}");
     assert_eq!(field(&line, "end"), "done", "{line}");
+    assert_eq!(
+        field(&line, "worker"),
+        "0",
+        "one worker is worker 0: {line}"
+    );
     assert!(line.contains(" INFO "), "{line}");
     // The fields come in a fixed order.
     let keys: Vec<&str> = line
@@ -43,6 +48,7 @@ fn each_connection_gets_one_line_with_its_bytes_and_end() {
         keys,
         [
             "conn",
+            "worker",
             "peer",
             "duration_ms",
             "bytes_in",
@@ -91,7 +97,16 @@ fn chat_and_file_add_their_own_fields() {
     s.write_all(b"../etc/passwd\n").unwrap();
     let _ = read_to_eof(&mut s);
     let line = files.wait_for_log(r#"file="../etc/passwd""#);
-    assert!(line.ends_with("refused"), "{line}");
+    // Why, as a key=value field like the others (issue 21).
+    assert!(line.ends_with(" refused=dot_dot"), "{line}");
+    let mut s = connect(files.addr);
+    s.write_all(b"missing.txt\n").unwrap();
+    let _ = read_to_eof(&mut s);
+    let line = files.wait_for_log(r#"file="missing.txt""#);
+    assert!(
+        line.ends_with(r#"file="missing.txt" refused=not_found"#),
+        "{line}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -110,7 +125,9 @@ fn without_the_option_there_is_no_access_line() {
 fn debug_lines_say_one_thing_each_in_words() {
     let mut server = Server::start(&["echo", "--log-level", "debug", "--idle-timeout", "0.5"]);
     let mut done = connect(server.addr);
+    done.write_all(b"x").unwrap();
     done.shutdown(Shutdown::Write).unwrap();
+    expect(&mut done, b"x");
     expect_eof(&mut done);
     let mut reset = connect(server.addr);
     socket2::SockRef::from(&reset)
@@ -166,4 +183,63 @@ fn bytes_discarded_while_closing_count_in_the_access_line_as_in_the_stats() {
     );
     let stats = server.wait_for_log_where("stats:", |l| stat(l, "bytes_in") >= bytes_in);
     assert_eq!(stat(&stats, "bytes_in"), bytes_in, "{stats}\n{line}");
+}
+
+/// Issue 21: a balancer's health check (connect, then close, FIN or
+/// reset, without a byte, before any byte of ours could have been read)
+/// ends `end=check`, and is counted in `checks`, not in `total` (clients
+/// accepted). A client that said something, or whose TCP acknowledged
+/// what the server said first (a greeting), is a client.
+#[test]
+fn a_connection_that_says_nothing_and_goes_is_a_check_not_a_client() {
+    let mut server = Server::start(&["echo", "--access-log", "--stats-interval", "0.1"]);
+    // Connect, then FIN; connect, then reset.
+    let fin = connect(server.addr);
+    fin.shutdown(Shutdown::Both).unwrap();
+    server.wait_for_log("end=check");
+    let reset = connect(server.addr);
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    server.wait_for_log_where("access conn=2 ", |l| l.contains("end=check"));
+    // A client.
+    let mut s = connect(server.addr);
+    s.write_all(b"x").unwrap();
+    expect(&mut s, b"x");
+    s.shutdown(Shutdown::Write).unwrap();
+    expect_eof(&mut s);
+    server.wait_for_log_where("access conn=3 ", |l| l.contains("end=done"));
+    let line = server.wait_stats(&[("total", 1), ("checks", 2), ("active", 0)]);
+    assert_eq!(line.get("rejected"), 0, "{line}");
+    for check in server.log_lines("end=check") {
+        assert!(check.contains(" bytes_in=0 bytes_out=0 "), "{check}");
+    }
+
+    // A server that speaks first: a client that reads the greeting, then
+    // leaves without a word, has been served.
+    let mut server = Server::start(&[
+        "echo",
+        "--greeting",
+        "hello",
+        "--access-log",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut s = connect(server.addr);
+    expect(&mut s, b"hello\n");
+    s.shutdown(Shutdown::Write).unwrap();
+    expect_eof(&mut s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.ends_with(" bytes_in=0 bytes_out=6 end=done"), "{line}");
+    server.wait_stats(&[("total", 1), ("checks", 0), ("active", 0)]);
+    // One that resets without reading it (as HAProxy's checks close) went
+    // before it could have read it: a check.
+    let reset = connect(server.addr);
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    server.wait_for_log("end=check");
+    server.wait_stats(&[("total", 1), ("checks", 1), ("active", 0)]);
 }

@@ -186,6 +186,15 @@ fn a_v2_local_header_is_served_whatever_its_family_and_block() {
     });
     assert!(!line.contains("proxy_errors"), "{line}");
     assert!(server.log_lines("192.0.2.7").is_empty());
+    // The check itself: the header, then the close, and not a byte of its
+    // own. A check, not a client (issue 21).
+    let mut s = connect(server.addr);
+    s.write_all(&v2_local()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = read_to_eof(&mut s);
+    let line = server.wait_for_log("end=check");
+    assert!(line.contains(" bytes_in=0 bytes_out=0 "), "{line}");
+    server.wait_stats(&[("total", 2), ("checks", 1), ("active", 0)]);
 }
 
 #[test]
@@ -275,6 +284,42 @@ fn no_header_or_a_bad_one_closes_without_a_byte_and_counts() {
     assert_eq!(line.get("proxy_errors"), 6, "{line}");
 }
 
+/// Issue 21: `end=proxy_error` says why in its access line's `error=`: a
+/// bad header, one cut short by the client's FIN, one not whole in time.
+#[test]
+fn a_proxy_error_says_why_in_the_access_log() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--access-log",
+        "--handshake-timeout",
+        "0.5",
+    ]);
+    let mut bad = connect(server.addr);
+    bad.write_all(b"hello, no header\n").unwrap();
+    assert!(read_to_eof(&mut bad).0.is_empty());
+    let line = server.wait_for_log("end=proxy_error");
+    assert!(line.contains(" error=\"not a PROXY"), "{line}");
+    let mut cut = connect(server.addr);
+    cut.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut cut).0.is_empty());
+    let line = server.wait_for_log_where("end=proxy_error", |l| l.contains("cut short"));
+    assert!(
+        line.ends_with(r#"error="the client closed with its PROXY header cut short""#),
+        "{line}"
+    );
+    let mut slow = connect(server.addr);
+    slow.write_all(b"PROXY TCP4 192.0.2.7").unwrap();
+    assert!(read_to_eof(&mut slow).0.is_empty());
+    let line = server.wait_for_log_where("end=proxy_error", |l| l.contains("in time"));
+    assert!(
+        line.ends_with(r#"error="no whole PROXY header in time (--handshake-timeout)""#),
+        "{line}"
+    );
+    assert_eq!(server.log_lines("end=proxy_error").len(), 3);
+}
+
 #[test]
 fn only_trusted_peers_may_send_a_header() {
     let mut server = Server::start(&[
@@ -347,6 +392,35 @@ fn ipv6_and_mapped_addresses_are_matched() {
     let mut s = connect(format!("[::1]:{port}").parse().unwrap());
     s.write_all(b"v6").unwrap();
     expect(&mut s, b"v6");
+}
+
+/// Issue 21: the access log writes an IPv4 client of a dual-stack listener
+/// (`:PORT`) as IPv4 (`127.0.0.1:PORT`, not `[::ffff:127.0.0.1]:PORT`), as
+/// allow and deny already match it; and so an IPv4-mapped client a PROXY
+/// header names.
+#[test]
+fn the_access_log_writes_mapped_addresses_as_ipv4() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        skip::skip("no IPv6 loopback (::1) here");
+        return;
+    }
+    let mut server = Server::start(&["echo", "--listen", ":0", "--access-log"]);
+    let port = server.addr.port();
+    let mut s = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    let me = s.local_addr().unwrap();
+    s.write_all(b"v4").unwrap();
+    expect(&mut s, b"v4");
+    drop(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.contains(&format!(" peer={me} ")), "{line}");
+    let mut server = Server::start(&["echo", "--listen", ":0", "--proxy-protocol", "--access-log"]);
+    let mut s = connect(format!("[::1]:{}", server.addr.port()).parse().unwrap());
+    s.write_all(b"PROXY TCP6 ::ffff:192.0.2.7 ::1 5555 80\r\nhi")
+        .unwrap();
+    expect(&mut s, b"hi");
+    drop(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.contains(" peer=192.0.2.7:5555 "), "{line}");
 }
 
 #[test]
@@ -521,6 +595,73 @@ fn behind_a_real_haproxy_the_log_names_the_real_client() {
         let line = access_line(&mut server, &me.to_string());
         assert!(line.contains("peer=127.0.0.3:"), "{send_proxy}: {line}");
     }
+}
+
+/// Issue 21: HAProxy's health checks as docs/deploy/haproxy.cfg sets them
+/// up (a connect, a PROXY v2 LOCAL header with `check-send-proxy`, then a
+/// reset) are logged `end=check` and counted in `checks`, never as
+/// clients: over a stretch of checks every 100 ms and no client, `total`
+/// does not move. So on a mode that speaks first (chat's prompt goes out
+/// as soon as the header is read): the check resets the connection
+/// without reading it. (A plain `check`, without `check-send-proxy`,
+/// never reaches the server: HAProxy resets it before its handshake's
+/// last ACK.)
+#[test]
+fn a_real_haproxys_health_checks_are_checks_not_clients() {
+    for mode in ["echo", "chat"] {
+        let args = [
+            mode,
+            "--proxy-protocol",
+            "--access-log",
+            "--stats-interval",
+            "0.1",
+        ];
+        let mut server = Server::start(&args);
+        let server_line = "send-proxy-v2 check check-send-proxy inter 100ms";
+        let Some(_ha) = Haproxy::start(server.addr, server_line) else {
+            return;
+        };
+        // `Haproxy::start` connected through the balancer once, to see it
+        // listen: a client of its own, which may have read chat's prompt.
+        // From a baseline taken after it, checks alone.
+        let base = server.wait_stats_where("checks >= 2", |s| s.get("checks") >= 2);
+        let (total, checks) = (base.get("total"), base.get("checks"));
+        let line = server.wait_stats_where("5 more checks", |s| s.get("checks") >= checks + 5);
+        assert_eq!(line.get("total"), total, "{mode}: {line}");
+        let lines = server.log_lines("access conn=");
+        let clients: Vec<_> = lines.iter().filter(|l| !l.contains(" end=check")).collect();
+        assert!(clients.len() as u64 <= total, "{mode}: {clients:#?}");
+    }
+}
+
+/// A client the limit turned away is counted there (`rejected`), never as
+/// a health check too, however it goes: here a balancer's check that
+/// arrives while the server is full, its header then a reset.
+#[test]
+fn a_check_turned_away_by_a_full_server_is_a_rejection_only() {
+    let mut server = Server::start(&[
+        "echo",
+        "--proxy-protocol",
+        "--max-connections",
+        "1",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut kept = connect(server.addr);
+    kept.write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 80\r\nin")
+        .unwrap();
+    expect(&mut kept, b"in");
+    for _ in 0..5 {
+        let check = connect(server.addr);
+        (&check).write_all(&v2_local()).unwrap();
+        socket2::SockRef::from(&check)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(check);
+    }
+    let line = server.wait_stats(&[("rejected", 5)]);
+    assert_eq!(line.get("checks"), 0, "{line}");
+    assert_eq!(line.get("total"), 1, "{line}");
 }
 
 #[test]

@@ -19,6 +19,15 @@ use common::*;
 fn the_metrics_count_exactly_what_happened() {
     let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0", "--max-connections", "2"]);
     let m = metrics_addr(&mut server);
+    // A health check (connect, close without a byte) is not a client
+    // (issue 21): counted on its own, not in accepted_total.
+    let check = connect(server.addr);
+    check.shutdown(std::net::Shutdown::Both).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !get(m, "/metrics").contains("\nmonoloop_health_checks_total 1\n") {
+        assert!(Instant::now() < deadline, "no check counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut a = connect(server.addr);
     a.write_all(b"12345").unwrap();
     expect(&mut a, b"12345");
@@ -53,6 +62,10 @@ fn the_metrics_count_exactly_what_happened() {
     }
     let again = get(m, "/metrics");
     assert!(again.contains("\nmonoloop_connections_accepted_total 2\n"));
+    assert!(
+        again.contains("\nmonoloop_health_checks_total 1\n"),
+        "{again}"
+    );
     // The rest of HTTP, briefly.
     assert!(http(m, "HEAD /metrics HTTP/1.1\r\n\r\n").ends_with("\r\n\r\n"));
     assert!(http(m, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
@@ -116,18 +129,142 @@ fn several_workers_are_summed_and_listed() {
     assert_eq!(per_worker, 9.0);
 }
 
-#[test]
-fn promtool_accepts_the_text() {
-    if !skip::have("promtool", "--version", "prometheus") {
-        return;
-    }
-    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
-    let m = metrics_addr(&mut server);
-    let mut s = connect(server.addr);
-    s.write_all(b"x").unwrap();
-    expect(&mut s, b"x");
+/// The Prometheus text of a scrape of `m`.
+fn scrape(m: std::net::SocketAddr) -> String {
     let answer = get(m, "/metrics");
-    let text = answer.split("\r\n\r\n").nth(1).unwrap().to_string();
+    answer.split("\r\n\r\n").nth(1).unwrap().to_string()
+}
+
+/// Issue 21: what an operator alerts on beside the counters: the build
+/// (`monoloop_build_info`), the configured limits, and, on a plain server,
+/// no `monoloop_tls_*` family at all.
+#[test]
+fn the_build_and_the_limits_are_there_and_no_tls_without_it() {
+    let mut server = Server::start(&[
+        "echo",
+        "--metrics",
+        "127.0.0.1:0",
+        "--max-connections",
+        "77",
+        "--max-per-ip",
+        "5",
+        "--idle-timeout",
+        "2.5",
+        "--workers",
+        "2",
+    ]);
+    let text = scrape(metrics_addr(&mut server));
+    let info = format!(
+        "monoloop_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&info))
+        .unwrap_or_else(|| panic!("no {info} in:\n{text}"));
+    let tls = cfg!(feature = "tls");
+    assert!(line.ends_with(&format!("\",tls=\"{tls}\"}} 1")), "{line}");
+    assert!(text.contains("# TYPE monoloop_build_info gauge\n"));
+    assert_eq!(sample(&text, "monoloop_connections_max"), 77.0);
+    assert_eq!(sample(&text, "monoloop_connections_per_ip_max"), 5.0);
+    assert_eq!(sample(&text, "monoloop_idle_timeout_seconds"), 2.5);
+    assert_eq!(sample(&text, "monoloop_workers"), 2.0);
+    assert_eq!(sample(&text, "monoloop_connections_draining"), 0.0);
+    assert!(!text.contains("monoloop_tls_"), "TLS families:\n{text}");
+    // No limit and no timeout read 0.
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0", "--idle-timeout", "0"]);
+    let text = scrape(metrics_addr(&mut server));
+    assert_eq!(sample(&text, "monoloop_connections_per_ip_max"), 0.0);
+    assert_eq!(sample(&text, "monoloop_idle_timeout_seconds"), 0.0);
+    assert_eq!(sample(&text, "monoloop_workers"), 1.0);
+}
+
+/// Issue 21: a drain's connections are in `monoloop_connections_draining`,
+/// where `monoloop_connections_active` (the slots held) already reads 0:
+/// a drain gives each connection's slot back when it begins. (One worker:
+/// with several, worker 0 serves the metrics, and its loop, listener
+/// included, ends when its own drain does, which may be before the
+/// others'; the sum over workers is `worker_link.rs`'s unit test.)
+#[test]
+fn a_drain_shows_how_many_connections_it_waits_for() {
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0", "--drain-timeout", "10"]);
+    let m = metrics_addr(&mut server);
+    let stuck = stuck_client(server.addr);
+    server.signal(libc::SIGTERM);
+    server.wait_for_log("no longer accepting");
+    let deadline = Instant::now() + PATIENCE;
+    let text = loop {
+        let text = scrape(m);
+        if text.contains("\nmonoloop_connections_draining 1\n") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no draining connection:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(sample(&text, "monoloop_connections_active"), 0.0);
+    drop(stuck);
+    server.wait_exit(Duration::from_secs(10));
+}
+
+/// Issue 21: on a TLS server the certificate's notAfter, in seconds since
+/// the epoch, changed by a reload; and a failed reload counted once, not
+/// once per worker.
+#[cfg(feature = "tls")]
+#[test]
+fn the_certificates_expiry_follows_reloads_and_a_failed_one_counts_once() {
+    let pki = common::tls::Pki::new("metrics-expiry");
+    let (live, live_key) = (pki.path("live.pem"), pki.path("live-key.pem"));
+    std::fs::copy(pki.path("server.pem"), &live).unwrap();
+    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
+    let mut server = Server::start(&[
+        "echo",
+        "--tls-cert",
+        &live,
+        "--tls-key",
+        &live_key,
+        "--workers",
+        "3",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let m = metrics_addr(&mut server);
+    let text = scrape(m);
+    // rcgen's default notAfter: 4096-01-01 00:00:00 UTC.
+    assert_eq!(
+        sample(&text, "monoloop_tls_certificate_expiry_seconds"),
+        67_090_118_400.0
+    );
+    assert_eq!(sample(&text, "monoloop_tls_reload_failures_total"), 0.0);
+    // One that expired on 2020-01-01.
+    std::fs::copy(pki.path("expired.pem"), &live).unwrap();
+    std::fs::copy(pki.path("expired-key.pem"), &live_key).unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("TLS reloaded");
+    let deadline = Instant::now() + PATIENCE;
+    while sample(&scrape(m), "monoloop_tls_certificate_expiry_seconds") != 1_577_836_800.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the expiry did not follow the reload"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&live_key, "not a key\n").unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("TLS not reloaded");
+    // Every worker has had the signal, and posted its figures (at most
+    // 100 ms after a change): one failure, however many workers.
+    std::thread::sleep(Duration::from_millis(500));
+    let text = scrape(m);
+    assert_eq!(sample(&text, "monoloop_tls_reload_failures_total"), 1.0);
+    assert_eq!(
+        sample(&text, "monoloop_tls_certificate_expiry_seconds"),
+        1_577_836_800.0,
+        "the old certificate stays"
+    );
+}
+
+/// Runs `promtool check metrics` on `text`; fails the test if it objects.
+fn promtool_check(text: &str) {
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -144,10 +281,37 @@ fn promtool_accepts_the_text() {
     let out = check.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "promtool: {}{}",
+        "promtool: {}{}\n{text}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn promtool_accepts_the_text() {
+    if !skip::have("promtool", "--version", "prometheus") {
+        return;
+    }
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
+    let m = metrics_addr(&mut server);
+    let mut s = connect(server.addr);
+    s.write_all(b"x").unwrap();
+    expect(&mut s, b"x");
+    promtool_check(&scrape(m));
+    // Several workers, and TLS (issue 21's families): valid too.
+    let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0", "--workers", "2"]);
+    promtool_check(&scrape(metrics_addr(&mut server)));
+    #[cfg(feature = "tls")]
+    {
+        let pki = common::tls::Pki::new("promtool");
+        let mut server = common::tls::tls_server(&pki, &["echo", "--metrics", "127.0.0.1:0"], &[]);
+        let text = scrape(metrics_addr(&mut server));
+        assert!(
+            text.contains("monoloop_tls_certificate_expiry_seconds "),
+            "{text}"
+        );
+        promtool_check(&text);
+    }
 }
 
 #[test]

@@ -23,6 +23,58 @@ fn address_in_use_exits_1_with_the_address() {
     );
 }
 
+/// The line a server writes as it starts (issue 21): the version
+/// and commit, whether TLS is built in, the mode, and the limits an
+/// operator alerts on.
+fn start_line(server: &Server) -> String {
+    let lines = server.log_lines(&format!("monoloop {} (commit ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let tls = if cfg!(feature = "tls") {
+        "tls"
+    } else {
+        "no-tls"
+    };
+    assert!(lines[0].contains(&format!(", {tls}): ")), "{}", lines[0]);
+    lines[0].clone()
+}
+
+#[test]
+fn the_start_line_says_the_version_the_mode_and_the_limits() {
+    let server = Server::start(&[
+        "chat",
+        "--max-connections",
+        "50",
+        "--max-per-ip",
+        "3",
+        "--idle-timeout",
+        "7.5",
+        "--workers",
+        "2",
+    ]);
+    let line = start_line(&server);
+    assert!(
+        line.ends_with(
+            "): chat server, up to 50 connections, at most 3 per address, \
+             idle timeout 7.5s, 2 workers"
+        ),
+        "{line}"
+    );
+    let server = Server::start(&["echo", "--idle-timeout", "0"]);
+    let line = start_line(&server);
+    assert!(
+        line.ends_with(
+            "): echo server, up to 1024 connections, no limit per address, \
+             no idle timeout, 1 worker"
+        ),
+        "{line}"
+    );
+    // After the line scripts read first (`... 2>&1 | head -1`).
+    let log = server.log();
+    let at = |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap();
+    assert_eq!(at("listening on"), 0, "{log:#?}");
+    assert_eq!(at(" (commit "), 1, "{log:#?}");
+}
+
 #[test]
 fn bad_arguments_exit_2_with_the_problem_and_a_hint() {
     // One line and a hint, not the usage: the problem stays on screen.
@@ -107,6 +159,33 @@ fn stats_lines_count_connections_rejections_timeouts_and_bytes() {
     server.wait_exit(Duration::from_secs(5));
     let last = server.wait_for_log("(final)");
     assert_eq!(stat(&last, "timed_out"), 2, "{last}");
+}
+
+/// Issue 21: a full server says so, at warn, the first time in a minute,
+/// with how many it turned away since it last said so; not once per
+/// client turned away.
+#[test]
+fn a_full_server_says_so_once_a_minute() {
+    let mut server = Server::start(&["echo", "--max-connections", "1", "--stats-interval", "0.1"]);
+    let mut kept = connect(server.addr);
+    kept.write_all(b"in").unwrap();
+    expect(&mut kept, b"in");
+    for _ in 0..5 {
+        let mut s = connect(server.addr);
+        assert_eq!(read_to_eof(&mut s).0, b"Server is full. Try again later.\n");
+    }
+    server.wait_stats(&[("rejected", 5)]);
+    let said = server.log_lines("server full");
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains(" WARN "), "{}", said[0]);
+    assert!(
+        said[0].ends_with(
+            "server full (--max-connections 1): turning clients away \
+             (1 turned away since the last such line; at most one a minute)"
+        ),
+        "{}",
+        said[0]
+    );
 }
 
 #[test]

@@ -544,6 +544,8 @@ fn loud_lines(server: &Server) -> Vec<String> {
         .into_iter()
         .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
         .filter(|l| !l.contains("listening on") && !l.contains("stats:"))
+        // The start line (issue 21), which no peer wrote.
+        .filter(|l| !l.contains(" (commit "))
         .collect()
 }
 
@@ -587,6 +589,37 @@ fn clients_cannot_write_the_servers_log() {
     assert!(server.running());
 }
 
+/// Issue 21: failed handshakes are said where an operator sees them, with
+/// their reason, but at most once a minute (a client must not be able to
+/// write the log): the first at warn, the rest counted in `tls_failures`
+/// and in the next such line.
+#[test]
+fn handshake_failures_are_said_at_most_once_a_minute_with_the_reason() {
+    let pki = Pki::new("hsnotice");
+    let mut server = tls_server(&pki, &["echo", "--stats-interval", "0.1"], &[]);
+    for _ in 0..10 {
+        let mut s = connect(server.addr);
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = read_to_eof(&mut s);
+    }
+    server.wait_stats(&[("tls_failures", 10), ("active", 0)]);
+    let said = server.log_lines("TLS handshake failed");
+    let loud: Vec<_> = said.iter().filter(|l| !l.contains(" DEBUG ")).collect();
+    assert_eq!(loud.len(), 1, "{said:#?}");
+    assert!(loud[0].contains(" WARN "), "{}", loud[0]);
+    assert!(
+        loud[0].contains("TLS handshake failed from 127.0.0.1:")
+            && loud[0].contains(": received corrupt message"),
+        "{}",
+        loud[0]
+    );
+    assert!(
+        loud[0].ends_with("(1 failed since the last such line; at most one a minute)"),
+        "{}",
+        loud[0]
+    );
+}
+
 #[test]
 fn tls_failures_count_half_handshakes_but_not_port_checks() {
     let pki = Pki::new("halfhs");
@@ -600,12 +633,13 @@ fn tls_failures_count_half_handshakes_but_not_port_checks() {
         let _ = read_to_eof(&mut s);
     }
     for _ in 0..10 {
-        // A port check: connect, say nothing, close.
+        // A port check: connect, say nothing, close. A check, not a
+        // client (issue 21).
         let mut s = connect(server.addr);
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let _ = read_to_eof(&mut s);
     }
-    let line = server.wait_stats(&[("total", 20), ("active", 0)]);
+    let line = server.wait_stats(&[("total", 10), ("checks", 10), ("active", 0)]);
     assert_eq!(line.get("tls_failures"), 10, "{line}");
 }
 
@@ -640,6 +674,84 @@ fn the_access_log_names_a_tls_failure_and_its_reason() {
     drop(good);
     let line = server.wait_for_log_where("access conn=", |l| l.contains("bytes_in=4"));
     assert!(line.contains("bytes_out=4"), "{line}");
+}
+
+/// Ends a TLS client as `nc -N` would: close_notify, then reads the
+/// server's answer to its end, so that the server ends it `done`.
+fn finish(mut s: TlsStream) {
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    let _ = tls_read_to_end(&mut s);
+}
+
+/// Issue 21: a TLS connection's access line says what was negotiated:
+/// `tls=` (the version), then `sni=` (the name the client asked for),
+/// `alpn=` and `client_subject=` (its certificate's subject), each only
+/// when there is one; a plain connection's line has none of them.
+#[test]
+fn the_access_log_records_tls_version_sni_alpn_and_client_subject() {
+    let pki = Pki::new("accessfields");
+    let ca = pki.path("ca.pem");
+    let extra = ["--tls-client-ca", &ca, "--alpn", "echo,h2"];
+    let mut server = tls_server(&pki, &["echo", "--access-log"], &extra);
+    let config = client_config(&pki, true, &["h2"]);
+    // A full handshake, then one that resumes: the same fields.
+    for (conn, kind) in [
+        (1, rustls::HandshakeKind::Full),
+        (2, rustls::HandshakeKind::Resumed),
+    ] {
+        let mut s = tls_connect(server.addr, config.clone());
+        s.write_all(b"ping").unwrap();
+        tls_expect(&mut s, b"ping");
+        assert_eq!(s.conn.handshake_kind(), Some(kind));
+        finish(s);
+        let line = server.wait_for_log(&format!("access conn={conn} "));
+        assert!(
+            line.ends_with(
+                r#"end=done tls=TLSv1.3 sni=localhost alpn=h2 client_subject="CN=client""#
+            ),
+            "{kind:?}: {line}"
+        );
+    }
+    // No name (an IP address is never sent as SNI), no ALPN, no client
+    // certificate: the version alone.
+    let mut server = tls_server(&pki, &["echo", "--access-log"], &[]);
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(client_config(&pki, false, &[]), name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, connect(server.addr));
+    s.write_all(b"ping").unwrap();
+    tls_expect(&mut s, b"ping");
+    finish(s);
+    let line = server.wait_for_log("access conn=");
+    assert!(line.ends_with(" end=done tls=TLSv1.3"), "{line}");
+    let mut plain = Server::start(&["echo", "--access-log"]);
+    let mut s = connect(plain.addr);
+    s.write_all(b"ping").unwrap();
+    expect(&mut s, b"ping");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    expect_eof(&mut s);
+    let line = plain.wait_for_log("access conn=");
+    assert!(line.ends_with(" end=done"), "{line}");
+}
+
+/// Issue 21: with TLS the start line names the certificate served and
+/// when it expires, as a SIGHUP's reload does.
+#[test]
+fn the_start_line_names_the_certificate_and_its_expiry() {
+    let pki = Pki::new("startline");
+    let server = tls_server(&pki, &["echo"], &[]);
+    let lines = server.log_lines(" (commit ");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert!(
+        line.contains("): echo server (TLS), up to 1024 connections, "),
+        "{line}"
+    );
+    assert!(
+        line.contains(", 1 worker; certificate CN=localhost, valid until "),
+        "{line}"
+    );
+    assert!(line.ends_with(" UTC"), "{line}");
 }
 
 #[test]

@@ -525,3 +525,49 @@ fn chat_across_workers_keeps_one_limit_and_shuts_down_as_one() {
     assert_eq!(stat(&finals[0], "total"), 4, "{}", finals[0]);
     assert_eq!(stat(&finals[0], "rejected"), 1, "{}", finals[0]);
 }
+
+/// The value of `key=` in a log line (up to the next space).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// Issue 21: an access line has one shape with one worker or many
+/// (`access conn=N worker=W ...`, with no `worker N:` in front of it, as
+/// other lines of a worker have), and its `conn` is unique in the process:
+/// worker W of N numbers its connections W+1, W+1+N, W+1+2N, ... (the
+/// debug log's `conn #` too).
+#[test]
+fn access_lines_have_one_shape_and_numbers_unique_in_the_process() {
+    const CLIENTS: usize = 30;
+    let server = Server::start(&["echo", "--workers", "3", "--access-log"]);
+    for i in 0..CLIENTS {
+        let mut s = connect(server.addr);
+        let msg = format!("client {i}\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        expect(&mut s, msg.as_bytes());
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        expect_eof(&mut s);
+    }
+    eventually("an access line per client", || {
+        server.log_lines(" access ").len() >= CLIENTS
+    });
+    let mut numbers = BTreeSet::new();
+    let mut workers = BTreeSet::new();
+    for line in server.log_lines(" access ") {
+        let message = line.split("[monoloop] ").nth(1).unwrap_or_default();
+        assert!(message.starts_with("access conn="), "{line}");
+        let conn: u64 = field(message, "conn").parse().unwrap();
+        let worker: u64 = field(message, "worker").parse().unwrap();
+        assert!(worker < 3, "{line}");
+        assert_eq!((conn - 1) % 3, worker, "worker {worker}'s numbers: {line}");
+        assert!(numbers.insert(conn), "conn={conn} twice: {line}");
+        workers.insert(worker);
+    }
+    assert_eq!(numbers.len(), CLIENTS);
+    assert!(
+        workers.len() >= 2,
+        "all {CLIENTS} on one worker: {workers:?}"
+    );
+}

@@ -38,6 +38,30 @@ impl Connection {
         Some(kind == rustls::HandshakeKind::Resumed)
     }
 
+    /// What the finished handshake negotiated, for the access log: the
+    /// version, the name asked for, the protocol agreed, the client
+    /// certificate's subject.
+    pub fn tls_fields(&self) -> Option<crate::access_log::TlsFields> {
+        let session = self.tls.as_ref()?;
+        let state = session.state();
+        let version = match state.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            other => format!("{other:?}"),
+        };
+        Some(crate::access_log::TlsFields {
+            version,
+            sni: session.server_name().map(str::to_string),
+            alpn: state
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            client_subject: state
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::tls::subject(leaf)),
+        })
+    }
+
     /// The negotiated TLS version and ALPN protocol, for the log.
     pub fn tls_summary(&self) -> Option<String> {
         let tls = self.tls.as_ref()?.state();

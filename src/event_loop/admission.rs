@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 
+use super::report::{since_last, NOTICE_EVERY};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
+use crate::logging::Verdict;
 use crate::protocol::CloseReason;
 use crate::spread::{Handed, Route};
 use crate::sys;
@@ -333,19 +335,27 @@ impl Server {
         if full && self.gate.as_ref().is_some_and(|g| g.refuses(peer)) {
             self.tally.stats.denied += 1;
             log::debug!("denied {peer}");
-            if self.tally.access.is_some() {
-                log::info!("{}", access_log::turned_away(peer, CloseReason::Denied));
+            if let Some(access) = &self.tally.access {
+                access_log::write(&access.turned_away(peer, CloseReason::Denied, now));
             }
             return;
         }
         if full {
             self.tally.stats.rejected += 1;
             log::debug!("rejected {peer}: server full");
+            // Said where an operator sees it, but at most once a minute:
+            // a flood of clients must not write a line each.
+            if let Verdict::Log { held } = self.report.full_notice.check(now, NOTICE_EVERY) {
+                log::warn!(
+                    "server full (--max-connections {}): turning clients away {}",
+                    self.opts.max_connections,
+                    since_last(held, "turned away")
+                );
+            }
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {
-                if self.tally.access.is_some() {
-                    let line = access_log::turned_away(peer, CloseReason::ServerFull);
-                    log::info!("{line}");
+                if let Some(access) = &self.tally.access {
+                    access_log::write(&access.turned_away(peer, CloseReason::ServerFull, now));
                 }
                 if !waits {
                     reject(stream);

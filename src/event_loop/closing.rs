@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::admission::{Accepting, Limit};
+use super::report::{since_last, NOTICE_EVERY};
 use super::time::TimerKey;
 use super::{peer_name, step_ctx, Server};
 use crate::connection::{Connection, Stage, WriteOutcome};
+use crate::logging::Verdict;
 use crate::protocol::{CloseReason, Step};
 use crate::stats::Reporter;
 use crate::sys::is_disconnect;
@@ -34,6 +36,28 @@ const ALERT_GRACE: Duration = Duration::from_secs(1);
 /// How often a lingering connection checks whether the peer has
 /// acknowledged everything, after which it may close.
 pub(super) const LINGER_CHECK: Duration = Duration::from_millis(100);
+
+/// How a peer ended its connection, for telling a health check
+/// (`ends_as_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerEnd {
+    /// Its FIN: it said all it will, and may have read what it was sent.
+    Fin,
+    /// A reset (or a write that found one): an abortive close, with what
+    /// it was sent unread, or unwanted.
+    Reset,
+}
+
+impl PeerEnd {
+    /// How a socket error says the peer went: a reset, or (it vanished,
+    /// say) as if by FIN, judged by what it acknowledged.
+    fn of(e: &io::Error) -> PeerEnd {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => PeerEnd::Reset,
+            _ => PeerEnd::Fin,
+        }
+    }
+}
 
 /// Where a protocol's [`Step`] came from, which decides what `Close`
 /// means and whether the close that follows is bounded.
@@ -180,15 +204,13 @@ impl Server {
         };
         let why = crate::tls::explain(e);
         if matches!(conn.stage(), Stage::Handshake { .. }) {
-            self.tally.stats.tls_failures += 1;
-            log::debug!(
-                "conn #{} {}: TLS handshake failed: {why}",
-                conn.number(),
-                peer_name(self.gate.as_ref(), token, conn)
-            );
+            self.handshake_failure(token, &why, now);
         } else {
             log::debug!("conn #{}: TLS error: {why}", conn.number());
         }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         mark_closing(
             &mut self.admission.limit,
             conn,
@@ -239,6 +261,14 @@ impl Server {
             (CloseReason::Done, Some(first)) => first,
             _ => reason,
         };
+        // A connection let in is counted once: as a health check, or as a
+        // client (if its first byte has not counted it already).
+        if reason == CloseReason::Check {
+            conn.unproven = false;
+            self.tally.stats.checks += 1;
+        } else {
+            self.tally.client(conn);
+        }
         log::debug!(
             "conn #{} closed: {reason}{}",
             conn.number(),
@@ -256,7 +286,7 @@ impl Server {
                 .as_mut()
                 .and_then(|a| a.close(token, reason, Instant::now()))
             {
-                log::info!("{line}");
+                crate::access_log::write(&line);
             }
         }
         let Some(conn) = self.conns.get_mut(token) else {
@@ -289,7 +319,11 @@ impl Server {
         // decrypt) is the peer's doing or the network's: a client must not
         // be able to write the server's log, so this is debug only.
         let reason = if is_disconnect(e) {
-            CloseReason::Reset
+            if self.ends_as_check(token, PeerEnd::of(e)) {
+                CloseReason::Check
+            } else {
+                CloseReason::Reset
+            }
         } else {
             if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, &e.to_string());
@@ -298,6 +332,18 @@ impl Server {
         };
         log::debug!("conn #{number}: {e}");
         self.close(token, reason);
+    }
+
+    /// The connection's PROXY header was bad (`why`), cut short, or late:
+    /// counted, said at debug and in the access line's `error=`, and the
+    /// connection closed without a word.
+    pub(super) fn proxy_error(&mut self, token: Token, why: &str) {
+        self.tally.stats.proxy_errors += 1;
+        log::debug!("conn #{}: {why}", token.0 >> 32);
+        if let Some(access) = self.tally.access.as_mut() {
+            access.error(token, why);
+        }
+        self.close(token, CloseReason::ProxyError);
     }
 
     /// A TLS handshake ended without finishing: plain text on a TLS port,
@@ -309,19 +355,72 @@ impl Server {
             return;
         };
         if conn.tls_heard() {
-            self.tally.stats.tls_failures += 1;
-            log::debug!(
-                "conn #{} {}: TLS handshake failed: {why}",
-                conn.number(),
-                peer_name(self.gate.as_ref(), token, conn)
-            );
+            // A failure, not a message: the rare path may read the clock.
+            self.handshake_failure(token, why, Instant::now());
             if let Some(access) = self.tally.access.as_mut() {
                 access.error(token, why);
             }
             self.close(token, CloseReason::TlsFailure);
         } else {
             log::debug!("conn #{}: closed before sending anything", conn.number());
-            self.close(token, CloseReason::Done);
+            let reason = if self.ends_as_check(token, PeerEnd::Fin) {
+                CloseReason::Check
+            } else {
+                CloseReason::Done
+            };
+            self.close(token, reason);
+        }
+    }
+
+    /// A TLS handshake failed (`why`; or timed out): counted in
+    /// `tls_failures`, said at debug for the connection, and said where an
+    /// operator sees it, at warn, at most once a minute for them all
+    /// (`NOTICE_EVERY`), with how many failed since: a client can fail as
+    /// many handshakes as it likes, and must not write a line each.
+    pub(super) fn handshake_failure(&mut self, token: Token, why: &str, now: Instant) {
+        self.tally.stats.tls_failures += 1;
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let peer = peer_name(self.gate.as_ref(), token, conn);
+        log::debug!(
+            "conn #{} {peer}: TLS handshake failed: {why}",
+            conn.number()
+        );
+        if let Verdict::Log { held } = self.report.handshake_notice.check(now, NOTICE_EVERY) {
+            log::warn!(
+                "TLS handshake failed from {peer}: {why} {}",
+                since_last(held, "failed")
+            );
+        }
+    }
+
+    /// True if connection `token`, whose peer has just ended it (`how`),
+    /// was a health check: it sent no byte of its own (a PROXY header is
+    /// the balancer's, not its own), and it went before it could have read
+    /// a byte of ours. A server that speaks first (a greeting, chat's
+    /// prompt) may have sent some; a peer that read them and left has been
+    /// served. So the peer must have reset the connection (an abortive
+    /// close: what it was sent went unread, or it did not care, as
+    /// HAProxy's checks do), or sent its FIN before its TCP acknowledged a
+    /// byte of ours. Asked once per connection that ends so, never per
+    /// message. A client turned away (`refusing`) is not one: it is
+    /// counted where it was turned away.
+    pub(super) fn ends_as_check(&self, token: Token, how: PeerEnd) -> bool {
+        let Some(conn) = self.conns.get(token) else {
+            return false;
+        };
+        if conn.refusing.is_some() {
+            return false;
+        }
+        match conn.stage() {
+            // Nothing is sent before the header, nor before the ClientHello.
+            Stage::Header { .. } => !self.gate.as_ref().is_some_and(|g| g.header_started(token)),
+            Stage::Handshake { .. } => !conn.tls_heard(),
+            Stage::Open | Stage::HalfClosed => {
+                conn.unproven && (how == PeerEnd::Reset || conn.nothing_acked())
+            }
+            _ => false,
         }
     }
 

@@ -32,7 +32,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::admission::MAX_REJECTING;
-use super::closing::{Origin, CLOSE_GRACE};
+use super::closing::{Origin, PeerEnd, CLOSE_GRACE};
 use super::{step_ctx, Server};
 use crate::connection::{ReadOutcome, Refusal, Stage};
 use crate::edge::{Entry, HeaderStep};
@@ -63,16 +63,20 @@ impl Server {
             }
             _ => {
                 if !refusing {
-                    self.let_in();
+                    self.let_in(token);
                 }
             }
         }
         self.begin(token, until, &[], now);
     }
 
-    /// A connection is let in to be served: counted as accepted.
-    fn let_in(&mut self) {
-        self.tally.stats.accepted += 1;
+    /// A connection is let in to be served. It is counted as accepted (a
+    /// client) once it sends a byte of its own, or ends otherwise than as
+    /// a health check (`Tally::client`; `closing.rs`, `ends_as_check`).
+    fn let_in(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.unproven = true;
+        }
     }
 
     /// Acts on the gate's word about a connection. Returns true if it goes
@@ -93,7 +97,7 @@ impl Server {
         match entry {
             Entry::Go | Entry::TooMany if refusing => return true,
             Entry::Go => {
-                self.let_in();
+                self.let_in(token);
                 return true;
             }
             // Nothing read, nothing sent: a scan must learn nothing, and
@@ -168,7 +172,14 @@ impl Server {
                 // The protocol meets the connection when the handshake is
                 // done (`established`).
                 Ok(session) => match conn.start_tls(session, until, first) {
-                    Ok(()) => self.settle(token, now),
+                    Ok(()) => {
+                        // The start of its handshake came with a PROXY
+                        // header: a client.
+                        if conn.tls_heard() {
+                            self.tally.client(conn);
+                        }
+                        self.settle(token, now)
+                    }
                     Err(e) => {
                         self.refused(token, &e, now);
                         self.settle(token, now);
@@ -195,13 +206,14 @@ impl Server {
     /// Hands the protocol bytes read before it met the connection (those
     /// that followed a PROXY header in the same read).
     pub(super) fn first_input(&mut self, token: Token, input: &[u8], now: Instant) {
-        if !self
-            .conns
-            .get(token)
-            .is_some_and(|c| c.stage() == Stage::Open)
-        {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.stage() != Stage::Open {
             return;
         }
+        // Bytes of its own after the header: a client.
+        self.tally.client(conn);
         self.tally.count(token, input.len(), 0);
         let mut ctx = step_ctx(now, input, &mut self.staging, &mut self.relay);
         let step = self.protocol.data(token, input, &mut ctx);
@@ -233,10 +245,12 @@ impl Server {
             ReadOutcome::Drained => return,
             ReadOutcome::Eof => {
                 // A balancer's TCP health check connects and closes without
-                // a byte: nobody's error. Part of a header, then a close, is.
+                // a byte: nobody's error, and not a client. Part of a
+                // header, then a close, is an error.
                 if gate.header_started(token) {
-                    self.tally.stats.proxy_errors += 1;
-                    self.close(token, CloseReason::ProxyError);
+                    self.proxy_error(token, "the client closed with its PROXY header cut short");
+                } else if self.ends_as_check(token, PeerEnd::Fin) {
+                    self.close(token, CloseReason::Check);
                 } else {
                     self.close(token, CloseReason::Done);
                 }
@@ -247,17 +261,23 @@ impl Server {
             ReadOutcome::Refused(e) => return self.refused(token, &e, now),
         };
         // The balancer's address, for LOCAL and UNKNOWN. A peer gone since
-        // (a reset right after its header) has nothing left to serve.
-        let Some(peer) = conn.peer_addr() else {
-            return self.close(token, CloseReason::Reset);
-        };
-        match gate.header(token, &self.scratch[..n], peer) {
+        // (a reset right after its header) has nothing left to serve: its
+        // header is still read, to tell a health check from an error.
+        let peer = conn.peer_addr();
+        let stand_in = SocketAddr::from(([0, 0, 0, 0], 0));
+        match gate.header(token, &self.scratch[..n], peer.unwrap_or(stand_in)) {
             // More of it later (read_input queues what is waiting now).
             HeaderStep::Partial => {}
-            HeaderStep::Bad(why) => {
-                self.tally.stats.proxy_errors += 1;
-                log::debug!("conn #{} {peer}: {why}", token.0 >> 32);
-                self.close(token, CloseReason::ProxyError);
+            HeaderStep::Bad(why) => self.proxy_error(token, &why),
+            // A balancer's health check (HAProxy's `check-send-proxy`):
+            // the header, then a reset, and not a byte of its own.
+            HeaderStep::Done { rest, .. } if peer.is_none() => {
+                let reason = if rest.is_empty() && self.ends_as_check(token, PeerEnd::Reset) {
+                    CloseReason::Check
+                } else {
+                    CloseReason::Reset
+                };
+                self.close(token, reason);
             }
             HeaderStep::Done {
                 entry,
@@ -290,6 +310,11 @@ impl Server {
                 Some(true) => self.tally.stats.tls_resumed += 1,
                 Some(false) => self.tally.stats.tls_full += 1,
                 None => {}
+            }
+            if let Some(access) = self.tally.access.as_mut() {
+                if let Some(fields) = conn.tls_fields() {
+                    access.tls(token, fields);
+                }
             }
         }
         if let Some(refusal) = conn.refusing {

@@ -17,8 +17,9 @@ use mio::Token;
 use super::time::TimerKey;
 use super::Server;
 use crate::access_log::AccessLog;
-use crate::logging;
-use crate::metrics::{self, Figures, Metrics};
+use crate::connection::Connection;
+use crate::logging::{self, Throttle};
+use crate::metrics::{self, Figures, Metrics, Settings};
 use crate::stats::{Reporter, Stats};
 use crate::worker_link::Event;
 
@@ -60,6 +61,16 @@ impl Tally {
         }
     }
 
+    /// Connection `conn`, let in, has shown it is a client (a byte of its
+    /// own, or an end that is not a health check's): counted in
+    /// `accepted`, once.
+    #[inline]
+    pub(super) fn client(&mut self, conn: &mut Connection) {
+        if std::mem::take(&mut conn.unproven) {
+            self.stats.accepted += 1;
+        }
+    }
+
     /// The bytes moved since the last call: what a visit moved.
     #[inline]
     pub(super) fn take_moved(&mut self) -> usize {
@@ -84,8 +95,28 @@ pub(super) struct Report {
     /// and whether a timer is armed to post them.
     pub(super) publish_next: Instant,
     pub(super) publish_armed: bool,
-    /// The figures last posted (counters and active connections).
-    posted: Option<(Stats, usize)>,
+    /// The figures last posted (counters, active connections, those a
+    /// drain waits for).
+    posted: Option<(Stats, usize, usize)>,
+    /// Conditions clients cause at any rate, said at most once per
+    /// `NOTICE_EVERY` each: the server full, a TLS handshake failed.
+    pub(super) full_notice: Throttle,
+    pub(super) handshake_notice: Throttle,
+}
+
+/// How often a condition clients can cause at any rate (the server full, a
+/// failed TLS handshake) is said above debug, at most: once a minute, so
+/// that no client can write the log, and an operator still learns of it
+/// within a minute (the counters have every occurrence).
+pub(super) const NOTICE_EVERY: Duration = Duration::from_secs(60);
+
+/// `N turned away`-style counts for a throttled line: the `held` held back
+/// since the last such line, and this one.
+pub(super) fn since_last(held: u64, what: &str) -> String {
+    format!(
+        "({} {what} since the last such line; at most one a minute)",
+        held + 1
+    )
 }
 
 impl Report {
@@ -98,6 +129,8 @@ impl Report {
             publish_next: now,
             publish_armed: false,
             posted: None,
+            full_notice: Throttle::default(),
+            handshake_notice: Throttle::default(),
         }
     }
 }
@@ -125,6 +158,8 @@ impl Server {
         Figures {
             stats,
             active: self.active(),
+            draining_conns: self.draining_conns(),
+            settings: self.settings(),
             per_worker: Vec::new(),
             queued: self.conns.iter().map(|c| c.queue.len() as u64).sum(),
             turns: self.report.turns,
@@ -135,14 +170,47 @@ impl Server {
     }
 
     /// What a scrape shows: this loop's figures, or with several workers
-    /// every worker's, summed (each at most `PUBLISH_EVERY` old).
+    /// every worker's, summed (each at most `PUBLISH_EVERY` old), with
+    /// this loop's settings (the same on every worker).
     pub(super) fn figures(&self) -> Figures {
         let own = self.own_figures();
         let Some(worker) = &self.worker else {
             return own;
         };
         worker.board.post(worker.id, own.clone());
-        worker.board.sum(own.draining, own.tls)
+        Figures {
+            settings: own.settings,
+            ..worker.board.sum(own.draining, own.tls)
+        }
+    }
+
+    /// Connections the drain still waits for: every one left, once a
+    /// shutdown has begun.
+    fn draining_conns(&self) -> usize {
+        if self.draining.is_some() {
+            self.conns.len()
+        } else {
+            0
+        }
+    }
+
+    /// The limits this server runs with, and the certificate it serves.
+    fn settings(&self) -> Settings {
+        #[cfg(feature = "tls")]
+        let certificate_expiry = self
+            .is_tls()
+            .then(crate::tls::served)
+            .flatten()
+            .and_then(|c| c.not_after);
+        #[cfg(not(feature = "tls"))]
+        let certificate_expiry = None;
+        Settings {
+            max_connections: self.opts.max_connections,
+            max_per_ip: self.opts.edge.max_per_ip,
+            idle_timeout: self.opts.idle_timeout,
+            workers: self.worker.as_ref().map_or(1, |w| w.workers()),
+            certificate_expiry,
+        }
     }
 
     /// With several workers: posts this loop's figures for the worker that
@@ -152,7 +220,11 @@ impl Server {
     pub(super) fn publish(&mut self, now: Instant) {
         // Nothing moved since the last post: nothing to post, no timer (an
         // idle worker stays asleep).
-        let figures = (self.tally.stats.clone(), self.active());
+        let figures = (
+            self.tally.stats.clone(),
+            self.active(),
+            self.draining_conns(),
+        );
         if self.report.posted.as_ref() == Some(&figures) {
             return;
         }

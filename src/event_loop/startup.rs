@@ -182,9 +182,17 @@ impl Server {
     }
 
     /// Makes this server one of several workers (`workers.rs`): the
-    /// connection limit and the stats line become the whole server's.
+    /// connection limit and the stats line become the whole server's, and
+    /// its connections' numbers its share of the process's.
     pub fn in_worker(mut self, worker: Worker) -> Self {
         self.admission.limit.share(worker.slots.clone(), worker.id);
+        // Numbers unique in the process, with nothing shared to count them:
+        // worker W of N numbers its connections W+1, W+1+N, ...
+        self.conns
+            .number_from(worker.id as u32 + 1, worker.workers() as u32);
+        if let Some(access) = self.tally.access.as_mut() {
+            access.in_worker(worker.id);
+        }
         self.worker = Some(worker);
         self
     }

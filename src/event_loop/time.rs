@@ -271,13 +271,12 @@ impl Server {
                     }
                 }
                 Stage::Handshake { .. } => {
-                    self.tally.stats.tls_failures += 1;
+                    let why = "no whole handshake in time (--handshake-timeout)";
+                    self.handshake_failure(token, why, now);
                     self.close(token, CloseReason::HandshakeTimeout);
                 }
                 Stage::Header { .. } => {
-                    self.tally.stats.proxy_errors += 1;
-                    log::debug!("conn #{}: no PROXY header in time", token.0 >> 32);
-                    self.close(token, CloseReason::ProxyError);
+                    self.proxy_error(token, "no whole PROXY header in time (--handshake-timeout)")
                 }
                 _ => self.close(token, CloseReason::Expired),
             },

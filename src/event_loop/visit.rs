@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::closing::Origin;
+use super::closing::{Origin, PeerEnd};
 use super::output::{send_reply, send_staged};
 use super::relay::RECHECK;
 use super::time::TimerKey;
@@ -237,6 +237,11 @@ impl Server {
                 return Owed::Maybe;
             }
             let outcome = conn.read(&mut self.scratch, now);
+            // Its first byte of its own (of a TLS handshake, too): a
+            // client, not a health check. One test once it is known.
+            if conn.unproven && (matches!(outcome, ReadOutcome::Data(_)) || conn.tls_heard()) {
+                self.tally.client(conn);
+            }
             // A TLS handshake that just finished: the protocol comes in
             // before the first plaintext it must see. (Only then is the
             // connection looked up again.)
@@ -331,6 +336,12 @@ impl Server {
         if conn.stage() != Stage::Open {
             // Lingering: the peer has seen our FIN and sent its own.
             self.close(token, CloseReason::Done);
+            return;
+        }
+        // Gone without a word, before it could have read one of ours: a
+        // health check. Nothing of ours can matter to it any more.
+        if self.ends_as_check(token, PeerEnd::Fin) {
+            self.close(token, CloseReason::Check);
             return;
         }
         let mut ctx = step_ctx(now, &[], &mut self.staging, &mut self.relay);

@@ -115,11 +115,26 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
     }
 }
 
-/// The Prometheus text for `f`, and the process's own families.
+/// The Prometheus text for `f`, and the process's own families. The
+/// `monoloop_tls_*` families are there only on a TLS server.
 pub fn exposition(f: &Figures) -> String {
     let s = &f.stats;
     let mut out = String::with_capacity(4096);
     let one = |v: u64| vec![("", v.to_string())];
+    let build = format!(
+        "version=\"{}\",commit=\"{}\",tls=\"{}\"",
+        label_value(crate::build::version()),
+        label_value(crate::build::commit()),
+        crate::build::tls()
+    );
+    family(
+        &mut out,
+        "monoloop_build_info",
+        "gauge",
+        "The build: its version, the commit it was built from, and whether TLS is built in.",
+        &[(build.as_str(), "1".to_string())],
+    );
+    settings(&mut out, &f.settings);
     family(
         &mut out,
         "monoloop_connections_active",
@@ -129,9 +144,16 @@ pub fn exposition(f: &Figures) -> String {
     );
     family(
         &mut out,
+        "monoloop_connections_draining",
+        "gauge",
+        "Connections a shutdown's drain still waits for (0 unless draining).",
+        &[("", f.draining_conns.to_string())],
+    );
+    family(
+        &mut out,
         "monoloop_connections_accepted_total",
         "counter",
-        "Connections let in past the limit and the gate.",
+        "Clients let in past the limit and the gate (not health checks).",
         &one(s.accepted),
     );
     family(
@@ -145,6 +167,13 @@ pub fn exposition(f: &Figures) -> String {
             ("reason=\"per_ip\"", s.per_ip_rejected.to_string()),
             ("reason=\"proxy\"", s.proxy_errors.to_string()),
         ],
+    );
+    family(
+        &mut out,
+        "monoloop_health_checks_total",
+        "counter",
+        "Connections closed by the peer without a byte either way: health checks, not clients.",
+        &one(s.checks),
     );
     family(
         &mut out,
@@ -174,30 +203,9 @@ pub fn exposition(f: &Figures) -> String {
         "Application bytes written to clients.",
         &one(s.bytes_out),
     );
-    family(
-        &mut out,
-        "monoloop_tls_handshakes_total",
-        "counter",
-        "TLS handshakes completed, full or resumed.",
-        &[
-            ("resumed=\"false\"", s.tls_full.to_string()),
-            ("resumed=\"true\"", s.tls_resumed.to_string()),
-        ],
-    );
-    family(
-        &mut out,
-        "monoloop_tls_reload_failures_total",
-        "counter",
-        "SIGHUP reloads of the TLS files that failed.",
-        &one(s.tls_reload_failures),
-    );
-    family(
-        &mut out,
-        "monoloop_tls_handshake_failures_total",
-        "counter",
-        "TLS handshakes that failed or timed out.",
-        &one(s.tls_failures),
-    );
+    if f.tls {
+        tls(&mut out, f);
+    }
     family(
         &mut out,
         "monoloop_write_queue_bytes",
@@ -238,6 +246,81 @@ pub fn exposition(f: &Figures) -> String {
     }
     process(&mut out);
     out
+}
+
+/// The configured limits, as gauges (0: no limit, no timeout).
+fn settings(out: &mut String, c: &super::Settings) {
+    let gauges = [
+        (
+            "monoloop_connections_max",
+            "Connections served at most at once (--max-connections).",
+            c.max_connections.to_string(),
+        ),
+        (
+            "monoloop_connections_per_ip_max",
+            "Connections one client address may hold (--max-per-ip); 0: no limit.",
+            c.max_per_ip.to_string(),
+        ),
+        (
+            "monoloop_idle_timeout_seconds",
+            "Silence after which a connection is closed (--idle-timeout); 0: never.",
+            seconds_micro(c.idle_timeout.unwrap_or_default()),
+        ),
+        (
+            "monoloop_workers",
+            "Loops serving the port (--workers).",
+            c.workers.to_string(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help, &[("", value)]);
+    }
+}
+
+/// The `monoloop_tls_*` families, on a TLS server.
+fn tls(out: &mut String, f: &Figures) {
+    let s = &f.stats;
+    family(
+        out,
+        "monoloop_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, full or resumed.",
+        &[
+            ("resumed=\"false\"", s.tls_full.to_string()),
+            ("resumed=\"true\"", s.tls_resumed.to_string()),
+        ],
+    );
+    family(
+        out,
+        "monoloop_tls_reload_failures_total",
+        "counter",
+        "SIGHUP reloads of the TLS files that failed.",
+        &[("", s.tls_reload_failures.to_string())],
+    );
+    family(
+        out,
+        "monoloop_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        &[("", s.tls_failures.to_string())],
+    );
+    if let Some(expiry) = f.settings.certificate_expiry {
+        family(
+            out,
+            "monoloop_tls_certificate_expiry_seconds",
+            "gauge",
+            "The served certificate's notAfter, in seconds since the Unix epoch.",
+            &[("", expiry.to_string())],
+        );
+    }
+}
+
+/// `v` as a label value: `\\`, `"` and newlines escaped, as the text
+/// format asks.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `d` in seconds with six decimals, rounded to the nearest microsecond,
@@ -434,6 +517,34 @@ mod tests {
         let unfinished = &header_of(MAX_REQUEST + 8)[..MAX_REQUEST + 1];
         assert!(text(answer(unfinished, figures)).starts_with("HTTP/1.1 431"));
         assert_eq!(answer(&unfinished[..MAX_REQUEST], figures), None);
+    }
+
+    #[test]
+    fn tls_families_only_on_a_tls_server_and_the_build_always() {
+        let plain = exposition(&figures());
+        assert!(!plain.contains("monoloop_tls_"), "{plain}");
+        assert!(
+            plain.contains("\nmonoloop_build_info{version=\""),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("\nmonoloop_idle_timeout_seconds 0.000000\n"),
+            "{plain}"
+        );
+        let tls = Figures {
+            tls: true,
+            settings: crate::metrics::Settings {
+                certificate_expiry: Some(1_577_836_800),
+                idle_timeout: Some(Duration::from_millis(2500)),
+                ..Default::default()
+            },
+            ..figures()
+        };
+        let text = exposition(&tls);
+        assert!(text.contains("\nmonoloop_tls_certificate_expiry_seconds 1577836800\n"));
+        assert!(text.contains("\nmonoloop_tls_handshakes_total{resumed=\"true\"} 0\n"));
+        assert!(text.contains("\nmonoloop_idle_timeout_seconds 2.500000\n"));
+        assert_eq!(label_value("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct Transfer {
     name: String,
     /// The file's size when it was opened; `None` if it was refused.
     size: Option<u64>,
+    /// Why it was refused, in one word ([`Refusal::word`]), for the
+    /// access log's `refused=`.
+    refused: Option<&'static str>,
     /// Bytes of it handed to the connection so far.
     sent: u64,
 }
@@ -153,6 +156,24 @@ impl std::fmt::Display for Refusal {
             Refusal::Open(libc::ELOOP) => f.write_str("too many symlinks, or a magic link"),
             Refusal::Open(libc::ENOENT) => f.write_str("no such file"),
             Refusal::Open(e) => io::Error::from_raw_os_error(*e).fmt(f),
+        }
+    }
+}
+
+impl Refusal {
+    /// One word for the access log's `refused=` field.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Refusal::Empty => "empty",
+            Refusal::Absolute => "absolute",
+            Refusal::Nul => "nul",
+            Refusal::DotDot => "dot_dot",
+            Refusal::NotRegular => "not_a_file",
+            Refusal::Open(libc::EXDEV) => "outside_root",
+            Refusal::Open(libc::ELOOP) => "symlinks",
+            Refusal::Open(libc::ENOENT | libc::ENOTDIR) => "not_found",
+            Refusal::Open(libc::EACCES | libc::EPERM) => "permission",
+            Refusal::Open(_) => "open_failed",
         }
     }
 }
@@ -254,6 +275,7 @@ impl FileServer {
                     file: Some(file),
                     name: shown,
                     size: Some(size),
+                    refused: None,
                     sent: 0,
                 }));
                 Step::Continue
@@ -264,6 +286,7 @@ impl FileServer {
                     file: None,
                     name: shown,
                     size: None,
+                    refused: Some(why.word()),
                     sent: 0,
                 })));
                 ctx.write(NOT_FOUND);
@@ -343,8 +366,8 @@ impl Protocol for FileServer {
         }
     }
 
-    /// `file="NAME" size=N sent=N`, or `file="NAME" refused` (the access
-    /// log's fields for this mode).
+    /// `file="NAME" size=N sent=N`, or `file="NAME" refused=WHY` (the
+    /// access log's fields for this mode; [`Refusal::word`]).
     fn summary(&self, s: &FileSession) -> Option<String> {
         let t = match s {
             FileSession::Streaming(t) | FileSession::Done(Some(t)) => t,
@@ -353,7 +376,7 @@ impl Protocol for FileServer {
         let name = crate::quote::quoted(&t.name);
         Some(match t.size {
             Some(size) => format!("file={name} size={size} sent={}", t.sent),
-            None => format!("file={name} refused"),
+            None => format!("file={name} refused={}", t.refused.unwrap_or("unknown")),
         })
     }
 
@@ -510,6 +533,12 @@ mod tests {
         assert!(matches!(fs.resolve(b"link-abs"), Err(Refusal::Open(_))));
         assert!(matches!(fs.resolve(b"missing"), Err(Refusal::Open(_))));
         assert_eq!(fs.resolve(b"sub").unwrap_err(), Refusal::NotRegular);
+        // The access log's words for them (`refused=`).
+        let word = |request: &[u8]| fs.resolve(request).unwrap_err().word();
+        assert_eq!(word(b"link-out"), "outside_root");
+        assert_eq!(word(b"missing"), "not_found");
+        assert_eq!(word(b"../secret.txt"), "dot_dot");
+        assert_eq!(word(b"sub"), "not_a_file");
         std::fs::remove_dir_all(base).unwrap();
     }
 

@@ -1,7 +1,9 @@
 //! The server's own certificate, checked at start and at each reload
 //! (`tls::server_config`): is it valid now, and is it a leaf? rustls loads a certificate without asking either question;
 //! a client that verifies asks both at every handshake, so a mistake here
-//! would otherwise show only as every verifying client failing.
+//! would otherwise show only as every verifying client failing. And the
+//! subject of a certificate, written out ([`subject`]): a client's, for
+//! the access log.
 //!
 //! This module reads the two facts out of the certificate's DER with a small
 //! reader of its own (tag, length, contents: just enough X.509 to reach the
@@ -259,6 +261,124 @@ fn common_name(name: &[u8]) -> Option<String> {
     None
 }
 
+/// A certificate's subject as RFC 4514 writes a distinguished name, most
+/// significant last as OpenSSL's `-nameopt RFC2253` and nginx's
+/// `$ssl_client_s_dn` do (`CN=alice,O=Example,C=FR`): for the access log's
+/// `client_subject=`. `None` if the certificate cannot be read.
+pub fn subject(der: &[u8]) -> Option<String> {
+    let mut tbs = Der(Der(Der(der).only(SEQUENCE)?).expect(SEQUENCE)?);
+    tbs.optional(VERSION)?;
+    tbs.expect(INTEGER)?; // serialNumber
+    tbs.expect(SEQUENCE)?; // signature
+    tbs.expect(SEQUENCE)?; // issuer
+    tbs.expect(SEQUENCE)?; // validity
+    let mut rdns = Der(tbs.expect(SEQUENCE)?);
+    let mut parts = Vec::new();
+    while !rdns.is_empty() {
+        let (_, set) = rdns.next()?;
+        let mut atvs = Der(set);
+        let mut rdn = Vec::new();
+        while !atvs.is_empty() {
+            let mut atv = Der(atvs.expect(SEQUENCE)?);
+            let oid = atv.expect(OID)?;
+            let (tag, value) = atv.next()?;
+            rdn.push(format!(
+                "{}={}",
+                attribute_name(oid),
+                attribute_value(tag, value)
+            ));
+        }
+        parts.push(rdn.join("+"));
+    }
+    parts.reverse();
+    Some(parts.join(","))
+}
+
+/// The short name of a subject attribute (RFC 4514 3, and those OpenSSL
+/// prints), or its OID in dotted form.
+fn attribute_name(oid: &[u8]) -> String {
+    let known = match oid {
+        [0x55, 0x04, 0x03] => "CN",
+        [0x55, 0x04, 0x05] => "serialNumber",
+        [0x55, 0x04, 0x06] => "C",
+        [0x55, 0x04, 0x07] => "L",
+        [0x55, 0x04, 0x08] => "ST",
+        [0x55, 0x04, 0x09] => "STREET",
+        [0x55, 0x04, 0x0a] => "O",
+        [0x55, 0x04, 0x0b] => "OU",
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress",
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID",
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC",
+        _ => return dotted(oid),
+    };
+    known.to_string()
+}
+
+/// An OID's contents in dotted decimal (`2.5.4.42`).
+fn dotted(oid: &[u8]) -> String {
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut arc: u64 = 0;
+    for &b in oid {
+        arc = (arc << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            arcs.push(arc);
+            arc = 0;
+        }
+    }
+    let mut out = match arcs.first() {
+        Some(&first) if first < 80 => format!("{}.{}", first / 40, first % 40),
+        Some(&first) => format!("2.{}", first - 80),
+        None => return "0".into(),
+    };
+    for a in &arcs[1..] {
+        out.push_str(&format!(".{a}"));
+    }
+    out
+}
+
+/// An attribute's value as RFC 4514 writes it: the text of a string type
+/// (UTF8String, PrintableString, IA5String, TeletexString taken as Latin-1),
+/// with `,` `+` `"` `\` `<` `>` `;` and a leading `#` or space, or a
+/// trailing space, escaped by a backslash; any other type, or text that is
+/// not valid, as `#` and the hex of its contents.
+fn attribute_value(tag: u8, value: &[u8]) -> String {
+    const UTF8_STRING: u8 = 0x0c;
+    const PRINTABLE_STRING: u8 = 0x13;
+    const TELETEX_STRING: u8 = 0x14;
+    const IA5_STRING: u8 = 0x16;
+    let text = match tag {
+        UTF8_STRING | PRINTABLE_STRING | IA5_STRING => {
+            std::str::from_utf8(value).ok().map(str::to_string)
+        }
+        TELETEX_STRING => Some(value.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    };
+    let Some(text) = text else {
+        return value.iter().fold("#".to_string(), |mut s, b| {
+            s.push_str(&format!("{b:02x}"));
+            s
+        });
+    };
+    let last = text.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A certificate's notAfter, in seconds since the Unix epoch (for the
+/// metrics); `None` if it cannot be read.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    read_certificate(der).map(|facts| facts.not_after.unix())
+}
+
 /// What the log says of a certificate that was loaded: `CN=NAME, valid
 /// until DATE`; `None` if it cannot be read.
 pub fn describe(der: &[u8]) -> Option<String> {
@@ -495,6 +615,7 @@ mod tests {
         let facts = read_certificate(&der).unwrap();
         assert_eq!(facts.not_before, midnight(1975, 1, 1));
         assert_eq!(facts.not_after, midnight(4096, 1, 1));
+        assert_eq!(not_after(&der), Some(midnight(4096, 1, 1).unix()));
         assert!(!facts.ca);
         assert_eq!(check(&der, at(2026, 6, 1)), Verdict::Fine);
         // basicConstraints present with cA FALSE.
@@ -542,6 +663,27 @@ mod tests {
             p.not_after = date_time_ymd(2020, 1, 1);
         });
         assert_eq!(check(&old_ca, at(2026, 6, 1)), Verdict::CaAsLeaf);
+    }
+
+    #[test]
+    fn a_subject_reads_as_rfc_4514_writes_it() {
+        use rcgen::DnType;
+        let der = cert(|p| {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(DnType::CountryName, "FR");
+            p.distinguished_name
+                .push(DnType::OrganizationName, "Example, Inc.");
+            p.distinguished_name.push(DnType::CommonName, "alice");
+        });
+        assert_eq!(
+            subject(&der).as_deref(),
+            Some(r"CN=alice,O=Example\, Inc.,C=FR")
+        );
+        assert_eq!(subject(b"not a certificate"), None);
+        assert_eq!(dotted(&[0x55, 0x04, 0x2a]), "2.5.4.42");
+        assert_eq!(attribute_value(0x0c, b"#x; "), r"\#x\;\ ");
+        assert_eq!(attribute_value(0x0c, b" #"), r"\ #");
+        assert_eq!(attribute_value(0x1e, &[0, 0x41]), "#0041");
     }
 
     #[test]

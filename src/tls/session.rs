@@ -69,6 +69,9 @@ pub struct ServerSession {
     sent: usize,
     /// The peer's close_notify arrived, or its FIN.
     ended: bool,
+    /// The name the ClientHello asked for (SNI), if it named one
+    /// (`sni.rs`).
+    server_name: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -89,7 +92,13 @@ impl ServerSession {
             outgoing: Vec::new(),
             sent: 0,
             ended: false,
+            server_name: None,
         })
+    }
+
+    /// The name the client asked for in its ClientHello (SNI), if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     /// The negotiated parameters and the handshake's progress.
@@ -232,6 +241,25 @@ impl ServerSession {
     /// Stops when it needs more input. Returns how much of `input` it used
     /// (what is left is the start of a record) and the plaintext's length.
     fn process(
+        &mut self,
+        input: &mut [u8],
+        plain: &mut [u8],
+    ) -> Result<(usize, usize), rustls::Error> {
+        // While handshaking, the ClientHello may be among these records:
+        // the name it asked for is noted as rustls processes it (`sni.rs`).
+        if !self.conn.is_handshaking() {
+            return self.process_records(input, plain);
+        }
+        super::sni::take();
+        let result = self.process_records(input, plain);
+        if let Some(name) = super::sni::take() {
+            self.server_name = Some(name);
+        }
+        result
+    }
+
+    /// [`process`](Self::process), once the name is taken care of.
+    fn process_records(
         &mut self,
         input: &mut [u8],
         plain: &mut [u8],

@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 use super::{stat, Server, PATIENCE};
 
 /// Figures the line shows only once they are not zero (`src/stats.rs`).
-const ONCE_NOT_ZERO: &[&str] = &["denied", "per_ip_rejected", "proxy_errors", "log_dropped"];
+const ONCE_NOT_ZERO: &[&str] = &[
+    "denied",
+    "per_ip_rejected",
+    "proxy_errors",
+    "checks",
+    "log_dropped",
+];
 
 /// One `stats:` line (the final one too).
 pub struct Stats(pub String);
