@@ -56,9 +56,17 @@ pub fn set_worker(id: usize) {
 /// name their worker in a field of their own (the access log's,
 /// `access_log.rs`), so that they have one shape with one worker or many.
 pub fn info_unmarked(args: std::fmt::Arguments<'_>) {
+    for_the_server(|| log::info!("{args}"));
+}
+
+/// Runs `f`, whose lines speak for the whole server rather than this
+/// worker (a reload, which worker 0 does for all), without the
+/// `worker N: ` before them.
+pub fn for_the_server<R>(f: impl FnOnce() -> R) -> R {
     let worker = WORKER.with(|w| w.take());
-    log::info!("{args}");
+    let r = f();
     WORKER.with(|w| w.set(worker));
+    r
 }
 
 /// Lines that could not be written since the process started.

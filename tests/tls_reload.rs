@@ -160,6 +160,17 @@ fn under_workers_a_reload_is_one_line_and_one_count_and_every_worker_serves_it()
         "{:?}",
         server.log()
     );
+    // Worker 0 reloads for all: its lines speak for the server, and carry
+    // no `worker 0: ` of their own.
+    let reload_lines: Vec<_> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("SIGHUP"))
+        .collect();
+    assert!(
+        reload_lines.iter().all(|l| !l.contains("worker ")),
+        "{reload_lines:?}"
+    );
     drop(open);
 }
 

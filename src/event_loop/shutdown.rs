@@ -112,20 +112,20 @@ impl Server {
                         worker.tls.publish(config.clone());
                     }
                     *current = config;
-                    log::info!("SIGHUP: TLS reloaded: {described}");
+                    logging::for_the_server(|| log::info!("SIGHUP: TLS reloaded: {described}"));
                     format!("TLS reloaded: {described}")
                 }
                 Err(e) => {
                     self.tally.stats.tls_reload_failures += 1;
                     let why = format!("TLS not reloaded, the old certificate stays: {e}");
-                    log::error!("SIGHUP: {why}");
+                    logging::for_the_server(|| log::error!("SIGHUP: {why}"));
                     why
                 }
             };
             crate::systemd::ready(Some(&status));
             return;
         }
-        log::info!("SIGHUP: nothing to reload (no TLS)");
+        logging::for_the_server(|| log::info!("SIGHUP: nothing to reload (no TLS)"));
         crate::systemd::ready(None);
     }
 
