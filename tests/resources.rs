@@ -368,3 +368,38 @@ fn a_descriptor_limit_episode_logs_one_warning_however_many_clients_cycle() {
     assert_eq!(server.log_lines("cannot accept").len(), 1);
     assert_eq!(server.log_lines("accepting connections again").len(), 1);
 }
+
+/// Descriptors are the process's: with two workers both run out at once,
+/// and the log says so once, and once that it has passed, not once per
+/// worker.
+#[test]
+fn with_workers_a_descriptor_episode_is_one_warning_and_one_recovery() {
+    let mut server = Server::start_cmd(with_fd_limit(48), &["echo", "--workers", "2"]);
+    server.wait_for_log("needs about");
+    // More than fit: both workers' queues (one socket each) hold clients
+    // that wait.
+    let mut clients: Vec<_> = (0..80).map(|_| connect(server.addr)).collect();
+    for s in clients.iter_mut() {
+        s.write_all(b"x").unwrap();
+    }
+    server.wait_for_log("cannot accept");
+    // Each worker retries every 250 ms: a second is four tries each.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        server.log_lines("cannot accept").len(),
+        1,
+        "{:?}",
+        server.log()
+    );
+    // Room for everyone: one line says it has passed.
+    clients.truncate(10);
+    server.wait_for_log("accepting connections again");
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.log_lines("accepting connections again").len(), 1);
+    assert_eq!(server.log_lines("cannot accept").len(), 1);
+    assert!(
+        server.log_lines("cannot accept")[0].contains("] cannot accept"),
+        "a line for the server, not a worker's: {:?}",
+        server.log_lines("cannot accept")
+    );
+}

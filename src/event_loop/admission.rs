@@ -23,6 +23,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -31,6 +32,7 @@ use super::report::{since_last, NOTICE_EVERY};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
+use crate::logging;
 use crate::logging::Verdict;
 use crate::protocol::CloseReason;
 use crate::spread::{Handed, Route};
@@ -50,6 +52,12 @@ pub(super) const ACCEPT_CALM: Duration = Duration::from_secs(1);
 /// TLS handshake, or a PROXY header, before they are told); beyond it they
 /// are closed without a word on a TLS or PROXY listener.
 pub(super) const MAX_REJECTING: usize = 64;
+
+/// Loops of this process in an episode of failing accepts: the first to
+/// enter one warns and the last to leave says it has passed, so that with
+/// several workers the log says each once (issue 21, one event one line).
+/// Touched only when an episode begins or ends.
+static TROUBLED_WORKERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether, and how eagerly, the listener is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,17 +244,28 @@ impl Server {
                     last: now,
                     failures: 1,
                 });
-                if sys::is_resource_exhaustion(e) {
-                    log::warn!(
-                        "cannot accept: {e}; serving the {} open connections, \
-                         new clients wait until a descriptor frees",
-                        self.conns.len()
-                    );
-                } else {
-                    log::warn!("cannot accept: {e}; retrying");
+                // Descriptors are the process's: with several workers all
+                // run out at once, and the first to say so speaks for all.
+                if TROUBLED_WORKERS.fetch_add(1, Ordering::Relaxed) > 0 {
+                    return self.pause_only(now);
                 }
+                logging::for_the_server(|| {
+                    if sys::is_resource_exhaustion(e) {
+                        log::warn!(
+                            "cannot accept: {e}; serving the open connections, \
+                             new clients wait until a descriptor frees"
+                        );
+                    } else {
+                        log::warn!("cannot accept: {e}; retrying");
+                    }
+                });
             }
         }
+        self.pause_only(now);
+    }
+
+    /// Pauses accepting until the retry timer (or a freed descriptor).
+    fn pause_only(&mut self, now: Instant) {
         self.admission.accepting = Accepting::Paused;
         self.arm_accept_retry(now + ACCEPT_RETRY);
     }
@@ -271,13 +290,19 @@ impl Server {
             return;
         }
         self.admission.trouble = None;
-        log::info!(
-            "accepting connections again: no accept failed for {} s \
-             ({} failed over {} ms)",
-            ACCEPT_CALM.as_secs(),
-            t.failures,
-            t.last.duration_since(t.since).as_millis()
-        );
+        // The last worker whose episode passes says so, for all.
+        if TROUBLED_WORKERS.fetch_sub(1, Ordering::Relaxed) > 1 {
+            return;
+        }
+        logging::for_the_server(|| {
+            log::info!(
+                "accepting connections again: no accept failed for {} s \
+                 ({} failed over {} ms)",
+                ACCEPT_CALM.as_secs(),
+                t.failures,
+                t.last.duration_since(t.since).as_millis()
+            )
+        });
     }
 
     /// Keeps one live `AcceptRetry` entry, due at the earliest time asked.
