@@ -98,7 +98,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ProxyError => "bad or missing PROXY header",
             CloseReason::Truncated => "output cut short: reset sent",
-            CloseReason::Check => "a health check: closed without a byte either way",
+            CloseReason::Check => "a health check: closed by the peer without a word",
         })
     }
 }

@@ -243,3 +243,36 @@ fn a_connection_that_says_nothing_and_goes_is_a_check_not_a_client() {
     server.wait_for_log("end=check");
     server.wait_stats(&[("total", 1), ("checks", 1), ("active", 0)]);
 }
+
+/// A broadcast listener never says a word, and one killed with lines still
+/// unread resets the connection as a health check does; it was served
+/// (it was sent the room's lines), so it is a client, not a check.
+#[test]
+fn a_listener_sent_the_rooms_lines_is_a_client_however_it_leaves() {
+    let mut server = Server::start(&[
+        "broadcast",
+        "--access-log",
+        "--stats-interval",
+        "0.1",
+        "--log-level",
+        "debug",
+    ]);
+    let mut listener = connect(server.addr);
+    let mut speaker = connect(server.addr);
+    server.wait_accepted(2);
+    for i in 0..50 {
+        speaker.write_all(format!("line {i}\n").as_bytes()).unwrap();
+    }
+    let want: usize = (0..50)
+        .map(|i| format!("[Broadcast] line {i}\n").len())
+        .sum();
+    read_n(&mut listener, want);
+    socket2::SockRef::from(&listener)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(listener);
+    let line = server.wait_for_log("access conn=1 ");
+    assert!(!line.contains("end=check"), "{line}");
+    drop(speaker);
+    server.wait_stats(&[("total", 2), ("checks", 0), ("active", 0)]);
+}

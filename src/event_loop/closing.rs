@@ -403,7 +403,9 @@ impl Server {
     /// served. So the peer must have reset the connection (an abortive
     /// close: what it was sent went unread, or it did not care, as
     /// HAProxy's checks do), or sent its FIN before its TCP acknowledged a
-    /// byte of ours. Asked once per connection that ends so, never per
+    /// byte of ours. A room's member that was sent other members' lines
+    /// was proven a client then (`deliver`), however it leaves: a listener
+    /// killed with lines unread resets too. Asked once per connection that ends so, never per
     /// message. A client turned away (`refusing`) is not one: it is
     /// counted where it was turned away.
     pub(super) fn ends_as_check(&self, token: Token, how: PeerEnd) -> bool {

@@ -149,6 +149,10 @@ impl Server {
                 if let Some(conn) = self.conns.get_mut(to) {
                     if conn.accepts_output() {
                         conn.queue.push_shared(chunk);
+                        // A member sent the room's lines is being served,
+                        // however it leaves: a client, not a health check
+                        // (`ends_as_check`), even if it never says a word.
+                        self.tally.client(conn);
                         receivers.push(to);
                     }
                 }

@@ -172,7 +172,7 @@ pub fn exposition(f: &Figures) -> String {
         &mut out,
         "monoloop_health_checks_total",
         "counter",
-        "Connections closed by the peer without a byte either way: health checks, not clients.",
+        "Connections closed by the peer without a word, before they could have been served: health checks, not clients.",
         &one(s.checks),
     );
     family(
