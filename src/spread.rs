@@ -34,8 +34,12 @@
 //!
 //! A worker whose loop stopped turning still gets a few connections
 //! before its load, which counts them, makes it no longer the least
-//! loaded; a worker whose loop has ended (shutdown) takes none: the send
-//! fails and the connection is served where it was accepted.
+//! loaded. A worker that begins its shutdown, or whose loop failed, is
+//! retired (`worker_link::Slots::retire`, [`RETIRED`]): it is never chosen
+//! again, so the others go on spreading among themselves; a connection
+//! handed to it just before is closed as a closed listener would refuse
+//! it, and one whose send fails (its loop has ended) is served where it
+//! was accepted.
 
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
@@ -58,11 +62,17 @@ pub enum Route {
 /// than the slack; then that worker (the first of them, if several) takes
 /// it.
 pub fn choose(me: usize, loads: &[usize]) -> Route {
-    let Some((least, &fewest)) = loads.iter().enumerate().min_by_key(|&(_, load)| *load) else {
+    let live = || loads.iter().copied().filter(|&load| load != RETIRED);
+    let Some((least, &fewest)) = loads
+        .iter()
+        .enumerate()
+        .filter(|&(_, &load)| load != RETIRED)
+        .min_by_key(|&(_, load)| *load)
+    else {
         return Route::Keep;
     };
     let mine = loads.get(me).copied().unwrap_or(0);
-    if mine > fewest + slack(loads) {
+    if mine != RETIRED && mine > fewest + slack(live()) {
         Route::HandTo(least)
     } else {
         Route::Keep
@@ -74,10 +84,15 @@ pub fn choose(me: usize, loads: &[usize]) -> Route {
 /// accepted by one worker, 40 connections over two end 21 / 19, 200 end
 /// 104 / 96 and 1000 end 516 / 484: a large server moves few connections
 /// to undo small differences.
-fn slack(loads: &[usize]) -> usize {
-    let total: usize = loads.iter().sum();
-    1 + total / (16 * loads.len().max(1))
+fn slack(live: impl Iterator<Item = usize>) -> usize {
+    let (n, total) = live.fold((0, 0), |(n, total), load| (n + 1, total + load));
+    1 + total / (16 * n).max(1)
 }
+
+/// A worker's load as [`choose`] reads it once the worker takes no more
+/// connections (`worker_link::Slots::retire`): it is never chosen, and its
+/// connections do not count in the others' slack.
+pub const RETIRED: usize = usize::MAX;
 
 /// A connection on its way from the worker that accepted it to the one
 /// that serves it.
@@ -170,6 +185,19 @@ mod tests {
         assert_eq!(choose(0, &[]), Route::Keep);
     }
 
+    /// A worker that takes no more (shut down, or its loop failed) is
+    /// never chosen, however few it serves, and the others go on spreading
+    /// among themselves.
+    #[test]
+    fn a_retired_worker_is_never_chosen() {
+        assert_eq!(choose(0, &[5, RETIRED, 2]), Route::HandTo(2));
+        assert_eq!(choose(0, &[2, RETIRED]), Route::Keep);
+        assert_eq!(choose(1, &[RETIRED, 3, 0]), Route::HandTo(2));
+        assert_eq!(choose(0, &[RETIRED, RETIRED]), Route::Keep);
+        // Its load counts in nobody's slack (no overflow either).
+        assert_eq!(choose(0, &[3, RETIRED, 0]), Route::HandTo(2));
+    }
+
     /// What the rule makes of connections that all reach one worker (the
     /// first to wake, on a shared socket): an even spread, within the
     /// slack, whatever the others do meanwhile.
@@ -190,7 +218,10 @@ mod tests {
             }
             assert_eq!(loads, expected);
             let (most, least) = (loads.iter().max().unwrap(), loads.iter().min().unwrap());
-            assert!(most - least <= slack(&loads) + 1, "{loads:?}");
+            assert!(
+                most - least <= slack(loads.iter().copied()) + 1,
+                "{loads:?}"
+            );
             // No worker above 120 % of its share (60 % of two workers').
             assert!(most * workers * 100 <= n * 120, "{loads:?}");
         }

@@ -49,6 +49,9 @@ pub struct Slots {
     taken: Arc<AtomicUsize>,
     max: usize,
     loads: Arc<[AtomicUsize]>,
+    /// Workers that take no more connections (shut down, or their loop
+    /// failed): never chosen to be handed one.
+    retired: Arc<[AtomicBool]>,
 }
 
 impl Slots {
@@ -58,6 +61,7 @@ impl Slots {
             taken: Arc::new(AtomicUsize::new(0)),
             max,
             loads: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            retired: (0..workers).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -89,10 +93,26 @@ impl Slots {
         self.taken.load(Ordering::Acquire)
     }
 
-    /// Each worker's load now, into `out` (one entry per worker).
+    /// Each worker's load now, into `out` (one entry per worker);
+    /// [`RETIRED`](crate::spread::RETIRED) for one that takes no more.
     pub fn loads(&self, out: &mut Vec<usize>) {
         out.clear();
-        out.extend(self.loads.iter().map(|l| l.load(Ordering::Acquire)));
+        out.extend(self.loads.iter().zip(self.retired.iter()).map(|(l, r)| {
+            if r.load(Ordering::Acquire) {
+                crate::spread::RETIRED
+            } else {
+                l.load(Ordering::Acquire)
+            }
+        }));
+    }
+
+    /// `worker` takes no more connections (it is shutting down, or its loop
+    /// failed): the others stop handing it any, and keep spreading among
+    /// themselves. Once per worker's life.
+    pub fn retire(&self, worker: usize) {
+        if let Some(r) = self.retired.get(worker) {
+            r.store(true, Ordering::Release);
+        }
     }
 
     /// One more for `worker`'s load.
@@ -456,6 +476,11 @@ impl Worker {
 
     /// Where a connection this worker has just accepted is served
     /// (`spread::choose`, on every worker's load now).
+    /// This worker takes no more connections ([`Slots::retire`]).
+    pub fn retire(&self) {
+        self.slots.retire(self.id);
+    }
+
     pub fn route(&mut self) -> Route {
         self.slots.loads(&mut self.loads);
         crate::spread::choose(self.id, &self.loads)

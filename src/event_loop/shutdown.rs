@@ -45,6 +45,9 @@ impl Server {
     /// name in the shared registry (the relay's departure lines go out to
     /// the other workers too).
     pub(super) fn abandon(&mut self) {
+        if let Some(worker) = self.worker.as_ref() {
+            worker.retire();
+        }
         log::error!(
             "event loop failed: closing {}",
             connections(self.conns.len())
@@ -135,6 +138,10 @@ impl Server {
     /// [`Drain::Finish`]) stays open and goes on producing it; the drain
     /// timeout ends whatever has not finished by then (`time.rs`).
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
+        // The other workers stop handing this one connections.
+        if let Some(worker) = self.worker.as_ref() {
+            worker.retire();
+        }
         crate::systemd::notify("STOPPING=1");
         let deadline = now + self.opts.drain_timeout;
         self.draining = Some(deadline);
