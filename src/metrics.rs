@@ -85,9 +85,10 @@ const ACCEPTS_PER_EVENT: usize = MAX_CLIENTS;
 pub struct Figures {
     pub stats: Stats,
     pub active: usize,
-    /// Connections a shutdown's drain still waits for (0 unless draining):
-    /// `active` no longer counts them, as each gave its slot back when the
-    /// drain began.
+    /// Connections a shutdown's drain still waits for (0 unless draining).
+    /// Most gave their slot back when the drain began, and `active` no
+    /// longer counts them; a download that goes on through the drain
+    /// (`Drain::Finish`) keeps its slot, and counts in both.
     pub draining_conns: usize,
     /// What the server was set up with, the same on every worker: the
     /// scraped worker's.
