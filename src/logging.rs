@@ -269,6 +269,34 @@ pub struct Throttle {
     held: u64,
 }
 
+/// A [`Throttle`] for the whole process: for a condition every worker can
+/// meet at once (the server full, a failed handshake), said once per
+/// interval for the server, not once per worker. A lock taken only when
+/// the condition occurs, never on the way of a served byte.
+#[derive(Debug)]
+pub struct SharedThrottle(std::sync::Mutex<Throttle>);
+
+impl Default for SharedThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SharedThrottle {
+    pub const fn new() -> Self {
+        Self(std::sync::Mutex::new(Throttle {
+            last: None,
+            held: 0,
+        }))
+    }
+
+    /// As [`Throttle::check`], for every worker at once.
+    pub fn check(&self, now: Instant, every: Duration) -> Verdict {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.check(now, every)
+    }
+}
+
 /// What a [`Throttle`] says about one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -571,3 +571,30 @@ fn access_lines_have_one_shape_and_numbers_unique_in_the_process() {
         "all {CLIENTS} on one worker: {workers:?}"
     );
 }
+
+/// The server full is the whole server's condition: with four workers it
+/// is said once a minute for all, not once per worker that turns a client
+/// away (each worker's queue gets some of the 40).
+#[test]
+fn a_full_server_with_workers_says_so_once() {
+    let mut server = Server::start(&[
+        "echo",
+        "--workers",
+        "4",
+        "--max-connections",
+        "1",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut kept = connect(server.addr);
+    kept.write_all(b"in").unwrap();
+    expect(&mut kept, b"in");
+    for _ in 0..40 {
+        let mut s = connect(server.addr);
+        assert_eq!(read_to_eof(&mut s).0, b"Server is full. Try again later.\n");
+    }
+    server.wait_stats(&[("rejected", 40)]);
+    let said = server.log_lines("server full");
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(!said[0].contains("worker "), "{}", said[0]);
+}

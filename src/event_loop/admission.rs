@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 
-use super::report::{since_last, NOTICE_EVERY};
+use super::report::{since_last, FULL_NOTICE, NOTICE_EVERY};
 use super::Server;
 use crate::access_log;
 use crate::connection::{Connection, Refusal};
@@ -370,12 +370,14 @@ impl Server {
             log::debug!("rejected {peer}: server full");
             // Said where an operator sees it, but at most once a minute:
             // a flood of clients must not write a line each.
-            if let Verdict::Log { held } = self.report.full_notice.check(now, NOTICE_EVERY) {
-                log::warn!(
-                    "server full (--max-connections {}): turning clients away {}",
-                    self.opts.max_connections,
-                    since_last(held, "turned away")
-                );
+            if let Verdict::Log { held } = FULL_NOTICE.check(now, NOTICE_EVERY) {
+                logging::for_the_server(|| {
+                    log::warn!(
+                        "server full (--max-connections {}): turning clients away {}",
+                        self.opts.max_connections,
+                        since_last(held, "turned away")
+                    )
+                });
             }
             let waits = self.is_tls() || self.gate.as_ref().is_some_and(|g| g.proxy());
             if !waits || self.admission.rejecting >= MAX_REJECTING {

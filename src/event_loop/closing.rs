@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::admission::{Accepting, Limit};
-use super::report::{since_last, NOTICE_EVERY};
+use super::report::{since_last, HANDSHAKE_NOTICE, NOTICE_EVERY};
 use super::time::TimerKey;
 use super::{peer_name, step_ctx, Server};
 use crate::connection::{Connection, Stage, WriteOutcome};
@@ -387,11 +387,13 @@ impl Server {
             "conn #{} {peer}: TLS handshake failed: {why}",
             conn.number()
         );
-        if let Verdict::Log { held } = self.report.handshake_notice.check(now, NOTICE_EVERY) {
-            log::warn!(
-                "TLS handshake failed from {peer}: {why} {}",
-                since_last(held, "failed")
-            );
+        if let Verdict::Log { held } = HANDSHAKE_NOTICE.check(now, NOTICE_EVERY) {
+            crate::logging::for_the_server(|| {
+                log::warn!(
+                    "TLS handshake failed from {peer}: {why} {}",
+                    since_last(held, "failed")
+                )
+            });
         }
     }
 

@@ -18,7 +18,7 @@ use super::time::TimerKey;
 use super::Server;
 use crate::access_log::AccessLog;
 use crate::connection::Connection;
-use crate::logging::{self, Throttle};
+use crate::logging::{self, SharedThrottle};
 use crate::metrics::{self, Figures, Metrics, Settings};
 use crate::stats::{Reporter, Stats};
 use crate::worker_link::Event;
@@ -98,11 +98,13 @@ pub(super) struct Report {
     /// The figures last posted (counters, active connections, those a
     /// drain waits for).
     posted: Option<(Stats, usize, usize)>,
-    /// Conditions clients cause at any rate, said at most once per
-    /// `NOTICE_EVERY` each: the server full, a TLS handshake failed.
-    pub(super) full_notice: Throttle,
-    pub(super) handshake_notice: Throttle,
 }
+
+/// Conditions clients cause at any rate, said at most once per
+/// `NOTICE_EVERY` each for the whole server (every worker meets them at
+/// once): the server full, a TLS handshake failed.
+pub(super) static FULL_NOTICE: SharedThrottle = SharedThrottle::new();
+pub(super) static HANDSHAKE_NOTICE: SharedThrottle = SharedThrottle::new();
 
 /// How often a condition clients can cause at any rate (the server full, a
 /// failed TLS handshake) is said above debug, at most: once a minute, so
@@ -129,8 +131,6 @@ impl Report {
             publish_next: now,
             publish_armed: false,
             posted: None,
-            full_notice: Throttle::default(),
-            handshake_notice: Throttle::default(),
         }
     }
 }
