@@ -323,7 +323,9 @@ impl Connection {
     /// True if the peer's TCP has acknowledged none of what we sent: it
     /// cannot have read any of it.
     pub fn nothing_acked(&self) -> bool {
-        crate::sys::bytes_acked(self.stream.as_raw_fd()) == 0
+        // Unknown (an old kernel) counts as acknowledged: a client, never
+        // a client mistaken for a check.
+        crate::sys::bytes_acked(self.stream.as_raw_fd()) == Some(0)
     }
 
     /// The peer's address, as the kernel has it (`None` once it is gone).

@@ -371,9 +371,11 @@ pub fn unacked(fd: RawFd) -> usize {
 
 /// Bytes sent on socket `fd` that the peer's TCP has acknowledged
 /// (`tcpi_bytes_acked` of TCP_INFO, Linux 4.1 and later; still there after
-/// a reset). Zero means the peer cannot have read a byte of ours yet. Read
-/// only when a connection ends without a byte from its peer.
-pub fn bytes_acked(fd: RawFd) -> u64 {
+/// a reset). Zero means the peer cannot have read a byte of ours yet;
+/// `None` that the kernel did not say (an error, or a kernel older than
+/// 4.1 whose TCP_INFO stops before the field). Read only when a connection
+/// ends without a byte from its peer.
+pub fn bytes_acked(fd: RawFd) -> Option<u64> {
     // SAFETY: tcp_info is plain integers, for which zero is a value;
     // getsockopt writes at most `len` bytes into it and says how many.
     unsafe {
@@ -386,11 +388,9 @@ pub fn bytes_acked(fd: RawFd) -> u64 {
             (&mut info as *mut libc::tcp_info).cast(),
             &mut len,
         );
-        if rc == 0 {
-            info.tcpi_bytes_acked
-        } else {
-            0
-        }
+        let end =
+            std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + std::mem::size_of::<u64>();
+        (rc == 0 && len as usize >= end).then_some(info.tcpi_bytes_acked)
     }
 }
 
@@ -478,14 +478,14 @@ mod tests {
         let (mut server, _) = l.accept().unwrap();
         assert_eq!(
             bytes_acked(server.as_raw_fd()),
-            0,
+            Some(0),
             "the handshake is not data"
         );
         server.write_all(b"hello").unwrap();
         let mut got = [0u8; 5];
         client.read_exact(&mut got).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while bytes_acked(server.as_raw_fd()) < 5 {
+        while bytes_acked(server.as_raw_fd()) < Some(5) {
             assert!(std::time::Instant::now() < deadline, "never acknowledged");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -495,7 +495,10 @@ mod tests {
         drop(client);
         let mut buf = [0u8; 8];
         assert!(server.read(&mut buf).is_err(), "a reset");
-        assert_eq!(bytes_acked(server.as_raw_fd()), 5);
+        assert_eq!(bytes_acked(server.as_raw_fd()), Some(5));
+        // A descriptor that is no socket: the kernel does not say.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(bytes_acked(file.as_raw_fd()), None);
     }
 
     fn at(addr: &str) -> Bind {
