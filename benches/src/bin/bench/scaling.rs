@@ -140,7 +140,7 @@ pub fn measure_scaling(quick: bool) -> Scaling {
                         continue;
                     }
                     eprintln!(
-                        "   {:9} {:>10.0} msg/s  cpu {:.2} µs/msg  p99 {:>6} µs  lg_cpu {:.2}",
+                        "   {:9} {:>10.0} msg/s  cpu {:.3} µs/msg  p99 {:>6} µs  lg_cpu {:.2}",
                         spec.name, sample.rate, sample.cpu_us, sample.p99, sample.lg_cpu
                     );
                     m.samples
@@ -218,7 +218,7 @@ pub fn render_scaling(m: &Scaling) -> String {
         let lg = lg_mark(v);
         let med = |f: fn(&Sample) -> f64| median_of(v, f);
         Some(format!(
-            "{}{lg} | {} – {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}",
+            "{}{lg} | {} – {} | {:.2} | {:.3} | {:.3} | {:.3} | {:.2} | {:.0}",
             fmt_rate(rate),
             fmt_rate(lo),
             fmt_rate(hi),
