@@ -11,6 +11,13 @@
 //!   of the main tables), against `monoloop broadcast --workers w`: the kernel spreads the
 //!   receivers over the workers, so with several, every line crosses the hub.
 //!
+//! With fewer than three cores (`shares_cores`) there is no core to spare
+//! for the load generator, so rate against workers cannot be shown; what
+//! can be is the cost workers add (issue 23). There the section measures 1
+//! and 2 workers (1 to `cores`) with the server on all the cores and the load
+//! generator pinned to the last of them, sharing it with the server: msg/s is
+//! then not the figure to read, CPU per message is.
+//!
 //! The server is pinned to the set of its cores, not each thread to a core
 //! of its own. Neither monoloop nor tokio pins its threads, so the kernel
 //! places them within the set as it would on a machine of that size; the
@@ -47,8 +54,12 @@ pub struct Scaling {
     pub repeats: usize,
     /// The cores this process may run on.
     pub cores: usize,
-    /// The worker counts measured, 1 to cores − 1.
+    /// The worker counts measured, 1 to cores − 1 (1 to cores when
+    /// `shares_cores`).
     pub workers: Vec<usize>,
+    /// Fewer than three cores: the server on all of them, the load
+    /// generator sharing the last.
+    pub shares_cores: bool,
     /// Per scenario, worker count and server, one sample per repeat that
     /// gave a result.
     pub samples: BTreeMap<(&'static str, usize, &'static str), Vec<Sample>>,
@@ -101,12 +112,15 @@ pub fn measure_scaling(quick: bool) -> Scaling {
         ],
         false,
     );
+    let shares_cores = cores < 3;
+    let max_w = if shares_cores { cores } else { cores - 1 };
     let mut m = Scaling {
         secs,
         warmup,
         repeats,
         cores,
-        workers: (1..=cores.saturating_sub(1).max(1)).collect(),
+        workers: (1..=max_w.max(1)).collect(),
+        shares_cores,
         samples: BTreeMap::new(),
     };
     for w in m.workers.clone() {
@@ -115,14 +129,18 @@ pub fn measure_scaling(quick: bool) -> Scaling {
             eprintln!("== scaling, {w} worker(s): {}", sc.key);
             for r in 0..repeats {
                 for spec in rotated(&specs, r) {
-                    let server = start_on(spec, 0..w, w);
+                    let server = if shares_cores {
+                        start_on(spec, 0..cores, cores - 1)
+                    } else {
+                        start_on(spec, 0..w, w)
+                    };
                     let (sample, _) = drive(&server, sc, &timing, Pass::Cpu);
                     if sample.msgs == 0.0 {
                         eprintln!("   {:9} no result", spec.name);
                         continue;
                     }
                     eprintln!(
-                        "   {:9} {:>10.0} msg/s  cpu {:.2} µs/msg  p99 {:>6} µs  lg_cpu {:.2}",
+                        "   {:9} {:>10.0} msg/s  cpu {:.3} µs/msg  p99 {:>6} µs  lg_cpu {:.2}",
                         spec.name, sample.rate, sample.cpu_us, sample.p99, sample.lg_cpu
                     );
                     m.samples
@@ -159,7 +177,21 @@ pub fn render_scaling(m: &Scaling) -> String {
         m.warmup,
         runs_note(m.repeats, "the median, and the range")
     );
-    if max_w == 1 {
+    if m.shares_cores && max_w > 1 {
+        let _ = writeln!(
+            s,
+            "This machine has {} cores, too few to spare one for the load generator, so the \
+             rate against workers cannot be shown here; what can be is the cost workers add \
+             (issue 23). With 1 to {max_w} workers the server is on all {} cores and the load \
+             generator on core {}, sharing it: msg/s says little, *CPU µs* per message or line \
+             is the figure to read, and *cores busy* includes time the server took from the \
+             load generator. The same command on a machine with three or more cores gives \
+             the tables described above.\n",
+            m.cores,
+            m.cores,
+            m.cores - 1
+        );
+    } else if max_w == 1 {
         let _ = writeln!(
             s,
             "This machine has {} core{}, one of them the load generator's, so the tables stop \
@@ -186,7 +218,7 @@ pub fn render_scaling(m: &Scaling) -> String {
         let lg = lg_mark(v);
         let med = |f: fn(&Sample) -> f64| median_of(v, f);
         Some(format!(
-            "{}{lg} | {} – {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}",
+            "{}{lg} | {} – {} | {:.2} | {:.3} | {:.3} | {:.3} | {:.2} | {:.0}",
             fmt_rate(rate),
             fmt_rate(lo),
             fmt_rate(hi),
