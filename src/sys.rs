@@ -329,28 +329,107 @@ pub fn is_client_abort(e: &io::Error) -> bool {
 /// call. Every message is one `recv` and one [`send`]; through mio's and
 /// std's wrappers each was two calls more, which the size-optimised
 /// release build does not inline (docs/benchmarks.md, "Binary size").
+///
+/// On x86-64 Linux it is the `syscall` instruction itself ([`raw`]), not
+/// glibc's `recv`: that is a cancellation point, and once the process has
+/// a second thread (`--workers 2` and up) glibc takes its slower
+/// cancellable path on every call (docs/benchmarks.md, "Issue 23, the
+/// cost of workers"). monoloop never cancels a thread.
 #[inline]
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the kernel
-    // writes at most that many.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    // writes at most that many, and no address is asked for.
+    return unsafe {
+        raw::call6(
+            libc::SYS_recvfrom,
+            [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    };
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        // SAFETY: as above.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 }
 
 /// One `send(2)` on a connected, non-blocking socket, as `Write::write`
 /// does it (`MSG_NOSIGNAL`: a closed peer is an `EPIPE`, never a signal).
+/// On x86-64 Linux, the `syscall` instruction itself, as [`recv`] is.
 #[inline]
 pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
-    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    let flags = libc::MSG_NOSIGNAL as usize;
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes; no address
+    // is given.
+    return unsafe {
+        raw::call6(
+            libc::SYS_sendto,
+            [
+                fd as usize,
+                bytes.as_ptr() as usize,
+                bytes.len(),
+                flags,
+                0,
+                0,
+            ],
+        )
+    };
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        // SAFETY: as above.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags as i32) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// A system call made with the `syscall` instruction, as the x86-64 Linux
+/// ABI defines it: the number in `rax`, arguments in `rdi`, `rsi`, `rdx`,
+/// `r10`, `r8`, `r9`; the result in `rax`, `-errno` on failure; `rcx` and
+/// `r11` overwritten. No libc in between: no cancellation point, no
+/// `errno` to write and read back.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod raw {
+    use std::io;
+
+    /// # Safety
+    /// `args` must be what system call `nr` expects: pointers valid for
+    /// what the call reads or writes through them.
+    #[inline(always)]
+    pub unsafe fn call6(nr: libc::c_long, args: [usize; 6]) -> io::Result<usize> {
+        let ret: isize;
+        // SAFETY: the caller's; the asm follows the kernel's ABI above.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => ret,
+                in("rdi") args[0],
+                in("rsi") args[1],
+                in("rdx") args[2],
+                in("r10") args[3],
+                in("r8") args[4],
+                in("r9") args[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        // -4095..-1 are errors (the kernel's -errno); anything else is the
+        // result.
+        if (-4095..0).contains(&ret) {
+            Err(io::Error::from_raw_os_error(-ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
     }
 }
 
@@ -469,6 +548,40 @@ mod tests {
     /// What `bytes_acked` says of a health check: nothing until the peer's
     /// TCP acknowledges a byte of ours, the handshake aside, and what it
     /// acknowledged still after it reset the connection.
+    /// recv and send say the kernel's errors as `io::Error`s, as libc's
+    /// would: a descriptor that is no socket, nothing to read yet, a peer
+    /// gone (EPIPE, never SIGPIPE: MSG_NOSIGNAL).
+    #[test]
+    fn recv_and_send_report_the_kernels_errors() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let e = recv(file.as_raw_fd(), &mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let e = recv(server.as_raw_fd(), &mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(send(client.as_raw_fd(), b"ping").unwrap(), 4);
+        server.set_nonblocking(false).unwrap();
+        let mut got = [0u8; 4];
+        assert_eq!(recv(server.as_raw_fd(), &mut got).unwrap(), 4);
+        assert_eq!(&got, b"ping");
+        drop(client);
+        let mut rest = Vec::new();
+        let _ = server.read_to_end(&mut rest);
+        // The peer is gone: the first send may still be taken, a later one
+        // fails with EPIPE or a reset, and no signal kills the test.
+        let failed = (0..50).find_map(|_| send(server.as_raw_fd(), b"x").err());
+        let e = failed.expect("sending to a closed peer never failed");
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bytes_acked_counts_only_acknowledged_data() {
         use std::io::{Read, Write};
