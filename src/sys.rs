@@ -7,7 +7,8 @@
 //! Everything here runs once, at start-up, before the loop, but for these:
 //! the classifiers of OS errors (which errors mean the peer left,
 //! which mean the process ran out of something), [`recv`] and [`send`],
-//! the two system calls of every message, [`unacked`], which a
+//! the two system calls of every message (made with the `syscall`
+//! instruction itself on x86-64 Linux, `raw`), [`unacked`], which a
 //! lingering close asks, and [`bytes_acked`], which a connection that
 //! ends without a byte from its peer asks (a health check, or not?). The loop itself
 //! (`event_loop/admission.rs`) only sees a ready `mio::net::TcpListener`.
