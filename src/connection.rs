@@ -724,8 +724,9 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener as StdListener;
 
-    /// A connected pair over loopback: (server side as a Connection, client).
-    fn pair() -> (Connection, std::net::TcpStream) {
+    /// A connected pair over loopback: (server side as a Connection,
+    /// client). `idle.rs`'s tests use it too.
+    pub(super) fn pair() -> (Connection, std::net::TcpStream) {
         let l = StdListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();

@@ -103,21 +103,8 @@ fn overlap(a: &Listen, b: &Listen) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
     use super::*;
-    use crate::config::{parse, Config, Parsed, UsageError};
-
-    fn run(args: &[&str]) -> Result<Parsed, UsageError> {
-        parse(args.iter().map(OsString::from).collect())
-    }
-
-    fn config(args: &[&str]) -> Config {
-        match run(args) {
-            Ok(Parsed::Run(c)) => *c,
-            other => panic!("expected a config, got {other:?}"),
-        }
-    }
+    use crate::config::parse::tests::{config, run};
 
     #[test]
     fn a_listen_is_an_address_a_host_name_or_a_port_alone() {

@@ -418,16 +418,19 @@ fn cidrs(args: &mut pico_args::Arguments, name: &'static str) -> Result<Vec<Cidr
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Parsed, UsageError> {
+    /// Parses `args` as the command line would be (the other config
+    /// modules' tests use these too).
+    pub(in crate::config) fn run(args: &[&str]) -> Result<Parsed, UsageError> {
         parse(args.iter().map(OsString::from).collect())
     }
 
-    fn config(args: &[&str]) -> Config {
+    /// The configuration `args` give; panics on anything else.
+    pub(in crate::config) fn config(args: &[&str]) -> Config {
         match run(args) {
             Ok(Parsed::Run(c)) => *c,
             other => panic!("expected a config, got {other:?}"),

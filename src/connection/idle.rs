@@ -60,23 +60,10 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::net::TcpListener;
-
-    use mio::net::TcpStream;
-    use mio::Token;
 
     use super::*;
+    use crate::connection::tests::pair;
     use crate::connection::Stage;
-
-    /// A connected pair over loopback: (server side, client).
-    fn pair() -> (Connection, std::net::TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        s.set_nonblocking(true).unwrap();
-        let conn = Connection::new(TcpStream::from_std(s), Token(1 << 32), Instant::now());
-        (conn, client)
-    }
 
     #[test]
     fn a_spared_connection_has_no_idle_deadline_until_bytes_move() {
