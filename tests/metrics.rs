@@ -213,9 +213,7 @@ fn a_drain_shows_how_many_connections_it_waits_for() {
 #[test]
 fn the_certificates_expiry_follows_reloads_and_a_failed_one_counts_once() {
     let pki = common::tls::Pki::new("metrics-expiry");
-    let (live, live_key) = (pki.path("live.pem"), pki.path("live-key.pem"));
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
+    let (live, live_key) = pki.live_files();
     let mut server = Server::start(&[
         "echo",
         "--tls-cert",

@@ -377,10 +377,7 @@ fn output_within_reading(mut cmd: Command, mut stderr: std::fs::File) -> String 
 #[test]
 fn a_failed_reload_tells_systemd_why() {
     let pki = common::tls::Pki::new("notify-reload");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
+    let (live, live_key) = pki.live_files();
     let dir = std::env::temp_dir().join(format!("monoloop-status-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("notify.sock");

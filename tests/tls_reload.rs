@@ -34,10 +34,7 @@ fn der(path: &str) -> Vec<u8> {
 #[test]
 fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     let pki = Pki::new("reload");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
+    let (live, live_key) = pki.live_files();
     let mut server = Server::start(&[
         "echo",
         "--tls-cert",
@@ -92,10 +89,7 @@ fn sighup_reloads_the_certificate_for_new_handshakes_only() {
 #[test]
 fn under_workers_a_reload_is_one_line_and_one_count_and_every_worker_serves_it() {
     let pki = Pki::new("reload-workers");
-    let live = pki.path("live.pem");
-    let live_key = pki.path("live-key.pem");
-    std::fs::copy(pki.path("server.pem"), &live).unwrap();
-    std::fs::copy(pki.path("server-key.pem"), &live_key).unwrap();
+    let (live, live_key) = pki.live_files();
     let mut server = Server::start(&[
         "echo",
         "--workers",

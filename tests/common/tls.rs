@@ -130,6 +130,15 @@ impl Pki {
         self.0.join(name).to_string_lossy().into_owned()
     }
 
+    /// Copies of the server's certificate and key, `live.pem` and
+    /// `live-key.pem`, for a test to rewrite before a SIGHUP: their paths.
+    pub fn live_files(&self) -> (String, String) {
+        let (live, live_key) = (self.path("live.pem"), self.path("live-key.pem"));
+        std::fs::copy(self.path("server.pem"), &live).unwrap();
+        std::fs::copy(self.path("server-key.pem"), &live_key).unwrap();
+        (live, live_key)
+    }
+
     /// `--tls-cert server.pem --tls-key server-key.pem` and friends.
     pub fn server_args(&self) -> Vec<String> {
         vec![
