@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -125,9 +126,12 @@ fn wait_for(socket: &UnixDatagram, want: &str) -> String {
     }
 }
 
-#[test]
-fn readiness_reload_stopping_and_the_watchdog_are_told() {
-    let dir = std::env::temp_dir().join(format!("monoloop-notify-{}", std::process::id()));
+/// A datagram socket to stand for systemd's `NOTIFY_SOCKET`, in a fresh
+/// directory named after `tag`: (the directory, to remove at the end; the
+/// socket's path, for the server; the socket, reading with a 200 ms
+/// timeout).
+fn notify_socket(tag: &str) -> (PathBuf, PathBuf, UnixDatagram) {
+    let dir = std::env::temp_dir().join(format!("monoloop-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&path);
@@ -135,6 +139,12 @@ fn readiness_reload_stopping_and_the_watchdog_are_told() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    (dir, path, socket)
+}
+
+#[test]
+fn readiness_reload_stopping_and_the_watchdog_are_told() {
+    let (dir, path, socket) = notify_socket("notify");
     let mut cmd = binary();
     cmd.env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
@@ -212,14 +222,7 @@ impl Drop for Frozen {
 /// stops it, and says so, and one that turns again resumes it.
 #[test]
 fn the_watchdog_hears_from_every_worker_or_not_at_all() {
-    let dir = std::env::temp_dir().join(format!("monoloop-watchdog-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (dir, path, socket) = notify_socket("watchdog");
     let mut cmd = binary();
     // Told every 200 ms while all is well.
     cmd.env("NOTIFY_SOCKET", &path)
@@ -378,14 +381,7 @@ fn output_within_reading(mut cmd: Command, mut stderr: std::fs::File) -> String 
 fn a_failed_reload_tells_systemd_why() {
     let pki = common::tls::Pki::new("notify-reload");
     let (live, live_key) = pki.live_files();
-    let dir = std::env::temp_dir().join(format!("monoloop-status-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (dir, path, socket) = notify_socket("status");
     let mut cmd = binary();
     cmd.env("NOTIFY_SOCKET", &path);
     let args = [
