@@ -4,7 +4,8 @@
 //! and talk to it over real sockets with deadlines everywhere, so that a hung
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
-//! at run time and drives a rustls client; [`skip`] says, where a person
+//! at run time and drives a rustls client; [`redis`] runs a real
+//! `redis-server` for the cluster tests; [`skip`] says, where a person
 //! sees it, that a test cannot run here. A read that fails names the client
 //! and the step, and shows what arrived and the server's log ([`client`]).
 
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod redis;
 pub mod skip;
 pub mod stats;
 #[cfg(feature = "tls")]
@@ -280,13 +282,19 @@ impl Server {
 
     /// User plus system CPU time, in clock ticks (1/100 s on Linux).
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // Fields after the ")" that ends the command name; utime and stime
-        // are the 14th and 15th fields of the whole line.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        cpu_ticks_of(self.pid())
     }
+}
+
+/// User plus system CPU time of process `pid`, in clock ticks (1/100 s on
+/// Linux), from /proc/PID/stat.
+pub fn cpu_ticks_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" that ends the command name; utime and stime
+    // are the 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 impl Drop for Server {
