@@ -13,9 +13,10 @@
 //! test promtool_accepts_the_text ... ok
 //! ```
 //!
-//! [`have`] is for the tools some tests drive (haproxy, promtool). Where
-//! `MONOLOOP_TEST_TOOLS=required` is set, as `.ci/run` sets it, a missing
-//! tool fails the test instead: CI installs them and never skips.
+//! [`have`] is for the tools some tests drive (haproxy, promtool,
+//! redis-server). Where `MONOLOOP_TEST_TOOLS=required` is set, as `.ci/run`
+//! sets it, a missing tool fails the test instead: CI installs them and
+//! never skips.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
