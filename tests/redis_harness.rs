@@ -7,8 +7,9 @@
 mod common;
 
 use std::io::ErrorKind;
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::redis::{Redis, Reply};
 
@@ -109,6 +110,28 @@ fn started_again_it_is_empty_on_the_same_port() {
     redis.command(&["SET", "k", "v"]);
     redis.start_again();
     assert_eq!(redis.command(&["DBSIZE"]).as_int(), Some(0));
+}
+
+#[test]
+fn started_again_it_waits_for_a_port_someone_else_holds() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let port = redis.port();
+    redis.stop();
+    // Something else listens there for a while, accepting nothing: what
+    // answers PING meanwhile is not taken for Redis.
+    let squatter = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(700));
+        drop(squatter);
+    });
+    let started = Instant::now();
+    redis.start_again();
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    release.join().unwrap();
+    assert_eq!(redis.port(), port);
+    assert_eq!(redis.command(&["PING"]).as_str(), Some("PONG"));
 }
 
 #[test]

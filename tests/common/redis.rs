@@ -229,10 +229,16 @@ impl Redis {
     }
 
     fn try_commands(&self, commands: &[&[&str]]) -> io::Result<Vec<Reply>> {
+        self.exchange(commands, PATIENCE)
+    }
+
+    /// Sends `commands` on a new connection and reads their replies, each
+    /// read and write waiting at most `patience`.
+    fn exchange(&self, commands: &[&[&str]], patience: Duration) -> io::Result<Vec<Reply>> {
         let addr = ([127, 0, 0, 1], self.port).into();
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(PATIENCE))?;
-        stream.set_write_timeout(Some(PATIENCE))?;
+        let stream = TcpStream::connect_timeout(&addr, patience)?;
+        stream.set_read_timeout(Some(patience))?;
+        stream.set_write_timeout(Some(patience))?;
         let mut out = Vec::new();
         for args in commands {
             encode(&mut out, args);
@@ -298,15 +304,18 @@ impl Redis {
                 self.child = None;
                 return Err(format!("({status})\n{}", self.log()));
             }
-            // Answered, and by this server (an unauthenticated PING is
-            // refused under --requirepass: an answer all the same).
-            let answer = self.try_command(&["PING"]).ok();
+            // Answered (an unauthenticated PING is refused under
+            // --requirepass: an answer all the same), and by this server,
+            // not by another test's that took the port first.
+            // Briefly: what holds the port may accept and never answer.
+            let answer = self.exchange(&[&["PING"]], Duration::from_millis(500));
+            let answer = answer.ok().map(|mut replies| replies.remove(0));
             let ready = match &answer {
                 Some(Reply::Simple(s)) => s == "PONG",
                 Some(Reply::Error(e)) => e.starts_with("NOAUTH"),
                 _ => false,
             };
-            if ready && self.running() {
+            if ready && listens(self.pid, self.port) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -337,6 +346,30 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// True if process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (/proc/net/tcp gives the socket's inode, /proc/PID/fd its holder).
+fn listens(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        // local_address, st (0A: LISTEN), inode.
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
 }
 
 /// True if Redis's output says it could not bind its port.
