@@ -265,8 +265,8 @@ impl Redis {
         fs::read_to_string(self.dir.join("redis.out")).unwrap_or_default()
     }
 
-    /// Starts `redis-server` on `self.port` and waits for it to answer
-    /// PING; if it exits first, stops it and gives its output.
+    /// Starts `redis-server` on `self.port` and waits (at most [`READY`])
+    /// for it to answer PING; if it exits first, gives its output.
     fn launch(&mut self) -> Result<(), String> {
         let out = File::create(self.dir.join("redis.out")).unwrap();
         let mut cmd = Command::new("redis-server");
@@ -306,8 +306,8 @@ impl Redis {
             }
             // Answered (an unauthenticated PING is refused under
             // --requirepass: an answer all the same), and by this server,
-            // not by another test's that took the port first.
-            // Briefly: what holds the port may accept and never answer.
+            // not by another test's that took the port first. Waited for
+            // briefly: what holds the port may accept and never answer.
             let answer = self.exchange(&[&["PING"]], Duration::from_millis(500));
             let answer = answer.ok().map(|mut replies| replies.remove(0));
             let ready = match &answer {
