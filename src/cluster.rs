@@ -5,3 +5,4 @@
 //! I/O: [`resp`], the protocol Redis speaks, and [`url`], where Redis is.
 
 pub mod resp;
+pub mod url;
