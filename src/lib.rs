@@ -62,6 +62,7 @@ pub mod buffer;
 pub mod build;
 pub mod client;
 pub mod close;
+pub mod cluster;
 pub mod config;
 pub mod conn_table;
 pub mod connection;
