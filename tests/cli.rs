@@ -161,6 +161,87 @@ fn a_mode_refuses_an_option_it_does_not_use() {
     }
 }
 
+/// `--cluster` and the options that need it: the relays' only, each
+/// problem one line, before anything starts (no Redis is asked: none
+/// runs at these addresses). A password in the URL is never echoed.
+#[test]
+fn cluster_options_are_argument_errors_before_anything_starts() {
+    let chat = "see 'monoloop chat --help'";
+    let broadcast = "see 'monoloop broadcast --help'";
+    let url = "redis://127.0.0.1";
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["echo", "--cluster", url],
+            "echo does not use --cluster (broadcast and chat do)",
+            "see 'monoloop echo --help'",
+        ),
+        (
+            &["file", "--root", "/", "--cluster", url],
+            "file does not use --cluster (broadcast and chat do)",
+            "see 'monoloop file --help'",
+        ),
+        (
+            &["chat", "--cluster-prefix", "app"],
+            "--cluster-prefix needs --cluster",
+            chat,
+        ),
+        (
+            &["broadcast", "--cluster-ca", "ca.pem"],
+            "--cluster-ca needs --cluster",
+            broadcast,
+        ),
+        (
+            &["chat", "--cluster-outbox", "1M"],
+            "--cluster-outbox needs --cluster",
+            chat,
+        ),
+        (
+            &["chat", "--cluster", "redis://:hunter2@127.0.0.1:0"],
+            "invalid value 'redis://:***@127.0.0.1:0' for --cluster: \
+             port 0 is out of range: ports are 1 to 65535",
+            chat,
+        ),
+        (
+            &["chat", "--cluster", "http://127.0.0.1"],
+            "invalid value 'http://127.0.0.1' for --cluster: \
+             unknown scheme 'http://': expected redis:// or rediss:// (TLS)",
+            chat,
+        ),
+        (
+            &["chat", "--cluster", "127.0.0.1:6379"],
+            "invalid value '127.0.0.1:6379' for --cluster: \
+             expected redis://HOST[:PORT] or rediss://HOST[:PORT] (TLS), \
+             such as redis://127.0.0.1:6379",
+            chat,
+        ),
+        (
+            &["broadcast", "--cluster", url, "--cluster-prefix", "my app"],
+            "invalid value 'my app' for --cluster-prefix: \
+             expected 1 to 64 letters, digits or _ . : -",
+            broadcast,
+        ),
+        (
+            &["chat", "--cluster", url, "--cluster-outbox", "1K"],
+            "invalid value '1K' for --cluster-outbox: must be at least 64K",
+            chat,
+        ),
+        (
+            &["broadcast", "--cluster", url, "--cluster-ca", "ca.pem"],
+            if cfg!(feature = "tls") {
+                "--cluster-ca needs a rediss:// URL: redis:// is plain TCP, \
+                 with no certificate to verify"
+            } else {
+                "--cluster-ca needs TLS, but this monoloop was built without it \
+                 (cargo feature \"tls\")"
+            },
+            broadcast,
+        ),
+    ];
+    for (args, problem, hint) in cases {
+        assert_usage_error(args, problem, hint);
+    }
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn tls_options_missing_their_partner_are_argument_errors() {
@@ -223,6 +304,11 @@ fn without_tls_its_options_are_argument_errors() {
         &format!("--tls {why}"),
         "see 'monoloop client --help'",
     );
+    assert_usage_error(
+        &["chat", "--cluster", "rediss://:hunter2@127.0.0.1"],
+        &format!("--cluster rediss://:***@127.0.0.1:6379 {why}; redis:// is plain TCP"),
+        "see 'monoloop chat --help'",
+    );
 }
 
 #[test]
@@ -255,8 +341,10 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
     ] {
         assert!(!text.contains(unwanted), "echo --help has {unwanted}");
     }
+    assert!(!text.contains("--cluster"), "echo --help has --cluster");
     let chat = run(&["chat", "--help"]);
-    assert!(String::from_utf8_lossy(&chat.stdout).contains("--request-timeout SECS"));
+    let chat = String::from_utf8_lossy(&chat.stdout);
+    assert!(chat.contains("--request-timeout SECS") && chat.contains("--cluster URL"));
 
     let out = run(&["client", "--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -638,6 +726,7 @@ const TLS_OPTIONS: &[&str] = &[
     "--cert",
     "--key",
     "--insecure",
+    "--cluster-ca",
 ];
 
 #[test]

@@ -20,6 +20,8 @@
 //!   sizes, ...);
 //! - `listen.rs`: `--listen` (repeated) and `--metrics`: an address, a
 //!   host name or a port alone;
+//! - `cluster.rs`: `--cluster URL` and the options that need it, for the
+//!   relays (broadcast, chat);
 //! - `options.rs`: which command takes which option, and what to say of
 //!   one given to the wrong command or mistyped;
 //! - `usage.rs`: the help text, with the test that its defaults are the
@@ -32,11 +34,13 @@
 //! `crate::config::Config`, not `crate::config::model::Config`.
 //!
 //! Below the command line, this module reads only plain types of other
-//! modules: `edge.rs`'s options (allow, deny, PROXY), `protocol`'s
-//! `Limits` (built by [`ServerOptions::limits`]), broadcast's default
-//! prefix and how many listeners a loop can hold (`tokens.rs`). It knows
-//! nothing of the loop, connections or sockets.
+//! modules: `edge.rs`'s options (allow, deny, PROXY), the Redis URL
+//! (`cluster/url.rs`, which parses it), `protocol`'s `Limits` (built by
+//! [`ServerOptions::limits`]), broadcast's default prefix and how many
+//! listeners a loop can hold (`tokens.rs`). It knows nothing of the loop,
+//! connections or sockets.
 
+mod cluster;
 mod listen;
 #[cfg(feature = "manual")]
 mod manual;
@@ -49,8 +53,8 @@ mod values;
 #[cfg(feature = "manual")]
 pub use manual::{completions, man_page, Shell};
 pub use model::{
-    ClientConfig, ClientTls, Command, Config, Listen, Mode, ServerOptions, ServerTls, Workers,
-    DEFAULT_PORT, DEFAULT_TLS_PORT,
+    ClientConfig, ClientTls, ClusterOptions, Command, Config, Listen, Mode, ServerOptions,
+    ServerTls, Workers, DEFAULT_PORT, DEFAULT_TLS_PORT,
 };
 pub use parse::{parse, Parsed, UsageError};
 pub use usage::usage;

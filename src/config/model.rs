@@ -2,13 +2,14 @@
 //! the rest of the crate reads.
 //!
 //! A server run is a [`Config`] (its [`Mode`], the [`ServerOptions`] every
-//! mode shares, `--listen` and `--metrics` as given, the TLS files); a
+//! mode shares, `--listen` and `--metrics` as given, the TLS files, the
+//! relays' [`ClusterOptions`]); a
 //! client run is a
 //! [`ClientConfig`]. [`Command`] is the word after `monoloop` that chooses
 //! between them. Each default is written once, here: in
 //! [`ServerOptions::default`], or as a `DEFAULT_*` constant for a value that
 //! is not a server option (the ports, the log level, the client's timeout,
-//! broadcast's prefix). The help states them in its own words (`usage.rs`),
+//! broadcast's prefix, the cluster's). The help states them in its own words (`usage.rs`),
 //! and a test there checks that the two agree.
 //!
 //! Nothing here reads the command line (`parse.rs`, with the converters in
@@ -21,6 +22,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::cluster::url::ClusterUrl;
 
 /// The port served when `--listen` is not given: plain, and TLS. The help
 /// states both from these.
@@ -41,6 +44,14 @@ pub(super) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// others.
 pub(super) const DEFAULT_BROADCAST_PREFIX: &str = crate::protocol::broadcast::DEFAULT_PREFIX;
 
+/// `--cluster-prefix`: what the Redis keys start with.
+pub(super) const DEFAULT_CLUSTER_PREFIX: &str = "monoloop";
+
+/// `--cluster-outbox`, and the least it may be: room for what the relays
+/// say while Redis is slow or away.
+pub(super) const DEFAULT_CLUSTER_OUTBOX: usize = 4 << 20;
+pub(super) const MIN_CLUSTER_OUTBOX: usize = 64 << 10;
+
 /// Everything a server run needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -56,7 +67,24 @@ pub struct Config {
     pub metrics: Option<Listen>,
     /// `Some` when any `--tls-*` option was given.
     pub tls: Option<ServerTls>,
+    /// `Some` with `--cluster` (broadcast and chat only).
+    pub cluster: Option<ClusterOptions>,
     pub log_level: log::LevelFilter,
+}
+
+/// `--cluster` and the options that go with it: where Redis is, and how
+/// the link uses it. Checked as a whole (`config/cluster.rs`); the URL's
+/// syntax is `cluster/url.rs`'s, and its password prints as `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    pub url: ClusterUrl,
+    /// `--cluster-prefix`: 1 to 64 of `A-Za-z0-9_.:-`.
+    pub prefix: String,
+    /// `--cluster-ca`: with `rediss://` only; `None`: the system's trust
+    /// store.
+    pub ca: Option<PathBuf>,
+    /// `--cluster-outbox`, in bytes: at least 64 KiB.
+    pub outbox: usize,
 }
 
 /// Which protocol the server speaks.

@@ -19,6 +19,9 @@ use super::model::Command::{self, Broadcast, Chat, Client, Echo, File};
 /// The server modes.
 const SERVERS: &[Command] = &[Echo, Broadcast, Chat, File];
 
+/// The relays, which a cluster spans.
+const RELAYS: &[Command] = &[Broadcast, Chat];
+
 /// Every option, with the commands that use it, in the order the help
 /// lists them. A build without TLS still lists the TLS options: they are
 /// read, to be refused with a word on why.
@@ -32,6 +35,10 @@ pub(super) const OPTIONS: &[(&str, &[Command])] = &[
     ("--tls-client-ca", SERVERS),
     ("--handshake-timeout", SERVERS),
     ("--alpn", SERVERS),
+    ("--cluster", RELAYS),
+    ("--cluster-prefix", RELAYS),
+    ("--cluster-ca", RELAYS),
+    ("--cluster-outbox", RELAYS),
     ("--timeout", &[Client]),
     ("--tls", &[Client]),
     ("--ca", &[Client]),
@@ -91,13 +98,15 @@ pub(super) fn takes(command: Command, option: &str) -> bool {
 }
 
 /// The options of the `tls` feature: a build without it still reads them,
-/// to refuse them, but its help does not list them.
+/// to refuse them, but its help does not list them. (`--cluster` is not
+/// one: a build without TLS takes `redis://`.)
 pub(super) const TLS: &[&str] = &[
     "--tls-cert",
     "--tls-key",
     "--tls-client-ca",
     "--handshake-timeout",
     "--alpn",
+    "--cluster-ca",
     "--tls",
     "--ca",
     "--server-name",
@@ -233,6 +242,10 @@ mod tests {
         assert_eq!(
             misplaced(Chat, "--root").as_deref(),
             Some("chat does not use --root (file does)")
+        );
+        assert_eq!(
+            misplaced(Echo, "--cluster").as_deref(),
+            Some("echo does not use --cluster (broadcast and chat do)")
         );
         assert_eq!(
             misplaced(Client, "--listen").as_deref(),

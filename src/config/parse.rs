@@ -13,6 +13,7 @@ use crate::edge::{Cidr, EdgeOptions, Policy};
 use std::ffi::OsString;
 use std::fmt;
 
+use super::cluster::cluster_options;
 use super::listen::{listens, parse_listen, port_number};
 #[cfg(feature = "manual")]
 use super::manual::Shell;
@@ -209,6 +210,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
     if let (Mode::Echo { prefix: None, .. }, Some(_)) = (&mode, max_line) {
         return Err("--max-line needs --prefix: plain echo does not cut lines".into());
     }
+    let cluster = cluster_options(&mut args, command)?;
     leftovers(args, command)?;
     Ok(Parsed::Run(Box::new(Config {
         mode,
@@ -217,6 +219,7 @@ fn parse_server(mut args: pico_args::Arguments, command: Command) -> Result<Pars
         listen_given,
         metrics,
         tls,
+        cluster,
         log_level,
     })))
 }
@@ -254,7 +257,7 @@ fn check_server_tls(tls: &ServerTls) -> Result<(), String> {
 }
 
 /// Why a TLS option is refused by a build without TLS.
-const NOT_BUILT: &str = "but this monoloop was built without it (cargo feature \"tls\")";
+pub(super) const NOT_BUILT: &str = "but this monoloop was built without it (cargo feature \"tls\")";
 
 /// `client HOST:PORT [CLIENT OPTIONS]`.
 fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
@@ -324,19 +327,21 @@ fn parse_client(mut args: pico_args::Arguments) -> Result<Parsed, String> {
 }
 
 /// Refuses arguments nothing consumed: an option `command` does not use
-/// (or nobody does, with the nearest it does), or a stray word.
+/// (or nobody does, with the nearest it does), or a stray word. One that
+/// holds a URL (`--cluster=redis://:PASSWORD@host`) is quoted with its
+/// password hidden.
 fn leftovers(args: pico_args::Arguments, command: Command) -> Result<(), String> {
     let Some(first) = args.finish().into_iter().next() else {
         return Ok(());
     };
-    let first = first.to_string_lossy();
+    let first = crate::cluster::url::redacted(&first.to_string_lossy());
     Err(options::misplaced(command, &first)
         .unwrap_or_else(|| format!("unexpected argument '{first}' for mode {}", command.name())))
 }
 
 /// Reads an optional `--name VALUE`, converting it with `f`. A missing value,
 /// one `f` rejects, or the option given twice is a problem naming the option.
-fn opt<T>(
+pub(super) fn opt<T>(
     args: &mut pico_args::Arguments,
     name: &'static str,
     f: fn(&str) -> Result<T, String>,

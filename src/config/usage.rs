@@ -62,6 +62,33 @@ fn tls_options() -> String {
     String::new()
 }
 
+/// The relays' options across machines (after a blank line), for
+/// broadcast's and chat's help and the whole usage.
+fn cluster_options() -> String {
+    // A build without TLS takes redis:// only, and has no CA to verify.
+    let (tls, ca) = if cfg!(feature = "tls") {
+        (
+            "; rediss:// for TLS",
+            "    --cluster-ca FILE      with rediss://: verify Redis against this CA only\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "
+CLUSTER (BROADCAST AND CHAT):
+    --cluster URL          relay through Redis, to and from every server
+                           given the same URL and --cluster-prefix:
+                           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB];
+                           port 6379 if none{tls}
+    --cluster-prefix NAME  what the Redis keys start with: 1 to 64
+                           letters, digits or _ . : -         [default: monoloop]
+{ca}    --cluster-outbox BYTES what may wait for Redis while it is slow or
+                           away (at least 64K)                [default: 4M]
+"
+    )
+}
+
 const CLIENT_OPTIONS: &str = "\
 CLIENT OPTIONS:
     --timeout SECS         give up connecting (with --tls: and finishing
@@ -165,6 +192,7 @@ pub fn usage(command: Option<Command>) -> String {
             }
             if c == Command::File {
                 out.push_str(&tls_options());
+                out.push_str(&cluster_options());
             }
         }
         out.push_str("\nSERVER OPTIONS:\n");
@@ -189,6 +217,9 @@ pub fn usage(command: Option<Command>) -> String {
         return out;
     }
     out.push_str(&only(&tls_options()));
+    if options::takes(command, "--cluster") {
+        out.push_str(&only(&cluster_options()));
+    }
     out.push_str("\nSERVER OPTIONS:\n");
     out.push_str(&only(&server_options()));
     out.push_str(&only(GENERAL_OPTIONS));
@@ -305,12 +336,14 @@ mod tests {
     }
 
     /// `command` with every option left out (but the ones it needs).
-    /// The client's gets `--tls` when built with TLS, so that its TLS
-    /// defaults are filled in too.
+    /// The client's gets `--tls` when built with TLS, and the relays
+    /// `--cluster`, so that the defaults of the options that need them are
+    /// filled in too.
     fn bare(command: Command) -> Vec<OsString> {
         let mut args = vec![command.name()];
         match command {
             Command::File => args.extend(["--root", env!("CARGO_MANIFEST_DIR")]),
+            Command::Broadcast | Command::Chat => args.extend(["--cluster", "redis://h"]),
             Command::Client if cfg!(feature = "tls") => args.extend(["h:1", "--tls"]),
             Command::Client => args.push("h:1"),
             _ => {}
@@ -393,6 +426,10 @@ mod tests {
         ];
         if let Mode::Broadcast { prefix } = &c.mode {
             used.push(("--prefix", format!("\"{prefix}\"")));
+        }
+        if let Some(cluster) = &c.cluster {
+            used.push(("--cluster-prefix", cluster.prefix.clone()));
+            used.push(("--cluster-outbox", bytes(cluster.outbox)));
         }
         used.retain(|(option, _)| options::listed(command, option));
         used
@@ -525,6 +562,7 @@ mod tests {
     fn the_whole_usage_has_every_section_and_a_commands_has_its_own() {
         let all = usage(None);
         let tls = "TLS (ANY SERVER MODE):";
+        let cluster = "CLUSTER (BROADCAST AND CHAT):";
         for section in [
             "USAGE:",
             "MODES:",
@@ -532,6 +570,7 @@ mod tests {
             "BROADCAST OPTIONS:",
             "FILE OPTIONS:",
             tls,
+            cluster,
             "CLIENT OPTIONS:",
             "SERVER OPTIONS:",
         ] {
@@ -547,8 +586,10 @@ mod tests {
         assert_eq!(echo.contains(tls), cfg!(feature = "tls"));
         assert!(echo.contains("--log-level"));
         assert!(!echo.contains("BROADCAST OPTIONS") && !echo.contains("CLIENT OPTIONS"));
+        assert!(!echo.contains(cluster) && !usage(Some(Command::File)).contains(cluster));
         let chat = usage(Some(Command::Chat));
         assert!(chat.contains("monoloop chat [OPTIONS]") && chat.contains("--max-line"));
+        assert!(chat.contains(cluster) && usage(Some(Command::Broadcast)).contains(cluster));
         assert!(!chat.contains("ECHO OPTIONS") && !chat.contains("--root"));
         let client = usage(Some(Command::Client));
         assert!(client.contains("CLIENT OPTIONS:") && client.contains("--log-level"));

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::model::Workers;
+use super::model::{Workers, MIN_CLUSTER_OUTBOX};
 
 /// A whole number, 0 included.
 pub(super) fn whole(s: &str) -> Result<usize, String> {
@@ -51,6 +51,24 @@ pub(super) fn size(s: &str) -> Result<usize, String> {
         Some(0) => Err("must be at least 1".into()),
         Some(bytes) => Ok(bytes),
         None => Err("too large".into()),
+    }
+}
+
+/// `--cluster-outbox`: a [`size`], at least 64K.
+pub(super) fn cluster_outbox(s: &str) -> Result<usize, String> {
+    match size(s)? {
+        n if n < MIN_CLUSTER_OUTBOX => Err("must be at least 64K".into()),
+        n => Ok(n),
+    }
+}
+
+/// `--cluster-prefix`: 1 to 64 letters, digits, `_`, `.`, `:` or `-`, the
+/// start of every Redis key monoloop uses (`PREFIX:chat`).
+pub(super) fn cluster_prefix(s: &str) -> Result<String, String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+    match (1..=64).contains(&s.len()) && s.bytes().all(allowed) {
+        true => Ok(s.to_string()),
+        false => Err("expected 1 to 64 letters, digits or _ . : -".into()),
     }
 }
 
@@ -191,6 +209,28 @@ mod tests {
             size(&format!("{}G", usize::MAX >> 20)),
             Err("too large".into())
         );
+    }
+
+    #[test]
+    fn cluster_values() {
+        assert_eq!(cluster_outbox("64K"), Ok(65_536));
+        assert_eq!(cluster_outbox("65535"), Err("must be at least 64K".into()));
+        assert!(cluster_outbox("lots")
+            .unwrap_err()
+            .starts_with("expected a number"));
+        assert_eq!(cluster_prefix("a"), Ok("a".into()));
+        assert_eq!(
+            cluster_prefix("My_app.v2:eu-1"),
+            Ok("My_app.v2:eu-1".into())
+        );
+        assert!(cluster_prefix(&"x".repeat(64)).is_ok());
+        for bad in ["", "a b", "a/b", "é", "{tag}", "a*", &"x".repeat(65)] {
+            assert_eq!(
+                cluster_prefix(bad),
+                Err("expected 1 to 64 letters, digits or _ . : -".into()),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
