@@ -44,6 +44,8 @@ use std::time::Instant;
 
 use mio::{Token, Waker};
 
+use crate::cluster::{Arrived, Cluster, Verdict};
+
 /// A connection anywhere in the server: node, worker, connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {
@@ -74,6 +76,12 @@ pub enum Claim {
     Granted,
     /// Someone else holds it.
     Taken,
+    /// Redis did not answer in time (`--cluster`): the chat is unavailable
+    /// to a new user for now.
+    Unavailable,
+    /// A name held was found taken by another instance after an outage
+    /// (`--cluster`): its user here loses it. Not an answer to a claim.
+    Lost,
     /// The registry answers later (one across machines): the protocol
     /// hears it in `Protocol::answer`. In one process a claim is never
     /// pending.
@@ -164,16 +172,22 @@ pub struct Cross {
     registry: Arc<Mutex<Registry>>,
 }
 
-/// A relay's link to the other workers. See the module documentation.
+/// A relay's link to the other workers, and to other instances. See the
+/// module documentation.
 #[derive(Debug, Default)]
-pub enum Hub {
-    /// One worker: nobody else.
-    #[default]
-    Local,
-    Cross(Box<Cross>),
+pub struct Hub {
+    /// The other workers of this process; `None` with one worker.
+    cross: Option<Box<Cross>>,
+    /// The other instances, through Redis (`--cluster`); `None` without.
+    cluster: Option<Box<Cluster>>,
 }
 
 impl Hub {
+    /// One worker, no cluster: nobody else.
+    pub fn local() -> Self {
+        Self::default()
+    }
+
     /// Builds the hubs of `wakers.len()` workers, each able to reach every
     /// other; `wakers[i]` wakes worker `i`'s loop.
     pub fn mesh(wakers: Vec<Arc<Waker>>) -> Vec<Hub> {
@@ -195,29 +209,46 @@ impl Hub {
                         waker: waker.clone(),
                     })
                     .collect();
-                Hub::Cross(Box::new(Cross {
-                    id,
-                    inbox,
-                    peers,
-                    outbox: Vec::new(),
-                    registry: registry.clone(),
-                }))
+                Hub {
+                    cross: Some(Box::new(Cross {
+                        id,
+                        inbox,
+                        peers,
+                        outbox: Vec::new(),
+                        registry: registry.clone(),
+                    })),
+                    cluster: None,
+                }
             })
             .collect()
     }
 
-    /// True if there are other workers to reach.
+    /// This hub, also linked to the other instances through `cluster`.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(Box::new(cluster));
+        self
+    }
+
+    /// True if there is anyone beyond this worker to reach: what the room
+    /// says is then encoded once into an `Arc`, shared across threads.
     #[inline]
-    pub fn is_cross(&self) -> bool {
-        matches!(self, Hub::Cross(_))
+    pub fn reaches_out(&self) -> bool {
+        self.cross.is_some() || self.cluster.is_some()
+    }
+
+    /// The link to other instances, if any.
+    pub fn cluster(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_deref_mut()
+    }
+
+    /// The link to other instances, to read.
+    pub fn cluster_ref(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
     }
 
     /// This worker's number (0 with one worker).
     pub fn worker(&self) -> usize {
-        match self {
-            Hub::Local => 0,
-            Hub::Cross(c) => c.id,
-        }
+        self.cross.as_ref().map_or(0, |c| c.id)
     }
 
     /// The address of this worker's connection `conn`.
@@ -229,26 +260,39 @@ impl Hub {
         }
     }
 
-    /// Sends `chunk` to every member on every other worker.
+    /// Sends `chunk` to every member on every other worker, and instance.
     pub fn publish(&mut self, chunk: Arc<[u8]>) {
-        if let Hub::Cross(c) = self {
+        if let Some(cluster) = self.cluster.as_deref_mut() {
+            cluster.publish(&chunk);
+        }
+        if let Some(c) = self.cross.as_deref_mut() {
             c.outbox.push(Outgoing::Room(chunk));
         }
     }
 
     /// Sends `chunk` to the connection at `to`, on another worker of this
-    /// node.
+    /// node or on another instance.
     pub fn direct(&mut self, to: Address, chunk: Arc<[u8]>) {
-        if let Hub::Cross(c) = self {
+        if to.node != 0 {
+            if let Some(cluster) = self.cluster.as_deref_mut() {
+                cluster.direct(to.node, to.worker, to.conn, &chunk);
+            }
+            return;
+        }
+        if let Some(c) = self.cross.as_deref_mut() {
             c.outbox
                 .push(Outgoing::Direct(to.worker as usize, to.conn, chunk));
         }
     }
 
     /// Sends what was queued this turn, in order, and wakes each peer that
-    /// got something, once. Room messages arrive `now`.
-    pub fn flush(&mut self, now: Instant) {
-        let Hub::Cross(c) = self else {
+    /// got something, once. Room messages arrive `now`. The cluster's
+    /// entries for the turn go to its outbox, and to Redis if it is there.
+    pub fn flush(&mut self, registry: &mio::Registry, now: Instant) {
+        if let Some(cluster) = self.cluster.as_deref_mut() {
+            cluster.flush(registry, now);
+        }
+        let Some(c) = self.cross.as_deref_mut() else {
             return;
         };
         if c.outbox.is_empty() {
@@ -281,20 +325,126 @@ impl Hub {
 
     /// What other workers sent, oldest first.
     pub fn take(&mut self) -> Vec<Remote> {
-        match self {
-            Hub::Local => Vec::new(),
-            Hub::Cross(c) => c.inbox.try_iter().collect(),
+        match self.cross.as_deref_mut() {
+            None => Vec::new(),
+            Some(c) => c.inbox.try_iter().collect(),
         }
     }
 
     /// The names registry shared by every worker; `None` with one worker.
     pub fn registry(&self) -> Option<MutexGuard<'_, Registry>> {
-        match self {
-            Hub::Local => None,
-            // A worker that panicked while holding it aborted the process
-            // (panic=abort), so a poisoned lock cannot be met in a release
-            // build; in a test build, take the data as it is.
-            Hub::Cross(c) => Some(c.registry.lock().unwrap_or_else(|p| p.into_inner())),
+        // A worker that panicked while holding it aborted the process
+        // (panic=abort), so a poisoned lock cannot be met in a release
+        // build; in a test build, take the data as it is.
+        let c = self.cross.as_deref()?;
+        Some(c.registry.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Asks for the name `key` for `holder`, in place of `previous`.
+    /// `None` when this worker is the whole server and keeps its names
+    /// itself. With a cluster the answer is Redis's, later (`Pending`),
+    /// but for a new spelling of one's own name, which is granted now.
+    pub fn claim(
+        &mut self,
+        key: String,
+        holder: Holder,
+        previous: Option<&str>,
+        now: Instant,
+    ) -> Option<Claim> {
+        if let Some(cluster) = self.cluster.as_deref_mut() {
+            if previous == Some(key.as_str()) {
+                cluster.respell(&key, holder.at.conn, &holder.name);
+                if let Some(mut registry) = self.registry() {
+                    registry.claim(key, holder);
+                }
+                return Some(Claim::Granted);
+            }
+            let previous = previous.map(str::to_string);
+            cluster.claim(holder.at.conn, key, holder.name, previous, now);
+            return Some(Claim::Pending);
+        }
+        let granted = self.registry()?.claim_instead(key, holder, previous);
+        Some(if granted {
+            Claim::Granted
+        } else {
+            Claim::Taken
+        })
+    }
+
+    /// What other instances sent (`--cluster`), as what other workers do.
+    pub fn arrived(&mut self) -> Vec<Remote> {
+        let Some(cluster) = self.cluster.as_deref_mut() else {
+            return Vec::new();
+        };
+        cluster
+            .take_arrived()
+            .into_iter()
+            .map(|a| match a {
+                Arrived::Room { chunk, at } => Remote::Room { chunk, at },
+                Arrived::Direct { to, chunk } => Remote::Direct { to, chunk },
+            })
+            .collect()
+    }
+
+    /// Where the user holding `key` is, if on another instance.
+    pub fn elsewhere(&mut self, key: &str) -> Option<Address> {
+        let e = self.cluster.as_deref_mut()?.roster().find(key)?;
+        Some(Address {
+            node: e.node,
+            worker: e.worker,
+            conn: e.conn,
+        })
+    }
+
+    /// The cluster's answers to claims, with this process's registry told
+    /// of each grant: what the loop hands to the protocol.
+    pub fn answers(&mut self) -> Vec<(Token, Claim)> {
+        let Some(cluster) = self.cluster.as_deref_mut() else {
+            return Vec::new();
+        };
+        let answers = cluster.take_answers();
+        let worker = self.worker() as u32;
+        if let Some(mut registry) = self.registry() {
+            for a in answers.iter().filter(|a| a.answer == Verdict::Granted) {
+                let at = Address {
+                    node: 0,
+                    worker,
+                    conn: a.conn,
+                };
+                let holder = Holder {
+                    name: a.name.clone(),
+                    at,
+                };
+                registry.claim_instead(a.key.clone(), holder, a.previous.as_deref());
+            }
+            for a in answers.iter().filter(|a| a.answer == Verdict::Lost) {
+                let at = Address {
+                    node: 0,
+                    worker,
+                    conn: a.conn,
+                };
+                registry.release(&a.key, at);
+            }
+        }
+        let claim = |v| match v {
+            Verdict::Granted => Claim::Granted,
+            Verdict::Taken => Claim::Taken,
+            Verdict::Unavailable => Claim::Unavailable,
+            Verdict::Lost => Claim::Lost,
+        };
+        answers
+            .into_iter()
+            .map(|a| (a.conn, claim(a.answer)))
+            .collect()
+    }
+
+    /// The user at `at` (of this worker) let `key` go.
+    pub fn release(&mut self, key: &str, at: Address, now: Instant) {
+        if let Some(mut registry) = self.registry() {
+            registry.release(key, at);
+        }
+        if let Some(cluster) = self.cluster.as_deref_mut() {
+            cluster.release(key, at.conn, now);
         }
     }
 }
@@ -321,7 +471,8 @@ mod tests {
         hubs[0].direct(to, Arc::from(&b"psst\n"[..]));
         hubs[0].publish(Arc::from(&b"two\n"[..]));
         assert!(hubs[1].take().is_empty(), "nothing before the flush");
-        hubs[0].flush(Instant::now());
+        let poll = mio::Poll::new().unwrap();
+        hubs[0].flush(poll.registry(), Instant::now());
         let got1 = hubs[1].take();
         let got2 = hubs[2].take();
         assert_eq!(got1.len(), 2, "the direct message went to worker 2 only");
@@ -375,6 +526,6 @@ mod tests {
             .unwrap()
             .release("alice", holder(0, 1).at);
         assert!(hubs[1].registry().unwrap().get("alice").is_none());
-        assert!(Hub::Local.registry().is_none());
+        assert!(Hub::local().registry().is_none());
     }
 }

@@ -89,6 +89,7 @@ pub mod workers;
 
 use std::net::SocketAddr;
 
+use cluster::Cluster;
 use config::{Config, Listen, Mode};
 use event_loop::{Exit, Parts, Server, StartError};
 use hub::Hub;
@@ -244,10 +245,32 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             log::info!("metrics on http://{addr}/metrics");
         }
     };
+    // The link to other instances (`--cluster`): one per worker, under
+    // one instance id.
+    let instance = cluster::instance_id();
+    let linked = |hub: Hub, worker: usize| match (&config.cluster, cluster_kind(&config.mode)) {
+        (Some(opts), Some(kind)) => {
+            let settings = cluster::Settings {
+                url: opts.url.clone(),
+                prefix: opts.prefix.clone(),
+                outbox: opts.outbox,
+            };
+            let link = Cluster::new(
+                settings,
+                kind,
+                instance,
+                worker as u32,
+                options.write_limit,
+                std::time::Instant::now(),
+            );
+            hub.with_cluster(link)
+        }
+        _ => hub,
+    };
     if workers == 1 {
         let parts = parts.into_iter().next().expect("one worker's parts");
         listening("");
-        let server = Server::new(parts, options, first);
+        let server = Server::new(parts, options.clone(), first).with_hub(linked(Hub::local(), 0));
         let server = match metrics {
             Some(listener) => server.with_metrics(listener).map_err(RunError::Start)?,
             None => server,
@@ -272,11 +295,16 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Start)?;
     let handoffs = spread::Handoff::mesh(&wakers);
-    let hubs = if fans_out {
+    let hubs: Vec<Hub> = if fans_out {
         Hub::mesh(wakers)
     } else {
-        (0..workers).map(|_| Hub::Local).collect()
+        (0..workers).map(|_| Hub::local()).collect()
     };
+    let hubs = hubs
+        .into_iter()
+        .enumerate()
+        .map(|(worker, hub)| linked(hub, worker))
+        .collect();
     let protocols = (0..workers)
         .map(|_| make())
         .collect::<Result<Vec<_>, _>>()?;
@@ -294,6 +322,16 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// Which relay a cluster carries for `mode`; `None` for a mode that has
+/// none (config refuses `--cluster` for it).
+fn cluster_kind(mode: &Mode) -> Option<cluster::Kind> {
+    match mode {
+        Mode::Broadcast { .. } => Some(cluster::Kind::Broadcast),
+        Mode::Chat => Some(cluster::Kind::Chat),
+        _ => None,
+    }
 }
 
 /// The start-up line: `monoloop 0.1.0 (commit 9524292, tls): echo

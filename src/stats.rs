@@ -55,6 +55,9 @@ pub struct Stats {
     /// Health checks: connections closed by the peer without a byte of
     /// its own, before it could have read one of ours (`CloseReason::Check`).
     pub checks: u64,
+    /// The link to other instances' (`--cluster`) figures; `None` without
+    /// one. Copied from the link at the end of each turn.
+    pub cluster: Option<crate::cluster::Figures>,
 }
 
 impl Stats {
@@ -74,6 +77,11 @@ impl Stats {
         self.tls_resumed += other.tls_resumed;
         self.tls_reload_failures += other.tls_reload_failures;
         self.checks += other.checks;
+        if let Some(theirs) = &other.cluster {
+            self.cluster
+                .get_or_insert_with(Default::default)
+                .add(theirs);
+        }
     }
 
     /// The report, given how many connections are open now:
@@ -99,6 +107,15 @@ impl Stats {
             if n > 0 {
                 dropped.push_str(&format!(" {name}={n}"));
             }
+        }
+        // The cluster's figures, with one.
+        if let Some(c) = &self.cluster {
+            let state = if c.linked > 0 { "up" } else { "down" };
+            dropped.push_str(&format!(
+                " cluster={state} published={} received={} reconnects={} outbox={} \
+                 cluster_dropped={}",
+                c.published, c.received, c.reconnects, c.outbox, c.dropped
+            ));
         }
         format!(
             "connections total={} active={} rejected={} timed_out={} slow_consumers={} \

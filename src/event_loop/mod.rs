@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::cluster::Cluster;
 use crate::config::ServerOptions;
 use crate::conn_table::{is_reserved, ConnTable};
 use crate::connection::Connection;
@@ -168,6 +169,7 @@ impl Server {
                         self.remote(now);
                     }
                     token if Metrics::owns(token) => self.scrape(token, now),
+                    token if Cluster::owns(token) => self.cluster_event(token, now),
                     token if is_listener(token) => self.accept(now),
                     _ => {}
                 }
@@ -200,6 +202,7 @@ impl Server {
 //   time.rs       one handler per timer key
 //   report.rs     stats and metrics figures
 //   visit.rs      one connection served: read, produce
+//   cluster.rs    the link to other instances: its events, its timer
 //   relay.rs      between connections: delivery, judging receivers, pacing
 //   admission.rs  accepting, the pause on EMFILE, the connection limit
 //   entry.rs      PROXY header -> TLS handshake -> OPEN
@@ -208,6 +211,7 @@ impl Server {
 //   startup.rs    the parts opened before the loop runs (beside the rest)
 mod admission;
 mod closing;
+mod cluster;
 mod entry;
 mod output;
 mod relay;
@@ -222,6 +226,9 @@ impl Server {
     /// armed again, this worker's figures are posted, relays get a fresh
     /// fan-out budget.
     fn end_turn(&mut self, now: Instant) {
+        if let Some(cluster) = self.relay.hub.cluster_ref() {
+            self.tally.stats.cluster = Some(cluster.figures());
+        }
         self.wake_reporter(now);
         if self.worker.is_some() {
             self.publish(now);
@@ -231,9 +238,15 @@ impl Server {
         }
     }
 
-    /// True once the loop has nothing left to do.
+    /// True once the loop has nothing left to do: aborted, or draining
+    /// with every connection gone and nothing owed to the cluster's Redis
+    /// (the users' leaves, say), unless the drain timeout has passed.
     fn finished(&self) -> bool {
-        self.aborted || (self.draining.is_some() && self.conns.is_empty())
+        let owes = |now| {
+            self.draining.is_some_and(|until| now < until)
+                && self.relay.hub.cluster_ref().is_some_and(|c| c.owes())
+        };
+        self.aborted || (self.draining.is_some() && self.conns.is_empty() && !owes(Instant::now()))
     }
 
     /// Zero if work is waiting that no event will announce; otherwise until

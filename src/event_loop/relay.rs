@@ -47,11 +47,14 @@ pub(super) struct Relay {
     holding_posted: bool,
     pub(super) held_elsewhere: Vec<Token>,
     pub(super) recheck_armed: bool,
+    /// When the cluster link's timer entry is armed for; others are stale.
+    pub(super) cluster_due: Option<Instant>,
     /// The slow-consumer line, throttled: any number of clients can
     /// trigger it at once.
     slow_log: Throttle,
     /// What relays say beyond this worker, and hear from the others
-    /// (`hub.rs`); `Hub::Local` with one worker.
+    /// (`hub.rs`), and other instances (`--cluster`); `Hub::local()` with
+    /// one worker and no cluster.
     pub(super) hub: Hub,
 }
 
@@ -65,8 +68,9 @@ impl Relay {
             holding_posted: false,
             held_elsewhere: Vec::new(),
             recheck_armed: false,
+            cluster_due: None,
             slow_log: Throttle::default(),
-            hub: Hub::Local,
+            hub: Hub::local(),
         }
     }
 }
@@ -165,8 +169,9 @@ impl Server {
                 self.settle(token, now);
             }
         }
-        // What this turn said to other workers leaves now, once.
-        self.relay.hub.flush(now);
+        // What this turn said to other workers (and instances) leaves now,
+        // once.
+        self.relay.hub.flush(self.poll.registry(), now);
     }
 
     /// After a receiver's flush: is it keeping up? One that owes more than

@@ -44,6 +44,9 @@ pub(super) enum TimerKey {
     Publish,
     /// Look again at senders held by another worker's receivers.
     Recheck,
+    /// The cluster link's next deadline (`cluster.rs`: a retry, a reply
+    /// due, a claim's wait, the names' refresh).
+    Cluster,
     /// Tell systemd's watchdog the loop is turning (with several workers:
     /// this loop's beat, and worker 0's look at every loop's).
     Watchdog,
@@ -52,7 +55,7 @@ pub(super) enum TimerKey {
 impl TimerKey {
     /// How many entries the loop's own keys (not connections') can have
     /// live at once.
-    pub(super) const LOOP_KEYS: usize = 7 + metrics::MAX_CLIENTS;
+    pub(super) const LOOP_KEYS: usize = 8 + metrics::MAX_CLIENTS;
 }
 
 impl Server {
@@ -60,6 +63,8 @@ impl Server {
     /// workers every loop beats, so that any loop that stops turning is
     /// noticed) and the stats line.
     pub(super) fn start_timers(&mut self, now: Instant) {
+        // The cluster link's first connect is due now.
+        self.arm_cluster(now);
         if let Some(every) = self.watchdog_every() {
             self.timers.schedule(now + every, TimerKey::Watchdog);
         }
@@ -136,6 +141,7 @@ impl Server {
                     }
                 }
                 TimerKey::AcceptRetry => self.retry_accepting(at, now),
+                TimerKey::Cluster => self.cluster_timer(at, now),
             }
         }
     }

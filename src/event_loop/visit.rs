@@ -212,10 +212,12 @@ impl Server {
             // up (pacing.rs): the kernel holds the rest.
             if self.fans_out
                 && conn.stage() == Stage::Open
-                && self.worker.as_ref().is_some_and(|w| w.others_holding())
+                && (self.worker.as_ref().is_some_and(|w| w.others_holding())
+                    || self.relay.hub.cluster_ref().is_some_and(|c| c.holding()))
             {
-                // A receiver on another worker is catching up: this
-                // sender waits too, and is looked at again shortly.
+                // A receiver on another worker is catching up, or Redis is
+                // (`--cluster`): this sender waits too, and is looked at
+                // again shortly.
                 self.relay.held_elsewhere.push(token);
                 if !self.relay.recheck_armed {
                     self.relay.recheck_armed = true;

@@ -67,7 +67,8 @@ pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u
             exposition(&figures()),
         ),
         "/healthz" => {
-            if figures().draining {
+            let f = figures();
+            if f.draining {
                 (
                     503,
                     "Service Unavailable",
@@ -75,7 +76,15 @@ pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u
                     "draining\n".to_string(),
                 )
             } else {
-                (200, "OK", "text/plain", "ok\n".to_string())
+                // Cut off from the cluster, an instance still serves its
+                // own clients: healthy, and says what it lacks.
+                let body = match &f.stats.cluster {
+                    Some(c) if (c.linked as usize) < f.settings.workers.max(1) => {
+                        "ok; cluster link down: serving this instance's clients alone\n"
+                    }
+                    _ => "ok\n",
+                };
+                (200, "OK", "text/plain", body.to_string())
             }
         }
         _ => (404, "Not Found", "text/plain", "not found\n".to_string()),
@@ -120,6 +129,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 pub fn exposition(f: &Figures) -> String {
     let s = &f.stats;
     let mut out = String::with_capacity(4096);
+    if let Some(c) = &s.cluster {
+        cluster(&mut out, c);
+    }
     let one = |v: u64| vec![("", v.to_string())];
     let build = format!(
         "version=\"{}\",commit=\"{}\",tls=\"{}\"",
@@ -278,6 +290,55 @@ fn settings(out: &mut String, c: &super::Settings) {
 }
 
 /// The `monoloop_tls_*` families, on a TLS server.
+/// The link to other instances (`--cluster`), when there is one.
+fn cluster(out: &mut String, c: &crate::cluster::Figures) {
+    family(
+        out,
+        "monoloop_cluster_linked",
+        "gauge",
+        "Workers whose link to the cluster's Redis is up (the others serve their own clients alone).",
+        &[("", c.linked.to_string())],
+    );
+    family(
+        out,
+        "monoloop_cluster_lines_total",
+        "counter",
+        "Lines published to the cluster (acknowledged by Redis), and received from other instances.",
+        &[
+            ("direction=\"published\"", c.published.to_string()),
+            ("direction=\"received\"", c.received.to_string()),
+        ],
+    );
+    family(
+        out,
+        "monoloop_cluster_reconnects_total",
+        "counter",
+        "Times a link to Redis came back after it was lost.",
+        &[("", c.reconnects.to_string())],
+    );
+    family(
+        out,
+        "monoloop_cluster_outbox_bytes",
+        "gauge",
+        "This instance's lines waiting for Redis to take them.",
+        &[("", c.outbox.to_string())],
+    );
+    family(
+        out,
+        "monoloop_cluster_dropped_lines_total",
+        "counter",
+        "Lines dropped because the outbox was full (--cluster-outbox).",
+        &[("", c.dropped.to_string())],
+    );
+    family(
+        out,
+        "monoloop_cluster_slow_total",
+        "counter",
+        "Links to Redis dropped for owing more than twice --write-limit.",
+        &[("", c.slow.to_string())],
+    );
+}
+
 fn tls(out: &mut String, f: &Figures) {
     let s = &f.stats;
     family(

@@ -276,7 +276,7 @@ impl<'a> Ctx<'a> {
     /// turn ends). Encoded once and counted once, whoever receives it.
     pub fn publish(&mut self, batch: Vec<u8>) -> Shared {
         let chunk = match self.hub.as_deref_mut() {
-            Some(hub) if hub.is_cross() => {
+            Some(hub) if hub.reaches_out() => {
                 let cross: Arc<[u8]> = batch.into();
                 hub.publish(cross.clone());
                 Shared::Cross(cross)
@@ -311,29 +311,52 @@ impl<'a> Ctx<'a> {
     }
 
     /// The names every worker's relay shares (chat's users); `None` when
-    /// this worker is the whole server, and keeps its own.
+    /// this worker is the whole process, and keeps its own.
     pub fn registry(&self) -> Option<MutexGuard<'_, Registry>> {
         self.hub.as_deref()?.registry()
     }
 
-    /// Asks the shared registry for the name `key`, as `holder`, in place
-    /// of `previous` (the key the claimant held, given up if granted).
-    /// `None` when there is no shared registry: this worker is the whole
-    /// server, and the protocol keeps its names itself. The answer may
-    /// come now or later: in one process it is always now; a registry
-    /// across machines may say [`Claim::Pending`], and the protocol then
-    /// hears it in [`Protocol::answer`].
+    /// Asks for the name `key`, as `holder`, in place of `previous` (the
+    /// key the claimant held, given up if granted). `None` when there is
+    /// no registry beyond this worker: it is the whole server, and the
+    /// protocol keeps its names itself. The answer may come now or later:
+    /// in one process it is always now; across instances (`--cluster`)
+    /// Redis answers, [`Claim::Pending`] says so, and the protocol hears
+    /// it in [`Protocol::answer`].
     pub fn claim(&mut self, key: String, holder: Holder, previous: Option<&str>) -> Option<Claim> {
         #[cfg(test)]
         if self.claims_pending {
             return Some(Claim::Pending);
         }
-        let granted = self.registry()?.claim_instead(key, holder, previous);
-        Some(if granted {
-            Claim::Granted
-        } else {
-            Claim::Taken
-        })
+        let now = self.now;
+        self.hub.as_deref_mut()?.claim(key, holder, previous, now)
+    }
+
+    /// The user `id` let the name `key` go (it left): whoever holds the
+    /// names beyond this worker hears it.
+    pub fn release(&mut self, key: &str, id: ConnId) {
+        let (at, now) = (self.address(id), self.now);
+        if let Some(hub) = self.hub.as_deref_mut() {
+            hub.release(key, at, now);
+        }
+    }
+
+    /// The names held on other instances (`--cluster`): lowercase key and
+    /// name as typed.
+    pub fn elsewhere(&mut self) -> Vec<(String, String)> {
+        let Some(cluster) = self.hub.as_deref_mut().and_then(|h| h.cluster()) else {
+            return Vec::new();
+        };
+        cluster
+            .roster()
+            .names()
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .collect()
+    }
+
+    /// Where the user holding `key` is, if on another instance.
+    pub fn find_elsewhere(&mut self, key: &str) -> Option<Address> {
+        self.hub.as_deref_mut()?.elsewhere(key)
     }
 
     /// Bytes this step sent to other connections, each shared chunk once:
@@ -550,7 +573,8 @@ mod tests {
         ctx.direct(mine, b"psst\n".to_vec());
         ctx.direct(elsewhere, b"psst\n".to_vec());
         assert_eq!(sends.len(), 3, "two room sends and the direct one here");
-        here.flush(now);
+        let poll = mio::Poll::new().unwrap();
+        here.flush(poll.registry(), now);
         let got = there.take();
         assert!(matches!(&got[0], Remote::Room { chunk, .. } if &chunk[..] == b"line\n"));
         assert!(matches!(&got[1], Remote::Direct { to, .. } if *to == Token(9)));
