@@ -559,17 +559,21 @@ impl Cluster {
                     Linked::Down(since) => {
                         self.figures.reconnects += 1;
                         if DOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            log::info!(
-                                "cluster: linked to {url} again after {:.1} s; {} lines \
+                            crate::logging::for_the_server(|| {
+                                log::info!(
+                                    "cluster: linked to {url} again after {:.1} s; {} lines \
                                  dropped so far (outbox full)",
-                                now.saturating_duration_since(since).as_secs_f64(),
-                                self.figures.dropped
-                            );
+                                    now.saturating_duration_since(since).as_secs_f64(),
+                                    self.figures.dropped
+                                )
+                            });
                         }
                     }
                     _ => {
                         if !LINKED.swap(true, Ordering::AcqRel) {
-                            log::info!("cluster: linked to {url} (stream {})", self.stream);
+                            crate::logging::for_the_server(|| {
+                                log::info!("cluster: linked to {url} (stream {})", self.stream)
+                            });
                         }
                     }
                 }
@@ -583,10 +587,12 @@ impl Cluster {
                         Linked::Never => "cannot reach",
                         _ => "lost",
                     };
-                    log::warn!(
-                        "cluster: {doing} Redis at {url} ({why}): serving this instance's \
-                         clients alone, and retrying"
-                    );
+                    crate::logging::for_the_server(|| {
+                        log::warn!(
+                            "cluster: {doing} Redis at {url} ({why}): serving this \
+                             instance's clients alone, and retrying"
+                        )
+                    });
                 }
             }
         }
