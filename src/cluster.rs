@@ -172,7 +172,8 @@ pub struct Answered {
 pub struct Figures {
     /// Workers whose link is up (this one: 0 or 1).
     pub linked: u64,
-    /// Lines Redis acknowledged, and lines read from other instances.
+    /// Lines Redis acknowledged, and lines read from other instances
+    /// (once per instance, however many workers read them).
     pub published: u64,
     pub received: u64,
     /// Times a link came back after it was lost.

@@ -111,7 +111,11 @@ impl Cluster {
             self.roster.heard(e.from, now);
             match e.body {
                 Body::Room(data) => {
-                    self.figures.received += lines(&data);
+                    // Every worker reads every entry: the instance
+                    // received it once, counted by worker 0's link.
+                    if self.me.worker == 0 {
+                        self.figures.received += lines(&data);
+                    }
                     room.extend_from_slice(&data);
                 }
                 Body::Direct { to, conn, data } if to == self.me => {
