@@ -5,13 +5,15 @@
 //! server fails a test instead of hanging it. [`metrics`] reads the
 //! `--metrics` listener; [`tls`] (with the `tls` feature) makes certificates
 //! at run time and drives a rustls client; [`redis`] runs a real
-//! `redis-server` for the cluster tests; [`skip`] says, where a person
+//! `redis-server` for the cluster tests, and [`cluster`] starts instances
+//! joined through it; [`skip`] says, where a person
 //! sees it, that a test cannot run here. A read that fails names the client
 //! and the step, and shows what arrived and the server's log ([`client`]).
 
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod client;
+pub mod cluster;
 pub mod metrics;
 pub mod redis;
 pub mod skip;
