@@ -197,6 +197,10 @@ pub struct ChatSession {
     /// in order. Never so in one process, whose registry answers at once.
     claiming: Option<InFlight>,
     held: Vec<u8>,
+    /// Another instance's user took the name while this one was cut off
+    /// from Redis (`Claim::Lost`): its leaving is said on this instance
+    /// only, where the others still see that name online.
+    lost: bool,
 }
 
 /// A claim on a name waiting for the registry's answer.
@@ -393,6 +397,7 @@ impl Protocol for Chat {
             prompted,
             claiming,
             held,
+            lost: _,
         } = s;
         let room = &mut self.room;
         let mut public = Public::default();
@@ -453,6 +458,7 @@ impl Protocol for Chat {
             if let Some(name) = s.name.as_deref() {
                 self.room.users.remove(&key(name));
             }
+            s.lost = true;
             ctx.write(NAME_LOST);
             return Step::Close;
         }
@@ -540,7 +546,14 @@ impl Protocol for Chat {
         if let Some(name) = s.name {
             self.room.release(&name, id, ctx);
             let left = format!("{name} left the chat\n").into_bytes();
-            self.room.tell_others(id, left, ctx);
+            if s.lost {
+                let chunk = ctx.publish_here(left);
+                for to in self.room.users.values().map(|u| u.id) {
+                    ctx.send(to, chunk.clone());
+                }
+            } else {
+                self.room.tell_others(id, left, ctx);
+            }
         }
     }
 
