@@ -106,7 +106,12 @@ fn three_instances_with_a_sender_on_each_keep_each_senders_order() {
             let k: usize = tag[1..].parse().unwrap();
             assert!(from.contains(&k), "{}: heard {line:?}", m.name);
             let expected = next.entry(tag.to_string()).or_default();
-            assert_eq!(n.parse::<usize>().unwrap(), *expected, "{}: {line:?}", m.name);
+            assert_eq!(
+                n.parse::<usize>().unwrap(),
+                *expected,
+                "{}: {line:?}",
+                m.name
+            );
             *expected += 1;
         }
         assert!(next.values().all(|&n| n == LINES), "{}: {next:?}", m.name);
@@ -143,7 +148,11 @@ fn workers_of(server: &Server) -> Vec<String> {
 fn with_two_workers_a_line_is_published_once_and_delivered_once_to_each() {
     let Some(redis) = Redis::start() else { return };
     let url = redis.url();
-    let mut a = instance("broadcast", &url, &["--workers", "2", "--metrics", "127.0.0.1:0"]);
+    let mut a = instance(
+        "broadcast",
+        &url,
+        &["--workers", "2", "--metrics", "127.0.0.1:0"],
+    );
     let m = metrics_at(&mut a);
     // Both workers' links are up, not only the first one's.
     within("both workers linked", PATIENCE, || {
@@ -162,7 +171,10 @@ fn with_two_workers_a_line_is_published_once_and_delivered_once_to_each() {
         if on("0") >= 2 && on("1") >= 2 {
             break;
         }
-        assert!(near.len() < 40, "40 clients, and one worker has fewer than 2: {seen:?}");
+        assert!(
+            near.len() < 40,
+            "40 clients, and one worker has fewer than 2: {seen:?}"
+        );
     }
 
     // From the other instance: each of a's clients, on either worker,
@@ -198,7 +210,10 @@ fn with_two_workers_a_line_is_published_once_and_delivered_once_to_each() {
     assert_eq!(mine, 50, "{stored:?}");
     let stats = a.wait_stats(&[("published", 50)]);
     assert_eq!(stats.get("received"), 51, "{stats}");
-    assert_eq!(sample(m, "monoloop_cluster_lines_total{direction=\"published\"}"), 50.0);
+    assert_eq!(
+        sample(m, "monoloop_cluster_lines_total{direction=\"published\"}"),
+        50.0
+    );
 }
 
 #[test]

@@ -169,7 +169,10 @@ fn of_two_users_taking_one_name_on_two_instances_at_once_one_has_it() {
     }
     quiet(&mut watch_a);
     quiet(&mut watch_b);
-    eprintln!("of {ROUNDS} races, a won {} and b {}", winners[0], winners[1]);
+    eprintln!(
+        "of {ROUNDS} races, a won {} and b {}",
+        winners[0], winners[1]
+    );
 }
 
 #[test]

@@ -18,7 +18,9 @@ use common::*;
 
 #[test]
 fn lines_said_while_redis_is_away_arrive_once_in_order_when_it_returns_empty() {
-    let Some(mut redis) = Redis::start() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
     let url = redis.url();
     let mut a = instance("broadcast", &url, &["--metrics", "127.0.0.1:0"]);
     let m = metrics_at(&mut a);
@@ -76,8 +78,18 @@ fn lines_said_while_redis_is_away_arrive_once_in_order_when_it_returns_empty() {
 
     // The figures: one reconnect each, every line published once, and an
     // outbox empty again; the link is up, and healthy says so.
-    a.wait_stats(&[("reconnects", 1), ("published", 101), ("received", 51), ("outbox", 0)]);
-    b.wait_stats(&[("reconnects", 1), ("published", 51), ("received", 101), ("outbox", 0)]);
+    a.wait_stats(&[
+        ("reconnects", 1),
+        ("published", 101),
+        ("received", 51),
+        ("outbox", 0),
+    ]);
+    b.wait_stats(&[
+        ("reconnects", 1),
+        ("published", 51),
+        ("received", 101),
+        ("outbox", 0),
+    ]);
     assert_eq!(sample(m, "monoloop_cluster_reconnects_total"), 1.0);
     assert_eq!(sample(m, "monoloop_cluster_linked"), 1.0);
     assert_eq!(healthz(m).split("\r\n\r\n").nth(1), Some("ok\n"));
@@ -86,7 +98,12 @@ fn lines_said_while_redis_is_away_arrive_once_in_order_when_it_returns_empty() {
         let lost = s.log_lines("cluster: lost Redis at ");
         assert_eq!(lost.len(), 1, "{lost:?}");
         assert!(lost[0].contains(&format!("at {url} (")), "{}", lost[0]);
-        assert_eq!(s.log_lines(" WARN ").len(), 1, "{:?}", s.log_lines(" WARN "));
+        assert_eq!(
+            s.log_lines(" WARN ").len(),
+            1,
+            "{:?}",
+            s.log_lines(" WARN ")
+        );
         assert_eq!(s.log_lines("cluster: linked to ").len(), 2);
         assert_eq!(s.log_lines(" again after ").len(), 1);
     }
@@ -212,7 +229,12 @@ fn redis_absent_at_start_is_one_warning_without_the_password_then_joined() {
     // Retries (several by now, from 100 ms apart) are not warned of again.
     let down = wait_link(&mut a, "down");
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(a.log_lines(" WARN ").len(), 1, "{:?}", a.log_lines(" WARN "));
+    assert_eq!(
+        a.log_lines(" WARN ").len(),
+        1,
+        "{:?}",
+        a.log_lines(" WARN ")
+    );
     assert_eq!(down.get("reconnects"), 0, "{down}");
 
     // Redis appears on its port: the instance joins, and so does another.
@@ -244,7 +266,9 @@ fn a_full_outbox_drops_later_lines_counts_them_and_says_so_once() {
     // Each line with its prefix is 1012 bytes: 64 fit in 64 KiB.
     const LINES: usize = 200;
     const FIT: usize = 64;
-    let Some(mut redis) = Redis::start() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
     let url = redis.url();
     let args = ["--cluster-outbox", "64K", "--metrics", "127.0.0.1:0"];
     let mut a = instance("broadcast", &url, &args);
@@ -274,7 +298,11 @@ fn a_full_outbox_drops_later_lines_counts_them_and_says_so_once() {
     );
     let said = a.log_lines("the outbox is full");
     assert_eq!(said.len(), 1, "{said:?}");
-    assert!(said[0].contains(" WARN ") && said[0].contains("65536 bytes"), "{}", said[0]);
+    assert!(
+        said[0].contains(" WARN ") && said[0].contains("65536 bytes"),
+        "{}",
+        said[0]
+    );
 
     // Redis returns: b's client hears the 64 that fit, in order, and
     // nothing of the rest; the count stays.
@@ -287,8 +315,15 @@ fn a_full_outbox_drops_later_lines_counts_them_and_says_so_once() {
     a2.expect("[Broadcast] after\n");
     b1.silent(QUIET);
     let stats = a.wait_stats(&[("published", FIT as u64 + 1), ("outbox", 0)]);
-    assert_eq!(stats.get("cluster_dropped"), (LINES - FIT) as u64, "{stats}");
+    assert_eq!(
+        stats.get("cluster_dropped"),
+        (LINES - FIT) as u64,
+        "{stats}"
+    );
     assert_eq!(a.log_lines("the outbox is full").len(), 1);
     let back = a.wait_for_log(" again after ");
-    assert!(back.contains(&format!("{} lines dropped", LINES - FIT)), "{back}");
+    assert!(
+        back.contains(&format!("{} lines dropped", LINES - FIT)),
+        "{back}"
+    );
 }

@@ -201,10 +201,7 @@ pub fn healthz(addr: SocketAddr) -> String {
 pub fn within(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !f() {
-        assert!(
-            started.elapsed() < within,
-            "{what}: not within {within:?}"
-        );
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
         thread::sleep(Duration::from_millis(20));
     }
     started.elapsed()
