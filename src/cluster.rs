@@ -57,6 +57,7 @@ mod read;
 pub mod resolve;
 pub mod resp;
 pub mod roster;
+mod transport;
 pub mod url;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -102,6 +103,9 @@ pub struct Settings {
     pub prefix: String,
     /// `--cluster-outbox`, in bytes.
     pub outbox: usize,
+    /// TLS to Redis (`rediss://`): made by the caller from `--cluster-ca`
+    /// or the system's trust store.
+    pub tls: link::Tls,
 }
 
 /// Which relay the cluster carries.
@@ -494,8 +498,12 @@ impl Cluster {
         now: Instant,
     ) {
         let started = match which {
-            0 => self.writer.connect(addr, &self.greeting, registry, now),
-            _ => self.reader.connect(addr, &self.greeting, registry, now),
+            0 => self
+                .writer
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
+            _ => self
+                .reader
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
         };
         if let Err(e) = started {
             self.failed_to_start(which, e.to_string(), registry, now);

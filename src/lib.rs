@@ -248,12 +248,14 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     // The link to other instances (`--cluster`): one per worker, under
     // one instance id.
     let instance = cluster::instance_id();
+    let cluster_tls = cluster_tls(config)?;
     let linked = |hub: Hub, worker: usize| match (&config.cluster, cluster_kind(&config.mode)) {
         (Some(opts), Some(kind)) => {
             let settings = cluster::Settings {
                 url: opts.url.clone(),
                 prefix: opts.prefix.clone(),
                 outbox: opts.outbox,
+                tls: cluster_tls.clone(),
             };
             let link = Cluster::new(
                 settings,
@@ -322,6 +324,28 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// TLS to the cluster's Redis (`rediss://`): verified against
+/// `--cluster-ca` alone when given, else the system's trust store, for the
+/// URL's host. A CA file that cannot be used is a TLS option error (exit 2).
+fn cluster_tls(config: &Config) -> Result<cluster::link::Tls, RunError> {
+    #[allow(unused_mut)]
+    let mut tls = cluster::link::Tls::default();
+    #[cfg(feature = "tls")]
+    if let Some(opts) = config.cluster.as_ref().filter(|c| c.url.tls) {
+        let client = config::ClientTls {
+            ca: opts.ca.clone(),
+            ..Default::default()
+        };
+        let made = tls::client_config(&client)
+            .map_err(|e| RunError::Tls(e.0.replace("--ca", "--cluster-ca")))?;
+        let name = tls::server_name(&opts.url.host).map_err(|e| RunError::Tls(e.0))?;
+        tls.config = Some((made, name));
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    Ok(tls)
 }
 
 /// Which relay a cluster carries for `mode`; `None` for a mode that has
