@@ -425,6 +425,9 @@ impl Cluster {
         if self.reader.retry_due(now) {
             self.connect(1, registry, now);
         }
+        // Claims given up on whose answer never came are forgotten.
+        self.claims
+            .retain(|c| !(c.abandoned && now >= c.since + CLAIM_WAIT));
         // Claims that waited too long: the chat is unavailable to them.
         let mut i = 0;
         while i < self.claims.len() {
@@ -440,7 +443,7 @@ impl Cluster {
                 if c.sent {
                     // Its answer may still come; a grant is given back.
                     c.abandoned = true;
-                    c.since = now + Duration::from_secs(3600);
+                    c.since = now + names::ABANDONED;
                 } else {
                     self.claims.remove(i);
                     continue;
