@@ -239,6 +239,12 @@ pub struct Cluster {
     outbox: VecDeque<(Entry, usize)>,
     outbox_bytes: usize,
     in_flight: usize,
+    /// Bytes of those sent: at most about `--write-limit` are (a window).
+    in_flight_bytes: usize,
+    /// How large the outbox may grow while the writer is up before it is
+    /// judged not to keep up: twice `--write-limit`, or what an outage
+    /// left in it when the link came back, shrinking as Redis takes it.
+    allowance: usize,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
     /// The last number taken from each publisher.
@@ -306,6 +312,8 @@ impl Cluster {
             outbox: VecDeque::new(),
             outbox_bytes: 0,
             in_flight: 0,
+            in_flight_bytes: 0,
+            allowance: 2 * write_limit,
             last_id: None,
             seen: HashMap::new(),
             arrived: Vec::new(),
@@ -346,10 +354,12 @@ impl Cluster {
         &mut self.roster
     }
 
-    /// True while the writer's socket owes more than `--write-limit`:
-    /// local senders wait, as for a receiver that is catching up.
+    /// True while Redis, linked, has not yet taken more than
+    /// `--write-limit` of this worker's lines: local senders wait, as for a
+    /// receiver that is catching up. (A link that is down holds nobody:
+    /// local delivery goes on, and the outbox keeps the lines.)
     pub fn holding(&self) -> bool {
-        self.writer.is_ready() && self.writer.unwritten() > self.write_limit
+        self.writer.is_ready() && self.outbox_bytes > self.write_limit
     }
 
     /// True while entries wait for a writer that is up (shutdown waits
