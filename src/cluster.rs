@@ -67,19 +67,16 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use crate::tokens::reserved;
 use entry::{Body, Entry, Publisher};
 use link::Link;
 use names::{Claiming, Mine};
 use resolve::{Lookup, Resolver};
 use roster::Roster;
 
-/// The writer's token.
-pub const WRITER: Token = reserved(4);
-/// The reader's token.
-pub const READER: Token = reserved(5);
-/// The resolver's wake-up.
-pub const RESOLVED: Token = reserved(6);
+/// The writer's token, the reader's, the resolver's wake-up (`tokens.rs`).
+pub use crate::tokens::{
+    CLUSTER_READER as READER, CLUSTER_RESOLVED as RESOLVED, CLUSTER_WRITER as WRITER,
+};
 
 /// How long the reader's `XREAD` blocks when nothing comes: an idle link
 /// wakes its loop once in this long (and a silent Redis is noticed).

@@ -44,7 +44,12 @@
 //!    N loops behaving as one server: the supervisor that runs them, what
 //!    each loop shares with the others (the connection count, the
 //!    figures, the holding flags), how new connections are spread over
-//!    them, and what the relays send across them.
+//!    them, and what the relays send across them. Then [`cluster`]
+//!    (`--cluster`): broadcast and chat across instances through Redis,
+//!    each loop a server and a Redis client at once: one connection's
+//!    state machine (`cluster/link.rs`), RESP by hand (`cluster/resp.rs`),
+//!    the stream's entries, chat's names, and what the loop does with it
+//!    (`event_loop/cluster.rs`).
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.
