@@ -84,8 +84,9 @@ pub const BLOCK: Duration = Duration::from_secs(30);
 /// Entries kept in a stream (`MAXLEN ~`): how far back an instance can
 /// catch up after an outage.
 pub const KEEP: usize = 10_000;
-/// Entries read per `XREAD`.
-const READ_COUNT: &str = "1000";
+/// Entries read per `XREAD`: each is one turn of one publisher (up to a
+/// turn's budget of lines), so this bounds one reply's size.
+const READ_COUNT: &str = "256";
 /// How long a claim on a chat name may wait for Redis.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How often a holder refreshes its names and says it is alive.
