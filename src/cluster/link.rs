@@ -190,9 +190,14 @@ impl<W> Link<W> {
     }
 
     /// Queues a command, waiting for its reply as `what`. Written at the
-    /// next [`flush`](Self::flush). Only while the link is not DOWN.
+    /// next [`flush`](Self::flush). On a link that is DOWN it is dropped:
+    /// the owner may be handling a reply that came in the same read as
+    /// the failure (`[Reply, Failed]`, a reader's `XREAD` answered just
+    /// before Redis went), and sends what it needs again at `Up`.
     pub fn send(&mut self, command: &[u8], what: W, now: Instant) {
-        debug_assert!(self.socket.is_some(), "a command for a link that is down");
+        if self.socket.is_none() {
+            return;
+        }
         self.out.extend_from_slice(command);
         if self.expect.is_empty() {
             self.due = Some(now + REPLY_TIMEOUT + self.grace);
@@ -460,5 +465,18 @@ mod tests {
             );
         }
         assert!(waits[9] >= BACKOFF_MAX / 2, "capped at 5 s");
+    }
+
+    #[test]
+    fn a_command_for_a_link_that_is_down_is_dropped() {
+        let now = Instant::now();
+        let mut link: Link<u8> = Link::new(Token(1), 42, Duration::ZERO, now);
+        link.send(b"*1\r\n$4\r\nPING\r\n", 7, now);
+        assert_eq!(link.unwritten(), 0);
+        assert_eq!(link.deadline(), Some(now), "still the first attempt's");
+        let Happened::Failed(_, owed) = link.fail("x".into(), now) else {
+            unreachable!()
+        };
+        assert!(owed.is_empty(), "{owed:?}");
     }
 }
