@@ -171,11 +171,16 @@ pub fn wait_link(server: &mut Server, state: &str) -> Stats {
         {
             return Stats(l.clone());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no stats line with {want:?} within {PATIENCE:?}; the last: {:?}",
-            lines.last()
-        );
+        if Instant::now() > deadline {
+            let log = server.log();
+            let tail = &log[log.len().saturating_sub(30)..];
+            panic!(
+                "no stats line with {want:?} within {PATIENCE:?}; the last {} lines \
+                 of the log:\n  {}",
+                tail.len(),
+                tail.join("\n  ")
+            );
+        }
         thread::sleep(Duration::from_millis(20));
     }
 }
