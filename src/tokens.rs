@@ -12,6 +12,10 @@
 //! | `reserved(2)`              | the waker: other workers sent words or     |
 //! |                            | connections (`hub.rs`, `spread.rs`)        |
 //! | `reserved(3)`              | the metrics listener (`metrics.rs`)        |
+//! | `reserved(4)`, `(5)`       | the cluster link's writer and reader       |
+//! |                            | (`cluster.rs`: `WRITER`, `READER`)         |
+//! | `reserved(6)`              | the cluster's resolver answered            |
+//! |                            | (`cluster.rs`: `RESOLVED`)                 |
 //! | `reserved(8 + i)`, i ≥ 1   | further listeners (socket activation)      |
 //! | `reserved(65536 + k)`      | metrics client `k` (`metrics.rs`)          |
 
