@@ -57,6 +57,7 @@ mod read;
 pub mod resolve;
 pub mod resp;
 pub mod roster;
+mod transport;
 pub mod url;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -66,19 +67,16 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use crate::tokens::reserved;
 use entry::{Body, Entry, Publisher};
 use link::Link;
 use names::{Claiming, Mine};
 use resolve::{Lookup, Resolver};
 use roster::Roster;
 
-/// The writer's token.
-pub const WRITER: Token = reserved(4);
-/// The reader's token.
-pub const READER: Token = reserved(5);
-/// The resolver's wake-up.
-pub const RESOLVED: Token = reserved(6);
+/// The writer's token, the reader's, the resolver's wake-up (`tokens.rs`).
+pub use crate::tokens::{
+    CLUSTER_READER as READER, CLUSTER_RESOLVED as RESOLVED, CLUSTER_WRITER as WRITER,
+};
 
 /// How long the reader's `XREAD` blocks when nothing comes: an idle link
 /// wakes its loop once in this long (and a silent Redis is noticed).
@@ -86,8 +84,9 @@ pub const BLOCK: Duration = Duration::from_secs(30);
 /// Entries kept in a stream (`MAXLEN ~`): how far back an instance can
 /// catch up after an outage.
 pub const KEEP: usize = 10_000;
-/// Entries read per `XREAD`.
-const READ_COUNT: &str = "1000";
+/// Entries read per `XREAD`: each is one turn of one publisher (up to a
+/// turn's budget of lines), so this bounds one reply's size.
+const READ_COUNT: &str = "256";
 /// How long a claim on a chat name may wait for Redis.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How often a holder refreshes its names and says it is alive.
@@ -102,6 +101,9 @@ pub struct Settings {
     pub prefix: String,
     /// `--cluster-outbox`, in bytes.
     pub outbox: usize,
+    /// TLS to Redis (`rediss://`): made by the caller from `--cluster-ca`
+    /// or the system's trust store.
+    pub tls: link::Tls,
 }
 
 /// Which relay the cluster carries.
@@ -235,6 +237,12 @@ pub struct Cluster {
     outbox: VecDeque<(Entry, usize)>,
     outbox_bytes: usize,
     in_flight: usize,
+    /// Bytes of those sent: at most about `--write-limit` are (a window).
+    in_flight_bytes: usize,
+    /// How large the outbox may grow while the writer is up before it is
+    /// judged not to keep up: twice `--write-limit`, or what an outage
+    /// left in it when the link came back, shrinking as Redis takes it.
+    allowance: usize,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
     /// The last number taken from each publisher.
@@ -302,6 +310,8 @@ impl Cluster {
             outbox: VecDeque::new(),
             outbox_bytes: 0,
             in_flight: 0,
+            in_flight_bytes: 0,
+            allowance: 2 * write_limit,
             last_id: None,
             seen: HashMap::new(),
             arrived: Vec::new(),
@@ -342,10 +352,12 @@ impl Cluster {
         &mut self.roster
     }
 
-    /// True while the writer's socket owes more than `--write-limit`:
-    /// local senders wait, as for a receiver that is catching up.
+    /// True while Redis, linked, has not yet taken more than
+    /// `--write-limit` of this worker's lines: local senders wait, as for a
+    /// receiver that is catching up. (A link that is down holds nobody:
+    /// local delivery goes on, and the outbox keeps the lines.)
     pub fn holding(&self) -> bool {
-        self.writer.is_ready() && self.writer.unwritten() > self.write_limit
+        self.writer.is_ready() && self.outbox_bytes > self.write_limit
     }
 
     /// True while entries wait for a writer that is up (shutdown waits
@@ -421,6 +433,9 @@ impl Cluster {
         if self.reader.retry_due(now) {
             self.connect(1, registry, now);
         }
+        // Claims given up on whose answer never came are forgotten.
+        self.claims
+            .retain(|c| !(c.abandoned && now >= c.since + CLAIM_WAIT));
         // Claims that waited too long: the chat is unavailable to them.
         let mut i = 0;
         while i < self.claims.len() {
@@ -436,7 +451,7 @@ impl Cluster {
                 if c.sent {
                     // Its answer may still come; a grant is given back.
                     c.abandoned = true;
-                    c.since = now + Duration::from_secs(3600);
+                    c.since = now + names::ABANDONED;
                 } else {
                     self.claims.remove(i);
                     continue;
@@ -494,8 +509,12 @@ impl Cluster {
         now: Instant,
     ) {
         let started = match which {
-            0 => self.writer.connect(addr, &self.greeting, registry, now),
-            _ => self.reader.connect(addr, &self.greeting, registry, now),
+            0 => self
+                .writer
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
+            _ => self
+                .reader
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
         };
         if let Err(e) = started {
             self.failed_to_start(which, e.to_string(), registry, now);

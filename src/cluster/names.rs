@@ -19,6 +19,10 @@ use super::entry::{Body, Named};
 use super::roster::LEASE;
 use super::{resp, Answered, Cluster, Verdict, Write, REFRESH};
 
+/// How long a claim given up on waits for Redis's late answer before it is
+/// forgotten (its name, if granted, then expires within the lease).
+pub(super) const ABANDONED: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sets a name to its holder if it is free or already the holder's, with
 /// the lease; 1 if the holder has it, 0 if another does.
 pub(super) const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
@@ -107,6 +111,14 @@ impl Cluster {
 
     /// `conn` let its name `key` go (it left).
     pub fn release(&mut self, key: &str, conn: Token, now: Instant) {
+        // A claim still in flight for it is given up: should Redis grant
+        // it after all, the name is released at once.
+        for c in self.claims.iter_mut() {
+            if c.conn == conn && c.key == key && !c.abandoned {
+                c.abandoned = true;
+                c.since = now + ABANDONED;
+            }
+        }
         if self.mine.get(key).is_none_or(|m| m.conn != conn) {
             return;
         }

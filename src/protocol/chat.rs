@@ -537,6 +537,14 @@ impl Protocol for Chat {
     }
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
+        // A claim in flight is given up: a name granted after the user
+        // left must not stay held for nobody.
+        match &s.claiming {
+            Some(InFlight::Join(wanted)) | Some(InFlight::Rename { to: wanted, .. }) => {
+                ctx.release(&key(wanted), id);
+            }
+            None => {}
+        }
         if let Some(name) = s.name {
             self.room.release(&name, id, ctx);
             let left = format!("{name} left the chat\n").into_bytes();
