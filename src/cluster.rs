@@ -29,10 +29,13 @@
 //!   so after an outage it catches up from the stream; a line from this
 //!   instance is skipped (its workers had it through the hub). What one
 //!   reply brings is delivered as one shared chunk, as a local turn is.
-//! - **Backpressure.** A writer whose socket will not take what it is
-//!   owed holds the local senders (the loop asks [`Cluster::holding`], as
-//!   it asks whether another worker's receivers hold them) past
-//!   `--write-limit`, and is dropped and reconnected past twice that.
+//! - **Backpressure.** The link is a receiver like any other. `XADD`s go
+//!   out in a window of `--write-limit` bytes not yet acknowledged; past
+//!   `--write-limit` of lines Redis has not acknowledged, a linked writer
+//!   holds the local senders (the loop asks [`Cluster::holding`], as it
+//!   asks whether another worker's receivers hold them), and past twice
+//!   that it is dropped, counted, and connects again. A link that is down
+//!   holds nobody: local delivery goes on.
 //! - **Failure.** A connect, a greeting or a reply that does not come in
 //!   time, an error or a reply that is not RESP drops the link; it is
 //!   tried again after a backoff from 100 ms to 5 s with jitter, the host
@@ -212,8 +215,12 @@ enum Linked {
     /// Not yet linked since start.
     Never,
     Up,
-    /// Lost (or never reached) since then.
-    Down(Instant),
+    /// Down since then; `ever`: it had been up before (a reconnect is
+    /// counted when it is back), else never reached since start.
+    Down {
+        since: Instant,
+        ever: bool,
+    },
 }
 
 /// One worker's link to the cluster. See the module docs.
@@ -575,38 +582,41 @@ impl Cluster {
             (None, was) if self.is_up() => {
                 self.linked = Linked::Up;
                 self.dropping_said = false;
-                match was {
-                    Linked::Down(since) => {
-                        self.figures.reconnects += 1;
-                        if DOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            crate::logging::for_the_server(|| {
-                                log::info!(
-                                    "cluster: linked to {url} again after {:.1} s; {} lines \
-                                 dropped so far (outbox full)",
-                                    now.saturating_duration_since(since).as_secs_f64(),
-                                    self.figures.dropped
-                                )
-                            });
+                let after = match was {
+                    Linked::Down { since, ever } => {
+                        let last = DOWN.fetch_sub(1, Ordering::AcqRel) == 1;
+                        let waited = now.saturating_duration_since(since).as_secs_f64();
+                        if ever {
+                            self.figures.reconnects += 1;
+                            if last {
+                                crate::logging::for_the_server(|| {
+                                    log::info!(
+                                        "cluster: linked to {url} again after {waited:.1} s; \
+                                         {} lines dropped so far (outbox full)",
+                                        self.figures.dropped
+                                    )
+                                });
+                            }
+                            return;
                         }
+                        format!(", {waited:.1} s after the first try")
                     }
-                    _ => {
-                        if !LINKED.swap(true, Ordering::AcqRel) {
-                            crate::logging::for_the_server(|| {
-                                log::info!("cluster: linked to {url} (stream {})", self.stream)
-                            });
-                        }
-                    }
+                    _ => String::new(),
+                };
+                // The first link since start: said once for the process.
+                if !LINKED.swap(true, Ordering::AcqRel) {
+                    crate::logging::for_the_server(|| {
+                        log::info!("cluster: linked to {url} (stream {}){after}", self.stream)
+                    });
                 }
             }
             (None, _) => {}
-            (Some(why), Linked::Down(_)) => log::debug!("cluster: {url}: {why}; retrying"),
+            (Some(why), Linked::Down { .. }) => log::debug!("cluster: {url}: {why}; retrying"),
             (Some(why), was) => {
-                self.linked = Linked::Down(now);
+                let ever = was == Linked::Up;
+                self.linked = Linked::Down { since: now, ever };
                 if DOWN.fetch_add(1, Ordering::AcqRel) == 0 {
-                    let doing = match was {
-                        Linked::Never => "cannot reach",
-                        _ => "lost",
-                    };
+                    let doing = if ever { "lost" } else { "cannot reach" };
                     crate::logging::for_the_server(|| {
                         log::warn!(
                             "cluster: {doing} Redis at {url} ({why}): serving this \

@@ -193,16 +193,9 @@ impl Cluster {
     /// The refresh of every name held here, and this publisher's list.
     pub(super) fn refresh(&mut self, now: Instant) {
         self.refresh_due = Some(now + REFRESH);
-        let names = self
-            .mine
-            .values()
-            .map(|m| Named {
-                name: m.name.clone(),
-                conn: m.conn.0 as u64,
-            })
-            .collect();
-        self.turn.push(Body::Alive(names));
         if self.mine.is_empty() {
+            // Nothing to refresh: the heartbeat alone.
+            self.alive();
             return;
         }
         let keys: Vec<String> = self.mine.keys().map(|k| self.name_key(k)).collect();
@@ -216,6 +209,21 @@ impl Cluster {
         let mut cmd = Vec::new();
         resp::command(&mut cmd, &args);
         self.writer.send(&cmd, Write::Refresh, now);
+    }
+
+    /// This publisher's heartbeat: every name it holds, as Redis last
+    /// confirmed them (sent after the refresh's answer, so that a name
+    /// lost meanwhile is not listed).
+    pub(super) fn alive(&mut self) {
+        let names = self
+            .mine
+            .values()
+            .map(|m| Named {
+                name: m.name.clone(),
+                conn: m.conn.0 as u64,
+            })
+            .collect();
+        self.turn.push(Body::Alive(names));
     }
 
     pub(super) fn claim_answered(&mut self, id: u64, value: &resp::Value, now: Instant) {
@@ -277,6 +285,7 @@ impl Cluster {
             if let resp::Value::Error(e) = value {
                 log::warn!("cluster: Redis refused the names' refresh: {e}");
             }
+            self.alive();
             return;
         };
         let prefix = self.name_key("");
@@ -303,5 +312,6 @@ impl Cluster {
                 });
             }
         }
+        self.alive();
     }
 }

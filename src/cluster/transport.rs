@@ -56,9 +56,8 @@ impl Transport {
                 match tls.read_tls(&mut self.socket)? {
                     0 => return Ok(0),
                     _ => {
-                        tls.process_new_packets().map_err(|e| {
-                            io::Error::other(format!("TLS: {}", crate::tls::explain(&e)))
-                        })?;
+                        tls.process_new_packets()
+                            .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
                         // The handshake may have something to say back.
                         pump(tls, &mut self.socket)?;
                     }
