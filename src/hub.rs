@@ -274,14 +274,6 @@ impl Hub {
         }
     }
 
-    /// Sends `chunk` to every member on every other worker of this
-    /// instance only: not to the other instances.
-    pub fn publish_here(&mut self, chunk: Arc<[u8]>) {
-        if let Some(c) = self.cross.as_deref_mut() {
-            c.outbox.push(Outgoing::Room(chunk));
-        }
-    }
-
     /// Sends `chunk` to the connection at `to`, on another worker of this
     /// node or on another instance.
     pub fn direct(&mut self, to: Address, chunk: Arc<[u8]>) {

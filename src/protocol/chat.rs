@@ -198,10 +198,6 @@ pub struct ChatSession {
     /// in order. Never so in one process, whose registry answers at once.
     claiming: Option<InFlight>,
     held: Vec<u8>,
-    /// Another instance's user took the name while this one was cut off
-    /// from Redis (`Claim::Lost`): its leaving is said on this instance
-    /// only, where the others still see that name online.
-    lost: bool,
 }
 
 /// A claim on a name waiting for the registry's answer.
@@ -398,7 +394,6 @@ impl Protocol for Chat {
             prompted,
             claiming,
             held,
-            lost: _,
         } = s;
         let room = &mut self.room;
         let mut public = Public::default();
@@ -464,7 +459,6 @@ impl Protocol for Chat {
                     ctx.send(user.id, left.clone());
                 }
             }
-            s.lost = true;
             ctx.write(NAME_LOST);
             return Step::Close;
         }
@@ -560,14 +554,7 @@ impl Protocol for Chat {
         if let Some(name) = s.name {
             self.room.release(&name, id, ctx);
             let left = format!("{name} left the chat\n").into_bytes();
-            if s.lost {
-                let chunk = ctx.publish_here(left);
-                for to in self.room.users.values().map(|u| u.id) {
-                    ctx.send(to, chunk.clone());
-                }
-            } else {
-                self.room.tell_others(id, left, ctx);
-            }
+            self.room.tell_others(id, left, ctx);
         }
     }
 

@@ -275,23 +275,10 @@ impl<'a> Ctx<'a> {
     /// workers, published to the room on every other one (sent when the
     /// turn ends). Encoded once and counted once, whoever receives it.
     pub fn publish(&mut self, batch: Vec<u8>) -> Shared {
-        self.share(batch, true)
-    }
-
-    /// [`publish`](Self::publish), but for this instance's workers alone,
-    /// not for the other instances of a cluster (`--cluster`).
-    pub fn publish_here(&mut self, batch: Vec<u8>) -> Shared {
-        self.share(batch, false)
-    }
-
-    fn share(&mut self, batch: Vec<u8>, everywhere: bool) -> Shared {
         let chunk = match self.hub.as_deref_mut() {
             Some(hub) if hub.reaches_out() => {
                 let cross: Arc<[u8]> = batch.into();
-                match everywhere {
-                    true => hub.publish(cross.clone()),
-                    false => hub.publish_here(cross.clone()),
-                }
+                hub.publish(cross.clone());
                 Shared::Cross(cross)
             }
             _ => Shared::from(batch),
