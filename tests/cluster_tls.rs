@@ -2,6 +2,8 @@
 //! redis-server listening with `--tls-port` and a password, verified with
 //! `--cluster-ca`.
 
+#![cfg(feature = "tls")]
+
 mod common;
 
 use std::io::Write;
