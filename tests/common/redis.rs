@@ -110,6 +110,10 @@ pub struct Redis {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// While stopped: the port, bound and not listening, so that no other
+    /// test's server (Redis, or monoloop on 127.0.0.1:0) is given it and
+    /// found by this one's instances, which must find nothing there.
+    reserved: Option<socket2::Socket>,
 }
 
 impl Redis {
@@ -138,6 +142,7 @@ impl Redis {
             port: 0,
             dir,
             extra: extra_args.iter().map(|a| a.to_string()).collect(),
+            reserved: None,
         };
         // The port was free when asked for, but another test may take it
         // before Redis binds it: then Redis exits, and another port is tried.
@@ -181,6 +186,7 @@ impl Redis {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.reserved = reserve(self.port);
         }
     }
 
@@ -316,6 +322,8 @@ impl Redis {
                 _ => false,
             };
             if ready && listens(self.pid, self.port) {
+                // Redis holds the port now.
+                self.reserved = None;
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -337,6 +345,20 @@ impl Drop for Redis {
         self.stop();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Binds 127.0.0.1:`port` without listening, with SO_REUSEADDR: a
+/// connection to it is refused, as to a stopped server; the kernel gives
+/// the port to no socket that asks for any port (`:0`); and Redis, which
+/// sets SO_REUSEADDR too, can still bind it when started again. `None` if
+/// the port could not be had (something took it already).
+fn reserve(port: u16) -> Option<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.set_reuse_address(true).ok()?;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    s.bind(&addr.into()).ok()?;
+    Some(s)
 }
 
 /// A port on loopback that was free a moment ago.
