@@ -156,27 +156,25 @@ pub fn last_stats(server: &mut Server) -> Stats {
     Stats(line)
 }
 
-/// Waits for a stats line, logged after this call, that shows `state`
-/// (`up` or `down`) for the link, and returns it.
+/// Waits until the last stats line shows `state` (`up` or `down`) for
+/// the link, and returns it. A line is logged whenever a figure moves,
+/// and only then: the last one is the link's state as last seen.
 #[track_caller]
 pub fn wait_link(server: &mut Server, state: &str) -> Stats {
-    let before = server.log_lines("stats:").len();
     let want = format!("cluster={state} ");
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let lines = server.log_lines("stats:");
-        if let Some(l) = lines[before.min(lines.len())..]
-            .iter()
-            .find(|l| l.contains(&want))
-        {
-            return Stats(l.clone());
+        if let Some(l) = server.log_lines("stats:").pop() {
+            if l.contains(&want) {
+                return Stats(l);
+            }
         }
         if Instant::now() > deadline {
             let log = server.log();
             let tail = &log[log.len().saturating_sub(30)..];
             panic!(
-                "no stats line with {want:?} within {PATIENCE:?}; the last {} lines \
-                 of the log:\n  {}",
+                "the last stats line does not show {want:?} after {PATIENCE:?}; the last {} \
+                 lines of the log:\n  {}",
                 tail.len(),
                 tail.join("\n  ")
             );
