@@ -368,9 +368,11 @@ impl Cluster {
     /// claim's wait, the refresh, a silent publisher's lease.
     pub fn next_deadline(&self) -> Option<Instant> {
         let claims = self.claims.iter().map(|c| c.since + CLAIM_WAIT).min();
-        let roster = self
-            .reader
-            .is_ready()
+        // Only chat expires the roster (`tick`); a broadcast link hears
+        // publishers too, and a lease it never expires would be due for
+        // ever: its timer re-armed at `now`, the loop fired it again and
+        // again without polling, 30 s after the last line from elsewhere.
+        let roster = (self.kind == Kind::Chat && self.reader.is_ready())
             .then(|| self.roster.next_expiry())
             .flatten();
         [
