@@ -29,10 +29,13 @@
 //!   so after an outage it catches up from the stream; a line from this
 //!   instance is skipped (its workers had it through the hub). What one
 //!   reply brings is delivered as one shared chunk, as a local turn is.
-//! - **Backpressure.** A writer whose socket will not take what it is
-//!   owed holds the local senders (the loop asks [`Cluster::holding`], as
-//!   it asks whether another worker's receivers hold them) past
-//!   `--write-limit`, and is dropped and reconnected past twice that.
+//! - **Backpressure.** The link is a receiver like any other. `XADD`s go
+//!   out in a window of `--write-limit` bytes not yet acknowledged; past
+//!   `--write-limit` of lines Redis has not acknowledged, a linked writer
+//!   holds the local senders (the loop asks [`Cluster::holding`], as it
+//!   asks whether another worker's receivers hold them), and past twice
+//!   that it is dropped, counted, and connects again. A link that is down
+//!   holds nobody: local delivery goes on.
 //! - **Failure.** A connect, a greeting or a reply that does not come in
 //!   time, an error or a reply that is not RESP drops the link; it is
 //!   tried again after a backoff from 100 ms to 5 s with jitter, the host
@@ -57,6 +60,7 @@ mod read;
 pub mod resolve;
 pub mod resp;
 pub mod roster;
+mod transport;
 pub mod url;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -66,19 +70,16 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use crate::tokens::reserved;
 use entry::{Body, Entry, Publisher};
 use link::Link;
 use names::{Claiming, Mine};
 use resolve::{Lookup, Resolver};
 use roster::Roster;
 
-/// The writer's token.
-pub const WRITER: Token = reserved(4);
-/// The reader's token.
-pub const READER: Token = reserved(5);
-/// The resolver's wake-up.
-pub const RESOLVED: Token = reserved(6);
+/// The writer's token, the reader's, the resolver's wake-up (`tokens.rs`).
+pub use crate::tokens::{
+    CLUSTER_READER as READER, CLUSTER_RESOLVED as RESOLVED, CLUSTER_WRITER as WRITER,
+};
 
 /// How long the reader's `XREAD` blocks when nothing comes: an idle link
 /// wakes its loop once in this long (and a silent Redis is noticed).
@@ -86,8 +87,9 @@ pub const BLOCK: Duration = Duration::from_secs(30);
 /// Entries kept in a stream (`MAXLEN ~`): how far back an instance can
 /// catch up after an outage.
 pub const KEEP: usize = 10_000;
-/// Entries read per `XREAD`.
-const READ_COUNT: &str = "1000";
+/// Entries read per `XREAD`: each is one turn of one publisher (up to a
+/// turn's budget of lines), so this bounds one reply's size.
+const READ_COUNT: &str = "256";
 /// How long a claim on a chat name may wait for Redis.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How often a holder refreshes its names and says it is alive.
@@ -102,6 +104,9 @@ pub struct Settings {
     pub prefix: String,
     /// `--cluster-outbox`, in bytes.
     pub outbox: usize,
+    /// TLS to Redis (`rediss://`): made by the caller from `--cluster-ca`
+    /// or the system's trust store.
+    pub tls: link::Tls,
 }
 
 /// Which relay the cluster carries.
@@ -209,8 +214,12 @@ enum Linked {
     /// Not yet linked since start.
     Never,
     Up,
-    /// Lost (or never reached) since then.
-    Down(Instant),
+    /// Down since then; `ever`: it had been up before (a reconnect is
+    /// counted when it is back), else never reached since start.
+    Down {
+        since: Instant,
+        ever: bool,
+    },
 }
 
 /// One worker's link to the cluster. See the module docs.
@@ -235,6 +244,12 @@ pub struct Cluster {
     outbox: VecDeque<(Entry, usize)>,
     outbox_bytes: usize,
     in_flight: usize,
+    /// Bytes of those sent: at most about `--write-limit` are (a window).
+    in_flight_bytes: usize,
+    /// How large the outbox may grow while the writer is up before it is
+    /// judged not to keep up: twice `--write-limit`, or what an outage
+    /// left in it when the link came back, shrinking as Redis takes it.
+    allowance: usize,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
     /// The last number taken from each publisher.
@@ -302,6 +317,8 @@ impl Cluster {
             outbox: VecDeque::new(),
             outbox_bytes: 0,
             in_flight: 0,
+            in_flight_bytes: 0,
+            allowance: 2 * write_limit,
             last_id: None,
             seen: HashMap::new(),
             arrived: Vec::new(),
@@ -342,10 +359,12 @@ impl Cluster {
         &mut self.roster
     }
 
-    /// True while the writer's socket owes more than `--write-limit`:
-    /// local senders wait, as for a receiver that is catching up.
+    /// True while Redis, linked, has not yet taken more than
+    /// `--write-limit` of this worker's lines: local senders wait, as for a
+    /// receiver that is catching up. (A link that is down holds nobody:
+    /// local delivery goes on, and the outbox keeps the lines.)
     pub fn holding(&self) -> bool {
-        self.writer.is_ready() && self.writer.unwritten() > self.write_limit
+        self.writer.is_ready() && self.outbox_bytes > self.write_limit
     }
 
     /// True while entries wait for a writer that is up (shutdown waits
@@ -423,6 +442,9 @@ impl Cluster {
         if self.reader.retry_due(now) {
             self.connect(1, registry, now);
         }
+        // Claims given up on whose answer never came are forgotten.
+        self.claims
+            .retain(|c| !(c.abandoned && now >= c.since + CLAIM_WAIT));
         // Claims that waited too long: the chat is unavailable to them.
         let mut i = 0;
         while i < self.claims.len() {
@@ -438,7 +460,7 @@ impl Cluster {
                 if c.sent {
                     // Its answer may still come; a grant is given back.
                     c.abandoned = true;
-                    c.since = now + Duration::from_secs(3600);
+                    c.since = now + names::ABANDONED;
                 } else {
                     self.claims.remove(i);
                     continue;
@@ -496,8 +518,12 @@ impl Cluster {
         now: Instant,
     ) {
         let started = match which {
-            0 => self.writer.connect(addr, &self.greeting, registry, now),
-            _ => self.reader.connect(addr, &self.greeting, registry, now),
+            0 => self
+                .writer
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
+            _ => self
+                .reader
+                .connect(addr, &self.opts.tls, &self.greeting, registry, now),
         };
         if let Err(e) = started {
             self.failed_to_start(which, e.to_string(), registry, now);
@@ -557,38 +583,41 @@ impl Cluster {
             (None, was) if self.is_up() => {
                 self.linked = Linked::Up;
                 self.dropping_said = false;
-                match was {
-                    Linked::Down(since) => {
-                        self.figures.reconnects += 1;
-                        if DOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            crate::logging::for_the_server(|| {
-                                log::info!(
-                                    "cluster: linked to {url} again after {:.1} s; {} lines \
-                                 dropped so far (outbox full)",
-                                    now.saturating_duration_since(since).as_secs_f64(),
-                                    self.figures.dropped
-                                )
-                            });
+                let after = match was {
+                    Linked::Down { since, ever } => {
+                        let last = DOWN.fetch_sub(1, Ordering::AcqRel) == 1;
+                        let waited = now.saturating_duration_since(since).as_secs_f64();
+                        if ever {
+                            self.figures.reconnects += 1;
+                            if last {
+                                crate::logging::for_the_server(|| {
+                                    log::info!(
+                                        "cluster: linked to {url} again after {waited:.1} s; \
+                                         {} lines dropped so far (outbox full)",
+                                        self.figures.dropped
+                                    )
+                                });
+                            }
+                            return;
                         }
+                        format!(", {waited:.1} s after the first try")
                     }
-                    _ => {
-                        if !LINKED.swap(true, Ordering::AcqRel) {
-                            crate::logging::for_the_server(|| {
-                                log::info!("cluster: linked to {url} (stream {})", self.stream)
-                            });
-                        }
-                    }
+                    _ => String::new(),
+                };
+                // The first link since start: said once for the process.
+                if !LINKED.swap(true, Ordering::AcqRel) {
+                    crate::logging::for_the_server(|| {
+                        log::info!("cluster: linked to {url} (stream {}){after}", self.stream)
+                    });
                 }
             }
             (None, _) => {}
-            (Some(why), Linked::Down(_)) => log::debug!("cluster: {url}: {why}; retrying"),
+            (Some(why), Linked::Down { .. }) => log::debug!("cluster: {url}: {why}; retrying"),
             (Some(why), was) => {
-                self.linked = Linked::Down(now);
+                let ever = was == Linked::Up;
+                self.linked = Linked::Down { since: now, ever };
                 if DOWN.fetch_add(1, Ordering::AcqRel) == 0 {
-                    let doing = match was {
-                        Linked::Never => "cannot reach",
-                        _ => "lost",
-                    };
+                    let doing = if ever { "lost" } else { "cannot reach" };
                     crate::logging::for_the_server(|| {
                         log::warn!(
                             "cluster: {doing} Redis at {url} ({why}): serving this \

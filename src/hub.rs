@@ -7,12 +7,15 @@
 //! see it, nor threads or channels; they publish, address a connection and
 //! ask the registry through their context (`protocol::Ctx`), the loop
 //! flushes what a turn said at its end and hands what arrives to the
-//! protocol (`Protocol::remote`). The hub is one of two kinds.
+//! protocol (`Protocol::remote`). A hub holds up to two links, each an
+//! `Option`: to the other workers ([`Cross`]) and to the other instances
+//! ([`Cluster`], `--cluster`, `cluster.rs`).
 //!
-//! - [`Hub::Local`], with one worker: there is nobody else, every call is a
-//!   no-op, and nothing on the per-message path changes (chunks stay `Rc`).
-//! - [`Hub::Cross`], with several: each worker has an inbox (a channel) and
-//!   a `mio::Waker` registered in its poll. What a protocol sends during a
+//! - [`Hub::local`], with one worker and no cluster: there is nobody else,
+//!   every call is a no-op, and nothing on the per-message path changes
+//!   (chunks stay `Rc`).
+//! - [`Hub::mesh`], with several workers: each worker has an inbox (a
+//!   channel) and a `mio::Waker` registered in its poll. What a protocol sends during a
 //!   turn is queued in its outbox and flushed at the end of the turn
 //!   ([`Hub::flush`]): one channel send per message and peer, and one wake
 //!   per peer per turn. The peer's loop sees the wake as an event like any
@@ -23,20 +26,21 @@
 //!   the room where it arrives when it arrived: it is stamped as it enters
 //!   the receiving worker's inbox ([`Hub::flush`], by this process's
 //!   clock), never with a time the sender chose, which would mean nothing
-//!   to another machine (a hub across machines stamps a message when its
-//!   link reads it).
+//!   to another machine (the cluster link stamps a message when it reads
+//!   it).
 //!
 //! A connection anywhere is named by an [`Address`]: the node (this
-//! process is node 0; a hub that spans machines will number the others),
-//! the worker and the connection's token.
+//! process is node 0; the cluster's roster numbers the other instances
+//! from 1, `cluster/roster.rs`), the worker and the connection's token.
 //!
 //! Chat names live in a [`Registry`] behind a mutex, touched only when a
 //! name is claimed, changed, looked up or released (`/who`, `/msg`), never
 //! per message.
 //!
-//! The next kind, a hub that spans machines (Redis pub/sub), fits the same
-//! calls: `publish` becomes a PUBLISH, `take` reads the subscription, and the
-//! registry becomes keys with owners.
+//! With a cluster the same calls reach other machines: `publish` also
+//! adds to the turn's stream entry, what the link read arrives through
+//! [`Hub::arrived`] as what other workers sent does, and a claim is
+//! answered by Redis, later ([`Claim::Pending`], then [`Hub::answers`]).
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};

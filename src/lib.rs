@@ -44,7 +44,12 @@
 //!    N loops behaving as one server: the supervisor that runs them, what
 //!    each loop shares with the others (the connection count, the
 //!    figures, the holding flags), how new connections are spread over
-//!    them, and what the relays send across them.
+//!    them, and what the relays send across them. Then [`cluster`]
+//!    (`--cluster`): broadcast and chat across instances through Redis,
+//!    each loop a server and a Redis client at once: one connection's
+//!    state machine (`cluster/link.rs`), RESP by hand (`cluster/resp.rs`),
+//!    the stream's entries, chat's names, and what the loop does with it
+//!    (`event_loop/cluster.rs`).
 //! 10. [`proxy`] and [`edge`]: behind a load balancer, the PROXY protocol
 //!     header read before anything else, then who may connect (`--allow`,
 //!     `--deny`, `--max-per-ip`), ruled on the client the header names.
@@ -248,12 +253,14 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     // The link to other instances (`--cluster`): one per worker, under
     // one instance id.
     let instance = cluster::instance_id();
+    let cluster_tls = cluster_tls(config)?;
     let linked = |hub: Hub, worker: usize| match (&config.cluster, cluster_kind(&config.mode)) {
         (Some(opts), Some(kind)) => {
             let settings = cluster::Settings {
                 url: opts.url.clone(),
                 prefix: opts.prefix.clone(),
                 outbox: opts.outbox,
+                tls: cluster_tls.clone(),
             };
             let link = Cluster::new(
                 settings,
@@ -322,6 +329,28 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     )
     .map_err(RunError::Loop)?;
     Ok(outcome.exit)
+}
+
+/// TLS to the cluster's Redis (`rediss://`): verified against
+/// `--cluster-ca` alone when given, else the system's trust store, for the
+/// URL's host. A CA file that cannot be used is a TLS option error (exit 2).
+fn cluster_tls(config: &Config) -> Result<cluster::link::Tls, RunError> {
+    #[allow(unused_mut)]
+    let mut tls = cluster::link::Tls::default();
+    #[cfg(feature = "tls")]
+    if let Some(opts) = config.cluster.as_ref().filter(|c| c.url.tls) {
+        let client = config::ClientTls {
+            ca: opts.ca.clone(),
+            ..Default::default()
+        };
+        let made = tls::client_config(&client)
+            .map_err(|e| RunError::Tls(e.0.replace("--ca", "--cluster-ca")))?;
+        let name = tls::server_name(&opts.url.host).map_err(|e| RunError::Tls(e.0))?;
+        tls.config = Some((made, name));
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    Ok(tls)
 }
 
 /// Which relay a cluster carries for `mode`; `None` for a mode that has

@@ -12,6 +12,9 @@
 //! | `reserved(2)`              | the waker: other workers sent words or     |
 //! |                            | connections (`hub.rs`, `spread.rs`)        |
 //! | `reserved(3)`              | the metrics listener (`metrics.rs`)        |
+//! | `reserved(4)`, `(5)`       | the cluster link's writer and reader       |
+//! |                            | (`cluster.rs`, `--cluster`)                |
+//! | `reserved(6)`              | the cluster's resolver answered            |
 //! | `reserved(8 + i)`, i ≥ 1   | further listeners (socket activation)      |
 //! | `reserved(65536 + k)`      | metrics client `k` (`metrics.rs`)          |
 
@@ -28,6 +31,10 @@ pub const SIGNALS: Token = reserved(1);
 pub const WAKER: Token = reserved(2);
 /// The metrics listener.
 pub const METRICS: Token = reserved(3);
+/// The cluster link's two connections to Redis, and its resolver's wake-up.
+pub const CLUSTER_WRITER: Token = reserved(4);
+pub const CLUSTER_READER: Token = reserved(5);
+pub const CLUSTER_RESOLVED: Token = reserved(6);
 /// The tokens of further listeners (sockets systemd passed beside the
 /// first): `reserved(MORE_LISTENERS + i)`.
 const MORE_LISTENERS: usize = 8;
@@ -56,7 +63,15 @@ mod tests {
 
     #[test]
     fn no_two_uses_share_a_token() {
-        let mut all = vec![LISTENER, SIGNALS, WAKER, METRICS];
+        let mut all = vec![
+            LISTENER,
+            SIGNALS,
+            WAKER,
+            METRICS,
+            CLUSTER_WRITER,
+            CLUSTER_READER,
+            CLUSTER_RESOLVED,
+        ];
         all.extend((1..MAX_LISTENERS).map(listener_token));
         all.push(reserved(METRICS_CLIENTS));
         let mut seen = all.clone();

@@ -1,7 +1,7 @@
 //! The files in docs/deploy, checked the way their own tools check them:
 //! `systemd-analyze verify` on the units (the template through an instance
-//! and its drop-in, as an operator installs it) and `haproxy -c` on the
-//! balancer's configuration. Where a tool is not installed its test is
+//! and its drop-in, as an operator installs it), `haproxy -c` on the
+//! balancers' configurations and `bash -n` on the cluster's script. Where a tool is not installed its test is
 //! skipped (`common::have`); CI installs both and never skips.
 //!
 //! And one rule of our own: the template runs as the plain unit does,
@@ -140,4 +140,43 @@ fn the_haproxy_configuration_is_valid() {
     let cfg = read("haproxy.cfg");
     assert!(cfg.contains("#   monoloop echo --listen 127.0.0.1:9001"));
     assert!(!cfg.contains("#   monoloop chat --listen"));
+}
+
+#[test]
+fn the_cluster_example_is_valid_and_agrees_with_its_script() {
+    let cfg = read("haproxy-cluster.cfg");
+    let script = read("cluster.sh");
+    // The instances the configuration balances are the ones the script
+    // starts, on the Redis it starts.
+    for port in ["9201", "9202", "9203"] {
+        assert!(cfg.contains(&format!("server m{} 127.0.0.1:{port}", &port[3..])));
+        assert!(cfg.contains(&format!(
+            "#   monoloop chat --listen 127.0.0.1:{port} --proxy-protocol"
+        )));
+    }
+    assert!(cfg.contains("--cluster redis://127.0.0.1:6380"));
+    assert!(script.contains("ports=(9201 9202 9203)") && script.contains("redis_port=6380"));
+    assert!(cfg.contains("bind 127.0.0.1:8080") && script.contains("front=8080"));
+    assert!(script.contains("haproxy-cluster.cfg"));
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(deploy().join("cluster.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !common::skip::have("haproxy", "-v", "haproxy") {
+        return;
+    }
+    let out = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(deploy().join("haproxy-cluster.cfg"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
 }

@@ -25,7 +25,7 @@
 //! Time is passed in; the socket and the poll are the only I/O.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::resp::{Decoder, Value};
+use super::transport::Transport;
 
 /// How long a connect, and the greeting after it, may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,7 +86,7 @@ pub enum Happened<W> {
 pub struct Link<W> {
     pub token: Token,
     stage: Stage,
-    socket: Option<TcpStream>,
+    socket: Option<Transport>,
     /// Encoded commands not yet written, from `written` on.
     out: Vec<u8>,
     written: usize,
@@ -158,6 +159,7 @@ impl<W> Link<W> {
     pub fn connect(
         &mut self,
         addr: SocketAddr,
+        tls: &Tls,
         greeting: &[(&'static str, Vec<u8>)],
         registry: &Registry,
         now: Instant,
@@ -166,7 +168,7 @@ impl<W> Link<W> {
         let _ = socket.set_nodelay(true);
         registry.register(&mut socket, self.token, Interest::WRITABLE)?;
         self.interest = Some(Interest::WRITABLE);
-        self.socket = Some(socket);
+        self.socket = Some(tls.over(socket)?);
         self.stage = Stage::Connecting {
             until: now + CONNECT_TIMEOUT,
         };
@@ -206,7 +208,11 @@ impl<W> Link<W> {
             return happened;
         }
         if let Stage::Connecting { .. } = self.stage {
-            let socket = self.socket.as_ref().expect("a socket while connecting");
+            let socket = &self
+                .socket
+                .as_ref()
+                .expect("a socket while connecting")
+                .socket;
             match socket.take_error() {
                 Ok(Some(e)) | Err(e) => return vec![self.fail(describe(&e), now)],
                 Ok(None) => {}
@@ -291,12 +297,12 @@ impl<W> Link<W> {
     /// Writes what is owed, until the socket would block; then registers
     /// for what the link needs next.
     pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
-        let Some(socket) = self.socket.as_mut() else {
+        let Some(transport) = self.socket.as_mut() else {
             return Ok(());
         };
         if !matches!(self.stage, Stage::Connecting { .. }) {
             while self.written < self.out.len() {
-                match socket.write(&self.out[self.written..]) {
+                match transport.write(&self.out[self.written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => self.written += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -315,14 +321,15 @@ impl<W> Link<W> {
         }
         // Interest from state, in one place: readable once connected;
         // writable while connecting, or while bytes wait.
-        let owing = self.out.len() > self.written;
+        let connecting = matches!(self.stage, Stage::Connecting { .. });
+        let owing = self.out.len() > self.written || (!connecting && transport.owes()?);
         let interest = match self.stage {
             Stage::Connecting { .. } => Interest::WRITABLE,
             _ if owing => Interest::READABLE | Interest::WRITABLE,
             _ => Interest::READABLE,
         };
         if self.interest != Some(interest) {
-            registry.reregister(socket, self.token, interest)?;
+            registry.reregister(&mut transport.socket, self.token, interest)?;
             self.interest = Some(interest);
         }
         Ok(())
@@ -390,6 +397,30 @@ impl<W> Link<W> {
     /// after a connect that could not even start).
     pub fn wait_until(&mut self, retry: Instant) {
         self.stage = Stage::Down { retry };
+    }
+}
+
+/// How a link speaks to Redis: plain, or TLS with this configuration to
+/// this name (`rediss://`).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    #[cfg(feature = "tls")]
+    pub config: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl Tls {
+    /// `socket`, with TLS over it if configured.
+    fn over(&self, socket: TcpStream) -> io::Result<Transport> {
+        #[cfg(feature = "tls")]
+        if let Some((config, name)) = &self.config {
+            let session = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(io::Error::other)?;
+            return Ok(Transport::tls(socket, session));
+        }
+        Ok(Transport::plain(socket))
     }
 }
 

@@ -19,6 +19,10 @@ use super::entry::{Body, Named};
 use super::roster::LEASE;
 use super::{resp, Answered, Cluster, Verdict, Write, REFRESH};
 
+/// How long a claim given up on waits for Redis's late answer before it is
+/// forgotten (its name, if granted, then expires within the lease).
+pub(super) const ABANDONED: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sets a name to its holder if it is free or already the holder's, with
 /// the lease; 1 if the holder has it, 0 if another does.
 pub(super) const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
@@ -107,6 +111,14 @@ impl Cluster {
 
     /// `conn` let its name `key` go (it left).
     pub fn release(&mut self, key: &str, conn: Token, now: Instant) {
+        // A claim still in flight for it is given up: should Redis grant
+        // it after all, the name is released at once.
+        for c in self.claims.iter_mut() {
+            if c.conn == conn && c.key == key && !c.abandoned {
+                c.abandoned = true;
+                c.since = now + ABANDONED;
+            }
+        }
         if self.mine.get(key).is_none_or(|m| m.conn != conn) {
             return;
         }
@@ -181,16 +193,9 @@ impl Cluster {
     /// The refresh of every name held here, and this publisher's list.
     pub(super) fn refresh(&mut self, now: Instant) {
         self.refresh_due = Some(now + REFRESH);
-        let names = self
-            .mine
-            .values()
-            .map(|m| Named {
-                name: m.name.clone(),
-                conn: m.conn.0 as u64,
-            })
-            .collect();
-        self.turn.push(Body::Alive(names));
         if self.mine.is_empty() {
+            // Nothing to refresh: the heartbeat alone.
+            self.alive();
             return;
         }
         let keys: Vec<String> = self.mine.keys().map(|k| self.name_key(k)).collect();
@@ -204,6 +209,21 @@ impl Cluster {
         let mut cmd = Vec::new();
         resp::command(&mut cmd, &args);
         self.writer.send(&cmd, Write::Refresh, now);
+    }
+
+    /// This publisher's heartbeat: every name it holds, as Redis last
+    /// confirmed them (sent after the refresh's answer, so that a name
+    /// lost meanwhile is not listed).
+    pub(super) fn alive(&mut self) {
+        let names = self
+            .mine
+            .values()
+            .map(|m| Named {
+                name: m.name.clone(),
+                conn: m.conn.0 as u64,
+            })
+            .collect();
+        self.turn.push(Body::Alive(names));
     }
 
     pub(super) fn claim_answered(&mut self, id: u64, value: &resp::Value, now: Instant) {
@@ -265,6 +285,7 @@ impl Cluster {
             if let resp::Value::Error(e) = value {
                 log::warn!("cluster: Redis refused the names' refresh: {e}");
             }
+            self.alive();
             return;
         };
         let prefix = self.name_key("");
@@ -291,5 +312,6 @@ impl Cluster {
                 });
             }
         }
+        self.alive();
     }
 }

@@ -74,32 +74,42 @@ impl Cluster {
     }
 
     /// Sends every outbox entry not yet sent on this link.
+    /// Sends outbox entries not yet sent on this link, oldest first, while
+    /// less than `--write-limit` of them awaits Redis's acknowledgement:
+    /// a window, so that what the writer owes stays bounded however much
+    /// an outage left waiting.
     pub(super) fn send_outbox(&mut self, now: Instant) {
         if !self.writer.is_ready() {
             return;
         }
         let mut cmd = Vec::new();
-        for (entry, _) in self.outbox.iter().skip(self.in_flight) {
+        for (entry, size) in self.outbox.iter().skip(self.in_flight) {
+            if self.in_flight > 0 && self.in_flight_bytes >= self.write_limit {
+                break;
+            }
             cmd.clear();
             entry.xadd(&self.stream, KEEP, &mut cmd);
             self.writer.send(&cmd, Write::Xadd, now);
             self.in_flight += 1;
+            self.in_flight_bytes += size;
         }
     }
 
-    /// Writes what the writer owes; one that owes more than twice the
-    /// write limit is not keeping up, and is dropped.
+    /// Writes what the writer owes. A link up whose outbox grew past its
+    /// allowance (twice `--write-limit`, though local senders were held
+    /// past once) is not keeping up: it is dropped, counted, and connects
+    /// again.
     pub(super) fn write(&mut self, registry: &Registry, now: Instant) {
         if let Err(e) = self.writer.flush(registry) {
             let failed = self.writer.fail(e.to_string(), now);
             self.handle_writer(failed, now);
             return;
         }
-        if self.writer.unwritten() > 2 * self.write_limit {
+        if self.writer.is_ready() && self.outbox_bytes > self.allowance {
             self.figures.slow += 1;
             let why = format!(
-                "Redis is not reading: {} bytes owed, over twice --write-limit",
-                self.writer.unwritten()
+                "Redis is not keeping up: {} bytes not acknowledged, over twice --write-limit",
+                self.outbox_bytes
             );
             let failed = self.writer.fail(why, now);
             self.handle_writer(failed, now);
@@ -114,6 +124,8 @@ impl Cluster {
                 // again if they expired meanwhile) and this publisher
                 // says it is here.
                 self.in_flight = 0;
+                self.in_flight_bytes = 0;
+                self.allowance = self.outbox_bytes.max(2 * self.write_limit);
                 self.send_outbox(now);
                 self.resend_claims(now);
                 if self.kind == Kind::Chat {
@@ -126,6 +138,10 @@ impl Cluster {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 if let Some((entry, size)) = self.outbox.pop_front() {
                     self.outbox_bytes -= size;
+                    self.in_flight_bytes = self.in_flight_bytes.saturating_sub(size);
+                    self.allowance = self
+                        .allowance
+                        .min(self.outbox_bytes.max(2 * self.write_limit));
                     let n = match &entry.body {
                         Body::Room(d) | Body::Direct { data: d, .. } => lines(d),
                         _ => 0,
@@ -138,6 +154,8 @@ impl Cluster {
                         _ => self.figures.published += n,
                     }
                 }
+                // The window slides.
+                self.send_outbox(now);
             }
             Happened::Reply(Write::Claim(id), value) => self.claim_answered(id, &value, now),
             Happened::Reply(Write::Refresh, value) => self.refreshed(value),
@@ -146,6 +164,7 @@ impl Cluster {
                 // What was owed is resent when the link is back: the
                 // outbox from its oldest entry, the claims not answered.
                 self.in_flight = 0;
+                self.in_flight_bytes = 0;
                 for c in &mut self.claims {
                     c.sent = false;
                 }

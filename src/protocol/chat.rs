@@ -38,7 +38,8 @@ use super::room;
 /// What a user may be called, and what of what they say reaches others.
 mod text;
 use super::{
-    earliest, Address, Claim, CloseReason, ConnId, Ctx, Drain, Limits, Protocol, Remote, Step,
+    earliest, Address, Claim, CloseReason, ConnId, Ctx, Drain, Limits, Protocol, Remote, Shared,
+    Step,
 };
 use crate::hub::Holder;
 use text::{as_typed, key};
@@ -448,10 +449,15 @@ impl Protocol for Chat {
     /// meanwhile is read now, in order.
     fn answer(&mut self, s: &mut ChatSession, id: ConnId, answer: Claim, ctx: &mut Ctx) -> Step {
         if answer == Claim::Lost {
-            // Not this user's to keep: it leaves, and its name is not
-            // announced as free (another holds it), only as gone from here.
-            if let Some(name) = s.name.as_deref() {
-                self.room.users.remove(&key(name));
+            // Not this user's to keep: it leaves. Its leaving is told to
+            // the users of this worker only: everywhere else the name's
+            // new holder is still in.
+            if let Some(name) = s.name.take() {
+                self.room.users.remove(&key(&name));
+                let left = Shared::from(format!("{name} left the chat\n").into_bytes());
+                for user in self.room.users.values().filter(|u| u.id != id) {
+                    ctx.send(user.id, left.clone());
+                }
             }
             ctx.write(NAME_LOST);
             return Step::Close;
@@ -537,6 +543,14 @@ impl Protocol for Chat {
     }
 
     fn closed(&mut self, s: ChatSession, id: ConnId, _why: CloseReason, ctx: &mut Ctx) {
+        // A claim in flight is given up: a name granted after the user
+        // left must not stay held for nobody.
+        match &s.claiming {
+            Some(InFlight::Join(wanted)) | Some(InFlight::Rename { to: wanted, .. }) => {
+                ctx.release(&key(wanted), id);
+            }
+            None => {}
+        }
         if let Some(name) = s.name {
             self.room.release(&name, id, ctx);
             let left = format!("{name} left the chat\n").into_bytes();
