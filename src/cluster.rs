@@ -388,9 +388,9 @@ impl Cluster {
     /// claim's wait, the refresh, a silent publisher's lease.
     pub fn next_deadline(&self) -> Option<Instant> {
         let claims = self.claims.iter().map(|c| c.since + CLAIM_WAIT).min();
-        let roster = self
-            .reader
-            .is_ready()
+        // Only chat expires its roster (`tick`); a deadline that `tick`
+        // does not move would fire again at once, for ever.
+        let roster = (self.kind == Kind::Chat && self.reader.is_ready())
             .then(|| self.roster.next_expiry())
             .flatten();
         [

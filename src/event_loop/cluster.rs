@@ -65,7 +65,10 @@ impl Server {
         let Some(next) = self.relay.hub.cluster_ref().and_then(|c| c.next_deadline()) else {
             return;
         };
-        let next = next.max(now);
+        // Never in the past: a deadline the link failed to move must not
+        // fire again in the same pass of the timers, for ever; at worst it
+        // is looked at once a millisecond.
+        let next = next.max(now + std::time::Duration::from_millis(1));
         if self.relay.cluster_due.is_none_or(|due| next < due) {
             self.relay.cluster_due = Some(next);
             self.timers.schedule(next, TimerKey::Cluster);

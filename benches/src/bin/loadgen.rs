@@ -22,6 +22,13 @@
 //! - `fanout`: one sender and C receivers on a broadcast relay; the sender
 //!   keeps at most W lines ahead of the slowest receiver; lines delivered
 //!   per second and delivery latency (send to receipt, per receiver).
+//!   With `--addrs A,B,...` (issue 22: instances joined through Redis) the
+//!   receivers are spread over the addresses in turn and the sender is on
+//!   the first; the RESULT line adds `sent=` (lines the sender sent in the
+//!   window, counted as deliveries per receiver), `remote_p50=` and
+//!   `remote_p99=` (receivers on the other addresses only, whose lines went
+//!   through Redis) and `lost=` (sequence numbers a receiver skipped: a
+//!   line it never had). Every address must be loopback.
 //! - `tls`: N full TLS handshakes (no resumption), K at once, each closed
 //!   once done; handshakes per second. The server's certificate is checked
 //!   against `--ca`, as a real client would.
@@ -72,6 +79,8 @@ use std::sync::Arc;
 
 struct Args {
     addr: SocketAddr,
+    /// `fanout`: the instances (`--addrs`), `addr` alone if not given.
+    addrs: Vec<SocketAddr>,
     scenario: String,
     conns: usize,
     size: usize,
@@ -104,11 +113,22 @@ fn parse_args() -> Args {
     let scenario = get("--scenario").unwrap_or_else(|| "echo".into());
     // Issue 11 asks for a 5 s window for the mixed load; 3 s elsewhere.
     let secs = num("--secs", if scenario == "mixed" { 5.0 } else { 3.0 });
+    let addr: SocketAddr = get("--addr")
+        .expect("--addr")
+        .parse()
+        .expect("--addr IP:PORT");
+    let addrs: Vec<SocketAddr> = get("--addrs").map_or(vec![addr], |list| {
+        list.split(',')
+            .map(|a| a.parse().expect("--addrs IP:PORT,IP:PORT,..."))
+            .collect()
+    });
+    assert!(
+        addrs.iter().all(|a| a.ip().is_loopback()),
+        "--addrs: loopback addresses only"
+    );
     Args {
-        addr: get("--addr")
-            .expect("--addr")
-            .parse()
-            .expect("--addr IP:PORT"),
+        addr,
+        addrs,
         scenario,
         conns: num("--conns", 1.0) as usize,
         size: num("--size", 64.0) as usize,
@@ -790,11 +810,24 @@ fn idle_tls(args: &Args) -> io::Result<String> {
     Ok(format!("msgs={} secs={secs:.3}", held.len()))
 }
 
-/// One sender, `conns` receivers, a broadcast relay in between.
+/// One sender, `conns` receivers, a broadcast relay in between (or
+/// several, `--addrs`: receiver `i` on relay `i % n`, the sender on the
+/// first).
 fn fanout(args: &Args) -> io::Result<String> {
     let mut poll = Poll::new()?;
-    let mut receivers = open_all(&poll, args.addr, args.conns)?;
-    let sender_std = std::net::TcpStream::connect(args.addr)?;
+    let relays = args.addrs.len();
+    let mut receivers = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        let s =
+            std::net::TcpStream::connect_timeout(&args.addrs[i % relays], Duration::from_secs(10))?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        let mut s = TcpStream::from_std(s);
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE)?;
+        receivers.push(s);
+    }
+    let sender_std = std::net::TcpStream::connect(args.addrs[0])?;
     sender_std.set_nodelay(true)?;
     sender_std.set_nonblocking(true)?;
     let mut sender = TcpStream::from_std(sender_std);
@@ -815,6 +848,9 @@ fn fanout(args: &Args) -> io::Result<String> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut events = Events::with_capacity(4096);
     let mut hist = histogram();
+    // Receivers on another relay than the sender's: through Redis.
+    let mut remote = histogram();
+    let mut lost = 0u64;
     let mut window = Window::new(args);
     let mut lines = 0u64;
     let mut last_progress = Instant::now();
@@ -873,6 +909,9 @@ fn fanout(args: &Args) -> io::Result<String> {
                     else {
                         continue;
                     };
+                    if seen[i] != u64::MAX && seq > seen[i] + 1 {
+                        lost += seq - seen[i] - 1;
+                    }
                     seen[i] = seq;
                     last_progress = at;
                     if measuring {
@@ -880,7 +919,11 @@ fn fanout(args: &Args) -> io::Result<String> {
                         let us = at
                             .duration_since(sent_at[(seq as usize) % ring])
                             .as_micros();
-                        let _ = hist.record((us as u64).clamp(1, 60_000_000));
+                        let us = (us as u64).clamp(1, 60_000_000);
+                        let _ = hist.record(us);
+                        if i % relays != 0 {
+                            let _ = remote.record(us);
+                        }
                     }
                 }
                 partial[i].drain(..start);
@@ -895,14 +938,23 @@ fn fanout(args: &Args) -> io::Result<String> {
     }
     let lg_cpu = window.finish();
     let secs = (window.closes - window.opens).as_secs_f64();
-    Ok(format!(
+    let mut result = format!(
         "msgs={lines} secs={secs:.3} rate={:.0} mbps={:.2} p50={} p99={} p999={} lg_cpu={lg_cpu:.3}",
         lines as f64 / secs,
         lines as f64 * (args.size as f64 + 12.0) / secs / 1e6,
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999)
-    ))
+    );
+    if relays > 1 {
+        let sent = lines as f64 / receivers.len().max(1) as f64;
+        result.push_str(&format!(
+            " sent={sent:.0} remote_p50={} remote_p99={} lost={lost}",
+            remote.value_at_quantile(0.5),
+            remote.value_at_quantile(0.99),
+        ));
+    }
+    Ok(result)
 }
 
 /// A client configuration that trusts `--ca` only, with session

@@ -24,6 +24,12 @@
 //! `tls` and nginx's stream module (where installed), with server CPU per
 //! handshake and how many really resumed.
 //!
+//! `--only cluster` does the same for fan-out across instances through
+//! Redis (issue 22, scenario `cluster-fanout`): monoloop alone, two
+//! monoloop instances joined with `--cluster`, and two Node relays joined
+//! with ioredis pub/sub, each run with a redis-server of its own. About 20
+//! s with `--quick`, a minute without, after the build.
+//!
 //! `--only files` does the same for the files section (issue 11): one
 //! large file downloaded by 1 and 100 clients, monoloop's `sendfile`
 //! against its copying path and the `sendfile` floor, and over TLS against
@@ -41,7 +47,8 @@
 //!   streaming, open loop, TLS, fan-out), measured in order;
 //! - the sections that are their own concern: `mixed` (latency under mixed
 //!   load), `files` (sendfile, TLS downloads against nginx), `scaling`
-//!   (workers against cores), `tls` (handshakes), `storm`
+//!   (workers against cores), `tls` (handshakes), `cluster` (fan-out
+//!   across instances through Redis), `storm`
 //!   (the connection storm), `footprint` (memory, start, idle, sizes);
 //! - `report` (docs/benchmarks.md and its formatting helpers), `targets`
 //!   (issue 5's targets against this run), `charts` (the SVG charts).
@@ -50,6 +57,7 @@
 //! is an entry in `tables`, and the report gives it a table by itself.
 
 mod charts;
+mod cluster;
 mod files;
 mod footprint;
 mod measure;
@@ -67,6 +75,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use charts::write_charts;
+use cluster::{measure_cluster, render_cluster};
 use files::{measure_files, render_files};
 use footprint::{measure_footprints, measure_tls_idle, Sizes};
 use mixed::{measure_mixed, render_mixed};
@@ -88,6 +97,8 @@ struct Options {
 /// The sections `--only` can run alone.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Only {
+    /// Fan-out across instances through Redis (issue 22).
+    Cluster,
     /// Large file downloads: sendfile, and TLS against nginx (issue 11).
     Files,
     /// Latency under mixed load (issue 11).
@@ -101,6 +112,7 @@ enum Only {
 impl Only {
     fn name(self) -> &'static str {
         match self {
+            Only::Cluster => "cluster",
             Only::Files => "files",
             Only::Mixed => "mixed",
             Only::Scaling => "scaling",
@@ -122,12 +134,13 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--only" => match args.next().as_deref() {
+                    Some("cluster") => o.only = Some(Only::Cluster),
                     Some("files") => o.only = Some(Only::Files),
                     Some("mixed") => o.only = Some(Only::Mixed),
                     Some("scaling") => o.only = Some(Only::Scaling),
                     Some("tls") => o.only = Some(Only::Tls),
                     other => usage(&format!(
-                        "--only takes `files`, `mixed`, `scaling` or `tls`, not {other:?}"
+                        "--only takes `cluster`, `files`, `mixed`, `scaling` or `tls`, not {other:?}"
                     )),
                 },
                 "--out" => match args.next() {
@@ -146,7 +159,7 @@ impl Options {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "bench: {problem}\nusage: bench [--quick] [--only files|mixed|scaling|tls [--out FILE]]"
+        "bench: {problem}\nusage: bench [--quick] [--only cluster|files|mixed|scaling|tls [--out FILE]]"
     );
     std::process::exit(2)
 }
@@ -169,6 +182,11 @@ fn main() {
         "cargo build benches",
     );
     match opts.only {
+        Some(Only::Cluster) => {
+            let cluster = measure_cluster(opts.quick);
+            only_section(&opts, started, &render_cluster(&cluster));
+            return;
+        }
         Some(Only::Files) => {
             let (ca, cert, key) = tls_files();
             let files = measure_files(opts.quick, &ca, &cert, &key);
@@ -214,6 +232,8 @@ fn main() {
     let files = measure_files(quick, ca, cert, key);
     // Workers against cores (issue 12): its own section (`scaling`).
     let scaling = measure_scaling(quick);
+    // Fan-out across instances through Redis (issue 22): `cluster`.
+    let cluster = measure_cluster(quick);
 
     // Connection storm: everyone, with SYN retransmits counted.
     let (storm_sc, storm) = measure_storm(quick, &tables.specs, tables.repeats);
@@ -238,6 +258,7 @@ fn main() {
         &render_mixed(&mixed),
         &files,
         &render_scaling(&scaling),
+        &render_cluster(&cluster),
         &storm_sc,
         &storm,
         &prints,

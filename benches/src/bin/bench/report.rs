@@ -1,6 +1,7 @@
 //! The report, docs/benchmarks.md: `render` writes its header, how it is
 //! measured, the targets (`targets`), a table per scenario of the main
-//! tables, then the sections that render themselves (mixed load, scaling)
+//! tables, then the sections that render themselves (mixed load, scaling,
+//! cluster fan-out)
 //! and the connection storm and footprint; the notes between `NOTES_BEGIN`
 //! and `NOTES_END` are kept across runs. Also the small formatting helpers
 //! every section shares (`fmt_rate`, `runs_note`, `machine`, `today`,
@@ -94,6 +95,7 @@ pub fn render(
     mixed: &str,
     files: &Files,
     scaling: &str,
+    cluster: &str,
     storm_sc: &Scenario,
     storm: &BTreeMap<&'static str, Vec<(Sample, u64)>>,
     prints: &BTreeMap<&'static str, Footprint>,
@@ -246,6 +248,7 @@ pub fn render(
     s.push_str(mixed);
     s.push_str(&render_files(files));
     s.push_str(scaling);
+    s.push_str(cluster);
     s.push_str(&render_storm(specs, storm_sc, storm));
     s.push_str(&render_footprint(
         specs, prints, tls_idle, sizes, idle_conns, idle_secs,

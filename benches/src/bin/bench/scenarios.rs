@@ -85,7 +85,7 @@ pub fn median_of(v: &[Sample], f: fn(&Sample) -> f64) -> f64 {
     median(v.iter().map(f).collect())
 }
 
-fn parse_result(line: &str) -> BTreeMap<String, String> {
+pub fn parse_result(line: &str) -> BTreeMap<String, String> {
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
