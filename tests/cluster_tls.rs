@@ -16,11 +16,7 @@ use common::*;
 /// server.pem, for localhost and 127.0.0.1) and a password. Returns it and
 /// the TLS port.
 fn tls_redis(pki: &Pki) -> Option<(Redis, u16)> {
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let tls_port = free_port();
     let port = tls_port.to_string();
     let (cert, key, ca) = (
         pki.path("server.pem"),

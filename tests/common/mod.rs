@@ -66,6 +66,16 @@ pub fn try_output_within(mut cmd: Command) -> std::io::Result<std::process::Outp
     child.wait_with_output()
 }
 
+/// A free port on loopback (bound and released: the kernel will not hand
+/// it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The binary under test.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_monoloop"))

@@ -23,7 +23,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -148,7 +148,7 @@ impl Redis {
         // before Redis binds it: then Redis exits, and another port is tried.
         let mut failures = Vec::new();
         for _ in 0..5 {
-            redis.port = free_port();
+            redis.port = super::free_port();
             match redis.launch() {
                 Ok(()) => return Some(redis),
                 Err(log) if port_taken(&log) => failures.push(redis.port),
@@ -359,15 +359,6 @@ fn reserve(port: u16) -> Option<socket2::Socket> {
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     s.bind(&addr.into()).ok()?;
     Some(s)
-}
-
-/// A port on loopback that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// True if process `pid` holds the socket listening on 127.0.0.1:`port`
