@@ -2,7 +2,8 @@
 //! whatever a client chose (a file name, a chat name, an error) can never
 //! break the line or forge a field. The access log uses it for its own
 //! fields, and protocols for their summaries (`Protocol::summary`), without
-//! either importing the other.
+//! either importing the other. And quoting a URL as typed with its
+//! password hidden ([`redacted`]), for the command line's problems.
 
 use std::fmt::Write as _;
 
@@ -46,4 +47,23 @@ pub fn quoted(value: &str) -> String {
     let mut s = String::new();
     quote_into(&mut s, value);
     s
+}
+
+/// `text`, a URL as typed, with what would be its password (between the
+/// `:` after `://` and the last `@`) replaced by `***`, or the whole of
+/// what comes before that `@` when there is no `:`: for the messages that
+/// quote a URL that did not parse. Text without `://` is returned as is.
+pub fn redacted(text: &str) -> String {
+    let Some(i) = text.find("://") else {
+        return text.to_string();
+    };
+    let (scheme, rest) = text.split_at(i + 3);
+    let Some(at) = rest.rfind('@') else {
+        return text.to_string();
+    };
+    let (info, host) = rest.split_at(at);
+    match info.split_once(':') {
+        Some((user, _)) => format!("{scheme}{user}:***{host}"),
+        None => format!("{scheme}***{host}"),
+    }
 }

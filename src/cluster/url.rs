@@ -186,24 +186,9 @@ fn host_and_port(authority: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// `text`, a URL as typed, with what would be its password (between the
-/// `:` after `://` and the last `@`) replaced by `***`, or the whole of
-/// what comes before that `@` when there is no `:`: for the messages that
-/// quote a URL that did not parse. Text without `://` is returned as is.
-pub fn redacted(text: &str) -> String {
-    let Some(i) = text.find("://") else {
-        return text.to_string();
-    };
-    let (scheme, rest) = text.split_at(i + 3);
-    let Some(at) = rest.rfind('@') else {
-        return text.to_string();
-    };
-    let (info, host) = rest.split_at(at);
-    match info.split_once(':') {
-        Some((user, _)) => format!("{scheme}{user}:***{host}"),
-        None => format!("{scheme}***{host}"),
-    }
-}
+/// Quoting a URL as typed, its password hidden (in `quote.rs`, which a
+/// build without the cluster keeps: the command line quotes with it).
+pub use crate::quote::redacted;
 
 /// The URL, its password as `***` (and the port always written).
 impl fmt::Display for ClusterUrl {

@@ -334,7 +334,7 @@ fn leftovers(args: pico_args::Arguments, command: Command) -> Result<(), String>
     let Some(first) = args.finish().into_iter().next() else {
         return Ok(());
     };
-    let first = crate::cluster::url::redacted(&first.to_string_lossy());
+    let first = crate::quote::redacted(&first.to_string_lossy());
     Err(options::misplaced(command, &first)
         .unwrap_or_else(|| format!("unexpected argument '{first}' for mode {}", command.name())))
 }
