@@ -48,6 +48,7 @@ use std::time::Instant;
 
 use mio::{Token, Waker};
 
+#[cfg(feature = "cluster")]
 use crate::cluster::{Arrived, Cluster, Verdict};
 
 /// A connection anywhere in the server: node, worker, connection.
@@ -183,6 +184,8 @@ pub struct Hub {
     /// The other workers of this process; `None` with one worker.
     cross: Option<Box<Cross>>,
     /// The other instances, through Redis (`--cluster`); `None` without.
+    /// A build without the cluster (cargo feature) has no such field.
+    #[cfg(feature = "cluster")]
     cluster: Option<Box<Cluster>>,
 }
 
@@ -213,21 +216,21 @@ impl Hub {
                         waker: waker.clone(),
                     })
                     .collect();
-                Hub {
-                    cross: Some(Box::new(Cross {
-                        id,
-                        inbox,
-                        peers,
-                        outbox: Vec::new(),
-                        registry: registry.clone(),
-                    })),
-                    cluster: None,
-                }
+                let mut hub = Hub::local();
+                hub.cross = Some(Box::new(Cross {
+                    id,
+                    inbox,
+                    peers,
+                    outbox: Vec::new(),
+                    registry: registry.clone(),
+                }));
+                hub
             })
             .collect()
     }
 
     /// This hub, also linked to the other instances through `cluster`.
+    #[cfg(feature = "cluster")]
     pub fn with_cluster(mut self, cluster: Cluster) -> Self {
         self.cluster = Some(Box::new(cluster));
         self
@@ -237,15 +240,42 @@ impl Hub {
     /// says is then encoded once into an `Arc`, shared across threads.
     #[inline]
     pub fn reaches_out(&self) -> bool {
-        self.cross.is_some() || self.cluster.is_some()
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            return true;
+        }
+        self.cross.is_some()
+    }
+
+    /// True while the link to other instances holds this worker's
+    /// senders (Redis is catching up), as other workers' receivers can.
+    #[inline]
+    pub fn holding(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.holding();
+        }
+        false
+    }
+
+    /// True while the link to other instances owes Redis something (a
+    /// user's leave, say): a draining loop waits for it.
+    pub fn owes(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.owes();
+        }
+        false
     }
 
     /// The link to other instances, if any.
+    #[cfg(feature = "cluster")]
     pub fn cluster(&mut self) -> Option<&mut Cluster> {
         self.cluster.as_deref_mut()
     }
 
     /// The link to other instances, to read.
+    #[cfg(feature = "cluster")]
     pub fn cluster_ref(&self) -> Option<&Cluster> {
         self.cluster.as_deref()
     }
@@ -266,6 +296,7 @@ impl Hub {
 
     /// Sends `chunk` to every member on every other worker, and instance.
     pub fn publish(&mut self, chunk: Arc<[u8]>) {
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = self.cluster.as_deref_mut() {
             cluster.publish(&chunk);
         }
@@ -278,6 +309,7 @@ impl Hub {
     /// node or on another instance.
     pub fn direct(&mut self, to: Address, chunk: Arc<[u8]>) {
         if to.node != 0 {
+            #[cfg(feature = "cluster")]
             if let Some(cluster) = self.cluster.as_deref_mut() {
                 cluster.direct(to.node, to.worker, to.conn, &chunk);
             }
@@ -292,7 +324,9 @@ impl Hub {
     /// Sends what was queued this turn, in order, and wakes each peer that
     /// got something, once. Room messages arrive `now`. The cluster's
     /// entries for the turn go to its outbox, and to Redis if it is there.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub fn flush(&mut self, registry: &mio::Registry, now: Instant) {
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = self.cluster.as_deref_mut() {
             cluster.flush(registry, now);
         }
@@ -348,6 +382,7 @@ impl Hub {
     /// `None` when this worker is the whole server and keeps its names
     /// itself. With a cluster the answer is Redis's, later (`Pending`),
     /// but for a new spelling of one's own name, which is granted now.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub fn claim(
         &mut self,
         key: String,
@@ -355,6 +390,7 @@ impl Hub {
         previous: Option<&str>,
         now: Instant,
     ) -> Option<Claim> {
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = self.cluster.as_deref_mut() {
             if previous == Some(key.as_str()) {
                 cluster.respell(&key, holder.at.conn, &holder.name);
@@ -376,6 +412,7 @@ impl Hub {
     }
 
     /// What other instances sent (`--cluster`), as what other workers do.
+    #[cfg(feature = "cluster")]
     pub fn arrived(&mut self) -> Vec<Remote> {
         let Some(cluster) = self.cluster.as_deref_mut() else {
             return Vec::new();
@@ -391,17 +428,22 @@ impl Hub {
     }
 
     /// Where the user holding `key` is, if on another instance.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub fn elsewhere(&mut self, key: &str) -> Option<Address> {
-        let e = self.cluster.as_deref_mut()?.roster().find(key)?;
-        Some(Address {
-            node: e.node,
-            worker: e.worker,
-            conn: e.conn,
-        })
+        #[cfg(feature = "cluster")]
+        if let Some(e) = self.cluster.as_deref_mut()?.roster().find(key) {
+            return Some(Address {
+                node: e.node,
+                worker: e.worker,
+                conn: e.conn,
+            });
+        }
+        None
     }
 
     /// The cluster's answers to claims, with this process's registry told
     /// of each grant: what the loop hands to the protocol.
+    #[cfg(feature = "cluster")]
     pub fn answers(&mut self) -> Vec<(Token, Claim)> {
         let Some(cluster) = self.cluster.as_deref_mut() else {
             return Vec::new();
@@ -443,10 +485,12 @@ impl Hub {
     }
 
     /// The user at `at` (of this worker) let `key` go.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub fn release(&mut self, key: &str, at: Address, now: Instant) {
         if let Some(mut registry) = self.registry() {
             registry.release(key, at);
         }
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = self.cluster.as_deref_mut() {
             cluster.release(key, at.conn, now);
         }

@@ -67,6 +67,7 @@ pub mod buffer;
 pub mod build;
 pub mod client;
 pub mod close;
+#[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
 pub mod conn_table;
@@ -94,7 +95,6 @@ pub mod workers;
 
 use std::net::SocketAddr;
 
-use cluster::Cluster;
 use config::{Config, Listen, Mode};
 use event_loop::{Exit, Parts, Server, StartError};
 use hub::Hub;
@@ -250,30 +250,8 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
             log::info!("metrics on http://{addr}/metrics");
         }
     };
-    // The link to other instances (`--cluster`): one per worker, under
-    // one instance id.
-    let instance = cluster::instance_id();
-    let cluster_tls = cluster_tls(config)?;
-    let linked = |hub: Hub, worker: usize| match (&config.cluster, cluster_kind(&config.mode)) {
-        (Some(opts), Some(kind)) => {
-            let settings = cluster::Settings {
-                url: opts.url.clone(),
-                prefix: opts.prefix.clone(),
-                outbox: opts.outbox,
-                tls: cluster_tls.clone(),
-            };
-            let link = Cluster::new(
-                settings,
-                kind,
-                instance,
-                worker as u32,
-                options.write_limit,
-                std::time::Instant::now(),
-            );
-            hub.with_cluster(link)
-        }
-        _ => hub,
-    };
+    // The link to other instances (`--cluster`), one per worker.
+    let linked = cluster_links(config, &options)?;
     if workers == 1 {
         let parts = parts.into_iter().next().expect("one worker's parts");
         listening("");
@@ -331,9 +309,52 @@ fn serve(config: &Config, make: &MakeProtocol<'_>) -> Result<Exit, RunError> {
     Ok(outcome.exit)
 }
 
+/// What links each worker's hub to the other instances (`--cluster`): one
+/// link per worker, under one instance id; the hub as it is without
+/// `--cluster` or for a mode without a relay.
+#[cfg(feature = "cluster")]
+fn cluster_links<'a>(
+    config: &'a Config,
+    options: &'a config::ServerOptions,
+) -> Result<impl Fn(Hub, usize) -> Hub + 'a, RunError> {
+    let instance = cluster::instance_id();
+    let tls = cluster_tls(config)?;
+    Ok(
+        move |hub: Hub, worker: usize| match (&config.cluster, cluster_kind(&config.mode)) {
+            (Some(opts), Some(kind)) => {
+                let settings = cluster::Settings {
+                    url: opts.url.clone(),
+                    prefix: opts.prefix.clone(),
+                    outbox: opts.outbox,
+                    tls: tls.clone(),
+                };
+                hub.with_cluster(cluster::Cluster::new(
+                    settings,
+                    kind,
+                    instance,
+                    worker as u32,
+                    options.write_limit,
+                    std::time::Instant::now(),
+                ))
+            }
+            _ => hub,
+        },
+    )
+}
+
+/// A build without the cluster: no links (config refused `--cluster`).
+#[cfg(not(feature = "cluster"))]
+fn cluster_links(
+    _: &Config,
+    _: &config::ServerOptions,
+) -> Result<impl Fn(Hub, usize) -> Hub, RunError> {
+    Ok(|hub, _| hub)
+}
+
 /// TLS to the cluster's Redis (`rediss://`): verified against
 /// `--cluster-ca` alone when given, else the system's trust store, for the
 /// URL's host. A CA file that cannot be used is a TLS option error (exit 2).
+#[cfg(feature = "cluster")]
 fn cluster_tls(config: &Config) -> Result<cluster::link::Tls, RunError> {
     #[allow(unused_mut)]
     let mut tls = cluster::link::Tls::default();
@@ -355,6 +376,7 @@ fn cluster_tls(config: &Config) -> Result<cluster::link::Tls, RunError> {
 
 /// Which relay a cluster carries for `mode`; `None` for a mode that has
 /// none (config refuses `--cluster` for it).
+#[cfg(feature = "cluster")]
 fn cluster_kind(mode: &Mode) -> Option<cluster::Kind> {
     match mode {
         Mode::Broadcast { .. } => Some(cluster::Kind::Broadcast),

@@ -57,6 +57,7 @@ pub struct Stats {
     pub checks: u64,
     /// The link to other instances' (`--cluster`) figures; `None` without
     /// one. Copied from the link at the end of each turn.
+    #[cfg(feature = "cluster")]
     pub cluster: Option<crate::cluster::Figures>,
 }
 
@@ -77,6 +78,7 @@ impl Stats {
         self.tls_resumed += other.tls_resumed;
         self.tls_reload_failures += other.tls_reload_failures;
         self.checks += other.checks;
+        #[cfg(feature = "cluster")]
         if let Some(theirs) = &other.cluster {
             self.cluster
                 .get_or_insert_with(Default::default)
@@ -109,6 +111,7 @@ impl Stats {
             }
         }
         // The cluster's figures, with one.
+        #[cfg(feature = "cluster")]
         if let Some(c) = &self.cluster {
             let state = if c.linked > 0 { "up" } else { "down" };
             dropped.push_str(&format!(

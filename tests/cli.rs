@@ -8,28 +8,8 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Output;
 
 use common::*;
-
-/// Runs `monoloop ARGS` that should exit at once (no server starts: each
-/// case fails before listening, or prints help). One that starts a server
-/// instead fails the test after `PATIENCE`, rather than hanging it.
-fn run(args: &[&str]) -> Output {
-    let mut cmd = binary();
-    cmd.args(args).stdin(std::process::Stdio::null());
-    output_within(cmd)
-}
-
-/// Asserts an argument error: exit 2, nothing on stdout, and on stderr
-/// exactly `error: PROBLEM` and the hint.
-fn assert_usage_error(args: &[&str], problem: &str, hint: &str) {
-    let out = run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr, format!("error: {problem}\n{hint}\n"), "{args:?}");
-    assert!(out.stdout.is_empty(), "{args:?}");
-}
 
 #[test]
 fn argument_errors_are_one_line_and_a_hint_exit_2() {
@@ -161,87 +141,6 @@ fn a_mode_refuses_an_option_it_does_not_use() {
     }
 }
 
-/// `--cluster` and the options that need it: the relays' only, each
-/// problem one line, before anything starts (no Redis is asked: none
-/// runs at these addresses). A password in the URL is never echoed.
-#[test]
-fn cluster_options_are_argument_errors_before_anything_starts() {
-    let chat = "see 'monoloop chat --help'";
-    let broadcast = "see 'monoloop broadcast --help'";
-    let url = "redis://127.0.0.1";
-    let cases: &[(&[&str], &str, &str)] = &[
-        (
-            &["echo", "--cluster", url],
-            "echo does not use --cluster (broadcast and chat do)",
-            "see 'monoloop echo --help'",
-        ),
-        (
-            &["file", "--root", "/", "--cluster", url],
-            "file does not use --cluster (broadcast and chat do)",
-            "see 'monoloop file --help'",
-        ),
-        (
-            &["chat", "--cluster-prefix", "app"],
-            "--cluster-prefix needs --cluster",
-            chat,
-        ),
-        (
-            &["broadcast", "--cluster-ca", "ca.pem"],
-            "--cluster-ca needs --cluster",
-            broadcast,
-        ),
-        (
-            &["chat", "--cluster-outbox", "1M"],
-            "--cluster-outbox needs --cluster",
-            chat,
-        ),
-        (
-            &["chat", "--cluster", "redis://:hunter2@127.0.0.1:0"],
-            "invalid value 'redis://:***@127.0.0.1:0' for --cluster: \
-             port 0 is out of range: ports are 1 to 65535",
-            chat,
-        ),
-        (
-            &["chat", "--cluster", "http://127.0.0.1"],
-            "invalid value 'http://127.0.0.1' for --cluster: \
-             unknown scheme 'http://': expected redis:// or rediss:// (TLS)",
-            chat,
-        ),
-        (
-            &["chat", "--cluster", "127.0.0.1:6379"],
-            "invalid value '127.0.0.1:6379' for --cluster: \
-             expected redis://HOST[:PORT] or rediss://HOST[:PORT] (TLS), \
-             such as redis://127.0.0.1:6379",
-            chat,
-        ),
-        (
-            &["broadcast", "--cluster", url, "--cluster-prefix", "my app"],
-            "invalid value 'my app' for --cluster-prefix: \
-             expected 1 to 64 letters, digits or _ . : -",
-            broadcast,
-        ),
-        (
-            &["chat", "--cluster", url, "--cluster-outbox", "1K"],
-            "invalid value '1K' for --cluster-outbox: must be at least 64K",
-            chat,
-        ),
-        (
-            &["broadcast", "--cluster", url, "--cluster-ca", "ca.pem"],
-            if cfg!(feature = "tls") {
-                "--cluster-ca needs a rediss:// URL: redis:// is plain TCP, \
-                 with no certificate to verify"
-            } else {
-                "--cluster-ca needs TLS, but this monoloop was built without it \
-                 (cargo feature \"tls\")"
-            },
-            broadcast,
-        ),
-    ];
-    for (args, problem, hint) in cases {
-        assert_usage_error(args, problem, hint);
-    }
-}
-
 #[cfg(feature = "tls")]
 #[test]
 fn tls_options_missing_their_partner_are_argument_errors() {
@@ -304,9 +203,23 @@ fn without_tls_its_options_are_argument_errors() {
         &format!("--tls {why}"),
         "see 'monoloop client --help'",
     );
+    #[cfg(feature = "cluster")]
     assert_usage_error(
         &["chat", "--cluster", "rediss://:hunter2@127.0.0.1"],
         &format!("--cluster rediss://:***@127.0.0.1:6379 {why}; redis:// is plain TCP"),
+        "see 'monoloop chat --help'",
+    );
+}
+
+/// A build without the cluster (cargo feature "cluster") refuses its
+/// options, saying why (its help lists none: see the help's test).
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn without_the_cluster_its_options_are_argument_errors() {
+    assert_usage_error(
+        &["chat", "--cluster", "redis://:hunter2@127.0.0.1"],
+        "--cluster needs the cluster, but this monoloop was built without it \
+         (cargo feature \"cluster\")",
         "see 'monoloop chat --help'",
     );
 }
@@ -344,7 +257,8 @@ fn help_for_one_mode_shows_its_options_and_the_common_ones() {
     assert!(!text.contains("--cluster"), "echo --help has --cluster");
     let chat = run(&["chat", "--help"]);
     let chat = String::from_utf8_lossy(&chat.stdout);
-    assert!(chat.contains("--request-timeout SECS") && chat.contains("--cluster URL"));
+    assert!(chat.contains("--request-timeout SECS"));
+    assert_eq!(chat.contains("--cluster URL"), cfg!(feature = "cluster"));
 
     let out = run(&["client", "--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -734,9 +648,12 @@ fn help_lists_the_tls_options_only_in_a_build_with_tls() {
     let whole = listed_options(&String::from_utf8_lossy(&run(&["--help"]).stdout));
     assert!(whole.contains(&"--listen".to_string()) && whole.contains(&"-h".to_string()));
     for option in TLS_OPTIONS {
+        // (`--cluster-ca` is the cluster's too.)
+        let built =
+            cfg!(feature = "tls") && (cfg!(feature = "cluster") || *option != "--cluster-ca");
         assert_eq!(
             whole.contains(&option.to_string()),
-            cfg!(feature = "tls"),
+            built,
             "{option} in --help"
         );
     }

@@ -6,6 +6,8 @@
 //! to each client. Each test is skipped, and says so, where
 //! `redis-server` is not installed.
 
+#![cfg(feature = "cluster")]
+
 mod common;
 
 use std::collections::BTreeMap;

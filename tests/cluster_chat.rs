@@ -5,6 +5,8 @@
 //! instances at once, exactly one has it. Each test is skipped, and says
 //! so, where `redis-server` is not installed.
 
+#![cfg(feature = "cluster")]
+
 mod common;
 
 use std::thread;

@@ -6,6 +6,8 @@
 //! freed, and its users announced gone, within the lease. Each test is
 //! skipped, and says so, where `redis-server` is not installed.
 
+#![cfg(feature = "cluster")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

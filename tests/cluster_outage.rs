@@ -6,6 +6,8 @@
 //! the stats line, `/metrics` and `/healthz` say what happened. Each test
 //! is skipped, and says so, where `redis-server` is not installed.
 
+#![cfg(feature = "cluster")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

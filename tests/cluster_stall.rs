@@ -4,6 +4,8 @@
 //! lost, local delivery goes on, and the lines wait in the outbox for
 //! Redis to come back.
 
+#![cfg(feature = "cluster")]
+
 mod common;
 
 use std::io::{Read, Write};

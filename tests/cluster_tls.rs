@@ -2,7 +2,7 @@
 //! redis-server listening with `--tls-port` and a password, verified with
 //! `--cluster-ca`.
 
-#![cfg(feature = "tls")]
+#![cfg(all(feature = "tls", feature = "cluster"))]
 
 mod common;
 

@@ -40,6 +40,10 @@
 //! listeners a loop can hold (`tokens.rs`). It knows nothing of the loop,
 //! connections or sockets.
 
+#[cfg(feature = "cluster")]
+mod cluster;
+#[cfg(not(feature = "cluster"))]
+#[path = "no_cluster.rs"]
 mod cluster;
 mod listen;
 #[cfg(feature = "manual")]

@@ -23,6 +23,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
 use crate::cluster::url::ClusterUrl;
 
 /// The port served when `--listen` is not given: plain, and TLS. The help
@@ -45,11 +46,14 @@ pub(super) const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_BROADCAST_PREFIX: &str = crate::protocol::broadcast::DEFAULT_PREFIX;
 
 /// `--cluster-prefix`: what the Redis keys start with.
+#[cfg(feature = "cluster")]
 pub(super) const DEFAULT_CLUSTER_PREFIX: &str = "monoloop";
 
 /// `--cluster-outbox`, and the least it may be: room for what the relays
 /// say while Redis is slow or away.
+#[cfg(feature = "cluster")]
 pub(super) const DEFAULT_CLUSTER_OUTBOX: usize = 4 << 20;
+#[cfg(feature = "cluster")]
 pub(super) const MIN_CLUSTER_OUTBOX: usize = 64 << 10;
 
 /// Everything a server run needs, validated.
@@ -75,6 +79,7 @@ pub struct Config {
 /// `--cluster` and the options that go with it: where Redis is, and how
 /// the link uses it. Checked as a whole (`config/cluster.rs`); the URL's
 /// syntax is `cluster/url.rs`'s, and its password prints as `***`.
+#[cfg(feature = "cluster")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterOptions {
     pub url: ClusterUrl,
@@ -86,6 +91,11 @@ pub struct ClusterOptions {
     /// `--cluster-outbox`, in bytes: at least 64 KiB.
     pub outbox: usize,
 }
+
+/// A build without the cluster has none to hold: it refuses `--cluster`.
+#[cfg(not(feature = "cluster"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOptions {}
 
 /// Which protocol the server speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]

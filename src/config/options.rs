@@ -115,10 +115,22 @@ pub(super) const TLS: &[&str] = &[
     "--insecure",
 ];
 
+/// The options of the `cluster` feature: read and refused by a build
+/// without it (`no_cluster.rs`), whose help does not list them.
+pub(super) const CLUSTER: &[&str] = &[
+    "--cluster",
+    "--cluster-prefix",
+    "--cluster-ca",
+    "--cluster-outbox",
+];
+
 /// True if `command`'s help, in this build, lists `option`: it uses it,
-/// and it is no TLS option of a build without TLS.
+/// and it is no TLS option of a build without TLS, nor a cluster option
+/// of a build without the cluster.
 pub(super) fn listed(command: Command, option: &str) -> bool {
-    takes(command, option) && (cfg!(feature = "tls") || !TLS.contains(&option))
+    takes(command, option)
+        && (cfg!(feature = "tls") || !TLS.contains(&option))
+        && (cfg!(feature = "cluster") || !CLUSTER.contains(&option))
 }
 
 /// What is wrong with `arg`, an argument that `command` did not consume,

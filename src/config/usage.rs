@@ -63,7 +63,9 @@ fn tls_options() -> String {
 }
 
 /// The relays' options across machines (after a blank line), for
-/// broadcast's and chat's help and the whole usage.
+/// broadcast's and chat's help and the whole usage; nothing in a build
+/// without the cluster, which refuses them.
+#[cfg(feature = "cluster")]
 fn cluster_options() -> String {
     // A build without TLS takes redis:// only, and has no CA to verify.
     let (tls, ca) = if cfg!(feature = "tls") {
@@ -87,6 +89,11 @@ CLUSTER (BROADCAST AND CHAT):
                            away (at least 64K)                [default: 4M]
 "
     )
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_options() -> String {
+    String::new()
 }
 
 const CLIENT_OPTIONS: &str = "\
@@ -343,7 +350,9 @@ mod tests {
         let mut args = vec![command.name()];
         match command {
             Command::File => args.extend(["--root", env!("CARGO_MANIFEST_DIR")]),
-            Command::Broadcast | Command::Chat => args.extend(["--cluster", "redis://h"]),
+            Command::Broadcast | Command::Chat if cfg!(feature = "cluster") => {
+                args.extend(["--cluster", "redis://h"])
+            }
             Command::Client if cfg!(feature = "tls") => args.extend(["h:1", "--tls"]),
             Command::Client => args.push("h:1"),
             _ => {}
@@ -427,6 +436,7 @@ mod tests {
         if let Mode::Broadcast { prefix } = &c.mode {
             used.push(("--prefix", format!("\"{prefix}\"")));
         }
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = &c.cluster {
             used.push(("--cluster-prefix", cluster.prefix.clone()));
             used.push(("--cluster-outbox", bytes(cluster.outbox)));
@@ -500,11 +510,12 @@ mod tests {
 
     #[test]
     fn each_help_names_exactly_the_options_its_command_takes() {
-        // All of them, but TLS's in a build without it.
+        // All of them, but TLS's and the cluster's in a build without them.
         let table: Vec<&str> = options::OPTIONS
             .iter()
             .map(|(o, _)| *o)
             .filter(|o| cfg!(feature = "tls") || !options::TLS.contains(o))
+            .filter(|o| cfg!(feature = "cluster") || !options::CLUSTER.contains(o))
             .collect();
         let whole = usage(None);
         let mut all = named(&whole);
@@ -574,7 +585,12 @@ mod tests {
             "CLIENT OPTIONS:",
             "SERVER OPTIONS:",
         ] {
-            let once = usize::from(section != tls || cfg!(feature = "tls"));
+            let built = match section {
+                s if s == tls => cfg!(feature = "tls"),
+                s if s == cluster => cfg!(feature = "cluster"),
+                _ => true,
+            };
+            let once = usize::from(built);
             assert_eq!(all.matches(section).count(), once, "{section}");
         }
         assert!(all.contains(
@@ -589,7 +605,11 @@ mod tests {
         assert!(!echo.contains(cluster) && !usage(Some(Command::File)).contains(cluster));
         let chat = usage(Some(Command::Chat));
         assert!(chat.contains("monoloop chat [OPTIONS]") && chat.contains("--max-line"));
-        assert!(chat.contains(cluster) && usage(Some(Command::Broadcast)).contains(cluster));
+        assert_eq!(chat.contains(cluster), cfg!(feature = "cluster"));
+        assert_eq!(
+            usage(Some(Command::Broadcast)).contains(cluster),
+            cfg!(feature = "cluster")
+        );
         assert!(!chat.contains("ECHO OPTIONS") && !chat.contains("--root"));
         let client = usage(Some(Command::Client));
         assert!(client.contains("CLIENT OPTIONS:") && client.contains("--log-level"));

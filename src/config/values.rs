@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::model::{Workers, MIN_CLUSTER_OUTBOX};
+use super::model::Workers;
+#[cfg(feature = "cluster")]
+use super::model::MIN_CLUSTER_OUTBOX;
 
 /// A whole number, 0 included.
 pub(super) fn whole(s: &str) -> Result<usize, String> {
@@ -55,6 +57,7 @@ pub(super) fn size(s: &str) -> Result<usize, String> {
 }
 
 /// `--cluster-outbox`: a [`size`], at least 64K.
+#[cfg(feature = "cluster")]
 pub(super) fn cluster_outbox(s: &str) -> Result<usize, String> {
     match size(s)? {
         n if n < MIN_CLUSTER_OUTBOX => Err("must be at least 64K".into()),
@@ -64,6 +67,7 @@ pub(super) fn cluster_outbox(s: &str) -> Result<usize, String> {
 
 /// `--cluster-prefix`: 1 to 64 letters, digits, `_`, `.`, `:` or `-`, the
 /// start of every Redis key monoloop uses (`PREFIX:chat`).
+#[cfg(feature = "cluster")]
 pub(super) fn cluster_prefix(s: &str) -> Result<String, String> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
     match (1..=64).contains(&s.len()) && s.bytes().all(allowed) {
@@ -211,6 +215,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cluster")]
     #[test]
     fn cluster_values() {
         assert_eq!(cluster_outbox("64K"), Ok(65_536));

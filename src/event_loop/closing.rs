@@ -464,6 +464,7 @@ impl Server {
         );
         let metrics = &self.report.metrics;
         let retry_due = self.admission.retry_due();
+        #[cfg(feature = "cluster")]
         let cluster_due = self.relay.cluster_due;
         self.timers
             .compact(conns.len() + TimerKey::LOOP_KEYS, |at, key| match key {
@@ -477,6 +478,7 @@ impl Server {
                     metrics.as_ref().is_some_and(|m| m.due(*token) == Some(at))
                 }
                 TimerKey::AcceptRetry => retry_due == Some(at),
+                #[cfg(feature = "cluster")]
                 TimerKey::Cluster => cluster_due == Some(at),
                 TimerKey::Drain | TimerKey::Recheck | TimerKey::Watchdog => true,
             });

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
+#[cfg(feature = "cluster")]
 use crate::cluster::Cluster;
 use crate::config::ServerOptions;
 use crate::conn_table::{is_reserved, ConnTable};
@@ -169,6 +170,7 @@ impl Server {
                         self.remote(now);
                     }
                     token if Metrics::owns(token) => self.scrape(token, now),
+                    #[cfg(feature = "cluster")]
                     token if Cluster::owns(token) => self.cluster_event(token, now),
                     token if is_listener(token) => self.accept(now),
                     _ => {}
@@ -211,6 +213,7 @@ impl Server {
 //   startup.rs    the parts opened before the loop runs (beside the rest)
 mod admission;
 mod closing;
+#[cfg(feature = "cluster")]
 mod cluster;
 mod entry;
 mod output;
@@ -226,6 +229,7 @@ impl Server {
     /// armed again, this worker's figures are posted, relays get a fresh
     /// fan-out budget.
     fn end_turn(&mut self, now: Instant) {
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = self.relay.hub.cluster_ref() {
             self.tally.stats.cluster = Some(cluster.figures());
         }
@@ -242,10 +246,7 @@ impl Server {
     /// with every connection gone and nothing owed to the cluster's Redis
     /// (the users' leaves, say), unless the drain timeout has passed.
     fn finished(&self) -> bool {
-        let owes = |now| {
-            self.draining.is_some_and(|until| now < until)
-                && self.relay.hub.cluster_ref().is_some_and(|c| c.owes())
-        };
+        let owes = |now| self.draining.is_some_and(|until| now < until) && self.relay.hub.owes();
         self.aborted || (self.draining.is_some() && self.conns.is_empty() && !owes(Instant::now()))
     }
 

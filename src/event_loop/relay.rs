@@ -48,6 +48,7 @@ pub(super) struct Relay {
     pub(super) held_elsewhere: Vec<Token>,
     pub(super) recheck_armed: bool,
     /// When the cluster link's timer entry is armed for; others are stale.
+    #[cfg(feature = "cluster")]
     pub(super) cluster_due: Option<Instant>,
     /// The slow-consumer line, throttled: any number of clients can
     /// trigger it at once.
@@ -68,6 +69,7 @@ impl Relay {
             holding_posted: false,
             held_elsewhere: Vec::new(),
             recheck_armed: false,
+            #[cfg(feature = "cluster")]
             cluster_due: None,
             slow_log: Throttle::default(),
             hub: Hub::local(),

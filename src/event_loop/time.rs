@@ -46,6 +46,7 @@ pub(super) enum TimerKey {
     Recheck,
     /// The cluster link's next deadline (`cluster.rs`: a retry, a reply
     /// due, a claim's wait, the names' refresh).
+    #[cfg(feature = "cluster")]
     Cluster,
     /// Tell systemd's watchdog the loop is turning (with several workers:
     /// this loop's beat, and worker 0's look at every loop's).
@@ -64,6 +65,7 @@ impl Server {
     /// noticed) and the stats line.
     pub(super) fn start_timers(&mut self, now: Instant) {
         // The cluster link's first connect is due now.
+        #[cfg(feature = "cluster")]
         self.arm_cluster(now);
         if let Some(every) = self.watchdog_every() {
             self.timers.schedule(now + every, TimerKey::Watchdog);
@@ -141,6 +143,7 @@ impl Server {
                     }
                 }
                 TimerKey::AcceptRetry => self.retry_accepting(at, now),
+                #[cfg(feature = "cluster")]
                 TimerKey::Cluster => self.cluster_timer(at, now),
             }
         }

@@ -213,7 +213,7 @@ impl Server {
             if self.fans_out
                 && conn.stage() == Stage::Open
                 && (self.worker.as_ref().is_some_and(|w| w.others_holding())
-                    || self.relay.hub.cluster_ref().is_some_and(|c| c.holding()))
+                    || self.relay.hub.holding())
             {
                 // A receiver on another worker is catching up, or Redis is
                 // (`--cluster`): this sender waits too, and is looked at

@@ -78,12 +78,15 @@ pub fn answer(request: &[u8], figures: impl FnOnce() -> Figures) -> Option<Vec<u
             } else {
                 // Cut off from the cluster, an instance still serves its
                 // own clients: healthy, and says what it lacks.
+                #[cfg(feature = "cluster")]
                 let body = match &f.stats.cluster {
                     Some(c) if (c.linked as usize) < f.settings.workers.max(1) => {
                         "ok; cluster link down: serving this instance's clients alone\n"
                     }
                     _ => "ok\n",
                 };
+                #[cfg(not(feature = "cluster"))]
+                let body = "ok\n";
                 (200, "OK", "text/plain", body.to_string())
             }
         }
@@ -129,6 +132,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 pub fn exposition(f: &Figures) -> String {
     let s = &f.stats;
     let mut out = String::with_capacity(4096);
+    #[cfg(feature = "cluster")]
     if let Some(c) = &s.cluster {
         cluster(&mut out, c);
     }
@@ -289,8 +293,8 @@ fn settings(out: &mut String, c: &super::Settings) {
     }
 }
 
-/// The `monoloop_tls_*` families, on a TLS server.
 /// The link to other instances (`--cluster`), when there is one.
+#[cfg(feature = "cluster")]
 fn cluster(out: &mut String, c: &crate::cluster::Figures) {
     family(
         out,
@@ -339,6 +343,7 @@ fn cluster(out: &mut String, c: &crate::cluster::Figures) {
     );
 }
 
+/// The `monoloop_tls_*` families, on a TLS server.
 fn tls(out: &mut String, f: &Figures) {
     let s = &f.stats;
     family(

@@ -344,14 +344,12 @@ impl<'a> Ctx<'a> {
     /// The names held on other instances (`--cluster`): lowercase key and
     /// name as typed.
     pub fn elsewhere(&mut self) -> Vec<(String, String)> {
-        let Some(cluster) = self.hub.as_deref_mut().and_then(|h| h.cluster()) else {
-            return Vec::new();
-        };
-        cluster
-            .roster()
-            .names()
-            .map(|(k, n)| (k.to_string(), n.to_string()))
-            .collect()
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.hub.as_deref_mut().and_then(|h| h.cluster()) {
+            let names = cluster.roster().names();
+            return names.map(|(k, n)| (k.to_string(), n.to_string())).collect();
+        }
+        Vec::new()
     }
 
     /// Where the user holding `key` is, if on another instance.

@@ -44,6 +44,25 @@ pub struct Server {
     reader: thread::JoinHandle<()>,
 }
 
+/// Runs `monoloop ARGS` that should exit at once (no server starts: each
+/// case fails before listening, or prints help). One that starts a server
+/// instead fails the test after `PATIENCE`, rather than hanging it.
+pub fn run(args: &[&str]) -> std::process::Output {
+    let mut cmd = binary();
+    cmd.args(args).stdin(std::process::Stdio::null());
+    output_within(cmd)
+}
+
+/// Asserts an argument error: exit 2, nothing on stdout, and on stderr
+/// exactly `error: PROBLEM` and the hint.
+pub fn assert_usage_error(args: &[&str], problem: &str, hint: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr, format!("error: {problem}\n{hint}\n"), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
 /// Runs `cmd` (stdout and stderr piped) to its end. A process that runs on
 /// instead, a server that started when it should have refused to, is
 /// killed after `PATIENCE` and fails the test rather than hanging it.
