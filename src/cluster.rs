@@ -585,13 +585,13 @@ impl Cluster {
                 let after = match was {
                     Linked::Down { since, ever } => {
                         let last = DOWN.fetch_sub(1, Ordering::AcqRel) == 1;
-                        let waited = now.saturating_duration_since(since).as_secs_f64();
+                        let waited = tenths(now.saturating_duration_since(since));
                         if ever {
                             self.figures.reconnects += 1;
                             if last {
                                 crate::logging::for_the_server(|| {
                                     log::info!(
-                                        "cluster: linked to {url} again after {waited:.1} s; \
+                                        "cluster: linked to {url} again after {waited} s; \
                                          {} lines dropped so far (outbox full)",
                                         self.figures.dropped
                                     )
@@ -599,7 +599,7 @@ impl Cluster {
                             }
                             return;
                         }
-                        format!(", {waited:.1} s after the first try")
+                        format!(", {waited} s after the first try")
                     }
                     _ => String::new(),
                 };
@@ -627,6 +627,13 @@ impl Cluster {
             }
         }
     }
+}
+
+/// `d` in seconds with one decimal, as the log writes a wait (`2.5`):
+/// whole numbers, so that no float formatting is linked in for a log line.
+fn tenths(d: Duration) -> String {
+    let t = d.as_millis() / 100;
+    format!("{}.{}", t / 10, t % 10)
 }
 
 /// A random id for this process, which names it in the cluster (its

@@ -292,7 +292,8 @@ impl<W> Link<W> {
                     }
                 }
                 Value::Error(e) => return Err(format!("Redis refused {what}: {e}")),
-                other => return Err(format!("Redis answered {what} with {other:?}")),
+                Value::Simple(s) => return Err(format!("Redis answered {what} with +{s}")),
+                _ => return Err(format!("Redis answered {what} with another type of reply")),
             },
             Waiting::Work(what) => happened.push(Happened::Reply(what, value)),
         }
@@ -375,7 +376,9 @@ impl<W> Link<W> {
         self.jitter ^= self.jitter >> 7;
         self.jitter ^= self.jitter << 17;
         let half = full / 2;
-        half + half.mul_f64((self.jitter % 1000) as f64 / 1000.0)
+        // In whole thousandths: no floating point (its formatting and
+        // conversions are code this binary does not otherwise need).
+        half + half * (self.jitter % 1000) as u32 / 1000
     }
 
     /// A deadline passed (`now`): a connect or a reply that is late fails

@@ -143,17 +143,18 @@ impl Roster {
             .filter(|(_, &at)| now.saturating_duration_since(at) >= LEASE)
             .map(|(&p, _)| p)
             .collect();
+        // In the map's order, which is by lowercase name: sorted.
         let mut gone = Vec::new();
-        for by in silent {
-            self.heard.remove(&by);
-            self.names.retain(|_, h| {
-                if h.by == by {
-                    gone.push(h.name.clone());
-                }
-                h.by != by
-            });
+        self.names.retain(|_, h| {
+            let silent = silent.contains(&h.by);
+            if silent {
+                gone.push(h.name.clone());
+            }
+            !silent
+        });
+        for by in &silent {
+            self.heard.remove(by);
         }
-        gone.sort_by_key(|n| n.to_ascii_lowercase());
         gone
     }
 

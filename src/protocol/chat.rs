@@ -143,7 +143,10 @@ impl Room {
     /// Every name in the room, on every worker and instance, sorted
     /// without regard to case.
     fn who(&self, ctx: &mut Ctx) -> Vec<String> {
-        let mut all: BTreeMap<String, String> = ctx.elsewhere().into_iter().collect();
+        // Filled by `extend` (`insert`), not `collect`: collecting sorts
+        // first, and would bring a stable sort's code into the binary.
+        let mut all = BTreeMap::new();
+        all.extend(ctx.elsewhere());
         match ctx.registry() {
             Some(registry) => all.extend(registry.names().map(|n| (key(n), n.to_string()))),
             None => all.extend(self.users.iter().map(|(k, u)| (k.clone(), u.name.clone()))),
