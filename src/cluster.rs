@@ -251,6 +251,9 @@ pub struct Cluster {
     /// judged not to keep up: twice `--write-limit`, or what an outage
     /// left in it when the link came back, shrinking as Redis takes it.
     allowance: usize,
+    /// Something was said this turn while local senders were held: only
+    /// then does an outbox past the allowance mean Redis is slow.
+    said_while_held: bool,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
     /// The last number taken from each publisher.
@@ -320,6 +323,7 @@ impl Cluster {
             in_flight: 0,
             in_flight_bytes: 0,
             allowance: 2 * write_limit,
+            said_while_held: false,
             last_id: None,
             seen: HashMap::new(),
             arrived: Vec::new(),

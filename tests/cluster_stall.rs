@@ -92,3 +92,65 @@ fn a_stalled_redis_holds_senders_then_is_dropped_and_local_delivery_goes_on() {
     let again = server.wait_for_log("again after");
     assert!(again.contains(&url), "{again}");
 }
+
+/// A Redis that keeps up is not dropped as slow because one turn read more
+/// than twice a small `--write-limit` before the senders were held (a
+/// turn reads up to its budget, 256 KiB, from clients that write fast).
+#[test]
+fn a_burst_bigger_than_twice_the_write_limit_does_not_drop_a_redis_that_keeps_up() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let mut server = Server::start(&[
+        "broadcast",
+        "--cluster",
+        &url,
+        "--write-limit",
+        "16K",
+        "--stats-interval",
+        "0.2",
+        "--log-level",
+        "debug",
+    ]);
+    server.wait_for_log("cluster: linked to");
+    let mut senders: Vec<_> = (0..4).map(|_| connect(server.addr)).collect();
+    let mut receiver = connect(server.addr);
+    server.wait_accepted(5);
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let end = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < end {
+            if let Ok(0) = receiver.read(&mut buf) {
+                break;
+            }
+        }
+    });
+    let line = [b'x'; 1023]
+        .iter()
+        .chain(b"\n")
+        .copied()
+        .collect::<Vec<u8>>();
+    let chunk = line.repeat(128);
+    for s in &mut senders {
+        s.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        for s in &mut senders {
+            let _ = s.write_all(&chunk);
+        }
+    }
+    reader.join().unwrap();
+    let stats = server.wait_for_log_where("published=", |l| !l.contains("published=0 "));
+    let log = server.log().join("\n");
+    assert!(
+        !log.contains("Redis is not keeping up"),
+        "dropped as slow: {log}"
+    );
+    assert!(!log.contains("lost Redis"), "{stats}");
+}

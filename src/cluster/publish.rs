@@ -14,6 +14,7 @@ use super::{lines, resp, Cluster, Kind, Write, KEEP};
 impl Cluster {
     /// Lines this turn says to the room: added to the turn's one entry.
     pub fn publish(&mut self, chunk: &[u8]) {
+        self.said_while_held |= self.holding();
         match self.turn.last_mut() {
             Some(Body::Room(data)) => data.extend_from_slice(chunk),
             _ => self.turn.push(Body::Room(chunk.to_vec())),
@@ -26,6 +27,7 @@ impl Cluster {
         let Some(instance) = self.roster.instance(node) else {
             return false;
         };
+        self.said_while_held |= self.holding();
         self.turn.push(Body::Direct {
             to: Publisher { instance, worker },
             conn: conn.0 as u64,
@@ -58,6 +60,19 @@ impl Cluster {
         }
         self.send_outbox(now);
         self.write(registry, now);
+        // Only what was said while local senders were held can say that
+        // Redis is slow: a turn read before the hold (up to a turn's
+        // budget) may alone be larger than twice a small `--write-limit`.
+        let held = std::mem::take(&mut self.said_while_held);
+        if held && self.writer.is_ready() && self.outbox_bytes > self.allowance {
+            self.figures.slow += 1;
+            let why = format!(
+                "Redis is not keeping up: {} bytes not acknowledged, over twice --write-limit",
+                self.outbox_bytes
+            );
+            let failed = self.writer.fail(why, now);
+            self.handle_writer(failed, now);
+        }
     }
 
     pub(super) fn drop_lines(&mut self, body: &Body) {
@@ -95,23 +110,13 @@ impl Cluster {
         }
     }
 
-    /// Writes what the writer owes. A link up whose outbox grew past its
-    /// allowance (twice `--write-limit`, though local senders were held
-    /// past once) is not keeping up: it is dropped, counted, and connects
-    /// again.
+    /// Writes what the writer owes. (A link up whose outbox grew past its
+    /// allowance, twice `--write-limit`, while local senders were held is
+    /// not keeping up: [`flush`](Self::flush) drops it, counted, and it
+    /// connects again.)
     pub(super) fn write(&mut self, registry: &Registry, now: Instant) {
         if let Err(e) = self.writer.flush(registry) {
             let failed = self.writer.fail(e.to_string(), now);
-            self.handle_writer(failed, now);
-            return;
-        }
-        if self.writer.is_ready() && self.outbox_bytes > self.allowance {
-            self.figures.slow += 1;
-            let why = format!(
-                "Redis is not keeping up: {} bytes not acknowledged, over twice --write-limit",
-                self.outbox_bytes
-            );
-            let failed = self.writer.fail(why, now);
             self.handle_writer(failed, now);
         }
     }
