@@ -37,7 +37,9 @@
 //!   that it is dropped, counted, and connects again. A link that is down
 //!   holds nobody: local delivery goes on.
 //! - **Failure.** A connect, a greeting or a reply that does not come in
-//!   time, an error or a reply that is not RESP drops the link; it is
+//!   time, an error answering the greeting or a read, or a reply that is
+//!   not RESP drops the link (an `XADD` Redis refuses drops that entry,
+//!   counted; a claim it refuses is "unavailable"); the link is
 //!   tried again after a backoff from 100 ms to 5 s with jitter, the host
 //!   name looked up again each time without blocking the loop
 //!   (`cluster/resolve.rs`). Local delivery never waits for Redis.
@@ -460,8 +462,9 @@ impl Cluster {
                     name: c.name.clone(),
                     previous: c.previous.clone(),
                 });
-                if c.sent {
-                    // Its answer may still come; a grant is given back.
+                if c.ever_sent {
+                    // Its answer may still come (or came to a link since
+                    // lost): a grant is given back.
                     c.abandoned = true;
                     c.since = now + names::ABANDONED;
                 } else {
@@ -489,13 +492,23 @@ impl Cluster {
                 }
             }
         }
-        self.flush(registry, now);
+        // What the links owe goes out now; what this tick said (a
+        // heartbeat) joins the turn's entry, flushed with it at the turn's
+        // end (`Hub::flush`): one entry per turn.
+        self.write(registry, now);
     }
 
     /// Starts link `which` (0 writer, 1 reader) toward Redis.
     fn connect(&mut self, which: usize, registry: &Registry, now: Instant) {
         match self.resolver.start(registry) {
             Ok(Lookup::Now(addr)) => self.connect_to(which, addr, registry, now),
+            Ok(Lookup::Later) if self.awaiting[which] => {
+                // A lookup that has not answered in 5 s fails this try, as
+                // a connect would: warned once, and backed off.
+                self.awaiting[which] = false;
+                let why = format!("no answer from the resolver for {}", self.opts.url.host);
+                self.failed_to_start(which, why, registry, now);
+            }
             Ok(Lookup::Later) => {
                 self.awaiting[which] = true;
                 let until = now + link::CONNECT_TIMEOUT;

@@ -390,7 +390,11 @@ impl<W> Link<W> {
                 Some(self.fail("no connection within 5 s".into(), now))
             }
             Stage::Greeting | Stage::Ready if self.due.is_some_and(|d| now >= d) => {
-                Some(self.fail("Redis did not answer within 5 s".into(), now))
+                let within = REPLY_TIMEOUT + self.grace;
+                Some(self.fail(
+                    format!("Redis did not answer within {} s", within.as_secs()),
+                    now,
+                ))
             }
             _ => None,
         }

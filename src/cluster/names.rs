@@ -48,6 +48,9 @@ pub(super) struct Claiming {
     pub(super) previous: Option<String>,
     pub(super) since: Instant,
     pub(super) sent: bool,
+    /// It was sent on some link, if not this one: Redis may have granted
+    /// it, so giving up on it means releasing it.
+    pub(super) ever_sent: bool,
     /// The claimant was told the chat is unavailable; if Redis grants it
     /// after all, the name is released at once.
     pub(super) abandoned: bool,
@@ -90,6 +93,7 @@ impl Cluster {
             previous,
             since: now,
             sent: false,
+            ever_sent: false,
             abandoned: false,
         });
         if self.writer.is_ready() {
@@ -169,6 +173,7 @@ impl Cluster {
         let mut cmds = Vec::new();
         for c in self.claims.iter_mut().filter(|c| !c.sent) {
             c.sent = true;
+            c.ever_sent = true;
             let k = format!("{}:chat:name:{}", self.opts.prefix, c.key);
             let v = format!("{} {}", self.me, c.conn.0);
             let mut cmd = Vec::new();
