@@ -43,7 +43,7 @@ use slab::Slab;
 use crate::stats::Stats;
 use crate::sys;
 use crate::tokens::{reserved, METRICS, METRICS_CLIENTS};
-use text::answer;
+pub use text::answer;
 
 /// The metrics listener's token (`tokens.rs`).
 pub const LISTENER: Token = METRICS;

@@ -43,9 +43,13 @@ fn is_invisible_format(c: char) -> bool {
             | '\u{200e}'
             | '\u{200f}'
             | '\u{061c}'
-            // Zero width: space, non-joiner, joiner, and the byte order
-            // mark (zero-width no-break space).
+            // Zero width: space, non-joiner, joiner, word joiner, the
+            // invisible operators (function application, times, separator,
+            // plus), the Mongolian vowel separator, and the byte order mark
+            // (zero-width no-break space).
             | '\u{200b}'..='\u{200d}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{180e}'
             | '\u{feff}'
             // Line and paragraph separators: some terminals and clients
             // break the line there, and the rest of it could pose as
@@ -155,6 +159,19 @@ mod tests {
             sanitize("caf\u{e9} \u{65e5}\u{672c}".as_bytes()),
             "caf\u{e9} \u{65e5}\u{672c}"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/chat_text.rs): the three bytes
+    /// `e2 81 a0`, U+2060 WORD JOINER, came out of `sanitize` as they went
+    /// in: zero width like U+200B, but missing from the list.
+    #[test]
+    fn word_joiner_and_the_other_zero_width_characters_are_stripped() {
+        assert_eq!(sanitize(b"\xe2\x81\xa0"), "");
+        for c in [
+            '\u{2060}', '\u{2061}', '\u{2062}', '\u{2063}', '\u{2064}', '\u{180e}',
+        ] {
+            assert_eq!(sanitize(format!("a{c}b").as_bytes()), "ab", "{c:?}");
+        }
     }
 
     #[test]
