@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -121,30 +119,6 @@ fn after_redis_restarts_empty_names_are_held_again_across_instances() {
     bob.send("hi all\n");
     alice.expect("bob: hi all\n");
     c.expect("bob: hi all\n");
-}
-
-/// A connection to Redis of the test's own, held across a moment when
-/// Redis takes no new ones; commands inline, one reply line each.
-struct Admin(BufReader<TcpStream>);
-
-impl Admin {
-    fn connect(redis: &Redis) -> Admin {
-        let s = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        Admin(BufReader::new(s))
-    }
-
-    fn run(&mut self, commands: &[&str]) -> Vec<String> {
-        let all: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
-        self.0.get_mut().write_all(all.as_bytes()).unwrap();
-        (0..commands.len())
-            .map(|_| {
-                let mut line = String::new();
-                self.0.read_line(&mut line).unwrap();
-                line.trim_end().to_string()
-            })
-            .collect()
-    }
 }
 
 /// The ids of Redis's clients but the one asking.

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::cluster::*;
@@ -108,32 +106,6 @@ fn lines_said_while_redis_is_away_arrive_once_in_order_when_it_returns_empty() {
         );
         assert_eq!(s.log_lines("cluster: linked to ").len(), 2);
         assert_eq!(s.log_lines(" again after ").len(), 1);
-    }
-}
-
-/// A connection to Redis of the test's own, held across a moment when
-/// Redis takes no new ones; commands inline, one reply line each.
-struct Admin(BufReader<TcpStream>);
-
-impl Admin {
-    fn connect(redis: &Redis) -> Admin {
-        let s = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        Admin(BufReader::new(s))
-    }
-
-    /// Sends `commands` in one write (Redis runs them together, before
-    /// it accepts anyone); their one-line replies.
-    fn run(&mut self, commands: &[&str]) -> Vec<String> {
-        let all: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
-        self.0.get_mut().write_all(all.as_bytes()).unwrap();
-        (0..commands.len())
-            .map(|_| {
-                let mut line = String::new();
-                self.0.read_line(&mut line).unwrap();
-                line.trim_end().to_string()
-            })
-            .collect()
     }
 }
 

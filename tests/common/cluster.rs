@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::{shown, Client};
+use super::redis::Redis;
 use super::{binary, connect, metrics, Server, Stats, PATIENCE};
 
 /// How long a silence must last to count as one.
@@ -235,4 +236,30 @@ pub fn stream_lines(redis: &super::redis::Redis, stream: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A connection to Redis of the test's own, held across a moment when
+/// Redis takes no new ones; commands inline, one reply line each.
+pub struct Admin(BufReader<TcpStream>);
+
+impl Admin {
+    pub fn connect(redis: &Redis) -> Admin {
+        let s = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        Admin(BufReader::new(s))
+    }
+
+    /// Sends `commands` in one write (Redis runs them together, before
+    /// it accepts anyone); their one-line replies.
+    pub fn run(&mut self, commands: &[&str]) -> Vec<String> {
+        let all: String = commands.iter().map(|c| format!("{c}\r\n")).collect();
+        self.0.get_mut().write_all(all.as_bytes()).unwrap();
+        (0..commands.len())
+            .map(|_| {
+                let mut line = String::new();
+                self.0.read_line(&mut line).unwrap();
+                line.trim_end().to_string()
+            })
+            .collect()
+    }
 }
