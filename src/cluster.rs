@@ -675,3 +675,6 @@ fn lines(data: &[u8]) -> u64 {
     let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
     n + u64::from(data.last().is_some_and(|&b| b != b'\n'))
 }
+
+#[cfg(test)]
+mod tests;
