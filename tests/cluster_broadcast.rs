@@ -133,19 +133,6 @@ fn three_instances_with_a_sender_on_each_keep_each_senders_order() {
     }
 }
 
-/// Which worker served each accepted connection, from the debug log
-/// (`worker N: conn #K from ADDR`), in the order accepted.
-fn workers_of(server: &Server) -> Vec<String> {
-    server
-        .log_lines(" from ")
-        .iter()
-        .filter_map(|l| {
-            let w = l.split("worker ").nth(1)?;
-            Some(w.split(':').next()?.to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn with_two_workers_a_line_is_published_once_and_delivered_once_to_each() {
     let Some(redis) = Redis::start() else { return };
@@ -168,7 +155,7 @@ fn with_two_workers_a_line_is_published_once_and_delivered_once_to_each() {
     loop {
         near.push(Member::join(&a, &format!("near{}", near.len())));
         a.wait_accepted(near.len());
-        let seen = workers_of(&a);
+        let seen = a.workers_of();
         let on = |w: &str| seen.iter().filter(|s| *s == w).count();
         if on("0") >= 2 && on("1") >= 2 {
             break;

@@ -13,14 +13,7 @@ use common::*;
 
 /// The workers named in the debug log's accept lines.
 fn workers_seen(server: &Server) -> BTreeSet<String> {
-    server
-        .log_lines(" from ")
-        .iter()
-        .filter_map(|l| {
-            let w = l.split("worker ").nth(1)?;
-            Some(w.split(':').next()?.to_string())
-        })
-        .collect()
+    server.workers_of().into_iter().collect()
 }
 
 #[test]

@@ -170,13 +170,20 @@ impl Cluster {
 
     pub(super) fn send_claims(&mut self, now: Instant) {
         let lease = LEASE.as_secs().to_string();
-        let mut cmds = Vec::new();
-        for c in self.claims.iter_mut().filter(|c| !c.sent) {
-            c.sent = true;
-            c.ever_sent = true;
-            let k = format!("{}:chat:name:{}", self.opts.prefix, c.key);
-            let v = format!("{} {}", self.me, c.conn.0);
-            let mut cmd = Vec::new();
+        let unsent: Vec<(u64, String, Token)> = self
+            .claims
+            .iter_mut()
+            .filter(|c| !c.sent)
+            .map(|c| {
+                c.sent = true;
+                c.ever_sent = true;
+                (c.id, c.key.clone(), c.conn)
+            })
+            .collect();
+        let mut cmd = Vec::new();
+        for (id, key, conn) in unsent {
+            let (k, v) = (self.name_key(&key), self.holder(conn));
+            cmd.clear();
             resp::command(
                 &mut cmd,
                 &[
@@ -188,9 +195,6 @@ impl Cluster {
                     lease.as_bytes(),
                 ],
             );
-            cmds.push((cmd, c.id));
-        }
-        for (cmd, id) in cmds {
             self.writer.send(&cmd, Write::Claim(id), now);
         }
     }

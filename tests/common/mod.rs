@@ -187,6 +187,18 @@ impl Server {
             .collect()
     }
 
+    /// Which worker served each accepted connection, in the order
+    /// accepted: the debug log's `worker N: conn #K from ADDR` lines.
+    pub fn workers_of(&self) -> Vec<String> {
+        self.log_lines(" from ")
+            .iter()
+            .filter_map(|l| {
+                let w = l.split("worker ").nth(1)?;
+                Some(w.split(':').next()?.to_string())
+            })
+            .collect()
+    }
+
     /// Waits for a log line containing `needle`; returns it.
     pub fn wait_for_log(&mut self, needle: &str) -> String {
         self.wait_for_log_where(needle, |_| true)
