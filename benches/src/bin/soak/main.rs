@@ -243,6 +243,8 @@ fn main() {
         rss_kib: servers.iter().map(Server::rss_kib).collect(),
     });
 
+    write_samples(&dir.join("rss.csv"), &servers, &samples);
+
     // The load stops; every worker's sockets have timeouts, so each join
     // comes.
     shared.stop();
@@ -271,7 +273,6 @@ fn main() {
     }
     drop(redis);
     if failed.is_empty() {
-        let _ = std::fs::remove_dir_all(&dir);
         println!("soak: passed {figures}");
     } else {
         for f in &failed {
@@ -284,6 +285,24 @@ fn main() {
         );
         std::process::exit(1);
     }
+}
+
+/// The RSS samples as CSV (seconds, then KiB per server), for a look at
+/// the trend after the run.
+fn write_samples(path: &std::path::Path, servers: &[Server], samples: &[Sample]) {
+    let mut csv = String::from("seconds");
+    for s in servers {
+        csv.push(',');
+        csv.push_str(s.name);
+    }
+    for x in samples {
+        csv.push_str(&format!("\n{:.0}", x.at));
+        for kib in &x.rss_kib {
+            csv.push_str(&format!(",{kib}"));
+        }
+    }
+    csv.push('\n');
+    let _ = std::fs::write(path, csv);
 }
 
 /// Starts every load worker; each runs until `shared.stop()`.

@@ -174,20 +174,57 @@ pub fn arm_reset(s: &TcpStream) {
     }
 }
 
-/// Shrinks the receive buffer of `s`, so that a reader that stops reading
-/// is found out sooner.
-pub fn small_receive_buffer(s: &TcpStream) {
-    let size: libc::c_int = 4096;
-    // SAFETY: as in `arm_reset`.
-    unsafe {
+/// A TCP connection to `addr` (IPv4) whose receive buffer was shrunk to
+/// 4 KiB before it connected, so that its window stays small: a reader
+/// that stops reading is found out soon, not after megabytes of kernel
+/// buffers. Counted as made to `server`, with the soak's timeouts.
+pub fn connect_small_window(
+    shared: &Shared,
+    server: &str,
+    addr: SocketAddr,
+) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        return Err(io::Error::other("an IPv4 address"));
+    };
+    // SAFETY: a new socket this function owns (wrapped in a TcpStream at
+    // once, which closes it), and structs of the sizes given.
+    let s = unsafe {
+        let fd = monoloop_bench::check(
+            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0),
+            "socket",
+        )?;
+        let s = TcpStream::from_raw_fd(fd);
+        let size: libc::c_int = 4096;
         libc::setsockopt(
-            s.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
             libc::SO_RCVBUF,
             (&size as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
-    }
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        monoloop_bench::check(
+            libc::connect(
+                fd,
+                (&sin as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ),
+            "connect",
+        )?;
+        s
+    };
+    shared.made(server);
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
 }
 
 /// A stream of either kind, plain or TLS.

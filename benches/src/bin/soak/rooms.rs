@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::{
-    arm_reset, connect, nap, read_until, small_receive_buffer, timed_out, Rng, Shared, IO_TIMEOUT,
+    arm_reset, connect, connect_small_window, nap, read_until, timed_out, Rng, Shared, IO_TIMEOUT,
 };
 
 /// Lines per burst of the flood, and the pad that makes each ~100 bytes.
@@ -135,18 +135,20 @@ fn read_flood(
     Ok(())
 }
 
-/// A receiver that never reads: it stays 30 to 120 s (cut off by the
-/// server as a slow consumer in the meantime, or not), then vanishes.
+/// A receiver that never reads, its window kept small: it stays 60 to
+/// 180 s, then vanishes. Long before, the server has written it off: cut
+/// off as a slow consumer (`--write-limit` owed), or, at the flood's
+/// rate, found by TCP_USER_TIMEOUT (its window shut for twice the idle
+/// timeout: the kernel ends it, the access log says `end=reset`).
 pub fn stalled_receiver(shared: Arc<Shared>, addr: SocketAddr, seed: u64) {
     let mut rng = Rng::new(seed);
     for _ in 0..1_000_000 {
         if shared.stopping() {
             return;
         }
-        match connect(&shared, "broadcast", addr) {
+        match connect_small_window(&shared, "broadcast", addr) {
             Ok(s) => {
-                small_receive_buffer(&s);
-                nap(&shared, rng.pause(30_000, 120_000));
+                nap(&shared, rng.pause(60_000, 180_000));
                 arm_reset(&s);
                 shared.slow_done.add(1);
             }
