@@ -175,7 +175,11 @@ fn injected_lines_reach_others_only_sanitised_and_under_their_senders_name() {
         ("\u{202e}\u{200b}\u{2028}".as_bytes(), ""),
         (b"\x1b", ""),
     ];
-    for (typed, relayed) in &cases {
+    // Again and again for a second at least, so that the bystanders are
+    // probed many times while it goes on, however the machine is loaded.
+    let started = Instant::now();
+    let rounds = (0..100).take_while(|&r| r == 0 || started.elapsed() < Duration::from_secs(1));
+    for (typed, relayed) in rounds.flat_map(|_| &cases) {
         mallory.say([*typed, b"\n"].concat());
         if relayed.is_empty() {
             // Nothing left: nothing is relayed. The next line shows it.
