@@ -76,10 +76,12 @@ struct Answer {
 
 /// Sends `request` and a LF, then FIN, and reads the answer to its end:
 /// at most [`CAP`] bytes (more fails the test at once), each read within
-/// [`PATIENCE`].
+/// 5 s.
 fn ask(addr: SocketAddr, request: &[u8]) -> Answer {
     let started = Instant::now();
     let mut s = connect(addr);
+    // A loop blocked (on a FIFO's open, say) fails the test in seconds.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = s.local_addr().unwrap();
     let mut line = request.to_vec();
     line.push(b'\n');
@@ -238,7 +240,15 @@ fn corpus(t: &Tree, with_device: bool) -> Vec<(Vec<u8>, Option<&'static str>)> {
     // Not regular files, inside the root: none may block the loop.
     // A socket cannot be opened at all (ENXIO).
     add(b"sock", Some("open_failed"));
-    for r in [&b"fifo"[..], b"sub", b"sub/", b".", b"./", b"sub/."] {
+    for r in [
+        &b"fifo"[..],
+        b"fifo-alone",
+        b"sub",
+        b"sub/",
+        b".",
+        b"./",
+        b"sub/.",
+    ] {
         add(r, Some("not_a_file"));
     }
     if with_device {
@@ -287,6 +297,8 @@ fn the_traversal_corpus_is_refused_while_a_download_stays_exact() {
     symlink("/proc/self/root", root.join("proc-root")).unwrap();
     symlink("loop", root.join("loop")).unwrap();
     mkfifo(&root.join("fifo"));
+    // And one nobody has open: a blocking open of it would never return.
+    mkfifo(&root.join("fifo-alone"));
     let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
     let with_device = mknod_null(&root.join("null-dev"));
     if !with_device {
