@@ -4,7 +4,8 @@
 //! own messages or as another user's, names dressed as others' (case
 //! variants, look-alikes, invisible characters) at the prompt and by
 //! `/nick`, `/msg` with injected bytes, lines past `--max-line`, and a
-//! flood from one user.
+//! flood from one user; with one worker, and across two (the hub and the
+//! shared names registry).
 //!
 //! The containment asserted: another user receives exactly the sanitised
 //! form docs/protocols.md promises ("What is relayed"), always after the
@@ -129,7 +130,18 @@ fn chatters(addr: SocketAddr) -> (Bystander, Chatter) {
 
 #[test]
 fn injected_lines_reach_others_only_sanitised_and_under_their_senders_name() {
-    let server = Server::start(&["chat", "--max-line", "512"]);
+    injection(&[]);
+}
+
+/// The same across two workers: lines, private messages and renames cross
+/// the hub, and names are claimed in the workers' shared registry.
+#[test]
+fn injection_across_workers_is_contained_the_same_way() {
+    injection(&["--workers", "2"]);
+}
+
+fn injection(extra: &[&str]) {
+    let server = Server::start(&[&["chat", "--max-line", "512"], extra].concat());
     let addr = server.addr;
     let mut observer = Chatter::join(addr, "observer");
     let (bystander, _by_a) = chatters(addr);
@@ -250,12 +262,15 @@ fn injected_lines_reach_others_only_sanitised_and_under_their_senders_name() {
     impostor.say(&[b'x'; 33][..]);
     impostor.say(b"\n");
     impostor.expect(INVALID);
+    // A name past --max-line: the line refused, the connection closed.
+    impostor.say([&[b'o'; 600][..], b"\n"].concat());
+    impostor.expect(b"ERROR: line too long\n");
 
     // A line past --max-line: refused, the sender closed, and not a byte
     // of it relayed.
     let mut long = Chatter::join(addr, "long");
     observer.expect(b"long joined the chat\n");
-    long.say([&[b'y'; 600][..], b"\n"].concat());
+    long.say([&b"/msg observer "[..], &[b'y'; 600], b"\n"].concat());
     long.expect(b"ERROR: line too long\n");
     observer.expect(b"long left the chat\n");
 
