@@ -273,6 +273,16 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, bool)> {
             true,
         ),
         ("v1 prefix only", b"PROX".to_vec(), true),
+        (
+            "v1 CR inside",
+            b"PROXY TCP4 192.0.2.7\r 10.0.0.1 5555 80\r\n".to_vec(),
+            false,
+        ),
+        (
+            "v1 UNKNOWN too long",
+            [&b"PROXY UNKNOWN "[..], &[b'f'; 120], b"\r\n"].concat(),
+            false,
+        ),
         // Version 2.
         (
             "v2 bad signature",
@@ -293,6 +303,8 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("v2 family 4", v2(0x21, 0x41, 12, &b4), false),
         ("v2 family 15", v2(0x21, 0xf1, 12, &b4), false),
         ("v2 transport 3", v2(0x21, 0x13, 12, &b4), false),
+        ("v2 UNIX with 12 bytes", v2(0x21, 0x31, 12, &b4), false),
+        ("v2 TCP6 length 35", v2(0x21, 0x21, 35, &[7; 35]), false),
         (
             "v2 length over the bound",
             v2(0x21, 0x11, 0xffff, &b4),
