@@ -89,7 +89,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("monoloop-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("the soak's directory");
     println!(
-        "soak: {minutes} minutes; servers' logs in {}",
+        "soak: {minutes} min; the servers' logs and RSS samples go to {}",
         dir.display()
     );
 
