@@ -21,10 +21,10 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use mio::Token;
 use monoloop::protocol::chat::{valid_name, Chat, ChatSession};
 use monoloop::protocol::{CloseReason, Ctx, Limits, Protocol, Shared, Step};
 use monoloop_fuzz::cut;
-use mio::Token;
 
 /// What must never reach a terminal (`chat_text` has the same list).
 fn forbidden(c: char) -> bool {
@@ -120,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
         clean(&out, "the user");
         follow(&mut current, &sends);
         let held = name_of(&chat, &me);
-        assert!(current.iter().all(|c| *c == held), "the others heard another name");
+        assert!(
+            current.iter().all(|c| *c == held),
+            "the others heard another name"
+        );
         if r != Step::Continue {
             closed = true;
             break;
@@ -131,7 +134,10 @@ fuzz_target!(|data: &[u8]| {
         clean(&out, "the user");
         follow(&mut current, &sends);
         let held = name_of(&chat, &me);
-        assert!(current.iter().all(|c| *c == held), "the others heard another name");
+        assert!(
+            current.iter().all(|c| *c == held),
+            "the others heard another name"
+        );
     }
     let (_, _, sends) = step(|ctx| chat.closed(me, Token(0), CloseReason::Done, ctx));
     follow(&mut current, &sends);

@@ -81,7 +81,11 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let parsed = parse(args.clone());
     let again = parse(args);
-    assert_eq!(format!("{parsed:?}"), format!("{again:?}"), "parsed otherwise twice");
+    assert_eq!(
+        format!("{parsed:?}"),
+        format!("{again:?}"),
+        "parsed otherwise twice"
+    );
     match parsed {
         Err(e) => {
             assert!(!e.problem.is_empty());
@@ -91,7 +95,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Parsed::Client(client)) => {
             let (host, port) = client.target.rsplit_once(':').expect("HOST:PORT");
             assert!(!host.is_empty());
-            assert!(port.parse::<u16>().is_ok_and(|p| p >= 1), "{}", client.target);
+            assert!(
+                port.parse::<u16>().is_ok_and(|p| p >= 1),
+                "{}",
+                client.target
+            );
             if let Some(tls) = &client.tls {
                 assert_eq!(tls.cert.is_some(), tls.key.is_some());
             }

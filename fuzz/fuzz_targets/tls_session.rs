@@ -81,7 +81,9 @@ fn configs() -> &'static (Arc<ServerConfig>, Arc<ClientConfig>) {
         .expect("monoloop's server configuration");
 
         let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from(cert.der().to_vec())).unwrap();
+        roots
+            .add(CertificateDer::from(cert.der().to_vec()))
+            .unwrap();
         let mut provider = rustls::crypto::ring::default_provider();
         provider.cipher_suites = vec![rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
         let mut client = ClientConfig::builder_with_provider(Arc::new(provider))
@@ -227,7 +229,10 @@ fn connected(buf: &mut [u8]) -> (ServerSession, Sealer) {
 fn held(server: &ServerSession) -> usize {
     let shown = format!("{server:?}");
     let at = shown.find("incoming: ").expect("Debug shows incoming") + "incoming: ".len();
-    let digits: String = shown[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = shown[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().unwrap()
 }
 
@@ -304,7 +309,10 @@ fn visits(server: &mut ServerSession, wire: &mut Wire, buf: &mut [u8], seen: &mu
             Visit::Drained | Visit::Ended | Visit::Rejected => return,
         }
     }
-    panic!("visits without end: {} of {} bytes read", wire.read, wire.open);
+    panic!(
+        "visits without end: {} of {} bytes read",
+        wire.read, wire.open
+    );
 }
 
 /// The input, read a byte at a time.
@@ -429,6 +437,9 @@ fuzz_target!(|data: &[u8]| {
     );
     if clean {
         assert!(!seen.rejected, "well-formed records refused");
-        assert!(seen.plaintext == sealed, "the plaintext read is not what was sent");
+        assert!(
+            seen.plaintext == sealed,
+            "the plaintext read is not what was sent"
+        );
     }
 });
