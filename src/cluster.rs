@@ -264,6 +264,11 @@ pub struct Cluster {
     said_while_held: bool,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
+    /// When the reader's `XREAD` was sent; when the next is due, if it
+    /// waits (`read.rs`: a Redis that answers a blocking read with nothing
+    /// at once, without blocking, is asked once a second, not in a spin).
+    read_sent: Option<Instant>,
+    read_after: Option<Instant>,
     /// The last number taken from each publisher.
     seen: HashMap<Publisher, u64>,
     /// For the loop: what arrived, and the claims answered.
@@ -336,6 +341,8 @@ impl Cluster {
             allowance: 2 * write_limit,
             said_while_held: false,
             last_id: None,
+            read_sent: None,
+            read_after: None,
             seen: HashMap::new(),
             arrived: Vec::new(),
             answers: Vec::new(),
@@ -414,6 +421,7 @@ impl Cluster {
             self.reader.deadline(),
             claims,
             self.refresh_due.filter(|_| self.writer.is_ready()),
+            self.read_after.filter(|_| self.reader.is_ready()),
             roster,
         ]
         .into_iter()
@@ -458,6 +466,9 @@ impl Cluster {
         }
         if let Some(failed) = self.reader.expire(now) {
             self.handle_reader(failed, registry, now);
+        }
+        if self.reader.is_ready() && self.read_after.is_some_and(|t| now >= t) {
+            self.read_next(now);
         }
         if self.writer.retry_due(now) {
             self.connect(0, registry, now);
