@@ -77,6 +77,9 @@ enum Reply {
     Nothing,
     /// The connection closed, at once.
     Close,
+    /// Not a fake at all: a new connection is relayed, both ways, to the
+    /// real Redis on this port (a greeting only).
+    Relay(u16),
 }
 
 /// How the fake behaves: to the greeting of a new connection (its first
@@ -141,9 +144,14 @@ impl Fake {
                 match listener.accept() {
                     Ok((s, _)) => {
                         ac.fetch_add(1, Ordering::SeqCst);
-                        if sc.lock().unwrap().greeting == Reply::Close {
-                            drop(s);
-                            continue;
+                        let greeting = sc.lock().unwrap().greeting.clone();
+                        match greeting {
+                            Reply::Close => continue,
+                            Reply::Relay(port) => {
+                                conns.extend(relay(s, port, &st));
+                                continue;
+                            }
+                            _ => {}
                         }
                         let (sc, st) = (sc.clone(), st.clone());
                         conns.push(thread::spawn(move || serve(s, &sc, &st)));
@@ -215,6 +223,43 @@ fn serve(mut s: TcpStream, script: &Mutex<Script>, stop: &AtomicBool) {
             return;
         }
     }
+}
+
+/// Relays `s` to the real Redis on `port` and back, on two threads,
+/// until either side closes or the fake stops.
+fn relay(s: TcpStream, port: u16, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    let Ok(real) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let pipe = |mut from: TcpStream, mut to: TcpStream, stop: Arc<AtomicBool>| {
+        thread::spawn(move || {
+            from.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            to.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut buf = [0u8; 16 << 10];
+            while !stop.load(Ordering::Relaxed) {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        })
+    };
+    vec![
+        pipe(
+            s.try_clone().unwrap(),
+            real.try_clone().unwrap(),
+            stop.clone(),
+        ),
+        pipe(real, s, stop.clone()),
+    ]
 }
 
 /// Reads one command (an array of bulk strings); `None` when the link
@@ -345,7 +390,7 @@ fn answer(
         // Held open, and read (so that the link's writes never block),
         // until the link closes it.
         Reply::Nothing => true,
-        Reply::Close => false,
+        Reply::Close | Reply::Relay(_) => false,
     }
 }
 
@@ -820,4 +865,49 @@ fn chat_with_a_redis_that_answers_claims_with_garbage() {
         1,
         a_join_is_turned_away,
     );
+}
+
+#[test]
+fn after_a_redis_that_never_answered_the_link_recovers_onto_a_real_one() {
+    let Some(redis) = crate::common::redis::Redis::start() else {
+        return;
+    };
+    // From the start, Redis accepts and never answers: the instance
+    // cannot reach it, says so once, and serves its own clients.
+    let fake = Fake::start();
+    fake.play(Script::always(Reply::Nothing));
+    let mut server = unlinked("broadcast", &fake.url(), &[]);
+    let say = crate::common::connect(server.addr);
+    let hear = crate::common::connect(server.addr);
+    server.wait_accepted(2);
+    let bystander = Bystander::relay(say, hear, |l| format!("[Broadcast] {l}"));
+    let warning = server.wait_for_log("cluster: cannot reach Redis");
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(warning.contains("did not answer within 5 s"), "{warning}");
+    wait_link(&mut server, "down");
+
+    // The same address now leads to a real Redis: the silent connections
+    // time out, the next attempts link, and lines reach the real stream,
+    // where an instance linked to Redis directly hears them.
+    fake.play(Script::always(Reply::Relay(redis.port())));
+    let linked = Instant::now();
+    wait_link(&mut server, "up");
+    let took = linked.elapsed();
+    assert!(took < BOUND * 2 + SLACK, "linked after {took:?}");
+    let other = crate::common::cluster::instance("broadcast", &redis.url(), &[]);
+    let mut listener = crate::common::cluster::Member::join(&other, "listener");
+    let line = listener.line();
+    assert!(
+        line.starts_with("[Broadcast] bystander "),
+        "heard from the recovered instance: {line:?}"
+    );
+    bystander.finish(SERVED);
+    assert_eq!(
+        server.log_lines(" WARN ").len(),
+        1,
+        "{:?}",
+        server.log_lines(" WARN ")
+    );
+    let stored = crate::common::cluster::stream_lines(&redis, "monoloop:broadcast");
+    assert!(!stored.is_empty(), "nothing in the real stream");
 }
