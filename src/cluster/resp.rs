@@ -338,11 +338,13 @@ impl Decoder {
             return Ok(None);
         };
         // `avail[i]` is the LF; the line is between the type byte and CR.
+        // Its length is judged first, as it is while the LF has not come:
+        // the same bytes get the same refusal however they arrive.
+        if i > MAX_LINE + 2 {
+            return Err(Malformed(format!("a line longer than {MAX_LINE} bytes")));
+        }
         if i < 2 || avail[i - 1] != b'\r' {
             return Err(Malformed("a line ends in LF without CR".into()));
-        }
-        if i - 2 > MAX_LINE {
-            return Err(Malformed(format!("a line longer than {MAX_LINE} bytes")));
         }
         Ok(Some(Line {
             kind,
@@ -658,6 +660,26 @@ mod tests {
             }
         };
         assert_eq!(e.0, why);
+    }
+
+    /// Found by the property tests (tests/properties/resp_pieces.rs): a
+    /// line too long that ends in a bare LF was "too long" when its LF
+    /// came in a later read, "LF without CR" when in the same one.
+    #[test]
+    fn a_long_line_is_refused_in_the_same_words_however_it_arrives() {
+        let mut long = b"+".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_LINE + 2));
+        long.push(b'\n');
+        let why = format!("a line longer than {MAX_LINE} bytes");
+        assert_eq!(refused(&long), why, "whole");
+        let mut d = Decoder::new();
+        d.feed(&long[..long.len() - 1]);
+        assert_eq!(d.next(), Err(Malformed(why.clone())), "all but its LF");
+        let mut d = Decoder::new();
+        d.feed(&long[..MAX_LINE]);
+        assert_eq!(d.next(), Ok(None));
+        d.feed(&long[MAX_LINE..]);
+        assert_eq!(d.next(), Err(Malformed(why)), "its LF with the last bytes");
     }
 
     #[test]

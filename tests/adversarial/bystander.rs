@@ -67,8 +67,13 @@ impl Bystander {
     /// A bystander on an echo server: one connection, a line every 20 ms,
     /// each echoed in full.
     pub fn echo(addr: std::net::SocketAddr) -> Bystander {
+        Bystander::echo_on(std::net::TcpStream::connect(addr).expect("bystander connects"))
+    }
+
+    /// The same on a connection already made: one that came from a chosen
+    /// address, or has sent a PROXY header.
+    pub fn echo_on(mut s: std::net::TcpStream) -> Bystander {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("bystander connects");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_nodelay(true).unwrap();
