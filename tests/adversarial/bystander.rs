@@ -67,8 +67,13 @@ impl Bystander {
     /// A bystander on an echo server: one connection, a line every 20 ms,
     /// each echoed in full.
     pub fn echo(addr: std::net::SocketAddr) -> Bystander {
+        Bystander::echo_on(std::net::TcpStream::connect(addr).expect("bystander connects"))
+    }
+
+    /// The same on a connection already made: one that came from a chosen
+    /// address, or has sent a PROXY header.
+    pub fn echo_on(mut s: std::net::TcpStream) -> Bystander {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("bystander connects");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_nodelay(true).unwrap();
@@ -115,5 +120,43 @@ impl Bystander {
 impl Drop for Bystander {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Bystander {
+    /// A bystander on a relay (broadcast, chat): `say` sends a line every
+    /// 20 ms and `hear`, another client of the same server, must receive
+    /// it whole, as `heard` says it arrives (`[Broadcast] LINE`,
+    /// `alice: LINE`). The two must already be in the room.
+    pub fn relay(
+        say: std::net::TcpStream,
+        mut hear: std::net::TcpStream,
+        heard: impl Fn(&str) -> String + Send + 'static,
+    ) -> Bystander {
+        use std::io::{Read, Write};
+        let mut say = say;
+        for s in [&say, &hear] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.set_nodelay(true).unwrap();
+        }
+        let mut n = 0u64;
+        Bystander::start(Duration::from_millis(20), move || {
+            n += 1;
+            let line = format!("bystander {n}\n");
+            say.write_all(line.as_bytes())
+                .map_err(|e| format!("write: {e}"))?;
+            let want = heard(&line);
+            let mut got = vec![0; want.len()];
+            hear.read_exact(&mut got)
+                .map_err(|e| format!("read {want:?}: {e}"))?;
+            if got != want.as_bytes() {
+                return Err(format!(
+                    "heard {:?}, not {want:?}",
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+            Ok(())
+        })
     }
 }

@@ -6,6 +6,7 @@
 //! Pure functions over bytes; `chat.rs` applies them.
 
 use super::MAX_NAME;
+use crate::quote::invisible;
 
 /// True for 1 to 32 ASCII letters, digits, `_`, `-` and `.`.
 ///
@@ -28,41 +29,10 @@ pub(super) fn key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// True for the invisible characters with which a line could be made to
-/// look like someone else's on some terminals: they reorder the text, hide
-/// part of it, or start a new line. [`sanitize`] removes them, as it does
-/// control characters, rather than escaping them: there is nothing in them
-/// worth showing.
-fn is_invisible_format(c: char) -> bool {
-    matches!(
-        c,
-        // Bidirectional embeddings and overrides (LRE, RLE, PDF, LRO, RLO),
-        // isolates (LRI, RLI, FSI, PDI), and the marks LRM, RLM and ALM.
-        '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{061c}'
-            // Zero width: space, non-joiner, joiner, word joiner, the
-            // invisible operators (function application, times, separator,
-            // plus), the Mongolian vowel separator, and the byte order mark
-            // (zero-width no-break space).
-            | '\u{200b}'..='\u{200d}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{180e}'
-            | '\u{feff}'
-            // Line and paragraph separators: some terminals and clients
-            // break the line there, and the rest of it could pose as
-            // another user's line.
-            | '\u{2028}'
-            | '\u{2029}'
-    )
-}
-
 /// Makes a line safe to show on someone else's terminal: invalid UTF-8
 /// becomes U+FFFD; ANSI escape sequences (CSI, OSC, DCS and two-byte ones),
 /// control characters (C0 but tab, DEL, C1) and the invisible characters of
-/// [`is_invisible_format`] (bidirectional controls, zero-width characters,
+/// [`invisible`] (bidirectional controls, zero-width characters,
 /// U+2028 and U+2029) are removed.
 pub fn sanitize(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
@@ -103,7 +73,7 @@ pub fn sanitize(raw: &[u8]) -> String {
                 }
             }
             '\t' => out.push(c),
-            c if c.is_control() || is_invisible_format(c) => {}
+            c if c.is_control() || invisible(c) => {}
             c => out.push(c),
         }
     }
