@@ -210,6 +210,12 @@ impl Figures {
 static DOWN: AtomicUsize = AtomicUsize::new(0);
 /// The first link's line was written.
 static LINKED: AtomicBool = AtomicBool::new(false);
+/// When an outage was last warned of: one that begins within
+/// [`WARN_QUIET`] of it (a Redis that greets well and breaks each link
+/// soon after) is logged as info, so that a Redis that misbehaves is one
+/// warning a minute at most, not one per attempt.
+static WARNED: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+const WARN_QUIET: Duration = Duration::from_secs(60);
 
 /// Where this worker's link stands, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +264,11 @@ pub struct Cluster {
     said_while_held: bool,
     /// The last stream id read (`None`: the end is not known yet).
     last_id: Option<String>,
+    /// When the reader's `XREAD` was sent; when the next is due, if it
+    /// waits (`read.rs`: a Redis that answers a blocking read with nothing
+    /// at once, without blocking, is asked once a second, not in a spin).
+    read_sent: Option<Instant>,
+    read_after: Option<Instant>,
     /// The last number taken from each publisher.
     seen: HashMap<Publisher, u64>,
     /// For the loop: what arrived, and the claims answered.
@@ -272,6 +283,9 @@ pub struct Cluster {
     linked: Linked,
     /// This outage's dropped lines were announced.
     dropping_said: bool,
+    /// Redis refused an entry, and was not yet seen to take one since: it
+    /// was said once, and further refusals are only counted.
+    refusing_said: bool,
     figures: Figures,
 }
 
@@ -327,6 +341,8 @@ impl Cluster {
             allowance: 2 * write_limit,
             said_while_held: false,
             last_id: None,
+            read_sent: None,
+            read_after: None,
             seen: HashMap::new(),
             arrived: Vec::new(),
             answers: Vec::new(),
@@ -337,6 +353,7 @@ impl Cluster {
             refresh_due: None,
             linked: Linked::Never,
             dropping_said: false,
+            refusing_said: false,
             figures: Figures::default(),
             opts,
         }
@@ -404,6 +421,7 @@ impl Cluster {
             self.reader.deadline(),
             claims,
             self.refresh_due.filter(|_| self.writer.is_ready()),
+            self.read_after.filter(|_| self.reader.is_ready()),
             roster,
         ]
         .into_iter()
@@ -435,11 +453,22 @@ impl Cluster {
 
     /// Something is due (`next_deadline` passed).
     pub fn tick(&mut self, registry: &Registry, now: Instant) {
+        // A link that stopped at its read budget reads on (and a reply
+        // among what it reads is in time).
+        if self.writer.has_more() {
+            self.event(WRITER, registry, now);
+        }
+        if self.reader.has_more() {
+            self.event(READER, registry, now);
+        }
         if let Some(failed) = self.writer.expire(now) {
             self.handle_writer(failed, now);
         }
         if let Some(failed) = self.reader.expire(now) {
             self.handle_reader(failed, registry, now);
+        }
+        if self.reader.is_ready() && self.read_after.is_some_and(|t| now >= t) {
+            self.read_next(now);
         }
         if self.writer.retry_due(now) {
             self.connect(0, registry, now);
@@ -634,8 +663,21 @@ impl Cluster {
                 self.linked = Linked::Down { since: now, ever };
                 if DOWN.fetch_add(1, Ordering::AcqRel) == 0 {
                     let doing = if ever { "lost" } else { "cannot reach" };
+                    let level = {
+                        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+                        match *warned {
+                            Some(at) if now.saturating_duration_since(at) < WARN_QUIET => {
+                                log::Level::Info
+                            }
+                            _ => {
+                                *warned = Some(now);
+                                log::Level::Warn
+                            }
+                        }
+                    };
                     crate::logging::for_the_server(|| {
-                        log::warn!(
+                        log::log!(
+                            level,
                             "cluster: {doing} Redis at {url} ({why}): serving this \
                              instance's clients alone, and retrying"
                         )

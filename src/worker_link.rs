@@ -274,6 +274,24 @@ impl Board {
         }
     }
 
+    /// True if every worker's posted figures are those it last reported
+    /// (`latest`, one `(stats, active)` per worker; the log's losses, which
+    /// are the process's, aside). False while a post is still to come
+    /// after a report, or a report after a post.
+    pub fn shows(&self, latest: &[(Stats, usize)]) -> bool {
+        let plain = |s: &Stats| Stats {
+            log_dropped: 0,
+            ..s.clone()
+        };
+        self.slots
+            .iter()
+            .zip(latest)
+            .all(|(slot, (stats, active))| {
+                let f = slot.lock().unwrap_or_else(|p| p.into_inner());
+                f.active == *active && plain(&f.stats) == plain(stats)
+            })
+    }
+
     /// The whole server's figures: every worker's, added up, with each
     /// worker's active count beside the total.
     pub fn sum(&self, draining: bool, tls: bool) -> Figures {
@@ -561,6 +579,25 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_board_shows_what_each_worker_reported_or_not_yet() {
+        let board = Board::new(2);
+        let reported = |active| (Stats::default(), active);
+        board.post(
+            1,
+            Figures {
+                active: 1,
+                ..Figures::default()
+            },
+        );
+        assert!(board.shows(&[reported(0), reported(1)]));
+        // Worker 1 reported that its last connection closed; its post is
+        // still to come.
+        assert!(!board.shows(&[reported(0), reported(0)]));
+        board.post(1, Figures::default());
+        assert!(board.shows(&[reported(0), reported(0)]));
+    }
 
     #[test]
     fn the_board_sums_every_workers_figures() {

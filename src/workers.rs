@@ -254,6 +254,14 @@ fn supervise(
                 written = Some((total, now));
             }
             allowed = now + every.unwrap_or_default();
+            // A worker's report can come before its figures are on the
+            // board (it posts at most every 100 ms, and on a loaded machine
+            // later than SETTLE): then the line just written, or not
+            // written, is stale, and would stay so until the next change.
+            // Look again at the next interval.
+            if !board.shows(&latest) {
+                write_at = Some((now + SETTLE).max(allowed));
+            }
         }
     }
     if let Some(g) = gathering {

@@ -44,8 +44,18 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// ...up to this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a link must stay READY before its failures in a row count
+/// from zero again: a Redis that greets well and then breaks each link
+/// (a reply of the wrong shape, a reply too late) is retried on the
+/// backoff like one that refuses, not every 100 ms. Twice the reply bound,
+/// so that a link dropped for a late reply never counts as stable.
+pub const STABLE: Duration = Duration::from_secs(10);
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads per visit: a peer that sends without a pause (a reply of a
+/// million small elements, garbage) is read and decoded half a MiB at a
+/// time, and the loop serves its clients in between.
+const READS_PER_VISIT: usize = 8;
 
 /// Where a link is in its life. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +109,11 @@ pub struct Link<W> {
     grace: Duration,
     /// Failures in a row, for the backoff.
     pub failures: u32,
+    /// Since when the link is READY.
+    ready_since: Option<Instant>,
+    /// The last visit stopped at [`READS_PER_VISIT`], perhaps with bytes
+    /// left that the socket will not announce again: due at once.
+    more: Option<Instant>,
     /// What the socket is registered for, to re-register only on change.
     interest: Option<Interest>,
     /// Jitter's state (xorshift).
@@ -120,6 +135,8 @@ impl<W> Link<W> {
             due: None,
             grace,
             failures: 0,
+            ready_since: None,
+            more: None,
             interest: None,
             jitter: seed | 1,
         }
@@ -149,7 +166,7 @@ impl<W> Link<W> {
         match self.stage {
             Stage::Down { retry } => Some(retry),
             Stage::Connecting { until } => Some(until),
-            Stage::Greeting | Stage::Ready => self.due,
+            Stage::Greeting | Stage::Ready => self.due.into_iter().chain(self.more).min(),
         }
     }
 
@@ -238,19 +255,36 @@ impl<W> Link<W> {
         happened
     }
 
-    /// Reads until the socket would block; every whole reply is matched
-    /// to the command it answers. `Err` is why the link must drop.
+    /// True if the last visit stopped at its read budget: the owner
+    /// visits again ([`ready`](Self::ready)) when [`deadline`](Self::deadline)
+    /// says.
+    pub fn has_more(&self) -> bool {
+        self.more.is_some() && self.socket.is_some()
+    }
+
+    /// Reads until the socket would block, or [`READS_PER_VISIT`] times;
+    /// every whole reply is matched to the command it answers. `Err` is
+    /// why the link must drop.
     fn read_replies(
         &mut self,
         happened: &mut Vec<Happened<W>>,
         now: Instant,
     ) -> Result<(), String> {
         let mut buf = [0u8; READ_CHUNK];
+        self.more = None;
+        let mut reads = 0;
         loop {
+            if reads == READS_PER_VISIT {
+                self.more = Some(now);
+                break;
+            }
             let socket = self.socket.as_mut().ok_or("no socket")?;
             match socket.read(&mut buf) {
                 Ok(0) => return Err("Redis closed the connection".into()),
-                Ok(n) => self.decoder.feed(&buf[..n]),
+                Ok(n) => {
+                    reads += 1;
+                    self.decoder.feed(&buf[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(describe(&e)),
@@ -287,7 +321,7 @@ impl<W> Link<W> {
                         .any(|w| matches!(w, Waiting::Greeting(_)))
                     {
                         self.stage = Stage::Ready;
-                        self.failures = 0;
+                        self.ready_since = Some(now);
                         happened.push(Happened::Up);
                     }
                 }
@@ -344,11 +378,19 @@ impl<W> Link<W> {
     /// Drops the socket: DOWN, the next attempt after a backoff that
     /// doubles with each failure in a row (100 ms to 5 s), less a random
     /// part of up to half, so that instances that lost Redis together do
-    /// not all come back in the same millisecond. Hands back what was
-    /// owed.
+    /// not all come back in the same millisecond. A link that was READY
+    /// for [`STABLE`] starts the count again. Hands back what was owed.
     pub fn fail(&mut self, why: String, now: Instant) -> Happened<W> {
+        if self
+            .ready_since
+            .take()
+            .is_some_and(|since| now.saturating_duration_since(since) >= STABLE)
+        {
+            self.failures = 0;
+        }
         self.socket = None;
         self.interest = None;
+        self.more = None;
         self.out.clear();
         self.written = 0;
         self.due = None;
@@ -472,6 +514,30 @@ mod tests {
             );
         }
         assert!(waits[9] >= BACKOFF_MAX / 2, "capped at 5 s");
+    }
+
+    #[test]
+    fn a_link_that_breaks_soon_after_its_greeting_keeps_backing_off() {
+        let now = Instant::now();
+        let mut link: Link<()> = Link::new(Token(1), 42, Duration::ZERO, now);
+        for _ in 0..4 {
+            link.fail("x".into(), now);
+        }
+        let mut happened = Vec::new();
+        // Greeted, then broken within STABLE: the count goes on, and so
+        // does the backoff's growth.
+        link.expect.push_back(Waiting::Greeting("PING"));
+        let pong = || Value::Simple("PONG".into());
+        link.answered(pong(), &mut happened, now).unwrap();
+        assert!(link.is_ready());
+        link.fail("x".into(), now + Duration::from_secs(1));
+        assert_eq!(link.failures, 5);
+        // READY for STABLE before it broke: counted from zero again.
+        link.expect.push_back(Waiting::Greeting("PING"));
+        let later = now + Duration::from_secs(2);
+        link.answered(pong(), &mut happened, later).unwrap();
+        link.fail("x".into(), later + STABLE);
+        assert_eq!(link.failures, 1);
     }
 
     #[test]

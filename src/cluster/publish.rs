@@ -154,9 +154,22 @@ impl Cluster {
                     match value {
                         resp::Value::Error(e) => {
                             self.figures.dropped += n;
-                            log::warn!("cluster: Redis refused an entry ({e}): {n} lines dropped");
+                            // Once until Redis takes one again: a Redis
+                            // out of memory refuses every turn's entry.
+                            if std::mem::replace(&mut self.refusing_said, true) {
+                                log::debug!("cluster: Redis refused an entry ({e})");
+                            } else {
+                                log::warn!(
+                                    "cluster: Redis refused an entry ({e}): {n} lines dropped, \
+                                     and the lines of every entry it refuses until it takes \
+                                     one again (counted in cluster_dropped)"
+                                );
+                            }
                         }
-                        _ => self.figures.published += n,
+                        _ => {
+                            self.refusing_said = false;
+                            self.figures.published += n;
+                        }
                     }
                 }
                 // The window slides.

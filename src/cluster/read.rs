@@ -4,13 +4,17 @@
 //! the loop once each, in order, consecutive room lines as one chunk.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
 use super::entry::{self, Body, Entry};
 use super::link::Happened;
 use super::{lines, resp, Arrived, Cluster, Kind, Read, BLOCK, READ_COUNT};
+
+/// How long the reader waits before it reads again after a blocking read
+/// came back empty at once.
+const NOT_BLOCKING_PAUSE: Duration = Duration::from_secs(1);
 
 impl Cluster {
     pub(super) fn handle_reader(
@@ -57,13 +61,23 @@ impl Cluster {
                 }
                 match entry::read_reply(value) {
                     Ok(entries) => {
-                        self.take(entries, now);
-                        self.read_next(now);
+                        // Nothing, long before the block time was up: this
+                        // Redis does not block. Asked again in a second.
+                        let early = self.read_sent.is_some_and(|sent| now < sent + BLOCK / 2);
+                        if entries.is_empty() && early {
+                            self.read_after = Some(now + NOT_BLOCKING_PAUSE);
+                        } else {
+                            self.take(entries, now);
+                            self.read_next(now);
+                        }
                     }
                     Err(why) => self.reader_broken(why, registry, now),
                 }
             }
-            Happened::Failed(why, _) => self.link_changed(Some(&why), now),
+            Happened::Failed(why, _) => {
+                self.read_after = None;
+                self.link_changed(Some(&why), now)
+            }
         }
     }
 
@@ -73,6 +87,8 @@ impl Cluster {
     }
 
     pub(super) fn read_next(&mut self, now: Instant) {
+        self.read_after = None;
+        self.read_sent = Some(now);
         let id = self.last_id.as_deref().unwrap_or("$");
         let block = BLOCK.as_millis().to_string();
         let mut cmd = Vec::new();

@@ -26,7 +26,10 @@
 //! that answers garbage or answers slowly:
 //!
 //! - **Bounds.** A length is a promise from the peer, not a fact: a bulk
-//!   string over [`MAX_BULK`], an array over [`MAX_ARRAY`] elements,
+//!   string over [`MAX_BULK`], an array over [`MAX_ARRAY`] elements (and a
+//!   reply whose arrays hold more than that in all: arrays of arrays each
+//!   within the bound would otherwise add up to any number of values,
+//!   each larger decoded than the few bytes it took to send),
 //!   arrays nested deeper than [`MAX_DEPTH`] and a first line longer than
 //!   [`MAX_LINE`] are [`Malformed`], and nothing is allocated up front
 //!   from a length (an array's vector grows as its elements arrive).
@@ -46,7 +49,8 @@ use std::fmt;
 /// default is 512 MiB, but nothing monoloop stores comes near this.
 pub const MAX_BULK: usize = 64 << 20;
 
-/// The most elements one array may have.
+/// The most elements one array may have, and one reply's arrays in all
+/// (an `XREAD` of 256 entries has a few thousand).
 pub const MAX_ARRAY: usize = 1 << 20;
 
 /// The deepest arrays may nest: an `XREAD` reply is 5 deep (streams, one
@@ -137,6 +141,8 @@ pub struct Decoder {
     stack: Vec<Frame>,
     /// Bytes of the reply under way already consumed (into `stack`).
     pending: usize,
+    /// Elements of the reply under way already put in its arrays.
+    elements: usize,
     /// Do not look again until at least this many bytes follow `start`:
     /// what the element at `start` was last found to need.
     wanted: usize,
@@ -240,8 +246,15 @@ impl Decoder {
             loop {
                 let Some(frame) = self.stack.last_mut() else {
                     self.pending = 0;
+                    self.elements = 0;
                     return Ok(Some(value));
                 };
+                self.elements += 1;
+                if self.elements > MAX_ARRAY {
+                    return Err(Malformed(format!(
+                        "a reply of more than {MAX_ARRAY} elements in all"
+                    )));
+                }
                 frame.items.push(value);
                 frame.left -= 1;
                 if frame.left > 0 {
@@ -575,6 +588,31 @@ mod tests {
         d.feed(format!("*{MAX_ARRAY}\r\n:1\r\n").as_bytes());
         assert_eq!(d.next(), Ok(None));
         assert!(d.stack[0].items.capacity() <= FIRST_CAPACITY);
+    }
+
+    #[test]
+    fn a_reply_of_more_elements_in_all_than_one_array_may_hold_is_malformed() {
+        // Two arrays, each at the limit, in one: each is within it, the
+        // whole is not, and is refused once its elements pass it, not at
+        // its end (which a peer need never send).
+        let mut bytes = b"*2\r\n".to_vec();
+        for _ in 0..2 {
+            bytes.extend_from_slice(format!("*{MAX_ARRAY}\r\n").as_bytes());
+            bytes.extend_from_slice(&b":1\r\n".repeat(MAX_ARRAY));
+        }
+        let mut d = Decoder::new();
+        d.feed(&bytes[..bytes.len() - 4]);
+        let why = d.next().unwrap_err().0;
+        assert!(why.contains("elements in all"), "{why}");
+        // At the limit in all, a reply is whole; and the count starts
+        // again with the next reply.
+        let mut one = format!("*1\r\n*{}\r\n", MAX_ARRAY - 1).into_bytes();
+        one.extend_from_slice(&b":1\r\n".repeat(MAX_ARRAY - 1));
+        let mut d = Decoder::new();
+        for _ in 0..2 {
+            d.feed(&one);
+            assert!(matches!(d.next(), Ok(Some(Array(_)))));
+        }
     }
 
     #[test]

@@ -122,3 +122,41 @@ impl Drop for Bystander {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+impl Bystander {
+    /// A bystander on a relay (broadcast, chat): `say` sends a line every
+    /// 20 ms and `hear`, another client of the same server, must receive
+    /// it whole, as `heard` says it arrives (`[Broadcast] LINE`,
+    /// `alice: LINE`). The two must already be in the room.
+    pub fn relay(
+        say: std::net::TcpStream,
+        mut hear: std::net::TcpStream,
+        heard: impl Fn(&str) -> String + Send + 'static,
+    ) -> Bystander {
+        use std::io::{Read, Write};
+        let mut say = say;
+        for s in [&say, &hear] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.set_nodelay(true).unwrap();
+        }
+        let mut n = 0u64;
+        Bystander::start(Duration::from_millis(20), move || {
+            n += 1;
+            let line = format!("bystander {n}\n");
+            say.write_all(line.as_bytes())
+                .map_err(|e| format!("write: {e}"))?;
+            let want = heard(&line);
+            let mut got = vec![0; want.len()];
+            hear.read_exact(&mut got)
+                .map_err(|e| format!("read {want:?}: {e}"))?;
+            if got != want.as_bytes() {
+                return Err(format!(
+                    "heard {:?}, not {want:?}",
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+            Ok(())
+        })
+    }
+}

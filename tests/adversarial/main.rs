@@ -26,6 +26,7 @@
 mod common;
 
 mod bystander;
+mod fake_redis;
 
 mod chat;
 mod connections;

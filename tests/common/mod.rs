@@ -204,6 +204,29 @@ impl Server {
         self.wait_for_log_where(needle, |_| true)
     }
 
+    /// Waits for a log line containing `needle` among those after the
+    /// first `skip` lines (those logged before some step, from
+    /// `log().len()`); returns it.
+    pub fn wait_for_log_after(&mut self, skip: usize, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self
+                .log()
+                .into_iter()
+                .skip(skip)
+                .find(|l| l.contains(needle))
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline && self.running(),
+                "no log line with {needle:?} after line {skip} within {PATIENCE:?}; log:\n{}",
+                self.log().join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for a log line containing `needle` that satisfies `ok`.
     pub fn wait_for_log_where(&mut self, needle: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
