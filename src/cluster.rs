@@ -442,12 +442,18 @@ impl Cluster {
                 for happened in self.reader.ready(registry, now) {
                     self.handle_reader(happened, registry, now);
                 }
-                if let Err(e) = self.reader.flush(registry) {
-                    let failed = self.reader.fail(e.to_string(), now);
-                    self.handle_reader(failed, registry, now);
-                }
+                self.flush_reader(registry, now);
             }
             _ => self.resolved(registry, now),
+        }
+    }
+
+    /// Writes what the reader has queued; a link that cannot take it is
+    /// dropped.
+    fn flush_reader(&mut self, registry: &Registry, now: Instant) {
+        if let Err(e) = self.reader.flush(registry) {
+            let failed = self.reader.fail(e.to_string(), now);
+            self.handle_reader(failed, registry, now);
         }
     }
 
@@ -468,7 +474,11 @@ impl Cluster {
             self.handle_reader(failed, registry, now);
         }
         if self.reader.is_ready() && self.read_after.is_some_and(|t| now >= t) {
+            // The reader is registered for reads only: its next XREAD goes
+            // out now, or it would wait for the reply bound to drop the
+            // link (found in review).
             self.read_next(now);
+            self.flush_reader(registry, now);
         }
         if self.writer.retry_due(now) {
             self.connect(0, registry, now);

@@ -46,9 +46,11 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a link must stay READY before its failures in a row count
 /// from zero again: a Redis that greets well and then breaks each link
-/// (a reply of the wrong shape, a reply too late) is retried on the
-/// backoff like one that refuses, not every 100 ms. Twice the reply bound,
-/// so that a link dropped for a late reply never counts as stable.
+/// soon after (a reply of the wrong shape, say) is retried on the backoff
+/// like one that refuses, not every 100 ms. A link dropped for a late
+/// reply may still count as stable (time spent idle, or a reader's 30 s
+/// block, is READY too), but it was up for the reply bound at least
+/// before it failed, so it cannot retry in a spin.
 pub const STABLE: Duration = Duration::from_secs(10);
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 64 * 1024;

@@ -85,6 +85,8 @@ pub(crate) struct Fake {
     pub(crate) addr: SocketAddr,
     script: Arc<Mutex<Script>>,
     accepted: Arc<AtomicUsize>,
+    /// `XREAD`s received, on every connection.
+    xreads: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -96,8 +98,10 @@ impl Fake {
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(Script::HONEST));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let xreads = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (sc, ac, st) = (script.clone(), accepted.clone(), stop.clone());
+        let xr = xreads.clone();
         let thread = thread::spawn(move || {
             let mut conns = Vec::new();
             while !st.load(Ordering::Relaxed) {
@@ -113,8 +117,8 @@ impl Fake {
                             }
                             _ => {}
                         }
-                        let (sc, st) = (sc.clone(), st.clone());
-                        conns.push(thread::spawn(move || serve(s, &sc, &st)));
+                        let (sc, st, xr) = (sc.clone(), st.clone(), xr.clone());
+                        conns.push(thread::spawn(move || serve(s, &sc, &xr, &st)));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(5))
@@ -130,6 +134,7 @@ impl Fake {
             addr,
             script,
             accepted,
+            xreads,
             stop,
             thread: Some(thread),
         }
@@ -141,6 +146,11 @@ impl Fake {
 
     pub(crate) fn play(&self, script: Script) {
         *self.script.lock().unwrap() = script;
+    }
+
+    /// `XREAD`s received so far.
+    pub(crate) fn xreads(&self) -> usize {
+        self.xreads.load(Ordering::SeqCst)
     }
 
     /// Connections accepted so far.
@@ -160,7 +170,12 @@ impl Drop for Fake {
 
 /// One connection: reads commands, answers each as the script says,
 /// until the link closes it or the fake stops.
-pub(crate) fn serve(mut s: TcpStream, script: &Mutex<Script>, stop: &AtomicBool) {
+pub(crate) fn serve(
+    mut s: TcpStream,
+    script: &Mutex<Script>,
+    xreads: &AtomicUsize,
+    stop: &AtomicBool,
+) {
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
     let mut buf = Vec::new();
@@ -170,6 +185,9 @@ pub(crate) fn serve(mut s: TcpStream, script: &Mutex<Script>, stop: &AtomicBool)
             return;
         };
         let name = String::from_utf8_lossy(&command[0]).to_ascii_uppercase();
+        if name == "XREAD" {
+            xreads.fetch_add(1, Ordering::SeqCst);
+        }
         let now = script.lock().unwrap().clone();
         let reply = if !greeted {
             greeted = true;

@@ -70,7 +70,7 @@ enum Mode {
 struct After {
     server: Server,
     /// Kept to the end: the server stays linked to it.
-    _fake: Fake,
+    fake: Fake,
 }
 
 /// Runs `script` against an instance of `mode` linked to a fake Redis,
@@ -193,10 +193,7 @@ fn attack(
     // Redis plays fair again: the link comes back.
     fake.play(Script::HONEST);
     wait_link(&mut server, "up");
-    After {
-        server,
-        _fake: fake,
-    }
+    After { server, fake }
 }
 
 /// How long after it was asked the log said (after its first `from`
@@ -395,8 +392,9 @@ fn an_error_to_every_xadd() {
 #[test]
 fn a_blocking_read_answered_at_once_with_nothing() {
     // A Redis (or a proxy before it) that ignores BLOCK: each XREAD comes
-    // back empty at once. The link is up, and must not spin.
-    attack(
+    // back empty at once. The link is up, and must not spin; nor may it
+    // stop reading: the reader asks again a second later (`read.rs`).
+    let after = attack(
         "a_blocking_read_answered_at_once_with_nothing",
         Mode::Broadcast,
         url,
@@ -405,6 +403,13 @@ fn a_blocking_read_answered_at_once_with_nothing() {
         0,
         |_| {},
     );
+    let xreads = after.fake.xreads();
+    assert!(
+        xreads >= 5,
+        "{xreads} XREADs over a {ATTACK:?} attack: the reader stopped asking"
+    );
+    let unanswered = after.server.log_lines("did not answer");
+    assert!(unanswered.is_empty(), "{unanswered:?}");
 }
 
 #[test]
