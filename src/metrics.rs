@@ -165,6 +165,8 @@ struct Place {
     /// The listener's how-manieth accept it was: the order of arrival. (A
     /// time would not do: a whole backlog is accepted at one `now`.)
     arrival: u64,
+    /// When it was accepted.
+    accepted: Instant,
     /// When it is closed, whatever it is doing.
     due: Instant,
 }
@@ -175,8 +177,15 @@ impl Place {
         Self {
             stage: Stage::Request,
             arrival,
+            accepted: now,
             due: now + HEADER_TIMEOUT,
         }
+    }
+
+    /// Accepted at `now` and not read yet: it has had no chance to send
+    /// its request, so it does not make room for those behind it.
+    fn fresh(&self, now: Instant) -> bool {
+        self.stage == Stage::Request && self.accepted == now
     }
 
     /// Its request was answered at `now`: the answer and the close have
@@ -190,10 +199,15 @@ impl Place {
 /// here: the lowest stage ([`Stage::eviction_rank`]), and in it the oldest,
 /// the one that has had the longest to finish. The newcomer is never the
 /// one turned away: an attacker who holds the places cannot keep a scrape
-/// or a health check out, only make it take the place of one of his.
-fn victim<'a>(places: impl IntoIterator<Item = (usize, &'a Place)>) -> Option<usize> {
+/// or a health check out, only make it take the place of one of his. Nor
+/// is a client accepted at this `now` ([`Place::fresh`]): a burst of more
+/// newcomers than places would otherwise close the first of them, a
+/// health check perhaps, before its request was read (found by
+/// `tests/adversarial/metrics.rs` in review).
+fn victim<'a>(places: impl IntoIterator<Item = (usize, &'a Place)>, now: Instant) -> Option<usize> {
     places
         .into_iter()
+        .filter(|(_, p)| !p.fresh(now))
         .min_by_key(|(_, p)| (p.stage.eviction_rank(), p.arrival))
         .map(|(key, _)| key)
 }
@@ -455,6 +469,14 @@ impl Metrics {
     fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
         let mut after = Vec::new();
         for _ in 0..ACCEPTS_PER_EVENT {
+            let full = self.clients.len() >= MAX_CLIENTS;
+            if full && self.victim(now).is_none() {
+                // Every place is a newcomer not read yet: the rest wait in
+                // the backlog for the next event (a newcomer's request) or
+                // deadline.
+                self.backlogged = true;
+                return after;
+            }
             let mut stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -465,8 +487,8 @@ impl Metrics {
                     return after;
                 }
             };
-            if self.clients.len() >= MAX_CLIENTS {
-                self.make_room();
+            if full {
+                self.make_room(now);
             }
             let entry = self.clients.vacant_entry();
             let token = reserved(FIRST + entry.key());
@@ -497,9 +519,8 @@ impl Metrics {
     /// victim then reaches the newcomer as the spurious wakeup mio allows
     /// (a read that would block); a timer entry left for it closes only a
     /// client whose own deadline has passed (`expire` compares).
-    fn make_room(&mut self) {
-        let places = self.clients.iter().map(|(key, c)| (key, &c.place));
-        if let Some(key) = victim(places) {
+    fn make_room(&mut self, now: Instant) {
+        if let Some(key) = self.victim(now) {
             let gone = self.clients.remove(key).place;
             log::debug!(
                 "metrics: all {MAX_CLIENTS} places taken; client #{} ({}) closed to make room",
@@ -507,6 +528,11 @@ impl Metrics {
                 gone.stage
             );
         }
+    }
+
+    /// Who would make room now ([`victim`]).
+    fn victim(&self, now: Instant) -> Option<usize> {
+        victim(self.clients.iter().map(|(key, c)| (key, &c.place)), now)
     }
 
     /// Serves one client's event; drops it once its exchange is over.
@@ -555,7 +581,27 @@ mod tests {
 
     /// Who makes room, among `places` (slab key, place).
     fn victim_of(places: &[(usize, Place)]) -> Option<usize> {
-        victim(places.iter().map(|(key, p)| (*key, p)))
+        let long_after = Instant::now() + HEADER_TIMEOUT * 10;
+        victim(places.iter().map(|(key, p)| (*key, p)), long_after)
+    }
+
+    #[test]
+    fn a_newcomer_not_read_yet_makes_no_room() {
+        let (before, now) = (Instant::now(), Instant::now() + HEADER_TIMEOUT / 2);
+        let places = [
+            (1, place(Stage::Request, 1, now)),
+            (2, place(Stage::Request, 2, now)),
+            (3, place(Stage::Answering, 0, before)),
+        ];
+        // The oldest request, but accepted at this `now`: the answer
+        // being written makes room instead.
+        let of = |ps: &[(usize, Place)]| victim(ps.iter().map(|(k, p)| (*k, p)), now);
+        assert_eq!(of(&places), Some(3));
+        // Only newcomers: nobody, and the rest wait in the backlog.
+        assert_eq!(of(&places[..2]), None);
+        // A turn later they are like anyone.
+        let later = now + Duration::from_millis(1);
+        assert_eq!(victim(places.iter().map(|(k, p)| (*k, p)), later), Some(1));
     }
 
     #[test]
