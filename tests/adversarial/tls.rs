@@ -145,10 +145,13 @@ fn half_client_hellos_up_to_the_limit_are_closed_by_the_handshake_timeout() {
         for (i, s) in stalled.iter_mut().enumerate() {
             let (said, _) = read_to_eof(s);
             let took = started.elapsed();
-            // At most an alert, never a ServerHello.
+            // At most an alert, never a ServerHello. Closed by the 3 s
+            // handshake timeout, not before; the upper bound is loose, as
+            // `took` counts from the wave's start and includes the
+            // newcomer's wait on a loaded machine.
             assert!(said.is_empty() || said[0] == 21, "wave {wave}: {said:?}");
             assert!(
-                took >= Duration::from_millis(2800) && took < Duration::from_secs(9),
+                took >= Duration::from_millis(2800) && took < Duration::from_secs(15),
                 "wave {wave}: stalled client {i} was closed after {took:?}"
             );
         }
