@@ -33,23 +33,6 @@ fn rejected(text: &str, reason: &str) -> f64 {
     )
 }
 
-/// Connects to `addr` from the loopback address `from` (any of 127.0.0.0/8
-/// is this host), with the deadlines of [`connect`].
-fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(from, 0).into())
-        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), std::time::Duration::from_secs(5))
-        .expect("connect");
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.set_write_timeout(Some(PATIENCE)).unwrap();
-    s
-}
-
 /// With one client served and `n` turned away: the `n` are counted under
 /// their reason (`/metrics`'s `reason` label and the stats line's key), and
 /// `accepted` (`monoloop_connections_accepted_total`, the stats line's

@@ -537,18 +537,6 @@ fn client_hello_with_sni(host: &str) -> Vec<u8> {
     record
 }
 
-/// Non-debug lines logged while the server was under attack.
-fn loud_lines(server: &Server) -> Vec<String> {
-    server
-        .log()
-        .into_iter()
-        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
-        .filter(|l| !l.contains("listening on") && !l.contains("stats:"))
-        // The start line (issue 21), which no peer wrote.
-        .filter(|l| !l.contains(" (commit "))
-        .collect()
-}
-
 #[test]
 fn clients_cannot_write_the_servers_log() {
     let pki = Pki::new("logflood");
@@ -580,7 +568,7 @@ fn clients_cannot_write_the_servers_log() {
         let _ = sock.read_to_end(&mut rest);
     }
     server.wait_stats(&[("total", 400), ("active", 0)]);
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert!(
         loud.len() <= 3,
         "peers wrote {} log lines: {loud:#?}",

@@ -26,26 +26,6 @@ const BOUND: Duration = Duration::from_secs(2);
 /// bystander is asked many times while it runs.
 const LASTING: Duration = Duration::from_millis(1500);
 
-/// Descriptors the server holds now.
-fn open_fds(server: &Server) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
-        .unwrap()
-        .count()
-}
-
-/// Log lines an operator sees (not debug, not the periodic stats line, not
-/// the start lines no peer wrote).
-fn loud_lines(server: &Server) -> Vec<String> {
-    server
-        .log()
-        .into_iter()
-        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
-        .filter(|l| !l.contains("stats:") && !l.contains("listening on"))
-        .filter(|l| !l.contains(" (commit ") && !l.contains("needs about"))
-        .filter(|l| !l.contains("access conn=") && !l.contains("metrics on http"))
-        .collect()
-}
-
 /// 2,000 connects or more (for 1.5 s, up to 10,000), in bursts of 100, at a limit of 20: every one is told the
 /// server is full and closed, each is counted as rejected, the log says so
 /// once, nothing is left open, and the 20 inside (the bystander among them)
@@ -65,7 +45,7 @@ fn a_connect_flood_past_the_limit_is_turned_away_and_counted() {
         })
         .collect();
     server.wait_stats(&[("active", LIMIT as u64)]);
-    let fds_before = open_fds(&server);
+    let fds_before = server.open_fds();
     let rss_before = server.rss_kib();
 
     let started = Instant::now();
@@ -97,13 +77,13 @@ fn a_connect_flood_past_the_limit_is_turned_away_and_counted() {
             .expect(format!("after {i}\n"));
     }
     // Nothing is left behind: no descriptor, no memory to speak of.
-    assert_eq!(open_fds(&server), fds_before, "descriptors after the flood");
+    assert_eq!(server.open_fds(), fds_before, "descriptors after the flood");
     let grown = server.rss_kib().saturating_sub(rss_before);
     assert!(grown <= 1024, "RSS grew {grown} KiB over the flood");
     let seen = bystander.finish(BOUND);
     eprintln!("bystander: {seen:?}");
     // Said once, with the limit: not a line per client.
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert_eq!(loud.len(), 1, "{loud:#?}");
     assert!(
         loud[0].contains("server full (--max-connections 20)"),
@@ -164,7 +144,7 @@ fn out_of_descriptors_the_bystander_is_served_and_service_resumes() {
     thread::sleep(Duration::from_millis(300));
     assert_eq!(server.log_lines("cannot accept").len(), 1);
     assert_eq!(server.log_lines("accepting connections again").len(), 1);
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert!(loud.len() <= 2, "{loud:#?}");
 }
 
@@ -270,7 +250,7 @@ fn churn_across_workers_in_echo_leaves_no_slot_behind() {
     let m = metrics_addr(&mut server);
     let bystander = Bystander::echo(server.addr);
     server.wait_stats(&[("active", 1)]);
-    let fds_before = open_fds(&server);
+    let fds_before = server.open_fds();
     let addr = server.addr;
     let started = Instant::now();
     let churned =
@@ -312,10 +292,10 @@ fn churn_across_workers_in_echo_leaves_no_slot_behind() {
     }
     // One descriptor fewer than before: the bystander's.
     eventually("the descriptors of before, less the bystander's", || {
-        open_fds(&server) + 1 == fds_before
+        server.open_fds() + 1 == fds_before
     });
     // At most the refusals' one line.
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert!(
         loud.iter().all(|l| l.contains("server full")) && loud.len() <= 1,
         "{loud:#?}"
@@ -444,5 +424,5 @@ fn churn_across_workers_in_chat_leaves_no_name_behind() {
     server.wait_stats_where("active=0 after the names were taken again", |s| {
         s.get("active") == 0 && s.get("total") + s.get("checks") + 50 >= 2 * churned
     });
-    assert!(loud_lines(&server).is_empty(), "{:#?}", loud_lines(&server));
+    assert!(server.loud_lines().is_empty(), "{:#?}", server.loud_lines());
 }

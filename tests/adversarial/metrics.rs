@@ -211,13 +211,6 @@ fn whole(answer: &str) -> bool {
         == Some(body.len())
 }
 
-/// Descriptors the process holds now.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[test]
 fn slow_and_oversized_requests_past_the_listeners_places_leave_health_and_echo_served() {
     let mut server = Server::start(&["echo", "--metrics", "127.0.0.1:0"]);
@@ -226,7 +219,7 @@ fn slow_and_oversized_requests_past_the_listeners_places_leave_health_and_echo_s
     // memory before the attack.
     assert!(whole(&get(m, "/metrics")));
     let rss_before = server.rss_kib();
-    let fds_before = open_fds(server.pid());
+    let fds_before = server.open_fds();
     let bystander = Bystander::echo(server.addr);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -292,7 +285,7 @@ fn slow_and_oversized_requests_past_the_listeners_places_leave_health_and_echo_s
     );
     // Every attacker's descriptor is given back.
     eventually("the descriptors back to where they were", || {
-        open_fds(server.pid()) <= fds_before + 1
+        server.open_fds() <= fds_before + 1
     });
     eprintln!(
         "metrics attack: {polls} polls, slowest {slowest:?}; slow closed {slow_closed}, \

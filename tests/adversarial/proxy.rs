@@ -14,7 +14,7 @@
 //! cases, each header in one write and without a bystander.)
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,23 +51,6 @@ fn block4() -> Vec<u8> {
 fn v2_good(tlvs: &[u8]) -> Vec<u8> {
     let block = [block4(), tlvs.to_vec()].concat();
     v2(0x21, 0x11, block.len() as u16, &block)
-}
-
-/// Connects from the loopback address `from` (any of 127.0.0.0/8).
-fn connect_from(from: Ipv4Addr, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(IpAddr::V4(from), 0).into())
-        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), Duration::from_secs(5))
-        .expect("connect");
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.set_write_timeout(Some(PATIENCE)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
 }
 
 /// Writes `bytes` one per write, `pause` apart (stopping quietly if the
@@ -127,7 +110,7 @@ fn an_untrusted_peer_is_closed_at_once_whatever_it_sends() {
         "0.2",
     ]);
     let addr = server.addr;
-    let mut trusted = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr);
+    let mut trusted = connect_from(Ipv4Addr::new(127, 0, 0, 2).into(), addr);
     trusted.write_all(V1).unwrap();
     let bystander = Bystander::echo_on(trusted);
     let baseline = said(&server).len();
@@ -148,7 +131,7 @@ fn an_untrusted_peer_is_closed_at_once_whatever_it_sends() {
             let claims = claims.clone();
             thread::spawn(move || {
                 for claim in &claims {
-                    let mut s = connect_from(Ipv4Addr::LOCALHOST, addr);
+                    let mut s = connect_from(Ipv4Addr::LOCALHOST.into(), addr);
                     // Closed at accept: before the header could matter,
                     // long before the header's deadline.
                     let (got, took) = trickle(&mut s, claim, Duration::ZERO, false);

@@ -67,17 +67,6 @@ fn tls_bystander(pki: &Pki, addr: std::net::SocketAddr) -> Bystander {
     })
 }
 
-/// Log lines an operator sees, other than the start lines and stats.
-fn loud_lines(server: &Server) -> Vec<String> {
-    server
-        .log()
-        .into_iter()
-        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
-        .filter(|l| !l.contains("stats:") && !l.contains("listening on"))
-        .filter(|l| !l.contains(" (commit "))
-        .collect()
-}
-
 /// The ClientHello rustls sends first, as bytes.
 fn real_client_hello(pki: &Pki) -> Vec<u8> {
     let name = ServerName::try_from("localhost").unwrap();
@@ -173,7 +162,7 @@ fn half_client_hellos_up_to_the_limit_are_closed_by_the_handshake_timeout() {
     }
     let seen = bystander.finish(BOUND);
     eprintln!("bystander: {seen:?}, {told_full} of 2 newcomers told the server was full");
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     let handshakes = loud.iter().filter(|l| l.contains("TLS handshake failed"));
     assert!(handshakes.count() <= 1, "{loud:#?}");
     let full = loud.iter().filter(|l| l.contains("server full"));
@@ -271,7 +260,7 @@ fn garbage_records_before_and_after_a_handshake_are_closed_quietly() {
     assert_eq!(line.get("tls_failures"), 4 * EACH as u64, "{line}");
     let seen = bystander.finish(BOUND);
     eprintln!("bystander: {seen:?}");
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert!(loud.len() <= 1, "{loud:#?}");
     assert!(
         loud.iter().all(|l| l.contains("TLS handshake failed")),
@@ -428,7 +417,7 @@ fn a_flood_of_empty_records_is_closed_or_kept_to_its_share() {
     });
     sly.sock.shutdown(std::net::Shutdown::Both).unwrap();
     drainer.join().unwrap();
-    assert!(loud_lines(&server).is_empty(), "{:#?}", loud_lines(&server));
+    assert!(server.loud_lines().is_empty(), "{:#?}", server.loud_lines());
 }
 
 /// Key updates after a handshake, from rustls's client. Forty with no data
@@ -496,7 +485,7 @@ fn a_flood_of_key_updates_is_closed_or_kept_to_its_share() {
     });
     sock.shutdown(std::net::Shutdown::Both).unwrap();
     drainer.join().unwrap();
-    assert!(loud_lines(&server).is_empty(), "{:#?}", loud_lines(&server));
+    assert!(server.loud_lines().is_empty(), "{:#?}", server.loud_lines());
 }
 
 /// One streaming client: writes 16 KiB of the pattern at a time and reads
@@ -582,6 +571,6 @@ fn certificate_reloads_under_load_drop_no_client_and_log_once_each() {
     assert_eq!(presented, want.to_vec(), "the last reload's certificate");
     thread::sleep(Duration::from_millis(300));
     assert_eq!(server.log_lines("TLS reloaded").len(), RELOADS);
-    let loud = loud_lines(&server);
+    let loud = server.loud_lines();
     assert!(loud.iter().all(|l| l.contains("TLS reloaded")), "{loud:#?}");
 }

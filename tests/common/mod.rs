@@ -341,6 +341,27 @@ impl Server {
             + self.status_field("nonvoluntary_ctxt_switches")
     }
 
+    /// Open descriptors, from /proc/PID/fd.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// The log lines an operator would notice: not debug or trace, not the
+    /// periodic stats line, and none of the lines the server writes of
+    /// itself (the start lines, the descriptor estimate, access lines).
+    /// What an attack may add to them is what the tests count.
+    pub fn loud_lines(&self) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+            .filter(|l| !l.contains("stats:") && !l.contains("listening on"))
+            .filter(|l| !l.contains(" (commit ") && !l.contains("needs about"))
+            .filter(|l| !l.contains("access conn=") && !l.contains("metrics on http"))
+            .collect()
+    }
+
     /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_field("VmRSS")
@@ -401,6 +422,24 @@ pub fn with_fd_limit(limit: u64) -> Command {
         });
     }
     cmd
+}
+
+/// A client connected from `from` (a loopback address such as 127.0.0.2,
+/// to stand for another machine), with timeouts and no Nagle delay.
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
 }
 
 /// Connects with read and write timeouts, so that no test can hang on I/O.
