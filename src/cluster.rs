@@ -645,11 +645,13 @@ impl Cluster {
                         if ever {
                             self.figures.reconnects += 1;
                             if last {
+                                let dropped = match self.figures.dropped {
+                                    0 => "no line dropped".to_string(),
+                                    n => format!("{n} lines dropped so far (outbox full)"),
+                                };
                                 crate::logging::for_the_server(|| {
                                     log::info!(
-                                        "cluster: linked to {url} again after {waited} s; \
-                                         {} lines dropped so far (outbox full)",
-                                        self.figures.dropped
+                                        "cluster: linked to {url} again after {waited} s; {dropped}"
                                     )
                                 });
                             }

@@ -54,8 +54,8 @@
 # neither heard the other's yet. A new client that gave a name got, 5 s
 # later, `Chat is unavailable right now. Try again later.` and was closed.
 # Enter again (Redis back, empty): `cluster: linked to
-# redis://127.0.0.1:6380 again after 9.3 s; 0 lines dropped so far
-# (outbox full)` (9.3, 10.9 and 12.2 s on the three: each retries on its
+# redis://127.0.0.1:6380 again after 9.3 s; no line dropped` (9.3,
+# 10.9 and 12.2 s on the three: each retries on its
 # own backoff), alice heard `bob: during the outage, from bob` and bob
 # `alice: during the outage, from alice`, the keys for alice and bob were
 # back in Redis, and /who said `Users online: alice, bob`.
