@@ -72,11 +72,16 @@ impl Bystander {
 
     /// The same on a connection already made: one that came from a chosen
     /// address, or has sent a PROXY header.
-    pub fn echo_on(mut s: std::net::TcpStream) -> Bystander {
-        use std::io::{Read, Write};
+    pub fn echo_on(s: std::net::TcpStream) -> Bystander {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_nodelay(true).unwrap();
+        Bystander::echo_over(s)
+    }
+
+    /// The echo probe over any stream (a TLS session, say), which should
+    /// have its timeouts set: a line every 20 ms, each echoed in full.
+    pub fn echo_over(mut s: impl std::io::Read + std::io::Write + Send + 'static) -> Bystander {
         let mut n = 0u64;
         Bystander::start(Duration::from_millis(20), move || {
             n += 1;
@@ -92,38 +97,6 @@ impl Bystander {
         })
     }
 
-    /// Stops the probes and returns what was seen.
-    pub fn stop(mut self) -> Served {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("the bystander's thread panicked")
-    }
-
-    /// Stops the probes and asserts that at least one was answered, none
-    /// failed, and none took longer than `bound`.
-    pub fn finish(self, bound: Duration) -> Served {
-        let seen = self.stop();
-        assert!(seen.failed.is_none(), "bystander: {seen:?}");
-        assert!(seen.answered > 0, "bystander was never answered: {seen:?}");
-        assert!(
-            seen.slowest <= bound,
-            "bystander's slowest answer took {:?}, over {bound:?}: {seen:?}",
-            seen.slowest
-        );
-        seen
-    }
-}
-
-impl Drop for Bystander {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Bystander {
     /// A bystander on a relay (broadcast, chat): `say` sends a line every
     /// 20 ms and `hear`, another client of the same server, must receive
     /// it whole, as `heard` says it arrives (`[Broadcast] LINE`,
@@ -158,5 +131,35 @@ impl Bystander {
             }
             Ok(())
         })
+    }
+
+    /// Stops the probes and returns what was seen.
+    pub fn stop(mut self) -> Served {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("the bystander's thread panicked")
+    }
+
+    /// Stops the probes and asserts that at least one was answered, none
+    /// failed, and none took longer than `bound`.
+    pub fn finish(self, bound: Duration) -> Served {
+        let seen = self.stop();
+        assert!(seen.failed.is_none(), "bystander: {seen:?}");
+        assert!(seen.answered > 0, "bystander was never answered: {seen:?}");
+        assert!(
+            seen.slowest <= bound,
+            "bystander's slowest answer took {:?}, over {bound:?}: {seen:?}",
+            seen.slowest
+        );
+        seen
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

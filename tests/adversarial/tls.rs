@@ -52,19 +52,7 @@ fn tls_bystander(pki: &Pki, addr: std::net::SocketAddr) -> Bystander {
     // The handshake, before the attack starts.
     s.write_all(b"hello\n").unwrap();
     tls_expect(&mut s, b"hello\n");
-    let mut n = 0u64;
-    Bystander::start(Duration::from_millis(20), move || {
-        n += 1;
-        let line = format!("bystander {n}\n");
-        s.write_all(line.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut got = vec![0; line.len()];
-        s.read_exact(&mut got).map_err(|e| format!("read: {e}"))?;
-        if got != line.as_bytes() {
-            return Err(format!("echoed {:?}", String::from_utf8_lossy(&got)));
-        }
-        Ok(())
-    })
+    Bystander::echo_over(s)
 }
 
 /// The ClientHello rustls sends first, as bytes.
