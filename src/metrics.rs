@@ -469,14 +469,17 @@ impl Metrics {
     fn accept(&mut self, registry: &Registry, now: Instant) -> Vec<After> {
         let mut after = Vec::new();
         for _ in 0..ACCEPTS_PER_EVENT {
-            let full = self.clients.len() >= MAX_CLIENTS;
-            if full && self.victim(now).is_none() {
-                // Every place is a newcomer not read yet: the rest wait in
-                // the backlog for the next event (a newcomer's request) or
-                // deadline.
+            // Who makes room, chosen before the accept: if every place is
+            // a newcomer not read yet, the rest wait in the backlog for the
+            // next event (a newcomer's request) or deadline.
+            let room = if self.clients.len() < MAX_CLIENTS {
+                None
+            } else if let Some(key) = self.victim(now) {
+                Some(key)
+            } else {
                 self.backlogged = true;
                 return after;
-            }
+            };
             let mut stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -487,8 +490,8 @@ impl Metrics {
                     return after;
                 }
             };
-            if full {
-                self.make_room(now);
+            if let Some(key) = room {
+                self.make_room(key);
             }
             let entry = self.clients.vacant_entry();
             let token = reserved(FIRST + entry.key());
@@ -507,7 +510,7 @@ impl Metrics {
         after
     }
 
-    /// Every place is taken and a newcomer is here: the [`victim`] is
+    /// Every place is taken and a newcomer is here: `key`, the [`victim`], is
     /// closed to make room, as nginx, out of connections, closes its
     /// oldest idle ones (`ngx_drain_connections`) rather than refuse new
     /// ones. A request still trickling in goes as an idle one would: the
@@ -519,15 +522,13 @@ impl Metrics {
     /// victim then reaches the newcomer as the spurious wakeup mio allows
     /// (a read that would block); a timer entry left for it closes only a
     /// client whose own deadline has passed (`expire` compares).
-    fn make_room(&mut self, now: Instant) {
-        if let Some(key) = self.victim(now) {
-            let gone = self.clients.remove(key).place;
-            log::debug!(
-                "metrics: all {MAX_CLIENTS} places taken; client #{} ({}) closed to make room",
-                gone.arrival,
-                gone.stage
-            );
-        }
+    fn make_room(&mut self, key: usize) {
+        let gone = self.clients.remove(key).place;
+        log::debug!(
+            "metrics: all {MAX_CLIENTS} places taken; client #{} ({}) closed to make room",
+            gone.arrival,
+            gone.stage
+        );
     }
 
     /// Who would make room now ([`victim`]).
