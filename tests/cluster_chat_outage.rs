@@ -213,7 +213,9 @@ fn a_killed_instances_names_are_freed_and_its_users_gone_within_the_lease() {
     const LEASE: Duration = Duration::from_secs(30);
     let Some(redis) = Redis::start() else { return };
     let url = redis.url();
-    let a = instance("chat", &url, &[]);
+    // bob_again waits at the name prompt through the whole lease: a's
+    // prompt deadline (30 s by default, the lease's length) must outlast it.
+    let a = instance("chat", &url, &["--request-timeout", "90"]);
     let mut b = instance("chat", &url, &[]);
     let mut alice = chatter(&a, "alice");
     b.wait_stats(&[("received", 1)]);
