@@ -51,16 +51,27 @@ pub struct SyscallCounter {
     pub out: PathBuf,
 }
 
-/// What the syscall pass counts: every syscall, and the epoll waits among
-/// them (mio and tokio call `epoll_wait`, libuv `epoll_pwait`).
-/// `duration_time` is how long perf counted: it attaches after the window
-/// opens, so its count covers that much of the window, not all of it.
+/// What the syscall pass counts: every syscall, and the waits among them:
+/// epoll waits (mio and tokio call `epoll_wait`, libuv `epoll_pwait`) and
+/// `io_uring_enter` (monoio's one syscall, issue 23: it submits the turn's
+/// reads and writes and waits for their completions, so it is its loop's
+/// wait, once per wakeup as an epoll wait is). `duration_time` is how long
+/// perf counted: it attaches after the window opens, so its count covers
+/// that much of the window, not all of it.
 const PERF_EVENTS: &str = "duration_time,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,\
-syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_pwait2";
+syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_pwait2,syscalls:sys_enter_io_uring_enter";
+
+/// The waits among the syscalls, by name (see `PERF_EVENTS`).
+const WAITS: [&str; 4] = [
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "io_uring_enter",
+];
 
 /// A counting pass's total over the window, and for syscalls how many of
-/// them were epoll waits (one per wakeup: the part that depends on how
-/// many events each wakeup finds).
+/// them were waits, epoll or io_uring (one per wakeup: the part that
+/// depends on how many events each wakeup finds).
 #[derive(Clone, Copy, Debug)]
 pub struct Count {
     pub all: u64,
@@ -125,14 +136,10 @@ impl SyscallCounter {
                         n => n.parse().ok(),
                     }
                 };
-                let waits = [
-                    "syscalls:sys_enter_epoll_wait",
-                    "syscalls:sys_enter_epoll_pwait",
-                    "syscalls:sys_enter_epoll_pwait2",
-                ]
-                .iter()
-                .map(|e| count(e))
-                .sum::<Option<u64>>();
+                let waits = WAITS
+                    .iter()
+                    .map(|w| count(&format!("syscalls:sys_enter_{w}")))
+                    .sum::<Option<u64>>();
                 Some(Count {
                     all: count("raw_syscalls:sys_enter")?,
                     waits,
@@ -149,10 +156,9 @@ impl SyscallCounter {
                 let waits = text
                     .lines()
                     .filter(|l| {
-                        matches!(
-                            l.split_whitespace().last(),
-                            Some("epoll_wait" | "epoll_pwait" | "epoll_pwait2")
-                        )
+                        l.split_whitespace()
+                            .last()
+                            .is_some_and(|w| WAITS.contains(&w))
                     })
                     .filter_map(calls)
                     .sum();
