@@ -22,7 +22,7 @@ pub fn write_charts(
     conn_counts: &[usize],
 ) {
     let colours = [
-        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf",
     ];
     let groups: Vec<&str> = {
         let mut g: Vec<&str> = scenarios

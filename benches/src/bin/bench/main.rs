@@ -30,6 +30,12 @@
 //! with ioredis pub/sub, each run with a redis-server of its own. About 20
 //! s with `--quick`, a minute without, after the build.
 //!
+//! `--only echo` does the same for the echo tables (ping-pong, pipelined,
+//! streaming), with the io_uring echo (`monoio`, issue 23) beside the
+//! others in ping-pong and streaming. About two and a half minutes with
+//! `--quick` after the build; without it (every size, connection count
+//! and counting pass), roughly half an hour.
+//!
 //! `--only files` does the same for the files section (issue 11): one
 //! large file downloaded by 1 and 100 clients, monoloop's `sendfile`
 //! against its copying path and the `sendfile` floor, and over TLS against
@@ -79,11 +85,11 @@ use cluster::{measure_cluster, render_cluster};
 use files::{measure_files, render_files};
 use footprint::{measure_footprints, measure_tls_idle, Sizes};
 use mixed::{measure_mixed, render_mixed};
-use report::{machine, render, today, write_keeping_notes};
+use report::{machine, render, render_tables, servers_note, today, write_keeping_notes};
 use scaling::{measure_scaling, render_scaling};
 use servers::{bench_dir, build_minimal, cargo, root, run, tls_files, tls_idle_servers};
 use storm::measure_storm;
-use tables::measure_tables;
+use tables::{measure_echo, measure_tables};
 
 /// The command line (see the module's header).
 struct Options {
@@ -99,6 +105,9 @@ struct Options {
 enum Only {
     /// Fan-out across instances through Redis (issue 22).
     Cluster,
+    /// The echo tables: ping-pong, pipelined, streaming (issue 23: with
+    /// the io_uring echo).
+    Echo,
     /// Large file downloads: sendfile, and TLS against nginx (issue 11).
     Files,
     /// Latency under mixed load (issue 11).
@@ -113,6 +122,7 @@ impl Only {
     fn name(self) -> &'static str {
         match self {
             Only::Cluster => "cluster",
+            Only::Echo => "echo",
             Only::Files => "files",
             Only::Mixed => "mixed",
             Only::Scaling => "scaling",
@@ -135,12 +145,13 @@ impl Options {
                 "--quick" => o.quick = true,
                 "--only" => match args.next().as_deref() {
                     Some("cluster") => o.only = Some(Only::Cluster),
+                    Some("echo") => o.only = Some(Only::Echo),
                     Some("files") => o.only = Some(Only::Files),
                     Some("mixed") => o.only = Some(Only::Mixed),
                     Some("scaling") => o.only = Some(Only::Scaling),
                     Some("tls") => o.only = Some(Only::Tls),
                     other => usage(&format!(
-                        "--only takes `cluster`, `files`, `mixed`, `scaling` or `tls`, not {other:?}"
+                        "--only takes `cluster`, `echo`, `files`, `mixed`, `scaling` or `tls`, not {other:?}"
                     )),
                 },
                 "--out" => match args.next() {
@@ -159,7 +170,7 @@ impl Options {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "bench: {problem}\nusage: bench [--quick] [--only cluster|files|mixed|scaling|tls [--out FILE]]"
+        "bench: {problem}\nusage: bench [--quick] [--only cluster|echo|files|mixed|scaling|tls [--out FILE]]"
     );
     std::process::exit(2)
 }
@@ -185,6 +196,22 @@ fn main() {
         Some(Only::Cluster) => {
             let cluster = measure_cluster(opts.quick);
             only_section(&opts, started, &render_cluster(&cluster));
+            return;
+        }
+        Some(Only::Echo) => {
+            let echo = measure_echo(opts.quick);
+            let section = format!(
+                "{}{}",
+                servers_note(&echo.shown),
+                render_tables(
+                    &echo.shown,
+                    &echo.scenarios,
+                    &echo.results,
+                    &echo.syscalls,
+                    &echo.instructions,
+                )
+            );
+            only_section(&opts, started, &section);
             return;
         }
         Some(Only::Files) => {
@@ -238,8 +265,8 @@ fn main() {
     // Connection storm: everyone, with SYN retransmits counted.
     let (storm_sc, storm) = measure_storm(quick, &tables.specs, tables.repeats);
 
-    // Footprint.
-    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.specs);
+    // Footprint: the echo servers and the io_uring one.
+    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.shown);
     let tls_idle = measure_tls_idle(quick, &tls_idle_servers(cert, key), ca);
     let sizes = Sizes {
         notls: std::fs::metadata(root.join("target/notls/release/monoloop"))
@@ -250,7 +277,7 @@ fn main() {
 
     let report = render(
         quick,
-        &tables.specs,
+        &tables.shown,
         &tables.scenarios,
         &tables.results,
         &tables.syscalls,
@@ -272,7 +299,7 @@ fn main() {
     write_keeping_notes(&path, &report);
     write_charts(
         &root,
-        &tables.specs,
+        &tables.shown,
         &tables.scenarios,
         &tables.results,
         tables.conn_counts,

@@ -224,10 +224,19 @@ impl Measurements<'_> {
     /// the callgrind pass (kept for the plain echo servers).
     pub fn with_servers<'b>(&'b mut self, specs: &'b [ServerSpec]) -> Measurements<'b> {
         Measurements {
+            valgrind: false,
+            ..self.counting_with(specs)
+        }
+    }
+
+    /// The same repeats, window, tables and counting passes (the callgrind
+    /// one included) for the servers `specs`.
+    pub fn counting_with<'b>(&'b mut self, specs: &'b [ServerSpec]) -> Measurements<'b> {
+        Measurements {
             specs,
             repeats: self.repeats,
             timing: self.timing,
-            valgrind: false,
+            valgrind: self.valgrind,
             results: &mut *self.results,
             syscalls: &mut *self.syscalls,
             instructions: &mut *self.instructions,

@@ -4,7 +4,8 @@
 //! (`start`, `start_on`): pinned to its cores, its `listening on` line read
 //! for the address (nginx, which prints none, is waited for by its pid
 //! file: `Ready`). A new server is a new entry here; the scaling section
-//! keeps its own list (`scaling::scaling_servers`), and measuring a started
+//! keeps its own list (`scaling::scaling_servers`), the io_uring echo
+//! (`monoio`) is measured only where `tables` says, and measuring a started
 //! server is left to `measure` and `scenarios`.
 
 use std::io::{BufRead, BufReader};
@@ -259,6 +260,20 @@ pub fn servers() -> Vec<ServerSpec> {
         });
     }
     list
+}
+
+/// The io_uring echo (issue 23): the same echo on monoio, one thread, its
+/// io_uring driver alone (`echo_monoio`). Not one of `servers`: it is
+/// measured beside them where a completion-based runtime says something
+/// about the readiness model (`tables::with_io_uring`, and the footprint),
+/// not in every section.
+pub fn monoio() -> ServerSpec {
+    ServerSpec {
+        name: "monoio",
+        program: bench_dir().join("target/release/echo_monoio"),
+        args: vec![],
+        ready: Ready::Announces,
+    }
 }
 
 /// The broadcast relays: monoloop's, and tokio's current-thread one.

@@ -4,7 +4,9 @@
 //! scenarios they are, with what arguments and against which servers, in
 //! the order they are measured; `report::render` gives each scenario its
 //! table, so a new scenario here needs nothing else (unless a target reads
-//! it: `targets`).
+//! it: `targets`). The echo scenarios (`measure_echo`) are also what
+//! `--only echo` runs; the io_uring echo joins the plain echo servers in
+//! those `with_io_uring` names.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use super::measure::PerMessage;
 use super::report::fmt_rate;
 use super::scenarios::{median_of, scenario, Measurements, Sample, Scenario};
 use super::servers::{
-    broadcast_servers, handshake_servers, servers, tls_files, tls_servers, ServerSpec,
+    broadcast_servers, handshake_servers, monoio, servers, tls_files, tls_servers, ServerSpec,
 };
 use super::tls::handshake_scenarios;
 
@@ -23,8 +25,12 @@ use super::tls::handshake_scenarios;
 pub struct Tables {
     /// Repeats per scenario (the storm makes as many).
     pub repeats: usize,
-    /// The plain echo servers (the storm and the footprint measure them too).
+    /// The plain echo servers (the storm measures them too).
     pub specs: Vec<ServerSpec>,
+    /// Every server of the echo tables, in the order shown: `specs`, then
+    /// the io_uring echo (issue 23). The report's list of servers, the
+    /// charts' lines, and the footprint's rows.
+    pub shown: Vec<ServerSpec>,
     /// The ping-pong connection counts: the charts' x axis.
     pub conn_counts: &'static [usize],
     /// Every scenario, in the order measured and shown.
@@ -38,8 +44,34 @@ pub struct Tables {
     pub tls_files: (PathBuf, PathBuf, PathBuf),
 }
 
-/// Measures every scenario of the main tables against its servers.
-pub fn measure_tables(quick: bool) -> Tables {
+/// The echo tables (ping-pong, pipelined, streaming): the first part of
+/// the main tables, and all of `--only echo`.
+pub struct Echo {
+    pub repeats: usize,
+    pub timing: Vec<String>,
+    /// Whether callgrind is there for the instruction counts.
+    pub valgrind: bool,
+    pub specs: Vec<ServerSpec>,
+    pub shown: Vec<ServerSpec>,
+    pub conn_counts: &'static [usize],
+    pub scenarios: Vec<Scenario>,
+    pub results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
+    pub syscalls: BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
+    pub instructions: BTreeMap<String, BTreeMap<&'static str, f64>>,
+}
+
+/// True for the scenarios the io_uring echo (`servers::monoio`, issue 23)
+/// is measured in: ping-pong and streaming, where the distance from the
+/// readiness model to a completion-based one shows in syscalls and CPU per
+/// message. Elsewhere (TLS, fan-out, files, mixed load, storm, scaling) it
+/// has no counterpart or says nothing new.
+pub fn with_io_uring(sc: &Scenario) -> bool {
+    sc.group.starts_with("ping-pong") || sc.group == "streaming"
+}
+
+/// Measures the echo scenarios against the plain echo servers, and the
+/// io_uring echo in those `with_io_uring` names.
+pub fn measure_echo(quick: bool) -> Echo {
     let (secs, warmup, repeats) = if quick {
         ("1", "0.3", 1)
     } else {
@@ -90,14 +122,16 @@ pub fn measure_tables(quick: bool) -> Tables {
         ],
         !quick,
     ));
-    let stream_conns: &[usize] = if quick { &[1] } else { &[1, 100] };
-    for &c in stream_conns {
+    // Streaming at 100 connections is where issue 23 compares CPU per MB
+    // with the floor's, and syscalls with io_uring's: quick mode runs it
+    // too, and it has the counting passes.
+    for &c in &[1, 100] {
         scenarios.push(scenario(
             "streaming",
             format!("{c} connections"),
             c,
             &[("scenario", "stream".into()), ("conns", c.to_string())],
-            false,
+            c == 100,
         ));
     }
 
@@ -107,6 +141,7 @@ pub fn measure_tables(quick: bool) -> Tables {
         // the async runtime monoloop must beat.
         specs.retain(|s| matches!(s.name, "monoloop" | "epoll" | "tokio-ct"));
     }
+    let shown: Vec<ServerSpec> = specs.iter().cloned().chain([monoio()]).collect();
     // results[scenario key][server] = samples
     let mut results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>> = BTreeMap::new();
     let mut syscalls: BTreeMap<String, BTreeMap<&'static str, PerMessage>> = BTreeMap::new();
@@ -127,8 +162,49 @@ pub fn measure_tables(quick: bool) -> Tables {
         instructions: &mut instructions,
     };
     for sc in &scenarios {
-        m.measure(sc);
+        if with_io_uring(sc) {
+            m.counting_with(&shown).measure(sc);
+        } else {
+            m.measure(sc);
+        }
     }
+    Echo {
+        repeats,
+        timing,
+        valgrind,
+        specs,
+        shown,
+        conn_counts,
+        scenarios,
+        results,
+        syscalls,
+        instructions,
+    }
+}
+
+/// Measures every scenario of the main tables against its servers.
+pub fn measure_tables(quick: bool) -> Tables {
+    let Echo {
+        repeats,
+        timing,
+        valgrind,
+        specs,
+        shown,
+        conn_counts,
+        mut scenarios,
+        mut results,
+        mut syscalls,
+        mut instructions,
+    } = measure_echo(quick);
+    let mut m = Measurements {
+        specs: &specs,
+        repeats,
+        timing: &timing,
+        valgrind,
+        results: &mut results,
+        syscalls: &mut syscalls,
+        instructions: &mut instructions,
+    };
     // Open loop, at 50% and 80% of the best closed-loop rate measured above
     // (100 connections, 64 B): a schedule every server is offered alike.
     let best = m
@@ -174,7 +250,8 @@ pub fn measure_tables(quick: bool) -> Tables {
     }
     let mut tm = m.with_servers(&tls_specs);
     // TLS: echo throughput, every byte decrypted and re-encrypted.
-    for &c in stream_conns {
+    let tls_stream_conns: &[usize] = if quick { &[1] } else { &[1, 100] };
+    for &c in tls_stream_conns {
         let sc = scenario(
             "TLS echo",
             format!("streaming, {c} connections"),
@@ -214,6 +291,7 @@ pub fn measure_tables(quick: bool) -> Tables {
     Tables {
         repeats,
         specs,
+        shown,
         conn_counts,
         scenarios,
         results,
