@@ -77,6 +77,11 @@ pub struct Server {
     staging: Vec<u8>,
     /// Connections with work left, served round-robin, one visit each.
     ready: VecDeque<Token>,
+    /// Connections whose event came after the turn's budget was spent:
+    /// served first in the next turn, in the order of their events, so a
+    /// client that just spoke waits for one turn, not for every bulk stream
+    /// in `ready` ahead of it.
+    fresh: VecDeque<Token>,
     /// Bytes read and written so far this turn, against `TURN_BUDGET`.
     spent: usize,
     /// Connections closed this turn, to be dropped at its end.
@@ -121,12 +126,13 @@ impl Server {
     ///    for);
     /// 2. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
-    ///    already or the turn's budget is spent; the others are the signal
+    ///    already or the turn's budget is spent (then it waits in `fresh`,
+    ///    first in line for the next turn); the others are the signal
     ///    pipe (`shutdown.rs`), the waker (other workers sent connections,
     ///    `admission.rs`, or messages, `relay.rs`) and the metrics listener
     ///    (`report.rs`);
-    /// 3. serve the ready queue, round-robin, one visit each, until the
-    ///    turn has moved `TURN_BUDGET` bytes (fairness);
+    /// 3. serve `fresh`, then the ready queue, round-robin, one visit
+    ///    each, until the turn has moved `TURN_BUDGET` bytes (fairness);
     /// 4. fire the expired timers (`time.rs`);
     /// 5. deliver what protocols sent from one connection to others, and
     ///    flush what the turn said to other workers (`relay.rs`);
@@ -253,7 +259,10 @@ impl Server {
     /// Zero if work is waiting that no event will announce; otherwise until
     /// the nearest deadline, or forever.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || self.admission.accepting == Accepting::Backlogged {
+        if !self.ready.is_empty()
+            || !self.fresh.is_empty()
+            || self.admission.accepting == Accepting::Backlogged
+        {
             return Some(Duration::ZERO);
         }
         self.timers.poll_timeout(now)

@@ -151,6 +151,7 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             staging: Vec::new(),
             ready: VecDeque::new(),
+            fresh: VecDeque::new(),
             spent: 0,
             closed: Vec::new(),
             relay: Relay::new(opts.write_limit),

@@ -1,5 +1,5 @@
 //! The visit: one connection served for one go. Read what is waiting (up
-//! to four reads; over TLS, each `Connection::read` may read the socket up
+//! to three reads; over TLS, each `Connection::read` may read the socket up
 //! to four times while no plaintext comes), hand each to the protocol and
 //! send its answer at once, write what is owed (within a share), let a
 //! producing protocol generate more, then settle: the stage moves on, the
@@ -25,14 +25,15 @@ use crate::protocol::{CloseReason, Direct, Step};
 /// Size of the one read buffer all connections share.
 pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
 /// Reads per visit to a connection before the others get their go (up to
-/// 256 KiB, and the replies to them). Fewer, longer visits let a peer that
-/// streams find more to do per wakeup, and waking it (an interrupt to
-/// another core) is most of what a byte costs beyond the copies: with four
-/// reads a visit, streaming at 100 connections cost about 20% less server
-/// CPU per MB than with one, and the interactive client's p99 under mixed
-/// load stayed under 0.4 ms (docs/benchmarks.md, "Issue 23"). A turn ends
-/// once it has moved `TURN_BUDGET`, so it is at most that plus one visit.
-const READS_PER_VISIT: usize = 4;
+/// 192 KiB, and the replies to them). Fewer, longer visits let a peer that
+/// streams find more to do each time it wakes, and waking it (an interrupt
+/// to its core, which the server's write pays for) was most of what a
+/// streamed byte cost beyond its copies: with three reads a visit,
+/// streaming at 100 connections cost about a fifth less server CPU per MB
+/// than with one, and the interactive client's p99 beside 50 bulk streams
+/// stayed under 0.4 ms (docs/benchmarks.md, "Issue 23"). A turn ends once
+/// it has moved `TURN_BUDGET`, so it lasts at most that plus one visit.
+const READS_PER_VISIT: usize = 3;
 /// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
 /// byte sent that way costs about a third of the CPU of one read and
 /// written (the files section of docs/benchmarks.md), so a visit may move
@@ -83,18 +84,21 @@ impl Server {
             return;
         }
         if self.spent >= TURN_BUDGET {
-            self.enqueue(token);
+            conn.queued = true;
+            self.fresh.push_back(token);
             return;
         }
         self.visit(token, now);
     }
 
-    /// Serves the ready queue in order, one visit each (a connection with
-    /// work left goes to the back), until it is empty or the turn's budget
-    /// is spent; what is left waits for the next turn, first in line.
+    /// Serves the connections whose events the last turn had no budget
+    /// for, then the ready queue, in order, one visit each (a connection
+    /// with work left goes to the back of the ready queue), until both are
+    /// empty or the turn's budget is spent; what is left waits for the next
+    /// turn, first in line.
     pub(super) fn serve_ready(&mut self, now: Instant) {
         while self.spent < TURN_BUDGET {
-            let Some(token) = self.ready.pop_front() else {
+            let Some(token) = self.fresh.pop_front().or_else(|| self.ready.pop_front()) else {
                 return;
             };
             let Some(conn) = self.conns.get_mut(token) else {
