@@ -11,8 +11,8 @@
 # counts, for 3 s, the server's system calls by kind, its context switches
 # and the wakeups it causes (`sched:sched_waking`), and the same for the
 # load generator; the server's CPU over those 3 s is its schedstat. Printed
-# per MB streamed one way (the load generator's `mbps` times the seconds
-# counted): CPU, each count, and so the bytes per read (1 MB / reads).
+# per MB (10^6 bytes) streamed one way (the load generator's `mbps` times
+# the seconds counted): CPU, each count, and so the bytes per read.
 #
 # SERVER is monoloop (MONO=path picks the binary, default target/release),
 # epoll, tokio-ct, monoio, threads. Needs perf and the benches built
@@ -58,8 +58,12 @@ echo "$S $SCEN conns=$C: ${res#RESULT }"
 python3 - "$res" "$n0" "$n1" "$t0" "$t1" "$tmp/perf-server" "$tmp/perf-lg" <<'PY'
 import re, sys
 res, n0, n1, t0, t1, ps, pl = sys.argv[1:]
+# CPU is sampled around perf's whole run (its start and exit included);
+# perf counts for the 3 s of its `sleep`: each is divided by the MB
+# streamed over its own span.
 secs = float(t1) - float(t0)
-mb = float(re.search(r"mbps=([0-9.]+)", res).group(1)) * secs
+mbps = float(re.search(r"mbps=([0-9.]+)", res).group(1))
+mb, mb_counted = mbps * secs, mbps * 3.0
 def counts(path):
     d = {}
     for line in open(path):
@@ -69,6 +73,6 @@ def counts(path):
     return d
 cpu = (int(n1) - int(n0)) / 1e9
 print(f"  server: {cpu / secs:.2f} cores, {cpu / mb * 1e6:.0f} us CPU per MB; per MB: "
-      + " ".join(f"{k}={v / mb:.1f}" for k, v in counts(ps).items()))
-print("  loadgen per MB: " + " ".join(f"{k}={v / mb:.1f}" for k, v in counts(pl).items()))
+      + " ".join(f"{k}={v / mb_counted:.1f}" for k, v in counts(ps).items()))
+print("  loadgen per MB: " + " ".join(f"{k}={v / mb_counted:.1f}" for k, v in counts(pl).items()))
 PY

@@ -220,8 +220,9 @@ pub struct Connection {
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::ServerSession>>,
-    /// The connection is in the loop's ready queue (`event_loop/visit.rs`), so
-    /// that it is never queued, or served from an event, twice.
+    /// The connection waits in one of the loop's queues (`ready`, `fresh`
+    /// or the relay's deferred senders; `event_loop/visit.rs`), so that it
+    /// is never queued, or served from an event, twice.
     pub queued: bool,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]

@@ -77,11 +77,13 @@ pub struct Server {
     staging: Vec<u8>,
     /// Connections with work left, served round-robin, one visit each.
     ready: VecDeque<Token>,
-    /// Connections whose event came after the turn's budget was spent:
-    /// served first in the next turn, in the order of their events, so a
-    /// client that just spoke waits for one turn, not for every bulk stream
-    /// in `ready` ahead of it.
+    /// Connections whose event came after the turn's budget was spent, in
+    /// the order of their events: served before the ready queue
+    /// (`visit.rs::next_ready`), so that a client that just spoke does not
+    /// wait behind every bulk stream in `ready`.
     fresh: VecDeque<Token>,
+    /// Turns in a row the ready queue waited without a visit.
+    ready_passed_over: u32,
     /// Bytes read and written so far this turn, against `TURN_BUDGET`.
     spent: usize,
     /// Connections closed this turn, to be dropped at its end.
@@ -127,12 +129,13 @@ impl Server {
     /// 2. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
     ///    already or the turn's budget is spent (then it waits in `fresh`,
-    ///    first in line for the next turn); the others are the signal
+    ///    served before the ready queue); the others are the signal
     ///    pipe (`shutdown.rs`), the waker (other workers sent connections,
     ///    `admission.rs`, or messages, `relay.rs`) and the metrics listener
     ///    (`report.rs`);
-    /// 3. serve `fresh`, then the ready queue, round-robin, one visit
-    ///    each, until the turn has moved `TURN_BUDGET` bytes (fairness);
+    /// 3. serve `fresh`, then the ready queue (which goes first for one
+    ///    visit if `fresh` kept it waiting for 64 turns), one visit each,
+    ///    until the turn has moved `TURN_BUDGET` bytes (fairness);
     /// 4. fire the expired timers (`time.rs`);
     /// 5. deliver what protocols sent from one connection to others, and
     ///    flush what the turn said to other workers (`relay.rs`);

@@ -29,10 +29,11 @@ pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
 /// streams find more to do each time it wakes, and waking it (an interrupt
 /// to its core, which the server's write pays for) was most of what a
 /// streamed byte cost beyond its copies: with three reads a visit,
-/// streaming at 100 connections cost about a fifth less server CPU per MB
-/// than with one, and the interactive client's p99 beside 50 bulk streams
-/// stayed under 0.4 ms (docs/benchmarks.md, "Issue 23"). A turn ends once
-/// it has moved `TURN_BUDGET`, so it lasts at most that plus one visit.
+/// streaming at 100 connections cost about a seventh less server CPU per
+/// MB than with one, and the interactive client's p99 beside 50 bulk
+/// streams stayed under 0.5 ms in the full run (docs/benchmarks.md, "Issue
+/// 23"). A turn ends once it has moved `TURN_BUDGET`, so it lasts at most
+/// that plus one visit.
 const READS_PER_VISIT: usize = 3;
 /// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
 /// byte sent that way costs about a third of the CPU of one read and
@@ -46,6 +47,12 @@ const PRODUCE_PER_VISIT: usize = 1;
 /// Bytes read and written in one turn, over all connections, before the
 /// loop polls again: bounds how long any event waits for its turn.
 pub(super) const TURN_BUDGET: usize = 256 * 1024;
+/// Turns in a row the ready queue may wait while `fresh` takes the budget,
+/// before its first connection goes ahead of `fresh` for one visit
+/// (`Server::next_ready`): rare enough to leave a client that just spoke
+/// its place, often enough that late events cannot starve a connection
+/// with work left.
+const READY_PATIENCE: u32 = 64;
 /// The least a visit counts against the turn's budget, so that visits that
 /// move few bytes (a handshake step, a held sender) still end a turn.
 const VISIT_COST: usize = 128;
@@ -91,14 +98,18 @@ impl Server {
         self.visit(token, now);
     }
 
-    /// Serves the connections whose events the last turn had no budget
-    /// for, then the ready queue, in order, one visit each (a connection
+    /// Serves the connections whose events an earlier turn had no budget
+    /// for (`fresh`), then the ready queue, one visit each (a connection
     /// with work left goes to the back of the ready queue), until both are
     /// empty or the turn's budget is spent; what is left waits for the next
-    /// turn, first in line.
+    /// turn.
     pub(super) fn serve_ready(&mut self, now: Instant) {
+        // Passed over again, unless `next_ready` takes from it this turn.
+        if !self.ready.is_empty() {
+            self.ready_passed_over += 1;
+        }
         while self.spent < TURN_BUDGET {
-            let Some(token) = self.fresh.pop_front().or_else(|| self.ready.pop_front()) else {
+            let Some(token) = self.next_ready() else {
                 return;
             };
             let Some(conn) = self.conns.get_mut(token) else {
@@ -109,6 +120,20 @@ impl Server {
                 self.visit(token, now);
             }
         }
+    }
+
+    /// The next connection to visit: from `fresh` first, so that a client
+    /// that just spoke waits only for the entries ahead of it there; but
+    /// when the ready queue has waited `READY_PATIENCE` turns in a row, its
+    /// first connection goes first.
+    fn next_ready(&mut self) -> Option<Token> {
+        if self.ready_passed_over >= READY_PATIENCE || self.fresh.is_empty() {
+            if let Some(token) = self.ready.pop_front() {
+                self.ready_passed_over = 0;
+                return Some(token);
+            }
+        }
+        self.fresh.pop_front()
     }
 
     /// One visit: drives the connection and charges the turn for the bytes
