@@ -302,12 +302,13 @@ fn step_ctx<'a>(
     Ctx::for_input(now, input, staging, &mut relay.sends).with_hub(&mut relay.hub)
 }
 
-/// Puts `conn` (whose token is `token`) at the back of the ready queue,
-/// once: its `queued` flag keeps it from being there twice.
-fn enqueue(ready: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
+/// Puts `conn` (whose token is `token`) at the back of `queue` (the ready
+/// queue, or `fresh`), once: its `queued` flag keeps it from waiting in
+/// either twice.
+fn enqueue(queue: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
     if !conn.queued {
         conn.queued = true;
-        ready.push_back(token);
+        queue.push_back(token);
     }
 }
 

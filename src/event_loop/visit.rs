@@ -18,7 +18,7 @@ use super::closing::{Origin, PeerEnd};
 use super::output::{send_reply, send_staged};
 use super::relay::RECHECK;
 use super::time::TimerKey;
-use super::{step_ctx, Server};
+use super::{enqueue, step_ctx, Server};
 use crate::connection::{ReadOutcome, Stage};
 use crate::protocol::{CloseReason, Direct, Step};
 
@@ -91,8 +91,7 @@ impl Server {
             return;
         }
         if self.spent >= TURN_BUDGET {
-            conn.queued = true;
-            self.fresh.push_back(token);
+            enqueue(&mut self.fresh, token, conn);
             return;
         }
         self.visit(token, now);
