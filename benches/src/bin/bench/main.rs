@@ -263,10 +263,10 @@ fn main() {
     let cluster = measure_cluster(quick);
 
     // Connection storm: everyone, with SYN retransmits counted.
-    let (storm_sc, storm) = measure_storm(quick, &tables.specs, tables.repeats);
+    let (storm_sc, storm) = measure_storm(quick, &tables.echo.specs, tables.echo.repeats);
 
     // Footprint: the echo servers and the io_uring one.
-    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.shown);
+    let (prints, idle_conns, idle_secs) = measure_footprints(quick, &tables.echo.shown);
     let tls_idle = measure_tls_idle(quick, &tls_idle_servers(cert, key), ca);
     let sizes = Sizes {
         notls: std::fs::metadata(root.join("target/notls/release/monoloop"))
@@ -277,11 +277,11 @@ fn main() {
 
     let report = render(
         quick,
-        &tables.shown,
-        &tables.scenarios,
-        &tables.results,
-        &tables.syscalls,
-        &tables.instructions,
+        &tables.echo.shown,
+        &tables.echo.scenarios,
+        &tables.echo.results,
+        &tables.echo.syscalls,
+        &tables.echo.instructions,
         &render_mixed(&mixed),
         &files,
         &render_scaling(&scaling),
@@ -299,10 +299,10 @@ fn main() {
     write_keeping_notes(&path, &report);
     write_charts(
         &root,
-        &tables.shown,
-        &tables.scenarios,
-        &tables.results,
-        tables.conn_counts,
+        &tables.echo.shown,
+        &tables.echo.scenarios,
+        &tables.echo.results,
+        tables.echo.conn_counts,
     );
     eprintln!("== wrote {} in {:.0?}", path.display(), started.elapsed());
 }

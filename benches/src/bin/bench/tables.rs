@@ -20,11 +20,15 @@ use super::servers::{
 };
 use super::tls::handshake_scenarios;
 
-/// What the main tables measured, and what the rest of a full run reads
-/// from them.
-pub struct Tables {
+/// The echo tables (ping-pong, pipelined, streaming): the first part of
+/// the main tables, and all of `--only echo`. A full run adds its other
+/// scenarios to `scenarios` and their figures to the maps.
+pub struct Echo {
     /// Repeats per scenario (the storm makes as many).
     pub repeats: usize,
+    pub timing: Vec<String>,
+    /// Whether callgrind is there for the instruction counts.
+    pub valgrind: bool,
     /// The plain echo servers (the storm measures them too).
     pub specs: Vec<ServerSpec>,
     /// Every server of the echo tables, in the order shown: `specs`, then
@@ -39,25 +43,15 @@ pub struct Tables {
     pub results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
     pub syscalls: BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
     pub instructions: BTreeMap<String, BTreeMap<&'static str, f64>>,
-    /// The TLS certificate files (ca, cert, key), which the mixed load
-    /// uses too.
-    pub tls_files: (PathBuf, PathBuf, PathBuf),
 }
 
-/// The echo tables (ping-pong, pipelined, streaming): the first part of
-/// the main tables, and all of `--only echo`.
-pub struct Echo {
-    pub repeats: usize,
-    pub timing: Vec<String>,
-    /// Whether callgrind is there for the instruction counts.
-    pub valgrind: bool,
-    pub specs: Vec<ServerSpec>,
-    pub shown: Vec<ServerSpec>,
-    pub conn_counts: &'static [usize],
-    pub scenarios: Vec<Scenario>,
-    pub results: BTreeMap<String, BTreeMap<&'static str, Vec<Sample>>>,
-    pub syscalls: BTreeMap<String, BTreeMap<&'static str, PerMessage>>,
-    pub instructions: BTreeMap<String, BTreeMap<&'static str, f64>>,
+/// What the main tables measured, and what the rest of a full run reads
+/// from them: the echo tables' measurements, the other scenarios added to
+/// them, and the TLS certificate files (ca, cert, key), which the mixed
+/// load uses too.
+pub struct Tables {
+    pub echo: Echo,
+    pub tls_files: (PathBuf, PathBuf, PathBuf),
 }
 
 /// True for the scenarios the io_uring echo (`servers::monoio`, issue 23)
@@ -184,26 +178,16 @@ pub fn measure_echo(quick: bool) -> Echo {
 
 /// Measures every scenario of the main tables against its servers.
 pub fn measure_tables(quick: bool) -> Tables {
-    let Echo {
-        repeats,
-        timing,
-        valgrind,
-        specs,
-        shown,
-        conn_counts,
-        mut scenarios,
-        mut results,
-        mut syscalls,
-        mut instructions,
-    } = measure_echo(quick);
+    let mut echo = measure_echo(quick);
+    let scenarios = &mut echo.scenarios;
     let mut m = Measurements {
-        specs: &specs,
-        repeats,
-        timing: &timing,
-        valgrind,
-        results: &mut results,
-        syscalls: &mut syscalls,
-        instructions: &mut instructions,
+        specs: &echo.specs,
+        repeats: echo.repeats,
+        timing: &echo.timing,
+        valgrind: echo.valgrind,
+        results: &mut echo.results,
+        syscalls: &mut echo.syscalls,
+        instructions: &mut echo.instructions,
     };
     // Open loop, at 50% and 80% of the best closed-loop rate measured above
     // (100 connections, 64 B): a schedule every server is offered alike.
@@ -289,14 +273,7 @@ pub fn measure_tables(quick: bool) -> Tables {
     }
 
     Tables {
-        repeats,
-        specs,
-        shown,
-        conn_counts,
-        scenarios,
-        results,
-        syscalls,
-        instructions,
+        echo,
         tls_files: (ca, cert, key),
     }
 }
