@@ -1,0 +1,314 @@
+//! Tests of the TLS session ([`super`]): the handshake, records split
+//! and held, what an idle session keeps, and close_notify.
+
+use super::*;
+use std::collections::VecDeque;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// One direction of a socket, in memory: `WouldBlock` when empty, as a
+/// non-blocking socket says, never end of stream.
+#[derive(Default)]
+struct Pipe(VecDeque<u8>);
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.0.read(buf)
+    }
+}
+
+/// A server session and a rustls client that trusts its certificate.
+fn peers() -> (ServerSession, ClientConnection) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert: CertificateDer<'static> = params.self_signed(&key).unwrap().der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    (
+        ServerSession::new(Arc::new(server)).unwrap(),
+        ClientConnection::new(Arc::new(client), name).unwrap(),
+    )
+}
+
+/// A server that requires client certificates, and a client whose
+/// certificate is long (about 36 KB: 2,000 names), so that its
+/// Certificate message spans three records.
+fn peers_with_a_long_client_certificate() -> (ServerSession, ClientConnection) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap().der().clone();
+    let issuer = Issuer::new(ca, ca_key);
+    let names: Vec<String> = (0..2000).map(|i| format!("host-{i}.example")).collect();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap()
+        .der()
+        .clone();
+    assert!(client_cert.len() > 2 * MAX_RECORD - 4096);
+
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap()
+        .der()
+        .clone();
+    let mut roots = RootCertStore::empty();
+    roots.add(ca_cert).unwrap();
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert],
+            PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap();
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![client_cert],
+            PrivateKeyDer::Pkcs8(client_key.serialize_der().into()),
+        )
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    (
+        ServerSession::new(Arc::new(server)).unwrap(),
+        ClientConnection::new(Arc::new(client), name).unwrap(),
+    )
+}
+
+/// Everything the client has to send, as the server's socket input.
+fn from_client(client: &mut ClientConnection) -> Pipe {
+    let mut wire = Pipe::default();
+    let mut bytes = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut bytes).unwrap();
+    }
+    wire.0.extend(bytes);
+    wire
+}
+
+/// Everything the server has to send, handed to the client.
+fn to_client(server: &mut ServerSession, client: &mut ClientConnection) {
+    let mut bytes = Vec::new();
+    assert!(server.write_records(&mut bytes).unwrap());
+    let mut input = &bytes[..];
+    while !input.is_empty() {
+        client.read_tls(&mut input).unwrap();
+    }
+    client.process_new_packets().unwrap();
+}
+
+/// Runs the handshake to its end, and the tickets after it.
+fn handshake(server: &mut ServerSession, client: &mut ClientConnection, buf: &mut [u8]) {
+    for _ in 0..10 {
+        let mut wire = from_client(client);
+        while !wire.0.is_empty() {
+            match server.read_records(&mut wire, buf) {
+                Input::Read { plaintext: 0, .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        to_client(server, client);
+        if !server.is_handshaking() && !client.is_handshaking() && !client.wants_write() {
+            return;
+        }
+    }
+    panic!("the handshake did not finish");
+}
+
+#[test]
+fn an_idle_session_holds_no_buffer_after_the_handshake_and_an_echo() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    assert_eq!(server.state().protocol_version(), client.protocol_version());
+
+    client.writer().write_all(b"ping").unwrap();
+    let mut wire = from_client(&mut client);
+    match server.read_records(&mut wire, &mut buf) {
+        Input::Read { plaintext: 4, .. } => assert_eq!(&buf[..4], b"ping"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(server.encrypt(b"pong").unwrap(), 4);
+    assert!(server.wants_write());
+    to_client(&mut server, &mut client);
+    let mut got = [0u8; 4];
+    client.reader().read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"pong");
+
+    // Idle: the records are written and nothing was left half read.
+    assert!(!server.wants_write());
+    assert_eq!(server.incoming.capacity(), 0);
+    assert_eq!(server.outgoing.capacity(), 0);
+}
+
+#[test]
+fn a_record_split_across_reads_is_kept_until_whole_then_freed() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+
+    client.writer().write_all(&[7u8; 1000]).unwrap();
+    let mut wire = from_client(&mut client);
+    let record: Vec<u8> = wire.0.drain(..).collect();
+    // Its first bytes begin a record: an advance (the idle clock moves).
+    let mut first = Pipe(record[..300].iter().copied().collect());
+    match server.read_records(&mut first, &mut buf) {
+        Input::Read {
+            plaintext: 0,
+            advanced: true,
+            ..
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(server.incoming.len(), 300, "the record's start is kept");
+    // More of the same record: not an advance (a trickle).
+    let mut more = Pipe(record[300..600].iter().copied().collect());
+    match server.read_records(&mut more, &mut buf) {
+        Input::Read {
+            plaintext: 0,
+            advanced: false,
+            ..
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    // Its end completes it: an advance.
+    let mut rest = Pipe(record[600..].iter().copied().collect());
+    match server.read_records(&mut rest, &mut buf) {
+        Input::Read {
+            plaintext: 1000,
+            advanced: true,
+            ..
+        } => assert!(buf[..1000].iter().all(|&b| b == 7)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(server.incoming.capacity(), 0);
+}
+
+/// A read that ends inside a full-size record leaves most of it held;
+/// the next read, of small records, must still decrypt into the half
+/// of the buffer left for plaintext.
+#[test]
+fn a_held_record_and_many_small_ones_after_it_all_arrive() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    // Two full records, then forty of 1,000 bytes.
+    let mut sent = Vec::new();
+    let mut wire = Pipe::default();
+    let pieces = (0..2u8).map(|i| vec![i; 16 * 1024]);
+    for piece in pieces.chain((0..40u8).map(|i| vec![100 + i; 1000])) {
+        client.writer().write_all(&piece).unwrap();
+        sent.extend_from_slice(&piece);
+        wire.0.extend(from_client(&mut client).0);
+    }
+    let mut got = Vec::new();
+    loop {
+        match server.read_records(&mut wire, &mut buf) {
+            Input::Read { plaintext, .. } => got.extend_from_slice(&buf[..plaintext]),
+            Input::WouldBlock => break,
+            other => panic!("unexpected {other:?} after {} bytes", got.len()),
+        }
+    }
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "the plaintext differs");
+    assert_eq!(server.incoming.capacity(), 0);
+}
+
+/// A handshake message longer than half the read buffer (a long
+/// client certificate) is joined in `incoming`, then freed.
+#[test]
+fn a_client_certificate_longer_than_the_buffer_half_is_joined_then_freed() {
+    let (mut server, mut client) = peers_with_a_long_client_certificate();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    assert!(server.state().peer_certificates().is_some());
+    client.writer().write_all(b"ping").unwrap();
+    let mut wire = from_client(&mut client);
+    match server.read_records(&mut wire, &mut buf) {
+        Input::Read { plaintext: 4, .. } => assert_eq!(&buf[..4], b"ping"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(server.incoming.capacity(), 0);
+}
+
+/// Found by the `tls_session` fuzz target: records after the peer's
+/// close_notify, read with it, were kept in `incoming` (up to half the
+/// read buffer, 32 KiB) for as long as the connection lived. Nothing
+/// after close_notify is ever read, so nothing of it is held.
+#[test]
+fn what_follows_close_notify_is_not_held() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    client.send_close_notify();
+    let mut wire = from_client(&mut client);
+    // Records after it, as the fuzzer sent: 20 KB of them.
+    wire.0.extend(std::iter::repeat_n(0x17, 20 * 1024));
+    assert!(matches!(
+        server.read_records(&mut wire, &mut buf),
+        Input::Read { plaintext: 0, .. }
+    ));
+    assert!(server.ended());
+    assert_eq!(server.incoming.capacity(), 0, "held after close_notify");
+}
+
+#[test]
+fn close_notify_ends_the_input_and_garbage_is_refused_with_an_alert() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    client.send_close_notify();
+    let mut wire = from_client(&mut client);
+    assert!(matches!(
+        server.read_records(&mut wire, &mut buf),
+        Input::Read { plaintext: 0, .. }
+    ));
+    assert!(server.ended());
+
+    let (mut server, _) = peers();
+    let mut wire = Pipe(b"GET / HTTP/1.1\r\n\r\n".iter().copied().collect());
+    assert!(matches!(
+        server.read_records(&mut wire, &mut buf),
+        Input::Rejected(_)
+    ));
+    let mut alert = Vec::new();
+    assert!(server.write_records(&mut alert).unwrap());
+    assert_eq!(alert.first(), Some(&21), "an alert record: {alert:?}");
+}
