@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use super::{Connection, ReadOutcome, Stage, WriteOutcome, TLS_READS_PER_CALL};
 
+/// Bytes of the turn's budget one TLS record is charged, beyond its
+/// plaintext (`take_tls_work`).
+const RECORD_COST: usize = 512;
+
 impl Connection {
     /// Puts a TLS session under this connection, which starts in HANDSHAKE
     /// until `until`. `first` are bytes already read from the socket (after
@@ -73,6 +77,22 @@ impl Connection {
             Some(p) => format!("{version}, ALPN {}", String::from_utf8_lossy(p)),
             None => version,
         })
+    }
+
+    /// TLS: the work of the records read since the last call, in bytes
+    /// for the turn's budget, beyond the plaintext already counted. Most of
+    /// a record's cost is fixed (setting up its decryption, rustls's
+    /// bookkeeping), so a read of many tiny records costs far more than
+    /// its few bytes of plaintext say. Each is charged `RECORD_COST`, about
+    /// what decrypting that many bytes more costs: a peer that sends the
+    /// smallest records cannot buy a long turn with them. Zero on plain
+    /// TCP.
+    #[inline]
+    pub fn take_tls_work(&mut self) -> usize {
+        match self.tls.as_mut() {
+            Some(tls) => tls.take_records() as usize * RECORD_COST,
+            None => 0,
+        }
     }
 
     /// TLS: one batch of records from the socket, processed, until there is

@@ -71,6 +71,14 @@ impl Tally {
         }
     }
 
+    /// Work that moved no counted byte (a TLS record's decryption), in
+    /// bytes' worth: charged to the visit under way, not to the stats.
+    #[cfg(feature = "tls")]
+    #[inline]
+    pub(super) fn charge(&mut self, work: usize) {
+        self.moved += work;
+    }
+
     /// The bytes moved since the last call: what a visit moved.
     #[inline]
     pub(super) fn take_moved(&mut self) -> usize {

@@ -67,6 +67,15 @@ pub struct ServerSession {
     /// unallocated, once the socket has taken them.
     outgoing: Vec<u8>,
     sent: usize,
+    /// The last bytes of `incoming` that rustls has not been shown: whole
+    /// records a read brought beyond [`RECORDS_PER_READ`] (the backlog).
+    /// The next read takes them before the socket; until then, calls that
+    /// only show rustls what it has seen (`pump`) leave them out, or it
+    /// would process them there. Zero when there is none.
+    unseen: usize,
+    /// Records processed since [`take_records`](Self::take_records) last
+    /// asked: what a visit's reading cost, beyond its bytes.
+    records: u32,
     /// The peer's close_notify arrived, or its FIN.
     ended: bool,
     /// The name the ClientHello asked for (SNI), if it named one
@@ -78,6 +87,7 @@ impl std::fmt::Debug for ServerSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSession")
             .field("incoming", &self.incoming.len())
+            .field("unseen", &self.unseen)
             .field("outgoing", &(self.outgoing.len() - self.sent))
             .field("ended", &self.ended)
             .finish()
@@ -91,6 +101,8 @@ impl ServerSession {
             incoming: Vec::new(),
             outgoing: Vec::new(),
             sent: 0,
+            unseen: 0,
+            records: 0,
             ended: false,
             server_name: None,
         })
@@ -109,6 +121,13 @@ impl ServerSession {
     /// True while the handshake is unfinished.
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// The whole records read since the last call. A record's cost is
+    /// mostly fixed, so the loop charges a visit for these as well as for
+    /// its plaintext (`Connection::take_tls_work`).
+    pub fn take_records(&mut self) -> u32 {
+        std::mem::take(&mut self.records)
     }
 
     /// True if records are waiting for the socket.
@@ -156,9 +175,17 @@ impl ServerSession {
     /// the buffer and plaintext is never longer than the records it came in,
     /// so it always fits. `buf` must hold more than two of the largest
     /// records (2 x 18 KiB); the loop's holds 64 KiB.
+    ///
+    /// At most `RECORDS_PER_READ` (64) whole records are processed per call
+    /// once the handshake is done; the rest of what was read waits in
+    /// `incoming`, and the call says it did not drain the socket, so the
+    /// connection is visited again and the next call takes them first.
     pub fn read_records(&mut self, sock: &mut impl Read, buf: &mut [u8]) -> Input {
         debug_assert!(buf.len() > 2 * MAX_RECORD + 4096, "read buffer too small");
         let (plain, cipher) = buf.split_at_mut(buf.len() / 2);
+        if self.unseen > 0 {
+            return self.read_backlog(plain);
+        }
         let held = self.incoming.len();
         // What is held is the start of one record, except while a handshake
         // message split across records is being joined.
@@ -172,17 +199,72 @@ impl ServerSession {
         };
         let drained = held + got < cipher.len();
         let filled = &mut cipher[..held + got];
-        match self.process(filled, plain) {
+        match self.process_some(filled, plain) {
             Ok((used, plaintext)) => {
                 self.hold(&filled[used..]);
                 Input::Read {
                     plaintext,
-                    drained,
+                    drained: drained && self.unseen == 0,
                     advanced: used > 0 || held == 0,
                 }
             }
             Err(e) => Input::Rejected(self.reject(e)),
         }
+    }
+
+    /// [`read_records`](Self::read_records) while records an earlier read
+    /// brought are waiting: the next of them, without reading. Never says
+    /// the socket is drained: it was not looked at.
+    fn read_backlog(&mut self, plain: &mut [u8]) -> Input {
+        let mut input = std::mem::take(&mut self.incoming);
+        match self.process_some(&mut input, plain) {
+            Ok((used, plaintext)) => {
+                self.hold(&input[used..]);
+                Input::Read {
+                    plaintext,
+                    drained: false,
+                    advanced: used > 0,
+                }
+            }
+            Err(e) => Input::Rejected(self.reject(e)),
+        }
+    }
+
+    /// [`process`](Self::process) on at most the first [`RECORDS_PER_READ`]
+    /// whole records of `input`, once the handshake is done; sets `unseen`
+    /// if whole records are left over.
+    ///
+    /// Why a bound: a record's cost is mostly fixed (a decryption's set-up),
+    /// so half a read buffer of the smallest records (32 empty ones, then a
+    /// byte, over and over: all rustls allows) is some 1,500 of them, a
+    /// hundred times a data read's work. Bounded, such a read costs about
+    /// what one of full records does, and the rest waits its turn.
+    fn process_some(
+        &mut self,
+        input: &mut [u8],
+        plain: &mut [u8],
+    ) -> Result<(usize, usize), rustls::Error> {
+        let most = if self.conn.is_handshaking() {
+            usize::MAX
+        } else {
+            RECORDS_PER_READ
+        };
+        let (end, records) = records_end(input, most);
+        self.records = self.records.saturating_add(records);
+        let (mut used, mut plaintext) = self.process(&mut input[..end], plain)?;
+        if used == 0 && end < input.len() {
+            // Nothing could be let go: a handshake message (after the
+            // handshake, a KeyUpdate) split across more records than the
+            // bound is being joined. It is given everything there is.
+            (used, plaintext) = self.process(input, plain)?;
+            self.unseen = 0;
+        } else if !self.ended && holds_a_record(&input[end..]) {
+            self.unseen = input.len() - end;
+        } else {
+            // At most the start of a record: shown to rustls as such.
+            self.unseen = 0;
+        }
+        Ok((used, plaintext))
     }
 
     /// [`read_records`](Self::read_records) while a handshake message
@@ -342,6 +424,7 @@ impl ServerSession {
     /// After an error: the session is over; what it held is dropped.
     fn reject(&mut self, e: rustls::Error) -> rustls::Error {
         self.incoming = Vec::new();
+        self.unseen = 0;
         e
     }
 
@@ -350,10 +433,12 @@ impl ServerSession {
     /// may be sent now.
     fn pump(&mut self) -> bool {
         // rustls must be shown the input it has not discarded yet (the
-        // start of a record) on every call, even one that reads nothing.
+        // start of a record) on every call, even one that reads nothing;
+        // but not the backlog, which would be processed here.
         let mut held = std::mem::take(&mut self.incoming);
         let ready = loop {
-            let status = self.conn.process_tls_records(&mut held);
+            let seen = held.len() - self.unseen;
+            let status = self.conn.process_tls_records(&mut held[..seen]);
             let discard = status.discard;
             let step = match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
@@ -382,8 +467,12 @@ impl ServerSession {
         if plaintext.is_empty() || !self.pump() {
             return Ok(0);
         }
-        let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-            self.conn.process_tls_records(&mut self.incoming).state
+        // (As in `pump`: the backlog is not shown.)
+        let seen = self.incoming.len() - self.unseen;
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) = self
+            .conn
+            .process_tls_records(&mut self.incoming[..seen])
+            .state
         else {
             return Ok(0);
         };
@@ -409,8 +498,11 @@ impl ServerSession {
         if !self.pump() {
             return;
         }
-        if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-            self.conn.process_tls_records(&mut self.incoming).state
+        let seen = self.incoming.len() - self.unseen;
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = self
+            .conn
+            .process_tls_records(&mut self.incoming[..seen])
+            .state
         {
             grow_with(&mut self.outgoing, 64, |out| {
                 match traffic.queue_close_notify(out) {
@@ -491,6 +583,50 @@ const MAX_PLAINTEXT: usize = 16 * 1024;
 
 /// The largest record rustls accepts: header, 16 KiB and expansion.
 const MAX_RECORD: usize = 18 * 1024 + 5;
+
+/// Whole records one [`ServerSession::read_records`] call processes at
+/// most after the handshake. A read of full records holds two or three; a
+/// peer sending small records one at a time rarely sends more than a few
+/// between two reads; 64 records of the smallest kind cost about what a
+/// read of full ones does (`process_some`).
+const RECORDS_PER_READ: usize = 64;
+
+/// True if `input` begins with a whole record.
+fn holds_a_record(input: &[u8]) -> bool {
+    match input.get(..5) {
+        Some(header) => 5 + u16::from_be_bytes([header[3], header[4]]) as usize <= input.len(),
+        None => false,
+    }
+}
+
+/// The length of the first `most` whole records at the start of `input`
+/// (all of it if it holds no more), and how many whole records that is,
+/// read from their headers (type, version, a 2-byte length). A length no
+/// record can have (the peer broke the protocol, or `input` starts inside
+/// a handshake message being joined) ends the count there: rustls is
+/// given everything, and judges.
+fn records_end(input: &[u8], most: usize) -> (usize, u32) {
+    let (mut at, mut records) = (0, 0);
+    while (records as usize) < most {
+        let Some(header) = input.get(at..at + 5) else {
+            break;
+        };
+        let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+        if len > MAX_RECORD - 5 || at + 5 + len > input.len() {
+            break;
+        }
+        at += 5 + len;
+        records += 1;
+        if at == input.len() {
+            return (at, records);
+        }
+    }
+    if (records as usize) < most {
+        (input.len(), records)
+    } else {
+        (at, records)
+    }
+}
 
 /// How much plaintext one vectored write encrypts at most.
 const BATCH: usize = 64 * 1024;

@@ -1,5 +1,6 @@
 //! Tests of the TLS session ([`super`]): the handshake, records split
-//! and held, what an idle session keeps, and close_notify.
+//! and held, what an idle session keeps, the bound on records a read
+//! processes, and close_notify.
 
 use super::*;
 use std::collections::VecDeque;
@@ -23,6 +24,11 @@ impl Read for Pipe {
 
 /// A server session and a rustls client that trusts its certificate.
 fn peers() -> (ServerSession, ClientConnection) {
+    peers_with(|_| {})
+}
+
+/// [`peers`], with the client's configuration changed by `change`.
+fn peers_with(change: impl FnOnce(&mut ClientConfig)) -> (ServerSession, ClientConnection) {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     let cert: CertificateDer<'static> = params.self_signed(&key).unwrap().der().clone();
@@ -38,11 +44,12 @@ fn peers() -> (ServerSession, ClientConnection) {
         .unwrap();
     let mut roots = RootCertStore::empty();
     roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
+    let mut client = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    change(&mut client);
     let name = ServerName::try_from("localhost").unwrap();
     (
         ServerSession::new(Arc::new(server)).unwrap(),
@@ -311,4 +318,136 @@ fn close_notify_ends_the_input_and_garbage_is_refused_with_an_alert() {
     let mut alert = Vec::new();
     assert!(server.write_records(&mut alert).unwrap());
     assert_eq!(alert.first(), Some(&21), "an alert record: {alert:?}");
+}
+
+/// A client's sending keys, taken from it after the handshake, to seal
+/// records rustls would never send: empty ones.
+struct Sealer {
+    encrypter: Box<dyn rustls::crypto::cipher::MessageEncrypter>,
+    seq: u64,
+}
+
+impl Sealer {
+    fn take(client: ClientConnection) -> Sealer {
+        use rustls::{ConnectionTrafficSecrets, SupportedCipherSuite};
+        let Some(SupportedCipherSuite::Tls13(suite)) = client.negotiated_cipher_suite() else {
+            panic!("not TLS 1.3");
+        };
+        let (seq, secrets) = client.dangerous_extract_secrets().unwrap().tx;
+        let (key, iv) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key, iv),
+            _ => panic!("a cipher suite this test does not know"),
+        };
+        Sealer {
+            encrypter: suite.aead_alg.encrypter(key, iv),
+            seq,
+        }
+    }
+
+    /// One application-data record holding `payload`.
+    fn record(&mut self, payload: &[u8]) -> Vec<u8> {
+        use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
+        let plain = OutboundPlainMessage {
+            typ: rustls::ContentType::ApplicationData,
+            version: rustls::ProtocolVersion::TLSv1_2,
+            payload: OutboundChunks::Single(payload),
+        };
+        let sealed = self.encrypter.encrypt(plain, self.seq).unwrap();
+        self.seq += 1;
+        sealed.encode()
+    }
+}
+
+/// The sly flood of tests/adversarial/tls.rs, in memory: 32 empty records
+/// (all rustls allows in a row), then one byte, over and over. A read
+/// brings half the buffer of them, some 1,500; each call processes at most
+/// `RECORDS_PER_READ`, keeps the rest and says the socket was not drained,
+/// and the next calls take them before reading again. Every byte arrives,
+/// in order, and nothing is held at the end.
+#[test]
+fn a_read_of_the_smallest_records_is_processed_a_bounded_number_at_a_time() {
+    let (mut server, mut client) = peers_with(|c| c.enable_secret_extraction = true);
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    let mut sealer = Sealer::take(client);
+    let mut wire = Pipe::default();
+    let mut sent = Vec::new();
+    for i in 0..300u32 {
+        for _ in 0..32 {
+            wire.0.extend(sealer.record(&[]));
+        }
+        let byte = (i % 251) as u8;
+        wire.0.extend(sealer.record(&[byte]));
+        sent.push(byte);
+    }
+    let smallest = sealer.record(&[]).len();
+    let mut got = Vec::new();
+    let (mut calls, mut kept) = (0, 0);
+    loop {
+        let before = wire.0.len() + server.incoming.len();
+        let input = server.read_records(&mut wire, &mut buf);
+        calls += 1;
+        assert!(calls < 10_000, "no end");
+        let Input::Read {
+            plaintext, drained, ..
+        } = input
+        else {
+            assert!(matches!(input, Input::WouldBlock), "unexpected {input:?}");
+            break;
+        };
+        let processed = before - wire.0.len() - server.incoming.len();
+        assert!(
+            processed <= RECORDS_PER_READ * (smallest + 1),
+            "one call processed {processed} bytes: over {} records",
+            processed / smallest
+        );
+        if server.unseen > 0 {
+            kept += 1;
+            assert!(
+                !drained,
+                "records were kept, yet the socket was called drained"
+            );
+        }
+        got.extend_from_slice(&buf[..plaintext]);
+        // Echoed between reads, as the loop does: the backlog does not
+        // stand in the way (rustls is not shown it there).
+        let echo = buf[..plaintext].to_vec();
+        assert_eq!(server.encrypt(&echo).unwrap(), plaintext, "echo refused");
+    }
+    assert!(kept > 0, "no read brought more records than the bound");
+    assert!(got == sent, "the plaintext differs");
+    assert_eq!(server.incoming.capacity(), 0, "held after the flood");
+}
+
+/// Many small data records, a few bytes each (a client writing every
+/// keystroke as a record): more than the bound in one read, all of them
+/// delivered, in order.
+#[test]
+fn more_small_records_than_the_bound_all_arrive_in_order() {
+    let (mut server, mut client) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    let mut wire = Pipe::default();
+    let mut sent = Vec::new();
+    for i in 0..1000u32 {
+        let piece = format!("{i},");
+        client.writer().write_all(piece.as_bytes()).unwrap();
+        sent.extend_from_slice(piece.as_bytes());
+        wire.0.extend(from_client(&mut client).0);
+    }
+    let mut got = Vec::new();
+    let mut reads = 0;
+    loop {
+        match server.read_records(&mut wire, &mut buf) {
+            Input::Read { plaintext, .. } => got.extend_from_slice(&buf[..plaintext]),
+            Input::WouldBlock => break,
+            other => panic!("unexpected {other:?}"),
+        }
+        reads += 1;
+    }
+    assert!(reads >= 1000 / RECORDS_PER_READ, "{reads} calls");
+    assert!(got == sent, "the plaintext differs");
+    assert_eq!(server.incoming.capacity(), 0);
 }
