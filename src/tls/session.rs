@@ -199,7 +199,7 @@ impl ServerSession {
         };
         let drained = held + got < cipher.len();
         let filled = &mut cipher[..held + got];
-        match self.process_some(filled, plain) {
+        match self.process_some(filled, held, plain) {
             Ok((used, plaintext)) => {
                 self.hold(&filled[used..]);
                 Input::Read {
@@ -216,8 +216,9 @@ impl ServerSession {
     /// brought are waiting: the next of them, without reading. Never says
     /// the socket is drained: it was not looked at.
     fn read_backlog(&mut self, plain: &mut [u8]) -> Input {
+        let seen = self.incoming.len() - self.unseen;
         let mut input = std::mem::take(&mut self.incoming);
-        match self.process_some(&mut input, plain) {
+        match self.process_some(&mut input, seen, plain) {
             Ok((used, plaintext)) => {
                 self.hold(&input[used..]);
                 Input::Read {
@@ -239,9 +240,16 @@ impl ServerSession {
     /// byte, over and over: all rustls allows) is some 1,500 of them, a
     /// hundred times a data read's work. Bounded, such a read costs about
     /// what one of full records does, and the rest waits its turn.
+    ///
+    /// `seen` is how much of `input`'s start rustls was shown before. The
+    /// window never ends inside it: rustls may have processed all of it
+    /// without letting it go (a handshake message being joined, whose
+    /// records it has rewritten in place, so their headers no longer say
+    /// where records end), and it must be shown at least that much again.
     fn process_some(
         &mut self,
         input: &mut [u8],
+        seen: usize,
         plain: &mut [u8],
     ) -> Result<(usize, usize), rustls::Error> {
         let most = if self.conn.is_handshaking() {
@@ -250,6 +258,7 @@ impl ServerSession {
             RECORDS_PER_READ
         };
         let (end, records) = records_end(input, most);
+        let end = end.max(seen);
         self.records = self.records.saturating_add(records);
         let (mut used, mut plaintext) = self.process(&mut input[..end], plain)?;
         if used == 0 && end < input.len() {

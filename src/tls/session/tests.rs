@@ -348,9 +348,14 @@ impl Sealer {
 
     /// One application-data record holding `payload`.
     fn record(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.record_of(rustls::ContentType::ApplicationData, payload)
+    }
+
+    /// One record of type `typ` holding `payload`.
+    fn record_of(&mut self, typ: rustls::ContentType, payload: &[u8]) -> Vec<u8> {
         use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
         let plain = OutboundPlainMessage {
-            typ: rustls::ContentType::ApplicationData,
+            typ,
             version: rustls::ProtocolVersion::TLSv1_2,
             payload: OutboundChunks::Single(payload),
         };
@@ -450,4 +455,50 @@ fn more_small_records_than_the_bound_all_arrive_in_order() {
     assert!(reads >= 1000 / RECORDS_PER_READ, "{reads} calls");
     assert!(got == sent, "the plaintext differs");
     assert_eq!(server.incoming.capacity(), 0);
+}
+
+/// Found by the `tls_session` fuzz target: a handshake message split
+/// across more records than one call processes. rustls joins such a
+/// message in place, rewriting the records it has seen, and keeps them
+/// until the message is whole; when none of a window could be let go, the
+/// call showed it everything, and the next call, whose window counted
+/// only 64 records again, showed it less than it had seen: rustls indexed
+/// past the end of its input and panicked. (The count is read from the
+/// rewritten bytes: zeros in the message look like empty records.) Here a
+/// message of zeros a byte per record, its first 500 bytes in one read and
+/// the rest in the next: nothing panics, and the message, once whole (a
+/// KeyUpdate 1,000 bytes long, which cannot be), is refused.
+#[test]
+fn a_handshake_message_split_across_more_records_than_the_bound_is_joined_then_judged() {
+    let (mut server, mut client) = peers_with(|c| c.enable_secret_extraction = true);
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    let mut sealer = Sealer::take(client);
+    let mut message = vec![24, 0, 0x03, 0xe8];
+    message.resize(1004, 0);
+    let (first, rest) = message.split_at(500);
+    let mut wire = Pipe::default();
+    for byte in first {
+        wire.0
+            .extend(sealer.record_of(rustls::ContentType::Handshake, &[*byte]));
+    }
+    for _ in 0..1000 {
+        match server.read_records(&mut wire, &mut buf) {
+            Input::Read { plaintext: 0, .. } => {}
+            Input::WouldBlock => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for byte in rest {
+        wire.0
+            .extend(sealer.record_of(rustls::ContentType::Handshake, &[*byte]));
+    }
+    for _ in 0..1000 {
+        match server.read_records(&mut wire, &mut buf) {
+            Input::Read { plaintext: 0, .. } => {}
+            Input::Rejected(_) => return,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("a KeyUpdate of 1,000 bytes was not refused");
 }
