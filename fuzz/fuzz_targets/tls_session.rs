@@ -282,11 +282,13 @@ fn visit(server: &mut ServerSession, wire: &mut Wire, buf: &mut [u8], seen: &mut
             outcome = Visit::Ended;
             break;
         }
-        let (before, held_before) = (wire.read, held(server));
+        let (before, held_before, unseen_before) = (wire.read, held(server), unseen(server));
         match server.read_records(wire, buf) {
             Input::Read { plaintext, .. } => {
                 assert!(
-                    wire.read > before || held(server) < held_before || unseen(server) == 0,
+                    wire.read > before
+                        || held(server) < held_before
+                        || (unseen_before > 0 && unseen(server) == 0),
                     "a read reported input it did not take"
                 );
                 let most = if unseen(server) > 0 {

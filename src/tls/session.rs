@@ -252,39 +252,52 @@ impl ServerSession {
         seen: usize,
         plain: &mut [u8],
     ) -> Result<(usize, usize), rustls::Error> {
-        let most = if self.conn.is_handshaking() {
-            usize::MAX
-        } else {
+        let windowed = !self.conn.is_handshaking();
+        let most = if windowed {
             RECORDS_PER_READ
+        } else {
+            usize::MAX
         };
         let (end, records) = records_end(input, most);
         let end = end.max(seen);
         self.records = self.records.saturating_add(records);
-        let (mut used, mut plaintext) = self.process(&mut input[..end], plain)?;
-        if used == 0 && end < input.len() {
-            // Nothing could be let go: a handshake message (after the
-            // handshake, a KeyUpdate) split across more records than the
-            // bound is being joined. It is given everything there is.
-            (used, plaintext) = self.process(input, plain)?;
-            self.unseen = 0;
-        } else if !self.ended && holds_a_record(&input[end..]) {
-            self.unseen = input.len() - end;
+        let (used, plaintext) = self.process(&mut input[..end], plain)?;
+        // After the handshake the only handshake message a client sends is
+        // a KeyUpdate, five bytes. One that a whole window of records could
+        // not finish, or that holds more than a record's worth of input
+        // unfinished, is an attack on our memory (a byte per record, each
+        // padded to 16 KiB, would make rustls keep a gigabyte): refused.
+        // (What follows a close_notify is never read: `hold` drops it.)
+        let stuck = (used == 0 && end < input.len()) || end - used > MAX_RECORD;
+        if windowed && stuck && !self.ended {
+            return Err(rustls::Error::General(
+                "a handshake message split across too many records".into(),
+            ));
+        }
+        self.unseen = if !self.ended && holds_a_record(&input[end..]) {
+            input.len() - end
         } else {
             // At most the start of a record: shown to rustls as such.
-            self.unseen = 0;
-        }
+            0
+        };
         Ok((used, plaintext))
     }
 
     /// [`read_records`](Self::read_records) while a handshake message
     /// longer than a record (a long client certificate chain) is joined: it
-    /// grows in `incoming` instead, by a record's worth per read. Rare, and
-    /// rustls bounds it at 64 KiB. No application data can come before the
-    /// handshake's end, so the plaintext is at most what this read brought:
-    /// it fits.
+    /// grows in `incoming` instead, by a record's worth per read. Only
+    /// during the handshake (`process_some` refuses it after), and only up
+    /// to `MAX_JOINED`: rustls bounds the message at 64 KiB, but not the
+    /// records it comes in, which a peer may pad. No application data can
+    /// come before the handshake's end, so the plaintext is at most what
+    /// this read brought: it fits.
     fn read_big(&mut self, sock: &mut impl Read, plain: &mut [u8]) -> Input {
+        let held = self.incoming.len();
+        if held + MAX_RECORD > MAX_JOINED {
+            let e = rustls::Error::General("a handshake message held too long".into());
+            return Input::Rejected(self.reject(e));
+        }
         let mut input = std::mem::take(&mut self.incoming);
-        let held = input.len();
         input.resize(held + MAX_RECORD, 0);
         let got = match read_some(sock, &mut input[held..]) {
             Ok(n) => n,
@@ -295,6 +308,8 @@ impl ServerSession {
             }
         };
         input.truncate(held + got);
+        let (_, records) = records_end(&input, usize::MAX);
+        self.records = self.records.saturating_add(records);
         match self.process(&mut input, plain) {
             Ok((used, plaintext)) => {
                 self.hold(&input[used..]);
@@ -592,6 +607,11 @@ const MAX_PLAINTEXT: usize = 16 * 1024;
 
 /// The largest record rustls accepts: header, 16 KiB and expansion.
 const MAX_RECORD: usize = 18 * 1024 + 5;
+
+/// The most input a session holds while rustls joins a handshake message
+/// (`read_big`): the largest message rustls accepts, 64 KiB, in records of
+/// the largest size, with room for the start of the next.
+const MAX_JOINED: usize = 64 * 1024 + 2 * MAX_RECORD;
 
 /// Whole records one [`ServerSession::read_records`] call processes at
 /// most after the handshake. A read of full records holds two or three; a

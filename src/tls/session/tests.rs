@@ -351,6 +351,19 @@ impl Sealer {
         self.record_of(rustls::ContentType::ApplicationData, payload)
     }
 
+    /// One record of type `typ` holding `payload`, then `padding` zeros
+    /// (TLS 1.3 lets a record carry them after its inner type).
+    fn padded(&mut self, typ: rustls::ContentType, payload: &[u8], padding: usize) -> Vec<u8> {
+        // The encrypter appends the type it is given and no padding; so
+        // the real type and the zeros go in the payload, and the type it
+        // appends is a zero too: the reader strips every trailing zero and
+        // takes the last byte left as the type.
+        let mut inner = payload.to_vec();
+        inner.push(u8::from(typ));
+        inner.resize(inner.len() + padding, 0);
+        self.record_of(rustls::ContentType::Unknown(0), &inner)
+    }
+
     /// One record of type `typ` holding `payload`.
     fn record_of(&mut self, typ: rustls::ContentType, payload: &[u8]) -> Vec<u8> {
         use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
@@ -460,45 +473,106 @@ fn more_small_records_than_the_bound_all_arrive_in_order() {
 /// Found by the `tls_session` fuzz target: a handshake message split
 /// across more records than one call processes. rustls joins such a
 /// message in place, rewriting the records it has seen, and keeps them
-/// until the message is whole; when none of a window could be let go, the
-/// call showed it everything, and the next call, whose window counted
-/// only 64 records again, showed it less than it had seen: rustls indexed
-/// past the end of its input and panicked. (The count is read from the
-/// rewritten bytes: zeros in the message look like empty records.) Here a
-/// message of zeros a byte per record, its first 500 bytes in one read and
-/// the rest in the next: nothing panics, and the message, once whole (a
-/// KeyUpdate 1,000 bytes long, which cannot be), is refused.
+/// until the message is whole; a call that showed it less than it had
+/// seen (a window worked out from the rewritten bytes, where zeros look
+/// like empty records) made rustls index past the end of its input and
+/// panic. Such a message is now refused: after the handshake a client
+/// sends no handshake message but a 5-byte KeyUpdate, and one left
+/// unfinished by a whole window of records is an attack (a review showed
+/// one a byte per record, each padded to 16 KiB, holding megabytes). Here
+/// a message of zeros a byte per record: refused, nothing panics, nothing
+/// held.
 #[test]
-fn a_handshake_message_split_across_more_records_than_the_bound_is_joined_then_judged() {
+fn a_handshake_message_split_across_more_records_than_the_bound_is_refused() {
     let (mut server, mut client) = peers_with(|c| c.enable_secret_extraction = true);
     let mut buf = vec![0u8; 64 * 1024];
     handshake(&mut server, &mut client, &mut buf);
     let mut sealer = Sealer::take(client);
     let mut message = vec![24, 0, 0x03, 0xe8];
     message.resize(1004, 0);
-    let (first, rest) = message.split_at(500);
     let mut wire = Pipe::default();
-    for byte in first {
+    for byte in &message[..500] {
         wire.0
             .extend(sealer.record_of(rustls::ContentType::Handshake, &[*byte]));
     }
-    for _ in 0..1000 {
-        match server.read_records(&mut wire, &mut buf) {
-            Input::Read { plaintext: 0, .. } => {}
-            Input::WouldBlock => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    for byte in rest {
+    refused_within(&mut server, &mut wire, &mut buf, 10);
+}
+
+/// The review's attack: a KeyUpdate that says it is 64 KiB long, a byte
+/// per record, each record padded to 16 KiB. Refused once more than a
+/// record's worth of it is held, a few reads in.
+#[test]
+fn a_handshake_message_in_padded_records_is_refused_after_a_record() {
+    let (mut server, mut client) = peers_with(|c| c.enable_secret_extraction = true);
+    let mut buf = vec![0u8; 64 * 1024];
+    handshake(&mut server, &mut client, &mut buf);
+    let mut sealer = Sealer::take(client);
+    let mut wire = Pipe::default();
+    for byte in [24u8, 0, 0xff, 0xff].into_iter().chain([0; 16]) {
+        let mut padded = vec![0u8; 16 * 1024];
+        padded[0] = byte;
+        // Padding is zeros after the inner content type: sealed as one
+        // record whose content is the byte and whose padding is the rest.
         wire.0
-            .extend(sealer.record_of(rustls::ContentType::Handshake, &[*byte]));
+            .extend(sealer.padded(rustls::ContentType::Handshake, &padded[..1], 16 * 1024 - 2));
     }
-    for _ in 0..1000 {
+    refused_within(&mut server, &mut wire, &mut buf, 4);
+}
+
+/// Before the handshake: a ClientHello that says it is 60,000 bytes long,
+/// a byte per plaintext record (six bytes each). rustls joins it; the
+/// session holds at most `MAX_JOINED` of input meanwhile, then refuses.
+#[test]
+fn a_client_hello_in_tiny_records_is_refused_past_the_bound() {
+    let (mut server, _) = peers();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut wire = Pipe::default();
+    let length = 60_000u32.to_be_bytes();
+    for byte in [1u8, length[1], length[2], length[3]]
+        .into_iter()
+        .chain([0; 30_000])
+    {
+        wire.0.extend([22, 3, 1, 0, 1, byte]);
+    }
+    for _ in 0..50 {
         match server.read_records(&mut wire, &mut buf) {
-            Input::Read { plaintext: 0, .. } => {}
-            Input::Rejected(_) => return,
+            Input::Read { .. } => {
+                assert!(
+                    server.incoming.len() <= MAX_JOINED,
+                    "{} held",
+                    server.incoming.len()
+                )
+            }
+            Input::Rejected(e) => {
+                assert!(e.to_string().contains("held too long"), "refused for {e}");
+                assert_eq!(server.incoming.capacity(), 0, "held after refusing");
+                return;
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
-    panic!("a KeyUpdate of 1,000 bytes was not refused");
+    panic!("a ClientHello of 60,000 one-byte records was not refused");
+}
+
+/// Reads until the session refuses the input as a message split across
+/// too many records, at most `reads` times; nothing may be held after.
+fn refused_within(server: &mut ServerSession, wire: &mut Pipe, buf: &mut [u8], reads: usize) {
+    for _ in 0..reads {
+        match server.read_records(wire, buf) {
+            Input::Read { plaintext: 0, .. } => {}
+            Input::Rejected(e) => {
+                assert!(
+                    e.to_string().contains("too many records"),
+                    "refused for {e}"
+                );
+                assert_eq!(server.incoming.capacity(), 0, "held after refusing");
+                return;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!(
+        "not refused within {reads} reads: {} held",
+        server.incoming.len()
+    );
 }
