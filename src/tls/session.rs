@@ -274,12 +274,10 @@ impl ServerSession {
                 "a handshake message split across too many records".into(),
             ));
         }
-        self.unseen = if !self.ended && holds_a_record(&input[end..]) {
-            input.len() - end
-        } else {
-            // At most the start of a record: shown to rustls as such.
-            0
-        };
+        // Whatever the window left, even the start of a record only: rustls
+        // has not been shown it, and must not be outside a read (it judges a
+        // record's header before the record is whole).
+        self.unseen = if self.ended { 0 } else { input.len() - end };
         Ok((used, plaintext))
     }
 
@@ -619,14 +617,6 @@ const MAX_JOINED: usize = 64 * 1024 + 2 * MAX_RECORD;
 /// between two reads; 64 records of the smallest kind cost about what a
 /// read of full ones does (`process_some`).
 const RECORDS_PER_READ: usize = 64;
-
-/// True if `input` begins with a whole record.
-fn holds_a_record(input: &[u8]) -> bool {
-    match input.get(..5) {
-        Some(header) => 5 + u16::from_be_bytes([header[3], header[4]]) as usize <= input.len(),
-        None => false,
-    }
-}
 
 /// The length of the first `most` whole records at the start of `input`
 /// (all of it if it holds no more), and how many whole records that is,
