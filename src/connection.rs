@@ -224,6 +224,9 @@ pub struct Connection {
     /// or the relay's deferred senders; `event_loop/visit.rs`), so that it
     /// is never queued, or served from an event, twice.
     pub queued: bool,
+    /// Visits in a row that ended with input still waiting and put it back
+    /// at the front of the ready queue (`event_loop/visit.rs::carry`).
+    pub carried: u8,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]
     notify_sent: bool,
@@ -262,6 +265,7 @@ impl Connection {
             unproven: false,
             holds_slot: false,
             queued: false,
+            carried: 0,
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
