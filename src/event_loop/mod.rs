@@ -75,7 +75,8 @@ pub struct Server {
     scratch: Box<[u8]>,
     /// What the protocol wrote for the connection being served.
     staging: Vec<u8>,
-    /// Connections with work left, served round-robin, one visit each.
+    /// Connections with work left, served in turn, one visit each (a
+    /// stream is served a few visits in a row: `visit.rs::carry`).
     ready: VecDeque<Token>,
     /// Connections whose event came after the turn's budget was spent, in
     /// the order of their events: served before the ready queue
@@ -308,6 +309,7 @@ fn step_ctx<'a>(
 fn enqueue(queue: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
     if !conn.queued {
         conn.queued = true;
+        conn.carried = 0;
         queue.push_back(token);
     }
 }

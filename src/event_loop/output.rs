@@ -109,10 +109,8 @@ impl Server {
         if matches!(conn.stage(), Stage::Open)
             && conn.apply_backpressure(self.opts.write_limit)
             && conn.wants_read()
-            && !conn.queued
         {
-            conn.queued = true;
-            self.ready.push_back(token);
+            enqueue(&mut self.ready, token, conn);
         }
         let conn = if matches!(conn.stage(), Stage::Flushing { .. }) && conn.all_sent() {
             self.finish_writing(token, now);

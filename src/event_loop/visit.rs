@@ -4,7 +4,8 @@
 //! send its answer at once, write what is owed (within a share), let a
 //! producing protocol generate more, then settle: the stage moves on, the
 //! interest is made to match, the timer is armed. A connection with work
-//! left goes to the back of the ready queue.
+//! left goes to the back of the ready queue; one whose reads ended with
+//! input still waiting, to its front for a few visits (`carry`).
 //!
 //! Bytes are counted in one place (`Tally::count`, `report.rs`): the stats,
 //! the access log and the turn's budget all learn from it, and a visit
@@ -35,17 +36,18 @@ pub(super) const SCRATCH_SIZE: usize = 64 * 1024;
 /// 23"). A turn ends once it has moved `TURN_BUDGET`, so it lasts at most
 /// that plus one visit.
 const READS_PER_VISIT: usize = 3;
-/// Visits in a row a connection still holding input after its reads gets
-/// at the front of the ready queue, after the turn's events and `fresh`
-/// (`Server::carry`), before it goes to the back: a stream is read on,
-/// about a megabyte at a time, while turns stay as short as before. Its
-/// peer then finds more to do each time it wakes, as a runtime that runs
-/// a task until its socket would block lets it, and wakes less often: in
-/// issue 23's probes, 50 bulk streams beside an interactive client moved
-/// 8 to 20% more (0.93 to 1.01 times tokio current-thread's MB/s on a
-/// quiet core, 0.76 to 0.95 on a shared one), with the same p99, and
-/// streaming at 100 connections cost about a tenth less CPU per MB
-/// (docs/benchmarks.md).
+/// Times a connection still holding input after its reads is put back at
+/// the front of the ready queue (`Server::carry`) before it goes to the
+/// back: a stream is read on, about a megabyte at a time, while turns stay
+/// as short as before (the turn's events and `fresh` still come first).
+/// Its peer then finds more to do each time it wakes, as a runtime that
+/// runs a task until its socket would block lets it, and wakes less often:
+/// in issue 23's probes, 50 bulk streams beside an interactive client
+/// moved 8 to 20% more, at the same p99 (a higher p999 on a shared core),
+/// and streaming at 100 connections cost about a tenth less CPU per MB
+/// (docs/benchmarks.md, "Issue 23, continued"). The price: a connection
+/// in the ready queue waits up to five visits for each one ahead of it,
+/// not one.
 const CARRY: u8 = 4;
 /// Bytes one visit may send with `sendfile` (`sendfile.rs`), at most. A
 /// byte sent that way costs about a third of the CPU of one read and
@@ -111,9 +113,9 @@ impl Server {
 
     /// Serves the connections whose events an earlier turn had no budget
     /// for (`fresh`), then the ready queue, one visit each (a connection
-    /// with work left goes to the back of the ready queue), until both are
-    /// empty or the turn's budget is spent; what is left waits for the next
-    /// turn.
+    /// with work left goes to the back of the ready queue, or to its front
+    /// if `carry` says so), until both are empty or the turn's budget is
+    /// spent; what is left waits for the next turn.
     pub(super) fn serve_ready(&mut self, now: Instant) {
         // Passed over again, unless `next_ready` takes from it this turn.
         if !self.ready.is_empty() {
@@ -379,17 +381,19 @@ impl Server {
 
     /// A connection whose visit ended with input still waiting: at the
     /// front of the ready queue, so that its next visit comes next (after
-    /// the turn's events and `fresh`), `CARRY` times in a row; then at the
-    /// back, behind the others.
-    fn carry(&mut self, token: Token) {
+    /// the turn's events and `fresh`), `CARRY` times since it last went to
+    /// the back; then at the back, behind the others (`enqueue` starts its
+    /// count again). Never while others wait in `fresh`, or while the ready
+    /// queue is being passed over for them (`READY_PATIENCE`): then the
+    /// ready queue's order is all that protects those who wait in it.
+    pub(super) fn carry(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         if conn.queued {
             return;
         }
-        if conn.carried >= CARRY {
-            conn.carried = 0;
+        if conn.carried >= CARRY || !self.fresh.is_empty() || self.ready_passed_over > 0 {
             enqueue(&mut self.ready, token, conn);
             return;
         }
@@ -426,5 +430,86 @@ impl Server {
                 conn.set_stage(Stage::HalfClosed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::super::{Parts, Server};
+    use super::CARRY;
+    use crate::config::ServerOptions;
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::Sessions;
+    use crate::protocol::Limits;
+
+    /// An echo server with `n` clients accepted; their tokens.
+    fn server_with(n: usize) -> (Server, Vec<TcpStream>, Vec<mio::Token>) {
+        let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let parts = Parts::open(listener).unwrap();
+        let addr = parts.local_addr();
+        let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
+        let mut server = Server::new(parts, ServerOptions::default(), protocol);
+        let clients: Vec<_> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.conns.len() < n && Instant::now() < deadline {
+            server.accept(Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let tokens = server.conns.tokens();
+        assert_eq!(tokens.len(), n);
+        (server, clients, tokens)
+    }
+
+    /// Takes the ready queue's first connection, as `serve_ready` does
+    /// before a visit.
+    fn take(server: &mut Server) -> mio::Token {
+        let token = server.next_ready().expect("a connection is ready");
+        server.conns.get_mut(token).unwrap().queued = false;
+        token
+    }
+
+    /// A stream whose reads keep ending with input waiting is served
+    /// `CARRY + 1` visits in a row, then waits behind the others; then it
+    /// may be carried again. Each connection is in the queue once.
+    #[test]
+    fn a_stream_is_carried_a_few_visits_then_waits_its_turn() {
+        let (mut server, _clients, t) = server_with(3);
+        let (a, b, c) = (t[0], t[1], t[2]);
+        server.enqueue(a);
+        server.enqueue(b);
+        server.enqueue(c);
+        let mut order = Vec::new();
+        for _ in 0..8 {
+            let token = take(&mut server);
+            order.push(token);
+            server.carry(token);
+            assert_eq!(server.ready.len(), 3, "queued once each");
+        }
+        let visits = CARRY as usize + 1;
+        assert!(order[..visits].iter().all(|&x| x == a), "{order:?}");
+        assert_eq!(order[visits], b, "{order:?}");
+        assert_eq!(order[visits + 1], b, "b is carried in its turn: {order:?}");
+        assert_eq!(server.ready.back(), Some(&a), "a waits behind them");
+    }
+
+    /// While others wait in `fresh`, or the ready queue is passed over for
+    /// them, nobody is carried: the ready queue keeps its order.
+    #[test]
+    fn nobody_is_carried_past_those_waiting_in_fresh() {
+        let (mut server, _clients, t) = server_with(3);
+        let (a, b, c) = (t[0], t[1], t[2]);
+        server.enqueue(b);
+        let conn = server.conns.get_mut(c).unwrap();
+        super::super::enqueue(&mut server.fresh, c, conn);
+        server.carry(a);
+        assert_eq!(server.ready.iter().copied().collect::<Vec<_>>(), [b, a]);
+        let token = take(&mut server);
+        assert_eq!(token, c, "fresh first");
+        server.ready_passed_over = 1;
+        server.carry(c);
+        assert_eq!(server.ready.iter().copied().collect::<Vec<_>>(), [b, a, c]);
     }
 }

@@ -5,8 +5,11 @@
 //!
 //! The floods and the loop's bound. A record that carries no plaintext (an
 //! empty one, a KeyUpdate) makes `Connection::read_tls` read on, at most
-//! four socket reads per visit (`TLS_READS_PER_CALL`, src/connection/tls.rs);
-//! then the connection goes to the back of the ready queue. rustls itself
+//! four socket reads per visit (`TLS_READS_PER_CALL`, src/connection/tls.rs),
+//! and at most 64 records a read, each charged to the turn's budget
+//! (src/tls/session.rs); then the connection goes back to the ready queue
+//! (to its front a few times: `carry` in src/event_loop/visit.rs), behind
+//! the turn's events. rustls itself
 //! refuses a peer's 33rd empty record in a row, and its 33rd key update
 //! with no application data between; so the worst a peer can do is 32 of
 //! either, then one byte of data, for ever: that one is kept to its share,
