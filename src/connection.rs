@@ -435,12 +435,19 @@ impl Connection {
     /// TLS, ciphertext that completes a record or begins a new one does
     /// (plaintext or not), but more bytes of a record begun earlier do not:
     /// a record must complete within the idle timeout of its first byte.
+    ///
+    /// `work` is the visit's count of bytes moved: over TLS the records
+    /// read are added to it at their cost (`read_tls`), so that the turn is
+    /// charged for them; plain TCP's bytes are counted by the caller, and
+    /// its reads never touch it (the parameter costs them nothing).
     #[inline(always)]
-    pub fn read(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
+    pub fn read(&mut self, buf: &mut [u8], work: &mut usize, now: Instant) -> ReadOutcome {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
-            return self.read_tls(buf, now);
+            return self.read_tls(buf, work, now);
         }
+        #[cfg(not(feature = "tls"))]
+        let _ = work;
         loop {
             return match crate::sys::recv(self.stream.as_raw_fd(), buf) {
                 Ok(0) => {
@@ -823,7 +830,7 @@ mod tests {
         // Wait for the bytes to cross loopback.
         let deadline = Instant::now() + Duration::from_secs(5);
         let n = loop {
-            match c.read(&mut buf, Instant::now()) {
+            match c.read(&mut buf, &mut 0, Instant::now()) {
                 ReadOutcome::Data(n) => break n,
                 ReadOutcome::Drained if Instant::now() < deadline => {
                     c.on_event(true, false, false);
@@ -838,7 +845,7 @@ mod tests {
         c.on_event(true, true, false);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match c.read(&mut buf, Instant::now()) {
+            match c.read(&mut buf, &mut 0, Instant::now()) {
                 ReadOutcome::Eof => break,
                 ReadOutcome::Drained if Instant::now() < deadline => {
                     c.on_event(true, true, false);

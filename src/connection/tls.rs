@@ -9,7 +9,11 @@ use std::time::Instant;
 use super::{Connection, ReadOutcome, Stage, WriteOutcome, TLS_READS_PER_CALL};
 
 /// Bytes of the turn's budget one TLS record is charged, beyond its
-/// plaintext (`take_tls_work`).
+/// plaintext (`read_tls`). Most of a record's cost is fixed (setting up
+/// its decryption, rustls's bookkeeping), so a read of many tiny records
+/// costs far more than its few bytes of plaintext say; this is about what
+/// decrypting that many bytes more costs: a peer that sends the smallest
+/// records cannot buy a long turn with them.
 const RECORD_COST: usize = 512;
 
 impl Connection {
@@ -79,22 +83,6 @@ impl Connection {
         })
     }
 
-    /// TLS: the work of the records read since the last call, in bytes
-    /// for the turn's budget, beyond the plaintext already counted. Most of
-    /// a record's cost is fixed (setting up its decryption, rustls's
-    /// bookkeeping), so a read of many tiny records costs far more than
-    /// its few bytes of plaintext say. Each is charged `RECORD_COST`, about
-    /// what decrypting that many bytes more costs: a peer that sends the
-    /// smallest records cannot buy a long turn with them. Zero on plain
-    /// TCP.
-    #[inline]
-    pub fn take_tls_work(&mut self) -> usize {
-        match self.tls.as_mut() {
-            Some(tls) => tls.take_records() as usize * RECORD_COST,
-            None => 0,
-        }
-    }
-
     /// TLS: one batch of records from the socket, processed, until there is
     /// plaintext, the socket is drained, or the peer is done. The short-read
     /// rule applies to the socket reads (`Input::Read { drained }`), with
@@ -103,7 +91,12 @@ impl Connection {
     /// `buf` is the loop's shared read buffer: the session reads ciphertext
     /// into its back half and leaves the plaintext at its front
     /// (`tls/session.rs`), so `Data(n)` means `buf[..n]`, as on plain TCP.
-    pub(super) fn read_tls(&mut self, buf: &mut [u8], now: Instant) -> ReadOutcome {
+    pub(super) fn read_tls(
+        &mut self,
+        buf: &mut [u8],
+        work: &mut usize,
+        now: Instant,
+    ) -> ReadOutcome {
         use crate::tls::Input;
         let Some(tls) = self.tls.as_mut() else {
             return ReadOutcome::Drained;
@@ -123,7 +116,10 @@ impl Connection {
             if !self.read_ready {
                 return ReadOutcome::Drained;
             }
-            match tls.read_records(&mut self.stream, buf) {
+            let input = tls.read_records(&mut self.stream, buf);
+            // Each record read, charged to the turn (`RECORD_COST`).
+            *work += tls.take_records() as usize * RECORD_COST;
+            match input {
                 Input::Read {
                     plaintext,
                     drained,

@@ -239,7 +239,7 @@ impl Server {
         let (Some(gate), Stage::Header { until }) = (self.gate.as_mut(), conn.stage()) else {
             return;
         };
-        let outcome = conn.read(&mut self.scratch, now);
+        let outcome = conn.read(&mut self.scratch, self.tally.work(), now);
         let n = match outcome {
             ReadOutcome::Data(n) => n,
             ReadOutcome::Drained => return,

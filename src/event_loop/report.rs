@@ -71,12 +71,12 @@ impl Tally {
         }
     }
 
-    /// Work that moved no counted byte (a TLS record's decryption), in
-    /// bytes' worth: charged to the visit under way, not to the stats.
-    #[cfg(feature = "tls")]
+    /// The visit's count of bytes moved, for a read to add work that moved
+    /// no counted byte (a TLS record's decryption, `Connection::read`):
+    /// charged to the visit under way, not to the stats.
     #[inline]
-    pub(super) fn charge(&mut self, work: usize) {
-        self.moved += work;
+    pub(super) fn work(&mut self) -> &mut usize {
+        &mut self.moved
     }
 
     /// The bytes moved since the last call: what a visit moved.

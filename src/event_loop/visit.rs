@@ -287,11 +287,9 @@ impl Server {
                 }
                 return Owed::Maybe;
             }
-            let outcome = conn.read(&mut self.scratch, now);
-            // Over TLS, its records' cost too: a read of many small ones
-            // costs far more than its plaintext says.
-            #[cfg(feature = "tls")]
-            self.tally.charge(conn.take_tls_work());
+            // (Over TLS, the records' cost is charged to the turn too: a
+            // read of many small ones costs far more than its plaintext.)
+            let outcome = conn.read(&mut self.scratch, self.tally.work(), now);
             // Its first byte of its own (of a TLS handshake, too): a
             // client, not a health check. One test once it is known.
             if conn.unproven && (matches!(outcome, ReadOutcome::Data(_)) || conn.tls_heard()) {

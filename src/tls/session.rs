@@ -125,7 +125,7 @@ impl ServerSession {
 
     /// The whole records read since the last call. A record's cost is
     /// mostly fixed, so the loop charges a visit for these as well as for
-    /// its plaintext (`Connection::take_tls_work`).
+    /// its plaintext (`Connection::read_tls`).
     pub fn take_records(&mut self) -> u32 {
         std::mem::take(&mut self.records)
     }
