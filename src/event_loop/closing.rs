@@ -502,35 +502,19 @@ fn mark_closing(limit: &mut Limit, conn: &mut Connection, reason: CloseReason, b
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
-    use super::super::{Parts, Server};
+    use super::super::echo_server_with;
     use super::CLOSE_GRACE;
-    use crate::config::ServerOptions;
     use crate::connection::Stage;
-    use crate::protocol::echo::Echo;
-    use crate::protocol::seam::Sessions;
-    use crate::protocol::{CloseReason, Limits};
+    use crate::protocol::CloseReason;
 
     /// Issue 20, item 4: a failed TLS session's linger ends by its flush's
     /// bound (`ALERT_GRACE` from the failure); any other close lingers up
     /// to `CLOSE_GRACE` from the end of its flush.
     #[test]
     fn after_a_tls_failure_the_linger_keeps_the_alerts_bound() {
-        let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
-        let parts = Parts::open(listener).unwrap();
-        let addr = parts.local_addr();
-        let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
-        let mut server = Server::new(parts, ServerOptions::default(), protocol);
-        let _clients: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while server.conns.len() < 2 && Instant::now() < deadline {
-            server.accept(Instant::now());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let tokens = server.conns.tokens();
-        assert_eq!(tokens.len(), 2);
+        let (mut server, _clients, tokens) = echo_server_with(2);
         let t0 = Instant::now();
         let bound = t0 + Duration::from_millis(300);
         let flushed = t0 + Duration::from_millis(100);

@@ -322,3 +322,29 @@ fn peer_name(gate: Option<&Gate>, token: Token, conn: &Connection) -> String {
         None => conn.peer(),
     }
 }
+
+/// For the loop's unit tests: an echo server on loopback with `n` clients
+/// connected and accepted (within 5 s); the clients, and the tokens of
+/// their connections.
+#[cfg(test)]
+fn echo_server_with(n: usize) -> (Server, Vec<std::net::TcpStream>, Vec<Token>) {
+    use crate::protocol::echo::Echo;
+    use crate::protocol::seam::Sessions;
+    use crate::protocol::Limits;
+    let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let parts = Parts::open(listener).unwrap();
+    let addr = parts.local_addr();
+    let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
+    let mut server = Server::new(parts, ServerOptions::default(), protocol);
+    let clients: Vec<_> = (0..n)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.conns.len() < n && Instant::now() < deadline {
+        server.accept(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let tokens = server.conns.tokens();
+    assert_eq!(tokens.len(), n, "clients accepted");
+    (server, clients, tokens)
+}

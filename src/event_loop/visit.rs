@@ -43,8 +43,9 @@ const READS_PER_VISIT: usize = 3;
 /// Its peer then finds more to do each time it wakes, as a runtime that
 /// runs a task until its socket would block lets it, and wakes less often:
 /// in issue 23's probes, 50 bulk streams beside an interactive client
-/// moved 8 to 20% more, at the same p99 (a higher p999 on a shared core),
-/// and streaming at 100 connections cost about a tenth less CPU per MB
+/// moved about 10% more on a quiet core and 20 to 25% more on a shared
+/// one, at the same p99 (a higher p999 on a shared core), and streaming
+/// at 100 connections cost about a tenth less CPU per MB
 /// (docs/benchmarks.md, "Issue 23, continued"). The price: a connection
 /// in the ready queue waits up to five visits for each one ahead of it,
 /// not one.
@@ -433,33 +434,8 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpStream;
-    use std::time::{Duration, Instant};
-
-    use super::super::{Parts, Server};
+    use super::super::{echo_server_with as server_with, Server};
     use super::CARRY;
-    use crate::config::ServerOptions;
-    use crate::protocol::echo::Echo;
-    use crate::protocol::seam::Sessions;
-    use crate::protocol::Limits;
-
-    /// An echo server with `n` clients accepted; their tokens.
-    fn server_with(n: usize) -> (Server, Vec<TcpStream>, Vec<mio::Token>) {
-        let listener = crate::sys::listen("127.0.0.1:0".parse().unwrap()).unwrap();
-        let parts = Parts::open(listener).unwrap();
-        let addr = parts.local_addr();
-        let protocol = Sessions::boxed(Echo::new(None, None, Limits::lines(64)));
-        let mut server = Server::new(parts, ServerOptions::default(), protocol);
-        let clients: Vec<_> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while server.conns.len() < n && Instant::now() < deadline {
-            server.accept(Instant::now());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let tokens = server.conns.tokens();
-        assert_eq!(tokens.len(), n);
-        (server, clients, tokens)
-    }
 
     /// Takes the ready queue's first connection, as `serve_ready` does
     /// before a visit.

@@ -67,11 +67,12 @@ pub struct ServerSession {
     /// unallocated, once the socket has taken them.
     outgoing: Vec<u8>,
     sent: usize,
-    /// The last bytes of `incoming` that rustls has not been shown: whole
-    /// records a read brought beyond [`RECORDS_PER_READ`] (the backlog).
-    /// The next read takes them before the socket; until then, calls that
-    /// only show rustls what it has seen (`pump`) leave them out, or it
-    /// would process them there. Zero when there is none.
+    /// The last bytes of `incoming` that rustls has not been shown: what a
+    /// read brought beyond its [`RECORDS_PER_READ`] records (the backlog,
+    /// whole records or only a record's start). The next read takes them
+    /// before the socket; until then, calls that only show rustls what it
+    /// has seen (`seen`: `pump`, `encrypt`) leave them out, or it would
+    /// process them there. Zero when there is none.
     unseen: usize,
     /// Records processed since [`take_records`](Self::take_records) last
     /// asked: what a visit's reading cost, beyond its bytes.
@@ -216,7 +217,7 @@ impl ServerSession {
     /// brought are waiting: the next of them, without reading. Never says
     /// the socket is drained: it was not looked at.
     fn read_backlog(&mut self, plain: &mut [u8]) -> Input {
-        let seen = self.incoming.len() - self.unseen;
+        let seen = seen(&self.incoming, self.unseen);
         let mut input = std::mem::take(&mut self.incoming);
         match self.process_some(&mut input, seen, plain) {
             Ok((used, plaintext)) => {
@@ -233,7 +234,7 @@ impl ServerSession {
 
     /// [`process`](Self::process) on at most the first [`RECORDS_PER_READ`]
     /// whole records of `input`, once the handshake is done; sets `unseen`
-    /// if whole records are left over.
+    /// to what is left over.
     ///
     /// Why a bound: a record's cost is mostly fixed (a decryption's set-up),
     /// so half a read buffer of the smallest records (32 empty ones, then a
@@ -459,7 +460,7 @@ impl ServerSession {
         // but not the backlog, which would be processed here.
         let mut held = std::mem::take(&mut self.incoming);
         let ready = loop {
-            let seen = held.len() - self.unseen;
+            let seen = seen(&held, self.unseen);
             let status = self.conn.process_tls_records(&mut held[..seen]);
             let discard = status.discard;
             let step = match status.state {
@@ -490,7 +491,7 @@ impl ServerSession {
             return Ok(0);
         }
         // (As in `pump`: the backlog is not shown.)
-        let seen = self.incoming.len() - self.unseen;
+        let seen = seen(&self.incoming, self.unseen);
         let Ok(ConnectionState::WriteTraffic(mut traffic)) = self
             .conn
             .process_tls_records(&mut self.incoming[..seen])
@@ -520,7 +521,7 @@ impl ServerSession {
         if !self.pump() {
             return;
         }
-        let seen = self.incoming.len() - self.unseen;
+        let seen = seen(&self.incoming, self.unseen);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = self
             .conn
             .process_tls_records(&mut self.incoming[..seen])
@@ -617,6 +618,12 @@ const MAX_JOINED: usize = 64 * 1024 + 2 * MAX_RECORD;
 /// between two reads; 64 records of the smallest kind cost about what a
 /// read of full ones does (`process_some`).
 const RECORDS_PER_READ: usize = 64;
+
+/// How much of `held` (a session's `incoming`) rustls has been shown: all
+/// but its last `unseen` bytes, the backlog.
+fn seen(held: &[u8], unseen: usize) -> usize {
+    held.len() - unseen
+}
 
 /// The length of the first `most` whole records at the start of `input`
 /// (all of it if it holds no more), and how many whole records that is,

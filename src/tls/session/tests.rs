@@ -141,6 +141,24 @@ fn to_client(server: &mut ServerSession, client: &mut ClientConnection) {
     client.process_new_packets().unwrap();
 }
 
+/// Reads until the wire has nothing more: the plaintext, and how many
+/// reads brought some input.
+fn read_until_drained(
+    server: &mut ServerSession,
+    wire: &mut Pipe,
+    buf: &mut [u8],
+) -> (Vec<u8>, usize) {
+    let (mut got, mut reads) = (Vec::new(), 0);
+    loop {
+        match server.read_records(wire, buf) {
+            Input::Read { plaintext, .. } => got.extend_from_slice(&buf[..plaintext]),
+            Input::WouldBlock => return (got, reads),
+            other => panic!("unexpected {other:?} after {} bytes", got.len()),
+        }
+        reads += 1;
+    }
+}
+
 /// Runs the handshake to its end, and the tickets after it.
 fn handshake(server: &mut ServerSession, client: &mut ClientConnection, buf: &mut [u8]) {
     for _ in 0..10 {
@@ -245,14 +263,7 @@ fn a_held_record_and_many_small_ones_after_it_all_arrive() {
         sent.extend_from_slice(&piece);
         wire.0.extend(from_client(&mut client).0);
     }
-    let mut got = Vec::new();
-    loop {
-        match server.read_records(&mut wire, &mut buf) {
-            Input::Read { plaintext, .. } => got.extend_from_slice(&buf[..plaintext]),
-            Input::WouldBlock => break,
-            other => panic!("unexpected {other:?} after {} bytes", got.len()),
-        }
-    }
+    let (got, _) = read_until_drained(&mut server, &mut wire, &mut buf);
     assert_eq!(got.len(), sent.len());
     assert!(got == sent, "the plaintext differs");
     assert_eq!(server.incoming.capacity(), 0);
@@ -455,16 +466,7 @@ fn more_small_records_than_the_bound_all_arrive_in_order() {
         sent.extend_from_slice(piece.as_bytes());
         wire.0.extend(from_client(&mut client).0);
     }
-    let mut got = Vec::new();
-    let mut reads = 0;
-    loop {
-        match server.read_records(&mut wire, &mut buf) {
-            Input::Read { plaintext, .. } => got.extend_from_slice(&buf[..plaintext]),
-            Input::WouldBlock => break,
-            other => panic!("unexpected {other:?}"),
-        }
-        reads += 1;
-    }
+    let (got, reads) = read_until_drained(&mut server, &mut wire, &mut buf);
     assert!(reads >= 1000 / RECORDS_PER_READ, "{reads} calls");
     assert!(got == sent, "the plaintext differs");
     assert_eq!(server.incoming.capacity(), 0);
