@@ -227,6 +227,11 @@ pub struct Connection {
     /// Visits in a row that ended with input still waiting and put it back
     /// at the front of the ready queue (`event_loop/visit.rs::carry`).
     pub carried: u8,
+    /// Its last visit moved little (`event_loop/visit.rs::LIGHT_VISIT`): a
+    /// client that talks in small messages. If its next event finds the
+    /// turn's budget spent, it waits in the loop's `light` queue, served
+    /// first next turn, not in `fresh`. A new connection starts light.
+    pub light: bool,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]
     notify_sent: bool,
@@ -266,6 +271,7 @@ impl Connection {
             holds_slot: false,
             queued: false,
             carried: 0,
+            light: true,
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]

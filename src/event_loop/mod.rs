@@ -83,6 +83,11 @@ pub struct Server {
     /// (`visit.rs::next_ready`), so that a client that just spoke does not
     /// wait behind every bulk stream in `ready`.
     fresh: VecDeque<Token>,
+    /// The same, for light connections (`Connection::light`): served at the
+    /// start of the next turn, before its events (`visit.rs::serve_light`),
+    /// so that a client that talks in small messages waits for one turn at
+    /// most, not for as many as the streams' events take.
+    light: VecDeque<Token>,
     /// Turns in a row the ready queue waited without a visit.
     ready_passed_over: u32,
     /// Bytes read and written so far this turn, against `TURN_BUDGET`.
@@ -127,23 +132,26 @@ impl Server {
     ///    (zero if work is left from the last turn, forever if nothing is
     ///    scheduled; docs/architecture.md lists what an idle server wakes
     ///    for);
-    /// 2. dispatch each event: a listener accepts (`admission.rs`), a
+    /// 2. serve the light connections whose events the last turn had no
+    ///    budget for (`light`), within half the budget;
+    /// 3. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
-    ///    already or the turn's budget is spent (then it waits in `fresh`,
-    ///    served before the ready queue); the others are the signal
+    ///    already or the turn's budget is spent (then it waits in `light`
+    ///    if its last visit moved little, else in `fresh`, served before
+    ///    the ready queue); the others are the signal
     ///    pipe (`shutdown.rs`), the waker (other workers sent connections,
     ///    `admission.rs`, or messages, `relay.rs`) and the metrics listener
     ///    (`report.rs`);
-    /// 3. serve `fresh`, then the ready queue (which goes first for one
+    /// 4. serve `fresh`, then the ready queue (which goes first for one
     ///    visit if `fresh` kept it waiting for 64 turns), one visit each,
     ///    until the turn has moved `TURN_BUDGET` bytes (fairness);
-    /// 4. fire the expired timers (`time.rs`);
-    /// 5. deliver what protocols sent from one connection to others, and
+    /// 5. fire the expired timers (`time.rs`);
+    /// 6. deliver what protocols sent from one connection to others, and
     ///    flush what the turn said to other workers (`relay.rs`);
-    /// 6. reap the connections closed during the turn (`closing.rs`), at
+    /// 7. reap the connections closed during the turn (`closing.rs`), at
     ///    this safe point, so that nothing is freed while an event may name
     ///    it;
-    /// 7. end the turn: the stats reporter and this worker's figures
+    /// 8. end the turn: the stats reporter and this worker's figures
     ///    (`report.rs`), a fresh fan-out budget.
     pub fn run(mut self) -> io::Result<(Exit, Stats)> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
@@ -165,6 +173,7 @@ impl Server {
             woke = now;
             self.report.turns += 1;
             self.spent = 0;
+            self.serve_light(now);
             for event in events.iter() {
                 let token = event.token();
                 // Nearly every event is a connection's: one test tells.
@@ -265,6 +274,7 @@ impl Server {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.ready.is_empty()
             || !self.fresh.is_empty()
+            || !self.light.is_empty()
             || self.admission.accepting == Accepting::Backlogged
         {
             return Some(Duration::ZERO);
@@ -304,8 +314,8 @@ fn step_ctx<'a>(
 }
 
 /// Puts `conn` (whose token is `token`) at the back of `queue` (the ready
-/// queue, or `fresh`), once: its `queued` flag keeps it from waiting in
-/// either twice.
+/// queue, `fresh` or `light`), once: its `queued` flag keeps it from
+/// waiting in any of them twice.
 fn enqueue(queue: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
     if !conn.queued {
         conn.queued = true;

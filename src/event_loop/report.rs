@@ -79,6 +79,12 @@ impl Tally {
         &mut self.moved
     }
 
+    /// The bytes the visit under way has moved so far.
+    #[inline]
+    pub(super) fn moving(&self) -> usize {
+        self.moved
+    }
+
     /// The bytes moved since the last call: what a visit moved.
     #[inline]
     pub(super) fn take_moved(&mut self) -> usize {

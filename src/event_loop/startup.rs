@@ -152,6 +152,7 @@ impl Server {
             staging: Vec::new(),
             ready: VecDeque::new(),
             fresh: VecDeque::new(),
+            light: VecDeque::new(),
             ready_passed_over: 0,
             spent: 0,
             closed: Vec::new(),
