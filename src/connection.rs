@@ -220,8 +220,8 @@ pub struct Connection {
     /// The TLS session, on a TLS listener.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::ServerSession>>,
-    /// The connection waits in one of the loop's queues (`ready`, `fresh`
-    /// or the relay's deferred senders; `event_loop/visit.rs`), so that it
+    /// The connection waits in one of the loop's queues (`ready`, `fresh`,
+    /// `light` or the relay's deferred senders; `event_loop/visit.rs`), so that it
     /// is never queued, or served from an event, twice.
     pub queued: bool,
     /// Visits in a row that ended with input still waiting and put it back
@@ -230,7 +230,8 @@ pub struct Connection {
     /// Its last visit moved little (`event_loop/visit.rs::LIGHT_VISIT`): a
     /// client that talks in small messages. If its next event finds the
     /// turn's budget spent, it waits in the loop's `light` queue, served
-    /// first next turn, not in `fresh`. A new connection starts light.
+    /// first next turn, not in `fresh`. Set only at the end of a visit; a
+    /// new connection starts light.
     pub light: bool,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]

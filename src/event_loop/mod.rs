@@ -78,15 +78,16 @@ pub struct Server {
     /// Connections with work left, served in turn, one visit each (a
     /// stream is served a few visits in a row: `visit.rs::carry`).
     ready: VecDeque<Token>,
-    /// Connections whose event came after the turn's budget was spent, in
-    /// the order of their events: served before the ready queue
-    /// (`visit.rs::next_ready`), so that a client that just spoke does not
+    /// Heavy connections (not `light`) whose event came after the turn's
+    /// budget was spent, in the order of their events: served before the
+    /// ready queue (`visit.rs::next_ready`), so that a client that just spoke does not
     /// wait behind every bulk stream in `ready`.
     fresh: VecDeque<Token>,
     /// The same, for light connections (`Connection::light`): served at the
-    /// start of the next turn, before its events (`visit.rs::serve_light`),
-    /// so that a client that talks in small messages waits for one turn at
-    /// most, not for as many as the streams' events take.
+    /// start of the next turn, before its events, one read each
+    /// (`visit.rs::serve_light`), so that a client that talks in small
+    /// messages waits for the turn under way, not for as many turns as the
+    /// streams' events take.
     light: VecDeque<Token>,
     /// Turns in a row the ready queue waited without a visit.
     ready_passed_over: u32,
@@ -133,7 +134,8 @@ impl Server {
     ///    scheduled; docs/architecture.md lists what an idle server wakes
     ///    for);
     /// 2. serve the light connections whose events the last turn had no
-    ///    budget for (`light`), within half the budget;
+    ///    budget for (`light`), one read each, while less than half the
+    ///    budget is spent;
     /// 3. dispatch each event: a listener accepts (`admission.rs`), a
     ///    connection gets one visit (`visit.rs`) unless it is queued
     ///    already or the turn's budget is spent (then it waits in `light`

@@ -2,9 +2,9 @@
 //! [`Server::emit`] sends what a protocol just wrote, [`Server::flush`]
 //! writes what is owed within a visit's share, and [`Server::settle`] moves
 //! the connection along its stages, makes its registered interest match
-//! (`Connection::sync_interest`, the one place interest is derived), arms
-//! its timer, and marks it light or not for its next wait. Every layer
-//! above calls these after it changed a connection; they call only
+//! (`Connection::sync_interest`, the one place interest is derived), and
+//! arms its timer (after a visit, also marking it light or not). Every
+//! layer above calls these after it changed a connection; they call only
 //! `closing.rs` below them.
 
 use std::io;
@@ -22,10 +22,6 @@ use crate::protocol::seam::DynProtocol;
 const WRITE_PER_VISIT: usize = 256 * 1024;
 /// The staging buffer is trimmed back to this after a large reply.
 const STAGING_KEEP: usize = 64 * 1024;
-/// Bytes a visit may move (both ways, and a TLS read's records' charge)
-/// and leave the connection light (`Connection::light`): a few small
-/// messages and their answers, not a stream's reads (64 KiB each).
-pub(super) const LIGHT_VISIT: usize = 4 * 1024;
 
 /// The protocol's own deadline for a connection (a prompt to answer, a
 /// line to finish), asked only while the connection has a session, and
@@ -103,16 +99,23 @@ impl Server {
         n
     }
 
-    /// After any change: marks the connection light or not by what moved
-    /// since the visit began (`Tally::moving`; outside a visit, since the
-    /// last one ended), moves it along its stages, makes the registered
-    /// interest match, and arms the timer.
+    /// After any change: moves the connection along its stages, makes the
+    /// registered interest match, and arms the timer.
+    #[inline]
     pub(super) fn settle(&mut self, token: Token, now: Instant) {
+        self.settle_as(token, now, None);
+    }
+
+    /// `settle`, told at the end of a visit whether the visit was light
+    /// (`Connection::light`, which says where the connection waits if its
+    /// next event finds the turn's budget spent).
+    pub(super) fn settle_as(&mut self, token: Token, now: Instant, light: Option<bool>) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // Where it waits if its next event finds the budget spent.
-        conn.light = self.tally.moving() <= LIGHT_VISIT;
+        if let Some(light) = light {
+            conn.light = light;
+        }
         // Reading resumed at or below half the write limit: input may be waiting
         // that no new edge will announce.
         if matches!(conn.stage(), Stage::Open)

@@ -42,9 +42,10 @@ const READS_PER_VISIT: usize = 3;
 /// Times a connection still holding input after its reads is put back at
 /// the front of the ready queue (`Server::carry`) before it goes to the
 /// back: a stream is read on, about a megabyte at a time, while turns stay
-/// as short as before (the turn's events and `fresh` still come first).
-/// Its peer then finds more to do each time it wakes, as a runtime that
-/// runs a task until its socket would block lets it, and wakes less often:
+/// as short as before (`light`, the turn's events and `fresh` still come
+/// first). Its peer then finds more to do each time it wakes, as a runtime
+/// that runs a task until its socket would block lets it, and wakes less
+/// often:
 /// in issue 23's probes, 50 bulk streams beside an interactive client
 /// moved about 10% more on a quiet core and 20 to 25% more on a shared
 /// one, at the same p99 (a higher p999 on a shared core), and streaming
@@ -71,10 +72,20 @@ pub(super) const TURN_BUDGET: usize = 256 * 1024;
 /// its place, often enough that late events cannot starve a connection
 /// with work left.
 const READY_PATIENCE: u32 = 64;
-/// The share of a turn's budget that those waiting in `light` may take at
-/// its start, before its events: at most half, so that a crowd of small
-/// talkers cannot keep the events and the streams from the other half.
+/// Bytes a visit may move (both ways, and a TLS read's records' charge)
+/// and leave the connection light (`Connection::light`): a few small
+/// messages and their answers, not a stream's reads (64 KiB each).
+const LIGHT_VISIT: usize = 4 * 1024;
+/// The share of a turn's budget that those waiting in `light` may start
+/// visits in, at its start, before its events: half, so that a crowd of
+/// small talkers leaves the events and the streams the other half.
 const LIGHT_SHARE: usize = TURN_BUDGET / 2;
+/// Reads in a visit taken from `light`: one, so that a connection light
+/// on its last visit and heavy now (a stream's first burst, or a client
+/// that alternates to jump the queue) takes at most 64 KiB of input and
+/// its reply ahead of the turn's events, and the share is passed by at
+/// most that.
+const LIGHT_READS: usize = 1;
 /// The least a visit counts against the turn's budget, so that visits that
 /// move few bytes (a handshake step, a held sender) still end a turn.
 const VISIT_COST: usize = 128;
@@ -121,11 +132,12 @@ impl Server {
             enqueue(queue, token, conn);
             return;
         }
-        self.visit(token, now);
+        self.visit(token, now, READS_PER_VISIT);
     }
 
-    /// Serves the connections whose events an earlier turn had no budget
-    /// for (`fresh`), then the ready queue, one visit each (a connection
+    /// Serves the heavy connections whose events an earlier turn had no
+    /// budget for (`fresh`; the light ones were served first, from
+    /// `light`), then the ready queue, one visit each (a connection
     /// with work left goes to the back of the ready queue, or to its front
     /// if `carry` says so), until both are empty or the turn's budget is
     /// spent; what is left waits for the next turn.
@@ -138,38 +150,41 @@ impl Server {
             let Some(token) = self.next_ready() else {
                 return;
             };
-            self.visit_queued(token, now);
+            self.visit_queued(token, now, READS_PER_VISIT);
         }
     }
 
     /// The start of a turn: the light connections whose events came after
-    /// the last turn's budget was spent, one visit each, before this
-    /// turn's events, within `LIGHT_SHARE`. Without this, such a client
-    /// waited in `fresh` for as many turns as the streams' events took
-    /// the whole budget: beside 50 bulk streams, a few percent of an
-    /// interactive client's round trips took 0.5 to over 5 ms, which put
-    /// its p99 past 1 ms in about one run in four (docs/benchmarks.md,
-    /// "Issue 23, round four"). A connection that turns out heavy here
-    /// moves at most one visit's worth, and is marked heavy for its next
-    /// wait (`output.rs::LIGHT_VISIT`).
+    /// the last turn's budget was spent, one visit of one read each
+    /// (`LIGHT_READS`), before this turn's events, while less than
+    /// `LIGHT_SHARE` is spent. Without this, such a client waited in
+    /// `fresh` for as many turns as the streams' events took the whole
+    /// budget: beside 50 bulk streams, a few percent of an interactive
+    /// client's round trips waited 0.5 to over 5 ms, which put its p99 past
+    /// 0.5 ms in about one run in four (docs/benchmarks.md, "Issue 23,
+    /// round four"). A connection that turns out heavy here is marked so
+    /// for its next wait (`LIGHT_VISIT`). One that also has an event in
+    /// this turn's batch (it kept sending) is visited again for it, and
+    /// that visit usually finds nothing: one read for nothing, the price
+    /// of not remembering which connections `light` served.
     pub(super) fn serve_light(&mut self, now: Instant) {
         while self.spent < LIGHT_SHARE {
             let Some(token) = self.light.pop_front() else {
                 return;
             };
-            self.visit_queued(token, now);
+            self.visit_queued(token, now, LIGHT_READS);
         }
     }
 
-    /// A visit to a connection taken from a queue, unless it closed while
-    /// it waited.
-    fn visit_queued(&mut self, token: Token, now: Instant) {
+    /// A visit (of at most `reads` reads) to a connection taken from a
+    /// queue, unless it closed while it waited.
+    fn visit_queued(&mut self, token: Token, now: Instant, reads: usize) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         conn.queued = false;
         if !matches!(conn.stage(), Stage::Closed) {
-            self.visit(token, now);
+            self.visit(token, now, reads);
         }
     }
 
@@ -187,25 +202,24 @@ impl Server {
         self.fresh.pop_front()
     }
 
-    /// One visit: drives the connection and charges the turn for the bytes
-    /// it moved (at least `VISIT_COST`).
+    /// One visit of at most `reads` reads: drives the connection and
+    /// charges the turn for the bytes it moved (at least `VISIT_COST`).
     #[inline]
-    pub(super) fn visit(&mut self, token: Token, now: Instant) {
-        let moved = self.drive(token, now);
+    pub(super) fn visit(&mut self, token: Token, now: Instant, reads: usize) {
+        let moved = self.drive(token, now, reads);
         self.spent += moved.max(VISIT_COST);
     }
 
     /// Serves one connection for one visit: read what is waiting (up to
-    /// `READS_PER_VISIT` reads), write what is owed (up to `WRITE_PER_VISIT`),
-    /// let a producing protocol generate more, then settle its stage,
-    /// interest and timer. A
-    /// connection with work left is queued for another visit. Returns the
-    /// bytes it moved, both ways.
-    pub(super) fn drive(&mut self, token: Token, now: Instant) -> usize {
+    /// `reads` reads), write what is owed (up to `WRITE_PER_VISIT`), let a
+    /// producing protocol generate more, then settle its stage, interest
+    /// and timer, and mark it light or not. A connection with work left is
+    /// queued for another visit. Returns the bytes it moved, both ways.
+    pub(super) fn drive(&mut self, token: Token, now: Instant, reads: usize) -> usize {
         // What moved since the last visit (a delivery, say) is not this
         // visit's.
         self.tally.take_moved();
-        let wrote = match self.read_input(token, now) {
+        let wrote = match self.read_input(token, now, reads) {
             Owed::Maybe => self.flush(token, now),
             // The reply went out whole: nothing to flush, no lookup.
             Owed::Nothing => 0,
@@ -219,7 +233,8 @@ impl Server {
         if self.produces {
             self.produce(token, now);
         }
-        self.settle(token, now);
+        let light = self.tally.moving() <= LIGHT_VISIT;
+        self.settle_as(token, now, Some(light));
         self.tally.take_moved()
     }
 
@@ -278,11 +293,11 @@ impl Server {
         }
     }
 
-    /// Reads until the socket is drained, reading pauses, or the budget runs
-    /// out; hands each read to the protocol and sends its answer at once.
+    /// Reads until the socket is drained, reading pauses, or `reads` reads
+    /// are done; hands each read to the protocol and sends its answer at once.
     /// Says whether the connection may have bytes to write now.
-    pub(super) fn read_input(&mut self, token: Token, now: Instant) -> Owed {
-        for _ in 0..READS_PER_VISIT {
+    pub(super) fn read_input(&mut self, token: Token, now: Instant, reads: usize) -> Owed {
+        for _ in 0..reads {
             let Some(conn) = self.conns.get_mut(token) else {
                 return Owed::Maybe;
             };
@@ -417,8 +432,8 @@ impl Server {
 
     /// A connection whose visit ended with input still waiting: at the
     /// front of the ready queue, so that its next visit comes next (after
-    /// the turn's events and `fresh`), `CARRY` times since it last went to
-    /// the back; then at the back, behind the others (`enqueue` starts its
+    /// `light`, the turn's events and `fresh`), `CARRY` times since it last
+    /// went to the back; then at the back, behind the others (`enqueue` starts its
     /// count again). Never while others wait in `fresh`, or while the ready
     /// queue is being passed over for them (`READY_PATIENCE`): then the
     /// ready queue's order is all that protects those who wait in it.
@@ -472,7 +487,7 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::super::{echo_server_with as server_with, Server};
-    use super::{CARRY, TURN_BUDGET};
+    use super::{CARRY, SCRATCH_SIZE, TURN_BUDGET};
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
@@ -548,18 +563,36 @@ mod tests {
         );
     }
 
-    /// When the budget is spent, a connection whose last visit moved
-    /// little waits in `light`, a stream's in `fresh`; `light` is served
-    /// first next turn, and its visit answers the message.
+    /// Reads what the server echoed to `client`: `n` bytes, within 5 s.
+    fn echoed(client: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
+        let mut echo = vec![0u8; n];
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_exact(&mut echo).unwrap();
+        echo
+    }
+
+    /// A visit marks a connection light or heavy by what it moved; when
+    /// the budget is spent, a light one waits in `light`, a heavy one in
+    /// `fresh`; `light` is served first next turn, and its visit answers
+    /// the message.
     #[test]
     fn a_light_connection_past_the_budget_is_served_first_next_turn() {
         let (mut server, mut clients, t) = server_with(2);
         let (talker, stream) = (t[0], t[1]);
-        // A visit's settling marks them: the stream moved 64 KiB.
-        server.conns.get_mut(stream).unwrap().light = false;
+        // Both new, so both light; one visit each, with budget left.
+        clients[0].write_all(b"hello\n").unwrap();
+        clients[1].write_all(&[b'x'; 8192]).unwrap();
+        dispatch_events(&mut server, &[talker, stream]);
+        assert_eq!(echoed(&mut clients[1], 8192).len(), 8192);
+        assert_eq!(echoed(&mut clients[0], 6), b"hello\n");
+        assert!(server.conns.get(talker).unwrap().light, "6 bytes each way");
+        assert!(!server.conns.get(stream).unwrap().light, "8 KiB each way");
+        // The budget spent: where each waits.
         server.spent = TURN_BUDGET;
         clients[0].write_all(b"ping\n").unwrap();
-        clients[1].write_all(&[b'x'; 8192]).unwrap();
+        clients[1].write_all(&[b'y'; 8192]).unwrap();
         dispatch_events(&mut server, &[talker, stream]);
         assert_eq!(server.light.iter().copied().collect::<Vec<_>>(), [talker]);
         assert_eq!(server.fresh.iter().copied().collect::<Vec<_>>(), [stream]);
@@ -567,15 +600,32 @@ mod tests {
         server.spent = 0;
         server.serve_light(Instant::now());
         assert!(server.light.is_empty());
-        assert_eq!(server.fresh.len(), 1, "a stream waits for the events");
-        let mut echo = [0u8; 5];
-        clients[0]
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        clients[0].read_exact(&mut echo).unwrap();
-        assert_eq!(&echo, b"ping\n");
-        assert!(server.conns.get(talker).unwrap().light, "still light");
+        assert_eq!(server.fresh.len(), 1, "a heavy one waits for the events");
+        assert_eq!(echoed(&mut clients[0], 5), b"ping\n");
         server.serve_ready(Instant::now());
-        assert!(!server.conns.get(stream).unwrap().light, "8 KiB each way");
+        assert!(server.fresh.is_empty());
+        assert_eq!(echoed(&mut clients[1], 8192), vec![b'y'; 8192]);
+    }
+
+    /// A connection light on its last visit that now sends a burst is
+    /// read once from `light`: at most 64 KiB in and its echo out, ahead
+    /// of the turn's events; then it is heavy, and the rest waits.
+    #[test]
+    fn a_visit_from_light_reads_once() {
+        let (mut server, mut clients, t) = server_with(1);
+        let burst = vec![b'z'; 150 * 1024];
+        clients[0].set_nonblocking(true).unwrap();
+        let sent = clients[0].write(&burst).unwrap();
+        clients[0].set_nonblocking(false).unwrap();
+        assert!(sent > SCRATCH_SIZE, "the kernel took {sent} bytes");
+        server.spent = TURN_BUDGET;
+        dispatch_events(&mut server, &t);
+        assert_eq!(server.light.len(), 1, "new, so light");
+        server.spent = 0;
+        server.serve_light(Instant::now());
+        assert!(server.spent <= 2 * SCRATCH_SIZE, "moved {}", server.spent);
+        assert!(!server.conns.get(t[0]).unwrap().light, "heavy now");
+        assert!(server.conns.get(t[0]).unwrap().queued, "the rest waits");
+        assert_eq!(echoed(&mut clients[0], SCRATCH_SIZE).len(), SCRATCH_SIZE);
     }
 }
