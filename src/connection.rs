@@ -230,8 +230,9 @@ pub struct Connection {
     /// Its last visit moved little (`event_loop/visit.rs::LIGHT_VISIT`): a
     /// client that talks in small messages. If its next event finds the
     /// turn's budget spent, it waits in the loop's `light` queue, served
-    /// first next turn, not in `fresh`. Set only at the end of a visit; a
-    /// new connection starts light.
+    /// first next turn, not in `fresh`, unless it owes more than that. Set
+    /// only at the end of a visit that moved something; a new connection
+    /// starts light.
     pub light: bool,
     /// TLS: close_notify has been queued.
     #[cfg(feature = "tls")]

@@ -1,5 +1,5 @@
 //! The visit: one connection served for one go. Read what is waiting (up
-//! to three reads; over TLS, each `Connection::read` may read the socket up
+//! to three reads, one for a visit from `light`; over TLS, each `Connection::read` may read the socket up
 //! to four times while no plaintext comes), hand each to the protocol and
 //! send its answer at once, write what is owed (within a share), let a
 //! producing protocol generate more, then settle: the stage moves on, the
@@ -124,7 +124,9 @@ impl Server {
             return;
         }
         if self.spent >= TURN_BUDGET {
-            let queue = if conn.light {
+            // One that owes more than a light visit moves (a receiver a
+            // relay filled) would write it all from `light`: heavy.
+            let queue = if conn.light && conn.queue.len() <= LIGHT_VISIT {
                 &mut self.light
             } else {
                 &mut self.fresh
@@ -164,9 +166,10 @@ impl Server {
     /// 0.5 ms in about one run in four (docs/benchmarks.md, "Issue 23,
     /// round four"). A connection that turns out heavy here is marked so
     /// for its next wait (`LIGHT_VISIT`). One that also has an event in
-    /// this turn's batch (it kept sending) is visited again for it, and
-    /// that visit usually finds nothing: one read for nothing, the price
-    /// of not remembering which connections `light` served.
+    /// this turn's batch (it kept sending) and was not queued again is
+    /// visited again for it, and that visit usually finds nothing (an
+    /// empty visit leaves the mark as it was): one read for nothing, the
+    /// price of not remembering which connections `light` served.
     pub(super) fn serve_light(&mut self, now: Instant) {
         while self.spent < LIGHT_SHARE {
             let Some(token) = self.light.pop_front() else {
@@ -233,8 +236,10 @@ impl Server {
         if self.produces {
             self.produce(token, now);
         }
-        let light = self.tally.moving() <= LIGHT_VISIT;
-        self.settle_as(token, now, Some(light));
+        // An empty visit (nothing had come, or a relay held the sender)
+        // says nothing: the mark stays.
+        let moved = self.tally.moving();
+        self.settle_as(token, now, (moved > 0).then_some(moved <= LIGHT_VISIT));
         self.tally.take_moved()
     }
 
@@ -487,7 +492,7 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::super::{echo_server_with as server_with, Server};
-    use super::{CARRY, SCRATCH_SIZE, TURN_BUDGET};
+    use super::{CARRY, LIGHT_VISIT, SCRATCH_SIZE, TURN_BUDGET};
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
@@ -609,7 +614,9 @@ mod tests {
 
     /// A connection light on its last visit that now sends a burst is
     /// read once from `light`: at most 64 KiB in and its echo out, ahead
-    /// of the turn's events; then it is heavy, and the rest waits.
+    /// of the turn's events; then it is heavy. (How much of the burst the
+    /// kernel had let through by then varies; what one read took is
+    /// checked, whatever it was.)
     #[test]
     fn a_visit_from_light_reads_once() {
         let (mut server, mut clients, t) = server_with(1);
@@ -617,15 +624,26 @@ mod tests {
         clients[0].set_nonblocking(true).unwrap();
         let sent = clients[0].write(&burst).unwrap();
         clients[0].set_nonblocking(false).unwrap();
-        assert!(sent > SCRATCH_SIZE, "the kernel took {sent} bytes");
+        assert!(sent > LIGHT_VISIT, "the kernel took {sent} bytes");
         server.spent = TURN_BUDGET;
         dispatch_events(&mut server, &t);
         assert_eq!(server.light.len(), 1, "new, so light");
         server.spent = 0;
         server.serve_light(Instant::now());
-        assert!(server.spent <= 2 * SCRATCH_SIZE, "moved {}", server.spent);
+        let took = server.spent / 2;
+        assert!(took > 0 && took <= SCRATCH_SIZE, "one read took {took}");
         assert!(!server.conns.get(t[0]).unwrap().light, "heavy now");
-        assert!(server.conns.get(t[0]).unwrap().queued, "the rest waits");
-        assert_eq!(echoed(&mut clients[0], SCRATCH_SIZE).len(), SCRATCH_SIZE);
+        assert_eq!(echoed(&mut clients[0], took).len(), took);
+    }
+
+    /// The mark is a visit's to set: settling a connection outside one (a
+    /// delivery, a timer) leaves it as it was.
+    #[test]
+    fn only_a_visit_marks_a_connection() {
+        let (mut server, _clients, t) = server_with(1);
+        server.conns.get_mut(t[0]).unwrap().light = false;
+        server.tally.count(t[0], 0, 10);
+        server.settle(t[0], Instant::now());
+        assert!(!server.conns.get(t[0]).unwrap().light, "still heavy");
     }
 }
