@@ -221,8 +221,8 @@ pub struct Connection {
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::ServerSession>>,
     /// The connection waits in one of the loop's queues (`ready`, `fresh`,
-    /// `light` or the relay's deferred senders; `event_loop/visit.rs`), so that it
-    /// is never queued, or served from an event, twice.
+    /// `light` or the relay's deferred senders; `event_loop/visit.rs`), so
+    /// that it is never queued, or served from an event, twice.
     pub queued: bool,
     /// Visits in a row that ended with input still waiting and put it back
     /// at the front of the ready queue (`event_loop/visit.rs::carry`).

@@ -80,8 +80,8 @@ pub struct Server {
     ready: VecDeque<Token>,
     /// Heavy connections (not `light`) whose event came after the turn's
     /// budget was spent, in the order of their events: served before the
-    /// ready queue (`visit.rs::next_ready`), so that a client that just spoke does not
-    /// wait behind every bulk stream in `ready`.
+    /// ready queue (`visit.rs::next_ready`), so that a client that just
+    /// spoke does not wait behind every bulk stream in `ready`.
     fresh: VecDeque<Token>,
     /// The same, for light connections (`Connection::light`): served at the
     /// start of the next turn, before its events, one read each

@@ -1,9 +1,10 @@
 //! The visit: one connection served for one go. Read what is waiting (up
-//! to three reads, one for a visit from `light`; over TLS, each `Connection::read` may read the socket up
-//! to four times while no plaintext comes), hand each to the protocol and
-//! send its answer at once, write what is owed (within a share), let a
-//! producing protocol generate more, then settle: the stage moves on, the
-//! interest is made to match, the timer is armed. A connection with work
+//! to three reads, one for a visit from `light`; over TLS, each
+//! `Connection::read` may read the socket up to four times while no
+//! plaintext comes), hand each to the protocol and send its answer at
+//! once, write what is owed (within a share), let a producing protocol
+//! generate more, then settle: the stage moves on, the interest is made to
+//! match, the timer is armed. A connection with work
 //! left goes to the back of the ready queue; one whose reads ended with
 //! input still waiting, to its front for a few visits (`carry`). An event
 //! that finds the turn's budget spent waits in `fresh`, or, for a
@@ -45,9 +46,8 @@ const READS_PER_VISIT: usize = 3;
 /// as short as before (`light`, the turn's events and `fresh` still come
 /// first). Its peer then finds more to do each time it wakes, as a runtime
 /// that runs a task until its socket would block lets it, and wakes less
-/// often:
-/// in issue 23's probes, 50 bulk streams beside an interactive client
-/// moved about 10% more on a quiet core and 20 to 25% more on a shared
+/// often: in issue 23's probes, 50 bulk streams beside an interactive
+/// client moved about 10% more on a quiet core and 20 to 25% more on a shared
 /// one, at the same p99 (a higher p999 on a shared core), and streaming
 /// at 100 connections cost about a tenth less CPU per MB
 /// (docs/benchmarks.md, "Issue 23, continued"). The price: a connection
@@ -299,8 +299,8 @@ impl Server {
     }
 
     /// Reads until the socket is drained, reading pauses, or `reads` reads
-    /// are done; hands each read to the protocol and sends its answer at once.
-    /// Says whether the connection may have bytes to write now.
+    /// are done; hands each read to the protocol and sends its answer at
+    /// once. Says whether the connection may have bytes to write now.
     pub(super) fn read_input(&mut self, token: Token, now: Instant, reads: usize) -> Owed {
         for _ in 0..reads {
             let Some(conn) = self.conns.get_mut(token) else {
@@ -438,8 +438,8 @@ impl Server {
     /// A connection whose visit ended with input still waiting: at the
     /// front of the ready queue, so that its next visit comes next (after
     /// `light`, the turn's events and `fresh`), `CARRY` times since it last
-    /// went to the back; then at the back, behind the others (`enqueue` starts its
-    /// count again). Never while others wait in `fresh`, or while the ready
+    /// went to the back; then at the back, behind the others (`enqueue`
+    /// starts its count again). Never while others wait in `fresh`, or while the ready
     /// queue is being passed over for them (`READY_PATIENCE`): then the
     /// ready queue's order is all that protects those who wait in it.
     pub(super) fn carry(&mut self, token: Token) {
